@@ -1,0 +1,47 @@
+//! One CPU training epoch (100k rows × 64 features, Adam, `pos_weight`, shuffled mini-batches)
+//! for logistic regression and the MLP 64-64-32-1, reported as samples/s.
+//!
+//! The peer is PyTorch on the same machine, one thread, same model and problem
+//! (`../shared/peers/torch_train_bench.py --device cpu`).
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fedcare_benches::readmission_like_problem;
+use fedcare_core::rng::init_params;
+use fedcare_core::{ModelSpec, OptimizerConfig, TrainConfig, train};
+
+const ROWS: usize = 100_000;
+const FEATURES: usize = 64;
+
+fn train_epoch(c: &mut Criterion) {
+    let data = readmission_like_problem(ROWS, FEATURES, 0);
+    let models = [
+        ("logreg", ModelSpec::logistic_regression(FEATURES).unwrap()),
+        ("mlp-64-64-32-1", ModelSpec::mlp(FEATURES, &[64, 32]).unwrap()),
+    ];
+    let mut group = c.benchmark_group("train_epoch");
+    group.throughput(Throughput::Elements(ROWS as u64));
+    group.sample_size(10);
+    for (name, spec) in &models {
+        for batch_size in [256, 1024] {
+            let config = TrainConfig {
+                epochs: 1,
+                batch_size,
+                optimizer: OptimizerConfig::adam(1e-3),
+                pos_weight: data.balanced_pos_weight(),
+                ..TrainConfig::default()
+            };
+            let initial = init_params(spec, 1);
+            group.bench_with_input(BenchmarkId::new(*name, batch_size), &config, |b, config| {
+                b.iter_batched_ref(
+                    || initial.clone(),
+                    |params| train(spec, params, &data, config).unwrap(),
+                    criterion::BatchSize::LargeInput,
+                );
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, train_epoch);
+criterion_main!(benches);

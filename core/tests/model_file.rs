@@ -1,0 +1,101 @@
+//! The model file: round trips, and every kind of bad file gives a clear error, never a panic.
+
+mod common;
+
+use fedcare_core::model_file::{DEFAULT_SIZE_LIMIT, FORMAT_VERSION, HEADER_LEN};
+use fedcare_core::{Error, ModelFile, ModelSpec};
+use proptest::prelude::*;
+
+fn sample() -> ModelFile {
+    let spec = ModelSpec::mlp(6, &[5, 3]).unwrap();
+    let params = common::uniform(spec.param_count(), 1.0, 3);
+    let mut file = ModelFile::new(spec, params, "diabetes130/v1").unwrap();
+    file.metrics.insert("auroc".into(), 0.683);
+    file.metrics.insert("round".into(), 12.0);
+    file
+}
+
+#[test]
+fn a_model_file_round_trips_bit_for_bit() {
+    let file = sample();
+    let bytes = file.to_bytes().unwrap();
+    assert_eq!(&bytes[..8], b"FEDCMODL");
+    assert_eq!(ModelFile::from_bytes(&bytes).unwrap(), file);
+}
+
+#[test]
+fn every_truncation_is_refused() {
+    let bytes = sample().to_bytes().unwrap();
+    for cut in 0..bytes.len() {
+        let err = ModelFile::from_bytes(&bytes[..cut]).unwrap_err();
+        assert!(matches!(err, Error::Truncated { .. }), "cut at {cut}: {err:?}");
+    }
+}
+
+#[test]
+fn oversized_wrong_version_corrupt_and_foreign_files_are_refused() {
+    let bytes = sample().to_bytes().unwrap();
+    assert_eq!(
+        ModelFile::from_bytes_with_limit(&bytes, bytes.len() - 1),
+        Err(Error::FileTooLarge { size: bytes.len(), limit: bytes.len() - 1 })
+    );
+    let huge = vec![0u8; DEFAULT_SIZE_LIMIT + 1];
+    assert!(matches!(ModelFile::from_bytes(&huge), Err(Error::FileTooLarge { .. })));
+
+    let mut version = bytes.clone();
+    version[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    assert_eq!(
+        ModelFile::from_bytes(&version),
+        Err(Error::UnsupportedVersion { found: FORMAT_VERSION + 1, supported: FORMAT_VERSION })
+    );
+
+    let mut flipped = bytes.clone();
+    flipped[HEADER_LEN + 5] ^= 0x40;
+    assert!(matches!(ModelFile::from_bytes(&flipped), Err(Error::ChecksumMismatch { .. })));
+
+    let mut foreign = bytes.clone();
+    foreign[0] = b'X';
+    assert_eq!(ModelFile::from_bytes(&foreign), Err(Error::BadMagic));
+
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert_eq!(ModelFile::from_bytes(&trailing), Err(Error::TrailingBytes { count: 1 }));
+}
+
+#[test]
+fn a_well_formed_file_with_inconsistent_contents_is_refused() {
+    // Parameters that do not fit the spec, behind a valid header and checksum.
+    let mut file = sample();
+    file.params.pop();
+    let payload = postcard::to_allocvec(&file).unwrap();
+    let mut bytes = b"FEDCMODL".to_vec();
+    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    let expected = file.spec.param_count();
+    assert_eq!(ModelFile::from_bytes(&bytes), Err(Error::ParamLength { expected, got: expected - 1 }));
+    // And the writer refuses to write it in the first place.
+    assert!(file.to_bytes().is_err());
+}
+
+proptest! {
+    /// Random bytes, and random corruptions of a valid file, never panic.
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = ModelFile::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn corrupted_payloads_with_fixed_checksums_never_panic(position in 0usize..10_000, value in any::<u8>()) {
+        let bytes = sample().to_bytes().unwrap();
+        let mut payload = bytes[HEADER_LEN..].to_vec();
+        let at = position % payload.len();
+        payload[at] = value;
+        let mut forged = bytes[..10].to_vec();
+        forged.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        forged.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        forged.extend_from_slice(&payload);
+        let _ = ModelFile::from_bytes(&forged);
+    }
+}
