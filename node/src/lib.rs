@@ -1,7 +1,10 @@
 //! # fedcare-node
 //!
 //! The `fedcare` program: the aggregator and hospital roles, threshold encryption, data loading,
-//! and the command line. Today it offers what `fedcare-core` makes possible on its own
-//! ([`inspect`]); the federation, crypto and data modules arrive with their issues.
+//! and the command line. Today it has the threshold encryption ([`crypto`]), a
+//! self-check of it ([`bench_crypto`]) and model-file inspection ([`inspect`]); the federation
+//! and data modules arrive with their issues.
 
+pub mod bench_crypto;
+pub mod crypto;
 pub mod inspect;
