@@ -5,6 +5,15 @@
 //! self-check of it ([`bench_crypto`]) and model-file inspection ([`inspect`]); the federation
 //! and data modules arrive with their issues.
 
+pub mod aggregator;
 pub mod bench_crypto;
+pub mod config;
+pub mod contribution;
 pub mod crypto;
+pub mod data;
+pub mod hospital;
 pub mod inspect;
+pub mod simulate;
+pub mod tls;
+pub mod trainer;
+pub mod transfer;

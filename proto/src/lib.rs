@@ -1,8 +1,21 @@
 //! # fedcare-proto
 //!
-//! The `fedcare.v1.Federation` gRPC service and its messages (join, key shares, collective key
-//! and global model, encrypted updates, aggregate masks, decryption shares, status), generated
-//! with tonic at build time without a system `protoc`.
+//! The `fedcare.v1.Federation` gRPC service and its messages (`fedcare/v1/federation.proto`),
+//! generated with tonic at build time by protox, without a system `protoc`.
 //!
-//! Empty until the federation work lands; the crate exists so the workspace has its final shape.
+//! Message-size limits are not set here: both ends set them explicitly on the generated
+//! client and server wrappers (`max_decoding_message_size`), and large payloads travel in
+//! chunks of [`CHUNK_BYTES`].
 #![forbid(unsafe_code)]
+
+/// Generated code of package `fedcare.v1`.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
+pub mod v1 {
+    tonic::include_proto!("fedcare.v1");
+}
+
+/// Bytes of payload per chunk message.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// The largest gRPC message either end decodes: one chunk plus headers.
+pub const MAX_MESSAGE_BYTES: usize = CHUNK_BYTES + (64 << 10);

@@ -1,0 +1,671 @@
+//! The aggregator: the gRPC service and the round state machine. It holds no secret key.
+//!
+//! Each round runs as a session `KeyGen -> Contribute -> Decrypt` among the active hospitals:
+//! it collects public key shares, publishes the collective key and the global model, sums the
+//! encrypted contributions, collects decryption shares of the sum, and decodes the sum into the
+//! FedAvg mean update (and the aggregate evaluation). Before training a setup session sums the
+//! hospitals' row counts; after it an evaluation session scores the final model.
+//!
+//! A hospital that misses a phase deadline is dropped and the round restarts as a new attempt
+//! with fresh keys among the rest, while at least `min_hospitals` remain; a hospital that joins
+//! again (same certificate) takes part from the next session. Every upload is checked against
+//! the current session (federation, round, attempt, node, phase) and refused with a clear
+//! status otherwise, leaving the round intact.
+
+use core::pin::Pin;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use core::time::Duration;
+use fedcare_core::{Codec, ModelFile, ModelSpec, ServerOptimizer};
+use fedcare_proto::v1::{self, federation_server::Federation};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::config::AggregatorConfig;
+use crate::contribution::{GlobalEvaluation, ROW_SCALE};
+use crate::crypto::{
+    Aggregate, AggregateBuilder, Ciphertext, Crs, DecryptionShare, KeyShareCollector, PARAMS_V1, PartyId,
+    PublicKeyShare, WireLimits, WireMessage,
+};
+use crate::transfer::{Assembler, chunks, params_to_bytes};
+
+/// What one completed session measured; one line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundRecord {
+    /// 0: setup; 1..=rounds: training; rounds + 1: final evaluation.
+    pub round: u32,
+    /// `setup`, `train` or `evaluate`.
+    pub kind: &'static str,
+    /// Restarts this round needed.
+    pub attempt: u32,
+    /// Hospitals in the session.
+    pub hospitals: usize,
+    /// Weighted mean local training loss (training rounds).
+    pub train_loss: Option<f64>,
+    /// Mean log loss of the model the session started from, on all held-out rows.
+    pub test_loss: Option<f64>,
+    /// AUROC of that model on all held-out rows (binned scores).
+    pub auroc: Option<f64>,
+    /// Seconds from the session's start to its decoded result.
+    pub seconds: f64,
+    /// Bytes the hospitals uploaded in the session.
+    pub bytes_up: u64,
+    /// Bytes of task payloads sent to the hospitals in the session.
+    pub bytes_down: u64,
+}
+
+/// How a federation ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The final global parameters.
+    pub global: Vec<f32>,
+    /// Every completed session, in order.
+    pub records: Vec<RoundRecord>,
+    /// Why it stopped early, if it did.
+    pub failure: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoundKind {
+    Setup,
+    Train,
+    Evaluate,
+}
+
+impl RoundKind {
+    fn proto(self) -> v1::RoundKind {
+        match self {
+            Self::Setup => v1::RoundKind::Setup,
+            Self::Train => v1::RoundKind::Train,
+            Self::Evaluate => v1::RoundKind::Evaluate,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Self::Setup => "setup",
+            Self::Train => "train",
+            Self::Evaluate => "evaluate",
+        }
+    }
+}
+
+enum Phase {
+    KeyGen { collector: KeyShareCollector },
+    Contribute { payload: [Arc<Vec<u8>>; 2], builder: AggregateBuilder },
+    Decrypt { aggregate: Aggregate, payload: Arc<Vec<u8>>, shares: BTreeMap<String, DecryptionShare> },
+}
+
+impl Phase {
+    fn task_kind(&self) -> v1::TaskKind {
+        match self {
+            Self::KeyGen { .. } => v1::TaskKind::KeyGen,
+            Self::Contribute { .. } => v1::TaskKind::Contribute,
+            Self::Decrypt { .. } => v1::TaskKind::Decrypt,
+        }
+    }
+}
+
+struct Session {
+    round: u32,
+    attempt: u32,
+    kind: RoundKind,
+    crs: Crs,
+    participants: BTreeSet<String>,
+    submitted: BTreeSet<String>,
+    phase: Phase,
+    started: Instant,
+    deadline: Instant,
+    bytes_up: u64,
+    bytes_down: u64,
+}
+
+struct State {
+    joined: BTreeSet<String>,
+    active: BTreeSet<String>,
+    started_at: Instant,
+    session: Option<Session>,
+    global: Vec<f32>,
+    server: ServerOptimizer,
+    totals: (u64, u64),
+    records: Vec<RoundRecord>,
+    finished: Option<Result<(), String>>,
+}
+
+struct Shared {
+    config: AggregatorConfig,
+    federation: v1::FederationConfig,
+    spec: ModelSpec,
+    codec: Codec,
+    bins: usize,
+    max_upload: u64,
+    state: Mutex<State>,
+    changed: watch::Sender<u64>,
+}
+
+/// The aggregator role.
+#[derive(Clone)]
+pub struct Aggregator {
+    shared: Arc<Shared>,
+}
+
+/// Values in the vector of each round kind.
+fn vector_len(kind: RoundKind, params: usize, bins: usize) -> usize {
+    let tail = 1 + 2 * bins;
+    match kind {
+        RoundKind::Setup => 2,
+        RoundKind::Train => params + 1 + tail,
+        RoundKind::Evaluate => tail,
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+impl Aggregator {
+    /// An aggregator for `config` (validated here).
+    pub fn new(config: AggregatorConfig) -> Result<Self> {
+        config.validate()?;
+        let spec = config.spec()?;
+        let codec = Codec::new(PARAMS_V1.codec_config())?;
+        let bins = config.eval_bins as usize;
+        let longest = vector_len(RoundKind::Train, spec.param_count(), bins);
+        let max_upload = (PARAMS_V1.bins(longest) * PARAMS_V1.polynomial_size + longest) as u64 * 8 + 4096;
+        let federation = config.federation_config(max_upload);
+        let global = fedcare_core::rng::init_params(&spec, config.seed);
+        let server = ServerOptimizer::new(config.server_optimizer()?, global.len())?;
+        std::fs::create_dir_all(&config.out_dir)
+            .with_context(|| format!("cannot create {}", config.out_dir.display()))?;
+        let state = State {
+            joined: BTreeSet::new(),
+            active: BTreeSet::new(),
+            started_at: Instant::now(),
+            session: None,
+            global,
+            server,
+            totals: (0, 0),
+            records: Vec::new(),
+            finished: None,
+        };
+        let (changed, _) = watch::channel(0);
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                federation,
+                spec,
+                codec,
+                bins,
+                max_upload,
+                state: Mutex::new(state),
+                changed,
+            }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a handler panicked mid-update: the state may be inconsistent,
+        // and going on could decrypt something it should not. Stop loudly.
+        self.shared.state.lock().expect("aggregator state lock poisoned")
+    }
+
+    fn notify(&self) {
+        self.shared.changed.send_modify(|v| *v += 1);
+    }
+
+    /// A receiver that changes whenever the federation moves on (for progress displays).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.changed.subscribe()
+    }
+
+    /// The sessions completed so far.
+    pub fn records(&self) -> Vec<RoundRecord> {
+        self.state().records.clone()
+    }
+
+    /// The gRPC service, with explicit message-size limits.
+    pub fn service(&self) -> v1::federation_server::FederationServer<Self> {
+        v1::federation_server::FederationServer::new(self.clone())
+            .max_decoding_message_size(fedcare_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(fedcare_proto::MAX_MESSAGE_BYTES)
+    }
+
+    /// Serves on `listener` with mTLS until the federation ends; returns the outcome.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        tls: tonic::transport::ServerTlsConfig,
+    ) -> Result<Outcome> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let server = tonic::transport::Server::builder()
+            .tls_config(tls)
+            .context("invalid server TLS configuration")?
+            .timeout(Duration::from_secs(60))
+            .add_service(self.service())
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            });
+        let server = tokio::spawn(server);
+        let outcome = self.drive().await;
+        // Give the hospitals a moment to fetch their final task before closing.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = stop.send(());
+        server.await.context("server task failed")?.context("server failed")?;
+        Ok(outcome)
+    }
+
+    /// Drives the federation (start, deadlines) until it ends; returns the outcome.
+    pub async fn drive(&self) -> Outcome {
+        let join_timeout = Duration::from_secs(self.shared.config.join_timeout_secs);
+        let mut changed = self.subscribe();
+        loop {
+            {
+                let mut state = self.state();
+                if state.finished.is_some() {
+                    break;
+                }
+                let now = Instant::now();
+                if state.session.is_none() {
+                    let all = state.joined.len() == self.shared.config.hospitals.len();
+                    let enough = state.joined.len() >= self.shared.config.min_hospitals as usize;
+                    if all || (enough && now >= state.started_at + join_timeout) {
+                        state.active = state.joined.clone();
+                        self.start_session(&mut state, 0, RoundKind::Setup, 0);
+                    } else if now >= state.started_at + join_timeout {
+                        state.finished = Some(Err(format!(
+                            "only {} of the {} hospitals needed joined within {} s",
+                            state.joined.len(),
+                            self.shared.config.min_hospitals,
+                            join_timeout.as_secs()
+                        )));
+                    }
+                } else if state.session.as_ref().is_some_and(|s| now >= s.deadline) {
+                    self.abort_session(&mut state);
+                }
+            }
+            self.notify();
+            let _ = tokio::time::timeout(Duration::from_millis(100), changed.changed()).await;
+        }
+        self.notify();
+        let state = self.state();
+        Outcome {
+            global: state.global.clone(),
+            records: state.records.clone(),
+            failure: state.finished.clone().and_then(Result::err),
+        }
+    }
+
+    fn start_session(&self, state: &mut State, round: u32, kind: RoundKind, attempt: u32) {
+        let crs = Crs::random();
+        let now = Instant::now();
+        tracing::info!(round, attempt, kind = kind.name(), hospitals = state.active.len(), "session starts");
+        state.session = Some(Session {
+            round,
+            attempt,
+            kind,
+            crs,
+            participants: state.active.clone(),
+            submitted: BTreeSet::new(),
+            phase: Phase::KeyGen { collector: KeyShareCollector::new(PARAMS_V1, crs) },
+            started: now,
+            deadline: now + Duration::from_secs(self.shared.config.phase_timeout_secs),
+            bytes_up: 0,
+            bytes_down: 0,
+        });
+    }
+
+    fn abort_session(&self, state: &mut State) {
+        let Some(session) = state.session.take() else { return };
+        let missing: Vec<String> = session.participants.difference(&session.submitted).cloned().collect();
+        tracing::warn!(round = session.round, attempt = session.attempt, ?missing, "phase deadline missed: dropping");
+        for node in &missing {
+            state.active.remove(node);
+        }
+        let min = self.shared.config.min_hospitals as usize;
+        if state.active.len() < min {
+            state.finished = Some(Err(format!(
+                "round {}: {} hospitals remain after dropping {missing:?}, at least {min} are needed",
+                session.round,
+                state.active.len()
+            )));
+            return;
+        }
+        self.start_session(state, session.round, session.kind, session.attempt + 1);
+    }
+
+    /// Moves the session to its next phase once every participant has submitted.
+    fn advance(&self, state: &mut State) -> Result<(), Status> {
+        let internal = |e: crate::crypto::CryptoError| Status::internal(e.to_string());
+        let Some(session) = state.session.as_mut() else { return Ok(()) };
+        if session.submitted != session.participants {
+            return Ok(());
+        }
+        session.submitted.clear();
+        session.deadline = Instant::now() + Duration::from_secs(self.shared.config.phase_timeout_secs);
+        let len = vector_len(session.kind, self.shared.spec.param_count(), self.shared.bins);
+        // Take the finished phase out (an empty key-generation phase stands in meanwhile).
+        let finished = core::mem::replace(
+            &mut session.phase,
+            Phase::KeyGen { collector: KeyShareCollector::new(PARAMS_V1, session.crs) },
+        );
+        match finished {
+            Phase::KeyGen { collector } => {
+                let key = collector.collective_key().map_err(internal)?;
+                let key_bytes = Arc::new(key.encode());
+                let model = Arc::new(params_to_bytes(&state.global));
+                let builder = AggregateBuilder::new(PARAMS_V1, &key, len);
+                session.phase = Phase::Contribute { payload: [key_bytes, model], builder };
+            }
+            Phase::Contribute { builder, .. } => {
+                let aggregate = builder.finish().map_err(internal)?;
+                let payload = Arc::new(aggregate.masks().encode());
+                session.phase = Phase::Decrypt { aggregate, payload, shares: BTreeMap::new() };
+            }
+            Phase::Decrypt { aggregate, shares, .. } => {
+                let shares: Vec<DecryptionShare> = shares.values().cloned().collect();
+                let words = aggregate.combine(&shares).map_err(internal)?;
+                let parties = session.participants.len() as u32;
+                let integers = self
+                    .shared
+                    .codec
+                    .decode_sum_integers(&words, parties)
+                    .map_err(|e| Status::internal(format!("the decrypted sum does not decode: {e}")))?;
+                let scale = self.shared.codec.resolution();
+                let values: Vec<f64> = integers.iter().map(|&i| i as f64 * scale).collect();
+                let session = state.session.take().ok_or_else(|| Status::internal("session vanished"))?;
+                self.finish_session(state, session, &values).map_err(|e| Status::internal(format!("{e:#}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_session(&self, state: &mut State, session: Session, values: &[f64]) -> Result<()> {
+        let params = self.shared.spec.param_count();
+        let bins = self.shared.bins;
+        let mut record = RoundRecord {
+            round: session.round,
+            kind: session.kind.name(),
+            attempt: session.attempt,
+            hospitals: session.participants.len(),
+            train_loss: None,
+            test_loss: None,
+            auroc: None,
+            seconds: session.started.elapsed().as_secs_f64(),
+            bytes_up: session.bytes_up,
+            bytes_down: session.bytes_down,
+        };
+        let evaluation_tail = match session.kind {
+            RoundKind::Setup => {
+                state.totals = ((values[0] * ROW_SCALE).round() as u64, (values[1] * ROW_SCALE).round() as u64);
+                tracing::info!(train_rows = state.totals.0, test_rows = state.totals.1, "federated row counts");
+                None
+            }
+            RoundKind::Train => {
+                let mean: Vec<f32> = values[..params].iter().map(|&v| v as f32).collect();
+                state.server.apply(&mut state.global, &mean)?;
+                record.train_loss = Some(values[params]);
+                Some(&values[params + 1..])
+            }
+            RoundKind::Evaluate => Some(values),
+        };
+        if let Some(tail) = evaluation_tail {
+            let evaluation = GlobalEvaluation::from_tail(tail, bins, state.totals.1)?;
+            record.test_loss = Some(evaluation.log_loss);
+            record.auroc = evaluation.auroc();
+        }
+        let out = &self.shared.config.out_dir;
+        let line = serde_json::to_string(&record)? + "\n";
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out.join("metrics.jsonl"))
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .context("cannot append to metrics.jsonl")?;
+        let mut model = ModelFile::new(self.shared.spec.clone(), state.global.clone(), &self.shared.config.schema_id)?;
+        model.metrics.insert("round".into(), f64::from(session.round));
+        if let Some(auroc) = record.auroc {
+            model.metrics.insert("auroc".into(), auroc);
+        }
+        write_atomically(&out.join("model.bin"), &model.to_bytes()?)?;
+        tracing::info!(round = record.round, kind = record.kind, auroc = ?record.auroc, "session done");
+        state.records.push(record);
+
+        let rounds = self.shared.config.rounds;
+        match session.kind {
+            RoundKind::Setup => self.start_session(state, 1, RoundKind::Train, 0),
+            RoundKind::Train if session.round < rounds => {
+                self.start_session(state, session.round + 1, RoundKind::Train, 0)
+            }
+            RoundKind::Train => self.start_session(state, rounds + 1, RoundKind::Evaluate, 0),
+            RoundKind::Evaluate => state.finished = Some(Ok(())),
+        }
+        Ok(())
+    }
+
+    fn check_federation(&self, id: &str) -> Result<(), Status> {
+        if id != self.shared.config.federation_id {
+            return Err(Status::failed_precondition(format!("unknown federation {id:?}")));
+        }
+        Ok(())
+    }
+
+    fn enrolled_peer<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        let certs = request.peer_certs().ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        let leaf = certs.first().ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        let id = crate::tls::node_id_from_der(leaf.as_ref()).map_err(|e| Status::unauthenticated(e.to_string()))?;
+        if !self.shared.config.hospitals.contains(&id) {
+            return Err(Status::permission_denied(format!("{id:?} is not enrolled in this federation")));
+        }
+        Ok(id)
+    }
+
+    /// The task for `node` and its payload sections, or `None` if there is nothing for it.
+    fn task_for(&self, state: &State, node: &str) -> (v1::TaskHeader, Vec<Arc<Vec<u8>>>) {
+        let mut header = v1::TaskHeader {
+            kind: v1::TaskKind::Wait as i32,
+            total_train_rows: state.totals.0,
+            total_test_rows: state.totals.1,
+            ..Default::default()
+        };
+        if let Some(result) = &state.finished {
+            header.kind = if result.is_ok() { v1::TaskKind::Done } else { v1::TaskKind::Failed } as i32;
+            header.message = result.clone().err().unwrap_or_default();
+            return (header, Vec::new());
+        }
+        let Some(session) = &state.session else { return (header, Vec::new()) };
+        if !session.participants.contains(node) || session.submitted.contains(node) {
+            return (header, Vec::new());
+        }
+        header.kind = session.phase.task_kind() as i32;
+        header.session = Some(v1::Session { round: session.round, attempt: session.attempt });
+        header.round_kind = session.kind.proto() as i32;
+        header.crs = session.crs.0.to_le_bytes().to_vec();
+        let sections: Vec<Arc<Vec<u8>>> = match &session.phase {
+            Phase::KeyGen { .. } => Vec::new(),
+            Phase::Contribute { payload, .. } => payload.to_vec(),
+            Phase::Decrypt { payload, .. } => vec![payload.clone()],
+        };
+        header.section_sizes = sections.iter().map(|s| s.len() as u64).collect();
+        (header, sections)
+    }
+
+    fn accept_upload(&self, node: &str, header: &v1::UploadHeader, bytes: &[u8]) -> Result<(), Status> {
+        let mut state = self.state();
+        let limits = WireLimits { max_values: self.shared.max_upload as usize / 8 };
+        let session = state.session.as_mut().ok_or_else(|| Status::failed_precondition("no round is running"))?;
+        let expected = v1::Session { round: session.round, attempt: session.attempt };
+        if header.session.as_ref() != Some(&expected) {
+            return Err(Status::failed_precondition(format!(
+                "upload for round {:?}, the current round is {}.{}",
+                header.session.as_ref().map(|s| (s.round, s.attempt)),
+                expected.round,
+                expected.attempt
+            )));
+        }
+        if !session.participants.contains(node) {
+            return Err(Status::permission_denied(format!("{node} is not part of round {}", session.round)));
+        }
+        if session.submitted.contains(node) {
+            return Err(Status::already_exists(format!("{node} already uploaded in this phase")));
+        }
+        let party = PartyId::new(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let wrong_kind = |phase: &str| Status::failed_precondition(format!("the round is in its {phase} phase"));
+        let invalid = |e: crate::crypto::CryptoError| Status::invalid_argument(e.to_string());
+        let kind = v1::UploadKind::try_from(header.kind).unwrap_or(v1::UploadKind::Unspecified);
+        match &mut session.phase {
+            Phase::KeyGen { collector } => {
+                if kind != v1::UploadKind::KeyShare {
+                    return Err(wrong_kind("key generation"));
+                }
+                let share = PublicKeyShare::decode(bytes, &PARAMS_V1, &limits).map_err(invalid)?;
+                if share.party() != &party {
+                    return Err(Status::permission_denied("key share made for another party"));
+                }
+                collector.add(share).map_err(invalid)?;
+            }
+            Phase::Contribute { builder, .. } => {
+                if kind != v1::UploadKind::Contribution {
+                    return Err(wrong_kind("contribution"));
+                }
+                let ciphertext = Ciphertext::decode(bytes, &PARAMS_V1, &limits).map_err(invalid)?;
+                builder.add(party, &ciphertext).map_err(invalid)?;
+            }
+            Phase::Decrypt { shares, .. } => {
+                if kind != v1::UploadKind::DecryptionShare {
+                    return Err(wrong_kind("decryption"));
+                }
+                let share = DecryptionShare::decode(bytes, &PARAMS_V1, &limits).map_err(invalid)?;
+                if share.party() != &party {
+                    return Err(Status::permission_denied("decryption share made for another party"));
+                }
+                shares.insert(node.to_string(), share);
+            }
+        }
+        session.submitted.insert(node.to_string());
+        session.bytes_up += bytes.len() as u64;
+        let result = self.advance(&mut state);
+        if let Err(status) = &result {
+            tracing::error!(%status, "the round cannot go on: restarting it with fresh keys");
+            if let Some(session) = state.session.take() {
+                let (round, kind, attempt) = (session.round, session.kind, session.attempt + 1);
+                self.start_session(&mut state, round, kind, attempt);
+            }
+        }
+        drop(state);
+        self.notify();
+        Ok(())
+    }
+}
+
+type TaskStream = Pin<Box<dyn Stream<Item = Result<v1::TaskChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Federation for Aggregator {
+    async fn join(&self, request: Request<v1::JoinRequest>) -> Result<Response<v1::JoinReply>, Status> {
+        let node = self.enrolled_peer(&request)?;
+        self.check_federation(&request.get_ref().federation_id)?;
+        {
+            let mut state = self.state();
+            state.joined.insert(node.clone());
+            if state.session.is_some() && state.active.insert(node.clone()) {
+                tracing::info!(%node, "rejoined: takes part from the next session");
+            }
+        }
+        tracing::info!(%node, "joined");
+        self.notify();
+        Ok(Response::new(v1::JoinReply { node_id: node, config: Some(self.shared.federation.clone()) }))
+    }
+
+    type NextTaskStream = TaskStream;
+
+    async fn next_task(&self, request: Request<v1::TaskRequest>) -> Result<Response<Self::NextTaskStream>, Status> {
+        let node = self.enrolled_peer(&request)?;
+        let request = request.into_inner();
+        self.check_federation(&request.federation_id)?;
+        let after = request.after.map(|s| (s.round, s.attempt, request.after_kind));
+        let wait = Duration::from_millis(u64::from(request.wait_ms.min(30_000)));
+        let mut changed = self.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        let (header, sections) = loop {
+            let (header, sections) = self.task_for(&self.state(), &node);
+            let key = header.session.as_ref().map(|s| (s.round, s.attempt, header.kind));
+            let fresh = header.kind != v1::TaskKind::Wait as i32 && (key.is_none() || key != after);
+            if fresh || tokio::time::Instant::now() >= deadline {
+                break if fresh {
+                    (header, sections)
+                } else {
+                    (v1::TaskHeader { kind: v1::TaskKind::Wait as i32, ..header }, Vec::new())
+                };
+            }
+            let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
+        };
+        let bytes: u64 = sections.iter().map(|s| s.len() as u64).sum();
+        if bytes > 0
+            && let Some(session) = self.state().session.as_mut()
+        {
+            session.bytes_down += bytes;
+        }
+        let slices: Vec<&[u8]> = sections.iter().map(|s| s.as_slice()).collect();
+        let mut messages = vec![Ok(v1::TaskChunk { part: Some(v1::task_chunk::Part::Header(header)) })];
+        messages.extend(
+            chunks(&slices).into_iter().map(|c| Ok(v1::TaskChunk { part: Some(v1::task_chunk::Part::Data(c)) })),
+        );
+        Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
+    }
+
+    async fn upload(&self, request: Request<Streaming<v1::UploadChunk>>) -> Result<Response<v1::UploadReply>, Status> {
+        let node = self.enrolled_peer(&request)?;
+        let mut stream = request.into_inner();
+        let header = match stream.next().await {
+            Some(Ok(v1::UploadChunk { part: Some(v1::upload_chunk::Part::Header(header)) })) => header,
+            Some(Err(status)) => return Err(status),
+            _ => return Err(Status::invalid_argument("an upload starts with its header")),
+        };
+        self.check_federation(&header.federation_id)?;
+        if header.node_id != node {
+            return Err(Status::permission_denied(format!(
+                "header names node {:?}, the certificate {node:?}",
+                header.node_id
+            )));
+        }
+        let mut assembler = Assembler::new(header.total_bytes, self.shared.max_upload)?;
+        while let Some(chunk) = stream.next().await {
+            match chunk?.part {
+                Some(v1::upload_chunk::Part::Data(data)) => assembler.push(&data)?,
+                _ => return Err(Status::invalid_argument("a second header in one upload")),
+            }
+        }
+        let bytes = assembler.finish()?;
+        self.accept_upload(&node, &header, &bytes)?;
+        Ok(Response::new(v1::UploadReply {}))
+    }
+
+    async fn status(&self, request: Request<v1::StatusRequest>) -> Result<Response<v1::StatusReply>, Status> {
+        self.enrolled_peer(&request)?;
+        let state = self.state();
+        let (session, phase) = match &state.session {
+            Some(s) => (Some(v1::Session { round: s.round, attempt: s.attempt }), s.phase.task_kind()),
+            None if state.finished.is_some() => (None, v1::TaskKind::Done),
+            None => (None, v1::TaskKind::Wait),
+        };
+        Ok(Response::new(v1::StatusReply {
+            session,
+            phase: phase as i32,
+            active_hospitals: state.active.iter().cloned().collect(),
+            rounds_done: state.records.iter().filter(|r| r.kind == "train").count() as u32,
+        }))
+    }
+}

@@ -1,0 +1,320 @@
+//! TOML configuration of the two roles, with documented defaults.
+//!
+//! `aggregator.toml` (every key optional except `hospitals` and the TLS paths):
+//! ```toml
+//! federation_id = "fedcare"        # every message carries it
+//! listen = "127.0.0.1:50051"
+//! hospitals = ["st-marys", "general"]  # enrolled node ids (certificate names); others are refused
+//! min_hospitals = 2                 # a round needs at least this many; fewer stops the federation
+//! rounds = 10
+//! phase_timeout_secs = 120          # a node that misses a phase deadline is dropped, the round restarts
+//! join_timeout_secs = 300           # start with min_hospitals after this, or as soon as all joined
+//! out_dir = "fedcare-out"           # metrics.jsonl, model.bin
+//! seed = 0                          # initial model
+//! [model]   input_width = 16, hidden = [32, 16]
+//! [training] epochs = 1, batch_size = 64, optimizer = "adam", learning_rate = 0.01, ...
+//! [server]  rule = "fedavg" | "fedprox" | "fedadam", lr = 1.0, prox_mu = 0.01, beta1, beta2, tau
+//! [tls]     ca = "pki/ca.pem", cert = "pki/aggregator.pem", key = "pki/aggregator.key"
+//! ```
+//! `hospital.toml`: `aggregator = "https://localhost:50051"`, `server_name = "localhost"`,
+//! `[tls] ca, cert, key`, `trainer = "cpu"`.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, ensure};
+use fedcare_core::{ModelSpec, OptimizerConfig, ServerOptimizerConfig};
+use fedcare_proto::v1;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::PARAMS_V1;
+
+/// Paths of a party's TLS material.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The federation's CA certificate.
+    pub ca: PathBuf,
+    /// This party's certificate.
+    pub cert: PathBuf,
+    /// This party's private key.
+    pub key: PathBuf,
+}
+
+/// The model architecture.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Features per row.
+    pub input_width: u32,
+    /// Hidden layer widths (empty: logistic regression).
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<u32>,
+}
+
+fn default_hidden() -> Vec<u32> {
+    vec![32, 16]
+}
+
+/// Local training settings sent to every hospital.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingSettings {
+    /// Local epochs per round.
+    pub epochs: u32,
+    /// Mini-batch size.
+    pub batch_size: u32,
+    /// `"adam"` or `"sgd"`.
+    pub optimizer: String,
+    /// Learning rate.
+    pub learning_rate: f32,
+    /// SGD momentum.
+    pub momentum: f32,
+    /// L2 penalty on the weights.
+    pub l2: f32,
+    /// Positive-class weight; 0 lets each hospital balance its own classes.
+    pub pos_weight: f32,
+    /// Seed of the local batch order.
+    pub seed: u64,
+    /// Fraction of each hospital's rows held out for evaluation.
+    pub test_fraction: f32,
+}
+
+impl Default for TrainingSettings {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            batch_size: 64,
+            optimizer: "adam".into(),
+            learning_rate: 0.01,
+            momentum: 0.9,
+            l2: 0.0,
+            pos_weight: 0.0,
+            seed: 0,
+            test_fraction: 0.2,
+        }
+    }
+}
+
+/// The server-side update rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// `"fedavg"`, `"fedprox"` (FedAvg with a proximal term in local training) or `"fedadam"`.
+    pub rule: String,
+    /// Server learning rate.
+    pub lr: f32,
+    /// FedProx's `μ` (used when `rule = "fedprox"`).
+    pub prox_mu: f32,
+    /// FedAdam's `β1`.
+    pub beta1: f32,
+    /// FedAdam's `β2`.
+    pub beta2: f32,
+    /// FedAdam's `τ`.
+    pub tau: f32,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self { rule: "fedavg".into(), lr: 1.0, prox_mu: 0.01, beta1: 0.9, beta2: 0.99, tau: 1e-3 }
+    }
+}
+
+/// `aggregator.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregatorConfig {
+    /// Every message carries it.
+    #[serde(default = "default_federation_id")]
+    pub federation_id: String,
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Enrolled hospitals (their certificate names).
+    pub hospitals: Vec<String>,
+    /// Fewest hospitals a round may have.
+    #[serde(default = "default_min_hospitals")]
+    pub min_hospitals: u32,
+    /// Training rounds.
+    #[serde(default = "default_rounds")]
+    pub rounds: u32,
+    /// Seconds a node has for each phase.
+    #[serde(default = "default_phase_timeout")]
+    pub phase_timeout_secs: u64,
+    /// Seconds to wait for hospitals to join.
+    #[serde(default = "default_join_timeout")]
+    pub join_timeout_secs: u64,
+    /// Where metrics and the model are written.
+    #[serde(default = "default_out_dir")]
+    pub out_dir: PathBuf,
+    /// Seed of the initial model.
+    #[serde(default)]
+    pub seed: u64,
+    /// Bins of the evaluation histograms.
+    #[serde(default = "default_eval_bins")]
+    pub eval_bins: u32,
+    /// Feature schema id recorded in the model file.
+    #[serde(default = "default_schema")]
+    pub schema_id: String,
+    /// Architecture.
+    pub model: ModelConfig,
+    /// Local training.
+    #[serde(default)]
+    pub training: TrainingSettings,
+    /// Server rule.
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// TLS material.
+    pub tls: TlsFiles,
+}
+
+fn default_federation_id() -> String {
+    "fedcare".into()
+}
+fn default_listen() -> String {
+    "127.0.0.1:50051".into()
+}
+fn default_min_hospitals() -> u32 {
+    2
+}
+fn default_rounds() -> u32 {
+    10
+}
+fn default_phase_timeout() -> u64 {
+    120
+}
+fn default_join_timeout() -> u64 {
+    300
+}
+fn default_out_dir() -> PathBuf {
+    "fedcare-out".into()
+}
+fn default_eval_bins() -> u32 {
+    64
+}
+fn default_schema() -> String {
+    "synthetic/v1".into()
+}
+
+impl AggregatorConfig {
+    /// Checks the settings that can be checked without the network.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(!self.hospitals.is_empty(), "list the enrolled hospitals in `hospitals`");
+        for name in &self.hospitals {
+            crate::tls::check_name(name)?;
+        }
+        ensure!(self.min_hospitals >= 2, "min_hospitals must be at least 2 (one hospital's update is not a sum)");
+        ensure!(
+            self.min_hospitals as usize <= self.hospitals.len(),
+            "min_hospitals ({}) exceeds the enrolled hospitals ({})",
+            self.min_hospitals,
+            self.hospitals.len()
+        );
+        ensure!(self.hospitals.len() <= PARAMS_V1.max_parties, "at most {} hospitals", PARAMS_V1.max_parties);
+        ensure!(self.rounds >= 1, "rounds must be at least 1");
+        ensure!((2..=4096).contains(&self.eval_bins), "eval_bins must be 2..=4096");
+        ensure!(self.phase_timeout_secs >= 1, "phase_timeout_secs must be at least 1");
+        let t = &self.training;
+        ensure!(t.test_fraction > 0.0 && t.test_fraction < 1.0, "test_fraction must be in (0, 1)");
+        self.spec()?;
+        self.optimizer()?.validate()?;
+        self.server_optimizer()?;
+        Ok(())
+    }
+
+    /// The model spec.
+    pub fn spec(&self) -> Result<ModelSpec> {
+        let hidden: Vec<usize> = self.model.hidden.iter().map(|&h| h as usize).collect();
+        Ok(ModelSpec::mlp(self.model.input_width as usize, &hidden)?)
+    }
+
+    /// The local optimizer.
+    pub fn optimizer(&self) -> Result<OptimizerConfig> {
+        let t = &self.training;
+        Ok(match t.optimizer.as_str() {
+            "adam" => OptimizerConfig::adam(t.learning_rate),
+            "sgd" => OptimizerConfig::Sgd { lr: t.learning_rate, momentum: t.momentum },
+            other => anyhow::bail!("unknown optimizer {other:?}: use \"adam\" or \"sgd\""),
+        })
+    }
+
+    /// The server rule.
+    pub fn server_optimizer(&self) -> Result<ServerOptimizerConfig> {
+        let s = &self.server;
+        Ok(match s.rule.as_str() {
+            "fedavg" | "fedprox" => ServerOptimizerConfig::FedAvg { lr: s.lr },
+            "fedadam" => ServerOptimizerConfig::FedAdam { lr: s.lr, beta1: s.beta1, beta2: s.beta2, tau: s.tau },
+            other => anyhow::bail!("unknown server rule {other:?}: use \"fedavg\", \"fedprox\" or \"fedadam\""),
+        })
+    }
+
+    /// The configuration every hospital receives when it joins.
+    pub fn federation_config(&self, max_upload_bytes: u64) -> v1::FederationConfig {
+        let t = &self.training;
+        let codec = PARAMS_V1.codec_config();
+        v1::FederationConfig {
+            federation_id: self.federation_id.clone(),
+            model: Some(v1::ModelSpec { input_width: self.model.input_width, hidden: self.model.hidden.clone() }),
+            codec: Some(v1::CodecConfig {
+                value_bits: codec.value_bits,
+                frac_bits: codec.frac_bits,
+                max_parties: codec.max_parties,
+                plaintext_bits: codec.plaintext_bits,
+            }),
+            crypto_params_id: u32::from(PARAMS_V1.id),
+            rounds: self.rounds,
+            training: Some(v1::TrainingConfig {
+                epochs: t.epochs,
+                batch_size: t.batch_size,
+                optimizer: if t.optimizer == "sgd" { v1::Optimizer::Sgd } else { v1::Optimizer::Adam } as i32,
+                learning_rate: t.learning_rate,
+                momentum: t.momentum,
+                l2: t.l2,
+                prox_mu: if self.server.rule == "fedprox" { self.server.prox_mu } else { 0.0 },
+                pos_weight: t.pos_weight,
+                seed: t.seed,
+            }),
+            min_hospitals: self.min_hospitals,
+            eval_bins: self.eval_bins,
+            schema_id: self.schema_id.clone(),
+            max_upload_bytes,
+            test_fraction: t.test_fraction,
+        }
+    }
+}
+
+/// `hospital.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HospitalConfig {
+    /// The aggregator's URL.
+    #[serde(default = "default_aggregator")]
+    pub aggregator: String,
+    /// The name the aggregator's certificate must carry.
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+    /// Federation to join.
+    #[serde(default = "default_federation_id")]
+    pub federation_id: String,
+    /// `"cpu"` (the GPU trainer plugs in later).
+    #[serde(default = "default_trainer")]
+    pub trainer: String,
+    /// TLS material.
+    pub tls: TlsFiles,
+}
+
+fn default_aggregator() -> String {
+    "https://localhost:50051".into()
+}
+fn default_server_name() -> String {
+    "localhost".into()
+}
+fn default_trainer() -> String {
+    "cpu".into()
+}
+
+/// Reads and parses a TOML file.
+pub fn load<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))
+}
