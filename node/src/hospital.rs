@@ -6,8 +6,8 @@
 //! decryption share per session.
 
 use core::time::Duration;
+use cpu_time::ThreadTime;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use fedcare_core::{Codec, CodecConfig, Dataset, ModelSpec, Network, OptimizerConfig, TrainConfig};
@@ -25,9 +25,9 @@ use crate::transfer::{Assembler, chunks, params_from_bytes, split_sections};
 /// What a hospital measured, for progress tables.
 #[derive(Debug, Default, Clone)]
 pub struct HospitalStats {
-    /// Time spent training.
+    /// CPU time spent training.
     pub train: Duration,
-    /// Time spent in key generation, encryption and decryption shares.
+    /// CPU time spent in key generation, encryption and decryption shares.
     pub crypto: Duration,
     /// Bytes uploaded.
     pub bytes_up: u64,
@@ -140,7 +140,7 @@ impl HospitalNode {
                 v1::TaskKind::KeyGen => {
                     let crs =
                         Crs(u128::from_le_bytes(header.crs.as_slice().try_into().context("CRS is not 16 bytes")?));
-                    let start = Instant::now();
+                    let start = ThreadTime::now();
                     let (new_party, share) =
                         PartySession::new(PARAMS_V1, PartyId::new(node.clone())?, crs, plan.min_hospitals)?;
                     self.add_crypto_time(start);
@@ -170,7 +170,7 @@ impl HospitalNode {
                             ensure!(round_kind != v1::RoundKind::Setup, "{} rows do not fit the codec", train.rows());
                             tracing::warn!(%node, clipped = encoded.clipped, "update values clipped to the codec's range");
                         }
-                        let start = Instant::now();
+                        let start = ThreadTime::now();
                         let ciphertext = party.encrypt(&key, &encoded.words)?;
                         self.add_crypto_time(start);
                         Ok(ciphertext.encode())
@@ -182,7 +182,7 @@ impl HospitalNode {
                     let limits = WireLimits { max_values: plan.max_values };
                     let masks = AggregateMasks::decode(&sections[0], &PARAMS_V1, &limits)?;
                     let party = party.as_mut().context("a decryption task before key generation")?;
-                    let start = Instant::now();
+                    let start = ThreadTime::now();
                     let share = tokio::task::block_in_place(|| party.decryption_share(&masks))
                         .context("refusing to make a decryption share")?;
                     self.add_crypto_time(start);
@@ -203,7 +203,9 @@ impl HospitalNode {
         }
     }
 
-    fn add_crypto_time(&self, start: Instant) {
+    /// Adds the CPU time this thread spent since `start` (CPU time, not wall time: in a simulation
+    /// many hospitals share few cores).
+    fn add_crypto_time(&self, start: ThreadTime) {
         if let Ok(mut stats) = self.stats.lock() {
             stats.crypto += start.elapsed();
         }
@@ -236,7 +238,7 @@ impl HospitalNode {
                     config.pos_weight = train.balanced_pos_weight();
                 }
                 config.seed = plan.train.seed.wrapping_add(u64::from(round));
-                let start = Instant::now();
+                let start = ThreadTime::now();
                 let report = self.trainer.train(&plan.spec, &mut local, train, &config)?;
                 if let Ok(mut stats) = self.stats.lock() {
                     stats.train += start.elapsed();

@@ -1,5 +1,6 @@
 //! The `fedcare` command line.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -115,9 +116,12 @@ fn run(command: Command) -> Result<()> {
                 "fedcare simulate: {hospitals} hospitals, {rounds} rounds, mTLS + threshold encryption on 127.0.0.1"
             );
             let report = runtime()?.block_on(simulate::run(&options, None))?;
-            println!("{}", simulate::table_header());
-            for (record, crypto) in report.outcome.records.iter().zip(&report.crypto_seconds) {
-                println!("{}", simulate::table_row(record, *crypto));
+            // On a terminal the progress display already printed each row as its round ended.
+            if !std::io::stderr().is_terminal() {
+                println!("{}", simulate::table_header());
+                for (record, crypto) in report.outcome.records.iter().zip(&report.crypto_seconds) {
+                    println!("{}", simulate::table_row(record, *crypto));
+                }
             }
             println!(
                 "AUROC is that of the model each session started from (the last row: the final model), on every \

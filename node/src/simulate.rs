@@ -37,6 +37,8 @@ pub struct SimulateOptions {
     pub phase_timeout_secs: u64,
     /// Draw a progress bar and the table.
     pub show_progress: bool,
+    /// Fault injection: hospital `index` stops answering after `tasks` tasks.
+    pub vanish: Option<(usize, usize)>,
 }
 
 impl Default for SimulateOptions {
@@ -52,6 +54,7 @@ impl Default for SimulateOptions {
             out: "fedcare-sim".into(),
             phase_timeout_secs: 60,
             show_progress: true,
+            vanish: None,
         }
     }
 }
@@ -119,6 +122,11 @@ pub async fn run(options: &SimulateOptions, observer: Option<UpdateObserver>) ->
         let mut node = HospitalNode::new(connection, data, Box::new(crate::trainer::CpuTrainer));
         if let Some(observer) = &observer {
             node = node.with_observer(observer.clone());
+        }
+        if let Some((vanishing, tasks)) = options.vanish
+            && vanishing == index
+        {
+            node.vanish_after_tasks = Some(tasks);
         }
         stats.push(node.stats());
         nodes.push(tokio::spawn(node.run()));

@@ -1,0 +1,236 @@
+//! The federation end to end over real TCP on 127.0.0.1 with mTLS and threshold encryption.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use fedcare_node::aggregator::Aggregator;
+use fedcare_node::config::{AggregatorConfig, ModelConfig, ServerSettings, TlsFiles, TrainingSettings};
+use fedcare_node::crypto::{Crs, PARAMS_V1, PartyId, PartySession, WireMessage};
+use fedcare_node::hospital::{LocalUpdate, fetch_task};
+use fedcare_node::simulate::{self, SimulateOptions};
+use fedcare_node::tls;
+use fedcare_proto::v1::{self, federation_client::FederationClient};
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+fn options(out: &std::path::Path) -> SimulateOptions {
+    SimulateOptions {
+        hospitals: 3,
+        rounds: 3,
+        rows: 600,
+        hidden: vec![8],
+        out: out.to_path_buf(),
+        show_progress: false,
+        ..SimulateOptions::default()
+    }
+}
+
+/// The final global model equals a plaintext weighted FedAvg of the same hospitals' local updates,
+/// within the codec's precision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hospitals_three_rounds_match_plaintext_fedavg() {
+    let out = tempfile::tempdir().unwrap();
+    let updates: Arc<Mutex<BTreeMap<(u32, String), LocalUpdate>>> = Arc::default();
+    let sink = updates.clone();
+    let observer = Arc::new(move |node: &str, update: &LocalUpdate| {
+        sink.lock().unwrap().insert((update.round, node.to_string()), update.clone());
+    });
+    let report = simulate::run(&options(out.path()), Some(observer)).await.unwrap();
+    let updates = updates.lock().unwrap();
+    assert_eq!(updates.len(), 9, "3 hospitals × 3 rounds of local updates");
+
+    let mut expected = updates[&(1, "hospital-01".to_string())].global.clone();
+    for round in 1..=3u32 {
+        let of_round: Vec<&LocalUpdate> = updates.iter().filter(|((r, _), _)| *r == round).map(|(_, u)| u).collect();
+        // Every hospital started the round from the same global model, the one we expect.
+        for update in &of_round {
+            let gap = update.global.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(gap < 2e-5, "round {round}: received global model is {gap} away from plaintext FedAvg");
+        }
+        let total: usize = of_round.iter().map(|u| u.rows).sum();
+        for (i, e) in expected.iter_mut().enumerate() {
+            let mean: f64 = of_round.iter().map(|u| f64::from(u.delta[i]) * u.rows as f64 / total as f64).sum();
+            *e += mean as f32;
+        }
+    }
+    // Codec precision: 2^-21 per hospital per round, plus f32 rounding.
+    let gap = report.outcome.global.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(gap < 2e-5, "final model is {gap} away from plaintext FedAvg");
+
+    let kinds: Vec<&str> = report.outcome.records.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, ["setup", "train", "train", "train", "evaluate"]);
+    let final_auroc = report.outcome.records.last().unwrap().auroc.unwrap();
+    assert!(final_auroc > 0.75, "final AUROC {final_auroc}");
+    let metrics = std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 5);
+    let model = fedcare_node::inspect::read_model_file(&out.path().join("model.bin")).unwrap();
+    assert_eq!(model.params, report.outcome.global);
+}
+
+/// A hospital that stops answering mid-training is dropped at the phase deadline; the round
+/// restarts with fresh keys among the other two and the federation finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_vanishing_hospital_is_dropped_and_the_federation_finishes() {
+    let out = tempfile::tempdir().unwrap();
+    // Setup takes 3 tasks; the 4th (round 1's key generation) is never answered.
+    let options = SimulateOptions { phase_timeout_secs: 3, vanish: Some((2, 3)), ..options(out.path()) };
+    let report = simulate::run(&options, None).await.unwrap();
+    let round_one = report.outcome.records.iter().find(|r| r.round == 1).unwrap();
+    assert_eq!((round_one.attempt, round_one.hospitals), (1, 2));
+    assert_eq!(report.outcome.records.last().unwrap().kind, "evaluate");
+}
+
+struct Federation {
+    pki: tempfile::TempDir,
+    url: String,
+    _out: tempfile::TempDir,
+}
+
+async fn start_federation(hospitals: &[&str]) -> Federation {
+    tls::install_crypto_provider();
+    let pki = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let names: Vec<String> = hospitals.iter().map(|s| s.to_string()).collect();
+    tls::generate_dev_pki(pki.path(), &names, &[]).unwrap();
+    let config = AggregatorConfig {
+        federation_id: "test".into(),
+        listen: "127.0.0.1:0".into(),
+        hospitals: names,
+        min_hospitals: 2,
+        rounds: 1,
+        phase_timeout_secs: 60,
+        join_timeout_secs: 2,
+        out_dir: out.path().to_path_buf(),
+        seed: 0,
+        eval_bins: 8,
+        schema_id: "test".into(),
+        model: ModelConfig { input_width: 16, hidden: vec![] },
+        training: TrainingSettings::default(),
+        server: ServerSettings::default(),
+        tls: TlsFiles {
+            ca: pki.path().join(tls::files::CA_CERT),
+            cert: pki.path().join(tls::files::SERVER_CERT),
+            key: pki.path().join(tls::files::SERVER_KEY),
+        },
+    };
+    let server_tls = tls::server_tls(&config.tls.ca, &config.tls.cert, &config.tls.key).unwrap();
+    let aggregator = Aggregator::new(config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://localhost:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { aggregator.serve(listener, server_tls).await });
+    Federation { pki, url, _out: out }
+}
+
+async fn client(
+    url: &str,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<FederationClient<Channel>, String> {
+    let mut endpoint = Endpoint::from_shared(url.to_string()).unwrap();
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).unwrap();
+    }
+    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+    Ok(FederationClient::new(channel))
+}
+
+async fn hospital_client(f: &Federation, name: &str) -> FederationClient<Channel> {
+    let (cert, key) = tls::party_files(f.pki.path(), name);
+    let tls = tls::client_tls(&f.pki.path().join(tls::files::CA_CERT), &cert, &key, "localhost").unwrap();
+    client(&f.url, Some(tls)).await.unwrap()
+}
+
+async fn upload(
+    client: &mut FederationClient<Channel>,
+    node: &str,
+    session: v1::Session,
+    kind: v1::UploadKind,
+    total: u64,
+    data: Vec<u8>,
+) -> Result<(), tonic::Status> {
+    let header = v1::UploadHeader {
+        federation_id: "test".into(),
+        session: Some(session),
+        node_id: node.into(),
+        kind: kind as i32,
+        total_bytes: total,
+    };
+    let messages = vec![
+        v1::UploadChunk { part: Some(v1::upload_chunk::Part::Header(header)) },
+        v1::UploadChunk { part: Some(v1::upload_chunk::Part::Data(data)) },
+    ];
+    client.upload(tokio_stream::iter(messages)).await.map(|_| ())
+}
+
+/// Strangers are refused; bad uploads get clear statuses and leave the round intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
+    let f = start_federation(&["hospital-a", "hospital-b", "hospital-late"]).await;
+
+    // A client with a certificate from another CA, and one with none.
+    let other = tempfile::tempdir().unwrap();
+    tls::generate_dev_pki(other.path(), &["hospital-a".into()], &[]).unwrap();
+    let (cert, key) = tls::party_files(other.path(), "hospital-a");
+    let foreign_tls = tls::client_tls(&f.pki.path().join(tls::files::CA_CERT), &cert, &key, "localhost").unwrap();
+    if let Ok(mut foreign) = client(&f.url, Some(foreign_tls)).await {
+        assert!(foreign.join(v1::JoinRequest { federation_id: "test".into() }).await.is_err());
+    }
+    let no_cert = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            std::fs::read(f.pki.path().join(tls::files::CA_CERT)).unwrap(),
+        ))
+        .domain_name("localhost");
+    if let Ok(mut anonymous) = client(&f.url, Some(no_cert)).await {
+        assert!(anonymous.join(v1::JoinRequest { federation_id: "test".into() }).await.is_err());
+    }
+
+    // Two hospitals join; "hospital-late" is enrolled but not in the round.
+    let mut a = hospital_client(&f, "hospital-a").await;
+    let mut b = hospital_client(&f, "hospital-b").await;
+    for c in [&mut a, &mut b] {
+        let reply = c.join(v1::JoinRequest { federation_id: "test".into() }).await.unwrap().into_inner();
+        assert!(reply.config.is_some());
+    }
+    let wrong_federation = a.join(v1::JoinRequest { federation_id: "other".into() }).await.unwrap_err();
+    assert_eq!(wrong_federation.code(), Code::FailedPrecondition);
+
+    let (header, _) = fetch_task(&mut a, "test", None).await.unwrap();
+    assert_eq!(header.kind, v1::TaskKind::KeyGen as i32);
+    let session = header.session.unwrap();
+    let crs = Crs(u128::from_le_bytes(header.crs.as_slice().try_into().unwrap()));
+    let (_party, share) = PartySession::new(PARAMS_V1, PartyId::new("hospital-a").unwrap(), crs, 2).unwrap();
+    let share = share.encode();
+    let key_share = v1::UploadKind::KeyShare;
+
+    let wrong_round = v1::Session { round: session.round + 5, attempt: 0 };
+    let status =
+        upload(&mut a, "hospital-a", wrong_round, key_share, share.len() as u64, share.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let status =
+        upload(&mut a, "hospital-a", session, key_share, share.len() as u64 + 10, share.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::DataLoss, "truncated stream: {status:?}");
+    let status = upload(&mut a, "hospital-a", session, key_share, 1 << 40, share.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "oversized stream: {status:?}");
+    let status = upload(&mut a, "hospital-a", session, key_share, 4, share.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "more data than announced: {status:?}");
+    let status = upload(&mut a, "hospital-b", session, key_share, share.len() as u64, share.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "posing as another node: {status:?}");
+    let garbage = vec![7u8; 64];
+    let status = upload(&mut a, "hospital-a", session, key_share, 64, garbage).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "corrupt key share: {status:?}");
+    let mut late = hospital_client(&f, "hospital-late").await;
+    let status =
+        upload(&mut late, "hospital-late", session, key_share, share.len() as u64, share.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "not in the round: {status:?}");
+
+    // The round is intact: a's real share is accepted once, a duplicate is refused...
+    upload(&mut a, "hospital-a", session, key_share, share.len() as u64, share.clone()).await.unwrap();
+    let status = upload(&mut a, "hospital-a", session, key_share, share.len() as u64, share.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists, "duplicate: {status:?}");
+    // ... and b's share completes key generation.
+    let (_party_b, share_b) = PartySession::new(PARAMS_V1, PartyId::new("hospital-b").unwrap(), crs, 2).unwrap();
+    let share_b = share_b.encode();
+    upload(&mut b, "hospital-b", session, key_share, share_b.len() as u64, share_b).await.unwrap();
+    let status = a.status(v1::StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.phase, v1::TaskKind::Contribute as i32);
+    assert_eq!(status.active_hospitals, ["hospital-a", "hospital-b"]);
+}
