@@ -21,6 +21,8 @@ struct Fixture {
     key: CollectivePublicKey,
     words: Vec<Vec<u64>>,
     ciphertexts: Vec<Ciphertext>,
+    /// The parties that made `ciphertexts` (each can still make its one decryption share).
+    sessions: Vec<PartySession>,
     codec: Codec,
 }
 
@@ -47,7 +49,7 @@ fn fixture(values: usize) -> Fixture {
     }
     let key = collector.collective_key().unwrap();
     let ciphertexts = sessions.iter_mut().zip(&words).map(|(s, w)| s.encrypt(&key, w).unwrap()).collect();
-    Fixture { crs, key, words, ciphertexts, codec }
+    Fixture { crs, key, words, ciphertexts, sessions, codec }
 }
 
 fn aggregate(f: &Fixture, ciphertexts: &[Ciphertext]) -> fedcare_node::crypto::Aggregate {
@@ -62,7 +64,7 @@ fn crypto(c: &mut Criterion) {
     let mut group = c.benchmark_group("crypto");
     group.sample_size(10);
     for values in [100_000usize, 1_000_000] {
-        let f = fixture(values);
+        let mut f = fixture(values);
         let wire = f.ciphertexts[0].encode().len();
         println!("crypto/{values}: ciphertext on the wire {wire} bytes = {:.3} B/value", wire as f64 / values as f64);
         group.throughput(Throughput::Elements(values as u64));
@@ -93,23 +95,10 @@ fn crypto(c: &mut Criterion) {
             );
         });
 
-        // Shares of a real round for combine + decode.
-        let crs = Crs::random();
-        let mut collector = KeyShareCollector::new(PARAMS_V1, crs);
-        let mut sessions = Vec::new();
-        for i in 0..PARTIES {
-            let (session, share) = PartySession::new(PARAMS_V1, id(i), crs, 2).unwrap();
-            collector.add(share).unwrap();
-            sessions.push(session);
-        }
-        let key = collector.collective_key().unwrap();
-        let mut builder = AggregateBuilder::new(PARAMS_V1, &key, values);
-        for (i, (s, w)) in sessions.iter_mut().zip(&f.words).enumerate() {
-            builder.add(id(i), &s.encrypt(&key, w).unwrap()).unwrap();
-        }
-        let round = builder.finish().unwrap();
+        // Shares of the fixture's round for combine + decode.
+        let round = aggregate(&f, &f.ciphertexts);
         let shares: Vec<DecryptionShare> =
-            sessions.iter_mut().map(|s| s.decryption_share(round.masks()).unwrap()).collect();
+            f.sessions.iter_mut().map(|s| s.decryption_share(round.masks()).unwrap()).collect();
         group.bench_function(BenchmarkId::new("combine_decode", values), |b| {
             b.iter(|| f.codec.decode_sum(&round.combine(&shares).unwrap(), PARTIES as u32).unwrap());
         });

@@ -483,7 +483,9 @@ impl Aggregator {
         if let Some(result) = &state.finished {
             header.kind = if result.is_ok() { v1::TaskKind::Done } else { v1::TaskKind::Failed } as i32;
             header.message = result.clone().err().unwrap_or_default();
-            return (header, Vec::new());
+            let model = Arc::new(params_to_bytes(&state.global));
+            header.section_sizes = vec![model.len() as u64];
+            return (header, vec![model]);
         }
         let Some(session) = &state.session else { return (header, Vec::new()) };
         if !session.participants.contains(node) || session.submitted.contains(node) {

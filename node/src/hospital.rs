@@ -105,8 +105,8 @@ impl HospitalNode {
             .max_encoding_message_size(fedcare_proto::MAX_MESSAGE_BYTES))
     }
 
-    /// Joins and takes part until the federation is done; returns the final global parameters.
-    pub async fn run(mut self) -> Result<Vec<f32>> {
+    /// Joins and takes part until the federation is done; returns the final global model.
+    pub async fn run(mut self) -> Result<fedcare_core::ModelFile> {
         let mut client = self.connect().await?;
         let federation_id = self.connection.federation_id.clone();
         let reply = client
@@ -190,8 +190,9 @@ impl HospitalNode {
                 }
                 v1::TaskKind::Done => {
                     tracing::info!(%node, "federation done");
-                    let _ = client.status(v1::StatusRequest {}).await;
-                    return Ok(Vec::new());
+                    ensure!(sections.len() == 1, "the final task carries the final model");
+                    let params = params_from_bytes(&sections[0], plan.spec.param_count())?;
+                    return Ok(fedcare_core::ModelFile::new(plan.spec.clone(), params, config.schema_id.clone())?);
                 }
                 v1::TaskKind::Failed => bail!("the federation stopped: {}", header.message),
                 _ => bail!("unknown task kind {}", header.kind),

@@ -61,6 +61,9 @@ enum Command {
         /// The hospital's CSV (numeric feature columns and a 0/1 `label` column).
         #[arg(long)]
         data: PathBuf,
+        /// Where to write the final global model.
+        #[arg(long, default_value = "fedcare-model.bin")]
+        out: PathBuf,
     },
     /// Write a development PKI: a CA, the aggregator's certificate, one per hospital.
     Certs {
@@ -151,7 +154,7 @@ fn run(command: Command) -> Result<()> {
                 }
             }
         }
-        Command::Join { config, data } => {
+        Command::Join { config, data, out } => {
             tls::install_crypto_provider();
             let config: config::HospitalConfig = config::load(&config)?;
             let data = fedcare_node::data::load_csv(&data)?;
@@ -161,7 +164,9 @@ fn run(command: Command) -> Result<()> {
                 federation_id: config.federation_id.clone(),
             };
             let node = hospital::HospitalNode::new(connection, data, trainer::by_name(&config.trainer)?);
-            runtime()?.block_on(node.run())?;
+            let model = runtime()?.block_on(node.run())?;
+            std::fs::write(&out, model.to_bytes()?).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("federation done: final model written to {}", out.display());
             Ok(())
         }
         Command::Certs { out, hospitals, server_names } => {
