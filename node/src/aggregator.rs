@@ -14,19 +14,19 @@
 
 use core::pin::Pin;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use core::time::Duration;
 use fedcare_core::{Codec, ModelFile, ModelSpec, ServerOptimizer};
 use fedcare_proto::v1::{self, federation_server::Federation};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::checkpoint::{Checkpoint, write_atomically};
 use crate::config::AggregatorConfig;
 use crate::contribution::{GlobalEvaluation, ROW_SCALE};
 use crate::crypto::{
@@ -36,12 +36,12 @@ use crate::crypto::{
 use crate::transfer::{Assembler, chunks, params_to_bytes};
 
 /// What one completed session measured; one line of `metrics.jsonl`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundRecord {
     /// 0: setup; 1..=rounds: training; rounds + 1: final evaluation.
     pub round: u32,
     /// `setup`, `train` or `evaluate`.
-    pub kind: &'static str,
+    pub kind: String,
     /// Restarts this round needed.
     pub attempt: u32,
     /// Hospitals in the session.
@@ -93,6 +93,22 @@ impl RoundKind {
             Self::Evaluate => "evaluate",
         }
     }
+    fn code(next: Option<(u32, Self)>) -> u8 {
+        match next {
+            Some((_, Self::Setup)) => 0,
+            Some((_, Self::Train)) => 1,
+            Some((_, Self::Evaluate)) => 2,
+            None => 3,
+        }
+    }
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Self::Setup),
+            1 => Some(Self::Train),
+            2 => Some(Self::Evaluate),
+            _ => None,
+        }
+    }
 }
 
 enum Phase {
@@ -134,6 +150,8 @@ struct State {
     server: ServerOptimizer,
     totals: (u64, u64),
     records: Vec<RoundRecord>,
+    /// The session to run next (from the checkpoint after a restart); `None` when all are done.
+    next: Option<(u32, RoundKind)>,
     finished: Option<Result<(), String>>,
 }
 
@@ -164,16 +182,6 @@ fn vector_len(kind: RoundKind, params: usize, bins: usize) -> usize {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
-}
-
 impl Aggregator {
     /// An aggregator for `config` (validated here).
     pub fn new(config: AggregatorConfig) -> Result<Self> {
@@ -184,21 +192,36 @@ impl Aggregator {
         let longest = vector_len(RoundKind::Train, spec.param_count(), bins);
         let max_upload = (PARAMS_V1.bins(longest) * PARAMS_V1.polynomial_size + longest) as u64 * 8 + 4096;
         let federation = config.federation_config(max_upload);
-        let global = fedcare_core::rng::init_params(&spec, config.seed);
-        let server = ServerOptimizer::new(config.server_optimizer()?, global.len())?;
         std::fs::create_dir_all(&config.out_dir)
             .with_context(|| format!("cannot create {}", config.out_dir.display()))?;
-        let state = State {
+        let mut state = State {
             joined: BTreeSet::new(),
             active: BTreeSet::new(),
             started_at: Instant::now(),
             session: None,
-            global,
-            server,
+            global: fedcare_core::rng::init_params(&spec, config.seed),
+            server: ServerOptimizer::new(config.server_optimizer()?, spec.param_count())?,
             totals: (0, 0),
             records: Vec::new(),
+            next: Some((0, RoundKind::Setup)),
             finished: None,
         };
+        if let Some(checkpoint) = Checkpoint::load(&config.out_dir)? {
+            ensure!(
+                checkpoint.federation_id == config.federation_id && checkpoint.param_count == spec.param_count() as u64,
+                "{} holds a checkpoint of another federation or model; use another out_dir",
+                config.out_dir.display()
+            );
+            tracing::info!(round = checkpoint.next_round, "resuming from the checkpoint");
+            state.global = checkpoint.global;
+            state.server = checkpoint.server;
+            state.totals = checkpoint.totals;
+            state.records = checkpoint.records;
+            state.next = RoundKind::from_code(checkpoint.next_kind).map(|kind| (checkpoint.next_round, kind));
+            if state.next.is_none() {
+                state.finished = Some(Ok(()));
+            }
+        }
         let (changed, _) = watch::channel(0);
         Ok(Self {
             shared: Arc::new(Shared {
@@ -247,6 +270,18 @@ impl Aggregator {
         listener: tokio::net::TcpListener,
         tls: tonic::transport::ServerTlsConfig,
     ) -> Result<Outcome> {
+        self.serve_until(listener, tls, core::future::pending()).await
+    }
+
+    /// Serves until the federation ends or `shutdown` completes (then the running session is
+    /// abandoned: the checkpoint of the last completed one stays, and a restart reruns the round
+    /// with fresh keys).
+    pub async fn serve_until(
+        &self,
+        listener: tokio::net::TcpListener,
+        tls: tonic::transport::ServerTlsConfig,
+        shutdown: impl core::future::Future<Output = ()>,
+    ) -> Result<Outcome> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let server = tonic::transport::Server::builder()
@@ -258,7 +293,18 @@ impl Aggregator {
                 let _ = stopped.await;
             });
         let server = tokio::spawn(server);
-        let outcome = self.drive().await;
+        let outcome = tokio::select! {
+            outcome = self.drive() => outcome,
+            () = shutdown => {
+                tracing::warn!("shutting down: the running session is abandoned, the checkpoint stays");
+                let state = self.state();
+                Outcome {
+                    global: state.global.clone(),
+                    records: state.records.clone(),
+                    failure: Some("interrupted by a shutdown signal".into()),
+                }
+            }
+        };
         // Give the hospitals a moment to fetch their final task before closing.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let _ = stop.send(());
@@ -282,7 +328,9 @@ impl Aggregator {
                     let enough = state.joined.len() >= self.shared.config.min_hospitals as usize;
                     if all || (enough && now >= state.started_at + join_timeout) {
                         state.active = state.joined.clone();
-                        self.start_session(&mut state, 0, RoundKind::Setup, 0);
+                        if let Some((round, kind)) = state.next {
+                            self.start_session(&mut state, round, kind, 0);
+                        }
                     } else if now >= state.started_at + join_timeout {
                         state.finished = Some(Err(format!(
                             "only {} of the {} hospitals needed joined within {} s",
@@ -396,7 +444,7 @@ impl Aggregator {
         let bins = self.shared.bins;
         let mut record = RoundRecord {
             round: session.round,
-            kind: session.kind.name(),
+            kind: session.kind.name().to_string(),
             attempt: session.attempt,
             hospitals: session.participants.len(),
             train_loss: None,
@@ -426,31 +474,41 @@ impl Aggregator {
             record.auroc = evaluation.auroc();
         }
         let out = &self.shared.config.out_dir;
-        let line = serde_json::to_string(&record)? + "\n";
-        use std::io::Write as _;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(out.join("metrics.jsonl"))
-            .and_then(|mut f| f.write_all(line.as_bytes()))
-            .context("cannot append to metrics.jsonl")?;
+        tracing::info!(round = record.round, kind = record.kind, auroc = ?record.auroc, "session done");
+        state.records.push(record);
+        let rounds = self.shared.config.rounds;
+        state.next = match session.kind {
+            RoundKind::Setup => Some((1, RoundKind::Train)),
+            RoundKind::Train if session.round < rounds => Some((session.round + 1, RoundKind::Train)),
+            RoundKind::Train => Some((rounds + 1, RoundKind::Evaluate)),
+            RoundKind::Evaluate => None,
+        };
+        // metrics.jsonl is rewritten whole from the records, so a crash never leaves a line twice.
+        let mut lines = String::new();
+        for record in &state.records {
+            lines += &(serde_json::to_string(record)? + "\n");
+        }
+        write_atomically(&out.join("metrics.jsonl"), lines.as_bytes())?;
         let mut model = ModelFile::new(self.shared.spec.clone(), state.global.clone(), &self.shared.config.schema_id)?;
         model.metrics.insert("round".into(), f64::from(session.round));
-        if let Some(auroc) = record.auroc {
+        if let Some(auroc) = state.records.last().and_then(|r| r.auroc) {
             model.metrics.insert("auroc".into(), auroc);
         }
         write_atomically(&out.join("model.bin"), &model.to_bytes()?)?;
-        tracing::info!(round = record.round, kind = record.kind, auroc = ?record.auroc, "session done");
-        state.records.push(record);
-
-        let rounds = self.shared.config.rounds;
-        match session.kind {
-            RoundKind::Setup => self.start_session(state, 1, RoundKind::Train, 0),
-            RoundKind::Train if session.round < rounds => {
-                self.start_session(state, session.round + 1, RoundKind::Train, 0)
-            }
-            RoundKind::Train => self.start_session(state, rounds + 1, RoundKind::Evaluate, 0),
-            RoundKind::Evaluate => state.finished = Some(Ok(())),
+        Checkpoint {
+            federation_id: self.shared.config.federation_id.clone(),
+            param_count: state.global.len() as u64,
+            next_round: state.next.map_or(0, |(round, _)| round),
+            next_kind: RoundKind::code(state.next),
+            global: state.global.clone(),
+            server: state.server.clone(),
+            totals: state.totals,
+            records: state.records.clone(),
+        }
+        .save(out)?;
+        match state.next {
+            Some((round, kind)) => self.start_session(state, round, kind, 0),
+            None => state.finished = Some(Ok(())),
         }
         Ok(())
     }
@@ -460,6 +518,16 @@ impl Aggregator {
             return Err(Status::failed_precondition(format!("unknown federation {id:?}")));
         }
         Ok(())
+    }
+
+    /// The enrolled peer of a request that must come after its `Join` (a restarted aggregator
+    /// makes every node join again, which also resets what the node believes it has done).
+    fn joined_peer<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        let node = self.enrolled_peer(request)?;
+        if !self.state().joined.contains(&node) {
+            return Err(Status::failed_precondition("join first"));
+        }
+        Ok(node)
     }
 
     fn enrolled_peer<T>(&self, request: &Request<T>) -> Result<String, Status> {
@@ -594,7 +662,7 @@ impl Federation for Aggregator {
     type NextTaskStream = TaskStream;
 
     async fn next_task(&self, request: Request<v1::TaskRequest>) -> Result<Response<Self::NextTaskStream>, Status> {
-        let node = self.enrolled_peer(&request)?;
+        let node = self.joined_peer(&request)?;
         let request = request.into_inner();
         self.check_federation(&request.federation_id)?;
         let after = request.after.map(|s| (s.round, s.attempt, request.after_kind));
@@ -629,7 +697,7 @@ impl Federation for Aggregator {
     }
 
     async fn upload(&self, request: Request<Streaming<v1::UploadChunk>>) -> Result<Response<v1::UploadReply>, Status> {
-        let node = self.enrolled_peer(&request)?;
+        let node = self.joined_peer(&request)?;
         let mut stream = request.into_inner();
         let header = match stream.next().await {
             Some(Ok(v1::UploadChunk { part: Some(v1::upload_chunk::Part::Header(header)) })) => header,

@@ -71,6 +71,8 @@ pub struct HospitalNode {
     observer: Option<UpdateObserver>,
     /// Stop answering after this many tasks (to test a node that vanishes).
     pub vanish_after_tasks: Option<usize>,
+    /// How long to keep reconnecting to an unreachable aggregator.
+    pub reconnect_timeout: Duration,
 }
 
 /// How long one `NextTask` call waits for news.
@@ -79,7 +81,15 @@ const POLL_MS: u32 = 2000;
 impl HospitalNode {
     /// A node that will train `data` with `trainer`.
     pub fn new(connection: Connection, data: Dataset, trainer: Box<dyn Trainer>) -> Self {
-        Self { connection, data, trainer, stats: Arc::default(), observer: None, vanish_after_tasks: None }
+        Self {
+            connection,
+            data,
+            trainer,
+            stats: Arc::default(),
+            observer: None,
+            vanish_after_tasks: None,
+            reconnect_timeout: Duration::from_secs(120),
+        }
     }
 
     /// Calls `observer` with every local update (tests).
@@ -106,7 +116,31 @@ impl HospitalNode {
     }
 
     /// Joins and takes part until the federation is done; returns the final global model.
+    ///
+    /// When the aggregator becomes unreachable (it restarted, the network failed) the node
+    /// reconnects every second and joins again, for up to `reconnect_timeout`.
     pub async fn run(mut self) -> Result<fedcare_core::ModelFile> {
+        let mut lost_since: Option<std::time::Instant> = None;
+        loop {
+            match self.take_part(&mut lost_since).await {
+                Ok(model) => return Ok(model),
+                Err(error) if is_connection_loss(&error) => {
+                    let since = *lost_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > self.reconnect_timeout {
+                        return Err(error.context(format!(
+                            "the aggregator stayed unreachable for {} s",
+                            self.reconnect_timeout.as_secs()
+                        )));
+                    }
+                    tracing::warn!("lost the aggregator ({error:#}); reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn take_part(&mut self, lost_since: &mut Option<std::time::Instant>) -> Result<fedcare_core::ModelFile> {
         let mut client = self.connect().await?;
         let federation_id = self.connection.federation_id.clone();
         let reply = client
@@ -114,6 +148,7 @@ impl HospitalNode {
             .await
             .context("the aggregator refused to enroll this node")?
             .into_inner();
+        *lost_since = None;
         let node = reply.node_id;
         let config = reply.config.context("the aggregator sent no configuration")?;
         let plan = Plan::from_config(&config, self.data.width(), &node)?;
@@ -289,6 +324,21 @@ impl HospitalNode {
         }
         Ok(())
     }
+}
+
+/// Whether `error` means the aggregator went away (retry) rather than refused something (stop).
+fn is_connection_loss(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        if cause.downcast_ref::<tonic::transport::Error>().is_some() {
+            return true;
+        }
+        cause.downcast_ref::<tonic::Status>().is_some_and(|status| {
+            matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Aborted
+            ) || (status.code() == tonic::Code::FailedPrecondition && status.message() == "join first")
+        })
+    })
 }
 
 /// Never completes: a node that has vanished.

@@ -7,6 +7,7 @@
 
 pub mod aggregator;
 pub mod bench_crypto;
+pub mod checkpoint;
 pub mod config;
 pub mod contribution;
 pub mod crypto;

@@ -97,6 +97,26 @@ enum Command {
     },
 }
 
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
@@ -144,9 +164,13 @@ fn run(command: Command) -> Result<()> {
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
                 tracing::info!(%listen, "aggregator listening");
-                aggregator.serve(listener, server_tls).await
+                aggregator.serve_until(listener, server_tls, shutdown_signal()).await
             })?;
             match outcome.failure {
+                Some(failure) if failure.contains("shutdown signal") => {
+                    println!("stopped by a signal after {} sessions; start again to resume", outcome.records.len());
+                    Ok(())
+                }
                 Some(failure) => anyhow::bail!("the federation stopped early: {failure}"),
                 None => {
                     println!("federation done: {} sessions", outcome.records.len());
@@ -164,9 +188,20 @@ fn run(command: Command) -> Result<()> {
                 federation_id: config.federation_id.clone(),
             };
             let node = hospital::HospitalNode::new(connection, data, trainer::by_name(&config.trainer)?);
-            let model = runtime()?.block_on(node.run())?;
-            std::fs::write(&out, model.to_bytes()?).with_context(|| format!("cannot write {}", out.display()))?;
-            println!("federation done: final model written to {}", out.display());
+            let model = runtime()?.block_on(async {
+                tokio::select! {
+                    model = node.run() => model.map(Some),
+                    () = shutdown_signal() => Ok(None),
+                }
+            })?;
+            match model {
+                Some(model) => {
+                    std::fs::write(&out, model.to_bytes()?)
+                        .with_context(|| format!("cannot write {}", out.display()))?;
+                    println!("federation done: final model written to {}", out.display());
+                }
+                None => println!("stopped by a signal; start again to rejoin at the next round"),
+            }
             Ok(())
         }
         Command::Certs { out, hospitals, server_names } => {

@@ -57,7 +57,7 @@ async fn three_hospitals_three_rounds_match_plaintext_fedavg() {
     let gap = report.outcome.global.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(gap < 2e-5, "final model is {gap} away from plaintext FedAvg");
 
-    let kinds: Vec<&str> = report.outcome.records.iter().map(|r| r.kind).collect();
+    let kinds: Vec<&str> = report.outcome.records.iter().map(|r| r.kind.as_str()).collect();
     assert_eq!(kinds, ["setup", "train", "train", "train", "evaluate"]);
     let final_auroc = report.outcome.records.last().unwrap().auroc.unwrap();
     assert!(final_auroc > 0.75, "final AUROC {final_auroc}");
@@ -217,7 +217,12 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
     let garbage = vec![7u8; 64];
     let status = upload(&mut a, "hospital-a", session, key_share, 64, garbage).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "corrupt key share: {status:?}");
+    // A node that has not joined is told to join; one that joins mid-round waits for the next.
     let mut late = hospital_client(&f, "hospital-late").await;
+    let status =
+        upload(&mut late, "hospital-late", session, key_share, share.len() as u64, share.clone()).await.unwrap_err();
+    assert_eq!((status.code(), status.message()), (Code::FailedPrecondition, "join first"));
+    late.join(v1::JoinRequest { federation_id: "test".into() }).await.unwrap();
     let status =
         upload(&mut late, "hospital-late", session, key_share, share.len() as u64, share.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "not in the round: {status:?}");
@@ -232,5 +237,5 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
     upload(&mut b, "hospital-b", session, key_share, share_b.len() as u64, share_b).await.unwrap();
     let status = a.status(v1::StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.phase, v1::TaskKind::Contribute as i32);
-    assert_eq!(status.active_hospitals, ["hospital-a", "hospital-b"]);
+    assert_eq!(status.active_hospitals, ["hospital-a", "hospital-b", "hospital-late"]);
 }

@@ -1,0 +1,124 @@
+//! Crash safety with a real aggregator process: killed with SIGKILL mid-training and started
+//! again on the same directory, it resumes from its checkpoint and the federation ends with the
+//! same model as an uninterrupted run.
+
+use core::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Instant;
+
+use fedcare_node::hospital::{Connection, HospitalNode};
+use fedcare_node::{data, inspect, tls, trainer};
+
+const HOSPITALS: [&str; 3] = ["h1", "h2", "h3"];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn write_config(dir: &Path, pki: &Path, port: u16, out: &Path) -> PathBuf {
+    let config = format!(
+        r#"
+federation_id = "recovery"
+listen = "127.0.0.1:{port}"
+hospitals = ["h1", "h2", "h3"]
+min_hospitals = 2
+rounds = 4
+phase_timeout_secs = 60
+join_timeout_secs = 60
+out_dir = "{out}"
+[model]
+input_width = 16
+hidden = [8]
+[tls]
+ca = "{pki}/ca.pem"
+cert = "{pki}/aggregator.pem"
+key = "{pki}/aggregator.key"
+"#,
+        out = out.display(),
+        pki = pki.display()
+    );
+    let path = dir.join(format!("aggregator-{port}.toml"));
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn serve(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_fedcare")).args(["serve", "--config"]).arg(config).spawn().unwrap()
+}
+
+fn wait_for_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "the aggregator did not finish in {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn hospitals(pki: &Path, port: u16) -> Vec<tokio::task::JoinHandle<anyhow::Result<fedcare_core::ModelFile>>> {
+    HOSPITALS
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let (cert, key) = tls::party_files(pki, name);
+            let connection = Connection {
+                url: format!("https://localhost:{port}"),
+                tls: tls::client_tls(&pki.join(tls::files::CA_CERT), &cert, &key, "localhost").unwrap(),
+                federation_id: "recovery".into(),
+            };
+            let data = data::synthetic_hospital(index, HOSPITALS.len(), 500, 3);
+            tokio::spawn(HospitalNode::new(connection, data, Box::new(trainer::CpuTrainer)).run())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_aggregator_resumes_and_ends_with_the_uninterrupted_model() {
+    tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let names: Vec<String> = HOSPITALS.iter().map(|s| s.to_string()).collect();
+    tls::generate_dev_pki(&pki, &names, &[]).unwrap();
+
+    // Uninterrupted reference run.
+    let reference_out = dir.path().join("reference");
+    let port = free_port();
+    let mut aggregator = serve(&write_config(dir.path(), &pki, port, &reference_out));
+    let nodes = hospitals(&pki, port);
+    assert!(wait_for_exit(&mut aggregator, Duration::from_secs(120)).success());
+    for node in nodes {
+        node.await.unwrap().unwrap();
+    }
+
+    // The same federation, killed once round 2 is checkpointed, then started again.
+    let out = dir.path().join("resumed");
+    let port = free_port();
+    let config = write_config(dir.path(), &pki, port, &out);
+    let mut aggregator = serve(&config);
+    let nodes = hospitals(&pki, port);
+    let start = Instant::now();
+    while !std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default().contains("\"round\":2,") {
+        assert!(start.elapsed() < Duration::from_secs(120), "round 2 never completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    aggregator.kill().unwrap(); // SIGKILL
+    aggregator.wait().unwrap();
+    let checkpointed = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert!(checkpointed.lines().count() >= 3, "setup and rounds 1-2 survive the kill");
+
+    let mut aggregator = serve(&config);
+    assert!(wait_for_exit(&mut aggregator, Duration::from_secs(120)).success());
+    for node in nodes {
+        node.await.unwrap().unwrap();
+    }
+
+    let reference = inspect::read_model_file(&reference_out.join("model.bin")).unwrap();
+    let resumed = inspect::read_model_file(&out.join("model.bin")).unwrap();
+    assert_eq!(resumed.params, reference.params, "the resumed federation ends with the uninterrupted model");
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let rounds: Vec<&str> = lines.lines().collect();
+    assert_eq!(rounds.len(), 6, "setup, 4 training rounds and the evaluation, each once:\n{lines}");
+}
