@@ -150,6 +150,8 @@ struct State {
     server: ServerOptimizer,
     totals: (u64, u64),
     records: Vec<RoundRecord>,
+    /// Nodes with an upload in flight (one at a time each).
+    uploading: BTreeSet<String>,
     /// The session to run next (from the checkpoint after a restart); `None` when all are done.
     next: Option<(u32, RoundKind)>,
     finished: Option<Result<(), String>>,
@@ -203,6 +205,7 @@ impl Aggregator {
             server: ServerOptimizer::new(config.server_optimizer()?, spec.param_count())?,
             totals: (0, 0),
             records: Vec::new(),
+            uploading: BTreeSet::new(),
             next: Some((0, RoundKind::Setup)),
             finished: None,
         };
@@ -284,10 +287,17 @@ impl Aggregator {
     ) -> Result<Outcome> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Limits so that one slow or malicious client cannot stall or exhaust the aggregator:
+        // every request ends within 60 s, few streams per connection, dead peers are noticed.
         let server = tonic::transport::Server::builder()
             .tls_config(tls)
             .context("invalid server TLS configuration")?
             .timeout(Duration::from_secs(60))
+            .concurrency_limit_per_connection(8)
+            .max_concurrent_streams(16)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .tcp_keepalive(Some(Duration::from_secs(60)))
             .add_service(self.service())
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
@@ -640,6 +650,27 @@ impl Aggregator {
     }
 }
 
+/// A node's one upload in flight; released when dropped.
+struct UploadSlot<'a> {
+    aggregator: &'a Aggregator,
+    node: String,
+}
+
+impl<'a> UploadSlot<'a> {
+    fn take(aggregator: &'a Aggregator, node: &str) -> Result<Self, Status> {
+        if !aggregator.state().uploading.insert(node.to_string()) {
+            return Err(Status::resource_exhausted(format!("{node} already has an upload in flight")));
+        }
+        Ok(Self { aggregator, node: node.to_string() })
+    }
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        self.aggregator.state().uploading.remove(&self.node);
+    }
+}
+
 type TaskStream = Pin<Box<dyn Stream<Item = Result<v1::TaskChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -711,6 +742,7 @@ impl Federation for Aggregator {
                 header.node_id
             )));
         }
+        let _in_flight = UploadSlot::take(self, &node)?;
         let mut assembler = Assembler::new(header.total_bytes, self.shared.max_upload)?;
         while let Some(chunk) = stream.next().await {
             match chunk?.part {

@@ -108,7 +108,10 @@ impl HospitalNode {
             .context("invalid aggregator URL")?
             .tls_config(self.connection.tls.clone())
             .context("invalid TLS configuration")?
-            .connect_timeout(Duration::from_secs(10));
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
         let channel = endpoint.connect().await.with_context(|| format!("cannot reach {}", self.connection.url))?;
         Ok(FederationClient::new(channel)
             .max_decoding_message_size(fedcare_proto::MAX_MESSAGE_BYTES)

@@ -43,7 +43,8 @@ impl Assembler {
             return Err(Status::out_of_range(format!("payload of {total} bytes exceeds the limit of {cap}")));
         }
         let expected = usize::try_from(total).map_err(|_| Status::out_of_range("payload too large"))?;
-        Ok(Self { expected, bytes: Vec::with_capacity(expected) })
+        // Memory grows with the data that actually arrives, not with what a header claims.
+        Ok(Self { expected, bytes: Vec::with_capacity(expected.min(CHUNK_BYTES)) })
     }
 
     /// Adds one chunk, refusing data beyond the total.

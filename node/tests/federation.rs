@@ -87,6 +87,10 @@ struct Federation {
 }
 
 async fn start_federation(hospitals: &[&str]) -> Federation {
+    start_federation_with(hospitals, 2).await
+}
+
+async fn start_federation_with(hospitals: &[&str], join_timeout_secs: u64) -> Federation {
     tls::install_crypto_provider();
     let pki = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -99,7 +103,7 @@ async fn start_federation(hospitals: &[&str]) -> Federation {
         min_hospitals: 2,
         rounds: 1,
         phase_timeout_secs: 60,
-        join_timeout_secs: 2,
+        join_timeout_secs,
         out_dir: out.path().to_path_buf(),
         seed: 0,
         eval_bins: 8,
@@ -238,4 +242,77 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
     let status = a.status(v1::StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.phase, v1::TaskKind::Contribute as i32);
     assert_eq!(status.active_hospitals, ["hospital-a", "hospital-b", "hospital-late"]);
+}
+
+/// 1,000 random, corrupted and truncated uploads from a participant in the middle of a round:
+/// each gets an error status, none changes the round, and the federation then completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_hostile_uploads_leave_the_federation_healthy() {
+    use rand::{RngExt, SeedableRng};
+    let f = start_federation_with(&["hospital-a", "hospital-b"], 60).await;
+    let mut a = hospital_client(&f, "hospital-a").await;
+    a.join(v1::JoinRequest { federation_id: "test".into() }).await.unwrap();
+
+    // The real hospital-b joins, which starts the round; it waits for a's key share.
+    let node = |name: &str, index: usize| {
+        let (cert, key) = tls::party_files(f.pki.path(), name);
+        let connection = fedcare_node::hospital::Connection {
+            url: f.url.clone(),
+            tls: tls::client_tls(&f.pki.path().join(tls::files::CA_CERT), &cert, &key, "localhost").unwrap(),
+            federation_id: "test".into(),
+        };
+        let data = fedcare_node::data::synthetic_hospital(index, 2, 300, 1);
+        fedcare_node::hospital::HospitalNode::new(connection, data, Box::new(fedcare_node::trainer::CpuTrainer))
+    };
+    let b = tokio::spawn(node("hospital-b", 1).run());
+    let (header, _) = loop {
+        let task = fetch_task(&mut a, "test", None).await.unwrap();
+        if task.0.kind == v1::TaskKind::KeyGen as i32 {
+            break task;
+        }
+    };
+    let session = header.session.unwrap();
+
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(42);
+    let mut refused = 0;
+    for i in 0..1000 {
+        let len = rng.random_range(0..400usize);
+        let mut data: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        if i % 3 == 0 && data.len() >= 12 {
+            // A valid crypto header of a random kind, so the body reaches the decoders.
+            data[..4].copy_from_slice(b"FCHE");
+            data[4..6].copy_from_slice(&1u16.to_le_bytes());
+            data[6..8].copy_from_slice(&PARAMS_V1.id.to_le_bytes());
+            data[8] = rng.random_range(1..=5);
+            data[9..12].fill(0);
+        }
+        let total = match i % 5 {
+            0 => rng.random_range(0..1000u64),
+            _ => data.len() as u64,
+        };
+        let upload_session =
+            if i % 7 == 0 { v1::Session { round: rng.random(), attempt: rng.random() } } else { session };
+        let kind = [
+            v1::UploadKind::KeyShare,
+            v1::UploadKind::Contribution,
+            v1::UploadKind::DecryptionShare,
+            v1::UploadKind::Unspecified,
+        ][i % 4];
+        let result = if i % 11 == 0 {
+            // Data before any header.
+            let messages = vec![v1::UploadChunk { part: Some(v1::upload_chunk::Part::Data(data)) }];
+            a.upload(tokio_stream::iter(messages)).await.map(|_| ())
+        } else {
+            upload(&mut a, "hospital-a", upload_session, kind, total, data).await
+        };
+        assert!(result.is_err(), "hostile upload {i} was accepted");
+        refused += 1;
+    }
+    assert_eq!(refused, 1000);
+    let status = a.status(v1::StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.phase, v1::TaskKind::KeyGen as i32, "the round is still waiting for a's key share");
+
+    // The real hospital-a takes part now, and the federation completes.
+    node("hospital-a", 0).run().await.unwrap();
+    b.await.unwrap().unwrap();
 }

@@ -122,3 +122,85 @@ async fn a_killed_aggregator_resumes_and_ends_with_the_uninterrupted_model() {
     let rounds: Vec<&str> = lines.lines().collect();
     assert_eq!(rounds.len(), 6, "setup, 4 training rounds and the evaluation, each once:\n{lines}");
 }
+
+/// A hospital that dies mid-round is dropped at the deadline, the round restarts without it,
+/// and once it is started again (same certificate) it rejoins and takes part again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_hospital_rejoins_and_takes_part_again() {
+    use fedcare_node::aggregator::Aggregator;
+    use fedcare_node::config::{AggregatorConfig, ModelConfig, ServerSettings, TlsFiles, TrainingSettings};
+
+    tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let names: Vec<String> = HOSPITALS.iter().map(|s| s.to_string()).collect();
+    tls::generate_dev_pki(&pki, &names, &[]).unwrap();
+    let config = AggregatorConfig {
+        federation_id: "recovery".into(),
+        listen: "127.0.0.1:0".into(),
+        hospitals: names,
+        min_hospitals: 2,
+        rounds: 12,
+        phase_timeout_secs: 2,
+        join_timeout_secs: 30,
+        out_dir: dir.path().join("out"),
+        seed: 0,
+        eval_bins: 16,
+        schema_id: "synthetic/v1".into(),
+        model: ModelConfig { input_width: 16, hidden: vec![8] },
+        training: TrainingSettings::default(),
+        server: ServerSettings::default(),
+        tls: TlsFiles {
+            ca: pki.join(tls::files::CA_CERT),
+            cert: pki.join(tls::files::SERVER_CERT),
+            key: pki.join(tls::files::SERVER_KEY),
+        },
+    };
+    let server_tls = tls::server_tls(&config.tls.ca, &config.tls.cert, &config.tls.key).unwrap();
+    let aggregator = Aggregator::new(config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let serving = {
+        let aggregator = aggregator.clone();
+        tokio::spawn(async move { aggregator.serve(listener, server_tls).await })
+    };
+    let mut nodes = hospitals(&pki, port);
+    let h3 = nodes.pop().unwrap();
+
+    let wait_for = |predicate: &dyn Fn(&[fedcare_node::aggregator::RoundRecord]) -> bool| {
+        let start = Instant::now();
+        loop {
+            if predicate(&aggregator.records()) {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "timed out");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for(&|records| records.iter().any(|r| r.round == 1));
+    h3.abort(); // the hospital's process dies: its connections close
+    wait_for(&|records| records.iter().any(|r| r.kind == "train" && r.hospitals == 2));
+    // Started again with the same certificate.
+    let (cert, key) = tls::party_files(&pki, "h3");
+    let connection = Connection {
+        url: format!("https://localhost:{port}"),
+        tls: tls::client_tls(&pki.join(tls::files::CA_CERT), &cert, &key, "localhost").unwrap(),
+        federation_id: "recovery".into(),
+    };
+    let data = data::synthetic_hospital(2, HOSPITALS.len(), 500, 3);
+    let restarted = tokio::spawn(HospitalNode::new(connection, data, Box::new(trainer::CpuTrainer)).run());
+
+    let outcome = serving.await.unwrap().unwrap();
+    assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+    for node in nodes {
+        node.await.unwrap().unwrap();
+    }
+    restarted.await.unwrap().unwrap();
+    let records = outcome.records;
+    let dropped = records.iter().position(|r| r.kind == "train" && r.hospitals == 2).unwrap();
+    assert!(records[dropped].attempt >= 1, "the round restarted without the dead hospital");
+    assert!(
+        records[dropped + 1..].iter().any(|r| r.hospitals == 3),
+        "the restarted hospital took part again: {records:?}"
+    );
+}
