@@ -422,7 +422,12 @@ impl Aggregator {
             Phase::KeyGen { collector } => {
                 let key = collector.collective_key().map_err(internal)?;
                 let key_bytes = Arc::new(key.encode());
-                let model = Arc::new(params_to_bytes(&state.global));
+                // The setup session sums row counts: it needs no model.
+                let model = Arc::new(if session.kind == RoundKind::Setup {
+                    Vec::new()
+                } else {
+                    params_to_bytes(&state.global)
+                });
                 let builder = AggregateBuilder::new(PARAMS_V1, &key, len);
                 session.phase = Phase::Contribute { payload: [key_bytes, model], builder };
             }

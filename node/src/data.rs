@@ -96,3 +96,40 @@ pub fn synthetic_hospital(index: usize, hospitals: usize, base_rows: usize, seed
     // Invariant: finite features and 0/1 labels by construction.
     Dataset::new(features, labels, SYNTHETIC_FEATURES).expect("synthetic data is valid")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn load_text(text: &[u8]) -> Result<Dataset> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("data.csv");
+        std::fs::write(&path, text)?;
+        load_csv(&path)
+    }
+
+    #[test]
+    fn a_good_csv_loads_and_bad_cells_name_their_line() {
+        let data = load_text(b"age,label,visits\n1.5,0,3\n2,1,4\n").unwrap();
+        assert_eq!((data.rows(), data.width()), (2, 2));
+        assert_eq!(data.features(), &[1.5, 3.0, 2.0, 4.0]);
+        let error = format!("{:#}", load_text(b"a,label\n1,0\nx,1\n").unwrap_err());
+        assert!(error.contains(":3:") && error.contains("\"x\""), "{error}");
+        let error = format!("{:#}", load_text(b"a,label\n1,0\nNaN,1\n").unwrap_err());
+        assert!(error.contains("not finite"), "{error}");
+        let error = format!("{:#}", load_text(b"a,label\n1,2\n").unwrap_err());
+        assert!(error.contains("not 0 or 1"), "{error}");
+        assert!(load_text(b"a,b\n1,0\n").is_err(), "no label column");
+        assert!(load_text(b"a,label\n1\n").is_err(), "short row");
+        assert!(load_text(b"a,label\n\xff,0\n").is_err(), "not UTF-8");
+    }
+
+    proptest! {
+        /// Random bytes never panic the loader.
+        #[test]
+        fn random_files_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = load_text(&bytes);
+        }
+    }
+}

@@ -188,8 +188,12 @@ impl HospitalNode {
                 v1::TaskKind::Contribute => {
                     ensure!(sections.len() == 2, "a contribution task carries a key and a model");
                     let key = CollectivePublicKey::decode(&sections[0], &PARAMS_V1, &WireLimits::default())?;
-                    let global = params_from_bytes(&sections[1], plan.spec.param_count())?;
                     let round_kind = v1::RoundKind::try_from(header.round_kind).unwrap_or(v1::RoundKind::Unspecified);
+                    let global = if round_kind == v1::RoundKind::Setup {
+                        Vec::new()
+                    } else {
+                        params_from_bytes(&sections[1], plan.spec.param_count())?
+                    };
                     let party = party.as_mut().context("a contribution task before key generation")?;
                     // Training and encryption are CPU-bound: keep them off the async workers' queue.
                     let ciphertext = tokio::task::block_in_place(|| -> Result<Vec<u8>> {

@@ -204,3 +204,37 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
         "the restarted hospital took part again: {records:?}"
     );
 }
+
+/// SIGTERM stops the aggregator cleanly (exit 0, checkpoint kept); started again it resumes.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_stops_the_aggregator_cleanly_and_it_resumes() {
+    tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let names: Vec<String> = HOSPITALS.iter().map(|s| s.to_string()).collect();
+    tls::generate_dev_pki(&pki, &names, &[]).unwrap();
+    let out = dir.path().join("out");
+    let port = free_port();
+    let config = write_config(dir.path(), &pki, port, &out);
+    let mut aggregator = serve(&config);
+    let nodes = hospitals(&pki, port);
+    let start = Instant::now();
+    while !std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default().contains("\"round\":1,") {
+        assert!(start.elapsed() < Duration::from_secs(120), "round 1 never completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = aggregator.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = wait_for_exit(&mut aggregator, Duration::from_secs(30));
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+    assert!(out.join("aggregator.ckpt").exists());
+
+    let mut aggregator = serve(&config);
+    assert!(wait_for_exit(&mut aggregator, Duration::from_secs(120)).success());
+    for node in nodes {
+        node.await.unwrap().unwrap();
+    }
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 6, "{lines}");
+}
