@@ -146,4 +146,14 @@ mod tests {
         std::fs::write(&path, &bytes[..10]).unwrap();
         assert!(Checkpoint::load(dir.path()).is_err());
     }
+
+    proptest::proptest! {
+        /// Random files never panic the loader (it either refuses them or, rarely, decodes one).
+        #[test]
+        fn random_files_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(FILE_NAME), &bytes).unwrap();
+            let _ = Checkpoint::load(dir.path());
+        }
+    }
 }
