@@ -73,7 +73,7 @@ async fn three_hospitals_three_rounds_match_plaintext_fedavg() {
 async fn a_vanishing_hospital_is_dropped_and_the_federation_finishes() {
     let out = tempfile::tempdir().unwrap();
     // Setup takes 3 tasks; the 4th (round 1's key generation) is never answered.
-    let options = SimulateOptions { phase_timeout_secs: 3, vanish: Some((2, 3)), ..options(out.path()) };
+    let options = SimulateOptions { phase_timeout_secs: 5, vanish: Some((2, 3)), ..options(out.path()) };
     let report = simulate::run(&options, None).await.unwrap();
     let round_one = report.outcome.records.iter().find(|r| r.round == 1).unwrap();
     assert_eq!((round_one.attempt, round_one.hospitals), (1, 2));

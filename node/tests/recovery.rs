@@ -141,7 +141,7 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
         hospitals: names,
         min_hospitals: 2,
         rounds: 12,
-        phase_timeout_secs: 2,
+        phase_timeout_secs: 4,
         join_timeout_secs: 30,
         out_dir: dir.path().join("out"),
         seed: 0,
