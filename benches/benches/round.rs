@@ -1,5 +1,6 @@
-//! A whole federation round on loopback: 10 hospitals, an MLP of about 100k parameters
-//! (16-256-256-128-1: 103,169 parameters), real gRPC with mTLS and threshold encryption.
+//! A whole federation round on loopback: 10 hospitals on the synthetic Diabetes-130 cohort, an
+//! MLP of about 100k parameters (257-256-128-64-1: 107,265 parameters), real gRPC with mTLS and
+//! threshold encryption.
 //! Prints one table: per-session wall time, and the share of the machine's time spent in
 //! encryption-related work (key shares, encryption, decryption shares — summed over the
 //! hospitals — and the aggregator's aggregation and combination, measured by `bench-crypto`'s
@@ -19,9 +20,9 @@ fn main() {
     let options = SimulateOptions {
         hospitals: 10,
         rounds: if full { 3 } else { 1 },
-        // About Diabetes-130's 100k encounters spread over 10 hospitals (sizes vary around it).
-        rows: if full { 10_000 } else { 300 },
-        hidden: vec![256, 256, 128],
+        // Patients per average hospital: about Diabetes-130's 100k encounters over 10 hospitals.
+        rows: if full { 7_000 } else { 300 },
+        hidden: vec![256, 128, 64],
         out: out.path().to_path_buf(),
         show_progress: false,
         ..SimulateOptions::default()

@@ -28,11 +28,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::checkpoint::{Checkpoint, write_atomically};
 use crate::config::AggregatorConfig;
-use crate::contribution::{GlobalEvaluation, ROW_SCALE};
+use crate::contribution::{GlobalEvaluation, decode_setup};
 use crate::crypto::{
     Aggregate, AggregateBuilder, Ciphertext, Crs, DecryptionShare, KeyShareCollector, PARAMS_V1, PartyId,
     PublicKeyShare, WireLimits, WireMessage,
 };
+use crate::ingest::{ColumnStats, Moments};
 use crate::transfer::{Assembler, chunks, params_to_bytes};
 
 /// What one completed session measured; one line of `metrics.jsonl`.
@@ -69,6 +70,8 @@ pub struct Outcome {
     pub records: Vec<RoundRecord>,
     /// Why it stopped early, if it did.
     pub failure: Option<String>,
+    /// The federated mean and standard deviation of each numeric feature.
+    pub feature_stats: Vec<ColumnStats>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +152,8 @@ struct State {
     global: Vec<f32>,
     server: ServerOptimizer,
     totals: (u64, u64),
+    /// Federated mean and standard deviation of each numeric feature (from setup).
+    feature_stats: Vec<ColumnStats>,
     records: Vec<RoundRecord>,
     /// Nodes with an upload in flight (one at a time each).
     uploading: BTreeSet<String>,
@@ -175,10 +180,10 @@ pub struct Aggregator {
 }
 
 /// Values in the vector of each round kind.
-fn vector_len(kind: RoundKind, params: usize, bins: usize) -> usize {
+fn vector_len(kind: RoundKind, params: usize, bins: usize, numeric: usize) -> usize {
     let tail = 1 + 2 * bins;
     match kind {
-        RoundKind::Setup => 2,
+        RoundKind::Setup => crate::contribution::setup_len(numeric),
         RoundKind::Train => params + 1 + tail,
         RoundKind::Evaluate => tail,
     }
@@ -191,7 +196,13 @@ impl Aggregator {
         let spec = config.spec()?;
         let codec = Codec::new(PARAMS_V1.codec_config())?;
         let bins = config.eval_bins as usize;
-        let longest = vector_len(RoundKind::Train, spec.param_count(), bins);
+        let numeric = config.numeric_features as usize;
+        let longest = vector_len(RoundKind::Train, spec.param_count(), bins, numeric).max(vector_len(
+            RoundKind::Setup,
+            0,
+            bins,
+            numeric,
+        ));
         let max_upload = (PARAMS_V1.bins(longest) * PARAMS_V1.polynomial_size + longest) as u64 * 8 + 4096;
         let federation = config.federation_config(max_upload);
         std::fs::create_dir_all(&config.out_dir)
@@ -204,6 +215,7 @@ impl Aggregator {
             global: fedcare_core::rng::init_params(&spec, config.seed),
             server: ServerOptimizer::new(config.server_optimizer()?, spec.param_count())?,
             totals: (0, 0),
+            feature_stats: Vec::new(),
             records: Vec::new(),
             uploading: BTreeSet::new(),
             next: Some((0, RoundKind::Setup)),
@@ -219,6 +231,8 @@ impl Aggregator {
             state.global = checkpoint.global;
             state.server = checkpoint.server;
             state.totals = checkpoint.totals;
+            state.feature_stats =
+                checkpoint.feature_stats.iter().map(|&(mean, std)| ColumnStats { mean, std }).collect();
             state.records = checkpoint.records;
             state.next = RoundKind::from_code(checkpoint.next_kind).map(|kind| (checkpoint.next_round, kind));
             if state.next.is_none() {
@@ -312,6 +326,7 @@ impl Aggregator {
                     global: state.global.clone(),
                     records: state.records.clone(),
                     failure: Some("interrupted by a shutdown signal".into()),
+                    feature_stats: state.feature_stats.clone(),
                 }
             }
         };
@@ -362,6 +377,7 @@ impl Aggregator {
             global: state.global.clone(),
             records: state.records.clone(),
             failure: state.finished.clone().and_then(Result::err),
+            feature_stats: state.feature_stats.clone(),
         }
     }
 
@@ -412,7 +428,8 @@ impl Aggregator {
         }
         session.submitted.clear();
         session.deadline = Instant::now() + Duration::from_secs(self.shared.config.phase_timeout_secs);
-        let len = vector_len(session.kind, self.shared.spec.param_count(), self.shared.bins);
+        let numeric = self.shared.config.numeric_features as usize;
+        let len = vector_len(session.kind, self.shared.spec.param_count(), self.shared.bins, numeric);
         // Take the finished phase out (an empty key-generation phase stands in meanwhile).
         let finished = core::mem::replace(
             &mut session.phase,
@@ -471,8 +488,10 @@ impl Aggregator {
         };
         let evaluation_tail = match session.kind {
             RoundKind::Setup => {
-                state.totals = ((values[0] * ROW_SCALE).round() as u64, (values[1] * ROW_SCALE).round() as u64);
-                tracing::info!(train_rows = state.totals.0, test_rows = state.totals.1, "federated row counts");
+                let (train, test, moments) = decode_setup(values, self.shared.config.numeric_features as usize)?;
+                state.totals = (train, test);
+                state.feature_stats = moments.iter().map(Moments::stats).collect();
+                tracing::info!(train_rows = train, test_rows = test, "federated row counts and feature statistics");
                 None
             }
             RoundKind::Train => {
@@ -518,6 +537,7 @@ impl Aggregator {
             global: state.global.clone(),
             server: state.server.clone(),
             totals: state.totals,
+            feature_stats: state.feature_stats.iter().map(|s| (s.mean, s.std)).collect(),
             records: state.records.clone(),
         }
         .save(out)?;
@@ -561,6 +581,8 @@ impl Aggregator {
             kind: v1::TaskKind::Wait as i32,
             total_train_rows: state.totals.0,
             total_test_rows: state.totals.1,
+            feature_means: state.feature_stats.iter().map(|s| s.mean).collect(),
+            feature_stds: state.feature_stats.iter().map(|s| s.std).collect(),
             ..Default::default()
         };
         if let Some(result) = &state.finished {

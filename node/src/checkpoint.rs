@@ -44,6 +44,8 @@ pub struct Checkpoint {
     pub server: ServerOptimizer,
     /// Total training and test rows from the setup session.
     pub totals: (u64, u64),
+    /// Federated (mean, std) of each numeric feature, from the setup session.
+    pub feature_stats: Vec<(f64, f64)>,
     /// Completed sessions.
     pub records: Vec<RoundRecord>,
 }
@@ -129,6 +131,7 @@ mod tests {
             global: vec![0.5, -1.0, 2.0],
             server: ServerOptimizer::new(ServerOptimizerConfig::default(), 3).unwrap(),
             totals: (100, 20),
+            feature_stats: vec![(1.0, 2.0)],
             records: Vec::new(),
         };
         checkpoint.save(dir.path()).unwrap();

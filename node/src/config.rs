@@ -155,6 +155,10 @@ pub struct AggregatorConfig {
     /// Feature schema id recorded in the model file.
     #[serde(default = "default_schema")]
     pub schema_id: String,
+    /// How many leading model inputs are numeric features to standardise with federated
+    /// statistics (the schema's numeric columns; 0 when the hospitals' data is ready as is).
+    #[serde(default)]
+    pub numeric_features: u32,
     /// Architecture.
     pub model: ModelConfig,
     /// Local training.
@@ -215,6 +219,12 @@ impl AggregatorConfig {
         ensure!(self.phase_timeout_secs >= 1, "phase_timeout_secs must be at least 1");
         let t = &self.training;
         ensure!(t.test_fraction > 0.0 && t.test_fraction < 1.0, "test_fraction must be in (0, 1)");
+        ensure!(
+            self.numeric_features <= self.model.input_width,
+            "numeric_features ({}) exceeds the model's input width ({})",
+            self.numeric_features,
+            self.model.input_width
+        );
         self.spec()?;
         self.optimizer()?.validate()?;
         self.server_optimizer()?;
@@ -278,6 +288,7 @@ impl AggregatorConfig {
             schema_id: self.schema_id.clone(),
             max_upload_bytes,
             test_fraction: t.test_fraction,
+            numeric_features: self.numeric_features,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! and encrypted, whose decrypted *sum* over the hospitals is all anyone learns.
 //!
 //! ```text
-//! setup:    [train_rows / 2^16, test_rows / 2^16]                        -> total rows
+//! setup:    [train rows, test rows, per numeric feature: present, Σx, Σx²] -> exact totals
+//!           (integers as 20-bit limbs; x and x² in fixed point with 8 fractional bits)
 //! train:    [Δθ · n_k/N (params) | train_loss · n_k/N | evaluation tail] -> FedAvg mean update
 //! evaluate: [evaluation tail]
 //! evaluation tail: [test_loss · t_k/T | positives per score bin / T | negatives per score bin / T]
@@ -13,8 +14,70 @@
 
 use anyhow::{Result, ensure};
 
-/// Rows are encoded divided by this, so one hospital may hold up to `8 · 2^16` rows.
-pub const ROW_SCALE: f64 = 65536.0;
+/// Bits of one limb: integers travel as limbs of 20 bits, each encoded as `limb / 2^20` (exact
+/// in the codec, whose values carry 23-bit integers), so their sums decode exactly.
+const LIMB_BITS: u32 = 20;
+/// Limbs of a count (up to 2^40).
+const COUNT_LIMBS: usize = 2;
+/// Limbs of a signed 64-bit sum (two's complement; the limb sums recombine modulo 2^64).
+const SUM_LIMBS: usize = 4;
+
+fn push_limbs(values: &mut Vec<f64>, value: u64, limbs: usize) {
+    let mask = (1u64 << LIMB_BITS) - 1;
+    for i in 0..limbs {
+        values.push(((value >> (LIMB_BITS * i as u32)) & mask) as f64 / f64::from(1u32 << LIMB_BITS));
+    }
+}
+
+fn from_limbs(values: &[f64]) -> u64 {
+    values.iter().enumerate().fold(0u64, |total, (i, &v)| {
+        let limb_sum = (v * f64::from(1u32 << LIMB_BITS)).round() as i64 as u64;
+        total.wrapping_add(limb_sum.wrapping_shl(LIMB_BITS * i as u32))
+    })
+}
+
+/// Values per numeric feature in the setup vector.
+const PER_FEATURE: usize = COUNT_LIMBS + 2 * SUM_LIMBS;
+
+/// Values in the setup vector for `numeric` features.
+pub fn setup_len(numeric: usize) -> usize {
+    2 * COUNT_LIMBS + PER_FEATURE * numeric
+}
+
+/// The setup vector: row counts and, per numeric feature, the exact fixed-point moments of the
+/// training rows (see [`crate::ingest::Moments`]).
+pub fn setup_vector(train_rows: usize, test_rows: usize, moments: &[crate::ingest::Moments]) -> Vec<f64> {
+    let mut values = Vec::with_capacity(setup_len(moments.len()));
+    push_limbs(&mut values, train_rows as u64, COUNT_LIMBS);
+    push_limbs(&mut values, test_rows as u64, COUNT_LIMBS);
+    for m in moments {
+        push_limbs(&mut values, m.count, COUNT_LIMBS);
+        push_limbs(&mut values, m.sum as u64, SUM_LIMBS);
+        push_limbs(&mut values, m.squares as u64, SUM_LIMBS);
+    }
+    values
+}
+
+/// Decodes a summed setup vector: (total train rows, total test rows, per feature the pooled
+/// moments) — exact.
+pub fn decode_setup(values: &[f64], numeric: usize) -> Result<(u64, u64, Vec<crate::ingest::Moments>)> {
+    ensure!(
+        values.len() == setup_len(numeric),
+        "setup vector of {} values, expected {}",
+        values.len(),
+        setup_len(numeric)
+    );
+    let (counts, features) = values.split_at(2 * COUNT_LIMBS);
+    let moments = features
+        .chunks_exact(PER_FEATURE)
+        .map(|f| crate::ingest::Moments {
+            count: from_limbs(&f[..COUNT_LIMBS]),
+            sum: from_limbs(&f[COUNT_LIMBS..COUNT_LIMBS + SUM_LIMBS]) as i64,
+            squares: from_limbs(&f[COUNT_LIMBS + SUM_LIMBS..]) as i64,
+        })
+        .collect();
+    Ok((from_limbs(&counts[..COUNT_LIMBS]), from_limbs(&counts[COUNT_LIMBS..]), moments))
+}
 
 /// The score bin of a probability.
 pub fn bin_of(probability: f32, bins: usize) -> usize {

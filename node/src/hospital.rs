@@ -15,10 +15,12 @@ use fedcare_proto::v1::{self, federation_client::FederationClient};
 use tokio_stream::StreamExt;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::contribution::{LocalEvaluation, ROW_SCALE};
+use crate::contribution::LocalEvaluation;
 use crate::crypto::{
     AggregateMasks, CollectivePublicKey, Crs, PARAMS_V1, PartyId, PartySession, WireLimits, WireMessage,
 };
+use crate::ingest::{ColumnStats, Table};
+use crate::schema::Schema;
 use crate::trainer::Trainer;
 use crate::transfer::{Assembler, chunks, params_from_bytes, split_sections};
 
@@ -65,7 +67,7 @@ pub struct Connection {
 /// A hospital node.
 pub struct HospitalNode {
     connection: Connection,
-    data: Dataset,
+    data: HospitalData,
     trainer: Box<dyn Trainer>,
     stats: Arc<Mutex<HospitalStats>>,
     observer: Option<UpdateObserver>,
@@ -81,6 +83,12 @@ const POLL_MS: u32 = 2000;
 impl HospitalNode {
     /// A node that will train `data` with `trainer`.
     pub fn new(connection: Connection, data: Dataset, trainer: Box<dyn Trainer>) -> Self {
+        Self::with_data(connection, HospitalData::Ready(data), trainer)
+    }
+
+    /// A node over rows read through a schema: its numeric features are standardised with the
+    /// federated statistics once the setup session has computed them.
+    pub fn with_data(connection: Connection, data: HospitalData, trainer: Box<dyn Trainer>) -> Self {
         Self {
             connection,
             data,
@@ -155,8 +163,8 @@ impl HospitalNode {
         let node = reply.node_id;
         let config = reply.config.context("the aggregator sent no configuration")?;
         let plan = Plan::from_config(&config, self.data.width(), &node)?;
-        let (train, test) = crate::data::split(&self.data, config.test_fraction, plan.split_seed)?;
-        tracing::info!(%node, train_rows = train.rows(), test_rows = test.rows(), trainer = self.trainer.name(), "joined");
+        let mut local = LocalData::new(&self.data, &config, plan.split_seed)?;
+        tracing::info!(%node, train_rows = local.train_rows, test_rows = local.test_rows, trainer = self.trainer.name(), "joined");
 
         let mut after: Option<(v1::Session, i32)> = None;
         let mut party: Option<PartySession> = None;
@@ -197,19 +205,14 @@ impl HospitalNode {
                     let party = party.as_mut().context("a contribution task before key generation")?;
                     // Training and encryption are CPU-bound: keep them off the async workers' queue.
                     let ciphertext = tokio::task::block_in_place(|| -> Result<Vec<u8>> {
-                        let values = self.contribution(
-                            &plan,
-                            round_kind,
-                            session.round,
-                            &global,
-                            &train,
-                            &test,
-                            &header,
-                            &node,
-                        )?;
+                        let values =
+                            self.contribution(&plan, round_kind, session.round, &global, &mut local, &header, &node)?;
                         let encoded = plan.codec.encode(&values, 1.0)?;
                         if encoded.clipped > 0 {
-                            ensure!(round_kind != v1::RoundKind::Setup, "{} rows do not fit the codec", train.rows());
+                            ensure!(
+                                round_kind != v1::RoundKind::Setup,
+                                "this hospital's row counts or feature sums do not fit the codec"
+                            );
                             tracing::warn!(%node, clipped = encoded.clipped, "update values clipped to the codec's range");
                         }
                         let start = ThreadTime::now();
@@ -261,17 +264,21 @@ impl HospitalNode {
         kind: v1::RoundKind,
         round: u32,
         global: &[f32],
-        train: &Dataset,
-        test: &Dataset,
+        local: &mut LocalData,
         header: &v1::TaskHeader,
         node: &str,
     ) -> Result<Vec<f32>> {
+        if kind == v1::RoundKind::Setup {
+            let values = crate::contribution::setup_vector(local.train_rows, local.test_rows, &local.moments);
+            return Ok(values.into_iter().map(|v| v as f32).collect());
+        }
+        let (train, test) = local.datasets(header)?;
         let evaluation = |params: &[f32]| -> Result<Vec<f64>> {
             let logits = Network::new(&plan.spec).predict(params, test.features())?;
             Ok(LocalEvaluation::new(&logits, test.labels(), plan.bins).tail(header.total_test_rows))
         };
         let values: Vec<f64> = match kind {
-            v1::RoundKind::Setup => vec![train.rows() as f64 / ROW_SCALE, test.rows() as f64 / ROW_SCALE],
+            v1::RoundKind::Setup => unreachable!("handled above"),
             v1::RoundKind::Train => {
                 ensure!(header.total_train_rows > 0, "training before the setup round's totals");
                 let weight = train.rows() as f64 / header.total_train_rows as f64;
@@ -384,6 +391,116 @@ pub async fn fetch_task(
     Ok((header, sections))
 }
 
+/// A hospital's rows.
+#[derive(Debug, Clone)]
+pub enum HospitalData {
+    /// Model inputs ready as they are (the federation standardises nothing).
+    Ready(Dataset),
+    /// Rows read through a schema; numeric features are standardised with federated statistics.
+    Table {
+        /// The rows.
+        table: Table,
+        /// Their schema.
+        schema: Box<Schema>,
+    },
+}
+
+impl HospitalData {
+    /// Model inputs per row.
+    pub fn width(&self) -> usize {
+        match self {
+            Self::Ready(data) => data.width(),
+            Self::Table { schema, .. } => schema.width(),
+        }
+    }
+}
+
+/// A hospital's train/test split and, for schema data, the datasets once statistics are known.
+struct LocalData {
+    train_rows: usize,
+    test_rows: usize,
+    /// This hospital's moments of each numeric feature of its training rows.
+    moments: Vec<crate::ingest::Moments>,
+    split: Split,
+}
+
+enum Split {
+    Ready(Dataset, Dataset),
+    Table(Box<TableSplit>),
+}
+
+struct TableSplit {
+    train: Table,
+    test: Table,
+    schema: Schema,
+    /// The standardised datasets, once the federated statistics are known.
+    built: Option<(Dataset, Dataset)>,
+}
+
+impl LocalData {
+    fn new(data: &HospitalData, config: &v1::FederationConfig, seed: u64) -> Result<Self> {
+        let numeric = config.numeric_features as usize;
+        match data {
+            HospitalData::Ready(data) => {
+                ensure!(numeric == 0, "the federation standardises {numeric} features: this node needs schema data");
+                let (train, test) = crate::data::split(data, config.test_fraction, seed)?;
+                Ok(Self {
+                    train_rows: train.rows(),
+                    test_rows: test.rows(),
+                    moments: Vec::new(),
+                    split: Split::Ready(train, test),
+                })
+            }
+            HospitalData::Table { table, schema } => {
+                ensure!(
+                    schema.numeric.len() == numeric,
+                    "the federation standardises {numeric} features, this hospital's schema has {}",
+                    schema.numeric.len()
+                );
+                let (train, test) = table.split_by_group(f64::from(config.test_fraction), seed);
+                ensure!(train.rows() > 0 && test.rows() > 0, "too few patients to hold some out");
+                Ok(Self {
+                    train_rows: train.rows(),
+                    test_rows: test.rows(),
+                    moments: train.numeric_moments(),
+                    split: Split::Table(Box::new(TableSplit { train, test, schema: (**schema).clone(), built: None })),
+                })
+            }
+        }
+    }
+
+    /// The training and test datasets, standardised with the header's federated statistics.
+    fn datasets(&mut self, header: &v1::TaskHeader) -> Result<(&Dataset, &Dataset)> {
+        match &mut self.split {
+            Split::Ready(train, test) => Ok((train, test)),
+            Split::Table(split) => {
+                let TableSplit { train, test, schema, built } = split.as_mut();
+                if built.is_none() {
+                    ensure!(
+                        header.feature_means.len() == schema.numeric.len()
+                            && header.feature_stds.len() == schema.numeric.len(),
+                        "the task carries no feature statistics"
+                    );
+                    let stats: Vec<ColumnStats> = header
+                        .feature_means
+                        .iter()
+                        .zip(&header.feature_stds)
+                        .map(|(&mean, &std)| ColumnStats { mean, std: if std > 0.0 { std } else { 1.0 } })
+                        .collect();
+                    *built = Some((train.to_dataset(schema, &stats)?, test.to_dataset(schema, &stats)?));
+                }
+                let (train, test) = built.as_ref().context("datasets were just built")?;
+                Ok((train, test))
+            }
+        }
+    }
+}
+
+/// The seed of a node's train/test split: the federation's training seed mixed with the node id.
+pub fn split_seed(training_seed: u64, node: &str) -> u64 {
+    training_seed ^ node.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
 /// What a hospital derives from the federation's configuration.
 struct Plan {
     spec: ModelSpec,
@@ -430,8 +547,6 @@ impl Plan {
         };
         let bins = config.eval_bins as usize;
         ensure!((2..=4096).contains(&bins), "evaluation bins out of range");
-        let node_seed =
-            node.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         Ok(Self {
             spec,
             codec: Codec::new(codec_config)?,
@@ -439,7 +554,7 @@ impl Plan {
             bins,
             min_hospitals: config.min_hospitals.max(2) as usize,
             max_values: (config.max_upload_bytes / 8) as usize,
-            split_seed: t.seed ^ node_seed,
+            split_seed: split_seed(t.seed, node),
         })
     }
 }

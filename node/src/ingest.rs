@@ -62,6 +62,35 @@ pub struct Table {
     groups: Vec<String>,
 }
 
+/// Exact moments of one numeric column: values in fixed point (`round(x · 256)`), so that sums
+/// over hospitals are exact integers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moments {
+    /// Rows where the value is present.
+    pub count: u64,
+    /// `Σ round(x · 256)`.
+    pub sum: i64,
+    /// `Σ round(x² · 256)`.
+    pub squares: i64,
+}
+
+/// Fixed-point scale of [`Moments`].
+pub const MOMENT_SCALE: f64 = 256.0;
+
+impl Moments {
+    /// Adds another hospital's moments.
+    pub fn add(&mut self, other: &Moments) {
+        self.count += other.count;
+        self.sum = self.sum.wrapping_add(other.sum);
+        self.squares = self.squares.wrapping_add(other.squares);
+    }
+
+    /// The column's mean and standard deviation.
+    pub fn stats(&self) -> ColumnStats {
+        ColumnStats::from_moments(self.count as f64, self.sum as f64 / MOMENT_SCALE, self.squares as f64 / MOMENT_SCALE)
+    }
+}
+
 /// Mean and standard deviation of one numeric column.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ColumnStats {
@@ -149,15 +178,16 @@ impl Table {
         self.labels.len()
     }
 
-    /// Per numeric column: (count of present values, sum, sum of squares) — this hospital's
-    /// share of the federation's statistics.
-    pub fn numeric_moments(&self) -> Vec<(f64, f64, f64)> {
-        let mut moments = vec![(0.0, 0.0, 0.0); self.numeric_columns];
+    /// Per numeric column, this hospital's share of the federation's statistics.
+    pub fn numeric_moments(&self) -> Vec<Moments> {
+        let mut moments = vec![Moments::default(); self.numeric_columns];
         for row in self.numeric.chunks(self.numeric_columns.max(1)) {
             for (m, value) in moments.iter_mut().zip(row) {
                 if let Some(v) = value {
                     let v = f64::from(*v);
-                    *m = (m.0 + 1.0, m.1 + v, m.2 + v * v);
+                    m.count += 1;
+                    m.sum = m.sum.wrapping_add((v * MOMENT_SCALE).round() as i64);
+                    m.squares = m.squares.wrapping_add((v * v * MOMENT_SCALE).round() as i64);
                 }
             }
         }

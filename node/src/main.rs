@@ -20,7 +20,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a whole federation on this machine: an aggregator and N hospitals on 127.0.0.1, over
-    /// gRPC with mTLS and threshold encryption, on a built-in synthetic non-IID cohort.
+    /// gRPC with mTLS and threshold encryption, on a synthetic non-IID cohort in the Diabetes-130
+    /// schema (or on --data).
     Simulate {
         /// Hospitals (2 to 64).
         #[arg(long, default_value_t = 5)]
@@ -28,9 +29,13 @@ enum Command {
         /// Training rounds.
         #[arg(long, default_value_t = 5)]
         rounds: u32,
-        /// Rows of a mid-sized hospital (sizes vary around it).
-        #[arg(long, default_value_t = 4000)]
+        /// Patients of an average hospital in the synthetic cohort (sizes vary around it).
+        #[arg(long, default_value_t = 3000)]
         rows: usize,
+        /// Use these hospital files (Diabetes-130 schema, one `*.csv` per hospital) instead of
+        /// the built-in synthetic cohort; --hospitals is then the number of files.
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Hidden layer widths, comma-separated (empty: logistic regression).
         #[arg(long, default_value = "32,16", value_delimiter = ',')]
         hidden: Vec<u32>,
@@ -139,7 +144,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Simulate { hospitals, rounds, rows, hidden, epochs, rule, seed, out } => {
+        Command::Simulate { hospitals, rounds, rows, hidden, epochs, rule, seed, out, data } => {
             let options = simulate::SimulateOptions {
                 hospitals,
                 rounds,
@@ -149,6 +154,7 @@ fn run(command: Command) -> Result<()> {
                 rule,
                 seed,
                 out: out.clone(),
+                data,
                 ..simulate::SimulateOptions::default()
             };
             println!(

@@ -11,7 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::aggregator::{Aggregator, Outcome, RoundRecord};
 use crate::config::{AggregatorConfig, ModelConfig, ServerSettings, TlsFiles, TrainingSettings};
-use crate::hospital::{Connection, HospitalNode, HospitalStats, UpdateObserver};
+use crate::hospital::{Connection, HospitalData, HospitalNode, HospitalStats, UpdateObserver};
+use crate::ingest::{BadRows, read_csv};
+use crate::schema::Schema;
 use crate::tls;
 
 /// Settings of a simulation.
@@ -39,6 +41,9 @@ pub struct SimulateOptions {
     pub show_progress: bool,
     /// Fault injection: hospital `index` stops answering after `tasks` tasks.
     pub vanish: Option<(usize, usize)>,
+    /// Hospital CSV files in the Diabetes-130 schema (one per hospital, `*.csv`); `None`: a
+    /// synthetic cohort in that schema, `rows` patients per average hospital.
+    pub data: Option<PathBuf>,
 }
 
 impl Default for SimulateOptions {
@@ -46,7 +51,7 @@ impl Default for SimulateOptions {
         Self {
             hospitals: 5,
             rounds: 5,
-            rows: 4000,
+            rows: 3000,
             hidden: vec![32, 16],
             epochs: 1,
             rule: "fedavg".into(),
@@ -55,6 +60,7 @@ impl Default for SimulateOptions {
             phase_timeout_secs: 60,
             show_progress: true,
             vanish: None,
+            data: None,
         }
     }
 }
@@ -70,10 +76,37 @@ pub struct SimulationReport {
 
 /// Runs a whole federation; `observer` sees every hospital's plaintext local update (tests).
 pub async fn run(options: &SimulateOptions, observer: Option<UpdateObserver>) -> Result<SimulationReport> {
-    ensure!((2..=64).contains(&options.hospitals), "--hospitals must be 2 to 64");
     tls::install_crypto_provider();
     let pki = tempfile::tempdir().context("cannot create a temporary directory for certificates")?;
-    let names: Vec<String> = (1..=options.hospitals).map(|i| format!("hospital-{i:02}")).collect();
+    let files = match &options.data {
+        Some(dir) => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|path| path.extension().is_some_and(|e| e == "csv"))
+                .collect();
+            files.sort();
+            files
+        }
+        None => {
+            ensure!((2..=64).contains(&options.hospitals), "--hospitals must be 2 to 64");
+            crate::synth::write_cohort(&pki.path().join("cohort"), options.hospitals, options.rows, options.seed)?
+        }
+    };
+    ensure!((2..=64).contains(&files.len()), "{} hospital files: a federation needs 2 to 64", files.len());
+    let schema = Schema::diabetes130(true);
+    let mut tables = Vec::with_capacity(files.len());
+    let mut names = Vec::with_capacity(files.len());
+    for (index, path) in files.iter().enumerate() {
+        let (table, report) = read_csv(path, &schema, BadRows::Skip { limit: 1000 })?;
+        if report.skipped_count > 0 {
+            tracing::warn!(file = %path.display(), skipped = report.skipped_count, first = ?report.skipped.first(), "bad rows skipped");
+        }
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let name = if tls::check_name(stem).is_ok() { stem.to_string() } else { format!("hospital-{:02}", index + 1) };
+        names.push(name);
+        tables.push(table);
+    }
     tls::generate_dev_pki(pki.path(), &names, &[])?;
     let ca = pki.path().join(tls::files::CA_CERT);
 
@@ -88,8 +121,9 @@ pub async fn run(options: &SimulateOptions, observer: Option<UpdateObserver>) ->
         out_dir: options.out.clone(),
         seed: options.seed,
         eval_bins: 64,
-        schema_id: "synthetic/v1".into(),
-        model: ModelConfig { input_width: crate::data::SYNTHETIC_FEATURES as u32, hidden: options.hidden.clone() },
+        schema_id: schema.id.clone(),
+        numeric_features: schema.numeric.len() as u32,
+        model: ModelConfig { input_width: schema.width() as u32, hidden: options.hidden.clone() },
         training: TrainingSettings { epochs: options.epochs, seed: options.seed, ..TrainingSettings::default() },
         server: ServerSettings { rule: options.rule.clone(), ..ServerSettings::default() },
         tls: TlsFiles {
@@ -118,8 +152,8 @@ pub async fn run(options: &SimulateOptions, observer: Option<UpdateObserver>) ->
             tls: tls::client_tls(&ca, &cert, &key, "localhost")?,
             federation_id: config.federation_id.clone(),
         };
-        let data = crate::data::synthetic_hospital(index, options.hospitals, options.rows, options.seed);
-        let mut node = HospitalNode::new(connection, data, Box::new(crate::trainer::CpuTrainer));
+        let data = HospitalData::Table { table: tables[index].clone(), schema: Box::new(schema.clone()) };
+        let mut node = HospitalNode::with_data(connection, data, Box::new(crate::trainer::CpuTrainer));
         if let Some(observer) = &observer {
             node = node.with_observer(observer.clone());
         }

@@ -24,8 +24,7 @@ fn the_synthetic_cohort_loads_in_the_uci_schema() {
     let patients: BTreeSet<&String> = table.groups().iter().collect();
     assert!(patients.len() < table.rows(), "repeat patients");
 
-    let stats: Vec<ColumnStats> =
-        table.numeric_moments().iter().map(|&(n, s, q)| ColumnStats::from_moments(n, s, q)).collect();
+    let stats: Vec<ColumnStats> = table.numeric_moments().iter().map(|m| m.stats()).collect();
     let data = table.to_dataset(&schema, &stats).unwrap();
     assert_eq!(data.width(), schema.width());
     let rate = data.positives() as f64 / data.rows() as f64;
