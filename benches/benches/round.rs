@@ -31,9 +31,10 @@ fn main() {
     let start = Instant::now();
     let report = runtime.block_on(simulate::run(&options, None)).expect("simulation");
     let total = start.elapsed().as_secs_f64();
-    let params = fedcare_core::ModelSpec::mlp(16, &[256, 256, 128]).expect("spec").param_count();
+    let width = fedcare_node::schema::Schema::diabetes130(true).width();
+    let params = fedcare_core::ModelSpec::mlp(width, &[256, 128, 64]).expect("spec").param_count();
     println!(
-        "whole-round bench: {} hospitals, MLP 16-256-256-128-1 ({params} parameters), {cores} cores",
+        "whole-round bench: {} hospitals, MLP {width}-256-128-64-1 ({params} parameters), {cores} cores",
         options.hospitals
     );
     println!("{:>5} {:>9} {:>8} {:>10} {:>12}", "round", "kind", "time s", "crypto s", "crypto share");
