@@ -2,9 +2,9 @@
 //! MLP of about 100k parameters (257-256-128-64-1: 107,265 parameters), real gRPC with mTLS and
 //! threshold encryption.
 //! Prints one table: per-session wall time, and the share of the machine's time spent in
-//! encryption-related work (key shares, encryption, decryption shares — summed over the
-//! hospitals — and the aggregator's aggregation and combination, measured by `bench-crypto`'s
-//! phases) against the target of ≤ 20 %.
+//! encryption-related work (key shares, encryption, decryption shares: thread CPU time summed over
+//! the hospitals; the aggregator's additions are measured by the `crypto` bench) against the
+//! target of ≤ 20 %.
 //!
 //! `cargo bench -p fedcare-benches --bench round` runs 3 training rounds; under `cargo test`
 //! it runs one small round as a check.
