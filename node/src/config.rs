@@ -11,13 +11,15 @@
 //! join_timeout_secs = 300           # start with min_hospitals after this, or as soon as all joined
 //! out_dir = "fedcare-out"           # metrics.jsonl, model.bin
 //! seed = 0                          # initial model
+//! schema = "diabetes130"            # optional: the hospitals' schema (sets numeric_features)
 //! [model]   input_width = 16, hidden = [32, 16]
 //! [training] epochs = 1, batch_size = 64, optimizer = "adam", learning_rate = 0.01, ...
 //! [server]  rule = "fedavg" | "fedprox" | "fedadam", lr = 1.0, prox_mu = 0.01, beta1, beta2, tau
 //! [tls]     ca = "pki/ca.pem", cert = "pki/aggregator.pem", key = "pki/aggregator.key"
 //! ```
 //! `hospital.toml`: `aggregator = "https://localhost:50051"`, `server_name = "localhost"`,
-//! `[tls] ca, cert, key`, `trainer = "cpu"`.
+//! `[tls] ca, cert, key`, `trainer = "cpu"`, optional `schema = "diabetes130"` and
+//! `bad_rows_limit = 100`. `examples/` holds both files with every key explained.
 
 use std::path::PathBuf;
 
@@ -157,8 +159,14 @@ pub struct AggregatorConfig {
     pub schema_id: String,
     /// How many leading model inputs are numeric features to standardise with federated
     /// statistics (the schema's numeric columns; 0 when the hospitals' data is ready as is).
+    /// Set from `schema` when that is given.
     #[serde(default)]
     pub numeric_features: u32,
+    /// The hospitals' data schema: `"diabetes130"` (built in; drops death/hospice encounters),
+    /// `"diabetes130-all"`, or the path of a schema TOML file. Sets `numeric_features` and
+    /// `schema_id`, and `[model] input_width` must equal its width.
+    #[serde(default)]
+    pub schema: Option<String>,
     /// Architecture.
     pub model: ModelConfig,
     /// Local training.
@@ -219,6 +227,16 @@ impl AggregatorConfig {
         ensure!(self.phase_timeout_secs >= 1, "phase_timeout_secs must be at least 1");
         let t = &self.training;
         ensure!(t.test_fraction > 0.0 && t.test_fraction < 1.0, "test_fraction must be in (0, 1)");
+        if let Some(name) = &self.schema {
+            let schema = load_schema(name)?;
+            ensure!(
+                self.model.input_width as usize == schema.width(),
+                "[model] input_width is {}, the {} schema has {} inputs",
+                self.model.input_width,
+                schema.id,
+                schema.width()
+            );
+        }
         ensure!(
             self.numeric_features <= self.model.input_width,
             "numeric_features ({}) exceeds the model's input width ({})",
@@ -293,6 +311,31 @@ impl AggregatorConfig {
     }
 }
 
+/// A schema by name: `diabetes130`, `diabetes130-all`, or a schema TOML file's path.
+pub fn load_schema(name: &str) -> Result<crate::schema::Schema> {
+    use anyhow::Context as _;
+    match name {
+        "diabetes130" => Ok(crate::schema::Schema::diabetes130(true)),
+        "diabetes130-all" => Ok(crate::schema::Schema::diabetes130(false)),
+        path => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the schema {path}"))?;
+            crate::schema::Schema::from_toml(&text).with_context(|| format!("invalid schema in {path}"))
+        }
+    }
+}
+
+impl AggregatorConfig {
+    /// Fills the settings that follow from `schema` (`numeric_features`, `schema_id`).
+    pub fn apply_schema(&mut self) -> Result<()> {
+        if let Some(name) = &self.schema {
+            let schema = load_schema(name)?;
+            self.numeric_features = schema.numeric.len() as u32;
+            self.schema_id = schema.id;
+        }
+        Ok(())
+    }
+}
+
 /// `hospital.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -309,6 +352,13 @@ pub struct HospitalConfig {
     /// `"cpu"` (the GPU trainer plugs in later).
     #[serde(default = "default_trainer")]
     pub trainer: String,
+    /// The data's schema (`"diabetes130"`, `"diabetes130-all"` or a schema TOML path); absent:
+    /// a numeric CSV with a 0/1 `label` column, used as it is.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Bad rows skipped (and counted) before the file is refused; 0 refuses at the first.
+    #[serde(default = "default_bad_rows")]
+    pub bad_rows_limit: usize,
     /// TLS material.
     pub tls: TlsFiles,
 }
@@ -322,10 +372,41 @@ fn default_server_name() -> String {
 fn default_trainer() -> String {
     "cpu".into()
 }
+fn default_bad_rows() -> usize {
+    100
+}
 
 /// Reads and parses a TOML file.
 pub fn load<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
     use anyhow::Context;
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemas_by_name_and_a_mismatched_input_width_is_refused() {
+        assert_eq!(load_schema("diabetes130").unwrap().width(), 257);
+        assert!(load_schema("/nonexistent/schema.toml").is_err());
+        let text = r#"
+            hospitals = ["a", "b"]
+            schema = "diabetes130"
+            [model]
+            input_width = 250
+            [tls]
+            ca = "ca.pem"
+            cert = "aggregator.pem"
+            key = "aggregator.key"
+        "#;
+        let mut config: AggregatorConfig = toml::from_str(text).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("257"), "{error}");
+        config.model.input_width = 257;
+        config.validate().unwrap();
+        config.apply_schema().unwrap();
+        assert_eq!((config.numeric_features, config.schema_id.as_str()), (9, "diabetes130/v1"));
+    }
 }

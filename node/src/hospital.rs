@@ -278,7 +278,6 @@ impl HospitalNode {
             Ok(LocalEvaluation::new(&logits, test.labels(), plan.bins).tail(header.total_test_rows))
         };
         let values: Vec<f64> = match kind {
-            v1::RoundKind::Setup => unreachable!("handled above"),
             v1::RoundKind::Train => {
                 ensure!(header.total_train_rows > 0, "training before the setup round's totals");
                 let weight = train.rows() as f64 / header.total_train_rows as f64;
@@ -307,7 +306,7 @@ impl HospitalNode {
                 values
             }
             v1::RoundKind::Evaluate => evaluation(global)?,
-            v1::RoundKind::Unspecified => bail!("task of unknown round kind"),
+            v1::RoundKind::Setup | v1::RoundKind::Unspecified => bail!("task of unknown round kind"),
         };
         Ok(values.into_iter().map(|v| v as f32).collect())
     }

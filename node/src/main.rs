@@ -177,7 +177,8 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Serve { config } => {
             tls::install_crypto_provider();
-            let config: config::AggregatorConfig = config::load(&config)?;
+            let mut config: config::AggregatorConfig = config::load(&config)?;
+            config.apply_schema()?;
             let server_tls = tls::server_tls(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
             let listen = config.listen.clone();
             let aggregator = aggregator::Aggregator::new(config)?;
@@ -203,13 +204,34 @@ fn run(command: Command) -> Result<()> {
         Command::Join { config, data, out } => {
             tls::install_crypto_provider();
             let config: config::HospitalConfig = config::load(&config)?;
-            let data = fedcare_node::data::load_csv(&data)?;
+            let data = match &config.schema {
+                Some(name) => {
+                    let schema = config::load_schema(name)?;
+                    let policy = match config.bad_rows_limit {
+                        0 => fedcare_node::ingest::BadRows::Reject,
+                        limit => fedcare_node::ingest::BadRows::Skip { limit },
+                    };
+                    let (table, report) = fedcare_node::ingest::read_csv(&data, &schema, policy)?;
+                    eprintln!(
+                        "read {} rows ({} dropped by the schema, {} bad rows skipped{})",
+                        report.rows,
+                        report.dropped,
+                        report.skipped_count,
+                        report
+                            .skipped
+                            .first()
+                            .map_or(String::new(), |b| format!(", first at line {}: {}", b.line, b.reason))
+                    );
+                    hospital::HospitalData::Table { table, schema: Box::new(schema) }
+                }
+                None => hospital::HospitalData::Ready(fedcare_node::data::load_csv(&data)?),
+            };
             let connection = hospital::Connection {
                 url: config.aggregator.clone(),
                 tls: tls::client_tls(&config.tls.ca, &config.tls.cert, &config.tls.key, &config.server_name)?,
                 federation_id: config.federation_id.clone(),
             };
-            let node = hospital::HospitalNode::new(connection, data, trainer::by_name(&config.trainer)?);
+            let node = hospital::HospitalNode::with_data(connection, data, trainer::by_name(&config.trainer)?);
             let model = runtime()?.block_on(async {
                 tokio::select! {
                     model = node.run() => model.map(Some),

@@ -123,6 +123,7 @@ pub async fn run(options: &SimulateOptions, observer: Option<UpdateObserver>) ->
         eval_bins: 64,
         schema_id: schema.id.clone(),
         numeric_features: schema.numeric.len() as u32,
+        schema: None,
         model: ModelConfig { input_width: schema.width() as u32, hidden: options.hidden.clone() },
         training: TrainingSettings { epochs: options.epochs, seed: options.seed, ..TrainingSettings::default() },
         server: ServerSettings { rule: options.rule.clone(), ..ServerSettings::default() },

@@ -110,6 +110,7 @@ async fn start_federation_with(hospitals: &[&str], join_timeout_secs: u64) -> Fe
         eval_bins: 8,
         schema_id: "test".into(),
         numeric_features: 0,
+        schema: None,
         model: ModelConfig { input_width: 16, hidden: vec![] },
         training: TrainingSettings::default(),
         server: ServerSettings::default(),
