@@ -10,6 +10,7 @@
 //! phase_timeout_secs = 120          # a node that misses a phase deadline is dropped, the round restarts
 //! join_timeout_secs = 300           # start with min_hospitals after this, or as soon as all joined
 //! out_dir = "fedcare-out"           # metrics.jsonl, model.bin
+//! eval_bins = 1024                  # bins of the encrypted score histograms (AUROC, loss)
 //! seed = 0                          # initial model
 //! schema = "diabetes130"            # optional: the hospitals' schema (sets numeric_features)
 //! [model]   input_width = 16, hidden = [32, 16]
@@ -201,7 +202,7 @@ fn default_out_dir() -> PathBuf {
     "fedcare-out".into()
 }
 fn default_eval_bins() -> u32 {
-    64
+    1024
 }
 fn default_schema() -> String {
     "synthetic/v1".into()

@@ -120,7 +120,7 @@ pub async fn run(options: &SimulateOptions, observer: Option<UpdateObserver>) ->
         join_timeout_secs: 30,
         out_dir: options.out.clone(),
         seed: options.seed,
-        eval_bins: 64,
+        eval_bins: 1024,
         schema_id: schema.id.clone(),
         numeric_features: schema.numeric.len() as u32,
         schema: None,

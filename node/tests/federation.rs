@@ -350,3 +350,43 @@ async fn federated_feature_statistics_equal_the_pooled_ones() {
         assert_eq!(*got, moments.stats(), "{name}");
     }
 }
+
+/// The AUROC decoded from the encrypted 1,024-bin histograms equals the pooled AUROC of the final
+/// model on every hospital's held-out rows, within the binning bound (pairs sharing a bin count
+/// one half).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_secure_histogram_auroc_equals_the_pooled_auroc_within_the_binning_bound() {
+    use fedcare_core::{Network, loss::sigmoid, metrics::auroc};
+    use fedcare_node::contribution::bin_of;
+    use fedcare_node::ingest::{BadRows, read_csv};
+    use fedcare_node::schema::Schema;
+    let cohort = tempfile::tempdir().unwrap();
+    let files = fedcare_node::synth::write_cohort(cohort.path(), 3, 500, 21).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let options =
+        SimulateOptions { rounds: 2, hidden: vec![16], data: Some(cohort.path().to_path_buf()), ..options(out.path()) };
+    let report = simulate::run(&options, None).await.unwrap();
+    let secure = report.outcome.records.last().unwrap().auroc.unwrap();
+
+    let schema = Schema::diabetes130(true);
+    let spec = fedcare_core::ModelSpec::mlp(schema.width(), &[16]).unwrap();
+    let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    for path in &files {
+        let (table, _) = read_csv(path, &schema, BadRows::Skip { limit: 1000 }).unwrap();
+        let name = path.file_stem().unwrap().to_str().unwrap();
+        let (_, test) = table.split_by_group(0.2, fedcare_node::hospital::split_seed(options.seed, name));
+        let test = test.to_dataset(&schema, &report.outcome.feature_stats).unwrap();
+        scores.extend(Network::new(&spec).predict(&report.outcome.global, test.features()).unwrap());
+        labels.extend_from_slice(test.labels());
+    }
+    let pooled = auroc(&scores, &labels).unwrap();
+    let bins = 1024;
+    let (mut positives, mut negatives) = (vec![0f64; bins], vec![0f64; bins]);
+    for (&z, &y) in scores.iter().zip(&labels) {
+        let bin = bin_of(sigmoid(z), bins);
+        if y == 1.0 { positives[bin] += 1.0 } else { negatives[bin] += 1.0 }
+    }
+    let pairs = positives.iter().sum::<f64>() * negatives.iter().sum::<f64>();
+    let bound = 0.5 * positives.iter().zip(&negatives).map(|(p, n)| p * n).sum::<f64>() / pairs;
+    assert!((secure - pooled).abs() <= bound + 1e-12, "secure {secure}, pooled {pooled}, bound {bound}");
+}
