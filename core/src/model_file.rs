@@ -1,4 +1,5 @@
-//! The versioned model file: a trained model's spec, parameters, feature schema id and metrics.
+//! The versioned model file: a trained model's spec, parameters, feature schema id, metrics and
+//! the statistics its numeric inputs were standardised with.
 //!
 //! ```text
 //! offset  size  field
@@ -6,7 +7,8 @@
 //!      8     2  format version, u16 little-endian (this crate writes and reads FORMAT_VERSION)
 //!     10     4  payload length in bytes, u32 little-endian
 //!     14     4  CRC-32 (IEEE) of the payload, u32 little-endian
-//!     18     …  payload: postcard encoding of the spec, parameters, schema id and metrics
+//!     18     …  payload: postcard encoding of the spec, parameters, schema id, metrics and the
+//!               feature scaling (version 2; version 1 had no scaling and is refused)
 //! ```
 //!
 //! Decoding never panics and never trusts the file: it checks the size limit before anything
@@ -24,7 +26,7 @@ use crate::{Error, Result};
 /// First bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"FEDCMODL";
 /// The format version this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 18;
 /// The default decode limit: 256 MiB (a 64M-parameter model).
@@ -41,12 +43,16 @@ pub struct ModelFile {
     pub schema_id: String,
     /// Named metrics (for example `auroc`, `round`).
     pub metrics: BTreeMap<String, f64>,
+    /// The mean and standard deviation the leading numeric inputs were standardised with
+    /// (`(mean, std)` per numeric feature, in input order; empty when inputs are used as they are).
+    pub feature_scaling: Vec<(f64, f64)>,
 }
 
 impl ModelFile {
     /// A model file with no metrics; refuses parameters that do not fit the spec.
     pub fn new(spec: ModelSpec, params: Vec<f32>, schema_id: impl Into<String>) -> Result<Self> {
-        let file = Self { spec, params, schema_id: schema_id.into(), metrics: BTreeMap::new() };
+        let file =
+            Self { spec, params, schema_id: schema_id.into(), metrics: BTreeMap::new(), feature_scaling: Vec::new() };
         file.validate()?;
         Ok(file)
     }
@@ -55,6 +61,14 @@ impl ModelFile {
         self.spec.validate()?;
         self.spec.check_params(&self.params)?;
         if let Some(index) = self.params.iter().position(|p| !p.is_finite()) {
+            return Err(Error::NonFiniteValue { index });
+        }
+        if self.feature_scaling.len() > self.spec.input_width() {
+            return Err(Error::FeatureWidth { expected: self.spec.input_width(), got: self.feature_scaling.len() });
+        }
+        if let Some(index) =
+            self.feature_scaling.iter().position(|&(m, s)| !(m.is_finite() && s.is_finite() && s > 0.0))
+        {
             return Err(Error::NonFiniteValue { index });
         }
         Ok(())

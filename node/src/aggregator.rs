@@ -525,6 +525,7 @@ impl Aggregator {
         write_atomically(&out.join("metrics.jsonl"), lines.as_bytes())?;
         let mut model = ModelFile::new(self.shared.spec.clone(), state.global.clone(), &self.shared.config.schema_id)?;
         model.metrics.insert("round".into(), f64::from(session.round));
+        model.feature_scaling = state.feature_stats.iter().map(|s| (s.mean, s.std)).collect();
         if let Some(auroc) = state.records.last().and_then(|r| r.auroc) {
             model.metrics.insert("auroc".into(), auroc);
         }

@@ -60,6 +60,8 @@ pub struct Table {
     categories: Vec<usize>,
     labels: Vec<f32>,
     groups: Vec<String>,
+    /// The file line of each row.
+    lines: Vec<u64>,
 }
 
 /// Exact moments of one numeric column: values in fixed point (`round(x · 256)`), so that sums
@@ -128,6 +130,7 @@ pub fn read_csv(path: &Path, schema: &Schema, bad_rows: BadRows) -> Result<(Tabl
         categories: Vec::new(),
         labels: Vec::new(),
         groups: Vec::new(),
+        lines: Vec::new(),
     };
     let mut report = IngestReport::default();
     let mut record = csv::StringRecord::new();
@@ -149,6 +152,7 @@ pub fn read_csv(path: &Path, schema: &Schema, bad_rows: BadRows) -> Result<(Tabl
                 table.categories.extend(parsed.categories);
                 table.labels.push(parsed.label);
                 table.groups.push(parsed.group.unwrap_or_else(|| format!("row-{line}")));
+                table.lines.push(line);
                 report.rows += 1;
             }
             Ok(RecordOutcome::Dropped) => report.dropped += 1,
@@ -244,12 +248,25 @@ impl Table {
             );
             side.labels.push(self.labels[row]);
             side.groups.push(self.groups[row].clone());
+            side.lines.push(self.lines[row]);
         }
         (train, test)
     }
 
     fn empty(&self) -> Table {
-        Table { numeric: Vec::new(), categories: Vec::new(), labels: Vec::new(), groups: Vec::new(), ..*self }
+        Table {
+            numeric: Vec::new(),
+            categories: Vec::new(),
+            labels: Vec::new(),
+            groups: Vec::new(),
+            lines: Vec::new(),
+            ..*self
+        }
+    }
+
+    /// The file line of each row.
+    pub fn lines(&self) -> &[u64] {
+        &self.lines
     }
 
     /// The group ids of the rows.

@@ -33,6 +33,13 @@ pub fn describe(model: &ModelFile) -> String {
     let _ = writeln!(out, "model:      {kind} {}", widths.join("-"));
     let _ = writeln!(out, "parameters: {}", model.params.len());
     let _ = writeln!(out, "schema:     {}", model.schema_id);
+    if !model.feature_scaling.is_empty() {
+        let _ = writeln!(
+            out,
+            "scaling:    {} numeric inputs standardised with federated statistics",
+            model.feature_scaling.len()
+        );
+    }
     for (name, value) in &model.metrics {
         let _ = writeln!(out, "{name:<11} {value}", name = format!("{name}:"));
     }

@@ -15,6 +15,7 @@ pub mod data;
 pub mod hospital;
 pub mod ingest;
 pub mod inspect;
+pub mod predict;
 pub mod schema;
 pub mod simulate;
 pub mod synth;

@@ -98,6 +98,24 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         server_names: Vec<String>,
     },
+    /// Score a CSV with a trained model: writes `line,group,probability` rows.
+    Predict {
+        /// The model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// The CSV to score.
+        #[arg(long)]
+        data: PathBuf,
+        /// Where to write the scores.
+        #[arg(long)]
+        out: PathBuf,
+        /// The data's schema: diabetes130, diabetes130-all or a schema TOML path.
+        #[arg(long, default_value = "diabetes130")]
+        schema: String,
+        /// Bad rows skipped (and counted) before the file is refused; 0 refuses at the first.
+        #[arg(long, default_value_t = 100)]
+        bad_rows_limit: usize,
+    },
     /// Print a model file's architecture, schema and metrics.
     Inspect {
         /// The model file (written by fedcare).
@@ -256,6 +274,23 @@ fn run(command: Command) -> Result<()> {
         Command::Certs { out, hospitals, server_names } => {
             tls::generate_dev_pki(&out, &hospitals, &server_names)?;
             println!("wrote a development PKI for {} hospitals to {}", hospitals.len(), out.display());
+            Ok(())
+        }
+        Command::Predict { model, data, out, schema, bad_rows_limit } => {
+            let model = inspect::read_model_file(&model)?;
+            let schema = config::load_schema(&schema)?;
+            let policy = match bad_rows_limit {
+                0 => fedcare_node::ingest::BadRows::Reject,
+                limit => fedcare_node::ingest::BadRows::Skip { limit },
+            };
+            let report = fedcare_node::predict::predict_file(&model, &schema, &data, &out, policy)?;
+            println!(
+                "scored {} rows ({} dropped by the schema, {} bad rows skipped) into {}",
+                report.rows,
+                report.dropped,
+                report.skipped_count,
+                out.display()
+            );
             Ok(())
         }
         Command::Inspect { model } => inspect::read_model_file(&model).map(|m| print!("{}", inspect::describe(&m))),

@@ -99,3 +99,34 @@ fn a_missing_column_is_named() {
     let error = format!("{:#}", read_csv(&path, &Schema::diabetes130(false), BadRows::Reject).unwrap_err());
     assert!(error.contains("A1Cresult"), "{error}");
 }
+
+/// A model trained by a simulation scores a file in the same schema; a mismatched schema is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn predict_scores_a_file_with_the_federated_scaling() {
+    use fedcare_node::simulate::{self, SimulateOptions};
+    let cohort = tempfile::tempdir().unwrap();
+    let files = synth::write_cohort(cohort.path(), 2, 300, 4).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let options = SimulateOptions {
+        rounds: 1,
+        hidden: vec![8],
+        data: Some(cohort.path().to_path_buf()),
+        out: out.path().to_path_buf(),
+        show_progress: false,
+        ..SimulateOptions::default()
+    };
+    simulate::run(&options, None).await.unwrap();
+    let model = fedcare_node::inspect::read_model_file(&out.path().join("model.bin")).unwrap();
+    let schema = Schema::diabetes130(true);
+    assert_eq!(model.feature_scaling.len(), schema.numeric.len());
+    let scores = out.path().join("scores.csv");
+    let report = fedcare_node::predict::predict_file(&model, &schema, &files[0], &scores, BadRows::Reject).unwrap();
+    let text = std::fs::read_to_string(&scores).unwrap();
+    assert_eq!(text.lines().count(), report.rows + 1);
+    for line in text.lines().skip(1) {
+        let probability: f64 = line.rsplit(',').next().unwrap().parse().unwrap();
+        assert!((0.0..=1.0).contains(&probability), "{line}");
+    }
+    let other = Schema { id: "other/v1".into(), ..Schema::diabetes130(true) };
+    assert!(fedcare_node::predict::predict_file(&model, &other, &files[0], &scores, BadRows::Reject).is_err());
+}
