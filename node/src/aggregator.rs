@@ -4,7 +4,8 @@
 //! it collects public key shares, publishes the collective key and the global model, sums the
 //! encrypted contributions, collects decryption shares of the sum, and decodes the sum into the
 //! FedAvg mean update (and the aggregate evaluation). Before training a setup session sums the
-//! hospitals' row counts; after it an evaluation session scores the final model.
+//! hospitals' row counts and feature moments (the federated feature scaling); after it an
+//! evaluation session scores the final model.
 //!
 //! A hospital that misses a phase deadline is dropped and the round restarts as a new attempt
 //! with fresh keys among the rest, while at least `min_hospitals` remain; a hospital that joins

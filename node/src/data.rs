@@ -1,6 +1,6 @@
-//! Hospital data: a simple numeric CSV loader, the train/test split, and the built-in synthetic
-//! non-IID cohort `fedcare simulate` uses. (The Diabetes-130 schema replaces the simple loader
-//! with the real-data work.)
+//! Schema-less hospital data: a simple numeric CSV loader (what `fedcare join` reads without a
+//! schema), its row-level train/test split, and a small synthetic numeric cohort the tests use.
+//! Data in a schema (the Diabetes-130 file) goes through [`crate::schema`] and [`crate::ingest`].
 //!
 //! CSV: a header row; a column named `label` (0 or 1) is the label, every other column a numeric
 //! feature. A bad cell is reported with its line and column and the file is refused.

@@ -1,9 +1,10 @@
 //! # fedcare-node
 //!
-//! The `fedcare` program: the aggregator and hospital roles, threshold encryption, data loading,
-//! and the command line. Today it has the threshold encryption ([`crypto`]), a
-//! self-check of it ([`bench_crypto`]) and model-file inspection ([`inspect`]); the federation
-//! and data modules arrive with their issues.
+//! The `fedcare` program: the aggregator ([`aggregator`], [`checkpoint`]) and hospital
+//! ([`hospital`], [`trainer`]) roles, threshold encryption ([`crypto`], self-checked by
+//! [`bench_crypto`]), mTLS ([`tls`]), configuration ([`config`]), data ([`schema`], [`ingest`],
+//! [`synth`], [`data`]), what a hospital contributes each round ([`contribution`]), chunked
+//! transfers ([`transfer`]), [`simulate`], [`predict`], [`inspect`] and the command line.
 
 pub mod aggregator;
 pub mod bench_crypto;

@@ -1,6 +1,7 @@
 //! `fedcare simulate`: a whole federation on this machine — the aggregator and N hospital nodes
-//! on 127.0.0.1 over real gRPC with mTLS and threshold encryption, on the built-in synthetic
-//! non-IID cohort, with certificates made in a temporary directory.
+//! on 127.0.0.1 over real gRPC with mTLS and threshold encryption, on a synthetic non-IID cohort
+//! in the Diabetes-130 schema (or hospital files given with `data`), with certificates made in a
+//! temporary directory.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

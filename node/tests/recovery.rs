@@ -58,30 +58,45 @@ fn wait_for_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
     }
 }
 
-fn hospitals(pki: &Path, port: u16) -> Vec<tokio::task::JoinHandle<anyhow::Result<fedcare_core::ModelFile>>> {
-    HOSPITALS
-        .iter()
-        .enumerate()
-        .map(|(index, name)| {
-            let (cert, key) = tls::party_files(pki, name);
-            let connection = Connection {
-                url: format!("https://localhost:{port}"),
-                tls: tls::client_tls(&pki.join(tls::files::CA_CERT), &cert, &key, "localhost").unwrap(),
-                federation_id: "recovery".into(),
-            };
-            let data = data::synthetic_hospital(index, HOSPITALS.len(), 500, 3);
-            tokio::spawn(HospitalNode::new(connection, data, Box::new(trainer::CpuTrainer)).run())
-        })
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_killed_aggregator_resumes_and_ends_with_the_uninterrupted_model() {
+/// A temporary directory with a development PKI for [`HOSPITALS`] in `pki/`.
+fn dev_pki() -> (tempfile::TempDir, PathBuf) {
     tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     let names: Vec<String> = HOSPITALS.iter().map(|s| s.to_string()).collect();
     tls::generate_dev_pki(&pki, &names, &[]).unwrap();
+    (dir, pki)
+}
+
+/// Hospital `index` of [`HOSPITALS`], connecting to the aggregator on `port`.
+fn hospital_node(pki: &Path, port: u16, index: usize) -> HospitalNode {
+    let (cert, key) = tls::party_files(pki, HOSPITALS[index]);
+    let connection = Connection {
+        url: format!("https://localhost:{port}"),
+        tls: tls::client_tls(&pki.join(tls::files::CA_CERT), &cert, &key, "localhost").unwrap(),
+        federation_id: "recovery".into(),
+    };
+    let data = data::synthetic_hospital(index, HOSPITALS.len(), 500, 3);
+    HospitalNode::new(connection, data, Box::new(trainer::CpuTrainer))
+}
+
+fn hospitals(pki: &Path, port: u16) -> Vec<tokio::task::JoinHandle<anyhow::Result<fedcare_core::ModelFile>>> {
+    (0..HOSPITALS.len()).map(|index| tokio::spawn(hospital_node(pki, port, index).run())).collect()
+}
+
+/// Waits until `metrics.jsonl` in `out` records `round`.
+async fn wait_for_round(out: &Path, round: u32) {
+    let start = Instant::now();
+    let needle = format!("\"round\":{round},");
+    while !std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default().contains(&needle) {
+        assert!(start.elapsed() < Duration::from_secs(120), "round {round} never completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_aggregator_resumes_and_ends_with_the_uninterrupted_model() {
+    let (dir, pki) = dev_pki();
 
     // Uninterrupted reference run.
     let reference_out = dir.path().join("reference");
@@ -99,11 +114,7 @@ async fn a_killed_aggregator_resumes_and_ends_with_the_uninterrupted_model() {
     let config = write_config(dir.path(), &pki, port, &out);
     let mut aggregator = serve(&config);
     let nodes = hospitals(&pki, port);
-    let start = Instant::now();
-    while !std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default().contains("\"round\":2,") {
-        assert!(start.elapsed() < Duration::from_secs(120), "round 2 never completed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_round(&out, 2).await;
     aggregator.kill().unwrap(); // SIGKILL
     aggregator.wait().unwrap();
     let checkpointed = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
@@ -130,15 +141,11 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
     use fedcare_node::aggregator::Aggregator;
     use fedcare_node::config::{AggregatorConfig, ModelConfig, ServerSettings, TlsFiles, TrainingSettings};
 
-    tls::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let pki = dir.path().join("pki");
-    let names: Vec<String> = HOSPITALS.iter().map(|s| s.to_string()).collect();
-    tls::generate_dev_pki(&pki, &names, &[]).unwrap();
+    let (dir, pki) = dev_pki();
     let config = AggregatorConfig {
         federation_id: "recovery".into(),
         listen: "127.0.0.1:0".into(),
-        hospitals: names,
+        hospitals: HOSPITALS.iter().map(|s| s.to_string()).collect(),
         min_hospitals: 2,
         rounds: 12,
         phase_timeout_secs: 4,
@@ -183,14 +190,7 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
     h3.abort(); // the hospital's process dies: its connections close
     wait_for(&|records| records.iter().any(|r| r.kind == "train" && r.hospitals == 2));
     // Started again with the same certificate.
-    let (cert, key) = tls::party_files(&pki, "h3");
-    let connection = Connection {
-        url: format!("https://localhost:{port}"),
-        tls: tls::client_tls(&pki.join(tls::files::CA_CERT), &cert, &key, "localhost").unwrap(),
-        federation_id: "recovery".into(),
-    };
-    let data = data::synthetic_hospital(2, HOSPITALS.len(), 500, 3);
-    let restarted = tokio::spawn(HospitalNode::new(connection, data, Box::new(trainer::CpuTrainer)).run());
+    let restarted = tokio::spawn(hospital_node(&pki, port, 2).run());
 
     let outcome = serving.await.unwrap().unwrap();
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
@@ -211,21 +211,13 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_stops_the_aggregator_cleanly_and_it_resumes() {
-    tls::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let pki = dir.path().join("pki");
-    let names: Vec<String> = HOSPITALS.iter().map(|s| s.to_string()).collect();
-    tls::generate_dev_pki(&pki, &names, &[]).unwrap();
+    let (dir, pki) = dev_pki();
     let out = dir.path().join("out");
     let port = free_port();
     let config = write_config(dir.path(), &pki, port, &out);
     let mut aggregator = serve(&config);
     let nodes = hospitals(&pki, port);
-    let start = Instant::now();
-    while !std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default().contains("\"round\":1,") {
-        assert!(start.elapsed() < Duration::from_secs(120), "round 1 never completed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_round(&out, 1).await;
     let pid = aggregator.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = wait_for_exit(&mut aggregator, Duration::from_secs(30));

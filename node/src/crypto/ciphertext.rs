@@ -46,7 +46,7 @@ impl Ciphertext {
         self.len
     }
 
-    /// Whether it encrypts no value (never true for a ciphertext made by [`encrypt`]).
+    /// Whether it encrypts no value (never true for a ciphertext a party made).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
