@@ -1,9 +1,24 @@
 //! # fedcare-gpu-trainer
 //!
-//! Trains `fedcare-core` models on a GPU through wgpu: adapter choice, pipelines built once, the
-//! dataset uploaded once, whole epochs recorded as batched dispatches, then parameters, losses and
-//! scores read back. Same model spec, parameter layout, hyperparameters and batch order as the
-//! CPU trainer in `fedcare-core`, and checked against it in tests.
+//! Trains `fedcare-core` models on a GPU through wgpu and the WGSL kernels of
+//! `fedcare-shaders`: adapter choice ([`device`]), pipelines built once ([`kernels`]), the
+//! dataset uploaded once ([`GpuDataset`]), whole epochs recorded as batched dispatches with one
+//! submission each ([`GpuTrainer`]), then parameters, per-epoch losses and scores read back.
 //!
-//! Empty until the GPU-trainer work lands; the crate exists so the workspace has its final shape.
+//! Guarantees: same model spec, flat parameter layout, hyperparameters and batch order as the
+//! CPU trainer (`fedcare_core::train`), so results agree up to float rounding — tests check every
+//! kernel and whole training runs against the CPU with stated tolerances. Every failure is a
+//! [`GpuError`] that names what was found: no adapter, a buffer over the device's limits, an
+//! unsupported shape, a lost device.
 #![forbid(unsafe_code)]
+
+pub mod device;
+pub mod error;
+pub mod kernels;
+pub mod trainer;
+pub mod workspace;
+
+pub use device::{AdapterSummary, Gpu, Selection};
+pub use error::{GpuError, Result};
+pub use trainer::GpuTrainer;
+pub use workspace::GpuDataset;

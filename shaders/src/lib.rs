@@ -1,9 +1,104 @@
 //! # fedcare-shaders
 //!
-//! The WGSL compute shaders of the GPU trainer, one `.wgsl` file per concern (matmul with fused
-//! bias and activation, backward matmuls, loss gradient with `pos_weight`, reductions, optimizer
-//! updates, scoring), embedded with `include_str!` and each parsed and validated by naga in a
-//! plain `cargo test`.
+//! The WGSL compute shaders of the GPU trainer, one `.wgsl` file per concern, embedded with
+//! `include_str!`. Every kernel source is `common.wgsl` (the shared run settings, layer shape and
+//! buffer bindings) followed by the kernel's own file, so all kernels agree on one binding
+//! layout. A plain `cargo test` parses and validates each of them with naga.
 //!
-//! Empty until the GPU-trainer work lands; the crate exists so the workspace has its final shape.
+//! What each kernel computes is documented at the top of its file; together they are the same
+//! maths as `fedcare_core`'s CPU trainer (forward, BCE-with-logits with `pos_weight`, backward,
+//! L2 and FedProx penalties, SGD/Adam with PyTorch's rules).
 #![forbid(unsafe_code)]
+#![no_std]
+
+/// One compute kernel: its name, WGSL source and entry point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kernel {
+    /// The file it comes from, for messages.
+    pub name: &'static str,
+    /// Complete WGSL source (`common.wgsl` + the kernel's file).
+    pub source: &'static str,
+    /// The compute entry point.
+    pub entry_point: &'static str,
+}
+
+macro_rules! kernel {
+    ($file:literal, $entry:literal) => {
+        Kernel {
+            name: $file,
+            source: concat!(include_str!("../wgsl/common.wgsl"), include_str!(concat!("../wgsl/", $file))),
+            entry_point: $entry,
+        }
+    };
+}
+
+/// Dense-layer matrix products (forward, weight gradient, input gradient; pipeline constant `MODE`).
+pub const MATMUL: Kernel = kernel!("matmul.wgsl", "matmul");
+/// Mean BCE-with-logits loss of a batch and its gradient.
+pub const LOSS: Kernel = kernel!("loss.wgsl", "loss_gradient");
+/// Bias gradient: column sums of a layer's output delta.
+pub const BIAS_GRADIENT: Kernel = kernel!("bias_grad.wgsl", "bias_gradient");
+/// L2 and FedProx penalties and the SGD/Adam update.
+pub const OPTIMIZER: Kernel = kernel!("optimizer.wgsl", "update");
+/// Ends a step: advances the step counters.
+pub const ADVANCE: Kernel = kernel!("step.wgsl", "advance");
+/// Copies the current batch's logits out for scoring.
+pub const COLLECT_LOGITS: Kernel = kernel!("step.wgsl", "collect_logits");
+
+/// Every kernel, for validation and for building pipelines.
+pub const ALL: [Kernel; 6] = [MATMUL, LOSS, BIAS_GRADIENT, OPTIMIZER, ADVANCE, COLLECT_LOGITS];
+
+/// Rows and columns of C each matmul workgroup computes (see `matmul.wgsl`).
+pub const MATMUL_TILE: u32 = 64;
+/// Threads per workgroup of the one-dimensional kernels (loss, bias gradient, optimizer, logits).
+pub const THREADS: u32 = 256;
+/// Most layers a model may have on the GPU (`Run::bias_ranges` in `common.wgsl`).
+pub const MAX_LAYERS: usize = 16;
+/// Words before the per-step losses or per-row logits in the `record` buffer.
+pub const RECORD_HEADER: usize = 2;
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::format;
+    use std::string::String;
+
+    fn validate(kernel: &Kernel) -> Result<naga::Module, String> {
+        let module = naga::front::wgsl::parse_str(kernel.source)
+            .map_err(|e| format!("{}: {}", kernel.name, e.emit_to_string(kernel.source)))?;
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+            .validate(&module)
+            .map_err(|e| format!("{}: {}", kernel.name, e.emit_to_string(kernel.source)))?;
+        Ok(module)
+    }
+
+    #[test]
+    fn every_shader_parses_and_validates_with_naga() {
+        for kernel in ALL {
+            let module = validate(&kernel).unwrap_or_else(|e| panic!("{e}"));
+            let entry = module.entry_points.iter().find(|e| e.name == kernel.entry_point);
+            let entry = entry.unwrap_or_else(|| panic!("{}: no entry point {}", kernel.name, kernel.entry_point));
+            assert_eq!(entry.stage, naga::ShaderStage::Compute, "{}", kernel.name);
+        }
+    }
+
+    #[test]
+    fn the_rust_constants_match_the_shaders() {
+        assert!(MATMUL.source.contains(&format!("const TILE: u32 = {MATMUL_TILE}u;")));
+        for kernel in [LOSS, BIAS_GRADIENT] {
+            assert!(kernel.source.contains(&format!("const THREADS: u32 = {THREADS}u;")), "{}", kernel.name);
+        }
+        assert!(OPTIMIZER.source.contains(&format!("@workgroup_size({THREADS})")));
+        assert!(COLLECT_LOGITS.source.contains(&format!("@workgroup_size({THREADS})")));
+        assert!(MATMUL.source.contains(&format!("bias_ranges: array<vec4<u32>, {MAX_LAYERS}>")));
+        assert!(MATMUL.source.contains(&format!("const RECORD_HEADER: u32 = {RECORD_HEADER}u;")));
+    }
+
+    #[test]
+    fn a_broken_shader_is_reported_with_its_name() {
+        let broken = Kernel { name: "broken.wgsl", source: "fn f( {", entry_point: "f" };
+        let error = validate(&broken).unwrap_err();
+        assert!(error.starts_with("broken.wgsl:"), "{error}");
+    }
+}

@@ -1,0 +1,319 @@
+//! Training and scoring on the GPU: the same maths, layout, hyperparameters and batch order as
+//! `fedcare_core::train`, recorded as whole epochs of dispatches.
+//!
+//! Per epoch the CPU writes that epoch's row order (from `fedcare_core`'s [`BatchOrder`], so both
+//! trainers see the same batches), records every step's dispatches into one compute pass and
+//! submits once; nothing is read back between steps. At the end the parameters and the per-step
+//! loss sums come back in one read. Results differ from the CPU trainer only by float rounding
+//! (different summation order and `exp`/`log`/`pow` implementations).
+
+use fedcare_core::rng::BatchOrder;
+use fedcare_core::{Dataset, Error as CoreError, ModelSpec, OptimizerConfig, TrainConfig, TrainReport};
+use fedcare_shaders::{MATMUL_TILE, MAX_LAYERS, RECORD_HEADER, THREADS};
+
+use crate::device::{AdapterSummary, Gpu};
+use crate::error::{GpuError, Result};
+use crate::kernels::Kernels;
+use crate::workspace::{GpuDataset, Purpose, RunUniform, Workspace, check_u32};
+
+/// Rows scored per step by [`GpuTrainer::predict`].
+const SCORING_BATCH: usize = 4096;
+
+/// A GPU trainer: one device, its pipelines built once.
+#[derive(Debug)]
+pub struct GpuTrainer {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    kernels: Kernels,
+    adapter: Option<AdapterSummary>,
+}
+
+fn groups(count: usize, per_group: u32) -> u32 {
+    count.div_ceil(per_group as usize) as u32
+}
+
+impl GpuTrainer {
+    /// Builds the pipelines on an opened device.
+    pub fn new(gpu: Gpu) -> Self {
+        let mut trainer = Self::with_device(gpu.device, gpu.queue);
+        trainer.adapter = Some(gpu.adapter);
+        trainer
+    }
+
+    /// Builds the pipelines on a device the caller opened.
+    pub fn with_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let kernels = Kernels::new(&device);
+        Self { device, queue, kernels, adapter: None }
+    }
+
+    /// The adapter, when the trainer opened it.
+    pub fn adapter(&self) -> Option<&AdapterSummary> {
+        self.adapter.as_ref()
+    }
+
+    /// Uploads a dataset once, for any number of [`train`](Self::train) and
+    /// [`predict`](Self::predict) calls.
+    pub fn upload(&self, data: &Dataset) -> Result<GpuDataset> {
+        GpuDataset::upload(&self.device, data)
+    }
+
+    fn run_uniform(
+        &self,
+        spec: &ModelSpec,
+        data: &GpuDataset,
+        batch: usize,
+        config: &TrainConfig,
+    ) -> Result<RunUniform> {
+        let layers = spec.layers();
+        if layers.len() > MAX_LAYERS {
+            return Err(GpuError::Unsupported(format!(
+                "{} layers; the GPU kernels take at most {MAX_LAYERS}",
+                layers.len()
+            )));
+        }
+        let mut bias_ranges = [[0u32; 4]; MAX_LAYERS];
+        for (range, layer) in bias_ranges.iter_mut().zip(&layers) {
+            *range = [
+                check_u32("a parameter index", layer.bias_offset)?,
+                check_u32("a parameter index", layer.end())?,
+                0,
+                0,
+            ];
+        }
+        let (optimizer, lr, beta1, beta2, eps, momentum) = match config.optimizer {
+            OptimizerConfig::Sgd { lr, momentum } => (0, lr, 0.0, 0.0, 0.0, momentum),
+            OptimizerConfig::Adam { lr, beta1, beta2, eps } => (1, lr, beta1, beta2, eps, 0.0),
+        };
+        Ok(RunUniform {
+            rows: check_u32("rows", data.rows())?,
+            batch: check_u32("batch size", batch)?,
+            width: check_u32("features", data.width())?,
+            param_count: check_u32("parameters", spec.param_count())?,
+            pos_weight: config.pos_weight,
+            l2: config.l2,
+            prox_mu: config.prox_mu,
+            lr,
+            beta1,
+            beta2,
+            eps,
+            momentum,
+            optimizer,
+            layer_count: layers.len() as u32,
+            pad: [0; 2],
+            bias_ranges,
+        })
+    }
+
+    fn check_inputs(spec: &ModelSpec, params: &[f32], data: &GpuDataset) -> Result<()> {
+        spec.check_params(params)?;
+        if data.width() != spec.input_width() {
+            return Err(CoreError::FeatureWidth { expected: spec.input_width(), got: data.width() }.into());
+        }
+        if data.rows() == 0 {
+            return Err(CoreError::EmptyDataset.into());
+        }
+        Ok(())
+    }
+
+    /// Trains `params` (laid out for `spec`) on `data`, exactly as `fedcare_core::train` does.
+    pub fn train(
+        &self,
+        spec: &ModelSpec,
+        params: &mut [f32],
+        data: &GpuDataset,
+        config: &TrainConfig,
+    ) -> Result<TrainReport> {
+        config.validate()?;
+        Self::check_inputs(spec, params, data)?;
+        let rows = data.rows();
+        let batch = config.batch_size.min(rows);
+        let steps_per_epoch = rows.div_ceil(batch);
+        let total_steps = steps_per_epoch * config.epochs as usize;
+        let run = self.run_uniform(spec, data, batch, config)?;
+        let ws = Workspace::new(
+            &self.device,
+            &self.kernels,
+            spec,
+            params,
+            data,
+            run,
+            Purpose::Training { steps: total_steps },
+        )?;
+        if config.prox_mu > 0.0 {
+            self.queue.write_buffer(&ws.state, (2 * params.len() * 4) as u64, bytemuck::cast_slice(params));
+        }
+        let mut order = BatchOrder::new(config.seed, rows);
+        for _ in 0..config.epochs {
+            self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(order.next_epoch()));
+            self.queue.write_buffer(&ws.record, 0, bytemuck::bytes_of(&0u32)); // step within the epoch
+            let mut encoder =
+                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("epoch") });
+            {
+                let mut pass = encoder
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("epoch"), timestamp_writes: None });
+                pass.set_bind_group(0, &ws.buffers_group, &[]);
+                for step in 0..steps_per_epoch {
+                    let step_rows = batch.min(rows - step * batch);
+                    self.record_forward(&mut pass, &ws, step_rows);
+                    self.record_gradients(&mut pass, &ws, step_rows);
+                    self.record_update(&mut pass, &ws);
+                    pass.set_pipeline(&self.kernels.advance);
+                    pass.dispatch_workgroups(1, 1, 1);
+                }
+            }
+            self.queue.submit([encoder.finish()]);
+        }
+        let [trained, record] = self.read_back([(&ws.params, params.len()), (&ws.record, ws.record_words)])?;
+        params.copy_from_slice(bytemuck::cast_slice(&trained));
+        let step_losses: &[f32] = bytemuck::cast_slice(&record[RECORD_HEADER..]);
+        let mut report =
+            TrainReport { epoch_losses: Vec::with_capacity(config.epochs as usize), steps: total_steps as u64 };
+        for (epoch, losses) in step_losses.chunks(steps_per_epoch).enumerate() {
+            if let Some(step) = losses.iter().position(|l| !l.is_finite()) {
+                return Err(CoreError::Diverged { epoch: epoch as u32, step }.into());
+            }
+            let sum: f64 = losses.iter().map(|&l| f64::from(l)).sum();
+            report.epoch_losses.push((sum / rows as f64) as f32);
+        }
+        Ok(report)
+    }
+
+    /// The logit of every row of `data` under `params`.
+    pub fn predict(&self, spec: &ModelSpec, params: &[f32], data: &GpuDataset) -> Result<Vec<f32>> {
+        Self::check_inputs(spec, params, data)?;
+        let rows = data.rows();
+        let batch = SCORING_BATCH.min(rows);
+        let run = self.run_uniform(spec, data, batch, &TrainConfig::default())?;
+        let ws = Workspace::new(&self.device, &self.kernels, spec, params, data, run, Purpose::Scoring)?;
+        let identity: Vec<u32> = (0..check_u32("rows", rows)?).collect();
+        self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(&identity));
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("scoring") });
+        {
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("scoring"), timestamp_writes: None });
+            pass.set_bind_group(0, &ws.buffers_group, &[]);
+            for step in 0..rows.div_ceil(batch) {
+                let step_rows = batch.min(rows - step * batch);
+                self.record_forward(&mut pass, &ws, step_rows);
+                pass.set_pipeline(&self.kernels.collect_logits);
+                pass.dispatch_workgroups(groups(step_rows, THREADS), 1, 1);
+                pass.set_pipeline(&self.kernels.advance);
+                pass.dispatch_workgroups(1, 1, 1);
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+        let [record] = self.read_back([(&ws.record, ws.record_words)])?;
+        Ok(bytemuck::cast_slice::<u32, f32>(&record[RECORD_HEADER..]).to_vec())
+    }
+
+    /// The mean loss and its gradient (without penalties) over the dataset rows `batch`, in that
+    /// order: one step's forward, loss and backward kernels, for checking them against the CPU.
+    pub fn gradient(
+        &self,
+        spec: &ModelSpec,
+        params: &[f32],
+        data: &GpuDataset,
+        batch: &[u32],
+        pos_weight: f32,
+    ) -> Result<(f32, Vec<f32>)> {
+        Self::check_inputs(spec, params, data)?;
+        if batch.is_empty() || batch.len() > data.rows() || batch.iter().any(|&r| r as usize >= data.rows()) {
+            return Err(GpuError::Unsupported(format!(
+                "a batch of {} rows naming rows of a {}-row dataset",
+                batch.len(),
+                data.rows()
+            )));
+        }
+        let config = TrainConfig { pos_weight, batch_size: batch.len(), ..TrainConfig::default() };
+        config.validate()?;
+        let run = self.run_uniform(spec, data, batch.len(), &config)?;
+        let ws = Workspace::new(&self.device, &self.kernels, spec, params, data, run, Purpose::Training { steps: 1 })?;
+        self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(batch));
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gradient") });
+        {
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("gradient"), timestamp_writes: None });
+            pass.set_bind_group(0, &ws.buffers_group, &[]);
+            self.record_forward(&mut pass, &ws, batch.len());
+            self.record_gradients(&mut pass, &ws, batch.len());
+        }
+        self.queue.submit([encoder.finish()]);
+        let [grad, record] = self.read_back([(&ws.grad, params.len()), (&ws.record, ws.record_words)])?;
+        let loss_sum = f32::from_bits(record[RECORD_HEADER]);
+        Ok((loss_sum / batch.len() as f32, bytemuck::cast_slice(&grad).to_vec()))
+    }
+
+    /// Forward pass of one batch of `rows` rows; leaves the last layer bound.
+    fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>, ws: &Workspace, rows: usize) {
+        pass.set_pipeline(&self.kernels.forward);
+        for (layer, group) in ws.layers.iter().zip(&ws.layer_groups) {
+            pass.set_bind_group(1, group, &[]);
+            pass.dispatch_workgroups(groups(layer.fan_out, MATMUL_TILE), groups(rows, MATMUL_TILE), 1);
+        }
+    }
+
+    /// Loss and back-propagation of one batch of `rows` rows: fills the gradient buffer.
+    fn record_gradients(&self, pass: &mut wgpu::ComputePass<'_>, ws: &Workspace, rows: usize) {
+        pass.set_pipeline(&self.kernels.loss);
+        pass.dispatch_workgroups(1, 1, 1);
+        for (index, (layer, group)) in ws.layers.iter().zip(&ws.layer_groups).enumerate().rev() {
+            pass.set_bind_group(1, group, &[]);
+            pass.set_pipeline(&self.kernels.weight_gradient);
+            pass.dispatch_workgroups(groups(layer.fan_out, MATMUL_TILE), groups(layer.fan_in, MATMUL_TILE), 1);
+            pass.set_pipeline(&self.kernels.bias_gradient);
+            pass.dispatch_workgroups(layer.fan_out as u32, 1, 1);
+            if index > 0 {
+                pass.set_pipeline(&self.kernels.input_gradient);
+                pass.dispatch_workgroups(groups(layer.fan_in, MATMUL_TILE), groups(rows, MATMUL_TILE), 1);
+            }
+        }
+    }
+
+    /// Penalties and the optimizer update of one step.
+    fn record_update(&self, pass: &mut wgpu::ComputePass<'_>, ws: &Workspace) {
+        let update_groups = groups(ws.param_count, THREADS);
+        let max = self.device.limits().max_compute_workgroups_per_dimension;
+        let x = update_groups.min(max);
+        pass.set_pipeline(&self.kernels.update);
+        pass.dispatch_workgroups(x, update_groups.div_ceil(x), 1);
+    }
+
+    /// Copies buffers to the host: `(buffer, words)` each, in one submission.
+    fn read_back<const N: usize>(&self, sources: [(&wgpu::Buffer, usize); N]) -> Result<[Vec<u32>; N]> {
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read back") });
+        let staging = sources.map(|(buffer, words)| {
+            let bytes = (words * 4) as u64;
+            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("read back"),
+                size: bytes.max(4),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+            (staging, words)
+        });
+        self.queue.submit([encoder.finish()]);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        for (buffer, _) in &staging {
+            let sender = sender.clone();
+            buffer.map_async(wgpu::MapMode::Read, .., move |result| {
+                let _ = sender.send(result);
+            });
+        }
+        drop(sender);
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Device(e.to_string()))?;
+        for result in receiver {
+            result.map_err(|e| GpuError::Device(format!("reading results back: {e}")))?;
+        }
+        let mut out = Vec::with_capacity(N);
+        for (buffer, words) in &staging {
+            let view =
+                buffer.get_mapped_range(..).map_err(|e| GpuError::Device(format!("reading results back: {e}")))?;
+            out.push(bytemuck::cast_slice::<u8, u32>(&view)[..*words].to_vec());
+        }
+        out.try_into().map_err(|_| GpuError::Device("read back lost a buffer".to_owned()))
+    }
+}

@@ -1,0 +1,189 @@
+//! Every GPU kernel and whole training runs, checked against `fedcare-core`'s CPU reference on
+//! the same inputs. On CI this runs on Mesa's lavapipe (software Vulkan); sizes stay small.
+//!
+//! Tolerances: |gpu − cpu| ≤ ABS + REL·|cpu| per value, stated per test. They cover float
+//! rounding only — the GPU sums in a different order and has its own exp/log/pow.
+
+use fedcare_core::loss::bce_with_logits_batch;
+use fedcare_core::metrics::auroc;
+use fedcare_core::rng::init_params;
+use fedcare_core::{Dataset, ModelSpec, Network, OptimizerConfig, TrainConfig};
+use fedcare_gpu_trainer::{GpuError, GpuTrainer, Selection};
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+fn trainer() -> GpuTrainer {
+    let gpu = fedcare_gpu_trainer::device::open(&Selection::from_env())
+        .unwrap_or_else(|e| panic!("these tests need a GPU adapter (lavapipe on CI): {e}"));
+    GpuTrainer::new(gpu)
+}
+
+/// Rows with a learnable signal: the label depends on a few features, with noise.
+fn dataset(rows: usize, width: usize, seed: u64) -> Dataset {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut features = Vec::with_capacity(rows * width);
+    let mut labels = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        let row: Vec<f32> = (0..width).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+        let signal = row[0] - 0.5 * row[width / 2] + 0.8 * row[width - 1] * row[0].signum();
+        labels.push(if signal + rng.random_range(-1.0f32..1.0) > 0.7 { 1.0 } else { 0.0 });
+        features.extend(row);
+    }
+    Dataset::new(features, labels, width).unwrap()
+}
+
+#[track_caller]
+fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], abs: f32, rel: f32) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
+    let mut worst = (0usize, 0.0f32);
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        let excess = (g - c).abs() - (abs + rel * c.abs());
+        assert!(g.is_finite(), "{what}[{i}] is {g}");
+        if excess > worst.1 {
+            worst = (i, excess);
+        }
+    }
+    let (i, excess) = worst;
+    assert!(excess <= 0.0, "{what}[{i}]: gpu {} vs cpu {} (tolerance {abs} + {rel}·|cpu|)", gpu[i], cpu[i]);
+}
+
+#[test]
+fn forward_logits_match_the_cpu_for_shapes_that_do_not_divide_the_tiles() {
+    let gpu = trainer();
+    // 4099 rows: more than one scoring step (4096) and a 3-row remainder; widths around 64.
+    let data = dataset(4099, 67, 1);
+    let uploaded = gpu.upload(&data).unwrap();
+    for hidden in [&[][..], &[65, 3][..], &[7][..]] {
+        let spec = ModelSpec::mlp(67, hidden).unwrap();
+        let params = init_params(&spec, 5);
+        let cpu = Network::new(&spec).predict(&params, data.features()).unwrap();
+        let logits = gpu.predict(&spec, &params, &uploaded).unwrap();
+        assert_close(&format!("logits {hidden:?}"), &logits, &cpu, 1e-5, 1e-5);
+    }
+}
+
+#[test]
+fn loss_and_every_layer_gradient_match_the_cpu() {
+    let gpu = trainer();
+    let data = dataset(300, 70, 2);
+    let uploaded = gpu.upload(&data).unwrap();
+    // An odd batch in shuffled order, and layers that straddle the 64-wide tiles.
+    let batch: Vec<u32> = (0..77u32).map(|i| (i * 37 + 11) % 300).collect();
+    for hidden in [&[][..], &[65, 3][..], &[1][..]] {
+        let spec = ModelSpec::mlp(70, hidden).unwrap();
+        let params = init_params(&spec, 9);
+        let x: Vec<f32> = batch.iter().flat_map(|&r| data.row(r as usize).to_vec()).collect();
+        let y: Vec<f32> = batch.iter().map(|&r| data.labels()[r as usize]).collect();
+        let mut network = Network::new(&spec);
+        let logits = network.forward(&params, &x, batch.len()).unwrap().to_vec();
+        let mut grad_logits = vec![0.0; batch.len()];
+        let cpu_loss = bce_with_logits_batch(&logits, &y, 3.0, &mut grad_logits);
+        let mut cpu_grad = vec![0.0; params.len()];
+        network.backward(&params, &x, batch.len(), &grad_logits, &mut cpu_grad).unwrap();
+
+        let (loss, grad) = gpu.gradient(&spec, &params, &uploaded, &batch, 3.0).unwrap();
+        assert!((loss - cpu_loss).abs() <= 1e-5 * cpu_loss.abs(), "{hidden:?}: loss gpu {loss} vs cpu {cpu_loss}");
+        for (index, layer) in spec.layers().iter().enumerate() {
+            let name = format!("{hidden:?} layer {index}");
+            assert_close(&format!("{name} dW"), &grad[layer.weights()], &cpu_grad[layer.weights()], 1e-6, 1e-4);
+            assert_close(&format!("{name} db"), &grad[layer.biases()], &cpu_grad[layer.biases()], 1e-6, 1e-4);
+        }
+    }
+}
+
+fn train_both(spec: &ModelSpec, data: &Dataset, config: &TrainConfig) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let start = init_params(spec, 3);
+    let mut cpu = start.clone();
+    let cpu_report = fedcare_core::train(spec, &mut cpu, data, config).unwrap();
+    let gpu = trainer();
+    let mut on_gpu = start;
+    let gpu_report = gpu.train(spec, &mut on_gpu, &gpu.upload(data).unwrap(), config).unwrap();
+    assert_eq!(gpu_report.steps, cpu_report.steps);
+    (on_gpu, cpu, gpu_report.epoch_losses, cpu_report.epoch_losses)
+}
+
+#[test]
+fn optimizer_steps_with_penalties_match_the_cpu() {
+    let data = dataset(50, 9, 4);
+    let spec = ModelSpec::mlp(9, &[5]).unwrap();
+    // Batch 16 over 50 rows: 4 steps per epoch, the last of 2 rows.
+    for optimizer in [OptimizerConfig::Sgd { lr: 0.05, momentum: 0.9 }, OptimizerConfig::adam(0.01)] {
+        let config =
+            TrainConfig { epochs: 2, batch_size: 16, optimizer, pos_weight: 2.0, l2: 0.01, prox_mu: 0.1, seed: 8 };
+        let (gpu, cpu, gpu_losses, cpu_losses) = train_both(&spec, &data, &config);
+        assert_close(&format!("params after {optimizer:?}"), &gpu, &cpu, 1e-5, 1e-4);
+        assert_close("epoch losses", &gpu_losses, &cpu_losses, 1e-6, 1e-5);
+    }
+}
+
+#[test]
+fn three_epochs_of_lr_and_mlp_match_the_cpu_trainer() {
+    let data = dataset(1000, 64, 5);
+    let test = dataset(500, 64, 6);
+    // Batch 64 over 1000 rows leaves a last batch of 40.
+    let config = TrainConfig {
+        epochs: 3,
+        batch_size: 64,
+        optimizer: OptimizerConfig::adam(0.01),
+        pos_weight: 1.5,
+        seed: 11,
+        ..TrainConfig::default()
+    };
+    for hidden in [&[][..], &[32][..]] {
+        let spec = ModelSpec::mlp(64, hidden).unwrap();
+        let (gpu, cpu, gpu_losses, cpu_losses) = train_both(&spec, &data, &config);
+        assert_close(&format!("{hidden:?} params"), &gpu, &cpu, 1e-4, 1e-3);
+        assert_close(&format!("{hidden:?} epoch losses"), &gpu_losses, &cpu_losses, 1e-5, 1e-4);
+        let mut network = Network::new(&spec);
+        let gpu_auroc = auroc(&network.predict(&gpu, test.features()).unwrap(), test.labels()).unwrap();
+        let cpu_auroc = auroc(&network.predict(&cpu, test.features()).unwrap(), test.labels()).unwrap();
+        assert!(cpu_auroc > 0.75, "{hidden:?}: the model should learn something (AUROC {cpu_auroc})");
+        assert_eq!(format!("{gpu_auroc:.3}"), format!("{cpu_auroc:.3}"), "{hidden:?}: AUROC to 3 decimals");
+    }
+}
+
+#[test]
+fn bad_inputs_get_the_core_errors() {
+    let gpu = trainer();
+    let data = gpu.upload(&dataset(10, 4, 7)).unwrap();
+    let spec = ModelSpec::mlp(5, &[]).unwrap();
+    let mut params = init_params(&spec, 1);
+    let config = TrainConfig::default();
+    let error = gpu.train(&spec, &mut params, &data, &config).unwrap_err();
+    assert!(matches!(error, GpuError::Core(fedcare_core::Error::FeatureWidth { expected: 5, got: 4 })), "{error}");
+    let spec = ModelSpec::mlp(4, &[]).unwrap();
+    let error = gpu.train(&spec, &mut params, &data, &config).unwrap_err();
+    assert!(matches!(error, GpuError::Core(fedcare_core::Error::ParamLength { .. })), "{error}");
+    let mut params = init_params(&spec, 1);
+    let bad = TrainConfig { batch_size: 0, ..config };
+    assert!(matches!(gpu.train(&spec, &mut params, &data, &bad), Err(GpuError::Core(_))));
+    let empty = gpu.upload(&Dataset::new(vec![], vec![], 4).unwrap()).unwrap();
+    let error = gpu.train(&spec, &mut params, &empty, &config).unwrap_err();
+    assert!(matches!(error, GpuError::Core(fedcare_core::Error::EmptyDataset)), "{error}");
+    assert!(gpu.gradient(&spec, &params, &data, &[10], 1.0).is_err(), "a row outside the dataset");
+}
+
+#[test]
+fn a_diverging_run_is_reported_like_the_cpu_does() {
+    let gpu = trainer();
+    let clean = dataset(40, 3, 8);
+    let spec = ModelSpec::mlp(3, &[]).unwrap();
+    // A huge (finite) feature blows the weights up within a few steps.
+    let mut features = clean.features().to_vec();
+    features[5] = 3e37;
+    let rows = Dataset::new(features, clean.labels().to_vec(), 3).unwrap();
+    let mut params = init_params(&spec, 1);
+    let config = TrainConfig {
+        epochs: 10,
+        batch_size: 8,
+        optimizer: OptimizerConfig::Sgd { lr: 1.0, momentum: 0.9 },
+        ..TrainConfig::default()
+    };
+    let mut cpu_params = params.clone();
+    let cpu = fedcare_core::train(&spec, &mut cpu_params, &rows, &config);
+    let result = gpu.train(&spec, &mut params, &gpu.upload(&rows).unwrap(), &config);
+    let cpu_error = cpu.expect_err("the CPU run should diverge");
+    assert!(matches!(cpu_error, fedcare_core::Error::Diverged { .. }), "{cpu_error}");
+    let gpu_error = result.expect_err("the GPU run should diverge");
+    assert!(matches!(gpu_error, GpuError::Core(fedcare_core::Error::Diverged { .. })), "{gpu_error}");
+}

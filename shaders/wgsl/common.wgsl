@@ -1,0 +1,75 @@
+// common.wgsl: the declarations every fedcare kernel shares. It is prepended to each kernel file,
+// so all kernels see the same run settings, layer shape and buffer bindings.
+//
+// Parameter layout (the one `fedcare_core::spec` documents): per layer W[fan_in][fan_out]
+// row-major, then b[fan_out]. Rows of a batch are dataset rows `order[step_base + r]`.
+
+struct Run {
+    rows: u32,          // rows in the dataset
+    batch: u32,         // rows per step; the last step of an epoch may have fewer
+    width: u32,         // features per row
+    param_count: u32,
+    pos_weight: f32,
+    l2: f32,
+    prox_mu: f32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    momentum: f32,
+    optimizer: u32,     // 0 = SGD with momentum, 1 = Adam
+    layer_count: u32,
+    _pad0: u32,
+    _pad1: u32,
+    // Per layer: (first bias index, one past the last bias index, 0, 0).
+    bias_ranges: array<vec4<u32>, 16>,
+}
+
+struct Layer {
+    fan_in: u32,
+    fan_out: u32,
+    weight_offset: u32,    // W in `params` and `grad`
+    bias_offset: u32,      // b in `params` and `grad`
+    input_offset: u32,     // this layer's input activations in `scratch` (unused when first == 1)
+    output_offset: u32,    // this layer's output activations in `scratch`
+    delta_out_offset: u32, // d(loss)/d(output) in `scratch`
+    delta_in_offset: u32,  // d(loss)/d(input) written here for the layer below
+    relu: u32,
+    first: u32,            // 1: the input is the dataset, gathered through `order`
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> run: Run;
+@group(0) @binding(1) var<storage, read> features: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<f32>;
+@group(0) @binding(3) var<storage, read> order: array<u32>;
+@group(0) @binding(4) var<storage, read_write> params: array<f32>;
+@group(0) @binding(5) var<storage, read_write> grad: array<f32>;
+// Activations of every layer, then two ping-pong regions of back-propagated gradients.
+@group(0) @binding(6) var<storage, read_write> scratch: array<f32>;
+// Optimizer state: first moment (or SGD velocity) | second moment | FedProx anchor.
+@group(0) @binding(7) var<storage, read_write> state: array<f32>;
+// [step within the epoch, global step, then per-step loss sums or per-row logits as f32 bits].
+@group(0) @binding(8) var<storage, read_write> record: array<u32>;
+@group(1) @binding(0) var<uniform> layer: Layer;
+
+const RECORD_HEADER: u32 = 2u;
+
+// First dataset position (in `order`) of the current step.
+fn step_base() -> u32 {
+    return record[0] * run.batch;
+}
+
+// Rows in the current step.
+fn step_rows(base: u32) -> u32 {
+    return min(run.batch, run.rows - base);
+}
+
+// Input activation `col` of batch row `row` for the bound layer.
+fn layer_input(base: u32, row: u32, col: u32) -> f32 {
+    if layer.first == 1u {
+        return features[order[base + row] * run.width + col];
+    }
+    return scratch[layer.input_offset + row * layer.fan_in + col];
+}

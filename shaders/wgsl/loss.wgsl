@@ -1,0 +1,49 @@
+// loss.wgsl: mean BCE-with-logits (pos_weight) of the current batch and its gradient.
+//
+// One workgroup. For logit z and label y (PyTorch's BCEWithLogitsLoss):
+//   loss = w·y·softplus(−z) + (1 − y)·softplus(z),   ∂loss/∂z = w·y·(σ(z) − 1) + (1 − y)·σ(z)
+// The gradient of the *mean* loss (÷ rows) goes to the last layer's delta; the batch's loss
+// *sum* is recorded at record[2 + global step] for the per-epoch loss.
+
+const THREADS: u32 = 256u;
+
+var<workgroup> partial: array<f32, 256>;
+
+fn softplus(x: f32) -> f32 {
+    return max(x, 0.0) + log(1.0 + exp(-abs(x)));
+}
+
+fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        return 1.0 / (1.0 + exp(-x));
+    }
+    let e = exp(x);
+    return e / (1.0 + e);
+}
+
+@compute @workgroup_size(256)
+fn loss_gradient(@builtin(local_invocation_index) thread: u32) {
+    let base = step_base();
+    let rows = step_rows(base);
+    let scale = 1.0 / f32(rows);
+    let w = run.pos_weight;
+    var total = 0.0;
+    for (var r = thread; r < rows; r += THREADS) {
+        let z = scratch[layer.output_offset + r];
+        let y = labels[order[base + r]];
+        total += w * y * softplus(-z) + (1.0 - y) * softplus(z);
+        let s = sigmoid(z);
+        scratch[layer.delta_out_offset + r] = (w * y * (s - 1.0) + (1.0 - y) * s) * scale;
+    }
+    partial[thread] = total;
+    workgroupBarrier();
+    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
+        if thread < stride {
+            partial[thread] += partial[thread + stride];
+        }
+        workgroupBarrier();
+    }
+    if thread == 0u {
+        record[RECORD_HEADER + record[1]] = bitcast<u32>(partial[0]);
+    }
+}

@@ -1,0 +1,126 @@
+// matmul.wgsl: the three matrix products of a dense layer, register-blocked.
+//
+// One workgroup computes a 64x64 tile of C = L·R; each of its 16x16 threads keeps a 4x4 block of
+// C in registers and the workgroup stages 64x16 slices of L and 16x64 slices of R in shared
+// memory. The pipeline constant MODE picks the product (and what L, R and the epilogue are):
+//   0 forward:         out[m][n]  = relu?(input[m][k] · W[k][n] + b[n])
+//   1 weight gradient: gW[k][n]   = Σ_rows input[row][k] · dZ[row][n]
+//   2 input gradient:  dA[m][k]   = (Σ_n dZ[m][n] · W[k][n]) · [input[m][k] > 0]
+// Edges are guarded, so any shape works (rows, widths and batches need not divide 64).
+
+override MODE: u32 = 0u;
+
+const TILE: u32 = 64u;
+const TILE_K: u32 = 16u;
+const BLOCK: u32 = 4u;
+const THREADS: u32 = 256u;
+
+var<workgroup> tile_l: array<f32, 1024>; // TILE x TILE_K
+var<workgroup> tile_r: array<f32, 1024>; // TILE_K x TILE
+
+// (rows of C, columns of C, inner dimension) for the current step.
+fn dims(m: u32) -> vec3<u32> {
+    if MODE == 0u {
+        return vec3<u32>(m, layer.fan_out, layer.fan_in);
+    }
+    if MODE == 1u {
+        return vec3<u32>(layer.fan_in, layer.fan_out, m);
+    }
+    return vec3<u32>(m, layer.fan_in, layer.fan_out);
+}
+
+fn load_l(base: u32, r: u32, k: u32) -> f32 {
+    if MODE == 0u {
+        return layer_input(base, r, k);
+    }
+    if MODE == 1u {
+        return layer_input(base, k, r);
+    }
+    return scratch[layer.delta_out_offset + r * layer.fan_out + k];
+}
+
+fn load_r(k: u32, c: u32) -> f32 {
+    if MODE == 0u {
+        return params[layer.weight_offset + k * layer.fan_out + c];
+    }
+    if MODE == 1u {
+        return scratch[layer.delta_out_offset + k * layer.fan_out + c];
+    }
+    return params[layer.weight_offset + c * layer.fan_out + k];
+}
+
+fn store(base: u32, r: u32, c: u32, value: f32) {
+    if MODE == 0u {
+        var out = value + params[layer.bias_offset + c];
+        if layer.relu == 1u {
+            out = max(out, 0.0);
+        }
+        scratch[layer.output_offset + r * layer.fan_out + c] = out;
+    } else if MODE == 1u {
+        grad[layer.weight_offset + r * layer.fan_out + c] = value;
+    } else {
+        let passes = scratch[layer.input_offset + r * layer.fan_in + c] > 0.0;
+        scratch[layer.delta_in_offset + r * layer.fan_in + c] = select(0.0, value, passes);
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul(
+    @builtin(local_invocation_id) local: vec3<u32>,
+    @builtin(local_invocation_index) thread: u32,
+    @builtin(workgroup_id) group: vec3<u32>,
+) {
+    let base = step_base();
+    let size = dims(step_rows(base));
+    let row0 = group.y * TILE;
+    let col0 = group.x * TILE;
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+    for (var k0 = 0u; k0 < size.z; k0 += TILE_K) {
+        for (var i = 0u; i < 4u; i++) {
+            let index = thread + i * THREADS;
+            // L slice: index = r * TILE_K + k.
+            let r = row0 + index / TILE_K;
+            let k = k0 + index % TILE_K;
+            var l = 0.0;
+            if r < size.x && k < size.z {
+                l = load_l(base, r, k);
+            }
+            tile_l[index] = l;
+            // R slice: index = k * TILE + c.
+            let kr = k0 + index / TILE;
+            let c = col0 + index % TILE;
+            var rv = 0.0;
+            if kr < size.z && c < size.y {
+                rv = load_r(kr, c);
+            }
+            tile_r[index] = rv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            var a: array<f32, 4>;
+            var b: array<f32, 4>;
+            for (var i = 0u; i < BLOCK; i++) {
+                a[i] = tile_l[(local.y * BLOCK + i) * TILE_K + kk];
+                b[i] = tile_r[kk * TILE + local.x * BLOCK + i];
+            }
+            for (var i = 0u; i < BLOCK; i++) {
+                for (var j = 0u; j < BLOCK; j++) {
+                    acc[i * BLOCK + j] = fma(a[i], b[j], acc[i * BLOCK + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < BLOCK; i++) {
+        let r = row0 + local.y * BLOCK + i;
+        for (var j = 0u; j < BLOCK; j++) {
+            let c = col0 + local.x * BLOCK + j;
+            if r < size.x && c < size.y {
+                store(base, r, c, acc[i * BLOCK + j]);
+            }
+        }
+    }
+}
