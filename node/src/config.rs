@@ -19,7 +19,7 @@
 //! [tls]     ca = "pki/ca.pem", cert = "pki/aggregator.pem", key = "pki/aggregator.key"
 //! ```
 //! `hospital.toml`: `aggregator = "https://localhost:50051"`, `server_name = "localhost"`,
-//! `[tls] ca, cert, key`, `trainer = "cpu"`, optional `schema = "diabetes130"` and
+//! `[tls] ca, cert, key`, `trainer = "auto"` (or "gpu", "cpu"), optional `schema = "diabetes130"` and
 //! `bad_rows_limit = 100`. `examples/` holds both files with every key explained.
 
 use std::path::PathBuf;
@@ -350,7 +350,7 @@ pub struct HospitalConfig {
     /// Federation to join.
     #[serde(default = "default_federation_id")]
     pub federation_id: String,
-    /// `"cpu"` (the GPU trainer plugs in later).
+    /// `"auto"` (GPU when a hardware adapter exists, else CPU), `"gpu"` or `"cpu"`.
     #[serde(default = "default_trainer")]
     pub trainer: String,
     /// The data's schema (`"diabetes130"`, `"diabetes130-all"` or a schema TOML path); absent:
@@ -371,7 +371,7 @@ fn default_server_name() -> String {
     "localhost".into()
 }
 fn default_trainer() -> String {
-    "cpu".into()
+    "auto".into()
 }
 fn default_bad_rows() -> usize {
     100

@@ -51,6 +51,9 @@ enum Command {
         /// Output directory (metrics.jsonl, model.bin).
         #[arg(long, default_value = "fedcare-sim")]
         out: PathBuf,
+        /// Local trainer of every hospital: cpu, gpu, or auto (GPU when a hardware adapter exists).
+        #[arg(long, default_value = "cpu")]
+        trainer: String,
     },
     /// Run the aggregator.
     Serve {
@@ -69,7 +72,14 @@ enum Command {
         /// Where to write the final global model.
         #[arg(long, default_value = "fedcare-model.bin")]
         out: PathBuf,
+        /// Local trainer: cpu, gpu, or auto (GPU when a hardware adapter exists); overrides
+        /// `trainer` in hospital.toml.
+        #[arg(long)]
+        trainer: Option<String>,
     },
+    /// List the GPU adapters wgpu sees (name, backend, type, limits) and which one the GPU
+    /// trainer would use (FEDCARE_ADAPTER and WGPU_BACKEND override).
+    Devices,
     /// Write a synthetic cohort in the exact schema of the UCI Diabetes-130 file: one CSV per
     /// hospital, non-IID, with repeat patients and about 11 % readmissions within 30 days.
     Synth {
@@ -162,8 +172,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Simulate { hospitals, rounds, rows, hidden, epochs, rule, seed, out, data } => {
+        Command::Simulate { hospitals, rounds, rows, hidden, epochs, rule, seed, out, data, trainer } => {
             let options = simulate::SimulateOptions {
+                trainer,
                 hospitals,
                 rounds,
                 rows,
@@ -219,7 +230,8 @@ fn run(command: Command) -> Result<()> {
                 }
             }
         }
-        Command::Join { config, data, out } => {
+        Command::Devices => devices(),
+        Command::Join { config, data, out, trainer: trainer_name } => {
             tls::install_crypto_provider();
             let config: config::HospitalConfig = config::load(&config)?;
             let data = match &config.schema {
@@ -249,7 +261,7 @@ fn run(command: Command) -> Result<()> {
                 tls: tls::client_tls(&config.tls.ca, &config.tls.cert, &config.tls.key, &config.server_name)?,
                 federation_id: config.federation_id.clone(),
             };
-            let node = hospital::HospitalNode::with_data(connection, data, trainer::by_name(&config.trainer)?);
+            let node = hospital::HospitalNode::with_data(connection, data, trainer::by_name(trainer_name.as_deref().unwrap_or(&config.trainer))?);
             let model = runtime()?.block_on(async {
                 tokio::select! {
                     model = node.run() => model.map(Some),
@@ -316,4 +328,46 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `fedcare devices`: the adapters and the choice `gpu` and `auto` would make.
+fn devices() -> Result<()> {
+    use fedcare_gpu_trainer::device;
+    let selection = device::Selection::from_env();
+    let adapters = device::list_adapters(&selection);
+    println!("backends searched: {:?} (WGPU_BACKEND to change)", selection.backends);
+    if adapters.is_empty() {
+        println!("no GPU adapters found; --trainer auto trains on the CPU");
+        return Ok(());
+    }
+    println!(
+        "{:>3}  {:<40} {:<8} {:<14} {:>12} {:>12} {:>10}  driver",
+        "#", "name", "backend", "type", "max binding", "max buffer", "wg/dim"
+    );
+    for a in &adapters {
+        println!(
+            "{:>3}  {:<40} {:<8} {:<14} {:>9} MiB {:>9} MiB {:>10}  {}",
+            a.index,
+            a.name,
+            a.backend,
+            format!("{:?}", a.device_type),
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_compute_workgroups_per_dimension,
+            a.driver
+        );
+    }
+    match device::preferred(&adapters, selection.adapter.as_deref(), selection.backends) {
+        Ok(index) => {
+            let chosen = &adapters[index];
+            println!("--trainer gpu uses [{index}] {}", chosen.name);
+            if chosen.is_hardware() {
+                println!("--trainer auto uses [{index}] {}", chosen.name);
+            } else {
+                println!("--trainer auto uses the CPU ([{index}] is a software adapter)");
+            }
+        }
+        Err(e) => println!("--trainer gpu: {e}"),
+    }
+    Ok(())
 }

@@ -45,6 +45,8 @@ pub struct SimulateOptions {
     /// Hospital CSV files in the Diabetes-130 schema (one per hospital, `*.csv`); `None`: a
     /// synthetic cohort in that schema, `rows` patients per average hospital.
     pub data: Option<PathBuf>,
+    /// Local trainer of every hospital (`cpu`, `gpu` or `auto`).
+    pub trainer: String,
 }
 
 impl Default for SimulateOptions {
@@ -62,6 +64,7 @@ impl Default for SimulateOptions {
             show_progress: true,
             vanish: None,
             data: None,
+            trainer: "cpu".into(),
         }
     }
 }
@@ -155,7 +158,7 @@ pub async fn run(options: &SimulateOptions, observer: Option<UpdateObserver>) ->
             federation_id: config.federation_id.clone(),
         };
         let data = HospitalData::Table { table: tables[index].clone(), schema: Box::new(schema.clone()) };
-        let mut node = HospitalNode::with_data(connection, data, Box::new(crate::trainer::CpuTrainer));
+        let mut node = HospitalNode::with_data(connection, data, crate::trainer::by_name(&options.trainer)?);
         if let Some(observer) = &observer {
             node = node.with_observer(observer.clone());
         }

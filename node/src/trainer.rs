@@ -1,8 +1,13 @@
-//! The local trainer a hospital node uses: the `core` CPU trainer today; the GPU trainer
-//! implements the same trait when it lands.
+//! The local trainer a hospital node uses, and how `--trainer cpu|gpu|auto` picks one.
+//!
+//! `cpu` is `fedcare-core`'s deterministic trainer; `gpu` is `fedcare-gpu-trainer` on the
+//! preferred adapter (`FEDCARE_ADAPTER`/`WGPU_BACKEND` override), a software adapter included;
+//! `auto` takes the GPU only when a hardware adapter exists, else the CPU, and says which and
+//! why. Both train the same model with the same settings and batch order.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use fedcare_core::{Dataset, ModelSpec, TrainConfig, TrainReport};
+use fedcare_gpu_trainer::{GpuDataset, GpuTrainer, Selection};
 
 /// Trains a model's parameters in place on local data.
 pub trait Trainer: Send + Sync {
@@ -39,10 +44,138 @@ impl Trainer for CpuTrainer {
     }
 }
 
-/// The trainer named in a hospital's configuration.
-pub fn by_name(name: &str) -> Result<Box<dyn Trainer>> {
+/// The GPU trainer, keeping the hospital's dataset on the device between rounds.
+#[derive(Debug)]
+pub struct GpuNodeTrainer {
+    trainer: GpuTrainer,
+    name: String,
+    /// The uploaded dataset and the BLAKE3 hash of what was uploaded.
+    resident: Option<(blake3::Hash, GpuDataset)>,
+}
+
+impl GpuNodeTrainer {
+    /// A trainer on `trainer`'s device.
+    pub fn new(trainer: GpuTrainer) -> Self {
+        let name = match trainer.adapter() {
+            Some(adapter) => format!("gpu ({}, {})", adapter.name, adapter.backend),
+            None => "gpu".to_owned(),
+        };
+        Self { trainer, name, resident: None }
+    }
+}
+
+fn fingerprint(data: &Dataset) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&(data.width() as u64).to_le_bytes());
+    hasher.update(bytemuck::cast_slice(data.features()));
+    hasher.update(bytemuck::cast_slice(data.labels()));
+    hasher.finalize()
+}
+
+impl Trainer for GpuNodeTrainer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn train(
+        &mut self,
+        spec: &ModelSpec,
+        params: &mut [f32],
+        data: &Dataset,
+        config: &TrainConfig,
+    ) -> Result<TrainReport> {
+        let hash = fingerprint(data);
+        let uploaded = match self.resident.take() {
+            Some((resident, uploaded)) if resident == hash => uploaded,
+            _ => self.trainer.upload(data)?,
+        };
+        let report = self.trainer.train(spec, params, &uploaded, config);
+        self.resident = Some((hash, uploaded));
+        Ok(report?)
+    }
+}
+
+/// Which trainer a name selects, and why (for the log).
+pub fn choose(name: &str, selection: &Selection) -> Result<(Box<dyn Trainer>, String)> {
     match name {
-        "cpu" | "auto" => Ok(Box::new(CpuTrainer)),
-        other => anyhow::bail!("unknown trainer {other:?}: this build has \"cpu\" (\"auto\" picks it)"),
+        "cpu" => Ok((Box::new(CpuTrainer), "cpu: as configured".to_owned())),
+        "gpu" => {
+            let gpu = fedcare_gpu_trainer::device::open(selection).context("--trainer gpu")?;
+            let trainer = GpuNodeTrainer::new(GpuTrainer::new(gpu));
+            let why = format!("{}: as configured", trainer.name());
+            Ok((Box::new(trainer), why))
+        }
+        "auto" => {
+            let adapters = fedcare_gpu_trainer::device::list_adapters(selection);
+            let preferred = fedcare_gpu_trainer::device::preferred(&adapters, selection.adapter.as_deref(), selection.backends);
+            match preferred.ok().map(|index| &adapters[index]).filter(|adapter| adapter.is_hardware()) {
+                Some(adapter) => {
+                    let gpu = fedcare_gpu_trainer::device::open(selection)
+                        .with_context(|| format!("--trainer auto: opening {adapter}"))?;
+                    let trainer = GpuNodeTrainer::new(GpuTrainer::new(gpu));
+                    let why = format!("{}: auto found a hardware GPU", trainer.name());
+                    Ok((Box::new(trainer), why))
+                }
+                None => {
+                    let found = if adapters.is_empty() {
+                        "no adapters".to_owned()
+                    } else {
+                        adapters.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                    };
+                    Ok((Box::new(CpuTrainer), format!("cpu: auto found no hardware GPU ({found})")))
+                }
+            }
+        }
+        other => anyhow::bail!("unknown trainer {other:?}: use \"cpu\", \"gpu\" or \"auto\""),
+    }
+}
+
+/// The trainer named in a hospital's configuration, choosing adapters from the environment.
+pub fn by_name(name: &str) -> Result<Box<dyn Trainer>> {
+    let (trainer, why) = choose(name, &Selection::from_env())?;
+    tracing::info!(trainer = trainer.name(), "{why}");
+    eprintln!("trainer: {why}");
+    Ok(trainer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nothing() -> Selection {
+        Selection { backends: fedcare_gpu_trainer::wgpu::Backends::empty(), adapter: None }
+    }
+
+    #[test]
+    fn without_an_adapter_gpu_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
+        let error = choose("gpu", &nothing()).err().expect("no adapter").to_string();
+        assert!(error.contains("--trainer gpu"), "{error}");
+        let error = format!("{:#}", choose("gpu", &nothing()).err().expect("no adapter"));
+        assert!(error.contains("no GPU adapter found"), "{error}");
+        let (trainer, why) = choose("auto", &nothing()).unwrap();
+        assert_eq!(trainer.name(), "cpu");
+        assert!(why.contains("no hardware GPU") && why.contains("no adapters"), "{why}");
+        assert!(choose("tpu", &nothing()).is_err());
+    }
+
+    #[test]
+    fn the_gpu_trainer_keeps_the_dataset_resident_and_matches_the_cpu() {
+        // Runs on whatever adapter this machine has (lavapipe on CI).
+        let gpu = fedcare_gpu_trainer::device::open(&Selection::from_env()).expect("a GPU adapter (lavapipe on CI)");
+        let mut trainer = GpuNodeTrainer::new(GpuTrainer::new(gpu));
+        let data = crate::data::synthetic_hospital(0, 2, 400, 3);
+        let spec = ModelSpec::mlp(data.width(), &[6]).unwrap();
+        let config = TrainConfig { epochs: 2, batch_size: 32, ..TrainConfig::default() };
+        let start = fedcare_core::rng::init_params(&spec, 1);
+        let mut on_gpu = start.clone();
+        trainer.train(&spec, &mut on_gpu, &data, &config).unwrap();
+        let first = trainer.resident.as_ref().map(|(hash, _)| *hash);
+        trainer.train(&spec, &mut on_gpu.clone(), &data, &config).unwrap();
+        assert_eq!(trainer.resident.as_ref().map(|(hash, _)| *hash), first, "same data: no new upload");
+        let mut on_cpu = start;
+        CpuTrainer.train(&spec, &mut on_cpu, &data, &config).unwrap();
+        for (g, c) in on_gpu.iter().zip(&on_cpu) {
+            assert!((g - c).abs() <= 1e-4 + 1e-3 * c.abs(), "gpu {g} vs cpu {c}");
+        }
     }
 }
