@@ -1,13 +1,17 @@
-//! One CPU training epoch (100k rows × 64 features, Adam, `pos_weight`, shuffled mini-batches)
-//! for logistic regression and the MLP 64-64-32-1, reported as samples/s.
+//! One training epoch (100k rows × 64 features, Adam, `pos_weight`, shuffled mini-batches) for
+//! logistic regression and the MLP 64-64-32-1, on the CPU (one thread) and on the GPU, reported
+//! as samples/s. A GPU epoch is a whole `train` call: shuffle, every step, parameters read back;
+//! the dataset is uploaded once beforehand.
 //!
-//! The peer is PyTorch on the same machine, one thread, same model and problem
-//! (`../shared/peers/torch_train_bench.py --device cpu`).
+//! The peer is PyTorch on the same machine and model (`../shared/peers/torch_train_bench.py`).
+//! On a machine whose only adapter is lavapipe (software Vulkan), the GPU figures measure Mesa's
+//! CPU emulation, not a GPU: `fedcare-train-bench` prints the adapter beside the table.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fedcare_benches::readmission_like_problem;
 use fedcare_core::rng::init_params;
 use fedcare_core::{ModelSpec, OptimizerConfig, TrainConfig, train};
+use fedcare_gpu_trainer::{GpuTrainer, Selection};
 
 const ROWS: usize = 100_000;
 const FEATURES: usize = 64;
@@ -18,6 +22,17 @@ fn train_epoch(c: &mut Criterion) {
         ("logreg", ModelSpec::logistic_regression(FEATURES).unwrap()),
         ("mlp-64-64-32-1", ModelSpec::mlp(FEATURES, &[64, 32]).unwrap()),
     ];
+    let gpu = match fedcare_gpu_trainer::device::open(&Selection::from_env()) {
+        Ok(gpu) => {
+            eprintln!("train_epoch: GPU {} ({}, {:?})", gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type);
+            Some(GpuTrainer::new(gpu))
+        }
+        Err(e) => {
+            eprintln!("train_epoch: no GPU benchmarks: {e}");
+            None
+        }
+    };
+    let uploaded = gpu.as_ref().map(|g| g.upload(&data).expect("the benchmark data fits the GPU"));
     let mut group = c.benchmark_group("train_epoch");
     group.throughput(Throughput::Elements(ROWS as u64));
     group.sample_size(10);
@@ -31,6 +46,15 @@ fn train_epoch(c: &mut Criterion) {
                 ..TrainConfig::default()
             };
             let initial = init_params(spec, 1);
+            if let (Some(gpu), Some(uploaded)) = (&gpu, &uploaded) {
+                group.bench_with_input(BenchmarkId::new(format!("gpu-{name}"), batch_size), &config, |b, config| {
+                    b.iter_batched_ref(
+                        || initial.clone(),
+                        |params| gpu.train(spec, params, uploaded, config).unwrap(),
+                        criterion::BatchSize::LargeInput,
+                    );
+                });
+            }
             group.bench_with_input(BenchmarkId::new(*name, batch_size), &config, |b, config| {
                 b.iter_batched_ref(
                     || initial.clone(),

@@ -19,6 +19,10 @@ pub struct Kernels {
     pub weight_gradient: wgpu::ComputePipeline,
     /// Input gradient product with the ReLU mask.
     pub input_gradient: wgpu::ComputePipeline,
+    /// Forward product of a narrow layer.
+    pub forward_narrow: wgpu::ComputePipeline,
+    /// Weight gradient of a narrow layer.
+    pub weight_gradient_narrow: wgpu::ComputePipeline,
     /// Loss and its gradient.
     pub loss: wgpu::ComputePipeline,
     /// Bias gradient reduction.
@@ -101,6 +105,8 @@ impl Kernels {
             forward: build(fedcare_shaders::MATMUL, &[("MODE", 0.0)]),
             weight_gradient: build(fedcare_shaders::MATMUL, &[("MODE", 1.0)]),
             input_gradient: build(fedcare_shaders::MATMUL, &[("MODE", 2.0)]),
+            forward_narrow: build(fedcare_shaders::FORWARD_NARROW, &[]),
+            weight_gradient_narrow: build(fedcare_shaders::WEIGHT_GRADIENT_NARROW, &[]),
             loss: build(fedcare_shaders::LOSS, &[]),
             bias_gradient: build(fedcare_shaders::BIAS_GRADIENT, &[]),
             update: build(fedcare_shaders::OPTIMIZER, &[]),

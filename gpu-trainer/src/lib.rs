@@ -21,6 +21,6 @@ pub mod workspace;
 pub use device::{AdapterSummary, Gpu, Selection};
 pub use error::{GpuError, Result};
 pub use trainer::GpuTrainer;
-pub use workspace::GpuDataset;
 /// The wgpu this crate is built on, for callers that pick backends or hand in a device.
 pub use wgpu;
+pub use workspace::GpuDataset;

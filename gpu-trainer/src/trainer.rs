@@ -9,7 +9,7 @@
 
 use fedcare_core::rng::BatchOrder;
 use fedcare_core::{Dataset, Error as CoreError, ModelSpec, OptimizerConfig, TrainConfig, TrainReport};
-use fedcare_shaders::{MATMUL_TILE, MAX_LAYERS, RECORD_HEADER, THREADS};
+use fedcare_shaders::{MATMUL_TILE, MAX_LAYERS, NARROW_BELOW, RECORD_HEADER, THREADS};
 
 use crate::device::{AdapterSummary, Gpu};
 use crate::error::{GpuError, Result};
@@ -247,10 +247,15 @@ impl GpuTrainer {
 
     /// Forward pass of one batch of `rows` rows; leaves the last layer bound.
     fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>, ws: &Workspace, rows: usize) {
-        pass.set_pipeline(&self.kernels.forward);
         for (layer, group) in ws.layers.iter().zip(&ws.layer_groups) {
             pass.set_bind_group(1, group, &[]);
-            pass.dispatch_workgroups(groups(layer.fan_out, MATMUL_TILE), groups(rows, MATMUL_TILE), 1);
+            if layer.fan_out < NARROW_BELOW {
+                pass.set_pipeline(&self.kernels.forward_narrow);
+                pass.dispatch_workgroups(groups(rows, THREADS), layer.fan_out as u32, 1);
+            } else {
+                pass.set_pipeline(&self.kernels.forward);
+                pass.dispatch_workgroups(groups(layer.fan_out, MATMUL_TILE), groups(rows, MATMUL_TILE), 1);
+            }
         }
     }
 
@@ -260,8 +265,13 @@ impl GpuTrainer {
         pass.dispatch_workgroups(1, 1, 1);
         for (index, (layer, group)) in ws.layers.iter().zip(&ws.layer_groups).enumerate().rev() {
             pass.set_bind_group(1, group, &[]);
-            pass.set_pipeline(&self.kernels.weight_gradient);
-            pass.dispatch_workgroups(groups(layer.fan_out, MATMUL_TILE), groups(layer.fan_in, MATMUL_TILE), 1);
+            if layer.fan_out < NARROW_BELOW {
+                pass.set_pipeline(&self.kernels.weight_gradient_narrow);
+                pass.dispatch_workgroups(layer.fan_in as u32, layer.fan_out as u32, 1);
+            } else {
+                pass.set_pipeline(&self.kernels.weight_gradient);
+                pass.dispatch_workgroups(groups(layer.fan_out, MATMUL_TILE), groups(layer.fan_in, MATMUL_TILE), 1);
+            }
             pass.set_pipeline(&self.kernels.bias_gradient);
             pass.dispatch_workgroups(layer.fan_out as u32, 1, 1);
             if index > 0 {

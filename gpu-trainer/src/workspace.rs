@@ -122,7 +122,8 @@ pub(crate) fn check_spec(spec: &ModelSpec, limits: &wgpu::Limits) -> Result<()> 
             layers.len()
         )));
     }
-    let widest = layers.iter().map(|l| l.fan_out).max().unwrap_or(1);
+    // Bias gradients dispatch one workgroup per output, narrow weight gradients one per input.
+    let widest = layers.iter().map(|l| l.fan_out.max(l.fan_in)).max().unwrap_or(1);
     if widest > limits.max_compute_workgroups_per_dimension as usize {
         return Err(GpuError::Unsupported(format!(
             "a layer of {widest} units; this device dispatches at most {} workgroups per dimension",

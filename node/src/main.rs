@@ -261,7 +261,11 @@ fn run(command: Command) -> Result<()> {
                 tls: tls::client_tls(&config.tls.ca, &config.tls.cert, &config.tls.key, &config.server_name)?,
                 federation_id: config.federation_id.clone(),
             };
-            let node = hospital::HospitalNode::with_data(connection, data, trainer::by_name(trainer_name.as_deref().unwrap_or(&config.trainer))?);
+            let node = hospital::HospitalNode::with_data(
+                connection,
+                data,
+                trainer::by_name(trainer_name.as_deref().unwrap_or(&config.trainer))?,
+            );
             let model = runtime()?.block_on(async {
                 tokio::select! {
                     model = node.run() => model.map(Some),

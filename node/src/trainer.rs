@@ -107,7 +107,8 @@ pub fn choose(name: &str, selection: &Selection) -> Result<(Box<dyn Trainer>, St
         }
         "auto" => {
             let adapters = fedcare_gpu_trainer::device::list_adapters(selection);
-            let preferred = fedcare_gpu_trainer::device::preferred(&adapters, selection.adapter.as_deref(), selection.backends);
+            let preferred =
+                fedcare_gpu_trainer::device::preferred(&adapters, selection.adapter.as_deref(), selection.backends);
             match preferred.ok().map(|index| &adapters[index]).filter(|adapter| adapter.is_hardware()) {
                 Some(adapter) => {
                     let gpu = fedcare_gpu_trainer::device::open(selection)

@@ -34,6 +34,10 @@ macro_rules! kernel {
 
 /// Dense-layer matrix products (forward, weight gradient, input gradient; pipeline constant `MODE`).
 pub const MATMUL: Kernel = kernel!("matmul.wgsl", "matmul");
+/// Forward product of a narrow layer (fewer than [`NARROW_BELOW`] outputs).
+pub const FORWARD_NARROW: Kernel = kernel!("narrow.wgsl", "forward_narrow");
+/// Weight gradient of a narrow layer.
+pub const WEIGHT_GRADIENT_NARROW: Kernel = kernel!("narrow.wgsl", "weight_gradient_narrow");
 /// Mean BCE-with-logits loss of a batch and its gradient.
 pub const LOSS: Kernel = kernel!("loss.wgsl", "loss_gradient");
 /// Bias gradient: column sums of a layer's output delta.
@@ -46,7 +50,11 @@ pub const ADVANCE: Kernel = kernel!("step.wgsl", "advance");
 pub const COLLECT_LOGITS: Kernel = kernel!("step.wgsl", "collect_logits");
 
 /// Every kernel, for validation and for building pipelines.
-pub const ALL: [Kernel; 6] = [MATMUL, LOSS, BIAS_GRADIENT, OPTIMIZER, ADVANCE, COLLECT_LOGITS];
+pub const ALL: [Kernel; 8] =
+    [MATMUL, FORWARD_NARROW, WEIGHT_GRADIENT_NARROW, LOSS, BIAS_GRADIENT, OPTIMIZER, ADVANCE, COLLECT_LOGITS];
+
+/// Layers with fewer outputs than this use the narrow kernels for forward and weight gradient.
+pub const NARROW_BELOW: usize = 16;
 
 /// Rows and columns of C each matmul workgroup computes (see `matmul.wgsl`).
 pub const MATMUL_TILE: u32 = 64;
@@ -86,7 +94,7 @@ mod tests {
     #[test]
     fn the_rust_constants_match_the_shaders() {
         assert!(MATMUL.source.contains(&format!("const TILE: u32 = {MATMUL_TILE}u;")));
-        for kernel in [LOSS, BIAS_GRADIENT] {
+        for kernel in [LOSS, BIAS_GRADIENT, FORWARD_NARROW] {
             assert!(kernel.source.contains(&format!("const THREADS: u32 = {THREADS}u;")), "{}", kernel.name);
         }
         assert!(OPTIMIZER.source.contains(&format!("@workgroup_size({THREADS})")));
