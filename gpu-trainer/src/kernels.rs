@@ -17,6 +17,8 @@ pub struct Kernels {
     pub forward: wgpu::ComputePipeline,
     /// Weight gradient product.
     pub weight_gradient: wgpu::ComputePipeline,
+    /// Sum of split-K partial weight gradients.
+    pub split_sum: wgpu::ComputePipeline,
     /// Input gradient product with the ReLU mask.
     pub input_gradient: wgpu::ComputePipeline,
     /// Forward product of a narrow layer.
@@ -105,6 +107,7 @@ impl Kernels {
             forward: build(fedcare_shaders::MATMUL, &[("MODE", 0.0)]),
             weight_gradient: build(fedcare_shaders::MATMUL, &[("MODE", 1.0)]),
             input_gradient: build(fedcare_shaders::MATMUL, &[("MODE", 2.0)]),
+            split_sum: build(fedcare_shaders::SPLIT_SUM, &[]),
             forward_narrow: build(fedcare_shaders::FORWARD_NARROW, &[]),
             weight_gradient_narrow: build(fedcare_shaders::WEIGHT_GRADIENT_NARROW, &[]),
             loss: build(fedcare_shaders::LOSS, &[]),

@@ -9,7 +9,7 @@
 
 use fedcare_core::rng::BatchOrder;
 use fedcare_core::{Dataset, Error as CoreError, ModelSpec, OptimizerConfig, TrainConfig, TrainReport};
-use fedcare_shaders::{MATMUL_TILE, MAX_LAYERS, NARROW_BELOW, RECORD_HEADER, THREADS};
+use fedcare_shaders::{MATMUL_TILE, MAX_LAYERS, NARROW_BELOW, RECORD_HEADER, SPLIT_ROWS, THREADS};
 
 use crate::device::{AdapterSummary, Gpu};
 use crate::error::{GpuError, Result};
@@ -270,7 +270,10 @@ impl GpuTrainer {
                 pass.dispatch_workgroups(layer.fan_in as u32, layer.fan_out as u32, 1);
             } else {
                 pass.set_pipeline(&self.kernels.weight_gradient);
-                pass.dispatch_workgroups(groups(layer.fan_out, MATMUL_TILE), groups(layer.fan_in, MATMUL_TILE), 1);
+                let splits = groups(rows, SPLIT_ROWS);
+                pass.dispatch_workgroups(groups(layer.fan_out, MATMUL_TILE), groups(layer.fan_in, MATMUL_TILE), splits);
+                pass.set_pipeline(&self.kernels.split_sum);
+                self.dispatch_per_element(pass, layer.fan_in * layer.fan_out);
             }
             pass.set_pipeline(&self.kernels.bias_gradient);
             pass.dispatch_workgroups(layer.fan_out as u32, 1, 1);
@@ -283,11 +286,16 @@ impl GpuTrainer {
 
     /// Penalties and the optimizer update of one step.
     fn record_update(&self, pass: &mut wgpu::ComputePass<'_>, ws: &Workspace) {
-        let update_groups = groups(ws.param_count, THREADS);
-        let max = self.device.limits().max_compute_workgroups_per_dimension;
-        let x = update_groups.min(max);
         pass.set_pipeline(&self.kernels.update);
-        pass.dispatch_workgroups(x, update_groups.div_ceil(x), 1);
+        self.dispatch_per_element(pass, ws.param_count);
+    }
+
+    /// Dispatches one thread per element for a kernel that indexes `x + y·(groups.x·THREADS)`,
+    /// folding into a second dimension past the device's per-dimension limit.
+    fn dispatch_per_element(&self, pass: &mut wgpu::ComputePass<'_>, elements: usize) {
+        let total = groups(elements, THREADS);
+        let x = total.clamp(1, self.device.limits().max_compute_workgroups_per_dimension);
+        pass.dispatch_workgroups(x, total.div_ceil(x), 1);
     }
 
     /// Copies buffers to the host: `(buffer, words)` each, in one submission.

@@ -8,7 +8,7 @@
 
 use bytemuck::{Pod, Zeroable};
 use fedcare_core::{Dataset, LayerShape, ModelSpec};
-use fedcare_shaders::{MAX_LAYERS, RECORD_HEADER};
+use fedcare_shaders::{MAX_LAYERS, NARROW_BELOW, RECORD_HEADER, SPLIT_ROWS};
 use wgpu::util::DeviceExt;
 
 use crate::error::{GpuError, Result};
@@ -50,7 +50,8 @@ struct LayerUniform {
     delta_in_offset: u32,
     relu: u32,
     first: u32,
-    pad: [u32; 2],
+    partial_offset: u32,
+    pad: u32,
 }
 
 /// Features and labels of a dataset, resident on the GPU.
@@ -187,6 +188,15 @@ impl Workspace {
         let region = batch * spec.max_width();
         let deltas = [scratch_len, scratch_len + region];
         scratch_len += 2 * region;
+        // Split-K partial weight gradients of the tiled (wide) layers, one region shared by all.
+        let partial_offset = scratch_len;
+        let splits = batch.div_ceil(SPLIT_ROWS as usize);
+        scratch_len += layers
+            .iter()
+            .filter(|l| l.fan_out >= NARROW_BELOW)
+            .map(|l| splits * l.fan_in * l.fan_out)
+            .max()
+            .unwrap_or(0);
         let record_words = RECORD_HEADER
             + match purpose {
                 Purpose::Training { steps } => steps,
@@ -264,7 +274,8 @@ impl Workspace {
                     delta_in_offset: deltas[(index + 1) % 2] as u32,
                     relu: layer.relu.into(),
                     first: (index == 0).into(),
-                    pad: [0; 2],
+                    partial_offset: partial_offset as u32,
+                    pad: 0,
                 };
                 let buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("layer"),

@@ -67,9 +67,10 @@ fn loss_and_every_layer_gradient_match_the_cpu() {
     let gpu = trainer();
     let data = dataset(300, 70, 2);
     let uploaded = gpu.upload(&data).unwrap();
-    // An odd batch in shuffled order, and layers that straddle the 64-wide tiles.
-    let batch: Vec<u32> = (0..77u32).map(|i| (i * 37 + 11) % 300).collect();
-    for hidden in [&[][..], &[65, 3][..], &[1][..]] {
+    // An odd batch in shuffled order, and one of 300 rows: three splits of the weight-gradient
+    // product (SPLIT_ROWS = 128), the last one partial. Layers straddle the 64-wide tiles.
+    let batches: [Vec<u32>; 2] = [(0..77u32).map(|i| (i * 37 + 11) % 300).collect(), (0..300u32).rev().collect()];
+    for (batch, hidden) in batches.iter().flat_map(|b| [(b, &[][..]), (b, &[65, 3][..]), (b, &[1][..])]) {
         let spec = ModelSpec::mlp(70, hidden).unwrap();
         let params = init_params(&spec, 9);
         let x: Vec<f32> = batch.iter().flat_map(|&r| data.row(r as usize).to_vec()).collect();
@@ -81,7 +82,7 @@ fn loss_and_every_layer_gradient_match_the_cpu() {
         let mut cpu_grad = vec![0.0; params.len()];
         network.backward(&params, &x, batch.len(), &grad_logits, &mut cpu_grad).unwrap();
 
-        let (loss, grad) = gpu.gradient(&spec, &params, &uploaded, &batch, 3.0).unwrap();
+        let (loss, grad) = gpu.gradient(&spec, &params, &uploaded, batch, 3.0).unwrap();
         assert!((loss - cpu_loss).abs() <= 1e-5 * cpu_loss.abs(), "{hidden:?}: loss gpu {loss} vs cpu {cpu_loss}");
         for (index, layer) in spec.layers().iter().enumerate() {
             let name = format!("{hidden:?} layer {index}");

@@ -34,6 +34,8 @@ macro_rules! kernel {
 
 /// Dense-layer matrix products (forward, weight gradient, input gradient; pipeline constant `MODE`).
 pub const MATMUL: Kernel = kernel!("matmul.wgsl", "matmul");
+/// Adds the split-K partial weight gradients of a tiled layer.
+pub const SPLIT_SUM: Kernel = kernel!("split_sum.wgsl", "split_sum");
 /// Forward product of a narrow layer (fewer than [`NARROW_BELOW`] outputs).
 pub const FORWARD_NARROW: Kernel = kernel!("narrow.wgsl", "forward_narrow");
 /// Weight gradient of a narrow layer.
@@ -50,14 +52,25 @@ pub const ADVANCE: Kernel = kernel!("step.wgsl", "advance");
 pub const COLLECT_LOGITS: Kernel = kernel!("step.wgsl", "collect_logits");
 
 /// Every kernel, for validation and for building pipelines.
-pub const ALL: [Kernel; 8] =
-    [MATMUL, FORWARD_NARROW, WEIGHT_GRADIENT_NARROW, LOSS, BIAS_GRADIENT, OPTIMIZER, ADVANCE, COLLECT_LOGITS];
+pub const ALL: [Kernel; 9] = [
+    MATMUL,
+    SPLIT_SUM,
+    FORWARD_NARROW,
+    WEIGHT_GRADIENT_NARROW,
+    LOSS,
+    BIAS_GRADIENT,
+    OPTIMIZER,
+    ADVANCE,
+    COLLECT_LOGITS,
+];
 
 /// Layers with fewer outputs than this use the narrow kernels for forward and weight gradient.
 pub const NARROW_BELOW: usize = 16;
 
 /// Rows and columns of C each matmul workgroup computes (see `matmul.wgsl`).
 pub const MATMUL_TILE: u32 = 64;
+/// Batch rows per split of a tiled weight-gradient product (`SPLIT_ROWS` in `common.wgsl`).
+pub const SPLIT_ROWS: u32 = 128;
 /// Threads per workgroup of the one-dimensional kernels (loss, bias gradient, optimizer, logits).
 pub const THREADS: u32 = 256;
 /// Most layers a model may have on the GPU (`Run::bias_ranges` in `common.wgsl`).
@@ -101,6 +114,8 @@ mod tests {
         assert!(COLLECT_LOGITS.source.contains(&format!("@workgroup_size({THREADS})")));
         assert!(MATMUL.source.contains(&format!("bias_ranges: array<vec4<u32>, {MAX_LAYERS}>")));
         assert!(MATMUL.source.contains(&format!("const RECORD_HEADER: u32 = {RECORD_HEADER}u;")));
+        assert!(MATMUL.source.contains(&format!("const SPLIT_ROWS: u32 = {SPLIT_ROWS}u;")));
+        assert!(SPLIT_SUM.source.contains(&format!("@workgroup_size({THREADS})")));
     }
 
     #[test]

@@ -36,8 +36,8 @@ struct Layer {
     delta_in_offset: u32,  // d(loss)/d(input) written here for the layer below
     relu: u32,
     first: u32,            // 1: the input is the dataset, gathered through `order`
+    partial_offset: u32,   // split-K partial weight gradients in `scratch` (see matmul.wgsl)
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> run: Run;
@@ -55,6 +55,9 @@ struct Layer {
 @group(1) @binding(0) var<uniform> layer: Layer;
 
 const RECORD_HEADER: u32 = 2u;
+
+// Batch rows each split of a tiled weight-gradient product sums over (see matmul.wgsl).
+const SPLIT_ROWS: u32 = 128u;
 
 // First dataset position (in `order`) of the current step.
 fn step_base() -> u32 {

@@ -4,7 +4,10 @@
 // C in registers and the workgroup stages 64x16 slices of L and 16x64 slices of R in shared
 // memory. The pipeline constant MODE picks the product (and what L, R and the epilogue are):
 //   0 forward:         out[m][n]  = relu?(input[m][k] · W[k][n] + b[n])
-//   1 weight gradient: gW[k][n]   = Σ_rows input[row][k] · dZ[row][n]
+//   1 weight gradient: gW[k][n]   = Σ_rows input[row][k] · dZ[row][n], split over the batch:
+//                      workgroup z sums rows [z·SPLIT_ROWS, (z+1)·SPLIT_ROWS) into its own
+//                      partial matrix, and split_sum.wgsl adds the partials in a fixed order
+//                      (so a small K×N gradient over a long batch still spreads over the GPU)
 //   2 input gradient:  dA[m][k]   = (Σ_n dZ[m][n] · W[k][n]) · [input[m][k] > 0]
 // Edges are guarded, so any shape works (rows, widths and batches need not divide 64).
 
@@ -49,7 +52,7 @@ fn load_r(k: u32, c: u32) -> f32 {
     return params[layer.weight_offset + c * layer.fan_out + k];
 }
 
-fn store(base: u32, r: u32, c: u32, value: f32) {
+fn store(split: u32, r: u32, c: u32, value: f32) {
     if MODE == 0u {
         var out = value + params[layer.bias_offset + c];
         if layer.relu == 1u {
@@ -57,7 +60,8 @@ fn store(base: u32, r: u32, c: u32, value: f32) {
         }
         scratch[layer.output_offset + r * layer.fan_out + c] = out;
     } else if MODE == 1u {
-        grad[layer.weight_offset + r * layer.fan_out + c] = value;
+        let count = layer.fan_in * layer.fan_out;
+        scratch[layer.partial_offset + split * count + r * layer.fan_out + c] = value;
     } else {
         let passes = scratch[layer.input_offset + r * layer.fan_in + c] > 0.0;
         scratch[layer.delta_in_offset + r * layer.fan_in + c] = select(0.0, value, passes);
@@ -74,18 +78,25 @@ fn matmul(
     let size = dims(step_rows(base));
     let row0 = group.y * TILE;
     let col0 = group.x * TILE;
+    // The inner range this workgroup sums: all of it, or its split of the batch (MODE 1).
+    var k_begin = 0u;
+    var k_end = size.z;
+    if MODE == 1u {
+        k_begin = group.z * SPLIT_ROWS;
+        k_end = min(k_begin + SPLIT_ROWS, size.z);
+    }
     var acc: array<f32, 16>;
     for (var i = 0u; i < 16u; i++) {
         acc[i] = 0.0;
     }
-    for (var k0 = 0u; k0 < size.z; k0 += TILE_K) {
+    for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
         for (var i = 0u; i < 4u; i++) {
             let index = thread + i * THREADS;
             // L slice: index = r * TILE_K + k.
             let r = row0 + index / TILE_K;
             let k = k0 + index % TILE_K;
             var l = 0.0;
-            if r < size.x && k < size.z {
+            if r < size.x && k < k_end {
                 l = load_l(base, r, k);
             }
             tile_l[index] = l;
@@ -93,7 +104,7 @@ fn matmul(
             let kr = k0 + index / TILE;
             let c = col0 + index % TILE;
             var rv = 0.0;
-            if kr < size.z && c < size.y {
+            if kr < k_end && c < size.y {
                 rv = load_r(kr, c);
             }
             tile_r[index] = rv;
@@ -119,7 +130,7 @@ fn matmul(
         for (var j = 0u; j < BLOCK; j++) {
             let c = col0 + local.x * BLOCK + j;
             if r < size.x && c < size.y {
-                store(base, r, c, acc[i * BLOCK + j]);
+                store(group.z, r, c, acc[i * BLOCK + j]);
             }
         }
     }
