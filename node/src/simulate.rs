@@ -221,21 +221,22 @@ pub async fn run(options: &SimulateOptions, observer: Option<UpdateObserver>) ->
 /// The table's header line.
 pub fn table_header() -> String {
     format!(
-        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9}",
-        "round", "kind", "hospitals", "train loss", "AUROC", "time s", "up MB", "down MB", "crypto s"
+        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
+        "round", "kind", "hospitals", "train loss", "AUROC", "AUPRC", "time s", "up MB", "down MB", "crypto s"
     )
 }
 
-/// One table row; AUROC is that of the model the session started from, on all held-out rows.
+/// One table row; AUROC and AUPRC are those of the model the session started from, on all held-out rows.
 pub fn table_row(record: &RoundRecord, crypto_seconds: f64) -> String {
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     format!(
-        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8.2} {:>9.2} {:>9.2} {:>9.2}",
+        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8.2} {:>9.2} {:>9.2} {:>9.2}",
         record.round,
         if record.attempt > 0 { format!("{}*{}", record.kind, record.attempt) } else { record.kind.to_string() },
         record.hospitals,
         opt(record.train_loss, 4),
         opt(record.auroc, 4),
+        opt(record.auprc, 4),
         record.seconds,
         record.bytes_up as f64 / 1e6,
         record.bytes_down as f64 / 1e6,

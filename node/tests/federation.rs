@@ -353,7 +353,8 @@ async fn federated_feature_statistics_equal_the_pooled_ones() {
 
 /// The AUROC decoded from the encrypted 1,024-bin histograms equals the pooled AUROC of the final
 /// model on every hospital's held-out rows, within the binning bound (pairs sharing a bin count
-/// one half).
+/// one half); so do the AUPRC (within its own bound), the log loss, the calibration table and
+/// the ROC curve.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_secure_histogram_auroc_equals_the_pooled_auroc_within_the_binning_bound() {
     use fedcare_core::{Network, loss::sigmoid, metrics::auroc};
@@ -389,4 +390,26 @@ async fn the_secure_histogram_auroc_equals_the_pooled_auroc_within_the_binning_b
     let pairs = positives.iter().sum::<f64>() * negatives.iter().sum::<f64>();
     let bound = 0.5 * positives.iter().zip(&negatives).map(|(p, n)| p * n).sum::<f64>() / pairs;
     assert!((secure - pooled).abs() <= bound + 1e-12, "secure {secure}, pooled {pooled}, bound {bound}");
+
+    // AUPRC: within the bound the histogram itself gives, the pooled average precision.
+    let last = report.outcome.records.last().unwrap();
+    let secure_auprc = last.auprc.unwrap();
+    let pooled_auprc = fedcare_core::metrics::auprc(&scores, &labels).unwrap();
+    let histogram = fedcare_node::contribution::GlobalEvaluation {
+        log_loss: 0.0,
+        positives: positives.iter().map(|&c| c as u64).collect(),
+        negatives: negatives.iter().map(|&c| c as u64).collect(),
+    };
+    let auprc_bound = histogram.auprc_binning_bound();
+    assert!(
+        (secure_auprc - pooled_auprc).abs() <= auprc_bound + 1e-12,
+        "secure AUPRC {secure_auprc}, pooled {pooled_auprc}, bound {auprc_bound}"
+    );
+    // The calibration table and ROC curve in the record are those of the pooled histogram.
+    assert_eq!(last.calibration, histogram.calibration(10));
+    assert_eq!(last.roc, histogram.roc_curve(101));
+    assert_eq!(last.test_rows, Some(labels.len() as u64));
+    let pooled_loss = fedcare_core::metrics::Evaluation::from_logits(&scores, &labels).unwrap().log_loss;
+    let secure_loss = last.test_loss.unwrap();
+    assert!((secure_loss - pooled_loss).abs() < 1e-4, "secure log loss {secure_loss}, pooled {pooled_loss}");
 }
