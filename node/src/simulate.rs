@@ -30,6 +30,10 @@ pub struct SimulateOptions {
     pub hidden: Vec<u32>,
     /// Local epochs per round.
     pub epochs: u32,
+    /// Learning rate of the hospitals' local optimizer (Adam).
+    pub learning_rate: f32,
+    /// Local mini-batch size.
+    pub batch_size: u32,
     /// Server rule: fedavg, fedprox or fedadam.
     pub rule: String,
     /// Seed of the cohort, the initial model and the batch orders.
@@ -55,6 +59,8 @@ impl Default for SimulateOptions {
             rows: 3000,
             hidden: vec![32, 16],
             epochs: 1,
+            learning_rate: TrainingSettings::default().learning_rate,
+            batch_size: TrainingSettings::default().batch_size,
             rule: "fedavg".into(),
             seed: 7,
             out: "fedcare-sim".into(),
@@ -126,7 +132,13 @@ pub async fn run(options: &SimulateOptions, observer: Option<UpdateObserver>) ->
         numeric_features: schema.numeric.len() as u32,
         schema: None,
         model: ModelConfig { input_width: schema.width() as u32, hidden: options.hidden.clone() },
-        training: TrainingSettings { epochs: options.epochs, seed: options.seed, ..TrainingSettings::default() },
+        training: TrainingSettings {
+            epochs: options.epochs,
+            learning_rate: options.learning_rate,
+            batch_size: options.batch_size,
+            seed: options.seed,
+            ..TrainingSettings::default()
+        },
         server: ServerSettings { rule: options.rule.clone(), ..ServerSettings::default() },
         tls: TlsFiles {
             ca: ca.clone(),
