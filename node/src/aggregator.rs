@@ -29,7 +29,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::checkpoint::{Checkpoint, write_atomically};
 use crate::config::AggregatorConfig;
-use crate::contribution::{GlobalEvaluation, decode_setup};
+use crate::contribution::{CalibrationBin, GlobalEvaluation, decode_setup};
 use crate::crypto::{
     Aggregate, AggregateBuilder, Ciphertext, Crs, DecryptionShare, KeyShareCollector, PARAMS_V1, PartyId,
     PublicKeyShare, WireLimits, WireMessage,
@@ -37,7 +37,13 @@ use crate::crypto::{
 use crate::ingest::{ColumnStats, Moments};
 use crate::transfer::{Assembler, chunks, params_to_bytes};
 
-/// What one completed session measured; one line of `metrics.jsonl`.
+/// Calibration bins in each evaluated [`RoundRecord`].
+pub const CALIBRATION_BINS: usize = 10;
+/// Most points of the ROC curve in each evaluated [`RoundRecord`].
+pub const ROC_POINTS: usize = 101;
+
+/// What one completed session measured; one line of `metrics.jsonl`. Fields added after the
+/// first release default when a line lacks them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundRecord {
     /// 0: setup; 1..=rounds: training; rounds + 1: final evaluation.
@@ -54,6 +60,23 @@ pub struct RoundRecord {
     pub test_loss: Option<f64>,
     /// AUROC of that model on all held-out rows (binned scores).
     pub auroc: Option<f64>,
+    /// AUPRC (average precision) of that model on all held-out rows (binned scores).
+    #[serde(default)]
+    pub auprc: Option<f64>,
+    /// Held-out rows.
+    #[serde(default)]
+    pub test_rows: Option<u64>,
+    /// Positives among the held-out rows.
+    #[serde(default)]
+    pub test_positives: Option<u64>,
+    /// Ten equal-width calibration bins of that model's probabilities, merged from the score
+    /// histogram (see [`GlobalEvaluation::calibration`]); empty without an evaluation.
+    #[serde(default)]
+    pub calibration: Vec<CalibrationBin>,
+    /// That model's ROC curve, `[FPR, TPR]` points thinned to at most [`ROC_POINTS`]; empty
+    /// without an evaluation or without both classes.
+    #[serde(default)]
+    pub roc: Vec<[f64; 2]>,
     /// Seconds from the session's start to its decoded result.
     pub seconds: f64,
     /// Bytes the hospitals uploaded in the session.
@@ -483,6 +506,11 @@ impl Aggregator {
             train_loss: None,
             test_loss: None,
             auroc: None,
+            auprc: None,
+            test_rows: None,
+            test_positives: None,
+            calibration: Vec::new(),
+            roc: Vec::new(),
             seconds: session.started.elapsed().as_secs_f64(),
             bytes_up: session.bytes_up,
             bytes_down: session.bytes_down,
@@ -507,9 +535,15 @@ impl Aggregator {
             let evaluation = GlobalEvaluation::from_tail(tail, bins, state.totals.1)?;
             record.test_loss = Some(evaluation.log_loss);
             record.auroc = evaluation.auroc();
+            record.auprc = evaluation.auprc();
+            let positives: u64 = evaluation.positives.iter().sum();
+            record.test_rows = Some(positives + evaluation.negatives.iter().sum::<u64>());
+            record.test_positives = Some(positives);
+            record.calibration = evaluation.calibration(CALIBRATION_BINS);
+            record.roc = evaluation.roc_curve(ROC_POINTS);
         }
         let out = &self.shared.config.out_dir;
-        tracing::info!(round = record.round, kind = record.kind, auroc = ?record.auroc, "session done");
+        tracing::info!(round = record.round, kind = record.kind, auroc = ?record.auroc, auprc = ?record.auprc, "session done");
         state.records.push(record);
         let rounds = self.shared.config.rounds;
         state.next = match session.kind {
@@ -529,6 +563,9 @@ impl Aggregator {
         model.feature_scaling = state.feature_stats.iter().map(|s| (s.mean, s.std)).collect();
         if let Some(auroc) = state.records.last().and_then(|r| r.auroc) {
             model.metrics.insert("auroc".into(), auroc);
+        }
+        if let Some(auprc) = state.records.last().and_then(|r| r.auprc) {
+            model.metrics.insert("auprc".into(), auprc);
         }
         write_atomically(&out.join("model.bin"), &model.to_bytes()?)?;
         Checkpoint {

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::aggregator::RoundRecord;
 
 const MAGIC: &[u8; 8] = b"FEDCCKPT";
-const VERSION: u16 = 1;
+/// 2: round records carry AUPRC, calibration and the ROC curve.
+const VERSION: u16 = 2;
 const HEADER: usize = 8 + 2 + 8 + 4;
 /// The largest checkpoint read back (a 200M-parameter model with its optimizer state).
 const SIZE_LIMIT: u64 = 4 << 30;

@@ -10,9 +10,13 @@
 //! ```
 //! `N` and `T` are the total training and test rows (public after setup). The histogram fractions
 //! sum to exact global counts while `T · hospitals · 2^−(frac_bits+1) < 1/2` (about 100k test rows
-//! for 10 hospitals), and to counts accurate to a fraction of a row beyond.
+//! for 10 hospitals), and to counts accurate to a fraction of a row beyond. From the decoded
+//! histograms [`GlobalEvaluation`] derives the AUROC and AUPRC (each with a binning error bound
+//! computable from the histogram itself), a calibration table and a thinned ROC curve; the
+//! aggregator writes them to `metrics.jsonl`.
 
 use anyhow::{Result, ensure};
+pub use fedcare_core::metrics::CalibrationBin;
 
 /// Bits of one limb: integers travel as limbs of 20 bits, each encoded as `limb / 2^20` (exact
 /// in the codec, whose values carry 23-bit integers), so their sums decode exactly.
@@ -162,6 +166,117 @@ impl GlobalEvaluation {
         }
         Some(twice as f64 / (2.0 * positives as f64 * negatives as f64))
     }
+
+    /// Total positives and negatives.
+    fn class_totals(&self) -> (u64, u64) {
+        (self.positives.iter().sum(), self.negatives.iter().sum())
+    }
+
+    /// AUPRC as average precision over the bin thresholds, highest first (rows in one bin form
+    /// one tie group, as [`fedcare_core::metrics::auprc`] groups equal scores); `None` without
+    /// both classes. It differs from the exact average precision of the unbinned scores by at
+    /// most [`Self::auprc_binning_bound`].
+    pub fn auprc(&self) -> Option<f64> {
+        let (positives, negatives) = self.class_totals();
+        if positives == 0 || negatives == 0 {
+            return None;
+        }
+        let (mut tp, mut fp, mut area) = (0u64, 0u64, 0.0f64);
+        for (&p, &n) in self.positives.iter().zip(&self.negatives).rev() {
+            tp += p;
+            fp += n;
+            if p > 0 {
+                area += (p as f64 / positives as f64) * (tp as f64 / (tp + fp) as f64);
+            }
+        }
+        Some(area)
+    }
+
+    /// How far [`Self::auprc`] can be from the exact average precision of the unbinned scores.
+    ///
+    /// A positive in bin `b`, with `tp`/`fp` rows in the bins above, is credited the precision
+    /// `(tp + p_b) / (tp + p_b + fp + n_b)`; unbinned, its precision is
+    /// `(tp + i) / (tp + i + fp + j)` for some `1 ≤ i ≤ p_b`, `0 ≤ j ≤ n_b`, which lies between
+    /// `(tp + 1) / (tp + 1 + fp + n_b)` and `(tp + p_b) / (tp + p_b + fp)`. The bound sums that
+    /// spread over the positives, each weighted `1 / P`.
+    pub fn auprc_binning_bound(&self) -> f64 {
+        let (positives, _) = self.class_totals();
+        if positives == 0 {
+            return 0.0;
+        }
+        let (mut tp, mut fp, mut bound) = (0u64, 0u64, 0.0f64);
+        for (&p, &n) in self.positives.iter().zip(&self.negatives).rev() {
+            if p > 0 {
+                let high = (tp + p) as f64 / (tp + p + fp) as f64;
+                let low = (tp + 1) as f64 / (tp + 1 + fp + n) as f64;
+                bound += (p as f64 / positives as f64) * (high - low);
+            }
+            tp += p;
+            fp += n;
+        }
+        bound
+    }
+
+    /// A reliability table of `groups` equal-width probability bins, made by merging the score
+    /// bins: each score bin goes to the group holding its midpoint, and its rows count as
+    /// predicting that midpoint. So every count is exact for the merged bins, each row's
+    /// predicted probability is off by at most half a score bin (`1 / (2 · bins)`), and a group's
+    /// edges are those of its score bins (within one score bin of `k / groups`). Empty groups
+    /// have a mean prediction and observed rate of 0. An empty table if `groups` is 0.
+    pub fn calibration(&self, groups: usize) -> Vec<CalibrationBin> {
+        let bins = self.positives.len();
+        let mut sums = vec![(0u64, 0.0f64, 0u64); groups];
+        for (i, (&p, &n)) in self.positives.iter().zip(&self.negatives).enumerate() {
+            let midpoint = (i as f64 + 0.5) / bins as f64;
+            let Some(group) = sums.get_mut(((midpoint * groups as f64) as usize).min(groups.saturating_sub(1))) else {
+                continue;
+            };
+            group.0 += p + n;
+            group.1 += midpoint * (p + n) as f64;
+            group.2 += p;
+        }
+        sums.into_iter()
+            .enumerate()
+            .map(|(i, (count, predicted, positives))| {
+                let per_row = |total: f64| if count == 0 { 0.0 } else { total / count as f64 };
+                CalibrationBin {
+                    lower: i as f64 / groups as f64,
+                    upper: (i + 1) as f64 / groups as f64,
+                    count,
+                    mean_predicted: per_row(predicted),
+                    observed_rate: per_row(positives as f64),
+                }
+            })
+            .collect()
+    }
+
+    /// The ROC curve, `[false positive rate, true positive rate]` from `[0, 0]` to `[1, 1]`, with
+    /// one point per bin threshold thinned to at most `max_points` (at least 3): a point is kept
+    /// once the curve has moved at least `2 / (max_points − 2)` (in FPR + TPR) since the last
+    /// kept one, so the thinned curve stays within that distance of the full one. Empty without
+    /// both classes.
+    pub fn roc_curve(&self, max_points: usize) -> Vec<[f64; 2]> {
+        let (positives, negatives) = self.class_totals();
+        if positives == 0 || negatives == 0 {
+            return Vec::new();
+        }
+        let step = 2.0 / (max_points.max(3) - 2) as f64;
+        let mut curve = vec![[0.0, 0.0]];
+        let (mut tp, mut fp) = (0u64, 0u64);
+        for (&p, &n) in self.positives.iter().zip(&self.negatives).rev() {
+            tp += p;
+            fp += n;
+            let point = [fp as f64 / negatives as f64, tp as f64 / positives as f64];
+            let last = curve[curve.len() - 1];
+            if (point[0] - last[0]) + (point[1] - last[1]) >= step {
+                curve.push(point);
+            }
+        }
+        if curve[curve.len() - 1] != [1.0, 1.0] {
+            curve.push([1.0, 1.0]);
+        }
+        curve
+    }
 }
 
 #[cfg(test)]
@@ -178,5 +293,99 @@ mod tests {
         assert_eq!(global.positives.iter().sum::<u64>(), 4);
         let exact = fedcare_core::metrics::auroc(&logits, &labels).unwrap();
         assert!((global.auroc().unwrap() - exact).abs() < 1e-12);
+        let exact = fedcare_core::metrics::auprc(&logits, &labels).unwrap();
+        assert!((global.auprc().unwrap() - exact).abs() < 1e-12);
+        assert!(global.auprc_binning_bound() < 1e-12, "one row per bin: no binning error");
+    }
+
+    /// Logits spread like a real model's and labels drawn from them (splitmix64, fixed seed).
+    fn scored_rows(rows: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        let mut state = seed;
+        let mut uniform = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut logits, mut labels) = (Vec::new(), Vec::new());
+        for _ in 0..rows {
+            let z = (uniform() * 6.0 - 4.0) as f32;
+            let y = if uniform() < f64::from(fedcare_core::loss::sigmoid(1.5 * z)) { 1.0 } else { 0.0 };
+            logits.push(z);
+            labels.push(y);
+        }
+        (logits, labels)
+    }
+
+    fn evaluate(logits: &[f32], labels: &[f32], bins: usize) -> GlobalEvaluation {
+        let rows = logits.len() as u64;
+        GlobalEvaluation::from_tail(&LocalEvaluation::new(logits, labels, bins).tail(rows), bins, rows).unwrap()
+    }
+
+    #[test]
+    fn binned_auprc_is_within_its_bound_of_the_exact_one() {
+        for (rows, bins, seed) in [(5000, 1024, 1), (20_000, 1024, 2), (3000, 64, 3), (500, 8, 4)] {
+            let (logits, labels) = scored_rows(rows, seed);
+            let global = evaluate(&logits, &labels, bins);
+            let exact = fedcare_core::metrics::auprc(&logits, &labels).unwrap();
+            let (binned, bound) = (global.auprc().unwrap(), global.auprc_binning_bound());
+            assert!(
+                (binned - exact).abs() <= bound + 1e-12,
+                "{rows} rows, {bins} bins: {binned} vs {exact}, bound {bound}"
+            );
+            if bins == 1024 {
+                assert!(bound < 0.01, "{rows} rows: a bound of {bound} says little");
+            }
+        }
+        let single_class = evaluate(&[0.5, 1.0], &[0.0, 0.0], 16);
+        assert_eq!((single_class.auprc(), single_class.auroc()), (None, None));
+        assert!(single_class.roc_curve(101).is_empty());
+    }
+
+    #[test]
+    fn merged_calibration_keeps_every_count_and_matches_the_exact_table() {
+        let (logits, labels) = scored_rows(10_000, 5);
+        // 1,000 score bins merge exactly into 10 groups: counts and rates equal the exact table,
+        // mean predictions are within half a score bin.
+        let global = evaluate(&logits, &labels, 1000);
+        let probabilities: Vec<f32> = logits.iter().map(|&z| fedcare_core::loss::sigmoid(z)).collect();
+        let exact = fedcare_core::metrics::calibration_bins(&probabilities, &labels, 10).unwrap();
+        let merged = global.calibration(10);
+        assert_eq!(merged.len(), 10);
+        for (m, e) in merged.iter().zip(&exact) {
+            assert_eq!((m.lower, m.upper, m.count), (e.lower, e.upper, e.count));
+            assert!((m.observed_rate - e.observed_rate).abs() < 1e-12, "{m:?} vs {e:?}");
+            assert!((m.mean_predicted - e.mean_predicted).abs() <= 0.5 / 1000.0 + 1e-9, "{m:?} vs {e:?}");
+        }
+        // 1,024 bins do not align with tenths; the totals still add up exactly.
+        let global = evaluate(&logits, &labels, 1024);
+        let merged = global.calibration(10);
+        let positives = labels.iter().filter(|&&y| y == 1.0).count() as f64;
+        assert_eq!(merged.iter().map(|b| b.count).sum::<u64>(), 10_000);
+        let merged_positives: f64 = merged.iter().map(|b| b.observed_rate * b.count as f64).sum();
+        assert!((merged_positives - positives).abs() < 1e-6, "{merged_positives} vs {positives}");
+        assert!(global.calibration(0).is_empty());
+    }
+
+    fn trapezoid(curve: &[[f64; 2]]) -> f64 {
+        curve.windows(2).map(|w| (w[1][0] - w[0][0]) * (w[1][1] + w[0][1]) / 2.0).sum()
+    }
+
+    #[test]
+    fn roc_curve_is_monotone_bounded_in_size_and_has_the_binned_auroc_as_area() {
+        let (logits, labels) = scored_rows(20_000, 6);
+        let global = evaluate(&logits, &labels, 1024);
+        let auroc = global.auroc().unwrap();
+        let full = global.roc_curve(usize::MAX);
+        assert!((trapezoid(&full) - auroc).abs() < 1e-9, "area {} vs AUROC {auroc}", trapezoid(&full));
+        for max_points in [3, 11, 101] {
+            let curve = global.roc_curve(max_points);
+            assert!(curve.len() <= max_points && curve.len() >= 2, "{} points for {max_points}", curve.len());
+            assert_eq!((curve[0], curve[curve.len() - 1]), ([0.0, 0.0], [1.0, 1.0]));
+            assert!(curve.windows(2).all(|w| w[1][0] >= w[0][0] && w[1][1] >= w[0][1]));
+            let step = 2.0 / (max_points - 2) as f64;
+            assert!((trapezoid(&curve) - auroc).abs() <= step, "{max_points} points: area {}", trapezoid(&curve));
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! ([`hospital`], [`trainer`]) roles, threshold encryption ([`crypto`], self-checked by
 //! [`bench_crypto`]), mTLS ([`tls`]), configuration ([`config`]), data ([`schema`], [`ingest`],
 //! [`synth`], [`data`]), what a hospital contributes each round ([`contribution`]), chunked
-//! transfers ([`transfer`]), [`simulate`], [`predict`], [`inspect`] and the command line.
+//! transfers ([`transfer`]), [`simulate`], [`predict`], [`report`], [`inspect`] and the command line.
 
 pub mod aggregator;
 pub mod bench_crypto;
@@ -17,6 +17,7 @@ pub mod hospital;
 pub mod ingest;
 pub mod inspect;
 pub mod predict;
+pub mod report;
 pub mod schema;
 pub mod simulate;
 pub mod synth;

@@ -126,6 +126,16 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         bad_rows_limit: usize,
     },
+    /// Plot a federation's metrics.jsonl as PNG files: AUROC and AUPRC per round, loss per round,
+    /// the ROC curve and the calibration curve of the last evaluated model; plus summary.md.
+    Report {
+        /// The metrics.jsonl that `serve` or `simulate` wrote.
+        #[arg(long)]
+        metrics: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print a model file's architecture, schema and metrics.
     Inspect {
         /// The model file (written by fedcare).
@@ -307,6 +317,14 @@ fn run(command: Command) -> Result<()> {
                 report.skipped_count,
                 out.display()
             );
+            Ok(())
+        }
+        Command::Report { metrics, out } => {
+            let records = fedcare_node::report::read_metrics(&metrics)?;
+            let written = fedcare_node::report::write_report(&records, &out)?;
+            let names: Vec<String> =
+                written.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
+            println!("wrote {} to {}", names.join(", "), out.display());
             Ok(())
         }
         Command::Inspect { model } => inspect::read_model_file(&model).map(|m| print!("{}", inspect::describe(&m))),

@@ -30,6 +30,10 @@ pub struct SimulateOptions {
     pub hidden: Vec<u32>,
     /// Local epochs per round.
     pub epochs: u32,
+    /// Learning rate of the hospitals' local optimizer (Adam).
+    pub learning_rate: f32,
+    /// Local mini-batch size.
+    pub batch_size: u32,
     /// Server rule: fedavg, fedprox or fedadam.
     pub rule: String,
     /// Seed of the cohort, the initial model and the batch orders.
@@ -57,6 +61,8 @@ impl Default for SimulateOptions {
             rows: 3000,
             hidden: vec![32, 16],
             epochs: 1,
+            learning_rate: TrainingSettings::default().learning_rate,
+            batch_size: TrainingSettings::default().batch_size,
             rule: "fedavg".into(),
             seed: 7,
             out: "fedcare-sim".into(),
@@ -129,7 +135,13 @@ pub async fn run(options: &SimulateOptions, observer: Option<UpdateObserver>) ->
         numeric_features: schema.numeric.len() as u32,
         schema: None,
         model: ModelConfig { input_width: schema.width() as u32, hidden: options.hidden.clone() },
-        training: TrainingSettings { epochs: options.epochs, seed: options.seed, ..TrainingSettings::default() },
+        training: TrainingSettings {
+            epochs: options.epochs,
+            learning_rate: options.learning_rate,
+            batch_size: options.batch_size,
+            seed: options.seed,
+            ..TrainingSettings::default()
+        },
         server: ServerSettings { rule: options.rule.clone(), ..ServerSettings::default() },
         tls: TlsFiles {
             ca: ca.clone(),
@@ -224,21 +236,22 @@ pub async fn run(options: &SimulateOptions, observer: Option<UpdateObserver>) ->
 /// The table's header line.
 pub fn table_header() -> String {
     format!(
-        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9}",
-        "round", "kind", "hospitals", "train loss", "AUROC", "time s", "up MB", "down MB", "crypto s"
+        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
+        "round", "kind", "hospitals", "train loss", "AUROC", "AUPRC", "time s", "up MB", "down MB", "crypto s"
     )
 }
 
-/// One table row; AUROC is that of the model the session started from, on all held-out rows.
+/// One table row; AUROC and AUPRC are those of the model the session started from, on all held-out rows.
 pub fn table_row(record: &RoundRecord, crypto_seconds: f64) -> String {
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     format!(
-        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8.2} {:>9.2} {:>9.2} {:>9.2}",
+        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8.2} {:>9.2} {:>9.2} {:>9.2}",
         record.round,
         if record.attempt > 0 { format!("{}*{}", record.kind, record.attempt) } else { record.kind.to_string() },
         record.hospitals,
         opt(record.train_loss, 4),
         opt(record.auroc, 4),
+        opt(record.auprc, 4),
         record.seconds,
         record.bytes_up as f64 / 1e6,
         record.bytes_down as f64 / 1e6,

@@ -1,0 +1,272 @@
+//! `fedcare report`: plots a federation's `metrics.jsonl` as PNG files, with a `summary.md` that
+//! lists the figures.
+//!
+//! ```text
+//! auroc.png        AUROC and AUPRC of the global model after each number of training rounds
+//! loss.png         held-out log loss (same x axis) and mean local training loss of each round
+//! roc.png          ROC curve of the last evaluated model, with the chance diagonal
+//! calibration.png  observed readmission rate against mean predicted probability, per bin
+//! summary.md       the final figures and a per-round table
+//! ```
+//! Every metric comes from the decrypted sums of the secure evaluation, never from one
+//! hospital's data. Text is drawn with the DejaVu Sans font compiled into the binary (the
+//! `dejavu` crate; the fonts' own licence, a free Bitstream Vera derivative, allows embedding), so
+//! plotting needs no system font library. A `metrics.jsonl` line that is not
+//! a valid record is refused with its line number; nothing is written then.
+
+use core::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, bail, ensure};
+use plotters::prelude::*;
+
+use crate::aggregator::RoundRecord;
+
+/// Width and height of every plot, in pixels.
+pub const PLOT_SIZE: (u32, u32) = (800, 600);
+
+/// The PNG files [`write_report`] makes, in order.
+pub const PLOTS: [&str; 4] = ["auroc.png", "loss.png", "roc.png", "calibration.png"];
+
+/// The largest `metrics.jsonl` read (a federation writes well under 10 kB per round).
+const SIZE_LIMIT: u64 = 256 << 20;
+
+/// Reads `metrics.jsonl`: one [`RoundRecord`] per non-empty line.
+pub fn read_metrics(path: &Path) -> Result<Vec<RoundRecord>> {
+    let size = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.len();
+    ensure!(size <= SIZE_LIMIT, "{}: {size} bytes, more than the {SIZE_LIMIT} read", path.display());
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?;
+    parse_metrics(&text).with_context(|| format!("{} is not a fedcare metrics file", path.display()))
+}
+
+/// Parses the text of a `metrics.jsonl`; errors name the 1-based line.
+pub fn parse_metrics(text: &str) -> Result<Vec<RoundRecord>> {
+    let mut records = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: RoundRecord =
+            serde_json::from_str(line).with_context(|| format!("line {}: not a round record", index + 1))?;
+        check_record(&record).with_context(|| format!("line {}: round {}", index + 1, record.round))?;
+        records.push(record);
+    }
+    ensure!(!records.is_empty(), "no round records");
+    Ok(records)
+}
+
+fn check_record(record: &RoundRecord) -> Result<()> {
+    for (name, value) in [("auroc", record.auroc), ("auprc", record.auprc)] {
+        if let Some(v) = value {
+            ensure!((0.0..=1.0).contains(&v), "{name} {v} is outside [0, 1]");
+        }
+    }
+    for (name, value) in [("train_loss", record.train_loss), ("test_loss", record.test_loss)] {
+        if let Some(v) = value {
+            ensure!(v.is_finite() && v >= 0.0, "{name} {v} is not a finite non-negative number");
+        }
+    }
+    for point in &record.roc {
+        ensure!(point.iter().all(|v| (0.0..=1.0).contains(v)), "ROC point {point:?} is outside the unit square");
+    }
+    for bin in &record.calibration {
+        ensure!(
+            [bin.lower, bin.upper, bin.mean_predicted, bin.observed_rate].iter().all(|v| (0.0..=1.0).contains(v)),
+            "calibration bin {bin:?} has a value outside [0, 1]"
+        );
+    }
+    Ok(())
+}
+
+fn register_font() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular()).is_ok()
+    });
+    ensure!(ok, "the embedded DejaVu Sans font does not load");
+    Ok(())
+}
+
+/// Writes the plots of [`PLOTS`] and `summary.md` into `out` (created if missing); returns
+/// their paths.
+pub fn write_report(records: &[RoundRecord], out: &Path) -> Result<Vec<PathBuf>> {
+    let Some(last) = records.iter().rev().find(|r| !r.roc.is_empty() && !r.calibration.is_empty()) else {
+        bail!("no evaluated session with a ROC curve and calibration table: nothing to plot");
+    };
+    register_font()?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let paths: Vec<PathBuf> = PLOTS.iter().map(|name| out.join(name)).collect();
+    let done = |r: &RoundRecord| f64::from(r.round.saturating_sub(1));
+    let auroc: Vec<(f64, f64)> = records.iter().filter_map(|r| Some((done(r), r.auroc?))).collect();
+    let auprc: Vec<(f64, f64)> = records.iter().filter_map(|r| Some((done(r), r.auprc?))).collect();
+    let test_loss: Vec<(f64, f64)> = records.iter().filter_map(|r| Some((done(r), r.test_loss?))).collect();
+    let train_loss: Vec<(f64, f64)> =
+        records.iter().filter_map(|r| Some((f64::from(r.round), r.train_loss?))).collect();
+    let rounds = records.iter().map(done).fold(1.0, f64::max);
+
+    line_plot(
+        &paths[0],
+        "Held-out AUROC and AUPRC (secure evaluation)",
+        ("training rounds completed", "AUROC / AUPRC"),
+        (0.0..rounds, 0.0..1.0),
+        &[("AUROC", &auroc, BLUE), ("AUPRC", &auprc, RED)],
+    )?;
+    let top = test_loss.iter().chain(&train_loss).map(|p| p.1).fold(0.0, f64::max).max(1e-3) * 1.1;
+    line_plot(
+        &paths[1],
+        "Loss per round",
+        ("training rounds completed", "loss"),
+        (0.0..rounds, 0.0..top),
+        &[("held-out log loss", &test_loss, BLUE), ("mean local training loss (class-weighted)", &train_loss, RED)],
+    )?;
+    let roc: Vec<(f64, f64)> = last.roc.iter().map(|p| (p[0], p[1])).collect();
+    let diagonal = [(0.0, 0.0), (1.0, 1.0)];
+    let auc = last.auroc.map_or("-".into(), |a| format!("{a:.3}"));
+    square_plot(
+        &paths[2],
+        &format!("ROC curve after {} rounds (AUROC {auc})", done(last)),
+        ("false positive rate", "true positive rate"),
+        &[("model", &roc, BLUE.to_rgba(), false), ("chance", &diagonal, BLACK.mix(0.4).to_rgba(), false)],
+    )?;
+    let calibration: Vec<(f64, f64)> =
+        last.calibration.iter().filter(|b| b.count > 0).map(|b| (b.mean_predicted, b.observed_rate)).collect();
+    square_plot(
+        &paths[3],
+        &format!("Calibration after {} rounds", done(last)),
+        ("mean predicted probability", "observed rate"),
+        &[("model", &calibration, BLUE.to_rgba(), true), ("perfect", &diagonal, BLACK.mix(0.4).to_rgba(), false)],
+    )?;
+    let summary = out.join("summary.md");
+    std::fs::write(&summary, summary_text(records, last))
+        .with_context(|| format!("cannot write {}", summary.display()))?;
+    let mut written = paths;
+    written.push(summary);
+    Ok(written)
+}
+
+/// A named line: its points and colour.
+type Series<'a, C> = (&'a str, &'a [(f64, f64)], C);
+/// A named line on the unit square: its points, colour and whether to mark the points.
+type UnitSeries<'a> = (&'a str, &'a [(f64, f64)], RGBAColor, bool);
+
+fn line_plot(
+    path: &Path,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    (x, y): (core::ops::Range<f64>, core::ops::Range<f64>),
+    series: &[Series<'_, RGBColor>],
+) -> Result<()> {
+    let rounds = x.end;
+    let root = BitMapBackend::new(path, PLOT_SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 26))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_labels((rounds as usize + 1).min(21))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .label_style(("sans-serif", 16))
+        .draw()?;
+    for &(name, points, color) in series {
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present().with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn square_plot(path: &Path, title: &str, (x_label, y_label): (&str, &str), series: &[UnitSeries<'_>]) -> Result<()> {
+    let root = BitMapBackend::new(path, PLOT_SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 26))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
+    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 16)).draw()?;
+    for (name, points, color, markers) in series {
+        let (color, name) = (*color, *name);
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        if *markers {
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled())))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present().with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn summary_text(records: &[RoundRecord], last: &RoundRecord) -> String {
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let mut text = String::from("# fedcare report\n\n");
+    let rows = last.test_rows.map_or("-".into(), |r| r.to_string());
+    let positives = last.test_positives.map_or("-".into(), |r| r.to_string());
+    let _ = writeln!(
+        text,
+        "Last evaluated model (session {}, {}): AUROC {}, AUPRC {}, log loss {}, on {rows} held-out rows \
+         ({positives} positive), from the secure evaluation.\n",
+        last.round,
+        last.kind,
+        opt(last.auroc),
+        opt(last.auprc),
+        opt(last.test_loss)
+    );
+    text += "![AUROC and AUPRC](auroc.png) ![loss](loss.png) ![ROC](roc.png) ![calibration](calibration.png)\n\n";
+    text += "AUROC, AUPRC and held-out loss of a session are those of the model it started from \
+             (after `round - 1` training rounds); training loss is the round's own, weighted by the \
+             hospitals' positive-class weight (so on another scale than the held-out log loss, and a \
+             class-balanced model over-predicts: see the calibration table).\n\n";
+    text += "| round | kind | hospitals | train loss | held-out loss | AUROC | AUPRC |\n";
+    text += "|---:|---|---:|---:|---:|---:|---:|\n";
+    for r in records {
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.round,
+            r.kind,
+            r.hospitals,
+            opt(r.train_loss),
+            opt(r.test_loss),
+            opt(r.auroc),
+            opt(r.auprc)
+        );
+    }
+    text += "\nCalibration (probability bins merged from the 1,024-bin score histogram):\n\n";
+    text += "| bin | rows | mean predicted | observed rate |\n|---|---:|---:|---:|\n";
+    for bin in &last.calibration {
+        let _ = writeln!(
+            text,
+            "| [{:.1}, {:.1}) | {} | {:.4} | {:.4} |",
+            bin.lower, bin.upper, bin.count, bin.mean_predicted, bin.observed_rate
+        );
+    }
+    text
+}
