@@ -74,7 +74,7 @@ pub fn hospital_csv(index: usize, hospitals: usize, patients: usize, seed: u64) 
     // Non-IID: older patients and more circulatory cases towards the last hospitals, base rate shift.
     let age_shift = 1.0 + position;
     let circulatory_weight = 22.0 + 20.0 * position;
-    let base_rate = -2.35 + 0.5 * (position - 0.5);
+    let base_rate = -2.8 + 0.4 * (position - 0.5);
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record(DIABETES130_HEADER)?;
     let mut encounter = 100_000 + index as u64 * 10_000_000;
@@ -300,4 +300,30 @@ pub fn write_cohort(dir: &Path, hospitals: usize, patients: usize, seed: u64) ->
             Ok(path)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (encounters, `<30` readmissions) of one generated hospital.
+    fn readmissions(index: usize, hospitals: usize, patients: usize, seed: u64) -> (usize, usize) {
+        let bytes = hospital_csv(index, hospitals, patients, seed).unwrap();
+        let mut reader = csv::Reader::from_reader(&bytes[..]);
+        let column = reader.headers().unwrap().iter().position(|h| h == "readmitted").unwrap();
+        reader.records().map(|r| r.unwrap()).fold((0, 0), |(n, p), r| (n + 1, p + usize::from(&r[column] == "<30")))
+    }
+
+    #[test]
+    fn the_cohort_has_about_eleven_percent_early_readmissions_and_hospitals_differ() {
+        for seed in [0, 1] {
+            let per_hospital: Vec<(usize, usize)> = (0..5).map(|i| readmissions(i, 5, 1500, seed)).collect();
+            let (rows, positives) = per_hospital.iter().fold((0, 0), |(n, p), &(a, b)| (n + a, p + b));
+            let rate = positives as f64 / rows as f64;
+            assert!((0.10..=0.12).contains(&rate), "seed {seed}: {rate:.3} of encounters are <30");
+            let rates: Vec<f64> = per_hospital.iter().map(|&(n, p)| p as f64 / n as f64).collect();
+            assert!(rates[4] - rates[0] > 0.02, "seed {seed}: base rates should differ across hospitals: {rates:?}");
+            assert!(rows > 5 * 1500, "seed {seed}: repeat patients give more encounters than patients");
+        }
+    }
 }
