@@ -25,7 +25,7 @@ fn train_epoch(c: &mut Criterion) {
     let gpu = match fedcare_gpu_trainer::device::open(&Selection::from_env()) {
         Ok(gpu) => {
             eprintln!("train_epoch: GPU {} ({}, {:?})", gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type);
-            Some(GpuTrainer::new(gpu))
+            Some(GpuTrainer::new(gpu).expect("the GPU trainer builds on this adapter"))
         }
         Err(e) => {
             eprintln!("train_epoch: no GPU benchmarks: {e}");

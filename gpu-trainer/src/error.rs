@@ -44,6 +44,14 @@ pub enum GpuError {
     /// The model or data has a shape this trainer does not support.
     #[error("unsupported on the GPU: {0}")]
     Unsupported(String),
+    /// The device ran out of memory.
+    #[error("the GPU ran out of memory while {what}: {detail}; use a smaller batch or the CPU trainer")]
+    OutOfMemory {
+        /// What was being done.
+        what: &'static str,
+        /// wgpu's message.
+        detail: String,
+    },
     /// The device failed while running or reading back (lost device, validation, mapping).
     #[error("GPU failure: {0}")]
     Device(String),

@@ -4,7 +4,32 @@
 //! settings and the eight storage buffers of a [`crate::workspace::Workspace`], group 1 one
 //! layer's shape. The layouts are explicit so one bind group serves every pipeline.
 
-use fedcare_shaders::Kernel;
+use fedcare_shaders::{Kernel, MATMUL_TILE, THREADS};
+
+use crate::error::{GpuError, Result};
+
+/// Shared memory one matmul workgroup stages: two 64×16 f32 tiles.
+const MATMUL_WORKGROUP_BYTES: u32 = 2 * MATMUL_TILE * 16 * 4;
+
+/// Checks that `limits` allow the kernels' fixed shapes: 256-thread workgroups (16×16 for the
+/// matmul), 8 KiB of shared memory per matmul workgroup and eight storage buffers per kernel.
+/// WebGPU's defaults allow all of them; downlevel (GLES-class) adapters may not.
+pub fn check_limits(limits: &wgpu::Limits) -> Result<()> {
+    let needs = [
+        ("max_compute_invocations_per_workgroup", THREADS, limits.max_compute_invocations_per_workgroup),
+        ("max_compute_workgroup_size_x", THREADS, limits.max_compute_workgroup_size_x),
+        ("max_compute_workgroup_size_y", 16, limits.max_compute_workgroup_size_y),
+        ("max_compute_workgroup_storage_size", MATMUL_WORKGROUP_BYTES, limits.max_compute_workgroup_storage_size),
+        ("max_storage_buffers_per_shader_stage", 8, limits.max_storage_buffers_per_shader_stage),
+        ("max_bind_groups", 2, limits.max_bind_groups),
+    ];
+    match needs.iter().find(|(_, need, have)| have < need) {
+        Some((name, need, have)) => {
+            Err(GpuError::Unsupported(format!("this adapter's {name} is {have}; the kernels need {need}")))
+        }
+        None => Ok(()),
+    }
+}
 
 /// Pipelines and layouts for one device.
 #[derive(Debug)]
@@ -64,8 +89,9 @@ fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
 }
 
 impl Kernels {
-    /// Compiles every kernel for `device`.
-    pub fn new(device: &wgpu::Device) -> Self {
+    /// Compiles every kernel for `device`, after checking its limits.
+    pub fn new(device: &wgpu::Device) -> Result<Self> {
+        check_limits(&device.limits())?;
         let buffers_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("fedcare buffers"),
             entries: &[
@@ -103,7 +129,7 @@ impl Kernels {
                 cache: None,
             })
         };
-        Self {
+        Ok(Self {
             forward: build(fedcare_shaders::MATMUL, &[("MODE", 0.0)]),
             weight_gradient: build(fedcare_shaders::MATMUL, &[("MODE", 1.0)]),
             input_gradient: build(fedcare_shaders::MATMUL, &[("MODE", 2.0)]),
@@ -117,6 +143,22 @@ impl Kernels {
             collect_logits: build(fedcare_shaders::COLLECT_LOGITS, &[]),
             buffers_layout,
             layer_layout,
-        }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webgpu_default_limits_suffice_and_a_small_adapter_is_named() {
+        check_limits(&wgpu::Limits::default()).unwrap();
+        // wgpu's downlevel (GLES 3.1-class) defaults allow only four storage buffers per stage.
+        let error = check_limits(&wgpu::Limits::downlevel_defaults()).unwrap_err().to_string();
+        assert!(error.contains("max_storage_buffers_per_shader_stage is 4"), "{error}");
+        let small = wgpu::Limits { max_compute_workgroup_storage_size: 4096, ..wgpu::Limits::default() };
+        let error = check_limits(&small).unwrap_err().to_string();
+        assert!(error.contains("max_compute_workgroup_storage_size is 4096") && error.contains("8192"), "{error}");
     }
 }

@@ -34,16 +34,38 @@ fn groups(count: usize, per_group: u32) -> u32 {
 
 impl GpuTrainer {
     /// Builds the pipelines on an opened device.
-    pub fn new(gpu: Gpu) -> Self {
-        let mut trainer = Self::with_device(gpu.device, gpu.queue);
+    pub fn new(gpu: Gpu) -> Result<Self> {
+        let mut trainer = Self::with_device(gpu.device, gpu.queue)?;
         trainer.adapter = Some(gpu.adapter);
-        trainer
+        Ok(trainer)
     }
 
-    /// Builds the pipelines on a device the caller opened.
-    pub fn with_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        let kernels = Kernels::new(&device);
-        Self { device, queue, kernels, adapter: None }
+    /// Builds the pipelines on a device the caller opened; refuses a device whose limits are too
+    /// small for the kernels.
+    pub fn with_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
+        let kernels = Kernels::new(&device)?;
+        Ok(Self { device, queue, kernels, adapter: None })
+    }
+
+    /// Runs `work` with the device's errors captured: out-of-memory, validation and internal
+    /// errors come back as a [`GpuError`] instead of reaching wgpu's default handler (a panic).
+    fn guarded<T>(&self, what: &'static str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        let scopes = [wgpu::ErrorFilter::OutOfMemory, wgpu::ErrorFilter::Validation, wgpu::ErrorFilter::Internal]
+            .map(|filter| self.device.push_error_scope(filter));
+        let result = work();
+        let mut captured = None;
+        for scope in scopes.into_iter().rev() {
+            if let Some(error) = pollster::block_on(scope.pop()) {
+                captured.get_or_insert(error);
+            }
+        }
+        match captured {
+            None => result,
+            Some(wgpu::Error::OutOfMemory { source }) => {
+                Err(GpuError::OutOfMemory { what, detail: source.to_string() })
+            }
+            Some(error) => Err(GpuError::Device(format!("{what}: {error}"))),
+        }
     }
 
     /// The adapter, when the trainer opened it.
@@ -54,7 +76,7 @@ impl GpuTrainer {
     /// Uploads a dataset once, for any number of [`train`](Self::train) and
     /// [`predict`](Self::predict) calls.
     pub fn upload(&self, data: &Dataset) -> Result<GpuDataset> {
-        GpuDataset::upload(&self.device, data)
+        self.guarded("uploading the dataset", || GpuDataset::upload(&self.device, data))
     }
 
     fn run_uniform(
@@ -116,6 +138,7 @@ impl GpuTrainer {
     }
 
     /// Trains `params` (laid out for `spec`) on `data`, exactly as `fedcare_core::train` does.
+    /// On error `params` is left as it was.
     pub fn train(
         &self,
         spec: &ModelSpec,
@@ -123,6 +146,18 @@ impl GpuTrainer {
         data: &GpuDataset,
         config: &TrainConfig,
     ) -> Result<TrainReport> {
+        let (trained, report) = self.guarded("training", || self.train_unguarded(spec, params, data, config))?;
+        params.copy_from_slice(&trained);
+        Ok(report)
+    }
+
+    fn train_unguarded(
+        &self,
+        spec: &ModelSpec,
+        params: &[f32],
+        data: &GpuDataset,
+        config: &TrainConfig,
+    ) -> Result<(Vec<f32>, TrainReport)> {
         config.validate()?;
         Self::check_inputs(spec, params, data)?;
         let rows = data.rows();
@@ -164,7 +199,6 @@ impl GpuTrainer {
             self.queue.submit([encoder.finish()]);
         }
         let [trained, record] = self.read_back([(&ws.params, params.len()), (&ws.record, ws.record_words)])?;
-        params.copy_from_slice(bytemuck::cast_slice(&trained));
         let step_losses: &[f32] = bytemuck::cast_slice(&record[RECORD_HEADER..]);
         let mut report =
             TrainReport { epoch_losses: Vec::with_capacity(config.epochs as usize), steps: total_steps as u64 };
@@ -175,11 +209,15 @@ impl GpuTrainer {
             let sum: f64 = losses.iter().map(|&l| f64::from(l)).sum();
             report.epoch_losses.push((sum / rows as f64) as f32);
         }
-        Ok(report)
+        Ok((bytemuck::cast_slice(&trained).to_vec(), report))
     }
 
     /// The logit of every row of `data` under `params`.
     pub fn predict(&self, spec: &ModelSpec, params: &[f32], data: &GpuDataset) -> Result<Vec<f32>> {
+        self.guarded("scoring", || self.predict_unguarded(spec, params, data))
+    }
+
+    fn predict_unguarded(&self, spec: &ModelSpec, params: &[f32], data: &GpuDataset) -> Result<Vec<f32>> {
         Self::check_inputs(spec, params, data)?;
         let rows = data.rows();
         let batch = SCORING_BATCH.min(rows);
@@ -210,6 +248,17 @@ impl GpuTrainer {
     /// The mean loss and its gradient (without penalties) over the dataset rows `batch`, in that
     /// order: one step's forward, loss and backward kernels, for checking them against the CPU.
     pub fn gradient(
+        &self,
+        spec: &ModelSpec,
+        params: &[f32],
+        data: &GpuDataset,
+        batch: &[u32],
+        pos_weight: f32,
+    ) -> Result<(f32, Vec<f32>)> {
+        self.guarded("computing a gradient", || self.gradient_unguarded(spec, params, data, batch, pos_weight))
+    }
+
+    fn gradient_unguarded(
         &self,
         spec: &ModelSpec,
         params: &[f32],

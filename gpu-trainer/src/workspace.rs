@@ -304,3 +304,28 @@ impl Workspace {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_over_the_device_limits_are_refused_by_name() {
+        let limits = wgpu::Limits { max_storage_buffer_binding_size: 1 << 20, ..wgpu::Limits::default() };
+        check_size("the feature matrix", 1 << 20, &limits).unwrap();
+        let error = check_size("the feature matrix", (1 << 20) + 4, &limits).unwrap_err();
+        assert!(matches!(error, GpuError::TooLarge { what: "the feature matrix", limit: 1048576, .. }), "{error}");
+        assert!(error.to_string().contains("the feature matrix needs 1048580 bytes"), "{error}");
+        assert!(check_u32("rows", 1 << 40).is_err());
+    }
+
+    #[test]
+    fn models_deeper_than_the_kernels_take_are_refused() {
+        let spec = ModelSpec::mlp(4, &[2; MAX_LAYERS]).unwrap();
+        let error = check_spec(&spec, &wgpu::Limits::default()).unwrap_err().to_string();
+        assert!(error.contains("17 layers"), "{error}");
+        check_spec(&ModelSpec::mlp(4, &[2; MAX_LAYERS - 1]).unwrap(), &wgpu::Limits::default()).unwrap();
+        let wide = ModelSpec::mlp(70_000, &[]).unwrap();
+        assert!(check_spec(&wide, &wgpu::Limits::default()).is_err(), "70,000 inputs exceed 65,535 workgroups");
+    }
+}

@@ -15,7 +15,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 fn trainer() -> GpuTrainer {
     let gpu = fedcare_gpu_trainer::device::open(&Selection::from_env())
         .unwrap_or_else(|e| panic!("these tests need a GPU adapter (lavapipe on CI): {e}"));
-    GpuTrainer::new(gpu)
+    GpuTrainer::new(gpu).expect("the GPU trainer builds on this adapter")
 }
 
 /// Rows with a learnable signal: the label depends on a few features, with noise.

@@ -101,7 +101,7 @@ pub fn choose(name: &str, selection: &Selection) -> Result<(Box<dyn Trainer>, St
         "cpu" => Ok((Box::new(CpuTrainer), "cpu: as configured".to_owned())),
         "gpu" => {
             let gpu = fedcare_gpu_trainer::device::open(selection).context("--trainer gpu")?;
-            let trainer = GpuNodeTrainer::new(GpuTrainer::new(gpu));
+            let trainer = GpuNodeTrainer::new(GpuTrainer::new(gpu).context("--trainer gpu")?);
             let why = format!("{}: as configured", trainer.name());
             Ok((Box::new(trainer), why))
         }
@@ -113,7 +113,7 @@ pub fn choose(name: &str, selection: &Selection) -> Result<(Box<dyn Trainer>, St
                 Some(adapter) => {
                     let gpu = fedcare_gpu_trainer::device::open(selection)
                         .with_context(|| format!("--trainer auto: opening {adapter}"))?;
-                    let trainer = GpuNodeTrainer::new(GpuTrainer::new(gpu));
+                    let trainer = GpuNodeTrainer::new(GpuTrainer::new(gpu).context("--trainer auto")?);
                     let why = format!("{}: auto found a hardware GPU", trainer.name());
                     Ok((Box::new(trainer), why))
                 }
@@ -163,7 +163,7 @@ mod tests {
     fn the_gpu_trainer_keeps_the_dataset_resident_and_matches_the_cpu() {
         // Runs on whatever adapter this machine has (lavapipe on CI).
         let gpu = fedcare_gpu_trainer::device::open(&Selection::from_env()).expect("a GPU adapter (lavapipe on CI)");
-        let mut trainer = GpuNodeTrainer::new(GpuTrainer::new(gpu));
+        let mut trainer = GpuNodeTrainer::new(GpuTrainer::new(gpu).unwrap());
         let data = crate::data::synthetic_hospital(0, 2, 400, 3);
         let spec = ModelSpec::mlp(data.width(), &[6]).unwrap();
         let config = TrainConfig { epochs: 2, batch_size: 32, ..TrainConfig::default() };

@@ -74,7 +74,7 @@ fn main() -> Result<()> {
             "GPU: {} ({}, {:?}, driver {})",
             gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type, gpu.adapter.driver
         );
-        Some(GpuTrainer::new(gpu))
+        Some(GpuTrainer::new(gpu)?)
     } else {
         None
     };
