@@ -2,10 +2,6 @@
 //
 // One workgroup per output column; a fixed-order tree reduction, so results are repeatable.
 
-const THREADS: u32 = 256u;
-
-var<workgroup> partial: array<f32, 256>;
-
 @compute @workgroup_size(256)
 fn bias_gradient(
     @builtin(local_invocation_index) thread: u32,
@@ -17,15 +13,8 @@ fn bias_gradient(
     for (var r = thread; r < rows; r += THREADS) {
         total += scratch[layer.delta_out_offset + r * layer.fan_out + column];
     }
-    partial[thread] = total;
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
-        if thread < stride {
-            partial[thread] += partial[thread + stride];
-        }
-        workgroupBarrier();
-    }
+    let sum = workgroup_sum(thread, total);
     if thread == 0u {
-        grad[layer.bias_offset + column] = partial[0];
+        grad[layer.bias_offset + column] = sum;
     }
 }

@@ -59,6 +59,25 @@ const RECORD_HEADER: u32 = 2u;
 // Batch rows each split of a tiled weight-gradient product sums over (see matmul.wgsl).
 const SPLIT_ROWS: u32 = 128u;
 
+// Threads of the one-dimensional kernels' workgroups.
+const THREADS: u32 = 256u;
+
+var<workgroup> partial: array<f32, 256>;
+
+// The sum of `value` over the THREADS threads of the workgroup, by a fixed-order tree, so results
+// are repeatable. Every thread of the workgroup must call it, from uniform control flow.
+fn workgroup_sum(thread: u32, value: f32) -> f32 {
+    partial[thread] = value;
+    workgroupBarrier();
+    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
+        if thread < stride {
+            partial[thread] += partial[thread + stride];
+        }
+        workgroupBarrier();
+    }
+    return partial[0];
+}
+
 // First dataset position (in `order`) of the current step.
 fn step_base() -> u32 {
     return record[0] * run.batch;

@@ -5,10 +5,6 @@
 // The gradient of the *mean* loss (÷ rows) goes to the last layer's delta; the batch's loss
 // *sum* is recorded at record[2 + global step] for the per-epoch loss.
 
-const THREADS: u32 = 256u;
-
-var<workgroup> partial: array<f32, 256>;
-
 fn softplus(x: f32) -> f32 {
     return max(x, 0.0) + log(1.0 + exp(-abs(x)));
 }
@@ -35,15 +31,8 @@ fn loss_gradient(@builtin(local_invocation_index) thread: u32) {
         let s = sigmoid(z);
         scratch[layer.delta_out_offset + r] = (w * y * (s - 1.0) + (1.0 - y) * s) * scale;
     }
-    partial[thread] = total;
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
-        if thread < stride {
-            partial[thread] += partial[thread + stride];
-        }
-        workgroupBarrier();
-    }
+    let sum = workgroup_sum(thread, total);
     if thread == 0u {
-        record[RECORD_HEADER + record[1]] = bitcast<u32>(partial[0]);
+        record[RECORD_HEADER + record[1]] = bitcast<u32>(sum);
     }
 }

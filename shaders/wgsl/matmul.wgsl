@@ -16,7 +16,6 @@ override MODE: u32 = 0u;
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
 const BLOCK: u32 = 4u;
-const THREADS: u32 = 256u;
 
 var<workgroup> tile_l: array<f32, 1024>; // TILE x TILE_K
 var<workgroup> tile_r: array<f32, 1024>; // TILE_K x TILE

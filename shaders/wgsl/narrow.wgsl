@@ -5,10 +5,6 @@
 //   weight_gradient_narrow: one workgroup per (input, output): gW[k][o] = Σ_rows input[row][k]·dZ[row][o],
 //                           a fixed-order tree reduction, so results are repeatable.
 
-const THREADS: u32 = 256u;
-
-var<workgroup> partial: array<f32, 256>;
-
 @compute @workgroup_size(256)
 fn forward_narrow(@builtin(global_invocation_id) id: vec3<u32>) {
     let base = step_base();
@@ -41,15 +37,8 @@ fn weight_gradient_narrow(
     for (var r = thread; r < rows; r += THREADS) {
         total = fma(layer_input(base, r, input), scratch[layer.delta_out_offset + r * layer.fan_out + output], total);
     }
-    partial[thread] = total;
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
-        if thread < stride {
-            partial[thread] += partial[thread + stride];
-        }
-        workgroupBarrier();
-    }
+    let sum = workgroup_sum(thread, total);
     if thread == 0u {
-        grad[layer.weight_offset + input * layer.fan_out + output] = partial[0];
+        grad[layer.weight_offset + input * layer.fan_out + output] = sum;
     }
 }
