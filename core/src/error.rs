@@ -203,6 +203,14 @@ pub enum Error {
         /// Bytes present.
         got: usize,
     },
+    /// A model file's `top_k` column lists one bucket in two slots.
+    #[error("top_k column {column} lists bucket {bucket} twice")]
+    DuplicateBucket {
+        /// The column's position among the `top_k` columns.
+        column: usize,
+        /// The repeated bucket.
+        bucket: u32,
+    },
     /// The bytes are not a fedcare model file.
     #[error("not a fedcare model file (bad magic)")]
     BadMagic,

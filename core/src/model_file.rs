@@ -1,5 +1,6 @@
-//! The versioned model file: a trained model's spec, parameters, feature schema id, metrics and
-//! the statistics its numeric inputs were standardised with.
+//! The versioned model file: a trained model's spec, parameters, feature schema id, metrics, the
+//! statistics its numeric inputs were standardised with and the hash buckets its `top_k`
+//! categorical inputs were one-hot over.
 //!
 //! ```text
 //! offset  size  field
@@ -7,8 +8,9 @@
 //!      8     2  format version, u16 little-endian (this crate writes and reads FORMAT_VERSION)
 //!     10     4  payload length in bytes, u32 little-endian
 //!     14     4  CRC-32 (IEEE) of the payload, u32 little-endian
-//!     18     …  payload: postcard encoding of the spec, parameters, schema id, metrics and the
-//!               feature scaling (version 2; version 1 had no scaling and is refused)
+//!     18     …  payload: postcard encoding of the spec, parameters, schema id, metrics, the
+//!               feature scaling and the top_k buckets (version 3; version 2 had no buckets and
+//!               version 1 no scaling: both are refused)
 //! ```
 //!
 //! Decoding never panics and never trusts the file: it checks the size limit before anything
@@ -26,7 +28,7 @@ use crate::{Error, Result};
 /// First bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"FEDCMODL";
 /// The format version this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 18;
 /// The default decode limit: 256 MiB (a 64M-parameter model).
@@ -46,13 +48,23 @@ pub struct ModelFile {
     /// The mean and standard deviation the leading numeric inputs were standardised with
     /// (`(mean, std)` per numeric feature, in input order; empty when inputs are used as they are).
     pub feature_scaling: Vec<(f64, f64)>,
+    /// Per `top_k` categorical column (in schema order), the hash buckets its one-hot slots stand
+    /// for, in slot order (empty when the schema has no `top_k` column). The bucket function and
+    /// the column shapes are the schema's; `fedcare predict` checks them against it.
+    pub category_buckets: Vec<Vec<u32>>,
 }
 
 impl ModelFile {
     /// A model file with no metrics; refuses parameters that do not fit the spec.
     pub fn new(spec: ModelSpec, params: Vec<f32>, schema_id: impl Into<String>) -> Result<Self> {
-        let file =
-            Self { spec, params, schema_id: schema_id.into(), metrics: BTreeMap::new(), feature_scaling: Vec::new() };
+        let file = Self {
+            spec,
+            params,
+            schema_id: schema_id.into(),
+            metrics: BTreeMap::new(),
+            feature_scaling: Vec::new(),
+            category_buckets: Vec::new(),
+        };
         file.validate()?;
         Ok(file)
     }
@@ -70,6 +82,21 @@ impl ModelFile {
             self.feature_scaling.iter().position(|&(m, s)| !(m.is_finite() && s.is_finite() && s > 0.0))
         {
             return Err(Error::NonFiniteValue { index });
+        }
+        // Every chosen bucket is one input, every top_k column one more ("other or missing").
+        let inputs = self
+            .category_buckets
+            .iter()
+            .fold(self.feature_scaling.len(), |total, chosen| total.saturating_add(chosen.len()).saturating_add(1));
+        if inputs > self.spec.input_width() {
+            return Err(Error::FeatureWidth { expected: self.spec.input_width(), got: inputs });
+        }
+        for (column, chosen) in self.category_buckets.iter().enumerate() {
+            for (i, bucket) in chosen.iter().enumerate() {
+                if chosen[..i].contains(bucket) {
+                    return Err(Error::DuplicateBucket { column, bucket: *bucket });
+                }
+            }
         }
         Ok(())
     }

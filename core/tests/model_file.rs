@@ -12,6 +12,8 @@ fn sample() -> ModelFile {
     let mut file = ModelFile::new(spec, params, "diabetes130/v1").unwrap();
     file.metrics.insert("auroc".into(), 0.683);
     file.metrics.insert("round".into(), 12.0);
+    file.feature_scaling = vec![(71.5, 12.25)];
+    file.category_buckets = vec![vec![17, 3], vec![]];
     file
 }
 
@@ -20,7 +22,29 @@ fn a_model_file_round_trips_bit_for_bit() {
     let file = sample();
     let bytes = file.to_bytes().unwrap();
     assert_eq!(&bytes[..8], b"FEDCMODL");
-    assert_eq!(ModelFile::from_bytes(&bytes).unwrap(), file);
+    let back = ModelFile::from_bytes(&bytes).unwrap();
+    assert_eq!(back.category_buckets, [vec![17, 3], vec![]]);
+    assert_eq!(back, file);
+}
+
+#[test]
+fn a_version_2_file_without_top_k_buckets_is_refused() {
+    assert_eq!(FORMAT_VERSION, 3);
+    let mut bytes = sample().to_bytes().unwrap();
+    bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+    assert_eq!(ModelFile::from_bytes(&bytes), Err(Error::UnsupportedVersion { found: 2, supported: 3 }));
+}
+
+#[test]
+fn top_k_buckets_that_do_not_fit_are_refused() {
+    // 1 scaled input + 3 slots + 1 "other" + 1 "other" = 6 inputs fit; one more slot does not.
+    let mut file = sample();
+    file.category_buckets = vec![vec![1, 2, 3], vec![]];
+    assert!(file.to_bytes().is_ok());
+    file.category_buckets = vec![vec![1, 2, 3, 4], vec![]];
+    assert_eq!(file.to_bytes(), Err(Error::FeatureWidth { expected: 6, got: 7 }));
+    file.category_buckets = vec![vec![], vec![9, 9]];
+    assert_eq!(file.to_bytes(), Err(Error::DuplicateBucket { column: 1, bucket: 9 }));
 }
 
 #[test]

@@ -4,8 +4,10 @@
 //! it collects public key shares, publishes the collective key and the global model, sums the
 //! encrypted contributions, collects decryption shares of the sum, and decodes the sum into the
 //! FedAvg mean update (and the aggregate evaluation). Before training a setup session sums the
-//! hospitals' row counts and feature moments (the federated feature scaling); after it an
-//! evaluation session scores the final model.
+//! hospitals' row counts, feature moments (the federated feature scaling) and the rows per hash
+//! bucket of every `top_k` column (from which it chooses each column's slots, see
+//! [`crate::top_k`]); every later task carries both. After training an evaluation session
+//! scores the final model.
 //!
 //! A hospital that misses a phase deadline is dropped and the round restarts as a new attempt
 //! with fresh keys among the rest, while at least `min_hospitals` remain; a hospital that joins
@@ -35,6 +37,7 @@ use crate::crypto::{
     PublicKeyShare, WireLimits, WireMessage,
 };
 use crate::ingest::{ColumnStats, Moments};
+use crate::top_k::{TopKShape, choose_top_k};
 use crate::transfer::{Assembler, chunks, params_to_bytes};
 
 /// Calibration bins in each evaluated [`RoundRecord`].
@@ -96,6 +99,8 @@ pub struct Outcome {
     pub failure: Option<String>,
     /// The federated mean and standard deviation of each numeric feature.
     pub feature_stats: Vec<ColumnStats>,
+    /// Per `top_k` column, the buckets chosen in the setup session, in slot order.
+    pub top_k: Vec<Vec<u32>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +183,8 @@ struct State {
     totals: (u64, u64),
     /// Federated mean and standard deviation of each numeric feature (from setup).
     feature_stats: Vec<ColumnStats>,
+    /// Per `top_k` column, the chosen buckets in slot order (from setup).
+    top_k: Vec<Vec<u32>>,
     records: Vec<RoundRecord>,
     /// Nodes with an upload in flight (one at a time each).
     uploading: BTreeSet<String>,
@@ -204,10 +211,10 @@ pub struct Aggregator {
 }
 
 /// Values in the vector of each round kind.
-fn vector_len(kind: RoundKind, params: usize, bins: usize, numeric: usize) -> usize {
+fn vector_len(kind: RoundKind, params: usize, bins: usize, numeric: usize, top_k: &[TopKShape]) -> usize {
     let tail = 1 + 2 * bins;
     match kind {
-        RoundKind::Setup => crate::contribution::setup_len(numeric),
+        RoundKind::Setup => crate::contribution::setup_len(numeric, top_k),
         RoundKind::Train => params + 1 + tail,
         RoundKind::Evaluate => tail,
     }
@@ -221,11 +228,12 @@ impl Aggregator {
         let codec = Codec::new(PARAMS_V1.codec_config())?;
         let bins = config.eval_bins as usize;
         let numeric = config.numeric_features as usize;
-        let longest = vector_len(RoundKind::Train, spec.param_count(), bins, numeric).max(vector_len(
+        let longest = vector_len(RoundKind::Train, spec.param_count(), bins, numeric, &config.top_k).max(vector_len(
             RoundKind::Setup,
             0,
             bins,
             numeric,
+            &config.top_k,
         ));
         let max_upload = (PARAMS_V1.bins(longest) * PARAMS_V1.polynomial_size + longest) as u64 * 8 + 4096;
         let federation = config.federation_config(max_upload);
@@ -240,6 +248,7 @@ impl Aggregator {
             server: ServerOptimizer::new(config.server_optimizer()?, spec.param_count())?,
             totals: (0, 0),
             feature_stats: Vec::new(),
+            top_k: Vec::new(),
             records: Vec::new(),
             uploading: BTreeSet::new(),
             next: Some((0, RoundKind::Setup)),
@@ -257,6 +266,18 @@ impl Aggregator {
             state.totals = checkpoint.totals;
             state.feature_stats =
                 checkpoint.feature_stats.iter().map(|&(mean, std)| ColumnStats { mean, std }).collect();
+            if checkpoint.next_kind != RoundKind::code(Some((0, RoundKind::Setup))) {
+                ensure!(
+                    checkpoint.top_k.len() == config.top_k.len(),
+                    "the checkpoint chose buckets for {} top_k columns, the configuration has {}",
+                    checkpoint.top_k.len(),
+                    config.top_k.len()
+                );
+                for (shape, chosen) in config.top_k.iter().zip(&checkpoint.top_k) {
+                    shape.check_choice(chosen).context("the checkpoint's top_k buckets")?;
+                }
+            }
+            state.top_k = checkpoint.top_k;
             state.records = checkpoint.records;
             state.next = RoundKind::from_code(checkpoint.next_kind).map(|kind| (checkpoint.next_round, kind));
             if state.next.is_none() {
@@ -351,6 +372,7 @@ impl Aggregator {
                     records: state.records.clone(),
                     failure: Some("interrupted by a shutdown signal".into()),
                     feature_stats: state.feature_stats.clone(),
+                    top_k: state.top_k.clone(),
                 }
             }
         };
@@ -402,6 +424,7 @@ impl Aggregator {
             records: state.records.clone(),
             failure: state.finished.clone().and_then(Result::err),
             feature_stats: state.feature_stats.clone(),
+            top_k: state.top_k.clone(),
         }
     }
 
@@ -453,7 +476,13 @@ impl Aggregator {
         session.submitted.clear();
         session.deadline = Instant::now() + Duration::from_secs(self.shared.config.phase_timeout_secs);
         let numeric = self.shared.config.numeric_features as usize;
-        let len = vector_len(session.kind, self.shared.spec.param_count(), self.shared.bins, numeric);
+        let len = vector_len(
+            session.kind,
+            self.shared.spec.param_count(),
+            self.shared.bins,
+            numeric,
+            &self.shared.config.top_k,
+        );
         // Take the finished phase out (an empty key-generation phase stands in meanwhile).
         let finished = core::mem::replace(
             &mut session.phase,
@@ -517,10 +546,21 @@ impl Aggregator {
         };
         let evaluation_tail = match session.kind {
             RoundKind::Setup => {
-                let (train, test, moments) = decode_setup(values, self.shared.config.numeric_features as usize)?;
-                state.totals = (train, test);
-                state.feature_stats = moments.iter().map(Moments::stats).collect();
-                tracing::info!(train_rows = train, test_rows = test, "federated row counts and feature statistics");
+                let shapes = &self.shared.config.top_k;
+                let totals = decode_setup(values, self.shared.config.numeric_features as usize, shapes)?;
+                state.totals = (totals.train_rows, totals.test_rows);
+                state.feature_stats = totals.moments.iter().map(Moments::stats).collect();
+                state.top_k = totals
+                    .bucket_counts
+                    .iter()
+                    .zip(shapes)
+                    .map(|(counts, shape)| choose_top_k(counts, shape.k as usize))
+                    .collect();
+                tracing::info!(
+                    train_rows = totals.train_rows,
+                    test_rows = totals.test_rows,
+                    "federated row counts, feature statistics and top_k buckets"
+                );
                 None
             }
             RoundKind::Train => {
@@ -561,6 +601,7 @@ impl Aggregator {
         let mut model = ModelFile::new(self.shared.spec.clone(), state.global.clone(), &self.shared.config.schema_id)?;
         model.metrics.insert("round".into(), f64::from(session.round));
         model.feature_scaling = state.feature_stats.iter().map(|s| (s.mean, s.std)).collect();
+        model.category_buckets = state.top_k.clone();
         if let Some(auroc) = state.records.last().and_then(|r| r.auroc) {
             model.metrics.insert("auroc".into(), auroc);
         }
@@ -577,6 +618,7 @@ impl Aggregator {
             server: state.server.clone(),
             totals: state.totals,
             feature_stats: state.feature_stats.iter().map(|s| (s.mean, s.std)).collect(),
+            top_k: state.top_k.clone(),
             records: state.records.clone(),
         }
         .save(out)?;
@@ -622,6 +664,7 @@ impl Aggregator {
             total_test_rows: state.totals.1,
             feature_means: state.feature_stats.iter().map(|s| s.mean).collect(),
             feature_stds: state.feature_stats.iter().map(|s| s.std).collect(),
+            top_k: state.top_k.iter().map(|chosen| v1::TopKChoice { buckets: chosen.clone() }).collect(),
             ..Default::default()
         };
         if let Some(result) = &state.finished {

@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 use crate::aggregator::RoundRecord;
 
 const MAGIC: &[u8; 8] = b"FEDCCKPT";
-/// 2: round records carry AUPRC, calibration and the ROC curve.
-const VERSION: u16 = 2;
+/// 2: round records carry AUPRC, calibration and the ROC curve. 3: the `top_k` buckets chosen
+/// in the setup session.
+const VERSION: u16 = 3;
 const HEADER: usize = 8 + 2 + 8 + 4;
 /// The largest checkpoint read back (a 200M-parameter model with its optimizer state).
 const SIZE_LIMIT: u64 = 4 << 30;
@@ -47,6 +48,8 @@ pub struct Checkpoint {
     pub totals: (u64, u64),
     /// Federated (mean, std) of each numeric feature, from the setup session.
     pub feature_stats: Vec<(f64, f64)>,
+    /// Per `top_k` column, the buckets chosen in the setup session, in slot order.
+    pub top_k: Vec<Vec<u32>>,
     /// Completed sessions.
     pub records: Vec<RoundRecord>,
 }
@@ -133,6 +136,7 @@ mod tests {
             server: ServerOptimizer::new(ServerOptimizerConfig::default(), 3).unwrap(),
             totals: (100, 20),
             feature_stats: vec![(1.0, 2.0)],
+            top_k: vec![vec![7, 3], vec![]],
             records: Vec::new(),
         };
         checkpoint.save(dir.path()).unwrap();
@@ -149,6 +153,11 @@ mod tests {
         assert!(format!("{:#}", Checkpoint::load(dir.path()).unwrap_err()).contains("checksum"));
         std::fs::write(&path, &bytes[..10]).unwrap();
         assert!(Checkpoint::load(dir.path()).is_err());
+        // A checkpoint of the previous version (no top_k buckets) is refused by its version.
+        bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let error = format!("{:#}", Checkpoint::load(dir.path()).unwrap_err());
+        assert!(error.contains("checkpoint version 2, this build reads 3"), "{error}");
     }
 
     proptest::proptest! {

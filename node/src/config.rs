@@ -12,7 +12,7 @@
 //! out_dir = "fedcare-out"           # metrics.jsonl, model.bin
 //! eval_bins = 1024                  # bins of the encrypted score histograms (AUROC, loss)
 //! seed = 0                          # initial model
-//! schema = "diabetes130"            # optional: the hospitals' schema (sets numeric_features)
+//! schema = "diabetes130"            # optional: the hospitals' schema (sets numeric_features, top_k)
 //! [model]   input_width = 16, hidden = [32, 16]
 //! [training] epochs = 1, batch_size = 64, optimizer = "adam", learning_rate = 0.01, ...
 //! [server]  rule = "fedavg" | "fedprox" | "fedadam", lr = 1.0, prox_mu = 0.01, beta1, beta2, tau
@@ -30,6 +30,7 @@ use fedcare_proto::v1;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::PARAMS_V1;
+use crate::top_k::TopKShape;
 
 /// Paths of a party's TLS material.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,9 +164,14 @@ pub struct AggregatorConfig {
     /// Set from `schema` when that is given.
     #[serde(default)]
     pub numeric_features: u32,
+    /// The schema's `top_k` categorical columns, in schema order: their buckets are counted in
+    /// the setup session and their slots chosen from the totals. Set from `schema` when that is
+    /// given.
+    #[serde(default)]
+    pub top_k: Vec<TopKShape>,
     /// The hospitals' data schema: `"diabetes130"` (built in; drops death/hospice encounters),
-    /// `"diabetes130-all"`, or the path of a schema TOML file. Sets `numeric_features` and
-    /// `schema_id`, and `[model] input_width` must equal its width.
+    /// `"diabetes130-all"`, or the path of a schema TOML file. Sets `numeric_features`, `top_k`
+    /// and `schema_id`, and `[model] input_width` must equal its width.
     #[serde(default)]
     pub schema: Option<String>,
     /// Architecture.
@@ -238,9 +244,13 @@ impl AggregatorConfig {
                 schema.width()
             );
         }
+        for (i, shape) in self.top_k.iter().enumerate() {
+            shape.validate(&format!("top_k[{i}]"))?;
+        }
+        let fixed = u64::from(self.numeric_features) + self.top_k.iter().map(|s| u64::from(s.k) + 1).sum::<u64>();
         ensure!(
-            self.numeric_features <= self.model.input_width,
-            "numeric_features ({}) exceeds the model's input width ({})",
+            fixed <= u64::from(self.model.input_width),
+            "numeric_features ({}) and the top_k columns' slots need {fixed} inputs, the model's input width is {}",
             self.numeric_features,
             self.model.input_width
         );
@@ -308,6 +318,7 @@ impl AggregatorConfig {
             max_upload_bytes,
             test_fraction: t.test_fraction,
             numeric_features: self.numeric_features,
+            top_k_columns: self.top_k.iter().map(|s| v1::TopKColumn { buckets: s.buckets, k: s.k }).collect(),
         }
     }
 }
@@ -326,11 +337,12 @@ pub fn load_schema(name: &str) -> Result<crate::schema::Schema> {
 }
 
 impl AggregatorConfig {
-    /// Fills the settings that follow from `schema` (`numeric_features`, `schema_id`).
+    /// Fills the settings that follow from `schema` (`numeric_features`, `top_k`, `schema_id`).
     pub fn apply_schema(&mut self) -> Result<()> {
         if let Some(name) = &self.schema {
             let schema = load_schema(name)?;
             self.numeric_features = schema.numeric.len() as u32;
+            self.top_k = schema.top_k_shapes();
             self.schema_id = schema.id;
         }
         Ok(())
@@ -409,5 +421,36 @@ mod tests {
         config.validate().unwrap();
         config.apply_schema().unwrap();
         assert_eq!((config.numeric_features, config.schema_id.as_str()), (9, "diabetes130/v1"));
+    }
+
+    #[test]
+    fn a_top_k_schema_sets_the_columns_and_their_slots_must_fit_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = dir.path().join("wards.toml");
+        std::fs::write(
+            &schema,
+            "id = \"wards/v1\"\nlabel = { column = \"y\", positive = [\"1\"] }\n\
+             [[numeric]]\nname = \"age\"\n[[categorical]]\nname = \"ward\"\ntop_k = 4\nbuckets = 64\n",
+        )
+        .unwrap();
+        let text = format!(
+            "hospitals = [\"a\", \"b\"]\nschema = {:?}\n[model]\ninput_width = 6\n\
+             [tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n",
+            schema.display().to_string()
+        );
+        let mut config: AggregatorConfig = toml::from_str(&text).unwrap();
+        config.validate().unwrap();
+        config.apply_schema().unwrap();
+        assert_eq!(config.top_k, [TopKShape { buckets: 64, k: 4 }]);
+        let federation = config.federation_config(1 << 20);
+        assert_eq!(federation.top_k_columns, [v1::TopKColumn { buckets: 64, k: 4 }]);
+        config.validate().unwrap();
+        // Without the schema, top_k columns whose slots exceed the input width are refused.
+        config.schema = None;
+        config.top_k.push(TopKShape { buckets: 8, k: 2 });
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("need 9 inputs") && error.contains("input width is 6"), "{error}");
+        config.top_k = vec![TopKShape { buckets: 8, k: 9 }];
+        assert!(config.validate().unwrap_err().to_string().contains("exceeds its buckets"));
     }
 }

@@ -2,7 +2,8 @@
 //! and encrypted, whose decrypted *sum* over the hospitals is all anyone learns.
 //!
 //! ```text
-//! setup:    [train rows, test rows, per numeric feature: present, Σx, Σx²] -> exact totals
+//! setup:    [train rows, test rows, per numeric feature: present, Σx, Σx²,
+//!            per top_k column: rows per hash bucket] -> exact totals
 //!           (integers as 20-bit limbs; x and x² in fixed point with 8 fractional bits)
 //! train:    [Δθ · n_k/N (params) | train_loss · n_k/N | evaluation tail] -> FedAvg mean update
 //! evaluate: [evaluation tail]
@@ -17,6 +18,8 @@
 
 use anyhow::{Result, ensure};
 pub use fedcare_core::metrics::CalibrationBin;
+
+use crate::top_k::TopKShape;
 
 /// Bits of one limb: integers travel as limbs of 20 bits, each encoded as `limb / 2^20` (exact
 /// in the codec, whose values carry 23-bit integers), so their sums decode exactly.
@@ -43,15 +46,24 @@ fn from_limbs(values: &[f64]) -> u64 {
 /// Values per numeric feature in the setup vector.
 const PER_FEATURE: usize = COUNT_LIMBS + 2 * SUM_LIMBS;
 
-/// Values in the setup vector for `numeric` features.
-pub fn setup_len(numeric: usize) -> usize {
-    2 * COUNT_LIMBS + PER_FEATURE * numeric
+/// Values in the setup vector for `numeric` features and `top_k` columns of these shapes.
+pub fn setup_len(numeric: usize, top_k: &[TopKShape]) -> usize {
+    2 * COUNT_LIMBS
+        + PER_FEATURE * numeric
+        + COUNT_LIMBS * top_k.iter().map(|shape| shape.buckets as usize).sum::<usize>()
 }
 
-/// The setup vector: row counts and, per numeric feature, the exact fixed-point moments of the
-/// training rows (see [`crate::ingest::Moments`]).
-pub fn setup_vector(train_rows: usize, test_rows: usize, moments: &[crate::ingest::Moments]) -> Vec<f64> {
-    let mut values = Vec::with_capacity(setup_len(moments.len()));
+/// The setup vector: row counts, per numeric feature the exact fixed-point moments of the
+/// training rows (see [`crate::ingest::Moments`]), and per `top_k` column the training rows in
+/// each hash bucket (see [`crate::ingest::Table::bucket_counts`]).
+pub fn setup_vector(
+    train_rows: usize,
+    test_rows: usize,
+    moments: &[crate::ingest::Moments],
+    bucket_counts: &[Vec<u64>],
+) -> Vec<f64> {
+    let buckets: usize = bucket_counts.iter().map(Vec::len).sum();
+    let mut values = Vec::with_capacity(2 * COUNT_LIMBS + PER_FEATURE * moments.len() + COUNT_LIMBS * buckets);
     push_limbs(&mut values, train_rows as u64, COUNT_LIMBS);
     push_limbs(&mut values, test_rows as u64, COUNT_LIMBS);
     for m in moments {
@@ -59,19 +71,35 @@ pub fn setup_vector(train_rows: usize, test_rows: usize, moments: &[crate::inges
         push_limbs(&mut values, m.sum as u64, SUM_LIMBS);
         push_limbs(&mut values, m.squares as u64, SUM_LIMBS);
     }
+    for &count in bucket_counts.iter().flatten() {
+        push_limbs(&mut values, count, COUNT_LIMBS);
+    }
     values
 }
 
-/// Decodes a summed setup vector: (total train rows, total test rows, per feature the pooled
-/// moments) — exact.
-pub fn decode_setup(values: &[f64], numeric: usize) -> Result<(u64, u64, Vec<crate::ingest::Moments>)> {
+/// The federation's totals decoded from the summed setup vectors (exact).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupTotals {
+    /// Training rows of all hospitals.
+    pub train_rows: u64,
+    /// Held-out rows of all hospitals.
+    pub test_rows: u64,
+    /// Per numeric feature, the pooled moments.
+    pub moments: Vec<crate::ingest::Moments>,
+    /// Per `top_k` column, the pooled training rows in each hash bucket.
+    pub bucket_counts: Vec<Vec<u64>>,
+}
+
+/// Decodes a summed setup vector for `numeric` features and `top_k` columns of these shapes.
+pub fn decode_setup(values: &[f64], numeric: usize, top_k: &[TopKShape]) -> Result<SetupTotals> {
     ensure!(
-        values.len() == setup_len(numeric),
+        values.len() == setup_len(numeric, top_k),
         "setup vector of {} values, expected {}",
         values.len(),
-        setup_len(numeric)
+        setup_len(numeric, top_k)
     );
-    let (counts, features) = values.split_at(2 * COUNT_LIMBS);
+    let (counts, rest) = values.split_at(2 * COUNT_LIMBS);
+    let (features, mut buckets) = rest.split_at(PER_FEATURE * numeric);
     let moments = features
         .chunks_exact(PER_FEATURE)
         .map(|f| crate::ingest::Moments {
@@ -80,7 +108,18 @@ pub fn decode_setup(values: &[f64], numeric: usize) -> Result<(u64, u64, Vec<cra
             squares: from_limbs(&f[COUNT_LIMBS + SUM_LIMBS..]) as i64,
         })
         .collect();
-    Ok((from_limbs(&counts[..COUNT_LIMBS]), from_limbs(&counts[COUNT_LIMBS..]), moments))
+    let mut bucket_counts = Vec::with_capacity(top_k.len());
+    for shape in top_k {
+        let (column, rest) = buckets.split_at(COUNT_LIMBS * shape.buckets as usize);
+        bucket_counts.push(column.chunks_exact(COUNT_LIMBS).map(from_limbs).collect());
+        buckets = rest;
+    }
+    Ok(SetupTotals {
+        train_rows: from_limbs(&counts[..COUNT_LIMBS]),
+        test_rows: from_limbs(&counts[COUNT_LIMBS..]),
+        moments,
+        bucket_counts,
+    })
 }
 
 /// The score bin of a probability.
@@ -282,6 +321,31 @@ impl GlobalEvaluation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summed_setup_vectors_decode_to_the_exact_totals() {
+        use crate::ingest::Moments;
+        let shapes = [TopKShape { buckets: 3, k: 2 }, TopKShape { buckets: 2, k: 1 }];
+        let a = setup_vector(
+            10,
+            3,
+            &[Moments { count: 9, sum: -700, squares: 5 << 40 }],
+            &[vec![4, 0, 6], vec![(1 << 33) + 5, 1]],
+        );
+        let b = setup_vector(
+            7,
+            2,
+            &[Moments { count: 7, sum: 300, squares: 12 }],
+            &[vec![1, 2, 0], vec![(1 << 21) - 1, 0]],
+        );
+        assert_eq!(a.len(), setup_len(1, &shapes));
+        let sum: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        let totals = decode_setup(&sum, 1, &shapes).unwrap();
+        assert_eq!((totals.train_rows, totals.test_rows), (17, 5));
+        assert_eq!(totals.moments, [Moments { count: 16, sum: -400, squares: (5 << 40) + 12 }]);
+        assert_eq!(totals.bucket_counts, [vec![5, 2, 6], vec![(1 << 33) + (1 << 21) + 4, 1]]);
+        assert!(decode_setup(&sum, 1, &shapes[..1]).is_err());
+    }
 
     #[test]
     fn binned_auroc_matches_the_exact_one_when_scores_fall_in_distinct_bins() {

@@ -21,6 +21,7 @@ use crate::crypto::{
 };
 use crate::ingest::{ColumnStats, Table};
 use crate::schema::Schema;
+use crate::top_k::TopKShape;
 use crate::trainer::Trainer;
 use crate::transfer::{Assembler, chunks, params_from_bytes, split_sections};
 
@@ -48,6 +49,8 @@ pub struct LocalUpdate {
     pub delta: Vec<f32>,
     /// Training rows.
     pub rows: usize,
+    /// Per `top_k` column, the buckets this hospital's inputs were one-hot over (from the task).
+    pub top_k: Vec<Vec<u32>>,
 }
 
 /// Observes a hospital's local updates.
@@ -269,7 +272,12 @@ impl HospitalNode {
         node: &str,
     ) -> Result<Vec<f32>> {
         if kind == v1::RoundKind::Setup {
-            let values = crate::contribution::setup_vector(local.train_rows, local.test_rows, &local.moments);
+            let values = crate::contribution::setup_vector(
+                local.train_rows,
+                local.test_rows,
+                &local.moments,
+                &local.bucket_counts,
+            );
             return Ok(values.into_iter().map(|v| v as f32).collect());
         }
         let (train, test) = local.datasets(header)?;
@@ -296,7 +304,13 @@ impl HospitalNode {
                 if let Some(observer) = &self.observer {
                     observer(
                         node,
-                        &LocalUpdate { round, global: global.to_vec(), delta: delta.clone(), rows: train.rows() },
+                        &LocalUpdate {
+                            round,
+                            global: global.to_vec(),
+                            delta: delta.clone(),
+                            rows: train.rows(),
+                            top_k: header.top_k.iter().map(|c| c.buckets.clone()).collect(),
+                        },
                     );
                 }
                 let loss = f64::from(report.epoch_losses.last().copied().unwrap_or(0.0));
@@ -395,7 +409,8 @@ pub async fn fetch_task(
 pub enum HospitalData {
     /// Model inputs ready as they are (the federation standardises nothing).
     Ready(Dataset),
-    /// Rows read through a schema; numeric features are standardised with federated statistics.
+    /// Rows read through a schema; numeric features are standardised with federated statistics,
+    /// `top_k` columns one-hot over the federation's chosen buckets.
     Table {
         /// The rows.
         table: Table,
@@ -420,6 +435,8 @@ struct LocalData {
     test_rows: usize,
     /// This hospital's moments of each numeric feature of its training rows.
     moments: Vec<crate::ingest::Moments>,
+    /// This hospital's training rows per hash bucket of each `top_k` column.
+    bucket_counts: Vec<Vec<u64>>,
     split: Split,
 }
 
@@ -442,11 +459,17 @@ impl LocalData {
         match data {
             HospitalData::Ready(data) => {
                 ensure!(numeric == 0, "the federation standardises {numeric} features: this node needs schema data");
+                ensure!(
+                    config.top_k_columns.is_empty(),
+                    "the federation has {} top_k columns: this node needs schema data",
+                    config.top_k_columns.len()
+                );
                 let (train, test) = crate::data::split(data, config.test_fraction, seed)?;
                 Ok(Self {
                     train_rows: train.rows(),
                     test_rows: test.rows(),
                     moments: Vec::new(),
+                    bucket_counts: Vec::new(),
                     split: Split::Ready(train, test),
                 })
             }
@@ -456,12 +479,21 @@ impl LocalData {
                     "the federation standardises {numeric} features, this hospital's schema has {}",
                     schema.numeric.len()
                 );
+                let federation: Vec<TopKShape> =
+                    config.top_k_columns.iter().map(|c| TopKShape { buckets: c.buckets, k: c.k }).collect();
+                ensure!(
+                    schema.top_k_shapes() == federation,
+                    "the federation's top_k columns (buckets, k) are {:?}, this hospital's schema has {:?}",
+                    federation.iter().map(|s| (s.buckets, s.k)).collect::<Vec<_>>(),
+                    schema.top_k_shapes().iter().map(|s| (s.buckets, s.k)).collect::<Vec<_>>()
+                );
                 let (train, test) = table.split_by_group(f64::from(config.test_fraction), seed);
                 ensure!(train.rows() > 0 && test.rows() > 0, "too few patients to hold some out");
                 Ok(Self {
                     train_rows: train.rows(),
                     test_rows: test.rows(),
                     moments: train.numeric_moments(),
+                    bucket_counts: train.bucket_counts(schema),
                     split: Split::Table(Box::new(TableSplit { train, test, schema: (**schema).clone(), built: None })),
                 })
             }
@@ -486,7 +518,12 @@ impl LocalData {
                         .zip(&header.feature_stds)
                         .map(|(&mean, &std)| ColumnStats { mean, std: if std > 0.0 { std } else { 1.0 } })
                         .collect();
-                    *built = Some((train.to_dataset(schema, &stats)?, test.to_dataset(schema, &stats)?));
+                    // Checked against the schema's shapes (count, range, no repeats) in the encoding.
+                    let top_k: Vec<Vec<u32>> = header.top_k.iter().map(|c| c.buckets.clone()).collect();
+                    *built = Some((
+                        train.to_dataset_with(schema, &stats, &top_k).context("the task's top_k buckets")?,
+                        test.to_dataset_with(schema, &stats, &top_k).context("the task's top_k buckets")?,
+                    ));
                 }
                 let (train, test) = built.as_ref().context("datasets were just built")?;
                 Ok((train, test))

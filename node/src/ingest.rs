@@ -5,7 +5,10 @@
 //! Numeric inputs are standardised with statistics passed in (the federation's, computed with
 //! the secure sum; [`Table::numeric_moments`] gives a hospital's share of them); a missing numeric
 //! value becomes the mean (0 after standardising). Categorical inputs are one-hot over the
-//! vocabulary plus an "other or missing" slot; values outside the vocabulary are counted.
+//! vocabulary plus an "other or missing" slot; values outside the vocabulary are counted. A
+//! `top_k` column's rows keep their hash bucket until the federation has chosen the column's
+//! most frequent buckets ([`Table::bucket_counts`] gives a hospital's share of the counts,
+//! [`Table::to_dataset_with`] maps buckets to slots, everything else to "other or missing").
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -198,14 +201,53 @@ impl Table {
         moments
     }
 
-    /// The model inputs, numeric columns standardised with `stats`.
+    /// Per `top_k` column (in schema order), this hospital's count of rows in each hash bucket
+    /// (missing values are not counted).
+    pub fn bucket_counts(&self, schema: &Schema) -> Vec<Vec<u64>> {
+        let mut counts = Vec::new();
+        for (column, spec) in schema.categorical.iter().enumerate().take(self.categorical_columns) {
+            let Some(shape) = spec.top_k_shape() else { continue };
+            let mut column_counts = vec![0u64; shape.buckets as usize];
+            for row in 0..self.rows() {
+                if let Some(count) = column_counts.get_mut(self.categories[row * self.categorical_columns + column]) {
+                    *count += 1;
+                }
+            }
+            counts.push(column_counts);
+        }
+        counts
+    }
+
+    /// The model inputs of a schema without `top_k` columns, numeric columns standardised with
+    /// `stats`.
     pub fn to_dataset(&self, schema: &Schema, stats: &[ColumnStats]) -> Result<Dataset> {
+        self.to_dataset_with(schema, stats, &[])
+    }
+
+    /// The model inputs, numeric columns standardised with `stats`, each `top_k` column's
+    /// buckets mapped to slots by `top_k` (per `top_k` column, the chosen buckets in slot order).
+    pub fn to_dataset_with(&self, schema: &Schema, stats: &[ColumnStats], top_k: &[Vec<u32>]) -> Result<Dataset> {
         anyhow::ensure!(
             stats.len() == self.numeric_columns,
             "{} statistics for {} numeric columns",
             stats.len(),
             self.numeric_columns
         );
+        let shapes = schema.top_k_shapes();
+        anyhow::ensure!(
+            top_k.len() == shapes.len(),
+            "chosen buckets for {} top_k columns, the schema has {}",
+            top_k.len(),
+            shapes.len()
+        );
+        let mut slot_tables = Vec::with_capacity(shapes.len());
+        for ((shape, chosen), column) in
+            shapes.iter().zip(top_k).zip(schema.categorical.iter().filter(|c| c.top_k.is_some()))
+        {
+            slot_tables.push(
+                crate::top_k::slot_table(*shape, chosen).with_context(|| format!("top_k column {:?}", column.name))?,
+            );
+        }
         let width = schema.width();
         let mut features = Vec::with_capacity(self.rows() * width);
         for row in 0..self.rows() {
@@ -214,10 +256,16 @@ impl Table {
                 numeric.iter().zip(stats).map(|(v, s)| v.map_or(0.0, |v| ((f64::from(v) - s.mean) / s.std) as f32)),
             );
             let categories = &self.categories[row * self.categorical_columns..(row + 1) * self.categorical_columns];
+            let mut tables = slot_tables.iter();
             for (column, &index) in schema.categorical.iter().zip(categories) {
                 let start = features.len();
-                features.resize(start + column.vocabulary.len() + 1, 0.0);
-                features[start + index] = 1.0;
+                features.resize(start + column.slots() + 1, 0.0);
+                let slot = match column.top_k {
+                    // A bucket outside the table cannot come from `parse_record`; "other" if it did.
+                    Some(k) => tables.next().and_then(|t| t.get(index)).map_or(k as usize, |&s| s as usize),
+                    None => index.min(column.vocabulary.len()),
+                };
+                features[start + slot] = 1.0;
             }
         }
         Ok(Dataset::new(features, self.labels.clone(), width)?)

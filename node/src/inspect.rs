@@ -40,6 +40,13 @@ pub fn describe(model: &ModelFile) -> String {
             model.feature_scaling.len()
         );
     }
+    if !model.category_buckets.is_empty() {
+        let _ = writeln!(
+            out,
+            "top_k:      {} categorical columns one-hot over the federation's most frequent buckets",
+            model.category_buckets.len()
+        );
+    }
     for (name, value) in &model.metrics {
         let _ = writeln!(out, "{name:<11} {value}", name = format!("{name}:"));
     }

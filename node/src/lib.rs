@@ -3,7 +3,7 @@
 //! The `fedcare` program: the aggregator ([`aggregator`], [`checkpoint`]) and hospital
 //! ([`hospital`], [`trainer`]) roles, threshold encryption ([`crypto`], self-checked by
 //! [`bench_crypto`]), mTLS ([`tls`]), configuration ([`config`]), data ([`schema`], [`ingest`],
-//! [`synth`], [`data`]), what a hospital contributes each round ([`contribution`]), chunked
+//! [`synth`], [`data`], [`top_k`]), what a hospital contributes each round ([`contribution`]), chunked
 //! transfers ([`transfer`]), [`simulate`], [`predict`], [`report`], [`inspect`] and the command line.
 
 pub mod aggregator;
@@ -22,5 +22,6 @@ pub mod schema;
 pub mod simulate;
 pub mod synth;
 pub mod tls;
+pub mod top_k;
 pub mod trainer;
 pub mod transfer;

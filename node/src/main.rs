@@ -36,6 +36,10 @@ enum Command {
         /// the built-in synthetic cohort; --hospitals is then the number of files.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// The schema of the --data files: diabetes130 (the default), diabetes130-all or a schema
+        /// TOML path.
+        #[arg(long)]
+        schema: Option<String>,
         /// Hidden layer widths, comma-separated (empty: logistic regression).
         #[arg(long, default_value = "32,16", value_delimiter = ',')]
         hidden: Vec<u32>,
@@ -182,7 +186,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Simulate { hospitals, rounds, rows, hidden, epochs, rule, seed, out, data, trainer } => {
+        Command::Simulate { hospitals, rounds, rows, hidden, epochs, rule, seed, out, data, schema, trainer } => {
             let options = simulate::SimulateOptions {
                 trainer,
                 hospitals,
@@ -194,6 +198,7 @@ fn run(command: Command) -> Result<()> {
                 seed,
                 out: out.clone(),
                 data,
+                schema: schema.as_deref().map(config::load_schema).transpose()?,
                 ..simulate::SimulateOptions::default()
             };
             println!(

@@ -1,5 +1,6 @@
 //! `fedcare predict`: scores a CSV with a trained model, standardising the numeric inputs with
-//! the federated statistics stored in the model file.
+//! the federated statistics stored in the model file and mapping `top_k` columns' values to
+//! slots through the buckets stored there (the same hash as in training, so the same slots).
 //!
 //! Output CSV: `line,group,probability` — the input file's line, the row's group (patient) id and
 //! the predicted probability of the positive label. Bad rows are reported like training data's.
@@ -38,9 +39,17 @@ pub fn predict_file(
         model.feature_scaling.len(),
         schema.numeric.len()
     );
+    let shapes = schema.top_k_shapes();
+    ensure!(
+        model.category_buckets.len() == shapes.len(),
+        "the model stores buckets for {} top_k columns, the schema has {}",
+        model.category_buckets.len(),
+        shapes.len()
+    );
     let (table, report) = read_csv(data, schema, bad_rows)?;
     let stats: Vec<ColumnStats> = model.feature_scaling.iter().map(|&(mean, std)| ColumnStats { mean, std }).collect();
-    let dataset = table.to_dataset(schema, &stats)?;
+    let dataset =
+        table.to_dataset_with(schema, &stats, &model.category_buckets).context("the model's top_k buckets")?;
     let logits = Network::new(&model.spec).predict(&model.params, dataset.features())?;
     let mut writer = csv::Writer::from_path(out).with_context(|| format!("cannot write {}", out.display()))?;
     writer.write_record(["line", "group", "probability"])?;

@@ -1,14 +1,44 @@
 //! Feature schemas: which CSV columns are numeric, which are categorical (with their
-//! vocabularies), which is the label and which groups rows (a patient id, for splitting), and
-//! the built-in schema of the UCI "Diabetes 130-US hospitals 1999–2008" file (DESIGN §6).
+//! vocabularies, or `top_k`), which is the label and which groups rows (a patient id, for
+//! splitting), and the built-in schema of the UCI "Diabetes 130-US hospitals 1999–2008" file
+//! (DESIGN §6).
+//!
+//! A schema TOML file (`schema = "path.toml"` in both roles' configurations):
+//! ```toml
+//! id = "icu/v1"                                  # recorded in model files
+//! label = { column = "died", positive = ["yes"] } # every other value is negative
+//! group = "patient"                              # optional: rows of one group stay on one side of the split
+//! missing = ["?", ""]                            # texts meaning "missing" (this is the default)
+//! drop_if = [["disposition", "11", "13"]]        # optional: drop (and count) rows with these values
+//! exact_header = ["patient", "age", ...]         # optional: the header must be exactly this
+//! [[numeric]]
+//! name = "age"
+//! transform = "number"                           # or "age_band" ("[70-80)" -> 75)
+//! [[categorical]]
+//! name = "sex"
+//! vocabulary = ["F", "M"]                        # one-hot over these, plus "other or missing"
+//! transform = "number"                           # or "icd9_group" (a code -> its chapter group)
+//! [[categorical]]
+//! name = "ward"
+//! top_k = 8                                      # instead of a vocabulary: the 8 most frequent values
+//! buckets = 1024                                 # optional (default 1024): hash buckets, top_k <= buckets
+//! ```
+//! A categorical column has either a non-empty `vocabulary` or `top_k` ≥ 1, never both; `buckets`
+//! goes only with `top_k`. A `top_k` column's values are hashed into buckets
+//! ([`crate::top_k::bucket_of`]) and its `top_k` slots are the federation's most frequent buckets,
+//! chosen through the secure sum in the setup session (see [`crate::top_k`]); its width is
+//! `top_k + 1` whatever the data.
 //!
 //! A schema turns a CSV record into raw values ([`Schema::parse_record`]): numeric values (or
-//! missing), one category index per categorical column (its vocabulary, then one "other or
-//! missing" slot), the label and the group. Standardising the numeric values needs the
-//! federation's statistics and happens later ([`crate::ingest`]).
+//! missing), one category index per categorical column (a vocabulary column's index, then one
+//! "other or missing" slot; a `top_k` column's bucket, or `buckets` when missing), the label and
+//! the group. Standardising the numeric values and mapping buckets to slots need the
+//! federation's statistics and happen later ([`crate::ingest`]).
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
+
+use crate::top_k::TopKShape;
 
 /// How a column's text becomes a value.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -37,14 +67,63 @@ fn number() -> Transform {
     Transform::Number
 }
 
-/// A categorical column: one-hot over its vocabulary plus an "other or missing" slot.
+impl CategoricalColumn {
+    /// A column with a vocabulary.
+    pub fn with_vocabulary(name: impl Into<String>, vocabulary: Vec<String>, transform: Transform) -> Self {
+        Self { name: name.into(), vocabulary, top_k: None, buckets: None, transform }
+    }
+
+    /// The shape of a `top_k` column (`None` for a vocabulary column).
+    pub fn top_k_shape(&self) -> Option<TopKShape> {
+        self.top_k.map(|k| TopKShape { buckets: self.buckets.unwrap_or(crate::top_k::DEFAULT_BUCKETS), k })
+    }
+
+    /// One-hot slots before the "other or missing" one.
+    pub fn slots(&self) -> usize {
+        self.top_k.map_or(self.vocabulary.len(), |k| k as usize)
+    }
+
+    /// Refuses a column with both or neither of `vocabulary` and `top_k`, a bad `top_k` shape,
+    /// or `buckets` without `top_k`.
+    pub fn validate(&self) -> Result<()> {
+        match self.top_k_shape() {
+            Some(shape) => {
+                ensure!(
+                    self.vocabulary.is_empty(),
+                    "categorical column {:?} has both a vocabulary and top_k: give one",
+                    self.name
+                );
+                shape.validate(&self.name)
+            }
+            None => {
+                ensure!(self.buckets.is_none(), "categorical column {:?}: buckets goes only with top_k", self.name);
+                ensure!(
+                    !self.vocabulary.is_empty(),
+                    "categorical column {:?} has an empty vocabulary (give a vocabulary or top_k)",
+                    self.name
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A categorical column: one-hot over its vocabulary (or its `top_k` most frequent buckets)
+/// plus an "other or missing" slot.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CategoricalColumn {
     /// Header name.
     pub name: String,
-    /// The known values, in one-hot order.
+    /// The known values, in one-hot order (empty for a `top_k` column).
+    #[serde(default)]
     pub vocabulary: Vec<String>,
+    /// Instead of a vocabulary: one-hot over the federation's `top_k` most frequent buckets.
+    #[serde(default)]
+    pub top_k: Option<u32>,
+    /// Hash buckets of a `top_k` column (default [`crate::top_k::DEFAULT_BUCKETS`]).
+    #[serde(default)]
+    pub buckets: Option<u32>,
     /// `icd9_group` maps codes to their chapter group before the lookup.
     #[serde(default = "number")]
     pub transform: Transform,
@@ -213,11 +292,8 @@ impl Schema {
             .map(|&i| NumericColumn { name: h(i), transform: Transform::Number })
             .chain(core::iter::once(NumericColumn { name: h(4), transform: Transform::AgeBand }))
             .collect();
-        let categorical_plain = |i: usize, vocabulary: Vec<String>| CategoricalColumn {
-            name: h(i),
-            vocabulary,
-            transform: Transform::Number,
-        };
+        let categorical_plain =
+            |i: usize, vocabulary: Vec<String>| CategoricalColumn::with_vocabulary(h(i), vocabulary, Transform::Number);
         let mut categorical = vec![
             categorical_plain(2, words(&["Caucasian", "AfricanAmerican", "Hispanic", "Asian", "Other"])),
             categorical_plain(3, words(&["Female", "Male"])),
@@ -243,11 +319,7 @@ impl Schema {
             categorical_plain(23, words(&["None", "Norm", ">7", ">8"])),
         ];
         for i in [18, 19, 20] {
-            categorical.push(CategoricalColumn {
-                name: h(i),
-                vocabulary: words(&ICD9_GROUPS),
-                transform: Transform::Icd9Group,
-            });
+            categorical.push(CategoricalColumn::with_vocabulary(h(i), words(&ICD9_GROUPS), Transform::Icd9Group));
         }
         for i in DIABETES130_MEDICATIONS {
             categorical.push(categorical_plain(i, words(&["No", "Steady", "Up", "Down"])));
@@ -278,21 +350,29 @@ impl Schema {
         let schema: Self = toml::from_str(text).context("invalid schema")?;
         ensure!(!schema.numeric.is_empty() || !schema.categorical.is_empty(), "the schema names no feature column");
         for column in &schema.categorical {
-            ensure!(!column.vocabulary.is_empty(), "categorical column {:?} has an empty vocabulary", column.name);
+            column.validate()?;
         }
         Ok(schema)
     }
 
-    /// Number of model inputs: one per numeric column, vocabulary + 1 per categorical column.
+    /// Number of model inputs: one per numeric column, slots + 1 per categorical column.
     pub fn width(&self) -> usize {
-        self.numeric.len() + self.categorical.iter().map(|c| c.vocabulary.len() + 1).sum::<usize>()
+        self.numeric.len() + self.categorical.iter().map(|c| c.slots() + 1).sum::<usize>()
+    }
+
+    /// The shapes of the `top_k` columns, in schema order.
+    pub fn top_k_shapes(&self) -> Vec<TopKShape> {
+        self.categorical.iter().filter_map(CategoricalColumn::top_k_shape).collect()
     }
 
     /// The name of every model input, in order.
     pub fn feature_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.numeric.iter().map(|c| c.name.clone()).collect();
         for column in &self.categorical {
-            names.extend(column.vocabulary.iter().map(|v| format!("{}={v}", column.name)));
+            match column.top_k {
+                Some(k) => names.extend((1..=k).map(|i| format!("{}=top{i}", column.name))),
+                None => names.extend(column.vocabulary.iter().map(|v| format!("{}={v}", column.name))),
+            }
             names.push(format!("{}=other", column.name));
         }
         names
@@ -350,9 +430,12 @@ pub struct BoundSchema {
 pub struct ParsedRecord {
     /// Numeric values (`None`: missing).
     pub numeric: Vec<Option<f32>>,
-    /// Category index per categorical column (`vocabulary.len()` = other or missing).
+    /// Category index per categorical column: for a vocabulary column its index
+    /// (`vocabulary.len()` = other or missing), for a `top_k` column its bucket (`buckets` =
+    /// missing).
     pub categories: Vec<usize>,
-    /// How many categorical values were outside their vocabulary (not missing).
+    /// Which categorical values were outside their vocabulary (not missing; always `false` for a
+    /// `top_k` column, whose slots are chosen later).
     pub unknown: Vec<bool>,
     /// 1.0 for positive.
     pub label: f32,
@@ -406,6 +489,15 @@ impl Schema {
                 None
             };
             let value = value.unwrap_or(text);
+            if let Some(shape) = spec.top_k_shape() {
+                unknown.push(false);
+                categories.push(if missing(text) {
+                    shape.buckets as usize
+                } else {
+                    crate::top_k::bucket_of(&spec.name, value, shape.buckets) as usize
+                });
+                continue;
+            }
             let index = spec.vocabulary.iter().position(|v| v == value);
             unknown.push(index.is_none() && !missing(text));
             categories.push(index.unwrap_or(spec.vocabulary.len()));
@@ -471,5 +563,51 @@ mod tests {
         assert_eq!(parsed.numeric, [Some(71.0)]);
         assert_eq!((parsed.categories[0], parsed.unknown[0], parsed.label), (2, true, 1.0));
         assert!(Schema::from_toml("id = 3").is_err());
+    }
+
+    fn with_ward(ward: &str) -> Result<Schema> {
+        Schema::from_toml(&format!(
+            "id = \"icu/v2\"\nlabel = {{ column = \"died\", positive = [\"yes\"] }}\n\
+             [[numeric]]\nname = \"age\"\n[[categorical]]\nname = \"ward\"\n{ward}\n"
+        ))
+    }
+
+    #[test]
+    fn a_top_k_column_has_a_fixed_width_and_parses_to_its_bucket() {
+        let schema = with_ward("top_k = 3\nbuckets = 16").unwrap();
+        assert_eq!(schema.top_k_shapes(), [TopKShape { buckets: 16, k: 3 }]);
+        assert_eq!(schema.width(), 1 + 3 + 1);
+        assert_eq!(schema.feature_names(), ["age", "ward=top1", "ward=top2", "ward=top3", "ward=other"]);
+        let default = with_ward("top_k = 2").unwrap();
+        assert_eq!(default.top_k_shapes(), [TopKShape { buckets: crate::top_k::DEFAULT_BUCKETS, k: 2 }]);
+        let header = csv::StringRecord::from(vec!["age", "ward", "died"]);
+        let bound = schema.bind(&header).unwrap();
+        let parse = |ward: &str| match schema.parse_record(&bound, &csv::StringRecord::from(vec!["50", ward, "no"])) {
+            Ok(RecordOutcome::Keep(parsed)) => (parsed.categories[0], parsed.unknown[0]),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(parse("ICU"), (crate::top_k::bucket_of("ward", "ICU", 16) as usize, false));
+        assert_eq!(parse(" ICU "), parse("ICU"));
+        assert_eq!(parse("?"), (16, false), "missing is bucket `buckets`");
+        assert_eq!(parse(""), (16, false));
+    }
+
+    #[test]
+    fn bad_top_k_columns_are_refused_with_a_clear_error() {
+        for (ward, expected) in [
+            ("top_k = 0", "top_k must be at least 1"),
+            ("top_k = 5\nbuckets = 4", "top_k (5) exceeds its buckets (4)"),
+            ("top_k = 1\nbuckets = 0", "buckets is 0"),
+            ("top_k = 1\nbuckets = 100000", "buckets is 100000"),
+            ("top_k = 2\nvocabulary = [\"a\"]", "both a vocabulary and top_k"),
+            ("vocabulary = [\"a\"]\nbuckets = 8", "buckets goes only with top_k"),
+            ("", "empty vocabulary (give a vocabulary or top_k)"),
+            ("top_k = -1", "invalid schema"),
+            ("top_k = 2\ntop = 3", "invalid schema"),
+        ] {
+            let error = format!("{:#}", with_ward(ward).unwrap_err());
+            assert!(error.contains(expected), "{ward:?}: {error}");
+            assert!(error.contains("ward") || expected == "invalid schema", "{ward:?}: {error}");
+        }
     }
 }

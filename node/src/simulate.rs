@@ -51,6 +51,9 @@ pub struct SimulateOptions {
     pub data: Option<PathBuf>,
     /// Local trainer of every hospital (`cpu`, `gpu` or `auto`).
     pub trainer: String,
+    /// The schema of the `data` files; `None`: the built-in Diabetes-130 schema (death and
+    /// hospice encounters dropped). The synthetic cohort needs the Diabetes-130 schema.
+    pub schema: Option<Schema>,
 }
 
 impl Default for SimulateOptions {
@@ -71,6 +74,7 @@ impl Default for SimulateOptions {
             vanish: None,
             data: None,
             trainer: "cpu".into(),
+            schema: None,
         }
     }
 }
@@ -104,7 +108,11 @@ pub async fn run(options: &SimulateOptions, observer: Option<UpdateObserver>) ->
         }
     };
     ensure!((2..=64).contains(&files.len()), "{} hospital files: a federation needs 2 to 64", files.len());
-    let schema = Schema::diabetes130(true);
+    ensure!(
+        options.schema.is_none() || options.data.is_some(),
+        "the synthetic cohort is in the Diabetes-130 schema: give the files of another schema with data"
+    );
+    let schema = options.schema.clone().unwrap_or_else(|| Schema::diabetes130(true));
     let mut tables = Vec::with_capacity(files.len());
     let mut names = Vec::with_capacity(files.len());
     for (index, path) in files.iter().enumerate() {
@@ -133,6 +141,7 @@ pub async fn run(options: &SimulateOptions, observer: Option<UpdateObserver>) ->
         eval_bins: 1024,
         schema_id: schema.id.clone(),
         numeric_features: schema.numeric.len() as u32,
+        top_k: schema.top_k_shapes(),
         schema: None,
         model: ModelConfig { input_width: schema.width() as u32, hidden: options.hidden.clone() },
         training: TrainingSettings {

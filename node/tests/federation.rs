@@ -110,6 +110,7 @@ async fn start_federation_with(hospitals: &[&str], join_timeout_secs: u64) -> Fe
         eval_bins: 8,
         schema_id: "test".into(),
         numeric_features: 0,
+        top_k: Vec::new(),
         schema: None,
         model: ModelConfig { input_width: 16, hidden: vec![] },
         training: TrainingSettings::default(),
@@ -496,4 +497,165 @@ async fn federated_auroc_is_within_a_hundredth_of_centralized_training() {
         }
     }
     assert!(failures.is_empty(), "federated AUROC more than 0.01 from centralized: {failures:#?}");
+}
+
+/// Wards of the `top_k` test and each hospital's weights for them: every hospital's own top 3
+/// differs from the federation's.
+const WARDS: [&str; 8] = ["icu", "cardio", "neuro", "ortho", "onco", "peds", "geri", "psych"];
+const WARD_WEIGHTS: [[u32; 8]; 3] =
+    [[30, 2, 25, 1, 20, 12, 6, 4], [2, 30, 25, 20, 1, 8, 10, 4], [28, 26, 2, 20, 1, 5, 9, 9]];
+
+/// Writes one hospital's CSV (patient, age, ward, sex, readmitted) with skewed ward frequencies;
+/// returns the ward of every row ("?" when missing).
+fn write_ward_hospital(path: &std::path::Path, hospital: usize, rows: usize) -> Vec<String> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ (hospital as u64 + 1);
+    let mut next = move |n: u32| {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 33) % u64::from(n)) as u32
+    };
+    let weights = WARD_WEIGHTS[hospital];
+    let total: u32 = weights.iter().sum();
+    let mut text = String::from("patient,age,ward,sex,readmitted\n");
+    let mut wards = Vec::new();
+    for row in 0..rows {
+        let ward = if next(25) == 0 {
+            "?".to_string()
+        } else {
+            let mut draw = next(total);
+            let index = weights
+                .iter()
+                .position(|&w| {
+                    if draw < w {
+                        true
+                    } else {
+                        draw -= w;
+                        false
+                    }
+                })
+                .unwrap();
+            WARDS[index].to_string()
+        };
+        let sex = ["F", "M"][next(2) as usize];
+        let risky = ward == "icu" || ward == "onco";
+        let label = if next(10) < if risky { 4 } else { 1 } { "yes" } else { "no" };
+        text += &format!("h{hospital}-p{},{},{ward},{sex},{label}\n", row / 2, 20 + next(70));
+        wards.push(ward);
+    }
+    std::fs::write(path, text).unwrap();
+    wards
+}
+
+/// A federation on a TOML schema with a `top_k` column: the buckets chosen through the secure sum
+/// are exactly the top 3 of the pooled training rows (no single hospital's top 3), every hospital
+/// one-hot encodes with them, the checkpoint and model file keep them, and `fedcare predict`
+/// maps values to the same slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn top_k_buckets_chosen_through_the_secure_sum_are_the_pooled_top_k() {
+    use fedcare_node::ingest::{BadRows, read_csv};
+    use fedcare_node::top_k::bucket_of;
+    let data = tempfile::tempdir().unwrap();
+    let schema_path = data.path().join("wards.toml");
+    std::fs::write(
+        &schema_path,
+        "id = \"wards/v1\"\nlabel = { column = \"readmitted\", positive = [\"yes\"] }\ngroup = \"patient\"\n\
+         [[numeric]]\nname = \"age\"\n\
+         [[categorical]]\nname = \"ward\"\ntop_k = 3\nbuckets = 256\n\
+         [[categorical]]\nname = \"sex\"\nvocabulary = [\"F\", \"M\"]\n",
+    )
+    .unwrap();
+    let schema = fedcare_node::config::load_schema(schema_path.to_str().unwrap()).unwrap();
+    assert_eq!(schema.width(), 1 + 4 + 3);
+    let names = ["hospital-a", "hospital-b", "hospital-c"];
+    let wards: Vec<Vec<String>> = names
+        .iter()
+        .enumerate()
+        .map(|(h, name)| write_ward_hospital(&data.path().join(format!("{name}.csv")), h, 160 + 40 * h))
+        .collect();
+
+    let out = tempfile::tempdir().unwrap();
+    let seen: Arc<Mutex<BTreeMap<String, Vec<Vec<u32>>>>> = Arc::default();
+    let sink = seen.clone();
+    let observer = Arc::new(move |node: &str, update: &LocalUpdate| {
+        sink.lock().unwrap().insert(node.to_string(), update.top_k.clone());
+    });
+    let options = SimulateOptions {
+        rounds: 1,
+        hidden: vec![4],
+        data: Some(data.path().to_path_buf()),
+        schema: Some(schema.clone()),
+        ..options(out.path())
+    };
+    let report = simulate::run(&options, Some(observer)).await.unwrap();
+
+    // The plaintext reference: ward counts over the pooled training rows, summed per bucket.
+    let bucket = |ward: &str| bucket_of("ward", ward, 256);
+    let mut pooled = BTreeMap::<u32, u64>::new();
+    let mut tables = Vec::new();
+    for name in names {
+        let path = data.path().join(format!("{name}.csv"));
+        let (table, _) = read_csv(&path, &schema, BadRows::Reject).unwrap();
+        let (train, _) = table.split_by_group(0.2, fedcare_node::hospital::split_seed(options.seed, name));
+        let mut local = BTreeMap::<u32, u64>::new();
+        let rows = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = rows.lines().collect();
+        for &line in train.lines() {
+            let ward = lines[line as usize - 1].split(',').nth(2).unwrap();
+            if ward != "?" {
+                *pooled.entry(bucket(ward)).or_default() += 1;
+                *local.entry(bucket(ward)).or_default() += 1;
+            }
+        }
+        let mut local: Vec<(u32, u64)> = local.into_iter().collect();
+        local.sort_by_key(|&(b, c)| (core::cmp::Reverse(c), b));
+        tables.push((table, local.iter().take(3).map(|&(b, _)| b).collect::<Vec<u32>>()));
+    }
+    let mut ranked: Vec<(u32, u64)> = pooled.into_iter().collect();
+    ranked.sort_by_key(|&(b, c)| (core::cmp::Reverse(c), b));
+    let expected: Vec<u32> = ranked.iter().take(3).map(|&(b, _)| b).collect();
+    assert_eq!(report.outcome.top_k, core::slice::from_ref(&expected));
+    for (_, local_top) in &tables {
+        assert_ne!(local_top, &expected, "the data should make the federation's top 3 differ from a hospital's");
+    }
+    // Every hospital trained on inputs one-hot over the same buckets.
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    for (node, top_k) in seen.iter() {
+        assert_eq!(top_k, &report.outcome.top_k, "{node}");
+    }
+    // The layout: a ward's slot depends on the ward alone, the same in every hospital.
+    let stats = &report.outcome.feature_stats;
+    for ((table, _), wards) in tables.iter().zip(&wards) {
+        let dataset = table.to_dataset_with(&schema, stats, &report.outcome.top_k).unwrap();
+        for (row, ward) in wards.iter().enumerate() {
+            let slots = &dataset.features()[row * 8 + 1..row * 8 + 5];
+            let slot = if ward == "?" { 3 } else { expected.iter().position(|&b| b == bucket(ward)).unwrap_or(3) };
+            let mut one_hot = [0.0f32; 4];
+            one_hot[slot] = 1.0;
+            assert_eq!(slots, one_hot, "row {row}, ward {ward}");
+        }
+    }
+    // The checkpoint and the model file keep the chosen buckets; predict maps with them.
+    let checkpoint = fedcare_node::checkpoint::Checkpoint::load(out.path()).unwrap().unwrap();
+    assert_eq!(checkpoint.top_k, report.outcome.top_k);
+    let model = fedcare_node::inspect::read_model_file(&out.path().join("model.bin")).unwrap();
+    assert_eq!(model.category_buckets, report.outcome.top_k);
+    let scores = out.path().join("scores.csv");
+    let path = data.path().join("hospital-b.csv");
+    fedcare_node::predict::predict_file(&model, &schema, &path, &scores, BadRows::Reject).unwrap();
+    let dataset = tables[1].0.to_dataset_with(&schema, stats, &report.outcome.top_k).unwrap();
+    let logits = fedcare_core::Network::new(&model.spec).predict(&model.params, dataset.features()).unwrap();
+    let text = std::fs::read_to_string(&scores).unwrap();
+    assert_eq!(text.lines().count(), logits.len() + 1);
+    for (line, logit) in text.lines().skip(1).zip(&logits) {
+        let written: f32 = line.rsplit(',').next().unwrap().parse().unwrap();
+        assert!((written - fedcare_core::loss::sigmoid(*logit)).abs() < 1e-6, "{line} vs {logit}");
+    }
+    // A model whose buckets do not fit the schema is refused, not silently used.
+    let mut wrong = model.clone();
+    wrong.category_buckets = vec![vec![256]];
+    let error = format!(
+        "{:#}",
+        fedcare_node::predict::predict_file(&wrong, &schema, &path, &scores, BadRows::Reject).unwrap_err()
+    );
+    assert!(error.contains("bucket 256"), "{error}");
 }

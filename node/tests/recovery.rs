@@ -155,6 +155,7 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
         eval_bins: 16,
         schema_id: "synthetic/v1".into(),
         numeric_features: 0,
+        top_k: Vec::new(),
         schema: None,
         model: ModelConfig { input_width: 16, hidden: vec![8] },
         training: TrainingSettings::default(),
