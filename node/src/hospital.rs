@@ -474,6 +474,14 @@ impl LocalData {
                 })
             }
             HospitalData::Table { table, schema } => {
+                // A federation configured with a schema names it; the same shapes under another
+                // schema would mean other columns, other categories and other buckets.
+                ensure!(
+                    config.schema_id.is_empty() || config.schema_id == schema.id,
+                    "the federation trains on schema {:?}, this hospital reads its data with {:?}",
+                    config.schema_id,
+                    schema.id
+                );
                 ensure!(
                     schema.numeric.len() == numeric,
                     "the federation standardises {numeric} features, this hospital's schema has {}",
@@ -592,5 +600,30 @@ impl Plan {
             max_values: (config.max_upload_bytes / 8) as usize,
             split_seed: split_seed(t.seed, node),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{BadRows, read_csv};
+
+    #[test]
+    fn a_hospital_refuses_a_federation_on_another_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::synth::write_cohort(dir.path(), 1, 200, 3).unwrap();
+        let schema = Schema::diabetes130(true);
+        let (table, _) = read_csv(&files[0], &schema, BadRows::Reject).unwrap();
+        let data = HospitalData::Table { table, schema: Box::new(schema.clone()) };
+        let config = |schema_id: &str| v1::FederationConfig {
+            schema_id: schema_id.to_owned(),
+            numeric_features: schema.numeric.len() as u32,
+            test_fraction: 0.2,
+            ..v1::FederationConfig::default()
+        };
+        let error = LocalData::new(&data, &config("other-registry/v1"), 1).err().expect("foreign schema").to_string();
+        assert!(error.contains("trains on schema \"other-registry/v1\"") && error.contains(&schema.id), "{error}");
+        LocalData::new(&data, &config(&schema.id), 1).unwrap();
+        LocalData::new(&data, &config(""), 1).unwrap();
     }
 }
