@@ -14,7 +14,7 @@ use fedcare_shaders::{MATMUL_TILE, MAX_LAYERS, NARROW_BELOW, RECORD_HEADER, SPLI
 use crate::device::{AdapterSummary, Gpu};
 use crate::error::{GpuError, Result};
 use crate::kernels::Kernels;
-use crate::workspace::{GpuDataset, Purpose, RunUniform, Workspace, check_u32};
+use crate::workspace::{GpuDataset, Purpose, RunUniform, Workspace, check_spec, check_u32};
 
 /// Rows scored per step by [`GpuTrainer::predict`].
 const SCORING_BATCH: usize = 4096;
@@ -53,10 +53,12 @@ impl GpuTrainer {
         let scopes = [wgpu::ErrorFilter::OutOfMemory, wgpu::ErrorFilter::Validation, wgpu::ErrorFilter::Internal]
             .map(|filter| self.device.push_error_scope(filter));
         let result = work();
+        // Scopes pop innermost first; an out-of-memory error (popped last) is the root cause
+        // of the validation errors that follow it, so it wins.
         let mut captured = None;
         for scope in scopes.into_iter().rev() {
             if let Some(error) = pollster::block_on(scope.pop()) {
-                captured.get_or_insert(error);
+                captured = Some(error);
             }
         }
         match captured {
@@ -87,12 +89,7 @@ impl GpuTrainer {
         config: &TrainConfig,
     ) -> Result<RunUniform> {
         let layers = spec.layers();
-        if layers.len() > MAX_LAYERS {
-            return Err(GpuError::Unsupported(format!(
-                "{} layers; the GPU kernels take at most {MAX_LAYERS}",
-                layers.len()
-            )));
-        }
+        check_spec(spec, &self.device.limits())?;
         let mut bias_ranges = [[0u32; 4]; MAX_LAYERS];
         for (range, layer) in bias_ranges.iter_mut().zip(&layers) {
             *range = [
