@@ -154,16 +154,25 @@ pub fn calibration_bins(probabilities: &[f32], labels: &[f32], bins: usize) -> R
     if bins == 0 {
         return Err(Error::InvalidHyperparameter { name: "bins", value: 0.0 });
     }
+    let rows = probabilities.iter().zip(labels).map(|(&p, &y)| (f64::from(p), 1, u64::from(y == 1.0)));
+    Ok(calibration_of_groups(rows, bins))
+}
+
+/// The calibration table of `bins` equal-width bins from groups of rows that share a predicted
+/// probability: `(probability, rows, positive rows)` each. A group goes to the bin holding its
+/// probability. Empty bins have a mean prediction and observed rate of 0; `bins = 0` gives an
+/// empty table. (Used for rows one by one and for the secure evaluation's histogram bins.)
+pub fn calibration_of_groups(groups: impl IntoIterator<Item = (f64, u64, u64)>, bins: usize) -> Vec<CalibrationBin> {
     let mut sums = alloc::vec![(0u64, 0.0f64, 0u64); bins];
-    for (&p, &y) in probabilities.iter().zip(labels) {
-        let index = ((f64::from(p) * bins as f64) as usize).min(bins - 1);
-        let bin = &mut sums[index];
-        bin.0 += 1;
-        bin.1 += f64::from(p);
-        bin.2 += u64::from(y == 1.0);
+    for (probability, rows, positives) in groups {
+        let Some(bin) = sums.get_mut(((probability * bins as f64) as usize).min(bins.saturating_sub(1))) else {
+            continue;
+        };
+        bin.0 += rows;
+        bin.1 += probability * rows as f64;
+        bin.2 += positives;
     }
-    Ok(sums
-        .into_iter()
+    sums.into_iter()
         .enumerate()
         .map(|(i, (count, predicted, positives))| {
             let per_row = |total: f64| if count == 0 { 0.0 } else { total / count as f64 };
@@ -175,7 +184,7 @@ pub fn calibration_bins(probabilities: &[f32], labels: &[f32], bins: usize) -> R
                 observed_rate: per_row(positives as f64),
             }
         })
-        .collect())
+        .collect()
 }
 
 /// Every metric of one scored data set.

@@ -264,29 +264,9 @@ impl GlobalEvaluation {
     /// have a mean prediction and observed rate of 0. An empty table if `groups` is 0.
     pub fn calibration(&self, groups: usize) -> Vec<CalibrationBin> {
         let bins = self.positives.len();
-        let mut sums = vec![(0u64, 0.0f64, 0u64); groups];
-        for (i, (&p, &n)) in self.positives.iter().zip(&self.negatives).enumerate() {
-            let midpoint = (i as f64 + 0.5) / bins as f64;
-            let Some(group) = sums.get_mut(((midpoint * groups as f64) as usize).min(groups.saturating_sub(1))) else {
-                continue;
-            };
-            group.0 += p + n;
-            group.1 += midpoint * (p + n) as f64;
-            group.2 += p;
-        }
-        sums.into_iter()
-            .enumerate()
-            .map(|(i, (count, predicted, positives))| {
-                let per_row = |total: f64| if count == 0 { 0.0 } else { total / count as f64 };
-                CalibrationBin {
-                    lower: i as f64 / groups as f64,
-                    upper: (i + 1) as f64 / groups as f64,
-                    count,
-                    mean_predicted: per_row(predicted),
-                    observed_rate: per_row(positives as f64),
-                }
-            })
-            .collect()
+        let score_bins = self.positives.iter().zip(&self.negatives).enumerate();
+        let merged = score_bins.map(|(i, (&p, &n))| ((i as f64 + 0.5) / bins as f64, p + n, p));
+        fedcare_core::metrics::calibration_of_groups(merged, groups)
     }
 
     /// The ROC curve, `[false positive rate, true positive rate]` from `[0, 0]` to `[1, 1]`, with

@@ -182,15 +182,7 @@ fn line_plot(
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 16))
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    root.present().with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    finish(&mut chart, &root, path)
 }
 
 fn square_plot(path: &Path, title: &str, (x_label, y_label): (&str, &str), series: &[UnitSeries<'_>]) -> Result<()> {
@@ -213,6 +205,15 @@ fn square_plot(path: &Path, title: &str, (x_label, y_label): (&str, &str), serie
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled())))?;
         }
     }
+    finish(&mut chart, &root, path)
+}
+
+/// Draws the legend in the lower right and writes the PNG.
+fn finish<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+    root: &DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>,
+    path: &Path,
+) -> Result<()> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
