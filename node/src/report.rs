@@ -106,37 +106,47 @@ pub fn write_report(records: &[RoundRecord], out: &Path) -> Result<Vec<PathBuf>>
         records.iter().filter_map(|r| Some((f64::from(r.round), r.train_loss?))).collect();
     let rounds = records.iter().map(done).fold(1.0, f64::max);
 
-    line_plot(
+    let (blue, red, grey) = (BLUE.to_rgba(), RED.to_rgba(), BLACK.mix(0.4).to_rgba());
+    plot(
         &paths[0],
         "Held-out AUROC and AUPRC (secure evaluation)",
         ("training rounds completed", "AUROC / AUPRC"),
         (0.0..rounds, 0.0..1.0),
-        &[("AUROC", &auroc, BLUE), ("AUPRC", &auprc, RED)],
+        XAxis::Rounds,
+        &[("AUROC", &auroc, blue, 3), ("AUPRC", &auprc, red, 3)],
     )?;
     let top = test_loss.iter().chain(&train_loss).map(|p| p.1).fold(0.0, f64::max).max(1e-3) * 1.1;
-    line_plot(
+    plot(
         &paths[1],
         "Loss per round",
         ("training rounds completed", "loss"),
         (0.0..rounds, 0.0..top),
-        &[("held-out log loss", &test_loss, BLUE), ("mean local training loss (class-weighted)", &train_loss, RED)],
+        XAxis::Rounds,
+        &[
+            ("held-out log loss", &test_loss, blue, 3),
+            ("mean local training loss (class-weighted)", &train_loss, red, 3),
+        ],
     )?;
     let roc: Vec<(f64, f64)> = last.roc.iter().map(|p| (p[0], p[1])).collect();
     let diagonal = [(0.0, 0.0), (1.0, 1.0)];
     let auc = last.auroc.map_or("-".into(), |a| format!("{a:.3}"));
-    square_plot(
+    plot(
         &paths[2],
         &format!("ROC curve after {} rounds (AUROC {auc})", done(last)),
         ("false positive rate", "true positive rate"),
-        &[("model", &roc, BLUE.to_rgba(), false), ("chance", &diagonal, BLACK.mix(0.4).to_rgba(), false)],
+        (0.0..1.0, 0.0..1.0),
+        XAxis::Unit,
+        &[("model", &roc, blue, 0), ("chance", &diagonal, grey, 0)],
     )?;
     let calibration: Vec<(f64, f64)> =
         last.calibration.iter().filter(|b| b.count > 0).map(|b| (b.mean_predicted, b.observed_rate)).collect();
-    square_plot(
+    plot(
         &paths[3],
         &format!("Calibration after {} rounds", done(last)),
         ("mean predicted probability", "observed rate"),
-        &[("model", &calibration, BLUE.to_rgba(), true), ("perfect", &diagonal, BLACK.mix(0.4).to_rgba(), false)],
+        (0.0..1.0, 0.0..1.0),
+        XAxis::Unit,
+        &[("model", &calibration, blue, 5), ("perfect", &diagonal, grey, 0)],
     )?;
     let summary = out.join("summary.md");
     std::fs::write(&summary, summary_text(records, last))
@@ -146,19 +156,28 @@ pub fn write_report(records: &[RoundRecord], out: &Path) -> Result<Vec<PathBuf>>
     Ok(written)
 }
 
-/// A named line: its points and colour.
-type Series<'a, C> = (&'a str, &'a [(f64, f64)], C);
-/// A named line on the unit square: its points, colour and whether to mark the points.
-type UnitSeries<'a> = (&'a str, &'a [(f64, f64)], RGBAColor, bool);
+/// A named line: its points, colour and the radius of its point markers (0: none).
+type Line<'a> = (&'a str, &'a [(f64, f64)], RGBAColor, u32);
 
-fn line_plot(
+/// Which x axis a plot has.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum XAxis {
+    /// Training rounds: whole-number ticks, one per round up to 21.
+    Rounds,
+    /// A probability or rate in [0, 1].
+    Unit,
+}
+
+/// Draws `lines` on one 800×600 chart with a legend in the lower right and writes the PNG.
+fn plot(
     path: &Path,
     title: &str,
     (x_label, y_label): (&str, &str),
     (x, y): (core::ops::Range<f64>, core::ops::Range<f64>),
-    series: &[Series<'_, RGBColor>],
+    x_axis: XAxis,
+    lines: &[Line<'_>],
 ) -> Result<()> {
-    let rounds = x.end;
+    let round_ticks = (x.end as usize + 1).min(21);
     let root = BitMapBackend::new(path, PLOT_SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -167,53 +186,22 @@ fn line_plot(
         .x_label_area_size(50)
         .y_label_area_size(60)
         .build_cartesian_2d(x, y)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
-        .x_labels((rounds as usize + 1).min(21))
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .label_style(("sans-serif", 16))
-        .draw()?;
-    for &(name, points, color) in series {
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    let whole_number = |x: &f64| format!("{x:.0}");
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 16));
+    if x_axis == XAxis::Rounds {
+        mesh.x_labels(round_ticks).x_label_formatter(&whole_number);
     }
-    finish(&mut chart, &root, path)
-}
-
-fn square_plot(path: &Path, title: &str, (x_label, y_label): (&str, &str), series: &[UnitSeries<'_>]) -> Result<()> {
-    let root = BitMapBackend::new(path, PLOT_SIZE).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 26))
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
-    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 16)).draw()?;
-    for (name, points, color, markers) in series {
-        let (color, name) = (*color, *name);
+    mesh.draw()?;
+    for &(name, points, color, marker) in lines {
         chart
             .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        if *markers {
-            chart.draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled())))?;
+        if marker > 0 {
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, marker, color.filled())))?;
         }
     }
-    finish(&mut chart, &root, path)
-}
-
-/// Draws the legend in the lower right and writes the PNG.
-fn finish<'a, CT: CoordTranslate>(
-    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
-    root: &DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>,
-    path: &Path,
-) -> Result<()> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
