@@ -143,103 +143,97 @@ impl GpuTrainer {
         data: &GpuDataset,
         config: &TrainConfig,
     ) -> Result<TrainReport> {
-        let (trained, report) = self.guarded("training", || self.train_unguarded(spec, params, data, config))?;
+        let (trained, report) = self.guarded("training", || {
+            config.validate()?;
+            Self::check_inputs(spec, params, data)?;
+            let rows = data.rows();
+            let batch = config.batch_size.min(rows);
+            let steps_per_epoch = rows.div_ceil(batch);
+            let total_steps = steps_per_epoch * config.epochs as usize;
+            let run = self.run_uniform(spec, data, batch, config)?;
+            let ws = Workspace::new(
+                &self.device,
+                &self.kernels,
+                spec,
+                params,
+                data,
+                run,
+                Purpose::Training { steps: total_steps },
+            )?;
+            if config.prox_mu > 0.0 {
+                self.queue.write_buffer(&ws.state, (2 * params.len() * 4) as u64, bytemuck::cast_slice(params));
+            }
+            let mut order = BatchOrder::new(config.seed, rows);
+            for _ in 0..config.epochs {
+                self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(order.next_epoch()));
+                self.queue.write_buffer(&ws.record, 0, bytemuck::bytes_of(&0u32)); // step within the epoch
+                let mut encoder =
+                    self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("epoch") });
+                {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("epoch"),
+                        timestamp_writes: None,
+                    });
+                    pass.set_bind_group(0, &ws.buffers_group, &[]);
+                    for step in 0..steps_per_epoch {
+                        let step_rows = batch.min(rows - step * batch);
+                        self.record_forward(&mut pass, &ws, step_rows);
+                        self.record_gradients(&mut pass, &ws, step_rows);
+                        self.record_update(&mut pass, &ws);
+                        pass.set_pipeline(&self.kernels.advance);
+                        pass.dispatch_workgroups(1, 1, 1);
+                    }
+                }
+                self.queue.submit([encoder.finish()]);
+            }
+            let [trained, record] = self.read_back([(&ws.params, params.len()), (&ws.record, ws.record_words)])?;
+            let step_losses: &[f32] = bytemuck::cast_slice(&record[RECORD_HEADER..]);
+            let mut report =
+                TrainReport { epoch_losses: Vec::with_capacity(config.epochs as usize), steps: total_steps as u64 };
+            for (epoch, losses) in step_losses.chunks(steps_per_epoch).enumerate() {
+                if let Some(step) = losses.iter().position(|l| !l.is_finite()) {
+                    return Err(CoreError::Diverged { epoch: epoch as u32, step }.into());
+                }
+                let sum: f64 = losses.iter().map(|&l| f64::from(l)).sum();
+                report.epoch_losses.push((sum / rows as f64) as f32);
+            }
+            Ok((bytemuck::cast_slice(&trained).to_vec(), report))
+        })?;
         params.copy_from_slice(&trained);
         Ok(report)
     }
 
-    fn train_unguarded(
-        &self,
-        spec: &ModelSpec,
-        params: &[f32],
-        data: &GpuDataset,
-        config: &TrainConfig,
-    ) -> Result<(Vec<f32>, TrainReport)> {
-        config.validate()?;
-        Self::check_inputs(spec, params, data)?;
-        let rows = data.rows();
-        let batch = config.batch_size.min(rows);
-        let steps_per_epoch = rows.div_ceil(batch);
-        let total_steps = steps_per_epoch * config.epochs as usize;
-        let run = self.run_uniform(spec, data, batch, config)?;
-        let ws = Workspace::new(
-            &self.device,
-            &self.kernels,
-            spec,
-            params,
-            data,
-            run,
-            Purpose::Training { steps: total_steps },
-        )?;
-        if config.prox_mu > 0.0 {
-            self.queue.write_buffer(&ws.state, (2 * params.len() * 4) as u64, bytemuck::cast_slice(params));
-        }
-        let mut order = BatchOrder::new(config.seed, rows);
-        for _ in 0..config.epochs {
-            self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(order.next_epoch()));
-            self.queue.write_buffer(&ws.record, 0, bytemuck::bytes_of(&0u32)); // step within the epoch
+    /// The logit of every row of `data` under `params`.
+    pub fn predict(&self, spec: &ModelSpec, params: &[f32], data: &GpuDataset) -> Result<Vec<f32>> {
+        self.guarded("scoring", || {
+            Self::check_inputs(spec, params, data)?;
+            let rows = data.rows();
+            let batch = SCORING_BATCH.min(rows);
+            let run = self.run_uniform(spec, data, batch, &TrainConfig::default())?;
+            let ws = Workspace::new(&self.device, &self.kernels, spec, params, data, run, Purpose::Scoring)?;
+            let identity: Vec<u32> = (0..check_u32("rows", rows)?).collect();
+            self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(&identity));
             let mut encoder =
-                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("epoch") });
+                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("scoring") });
             {
-                let mut pass = encoder
-                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("epoch"), timestamp_writes: None });
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("scoring"),
+                    timestamp_writes: None,
+                });
                 pass.set_bind_group(0, &ws.buffers_group, &[]);
-                for step in 0..steps_per_epoch {
+                for step in 0..rows.div_ceil(batch) {
                     let step_rows = batch.min(rows - step * batch);
                     self.record_forward(&mut pass, &ws, step_rows);
-                    self.record_gradients(&mut pass, &ws, step_rows);
-                    self.record_update(&mut pass, &ws);
+                    pass.set_pipeline(&self.kernels.collect_logits);
+                    pass.dispatch_workgroups(groups(step_rows, THREADS), 1, 1);
                     pass.set_pipeline(&self.kernels.advance);
                     pass.dispatch_workgroups(1, 1, 1);
                 }
             }
             self.queue.submit([encoder.finish()]);
-        }
-        let [trained, record] = self.read_back([(&ws.params, params.len()), (&ws.record, ws.record_words)])?;
-        let step_losses: &[f32] = bytemuck::cast_slice(&record[RECORD_HEADER..]);
-        let mut report =
-            TrainReport { epoch_losses: Vec::with_capacity(config.epochs as usize), steps: total_steps as u64 };
-        for (epoch, losses) in step_losses.chunks(steps_per_epoch).enumerate() {
-            if let Some(step) = losses.iter().position(|l| !l.is_finite()) {
-                return Err(CoreError::Diverged { epoch: epoch as u32, step }.into());
-            }
-            let sum: f64 = losses.iter().map(|&l| f64::from(l)).sum();
-            report.epoch_losses.push((sum / rows as f64) as f32);
-        }
-        Ok((bytemuck::cast_slice(&trained).to_vec(), report))
-    }
-
-    /// The logit of every row of `data` under `params`.
-    pub fn predict(&self, spec: &ModelSpec, params: &[f32], data: &GpuDataset) -> Result<Vec<f32>> {
-        self.guarded("scoring", || self.predict_unguarded(spec, params, data))
-    }
-
-    fn predict_unguarded(&self, spec: &ModelSpec, params: &[f32], data: &GpuDataset) -> Result<Vec<f32>> {
-        Self::check_inputs(spec, params, data)?;
-        let rows = data.rows();
-        let batch = SCORING_BATCH.min(rows);
-        let run = self.run_uniform(spec, data, batch, &TrainConfig::default())?;
-        let ws = Workspace::new(&self.device, &self.kernels, spec, params, data, run, Purpose::Scoring)?;
-        let identity: Vec<u32> = (0..check_u32("rows", rows)?).collect();
-        self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(&identity));
-        let mut encoder =
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("scoring") });
-        {
-            let mut pass = encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("scoring"), timestamp_writes: None });
-            pass.set_bind_group(0, &ws.buffers_group, &[]);
-            for step in 0..rows.div_ceil(batch) {
-                let step_rows = batch.min(rows - step * batch);
-                self.record_forward(&mut pass, &ws, step_rows);
-                pass.set_pipeline(&self.kernels.collect_logits);
-                pass.dispatch_workgroups(groups(step_rows, THREADS), 1, 1);
-                pass.set_pipeline(&self.kernels.advance);
-                pass.dispatch_workgroups(1, 1, 1);
-            }
-        }
-        self.queue.submit([encoder.finish()]);
-        let [record] = self.read_back([(&ws.record, ws.record_words)])?;
-        Ok(bytemuck::cast_slice::<u32, f32>(&record[RECORD_HEADER..]).to_vec())
+            let [record] = self.read_back([(&ws.record, ws.record_words)])?;
+            Ok(bytemuck::cast_slice::<u32, f32>(&record[RECORD_HEADER..]).to_vec())
+        })
     }
 
     /// The mean loss and its gradient (without penalties) over the dataset rows `batch`, in that
@@ -252,43 +246,37 @@ impl GpuTrainer {
         batch: &[u32],
         pos_weight: f32,
     ) -> Result<(f32, Vec<f32>)> {
-        self.guarded("computing a gradient", || self.gradient_unguarded(spec, params, data, batch, pos_weight))
-    }
-
-    fn gradient_unguarded(
-        &self,
-        spec: &ModelSpec,
-        params: &[f32],
-        data: &GpuDataset,
-        batch: &[u32],
-        pos_weight: f32,
-    ) -> Result<(f32, Vec<f32>)> {
-        Self::check_inputs(spec, params, data)?;
-        if batch.is_empty() || batch.len() > data.rows() || batch.iter().any(|&r| r as usize >= data.rows()) {
-            return Err(GpuError::Unsupported(format!(
-                "a batch of {} rows naming rows of a {}-row dataset",
-                batch.len(),
-                data.rows()
-            )));
-        }
-        let config = TrainConfig { pos_weight, batch_size: batch.len(), ..TrainConfig::default() };
-        config.validate()?;
-        let run = self.run_uniform(spec, data, batch.len(), &config)?;
-        let ws = Workspace::new(&self.device, &self.kernels, spec, params, data, run, Purpose::Training { steps: 1 })?;
-        self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(batch));
-        let mut encoder =
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gradient") });
-        {
-            let mut pass = encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("gradient"), timestamp_writes: None });
-            pass.set_bind_group(0, &ws.buffers_group, &[]);
-            self.record_forward(&mut pass, &ws, batch.len());
-            self.record_gradients(&mut pass, &ws, batch.len());
-        }
-        self.queue.submit([encoder.finish()]);
-        let [grad, record] = self.read_back([(&ws.grad, params.len()), (&ws.record, ws.record_words)])?;
-        let loss_sum = f32::from_bits(record[RECORD_HEADER]);
-        Ok((loss_sum / batch.len() as f32, bytemuck::cast_slice(&grad).to_vec()))
+        self.guarded("computing a gradient", || {
+            Self::check_inputs(spec, params, data)?;
+            if batch.is_empty() || batch.len() > data.rows() || batch.iter().any(|&r| r as usize >= data.rows()) {
+                return Err(GpuError::Unsupported(format!(
+                    "a batch of {} rows naming rows of a {}-row dataset",
+                    batch.len(),
+                    data.rows()
+                )));
+            }
+            let config = TrainConfig { pos_weight, batch_size: batch.len(), ..TrainConfig::default() };
+            config.validate()?;
+            let run = self.run_uniform(spec, data, batch.len(), &config)?;
+            let ws =
+                Workspace::new(&self.device, &self.kernels, spec, params, data, run, Purpose::Training { steps: 1 })?;
+            self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(batch));
+            let mut encoder =
+                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gradient") });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("gradient"),
+                    timestamp_writes: None,
+                });
+                pass.set_bind_group(0, &ws.buffers_group, &[]);
+                self.record_forward(&mut pass, &ws, batch.len());
+                self.record_gradients(&mut pass, &ws, batch.len());
+            }
+            self.queue.submit([encoder.finish()]);
+            let [grad, record] = self.read_back([(&ws.grad, params.len()), (&ws.record, ws.record_words)])?;
+            let loss_sum = f32::from_bits(record[RECORD_HEADER]);
+            Ok((loss_sum / batch.len() as f32, bytemuck::cast_slice(&grad).to_vec()))
+        })
     }
 
     /// Forward pass of one batch of `rows` rows; leaves the last layer bound.
