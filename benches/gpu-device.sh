@@ -3,13 +3,13 @@
 # same GPU, one after the other, so both tables come from one machine and one run.
 #
 # Usage (from the repository root of a copy that carries the release binary):
-#   benches/gpu-device.sh [BINARY]        # default target/release/fedcare-train-bench
+#   benches/gpu-device.sh [BINARY]        # default target/release/fedcare
 # Build the binary first on any x86-64 machine:
-#   cargo build --release -p fedcare-benches --bin fedcare-train-bench
+#   cargo build --release --bin fedcare
 # The GPU machine needs only its driver and the Vulkan loader (libvulkan.so.1). If the loader is
 # missing, put Debian's libvulkan1 .deb into .gl/ beside this repository copy and it is unpacked.
 set -euo pipefail
-binary=${1:-target/release/fedcare-train-bench}
+binary=${1:-target/release/fedcare}
 [ -x "$binary" ] || { echo "no benchmark binary at $binary (build it first, see above)" >&2; exit 2; }
 
 if ! ldconfig -p | grep -q 'libvulkan.so.1' && ls .gl/*.deb >/dev/null 2>&1; then
@@ -27,7 +27,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 
 echo "== fedcare (CPU one thread vs GPU through wgpu)"
-"$binary" --repeats 5
+"$binary" bench-train --repeats 5
 
 peer=""
 for candidate in shared/peers/torch_train_bench.py ../shared/peers/torch_train_bench.py; do

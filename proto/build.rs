@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
         println!("cargo:rerun-if-changed={proto}");
     }
     let descriptors = protox::compile(protos, ["."])?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // `bytes` fields are `bytes::Bytes`: a payload chunk is a slice of a shared buffer, so the
+    // aggregator sends one model to every hospital without copying it per hospital.
+    tonic_prost_build::configure().bytes(".fedcare.v1").compile_fds(descriptors)?;
     Ok(())
 }

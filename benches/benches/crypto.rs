@@ -7,7 +7,7 @@
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fedcare_core::Codec;
-use fedcare_node::crypto::{
+use fedcare_crypto::{
     AggregateBuilder, Ciphertext, CollectivePublicKey, Crs, DecryptionShare, KeyShareCollector, PARAMS_V1, PartyId,
     PartySession, WireMessage,
 };
@@ -52,7 +52,7 @@ fn fixture(values: usize) -> Fixture {
     Fixture { crs, key, words, ciphertexts, sessions, codec }
 }
 
-fn aggregate(f: &Fixture, ciphertexts: &[Ciphertext]) -> fedcare_node::crypto::Aggregate {
+fn aggregate(f: &Fixture, ciphertexts: &[Ciphertext]) -> fedcare_crypto::Aggregate {
     let mut builder = AggregateBuilder::new(PARAMS_V1, &f.key, ciphertexts[0].len());
     for (i, c) in ciphertexts.iter().enumerate() {
         builder.add(id(i), c).unwrap();
@@ -65,7 +65,7 @@ fn crypto(c: &mut Criterion) {
     group.sample_size(10);
     for values in [100_000usize, 1_000_000] {
         let mut f = fixture(values);
-        let wire = f.ciphertexts[0].encode().len();
+        let wire = f.ciphertexts[0].encode().unwrap().len();
         println!("crypto/{values}: ciphertext on the wire {wire} bytes = {:.3} B/value", wire as f64 / values as f64);
         group.throughput(Throughput::Elements(values as u64));
 

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use fedcare_node::simulate::{self, SimulateOptions};
+use fedcare_federation::simulation::{self, SimulateOptions};
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
@@ -24,14 +24,13 @@ fn main() {
         rows: if full { 7_000 } else { 300 },
         hidden: vec![256, 128, 64],
         out: out.path().to_path_buf(),
-        show_progress: false,
         ..SimulateOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let start = Instant::now();
-    let report = runtime.block_on(simulate::run(&options, None)).expect("simulation");
+    let report = runtime.block_on(simulation::run(&options, None, None)).expect("simulation");
     let total = start.elapsed().as_secs_f64();
-    let width = fedcare_node::schema::Schema::diabetes130(true).width();
+    let width = fedcare_data::Schema::diabetes130(true).width();
     let params = fedcare_core::ModelSpec::mlp(width, &[256, 128, 64]).expect("spec").param_count();
     println!(
         "whole-round bench: {} hospitals, MLP {width}-256-128-64-1 ({params} parameters), {cores} cores",
@@ -49,8 +48,13 @@ fn main() {
             100.0 * share
         );
     }
-    let train: Vec<_> =
-        report.outcome.records.iter().zip(&report.crypto_seconds).filter(|(r, _)| r.kind == "train").collect();
+    let train: Vec<_> = report
+        .outcome
+        .records
+        .iter()
+        .zip(&report.crypto_seconds)
+        .filter(|(r, _)| r.kind == fedcare_federation::protocol::SessionKind::Train)
+        .collect();
     let seconds: f64 = train.iter().map(|(r, _)| r.seconds).sum();
     let crypto: f64 = train.iter().map(|(_, c)| *c).sum();
     println!(

@@ -8,16 +8,16 @@
 //! CPU emulation, not a GPU: `fedcare-train-bench` prints the adapter beside the table.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use fedcare_benches::readmission_like_problem;
 use fedcare_core::rng::init_params;
 use fedcare_core::{ModelSpec, OptimizerConfig, TrainConfig, train};
+use fedcare_data::plain::benchmark_problem;
 use fedcare_gpu_trainer::{GpuTrainer, Selection};
 
 const ROWS: usize = 100_000;
 const FEATURES: usize = 64;
 
 fn train_epoch(c: &mut Criterion) {
-    let data = readmission_like_problem(ROWS, FEATURES, 0);
+    let data = benchmark_problem(ROWS, FEATURES, 0);
     let models = [
         ("logreg", ModelSpec::logistic_regression(FEATURES).unwrap()),
         ("mlp-64-64-32-1", ModelSpec::mlp(FEATURES, &[64, 32]).unwrap()),

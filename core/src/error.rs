@@ -52,6 +52,25 @@ pub enum Error {
         /// Bits of the plaintext space.
         plaintext_bits: u32,
     },
+    /// A `top_k` column's slots are 0.
+    #[error("top_k must be at least 1")]
+    TopKZero,
+    /// A `top_k` column's bucket count is out of range.
+    #[error("buckets is {buckets}, it must be 1 to {max}")]
+    TopKBuckets {
+        /// Buckets asked for.
+        buckets: u32,
+        /// The most a column may have.
+        max: u32,
+    },
+    /// A `top_k` column has more slots than buckets.
+    #[error("top_k ({k}) exceeds its buckets ({buckets})")]
+    TopKExceedsBuckets {
+        /// Slots.
+        k: u32,
+        /// Buckets.
+        buckets: u32,
+    },
     /// A sum of more parties than the codec allows (or of none) was to be decoded.
     #[error("cannot decode a sum of {parties} parties (1..={max} allowed)")]
     TooManyParties {
@@ -203,7 +222,7 @@ pub enum Error {
         /// Bytes present.
         got: usize,
     },
-    /// A model file's `top_k` column lists one bucket in two slots.
+    /// A `top_k` column's choice lists one bucket in two slots.
     #[error("top_k column {column} lists bucket {bucket} twice")]
     DuplicateBucket {
         /// The column's position among the `top_k` columns.
@@ -211,12 +230,37 @@ pub enum Error {
         /// The repeated bucket.
         bucket: u32,
     },
-    /// The bytes are not a fedcare model file.
-    #[error("not a fedcare model file (bad magic)")]
-    BadMagic,
+    /// A `top_k` column's choice names more buckets than it has slots.
+    #[error("top_k column {column}: {chosen} buckets chosen, top_k is {k}")]
+    TooManyBuckets {
+        /// The column's position among the `top_k` columns.
+        column: usize,
+        /// Buckets chosen.
+        chosen: usize,
+        /// Slots of the column.
+        k: u32,
+    },
+    /// A `top_k` column's choice names a bucket the column does not have.
+    #[error("top_k column {column}: bucket {bucket} chosen, the column has {buckets} buckets")]
+    BucketOutOfRange {
+        /// The column's position among the `top_k` columns.
+        column: usize,
+        /// The bucket chosen.
+        bucket: u32,
+        /// Buckets of the column.
+        buckets: u32,
+    },
+    /// The bytes are not a fedcare file or message of the expected format.
+    #[error("not a fedcare {format} (bad magic)")]
+    BadMagic {
+        /// The format expected ("model file", "checkpoint", …).
+        format: &'static str,
+    },
     /// The file was written in a format version this build cannot read.
-    #[error("model file format version {found} is not supported (this build reads {supported})")]
+    #[error("{format} format version {found} is not supported (this build reads {supported})")]
     UnsupportedVersion {
+        /// The format ("model file", "checkpoint", …).
+        format: &'static str,
         /// Version in the file.
         found: u16,
         /// Version this build reads.

@@ -5,7 +5,10 @@
 //! passes, the loss (binary cross-entropy with logits, `pos_weight`, L2, FedProx), the local
 //! optimizers (SGD with momentum, Adam), the training loop, the evaluation metrics, the
 //! server-side update rules (FedAvg, FedAdam), the fixed-point codec that turns model updates into
-//! integers for homomorphic encryption, and the versioned model file.
+//! integers for homomorphic encryption, the feature statistics and `top_k` column shapes every
+//! party agrees on, the metrics of binned scores the secure evaluation decrypts, the one
+//! versioned, size-capped, checksummed [`envelope`] of every file and binary message, and the
+//! model file.
 //!
 //! Guarantees:
 //! - `#![no_std]` + `alloc`: it runs on edge devices; `std` (on by default) only adds runtime
@@ -25,8 +28,10 @@ extern crate std;
 
 pub mod codec;
 pub mod dataset;
+pub mod envelope;
 pub mod error;
 pub mod fedopt;
+pub mod histogram;
 pub mod loss;
 pub mod metrics;
 pub mod model_file;
@@ -34,17 +39,22 @@ pub mod nn;
 pub mod optim;
 pub mod rng;
 pub mod spec;
+pub mod stats;
+pub mod top_k;
 pub mod train;
 
 pub use codec::{Codec, CodecConfig, Encoded};
 pub use dataset::Dataset;
 pub use error::Error;
 pub use fedopt::{ServerOptimizer, ServerOptimizerConfig, weighted_mean};
+pub use histogram::ScoreHistogram;
 pub use metrics::Evaluation;
 pub use model_file::ModelFile;
 pub use nn::Network;
 pub use optim::{Optimizer, OptimizerConfig};
 pub use spec::{LayerShape, ModelSpec};
+pub use stats::{ColumnStats, Moments};
+pub use top_k::TopKShape;
 pub use train::{TrainConfig, TrainReport, train};
 
 /// Result type of this crate.

@@ -4,7 +4,8 @@
 //! Ranking metrics take any scores (logits or probabilities) and treat tied scores as one
 //! threshold: AUROC counts a tied positive/negative pair as one half (the Mann–Whitney
 //! statistic), AUPRC is average precision with ties grouped (as scikit-learn computes it).
-//! Probability metrics take probabilities in `[0, 1]`. All sums are in `f64`.
+//! Probability metrics take probabilities in `[0, 1]`. All sums are in `f64`. The same metrics
+//! over binned scores (what the secure evaluation decrypts) are in [`crate::histogram`].
 
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
@@ -60,14 +61,20 @@ fn require_both_classes(positives: usize, negatives: usize) -> Result<()> {
 pub fn auroc(scores: &[f32], labels: &[f32]) -> Result<f64> {
     let (positives, negatives) = check_inputs(scores, labels)?;
     require_both_classes(positives, negatives)?;
-    // Walk from the lowest score up: each positive beats the negatives already seen.
+    Ok(auroc_of_groups(tie_groups(scores, labels).into_iter().rev(), positives as u64, negatives as u64))
+}
+
+/// AUROC of tie groups `(positives, negatives)` given from the lowest score up (the Mann–Whitney
+/// statistic: a positive beats the negatives below it and ties those in its group by one half).
+/// Shared by the exact metric and the histogram form ([`crate::histogram`]).
+pub(crate) fn auroc_of_groups(groups: impl Iterator<Item = (u64, u64)>, positives: u64, negatives: u64) -> f64 {
     let mut negatives_below = 0u64;
     let mut twice_wins = 0u128;
-    for (p, n) in tie_groups(scores, labels).into_iter().rev() {
+    for (p, n) in groups {
         twice_wins += u128::from(p) * u128::from(2 * negatives_below + n);
         negatives_below += n;
     }
-    Ok(twice_wins as f64 / (2.0 * positives as f64 * negatives as f64))
+    twice_wins as f64 / (2.0 * positives as f64 * negatives as f64)
 }
 
 /// Area under the precision–recall curve, as average precision: `Σ (R_k − R_{k−1}) · P_k` over
@@ -75,15 +82,21 @@ pub fn auroc(scores: &[f32], labels: &[f32]) -> Result<f64> {
 pub fn auprc(scores: &[f32], labels: &[f32]) -> Result<f64> {
     let (positives, negatives) = check_inputs(scores, labels)?;
     require_both_classes(positives, negatives)?;
+    Ok(average_precision_of_groups(tie_groups(scores, labels).into_iter(), positives as u64))
+}
+
+/// Average precision of tie groups `(positives, negatives)` given from the highest score down.
+/// Shared by the exact metric and the histogram form ([`crate::histogram`]).
+pub(crate) fn average_precision_of_groups(groups: impl Iterator<Item = (u64, u64)>, positives: u64) -> f64 {
     let (mut tp, mut fp, mut area) = (0u64, 0u64, 0.0f64);
-    for (p, n) in tie_groups(scores, labels) {
+    for (p, n) in groups {
         tp += p;
         fp += n;
         if p > 0 {
             area += (p as f64 / positives as f64) * (tp as f64 / (tp + fp) as f64);
         }
     }
-    Ok(area)
+    area
 }
 
 fn check_probabilities(probabilities: &[f32], labels: &[f32]) -> Result<()> {

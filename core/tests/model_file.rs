@@ -12,7 +12,7 @@ fn sample() -> ModelFile {
     let mut file = ModelFile::new(spec, params, "diabetes130/v1").unwrap();
     file.metrics.insert("auroc".into(), 0.683);
     file.metrics.insert("round".into(), 12.0);
-    file.feature_scaling = vec![(71.5, 12.25)];
+    file.feature_scaling = vec![fedcare_core::ColumnStats { mean: 71.5, std: 12.25 }];
     file.category_buckets = vec![vec![17, 3], vec![]];
     file
 }
@@ -32,7 +32,10 @@ fn a_version_2_file_without_top_k_buckets_is_refused() {
     assert_eq!(FORMAT_VERSION, 3);
     let mut bytes = sample().to_bytes().unwrap();
     bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
-    assert_eq!(ModelFile::from_bytes(&bytes), Err(Error::UnsupportedVersion { found: 2, supported: 3 }));
+    assert_eq!(
+        ModelFile::from_bytes(&bytes),
+        Err(Error::UnsupportedVersion { format: "model file", found: 2, supported: 3 })
+    );
 }
 
 #[test]
@@ -70,7 +73,7 @@ fn oversized_wrong_version_corrupt_and_foreign_files_are_refused() {
     version[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     assert_eq!(
         ModelFile::from_bytes(&version),
-        Err(Error::UnsupportedVersion { found: FORMAT_VERSION + 1, supported: FORMAT_VERSION })
+        Err(Error::UnsupportedVersion { format: "model file", found: FORMAT_VERSION + 1, supported: FORMAT_VERSION })
     );
 
     let mut flipped = bytes.clone();
@@ -79,7 +82,7 @@ fn oversized_wrong_version_corrupt_and_foreign_files_are_refused() {
 
     let mut foreign = bytes.clone();
     foreign[0] = b'X';
-    assert_eq!(ModelFile::from_bytes(&foreign), Err(Error::BadMagic));
+    assert_eq!(ModelFile::from_bytes(&foreign), Err(Error::BadMagic { format: "model file" }));
 
     let mut trailing = bytes.clone();
     trailing.push(0);
@@ -107,7 +110,13 @@ proptest! {
     /// Random bytes, and random corruptions of a valid file, never panic.
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = ModelFile::from_bytes(&bytes);
+        // Random bytes almost never start with the magic; whatever they are, the envelope
+        // refuses them before the payload is looked at.
+        let error = ModelFile::from_bytes(&bytes).unwrap_err();
+        prop_assert!(
+            matches!(error, Error::Truncated { .. } | Error::BadMagic { .. }),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -120,6 +129,18 @@ proptest! {
         forged.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         forged.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         forged.extend_from_slice(&payload);
-        let _ = ModelFile::from_bytes(&forged);
+        // The envelope is intact, so a refusal comes from the payload's decoding or validation.
+        if let Err(error) = ModelFile::from_bytes(&forged) {
+            prop_assert!(
+                !matches!(
+                    error,
+                    Error::BadMagic { .. }
+                        | Error::UnsupportedVersion { .. }
+                        | Error::ChecksumMismatch { .. }
+                        | Error::FileTooLarge { .. }
+                ),
+                "{error:?}"
+            );
+        }
     }
 }

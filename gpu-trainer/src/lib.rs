@@ -15,6 +15,7 @@
 pub mod device;
 pub mod error;
 pub mod kernels;
+pub mod testing;
 pub mod trainer;
 pub mod workspace;
 

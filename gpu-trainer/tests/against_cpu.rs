@@ -8,14 +8,15 @@ use fedcare_core::loss::bce_with_logits_batch;
 use fedcare_core::metrics::auroc;
 use fedcare_core::rng::init_params;
 use fedcare_core::{Dataset, ModelSpec, Network, OptimizerConfig, TrainConfig};
-use fedcare_gpu_trainer::{GpuError, GpuTrainer, Selection};
+use fedcare_gpu_trainer::{GpuError, GpuTrainer};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-fn trainer() -> GpuTrainer {
-    let gpu = fedcare_gpu_trainer::device::open(&Selection::from_env())
-        .unwrap_or_else(|e| panic!("these tests need a GPU adapter (lavapipe on CI): {e}"));
-    GpuTrainer::new(gpu).expect("the GPU trainer builds on this adapter")
+/// The GPU trainer on this machine's adapter (lavapipe on CI), or `None` when the test is
+/// skipped (visibly; `FEDCARE_REQUIRE_GPU=1` makes it a failure instead).
+fn trainer(test: &str) -> Option<GpuTrainer> {
+    let gpu = fedcare_gpu_trainer::testing::gpu_or_skip(test)?;
+    Some(GpuTrainer::new(gpu).expect("the GPU trainer builds on this adapter"))
 }
 
 /// Rows with a learnable signal: the label depends on a few features, with noise.
@@ -49,7 +50,7 @@ fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], abs: f32, rel: f32) {
 
 #[test]
 fn forward_logits_match_the_cpu_for_shapes_that_do_not_divide_the_tiles() {
-    let gpu = trainer();
+    let Some(gpu) = trainer("forward_logits_match_the_cpu_for_shapes_that_do_not_divide_the_tiles") else { return };
     // 4099 rows: more than one scoring step (4096) and a 3-row remainder; widths around 64.
     let data = dataset(4099, 67, 1);
     let uploaded = gpu.upload(&data).unwrap();
@@ -64,7 +65,7 @@ fn forward_logits_match_the_cpu_for_shapes_that_do_not_divide_the_tiles() {
 
 #[test]
 fn loss_and_every_layer_gradient_match_the_cpu() {
-    let gpu = trainer();
+    let Some(gpu) = trainer("loss_and_every_layer_gradient_match_the_cpu") else { return };
     let data = dataset(300, 70, 2);
     let uploaded = gpu.upload(&data).unwrap();
     // An odd batch in shuffled order, and one of 300 rows: three splits of the weight-gradient
@@ -92,11 +93,13 @@ fn loss_and_every_layer_gradient_match_the_cpu() {
     }
 }
 
-fn train_both(spec: &ModelSpec, data: &Dataset, config: &TrainConfig) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+type Trained = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+
+/// The same training on the GPU and the CPU: (GPU params, CPU params, GPU losses, CPU losses).
+fn train_both(gpu: &GpuTrainer, spec: &ModelSpec, data: &Dataset, config: &TrainConfig) -> Trained {
     let start = init_params(spec, 3);
     let mut cpu = start.clone();
     let cpu_report = fedcare_core::train(spec, &mut cpu, data, config).unwrap();
-    let gpu = trainer();
     let mut on_gpu = start;
     let gpu_report = gpu.train(spec, &mut on_gpu, &gpu.upload(data).unwrap(), config).unwrap();
     assert_eq!(gpu_report.steps, cpu_report.steps);
@@ -105,20 +108,22 @@ fn train_both(spec: &ModelSpec, data: &Dataset, config: &TrainConfig) -> (Vec<f3
 
 #[test]
 fn optimizer_steps_with_penalties_match_the_cpu() {
+    let Some(gpu) = trainer("optimizer_steps_with_penalties_match_the_cpu") else { return };
     let data = dataset(50, 9, 4);
     let spec = ModelSpec::mlp(9, &[5]).unwrap();
     // Batch 16 over 50 rows: 4 steps per epoch, the last of 2 rows.
     for optimizer in [OptimizerConfig::Sgd { lr: 0.05, momentum: 0.9 }, OptimizerConfig::adam(0.01)] {
         let config =
             TrainConfig { epochs: 2, batch_size: 16, optimizer, pos_weight: 2.0, l2: 0.01, prox_mu: 0.1, seed: 8 };
-        let (gpu, cpu, gpu_losses, cpu_losses) = train_both(&spec, &data, &config);
-        assert_close(&format!("params after {optimizer:?}"), &gpu, &cpu, 1e-5, 1e-4);
+        let (on_gpu, cpu, gpu_losses, cpu_losses) = train_both(&gpu, &spec, &data, &config);
+        assert_close(&format!("params after {optimizer:?}"), &on_gpu, &cpu, 1e-5, 1e-4);
         assert_close("epoch losses", &gpu_losses, &cpu_losses, 1e-6, 1e-5);
     }
 }
 
 #[test]
 fn three_epochs_of_lr_and_mlp_match_the_cpu_trainer() {
+    let Some(gpu) = trainer("three_epochs_of_lr_and_mlp_match_the_cpu_trainer") else { return };
     let data = dataset(1000, 64, 5);
     let test = dataset(500, 64, 6);
     // Batch 64 over 1000 rows leaves a last batch of 40.
@@ -132,20 +137,23 @@ fn three_epochs_of_lr_and_mlp_match_the_cpu_trainer() {
     };
     for hidden in [&[][..], &[32][..]] {
         let spec = ModelSpec::mlp(64, hidden).unwrap();
-        let (gpu, cpu, gpu_losses, cpu_losses) = train_both(&spec, &data, &config);
-        assert_close(&format!("{hidden:?} params"), &gpu, &cpu, 1e-4, 1e-3);
+        let (on_gpu, cpu, gpu_losses, cpu_losses) = train_both(&gpu, &spec, &data, &config);
+        assert_close(&format!("{hidden:?} params"), &on_gpu, &cpu, 1e-4, 1e-3);
         assert_close(&format!("{hidden:?} epoch losses"), &gpu_losses, &cpu_losses, 1e-5, 1e-4);
         let mut network = Network::new(&spec);
-        let gpu_auroc = auroc(&network.predict(&gpu, test.features()).unwrap(), test.labels()).unwrap();
+        let gpu_auroc = auroc(&network.predict(&on_gpu, test.features()).unwrap(), test.labels()).unwrap();
         let cpu_auroc = auroc(&network.predict(&cpu, test.features()).unwrap(), test.labels()).unwrap();
         assert!(cpu_auroc > 0.75, "{hidden:?}: the model should learn something (AUROC {cpu_auroc})");
-        assert_eq!(format!("{gpu_auroc:.3}"), format!("{cpu_auroc:.3}"), "{hidden:?}: AUROC to 3 decimals");
+        assert!(
+            (gpu_auroc - cpu_auroc).abs() < 1e-3,
+            "{hidden:?}: AUROC {gpu_auroc} on the GPU, {cpu_auroc} on the CPU"
+        );
     }
 }
 
 #[test]
 fn bad_inputs_get_the_core_errors() {
-    let gpu = trainer();
+    let Some(gpu) = trainer("bad_inputs_get_the_core_errors") else { return };
     let data = gpu.upload(&dataset(10, 4, 7)).unwrap();
     let spec = ModelSpec::mlp(5, &[]).unwrap();
     let mut params = init_params(&spec, 1);
@@ -166,7 +174,7 @@ fn bad_inputs_get_the_core_errors() {
 
 #[test]
 fn a_diverging_run_is_reported_like_the_cpu_does() {
-    let gpu = trainer();
+    let Some(gpu) = trainer("a_diverging_run_is_reported_like_the_cpu_does") else { return };
     let clean = dataset(40, 3, 8);
     let spec = ModelSpec::mlp(3, &[]).unwrap();
     // A huge (finite) feature blows the weights up within a few steps.

@@ -1,0 +1,133 @@
+//! `fedcare bench-train`: one table of training throughput, CPU (one thread) against the GPU,
+//! on the problem and models of `../shared/peers/torch_train_bench.py` (100k × 64, logistic
+//! regression and MLP 64-64-32-1, Adam, `pos_weight`, shuffled batches of 256 and 1024).
+//!
+//! Each cell: one untimed warm-up epoch, then the median of `--repeats` timed epochs. A timed
+//! epoch is a whole `train` call for one epoch: the shuffle, every step, and reading the
+//! parameters back; the dataset is already on the device, as in the PyTorch peer.
+//!
+//! Build here, copy the release `fedcare` binary and run it on a GPU machine (only the Vulkan
+//! loader and driver are needed there): `fedcare bench-train` (`FEDCARE_ADAPTER`, `WGPU_BACKEND`
+//! pick the adapter). `benches/gpu-device.sh` does that and runs the PyTorch peer beside it.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use fedcare_core::rng::init_params;
+use fedcare_core::{Dataset, ModelSpec, OptimizerConfig, TrainConfig};
+use fedcare_data::plain::benchmark_problem;
+use fedcare_gpu_trainer::{GpuTrainer, Selection};
+
+/// Which trainer a column of the table measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Bench {
+    /// `fedcare-core`'s CPU trainer on one thread.
+    Cpu,
+    /// The GPU trainer on the preferred adapter.
+    Gpu,
+}
+
+/// `fedcare bench-train`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Rows of the synthetic problem.
+    #[arg(long, default_value_t = 100_000)]
+    rows: usize,
+    /// Features per row.
+    #[arg(long, default_value_t = 64)]
+    features: usize,
+    /// Timed epochs per cell (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Batch sizes.
+    #[arg(long, value_delimiter = ',', default_value = "256,1024")]
+    batch_sizes: Vec<usize>,
+    /// Trainers to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,gpu")]
+    trainers: Vec<Bench>,
+}
+
+fn median_seconds(repeats: usize, mut epoch: impl FnMut() -> Result<()>) -> Result<f64> {
+    epoch()?; // warm-up: pipelines, caches, first-use allocations
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        epoch()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn config(data: &Dataset, batch_size: usize) -> TrainConfig {
+    TrainConfig {
+        epochs: 1,
+        batch_size,
+        optimizer: OptimizerConfig::adam(1e-3),
+        pos_weight: data.balanced_pos_weight(),
+        ..TrainConfig::default()
+    }
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    let data = benchmark_problem(args.rows, args.features, 0);
+    let models = [
+        ("logreg", ModelSpec::logistic_regression(args.features)?),
+        ("mlp-64-64-32-1", ModelSpec::mlp(args.features, &[64, 32])?),
+    ];
+    let gpu = if args.trainers.contains(&Bench::Gpu) {
+        let gpu = fedcare_gpu_trainer::device::open(&Selection::from_env())?;
+        println!(
+            "GPU: {} ({}, {:?}, driver {})",
+            gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type, gpu.adapter.driver
+        );
+        Some(GpuTrainer::new(gpu)?)
+    } else {
+        None
+    };
+    let uploaded = gpu.as_ref().map(|g| g.upload(&data)).transpose()?;
+    println!(
+        "problem: {} rows x {} features, Adam, pos_weight, one epoch per timing, median of {} after one warm-up",
+        args.rows, args.features, args.repeats
+    );
+    println!("{:<16} {:>6} {:>8} {:>12} {:>14} {:>10}", "model", "batch", "trainer", "epoch ms", "samples/s", "vs cpu");
+    for (name, spec) in &models {
+        let initial = init_params(spec, 1);
+        for &batch_size in &args.batch_sizes {
+            let config = config(&data, batch_size);
+            let mut cpu_rate = None;
+            for trainer in &args.trainers {
+                let seconds = match (trainer, &gpu, &uploaded) {
+                    (Bench::Cpu, _, _) => median_seconds(args.repeats, || {
+                        let mut params = initial.clone();
+                        fedcare_core::train(spec, &mut params, &data, &config)?;
+                        Ok(())
+                    })?,
+                    (Bench::Gpu, Some(gpu), Some(uploaded)) => median_seconds(args.repeats, || {
+                        let mut params = initial.clone();
+                        gpu.train(spec, &mut params, uploaded, &config)?;
+                        Ok(())
+                    })?,
+                    // Invariant: the GPU was opened above whenever it is asked for.
+                    (Bench::Gpu, _, _) => anyhow::bail!("the GPU trainer is not open"),
+                };
+                let name_of = |trainer: &Bench| match trainer {
+                    Bench::Cpu => "cpu",
+                    Bench::Gpu => "gpu",
+                };
+                let rate = args.rows as f64 / seconds;
+                let ratio = match (trainer, cpu_rate) {
+                    (Bench::Cpu, _) => {
+                        cpu_rate = Some(rate);
+                        String::from("1.00x")
+                    }
+                    (_, Some(cpu)) => format!("{:.2}x", rate / cpu),
+                    _ => String::from("-"),
+                };
+                let trainer = name_of(trainer);
+                println!("{name:<16} {batch_size:>6} {trainer:>8} {:>12.2} {:>14.0} {ratio:>10}", seconds * 1e3, rate);
+            }
+        }
+    }
+    Ok(())
+}

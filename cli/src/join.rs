@@ -1,0 +1,68 @@
+//! `fedcare join`: a hospital node of a real deployment, on its own data file.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use fedcare_data::{BadRows, Schema, read_csv};
+use fedcare_federation::config::{self, HospitalConfig};
+use fedcare_federation::hospital::{Connection, HospitalData, HospitalNode, trainer};
+use fedcare_federation::persistence::write_atomically;
+use fedcare_federation::tls;
+use fedcare_gpu_trainer::Selection;
+
+use crate::simulate::TrainerArg;
+
+/// `fedcare join`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// hospital.toml.
+    #[arg(long)]
+    config: PathBuf,
+    /// The hospital's CSV: in the schema hospital.toml names, or numeric feature columns and a
+    /// 0/1 `label` column without one.
+    #[arg(long)]
+    data: PathBuf,
+    /// Where to write the final model (the aggregator's model.bin: it scores with
+    /// `fedcare predict`).
+    #[arg(long, default_value = "fedcare-model.bin")]
+    out: PathBuf,
+    /// Local trainer; overrides `trainer` in hospital.toml.
+    #[arg(long, value_enum)]
+    trainer: Option<TrainerArg>,
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    tls::install_crypto_provider();
+    let config: HospitalConfig = config::load(&args.config)?;
+    let data = match &config.schema {
+        Some(name) => {
+            let schema = Schema::by_name(name)?;
+            let (table, report) = read_csv(&args.data, &schema, BadRows::from_limit(config.bad_rows_limit))?;
+            eprintln!("read {}", report.summary());
+            HospitalData::Table { table, schema: Box::new(schema) }
+        }
+        None => HospitalData::Ready(fedcare_data::plain::load_csv(&args.data)?),
+    };
+    let connection = Connection::Tls {
+        url: config.aggregator.clone(),
+        tls: tls::client_tls(&config.tls.ca, &config.tls.cert, &config.tls.key, &config.server_name)?,
+    };
+    let choice = args.trainer.map_or(config.trainer, Into::into);
+    let (trainer, why) = trainer::choose(choice, &Selection::from_env()).context("choosing the trainer")?;
+    eprintln!("trainer: {why}");
+    let node = HospitalNode::new(connection, &config.federation_id, data, trainer);
+    let model = crate::runtime()?.block_on(async {
+        tokio::select! {
+            model = node.run() => model.map(Some),
+            () = crate::shutdown_signal() => Ok(None),
+        }
+    })?;
+    match model {
+        Some(model) => {
+            write_atomically(&args.out, &model.bytes)?;
+            println!("federation done: final model written to {}", args.out.display());
+        }
+        None => println!("stopped by a signal; start again to rejoin at the next round"),
+    }
+    Ok(())
+}

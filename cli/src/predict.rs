@@ -1,0 +1,37 @@
+//! `fedcare predict`: scores a CSV with a trained model (the aggregator's `model.bin` or the one
+//! a hospital received: they are the same file).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use fedcare_data::predict::{predict_file, read_model_file};
+use fedcare_data::{BadRows, Schema};
+
+/// `fedcare predict`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The model file.
+    #[arg(long)]
+    model: PathBuf,
+    /// The CSV to score.
+    #[arg(long)]
+    data: PathBuf,
+    /// Where to write the scores (`line,group,probability`; `line` is the row's line in --data,
+    /// the header being line 1, for LF and CRLF files alike).
+    #[arg(long)]
+    out: PathBuf,
+    /// The data's schema: diabetes130, diabetes130-all or a schema TOML path.
+    #[arg(long, default_value = "diabetes130")]
+    schema: String,
+    /// Bad rows skipped (and counted) before the file is refused; 0 refuses at the first.
+    #[arg(long, default_value_t = 100)]
+    bad_rows_limit: usize,
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    let model = read_model_file(&args.model)?;
+    let schema = Schema::by_name(&args.schema)?;
+    let report = predict_file(&model, &schema, &args.data, &args.out, BadRows::from_limit(args.bad_rows_limit))?;
+    println!("scored {} into {}", report.summary(), args.out.display());
+    Ok(())
+}

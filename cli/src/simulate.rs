@@ -1,0 +1,246 @@
+//! `fedcare simulate`: a whole federation on this machine, with a progress bar and one table row
+//! per session.
+
+use core::str::FromStr;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::ValueEnum;
+use fedcare_federation::config::{ServerRule, TrainerChoice};
+use fedcare_federation::protocol::RoundRecord;
+use fedcare_federation::simulation::{self, Progress, SimulateOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Hidden layer widths: `32,16`, or empty (or `none`) for logistic regression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HiddenLayers(pub(crate) Vec<u32>);
+
+impl FromStr for HiddenLayers {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() || text.eq_ignore_ascii_case("none") {
+            return Ok(Self(Vec::new()));
+        }
+        let widths = text
+            .split(',')
+            .map(|part| match part.trim().parse::<u32>() {
+                Ok(0) => Err("a hidden layer is at least 1 wide (got 0); give --hidden '' or --hidden none for \
+                              logistic regression"
+                    .to_owned()),
+                Ok(width) => Ok(width),
+                Err(_) => Err(format!("{part:?} is not a layer width: give widths like 32,16, or '' for none")),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self(widths))
+    }
+}
+
+/// Which trainer every simulated hospital uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TrainerArg {
+    /// The CPU trainer.
+    Cpu,
+    /// The GPU trainer (any adapter, a software one included).
+    Gpu,
+    /// The GPU when a hardware adapter exists, else the CPU.
+    Auto,
+}
+
+impl From<TrainerArg> for TrainerChoice {
+    fn from(arg: TrainerArg) -> Self {
+        match arg {
+            TrainerArg::Cpu => Self::Cpu,
+            TrainerArg::Gpu => Self::Gpu,
+            TrainerArg::Auto => Self::Auto,
+        }
+    }
+}
+
+/// The server's update rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RuleArg {
+    /// FedAvg (server learning rate 1.0).
+    Fedavg,
+    /// FedAvg with a proximal term in local training (μ = 0.01).
+    Fedprox,
+    /// Adam on the server (learning rate 0.2, τ = 0.01).
+    Fedadam,
+}
+
+/// `fedcare simulate`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Hospitals (2 to 64).
+    #[arg(long, default_value_t = 5)]
+    hospitals: usize,
+    /// Training rounds.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Patients of an average hospital in the synthetic cohort (sizes vary around it).
+    #[arg(long, default_value_t = 3000)]
+    rows: usize,
+    /// Use these hospital files (one `*.csv` per hospital, in --schema) instead of the built-in
+    /// synthetic cohort; --hospitals is then the number of files.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The schema of the --data files: diabetes130 (the default), diabetes130-all or a schema
+    /// TOML path.
+    #[arg(long)]
+    schema: Option<String>,
+    /// Hidden layer widths, comma-separated; '' or none: logistic regression.
+    #[arg(long, default_value = "32,16")]
+    hidden: HiddenLayers,
+    /// Local epochs per round.
+    #[arg(long, default_value_t = 1)]
+    epochs: u32,
+    /// Server rule; each has its own defaults (--server-lr overrides the learning rate).
+    #[arg(long, value_enum, default_value_t = RuleArg::Fedavg)]
+    rule: RuleArg,
+    /// The server's learning rate (default: the rule's own, 1.0 for fedavg and fedprox, 0.2 for
+    /// fedadam).
+    #[arg(long)]
+    server_lr: Option<f32>,
+    /// Seed of the cohort, the initial model and the batch orders.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Output directory (metrics.jsonl, model.bin); a previous simulation's files there are
+    /// replaced.
+    #[arg(long, default_value = "fedcare-sim")]
+    out: PathBuf,
+    /// Local trainer of every hospital.
+    #[arg(long, value_enum, default_value_t = TrainerArg::Cpu)]
+    trainer: TrainerArg,
+}
+
+/// The rule with its defaults, and the server learning rate if one is given.
+fn rule(arg: RuleArg, server_lr: Option<f32>) -> ServerRule {
+    let name = match arg {
+        RuleArg::Fedavg => "fedavg",
+        RuleArg::Fedprox => "fedprox",
+        RuleArg::Fedadam => "fedadam",
+    };
+    // Invariant: the three names are ServerRule's own.
+    let mut rule = ServerRule::named(name).expect("a known rule");
+    if let Some(lr) = server_lr {
+        match &mut rule {
+            ServerRule::FedAvg(settings) => settings.lr = lr,
+            ServerRule::FedProx(settings) => settings.lr = lr,
+            ServerRule::FedAdam(settings) => settings.lr = lr,
+        }
+    }
+    rule
+}
+
+/// The table's header line.
+pub(crate) fn table_header() -> String {
+    format!(
+        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
+        "round", "kind", "hospitals", "train loss", "AUROC", "AUPRC", "time s", "up MB", "down MB", "crypto s"
+    )
+}
+
+/// One table row; AUROC and AUPRC are those of the model the session started from, on all
+/// held-out rows.
+pub(crate) fn table_row(record: &RoundRecord, crypto_seconds: f64) -> String {
+    let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+    format!(
+        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8.2} {:>9.2} {:>9.2} {:>9.2}",
+        record.round,
+        if record.attempt > 0 { format!("{}*{}", record.kind, record.attempt) } else { record.kind.to_string() },
+        record.hospitals,
+        opt(record.train_loss, 4),
+        opt(record.auroc, 4),
+        opt(record.auprc, 4),
+        record.seconds,
+        record.bytes_up as f64 / 1e6,
+        record.bytes_down as f64 / 1e6,
+        crypto_seconds
+    )
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    let options = SimulateOptions {
+        hospitals: args.hospitals,
+        rounds: args.rounds,
+        rows: args.rows,
+        hidden: args.hidden.0,
+        epochs: args.epochs,
+        rule: rule(args.rule, args.server_lr),
+        seed: args.seed,
+        out: args.out.clone(),
+        data: args.data,
+        schema: args.schema.as_deref().map(fedcare_data::Schema::by_name).transpose()?,
+        trainer: args.trainer.into(),
+        ..SimulateOptions::default()
+    };
+    println!(
+        "fedcare simulate: {} hospitals, {} rounds, mTLS + threshold encryption on 127.0.0.1",
+        if options.data.is_some() { "one per file,".to_owned() } else { format!("{}", options.hospitals) },
+        options.rounds
+    );
+    // On a terminal, rows appear above a progress bar as sessions end; elsewhere the table is
+    // printed whole at the end.
+    let terminal = std::io::stderr().is_terminal();
+    let bar = ProgressBar::new(u64::from(options.rounds) + 2);
+    if terminal {
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} sessions {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let progress = |event: Progress<'_>| match event {
+        Progress::Trainer(why) => {
+            bar.println(format!("trainer: {why}"));
+            if !terminal {
+                println!("trainer: {why}");
+            }
+            bar.println(table_header());
+        }
+        Progress::Session { record, crypto_seconds } => {
+            bar.println(table_row(record, crypto_seconds));
+            bar.inc(1);
+        }
+    };
+    let report = crate::runtime()?.block_on(simulation::run(&options, None, Some(&progress)))?;
+    bar.finish_and_clear();
+    if !terminal {
+        println!("{}", table_header());
+        for (record, crypto) in report.outcome.records.iter().zip(&report.crypto_seconds) {
+            println!("{}", table_row(record, *crypto));
+        }
+    }
+    println!(
+        "AUROC is that of the model each session started from (the last row: the final model), on every \
+         hospital's held-out rows, from encrypted score histograms."
+    );
+    println!("wrote {} and {}", args.out.join("metrics.jsonl").display(), args.out.join("model.bin").display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_layers_parse_and_zero_widths_say_how_to_get_logistic_regression() {
+        assert_eq!("32,16".parse::<HiddenLayers>().unwrap(), HiddenLayers(vec![32, 16]));
+        assert_eq!(" 8 ".parse::<HiddenLayers>().unwrap(), HiddenLayers(vec![8]));
+        assert_eq!("".parse::<HiddenLayers>().unwrap(), HiddenLayers(Vec::new()));
+        assert_eq!("none".parse::<HiddenLayers>().unwrap(), HiddenLayers(Vec::new()));
+        let error = "0".parse::<HiddenLayers>().unwrap_err();
+        assert!(error.contains("--hidden ''"), "{error}");
+        assert!("32,x".parse::<HiddenLayers>().unwrap_err().contains("\"x\""));
+    }
+
+    #[test]
+    fn each_rule_keeps_its_defaults_unless_a_server_rate_is_given() {
+        assert_eq!(rule(RuleArg::Fedadam, None), ServerRule::named("fedadam").unwrap());
+        let ServerRule::FedAdam(settings) = rule(RuleArg::Fedadam, Some(0.03)) else { panic!("not fedadam") };
+        assert_eq!((settings.lr, settings.tau), (0.03, 1e-2));
+    }
+}

@@ -1,0 +1,49 @@
+//! The command line as a user meets it: logistic regression from `--hidden ''`, clear refusals
+//! of bad arguments, keys that are never overwritten.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn fedcare(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fedcare")).args(args).current_dir(dir).output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn an_empty_hidden_list_simulates_logistic_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = fedcare(
+        &["simulate", "--hospitals", "2", "--rounds", "1", "--rows", "200", "--hidden", "", "--out", "lr"],
+        dir.path(),
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let inspect = fedcare(&["inspect", "lr/model.bin"], dir.path());
+    assert!(inspect.status.success(), "{}", text(&inspect));
+    let description = String::from_utf8_lossy(&inspect.stdout);
+    assert!(description.contains("logistic regression 257-1"), "{description}");
+    assert!(description.contains("parameters: 258"), "{description}");
+    assert!(description.contains("scaling:    9 numeric inputs"), "{description}");
+
+    let zero = fedcare(&["simulate", "--hidden", "0"], dir.path());
+    assert!(!zero.status.success());
+    assert!(text(&zero).contains("--hidden ''"), "{}", text(&zero));
+    let rule = fedcare(&["simulate", "--rule", "fedsgd"], dir.path());
+    assert!(!rule.status.success());
+    let rules = text(&rule);
+    assert!(rules.contains("fedavg") && rules.contains("fedprox") && rules.contains("fedadam"), "{rules}");
+}
+
+#[test]
+fn certs_never_overwrite_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = fedcare(&["certs", "--out", "pki", "--hospitals", "st-marys,general"], dir.path());
+    assert!(first.status.success(), "{}", text(&first));
+    let key = std::fs::read(dir.path().join("pki/ca.key")).unwrap();
+    let again = fedcare(&["certs", "--out", "pki", "--hospitals", "st-marys,general"], dir.path());
+    assert!(!again.status.success());
+    assert!(text(&again).contains("exists already"), "{}", text(&again));
+    assert_eq!(std::fs::read(dir.path().join("pki/ca.key")).unwrap(), key);
+}

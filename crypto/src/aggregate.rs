@@ -1,0 +1,248 @@
+//! The aggregator's side: summing ciphertexts without any key, and combining decryption shares.
+//!
+//! [`AggregateBuilder`] adds the parties' ciphertexts element-wise (wrapping `u64` adds) and
+//! records who contributed what ([`ContributionHash`]). The finished [`Aggregate`] gives the
+//! parties its masks ([`AggregateMasks`], with the contributors and a digest binding them); each
+//! returns a [`DecryptionShare`] made for exactly that digest; [`Aggregate::combine`] subtracts
+//! all of them from the summed bodies and rounds to `Δ`: the exact sum of the plaintext words.
+
+use std::collections::BTreeMap;
+
+use tfhe::core_crypto::algorithms::slice_algorithms::slice_wrapping_add_assign;
+
+use super::CryptoError;
+use super::ciphertext::{Ciphertext, ContributionHash, hash_words};
+use super::keys::{CollectivePublicKey, Crs, PartyId};
+use super::params::ThresholdParams;
+
+/// Sums the ciphertexts of one round. Holds no secret.
+///
+/// Every holder of a key share must contribute: decryption needs all key shares, so an aggregate
+/// missing a key holder's ciphertext could never be decrypted (the round restarts instead).
+#[derive(Debug)]
+pub struct AggregateBuilder {
+    params: ThresholdParams,
+    crs: Crs,
+    key_holders: Vec<PartyId>,
+    len: usize,
+    sum: Vec<u64>,
+    contributors: BTreeMap<PartyId, ContributionHash>,
+}
+
+impl AggregateBuilder {
+    /// An empty sum of `len`-value ciphertexts made under the round's collective `key`.
+    pub fn new(params: ThresholdParams, key: &CollectivePublicKey, len: usize) -> Self {
+        let size = params.ciphertext_words(len);
+        Self {
+            params,
+            crs: key.crs,
+            key_holders: key.parties.clone(),
+            len,
+            sum: vec![0; size],
+            contributors: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one party's ciphertext, refusing another round's, another parameter set's, one of
+    /// the wrong length, one from a party without a key share, or a second one from a party.
+    pub fn add(&mut self, party: PartyId, ciphertext: &Ciphertext) -> Result<ContributionHash, CryptoError> {
+        if ciphertext.params_id != self.params.id {
+            return Err(CryptoError::WrongParams { expected: self.params.id, got: ciphertext.params_id });
+        }
+        if ciphertext.crs != self.crs {
+            return Err(CryptoError::WrongCrs);
+        }
+        if ciphertext.len != self.len || ciphertext.data.len() != self.sum.len() {
+            return Err(CryptoError::LengthMismatch { expected: self.len, got: ciphertext.len });
+        }
+        if !self.key_holders.contains(&party) {
+            return Err(CryptoError::UnknownParty(party));
+        }
+        if self.contributors.contains_key(&party) {
+            return Err(CryptoError::Duplicate(party));
+        }
+        let hash = ciphertext.hash();
+        slice_wrapping_add_assign(&mut self.sum, &ciphertext.data);
+        self.contributors.insert(party, hash);
+        Ok(hash)
+    }
+
+    /// Number of ciphertexts added.
+    pub fn contributors(&self) -> usize {
+        self.contributors.len()
+    }
+
+    /// The key holders that have not contributed yet.
+    pub fn missing(&self) -> impl Iterator<Item = &PartyId> {
+        self.key_holders.iter().filter(|p| !self.contributors.contains_key(*p))
+    }
+
+    /// The finished aggregate; refused while a key holder has not contributed.
+    pub fn finish(self) -> Result<Aggregate, CryptoError> {
+        if let Some(missing) = self.missing().next() {
+            return Err(CryptoError::MissingContribution(missing.clone()));
+        }
+        self.params.noise_budget(self.contributors.len())?;
+        let masks = AggregateMasks::new(
+            self.params.id,
+            self.crs,
+            self.len,
+            self.contributors.into_iter().collect(),
+            self.sum[..self.sum.len() - self.len].to_vec(),
+        );
+        let bodies = self.sum[self.sum.len() - self.len..].to_vec();
+        Ok(Aggregate { params: self.params, masks, bodies })
+    }
+}
+
+/// What the parties see of an aggregate to make their decryption shares: its masks, its
+/// contributors with their hashes, and a digest of all that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateMasks {
+    pub(crate) params_id: u16,
+    pub(crate) crs: Crs,
+    pub(crate) len: usize,
+    pub(crate) contributors: Vec<(PartyId, ContributionHash)>,
+    pub(crate) masks: Vec<u64>,
+    pub(crate) digest: [u8; 32],
+}
+
+impl AggregateMasks {
+    pub(crate) fn new(
+        params_id: u16,
+        crs: Crs,
+        len: usize,
+        contributors: Vec<(PartyId, ContributionHash)>,
+        masks: Vec<u64>,
+    ) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"fedcare/aggregate/v1");
+        hasher.update(&params_id.to_le_bytes());
+        hasher.update(&crs.0.to_le_bytes());
+        hasher.update(&(len as u64).to_le_bytes());
+        hasher.update(&(contributors.len() as u64).to_le_bytes());
+        for (party, hash) in &contributors {
+            hasher.update(&(party.as_str().len() as u64).to_le_bytes());
+            hasher.update(party.as_str().as_bytes());
+            hasher.update(&hash.0);
+        }
+        hash_words(&mut hasher, &masks);
+        Self { params_id, crs, len, contributors, masks, digest: *hasher.finalize().as_bytes() }
+    }
+
+    /// The contributors and their ciphertext hashes, sorted by party.
+    pub fn contributors(&self) -> &[(PartyId, ContributionHash)] {
+        &self.contributors
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the aggregate holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The round's CRS.
+    pub fn crs(&self) -> Crs {
+        self.crs
+    }
+
+    /// The digest every decryption share is bound to.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+}
+
+/// One party's decryption share of one aggregate: `⟨mask, s_i⟩ + smudging` for every value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DecryptionShare {
+    pub(crate) params_id: u16,
+    pub(crate) crs: Crs,
+    pub(crate) party: PartyId,
+    pub(crate) aggregate_digest: [u8; 32],
+    pub(crate) partial: Vec<u64>,
+}
+
+impl core::fmt::Debug for DecryptionShare {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DecryptionShare")
+            .field("party", &self.party)
+            .field("len", &self.partial.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DecryptionShare {
+    /// The party that made it.
+    pub fn party(&self) -> &PartyId {
+        &self.party
+    }
+}
+
+/// The sum of a round's ciphertexts, held by the aggregator (which cannot decrypt it alone).
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    params: ThresholdParams,
+    masks: AggregateMasks,
+    bodies: Vec<u64>,
+}
+
+impl Aggregate {
+    /// What the parties need to make their decryption shares.
+    pub fn masks(&self) -> &AggregateMasks {
+        &self.masks
+    }
+
+    /// Subtracts one decryption share from every contributor and rounds: the exact sum of the
+    /// contributors' plaintext words, modulo `2^plaintext_bits`.
+    ///
+    /// Refuses a missing, duplicate, foreign (another aggregate, round or parameter set) or
+    /// wrongly sized share.
+    pub fn combine(&self, shares: &[DecryptionShare]) -> Result<Vec<u64>, CryptoError> {
+        let mut seen: BTreeMap<&PartyId, &DecryptionShare> = BTreeMap::new();
+        for share in shares {
+            self.check_share(share)?;
+            if seen.insert(&share.party, share).is_some() {
+                return Err(CryptoError::Duplicate(share.party.clone()));
+            }
+        }
+        if let Some((missing, _)) = self.masks.contributors.iter().find(|(p, _)| !seen.contains_key(p)) {
+            return Err(CryptoError::MissingShare(missing.clone()));
+        }
+        Ok(self.decode_phases(seen.into_values()))
+    }
+
+    /// Refuses a share of another parameter set, round or aggregate, from a party that did not
+    /// contribute, or of the wrong size: what [`Self::combine`] checks of every share, for a
+    /// receiver that wants to refuse a bad share as it arrives.
+    pub fn check_share(&self, share: &DecryptionShare) -> Result<(), CryptoError> {
+        if share.params_id != self.params.id {
+            return Err(CryptoError::WrongParams { expected: self.params.id, got: share.params_id });
+        }
+        if share.crs != self.masks.crs {
+            return Err(CryptoError::WrongCrs);
+        }
+        if !self.masks.contributors.iter().any(|(p, _)| p == &share.party) {
+            return Err(CryptoError::UnknownParty(share.party.clone()));
+        }
+        if share.aggregate_digest != self.masks.digest {
+            return Err(CryptoError::ForeignAggregate(share.party.clone()));
+        }
+        if share.partial.len() != self.bodies.len() {
+            return Err(CryptoError::LengthMismatch { expected: self.bodies.len(), got: share.partial.len() });
+        }
+        Ok(())
+    }
+
+    /// `round((body − Σ partial) / Δ)` for every value, over the shares given (unchecked).
+    pub(super) fn decode_phases<'a>(&self, shares: impl Iterator<Item = &'a DecryptionShare>) -> Vec<u64> {
+        let mut phases = self.bodies.clone();
+        for share in shares {
+            phases.iter_mut().zip(&share.partial).for_each(|(x, &d)| *x = x.wrapping_sub(d));
+        }
+        phases.into_iter().map(|x| self.params.delta.round(x)).collect()
+    }
+}

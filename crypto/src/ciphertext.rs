@@ -1,0 +1,120 @@
+//! Packed ciphertexts: one compact ciphertext list holding any number of encrypted values.
+//!
+//! Layout (tfhe's `LweCompactCiphertextList` container): `bins = ⌈len/n⌉` mask polynomials of
+//! `n` coefficients, then `len` bodies. A value costs one body (8 bytes) plus its share of a mask
+//! (8 bytes per value in full bins): 16 bytes on the wire.
+//!
+//! Encryption uses tfhe's NTT-based re-randomization path under the collective public key:
+//! `mask = a ⊛ r + e1`, `body_j = (b ⊛ r)_rev(j) + e2_j + Δ·m_j` with a fresh binary `r`.
+
+use tfhe::core_crypto::commons::generators::NoiseRandomGenerator;
+use tfhe::core_crypto::commons::math::random::Seed;
+use tfhe::core_crypto::prelude::re_randomization::rerand_encrypt_lwe_compact_ciphertext_list_with_compact_public_key;
+use tfhe::core_crypto::prelude::{
+    DefaultRandomGenerator, LweCiphertextCount, LweCompactCiphertextList, LweCompactPublicKeyOwned, LweDimension,
+    PlaintextList, TUniform,
+};
+
+use super::CryptoError;
+use super::keys::{Crs, modulus};
+use super::params::ThresholdParams;
+use super::random::os_random_u128;
+
+/// A commitment to one party's ciphertext: BLAKE3 of its parameters, CRS, length and data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContributionHash(pub [u8; 32]);
+
+/// An encrypted vector of plaintext words.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ciphertext {
+    pub(crate) params_id: u16,
+    pub(crate) crs: Crs,
+    pub(crate) len: usize,
+    /// `bins × n` mask coefficients, then `len` bodies.
+    pub(crate) data: Vec<u64>,
+}
+
+impl core::fmt::Debug for Ciphertext {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ciphertext").field("crs", &self.crs).field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+impl Ciphertext {
+    /// Number of encrypted values.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it encrypts no value (never true for a ciphertext a party made).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The round's CRS it was made under.
+    pub fn crs(&self) -> Crs {
+        self.crs
+    }
+
+    /// The commitment the party keeps and the aggregate lists.
+    pub fn hash(&self) -> ContributionHash {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"fedcare/ciphertext/v1");
+        hasher.update(&self.params_id.to_le_bytes());
+        hasher.update(&self.crs.0.to_le_bytes());
+        hasher.update(&(self.len as u64).to_le_bytes());
+        hash_words(&mut hasher, &self.data);
+        ContributionHash(*hasher.finalize().as_bytes())
+    }
+}
+
+/// Feeds `words` to `hasher` as little-endian bytes (zero-copy on little-endian machines).
+pub(crate) fn hash_words(hasher: &mut blake3::Hasher, words: &[u64]) {
+    if cfg!(target_endian = "little") {
+        hasher.update(bytemuck::cast_slice(words));
+    } else {
+        for w in words {
+            hasher.update(&w.to_le_bytes());
+        }
+    }
+}
+
+/// Encrypts plaintext words (each `< 2^plaintext_bits`) under an expanded collective key.
+pub(crate) fn encrypt(
+    params: &ThresholdParams,
+    crs: Crs,
+    key: &LweCompactPublicKeyOwned<u64>,
+    words: &[u64],
+) -> Result<Ciphertext, CryptoError> {
+    if words.is_empty() {
+        return Err(CryptoError::EmptyPlaintext);
+    }
+    let bits = params.plaintext_bits();
+    let plaintexts: Vec<u64> = words
+        .iter()
+        .enumerate()
+        .map(|(index, &word)| {
+            if word >> bits != 0 {
+                return Err(CryptoError::WordOutOfRange { index, word, bits });
+            }
+            Ok(word << params.delta.0)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut list = LweCompactCiphertextList::new(
+        0u64,
+        LweDimension(params.n()).to_lwe_size(),
+        LweCiphertextCount(words.len()),
+        modulus(),
+    );
+    let mut noise = NoiseRandomGenerator::<DefaultRandomGenerator>::new_from_seed(Seed(os_random_u128()));
+    let distribution = TUniform::<u64>::new(params.noise.0);
+    rerand_encrypt_lwe_compact_ciphertext_list_with_compact_public_key(
+        key,
+        &mut list,
+        &PlaintextList::from_container(plaintexts),
+        distribution,
+        distribution,
+        &mut noise,
+    );
+    Ok(Ciphertext { params_id: params.id, crs, len: words.len(), data: list.into_container() })
+}

@@ -1,0 +1,140 @@
+//! A party's side of one round: its secret key share, its one encryption, its one decryption share.
+//!
+//! [`PartySession`] enforces the rules that keep a party's key and update safe:
+//! - the key share is fresh for the round (drawn in [`PartySession::new`]) and dropped (zeroized)
+//!   as soon as it has made its decryption share: a second share is refused, since two
+//!   decryptions under one key share leak it;
+//! - the party encrypts once, under a collective key of its own round that includes its share;
+//! - it makes a decryption share only for an aggregate of its round that lists its own
+//!   contribution (by hash), whose contributors are exactly the key holders it encrypted for
+//!   (nobody omitted, nobody added), and that has at least `min_parties` contributors.
+
+use tfhe::core_crypto::algorithms::slice_algorithms::slice_binary_semi_reverse_negacyclic_convolution;
+use tfhe::core_crypto::commons::math::random::{RandomGenerator, Seed};
+use tfhe::core_crypto::prelude::{DefaultRandomGenerator, TUniform};
+
+use super::CryptoError;
+use super::aggregate::{AggregateMasks, DecryptionShare};
+use super::ciphertext::{Ciphertext, ContributionHash, encrypt};
+use super::keys::{CollectivePublicKey, Crs, PartyId, PublicKeyShare, SecretKeyShare};
+use super::params::ThresholdParams;
+use super::random::os_random_u128;
+
+/// Adds `⟨mask_j, s⟩` for every value `j` to `out`: per bin, the semi-reversed negacyclic product
+/// of the bin's mask polynomial with the key, whose coefficient `n−1−j` decrypts value `j`.
+pub(super) fn add_mask_products(out: &mut [u64], masks: &[u64], key: &[u64]) {
+    let n = key.len();
+    let mut product = vec![0u64; n];
+    for (mask, values) in masks.chunks_exact(n).zip(out.chunks_mut(n)) {
+        slice_binary_semi_reverse_negacyclic_convolution(&mut product, mask, key);
+        for (j, value) in values.iter_mut().enumerate() {
+            *value = value.wrapping_add(product[n - 1 - j]);
+        }
+    }
+}
+
+/// One party's state for one round. (Fields are visible to the `crypto` tests, which bypass
+/// the checks to show what they protect.)
+#[derive(Debug)]
+pub struct PartySession {
+    params: ThresholdParams,
+    pub(super) id: PartyId,
+    crs: Crs,
+    pub(super) min_parties: usize,
+    pub(super) secret: Option<SecretKeyShare>,
+    /// This party's ciphertext hash and the key holders it was encrypted for.
+    pub(super) contribution: Option<(ContributionHash, Vec<PartyId>)>,
+}
+
+impl PartySession {
+    /// Starts a round: draws a fresh secret key share and returns the public share to publish.
+    ///
+    /// `min_parties` is the fewest contributors an aggregate may have for this party to help
+    /// decrypt it (at least 2: a one-party "aggregate" is that party's own update).
+    pub fn new(
+        params: ThresholdParams,
+        id: PartyId,
+        crs: Crs,
+        min_parties: usize,
+    ) -> Result<(Self, PublicKeyShare), CryptoError> {
+        params.noise_budget(min_parties.max(1))?;
+        let secret = SecretKeyShare::generate(&params);
+        let share = secret.public_share(&params, id.clone(), crs);
+        let session =
+            Self { params, id, crs, min_parties: min_parties.max(2), secret: Some(secret), contribution: None };
+        Ok((session, share))
+    }
+
+    /// This party's id.
+    pub fn id(&self) -> &PartyId {
+        &self.id
+    }
+
+    /// Encrypts this party's plaintext words under the round's collective key (once per round).
+    pub fn encrypt(&mut self, key: &CollectivePublicKey, words: &[u64]) -> Result<Ciphertext, CryptoError> {
+        if key.params_id != self.params.id {
+            return Err(CryptoError::WrongParams { expected: self.params.id, got: key.params_id });
+        }
+        if key.crs != self.crs {
+            return Err(CryptoError::WrongCrs);
+        }
+        if key.body.len() != self.params.n() {
+            return Err(CryptoError::LengthMismatch { expected: self.params.n(), got: key.body.len() });
+        }
+        if !key.parties.contains(&self.id) {
+            return Err(CryptoError::OwnKeyShareMissing);
+        }
+        if self.contribution.is_some() {
+            return Err(CryptoError::AlreadyContributed);
+        }
+        let ciphertext = encrypt(&self.params, self.crs, &key.expand(&self.params), words)?;
+        self.contribution = Some((ciphertext.hash(), key.parties.clone()));
+        Ok(ciphertext)
+    }
+
+    /// This party's decryption share of `aggregate`, made at most once: the key share is
+    /// destroyed afterwards.
+    pub fn decryption_share(&mut self, aggregate: &AggregateMasks) -> Result<DecryptionShare, CryptoError> {
+        if aggregate.params_id != self.params.id {
+            return Err(CryptoError::WrongParams { expected: self.params.id, got: aggregate.params_id });
+        }
+        if aggregate.crs != self.crs {
+            return Err(CryptoError::WrongCrs);
+        }
+        let n = self.params.n();
+        if aggregate.masks.len() != self.params.bins(aggregate.len) * n {
+            return Err(CryptoError::LengthMismatch {
+                expected: self.params.bins(aggregate.len) * n,
+                got: aggregate.masks.len(),
+            });
+        }
+        let contributors = aggregate.contributors.len();
+        if contributors < self.min_parties {
+            return Err(CryptoError::TooFewContributors { contributors, min: self.min_parties });
+        }
+        let (own, key_holders) = self.contribution.as_ref().ok_or(CryptoError::OwnContributionMissing)?;
+        if !aggregate.contributors.iter().any(|(party, hash)| party == &self.id && hash == own) {
+            return Err(CryptoError::OwnContributionMissing);
+        }
+        // Exactly the round's key holders (both lists are sorted): no omission, no stranger.
+        if !aggregate.contributors.iter().map(|(party, _)| party).eq(key_holders.iter()) {
+            return Err(CryptoError::ContributorsMismatch);
+        }
+        let budget = self.params.noise_budget(contributors)?;
+        // Taking the key out makes this the only share it ever makes; it is zeroized on drop.
+        let secret = self.secret.take().ok_or(CryptoError::KeyShareSpent)?;
+
+        let mut partial = vec![0u64; aggregate.len];
+        let mut smudging = RandomGenerator::<DefaultRandomGenerator>::new(Seed(os_random_u128()));
+        smudging.fill_slice_with_random_from_distribution(&mut partial, TUniform::<u64>::new(budget.smudging.0));
+        add_mask_products(&mut partial, &aggregate.masks, secret.coefficients());
+        drop(secret);
+        Ok(DecryptionShare {
+            params_id: self.params.id,
+            crs: self.crs,
+            party: self.id.clone(),
+            aggregate_digest: aggregate.digest,
+            partial,
+        })
+    }
+}

@@ -1,0 +1,437 @@
+//! End-to-end tests of the threshold scheme, with access to crate internals where a test must
+//! bypass a safety check to show what it protects (a missing share gives garbage).
+
+use fedcare_core::{Codec, CodecConfig};
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::wire::HEADER_LEN;
+use super::*;
+
+/// One round among `parties` parties: the sessions, the aggregate and every party's words.
+struct Round {
+    sessions: Vec<PartySession>,
+    aggregate: Aggregate,
+}
+
+fn party(i: usize) -> PartyId {
+    PartyId::new(format!("hospital-{i:02}")).unwrap()
+}
+
+fn run_round(parties: usize, words: &[Vec<u64>]) -> Round {
+    let crs = Crs::random();
+    let mut collector = KeyShareCollector::new(PARAMS_V1, crs);
+    let mut sessions = Vec::new();
+    for i in 0..parties {
+        let (session, share) = PartySession::new(PARAMS_V1, party(i), crs, 2.min(parties)).unwrap();
+        collector.add(share).unwrap();
+        sessions.push(session);
+    }
+    let key = collector.collective_key().unwrap();
+    let mut builder = AggregateBuilder::new(PARAMS_V1, &key, words[0].len());
+    for (session, words) in sessions.iter_mut().zip(words) {
+        let ciphertext = session.encrypt(&key, words).unwrap();
+        builder.add(session.id().clone(), &ciphertext).unwrap();
+    }
+    Round { sessions, aggregate: builder.finish().unwrap() }
+}
+
+fn decrypt(round: &mut Round) -> Vec<u64> {
+    let masks = round.aggregate.masks().clone();
+    let shares: Vec<DecryptionShare> = round.sessions.iter_mut().map(|s| s.decryption_share(&masks).unwrap()).collect();
+    round.aggregate.combine(&shares).unwrap()
+}
+
+/// Each party's random f32 vector (with extreme values mixed in), encoded by the codec.
+fn encoded_updates(parties: usize, len: usize, seed: u64) -> (Codec, Vec<Vec<u64>>) {
+    let codec = Codec::new(CodecConfig { max_parties: parties as u32, ..PARAMS_V1.codec_config() }).unwrap();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let limit = codec.max_value() as f32;
+    let updates = (0..parties)
+        .map(|_| {
+            let values: Vec<f32> = (0..len)
+                .map(|i| match i % 7 {
+                    0 => limit,
+                    1 => -limit,
+                    _ => rng.random_range(-limit..limit),
+                })
+                .collect();
+            codec.encode(&values, 1.0).unwrap().words
+        })
+        .collect();
+    (codec, updates)
+}
+
+fn check_exact_sum(parties: usize, len: usize) {
+    let (codec, updates) = encoded_updates(parties, len, parties as u64);
+    let mut round = run_round(parties, &updates);
+    let words = decrypt(&mut round);
+    let mut expected = vec![0u64; len];
+    for update in &updates {
+        codec.add_assign(&mut expected, update).unwrap();
+    }
+    assert!(words == expected, "{parties} parties, {len} values: decrypted sum differs");
+    let decoded = codec.decode_sum_integers(&words, parties as u32).unwrap();
+    let mut integers = vec![0i64; len];
+    for update in &updates {
+        for (sum, v) in integers.iter_mut().zip(codec.decode_sum_integers(update, 1).unwrap()) {
+            *sum += v;
+        }
+    }
+    assert!(decoded == integers, "decoded integers differ");
+}
+
+#[test]
+fn exact_sums_for_2_and_3_parties() {
+    check_exact_sum(2, 8192 * 2 + 77);
+    check_exact_sum(3, 1000);
+}
+
+#[test]
+fn exact_sums_for_10_parties() {
+    check_exact_sum(10, 8192 + 1);
+}
+
+#[test]
+fn exact_sums_for_64_parties_at_the_extremes() {
+    // Every party at the same extreme: the largest sums the plaintext space must hold.
+    let codec = Codec::new(PARAMS_V1.codec_config()).unwrap();
+    let limit = codec.max_value() as f32;
+    let values: Vec<f32> = (0..300).map(|i| if i % 2 == 0 { limit } else { -limit }).collect();
+    let update = codec.encode(&values, 1.0).unwrap().words;
+    let updates = vec![update; 64];
+    let mut round = run_round(64, &updates);
+    let decoded = codec.decode_sum_integers(&decrypt(&mut round), 64).unwrap();
+    let top = 64 * ((1i64 << 23) - 1);
+    assert!(decoded.iter().enumerate().all(|(i, &v)| v == if i % 2 == 0 { top } else { -top }));
+}
+
+#[test]
+fn combining_without_one_share_gives_garbage() {
+    let parties = 3;
+    let len = 4096;
+    let updates = vec![vec![0u64; len]; parties];
+    let mut round = run_round(parties, &updates);
+    let masks = round.aggregate.masks().clone();
+    let shares: Vec<DecryptionShare> = round.sessions.iter_mut().map(|s| s.decryption_share(&masks).unwrap()).collect();
+    // The API refuses an incomplete set ...
+    assert_eq!(round.aggregate.combine(&shares[..2]), Err(CryptoError::MissingShare(party(2))));
+    // ... and bypassing it shows why: without one share the words are uniformly random, not 0.
+    let words = round.aggregate.decode_phases(shares[..2].iter());
+    let zeros = words.iter().filter(|&&w| w == 0).count();
+    assert!(zeros < 3, "{zeros} of {len} words decrypted to the true value");
+    let top_bit_set = words.iter().filter(|&&w| w >> 29 == 1).count() as f64 / len as f64;
+    assert!((top_bit_set - 0.5).abs() < 0.05, "top bit set in {top_bit_set} of the words");
+}
+
+#[test]
+fn a_party_refuses_foreign_small_or_repeated_decryptions() {
+    let parties = 3;
+    let updates = vec![vec![5u64; 10]; parties];
+    let mut round = run_round(parties, &updates);
+    let masks = round.aggregate.masks().clone();
+
+    // An "aggregate" holding only another party's ciphertext.
+    let single = AggregateMasks::new(
+        masks.params_id,
+        masks.crs,
+        masks.len,
+        masks.contributors[1..2].to_vec(),
+        masks.masks.clone(),
+    );
+    assert_eq!(
+        round.sessions[1].decryption_share(&single),
+        Err(CryptoError::TooFewContributors { contributors: 1, min: 2 })
+    );
+    // An aggregate that omits party 0's contribution.
+    let without_me = AggregateMasks::new(
+        masks.params_id,
+        masks.crs,
+        masks.len,
+        masks.contributors[1..].to_vec(),
+        masks.masks.clone(),
+    );
+    assert_eq!(round.sessions[0].decryption_share(&without_me), Err(CryptoError::OwnContributionMissing));
+    // An aggregate claiming party 0 contributed something else.
+    let mut forged = masks.contributors.clone();
+    forged[0].1 = ContributionHash([7; 32]);
+    let forged = AggregateMasks::new(masks.params_id, masks.crs, masks.len, forged, masks.masks.clone());
+    assert_eq!(round.sessions[0].decryption_share(&forged), Err(CryptoError::OwnContributionMissing));
+    // Another round's aggregate.
+    // An aggregate that omits party 2 (who holds a key share).
+    let partial = AggregateMasks::new(
+        masks.params_id,
+        masks.crs,
+        masks.len,
+        masks.contributors[..2].to_vec(),
+        masks.masks.clone(),
+    );
+    assert_eq!(round.sessions[0].decryption_share(&partial), Err(CryptoError::ContributorsMismatch));
+    let other_round = AggregateMasks::new(
+        masks.params_id,
+        Crs(masks.crs.0 ^ 1),
+        masks.len,
+        masks.contributors.clone(),
+        masks.masks.clone(),
+    );
+    assert_eq!(round.sessions[0].decryption_share(&other_round), Err(CryptoError::WrongCrs));
+
+    // The real one works once, then the key share is spent.
+    let share = round.sessions[0].decryption_share(&masks).unwrap();
+    assert_eq!(round.sessions[0].decryption_share(&masks), Err(CryptoError::KeyShareSpent));
+
+    // The aggregator refuses a share made for another aggregate, and duplicates.
+    let mut foreign = share.clone();
+    foreign.aggregate_digest = [0; 32];
+    let rest: Vec<DecryptionShare> =
+        round.sessions[1..].iter_mut().map(|s| s.decryption_share(&masks).unwrap()).collect();
+    let mut shares = rest.clone();
+    shares.push(foreign);
+    assert_eq!(round.aggregate.combine(&shares), Err(CryptoError::ForeignAggregate(party(0))));
+    let mut shares = rest.clone();
+    shares.push(share.clone());
+    shares.push(share.clone());
+    assert_eq!(round.aggregate.combine(&shares), Err(CryptoError::Duplicate(party(0))));
+    let mut shares = rest;
+    shares.push(share);
+    assert_eq!(round.aggregate.combine(&shares).unwrap(), vec![15u64; 10]);
+}
+
+#[test]
+fn messages_of_another_round_or_parameter_set_are_refused() {
+    let crs = Crs::random();
+    let (mut session, share) = PartySession::new(PARAMS_V1, party(0), crs, 2).unwrap();
+    let mut other_round = KeyShareCollector::new(PARAMS_V1, Crs(crs.0 + 1));
+    assert_eq!(other_round.add(share.clone()), Err(CryptoError::WrongCrs));
+
+    let mut collector = KeyShareCollector::new(PARAMS_V1, crs);
+    collector.add(share.clone()).unwrap();
+    assert_eq!(collector.add(share.clone()), Err(CryptoError::Duplicate(party(0))));
+    let (_, share_b) = PartySession::new(PARAMS_V1, party(1), crs, 2).unwrap();
+    collector.add(share_b).unwrap();
+    let key = collector.collective_key().unwrap();
+
+    let ciphertext = session.encrypt(&key, &[1, 2, 3]).unwrap();
+    assert_eq!(session.encrypt(&key, &[1, 2, 3]).unwrap_err(), CryptoError::AlreadyContributed);
+    let other_key = CollectivePublicKey { crs: Crs(crs.0 + 1), ..key.clone() };
+    let mut builder = AggregateBuilder::new(PARAMS_V1, &other_key, 3);
+    assert_eq!(builder.add(party(0), &ciphertext), Err(CryptoError::WrongCrs));
+    let mut builder = AggregateBuilder::new(PARAMS_V1, &key, 4);
+    assert!(matches!(builder.add(party(0), &ciphertext), Err(CryptoError::LengthMismatch { .. })));
+    let mut builder = AggregateBuilder::new(PARAMS_V1, &key, 3);
+    assert_eq!(builder.add(party(7), &ciphertext), Err(CryptoError::UnknownParty(party(7))));
+    builder.add(party(0), &ciphertext).unwrap();
+    assert_eq!(builder.add(party(0), &ciphertext), Err(CryptoError::Duplicate(party(0))));
+    // Party 1 holds a key share but has not contributed: the aggregate could never decrypt.
+    assert_eq!(builder.finish().unwrap_err(), CryptoError::MissingContribution(party(1)));
+
+    let (mut outsider, _) = PartySession::new(PARAMS_V1, party(9), crs, 2).unwrap();
+    assert_eq!(outsider.encrypt(&key, &[1]).unwrap_err(), CryptoError::OwnKeyShareMissing);
+    let (mut fresh, _) = PartySession::new(PARAMS_V1, party(1), crs, 2).unwrap();
+    assert!(matches!(fresh.encrypt(&key, &[1 << 30]), Err(CryptoError::WordOutOfRange { index: 0, .. })));
+    assert_eq!(fresh.encrypt(&key, &[]).unwrap_err(), CryptoError::EmptyPlaintext);
+
+    // Another parameter set on the wire.
+    let other = ThresholdParams { id: 99, ..PARAMS_V1 };
+    let bytes = share.encode().unwrap();
+    assert_eq!(
+        PublicKeyShare::decode(&bytes, &other, &WireLimits::default()),
+        Err(CryptoError::WrongParams { expected: 99, got: 1 })
+    );
+}
+
+#[test]
+fn every_message_round_trips_and_truncations_and_excess_are_refused() {
+    let parties = 2;
+    let updates = vec![vec![1u64; 9000]; parties];
+    let crs = Crs::random();
+    let mut collector = KeyShareCollector::new(PARAMS_V1, crs);
+    let mut sessions = Vec::new();
+    let mut shares = Vec::new();
+    for i in 0..parties {
+        let (session, share) = PartySession::new(PARAMS_V1, party(i), crs, 2).unwrap();
+        shares.push(share.clone());
+        collector.add(share).unwrap();
+        sessions.push(session);
+    }
+    let key = collector.collective_key().unwrap();
+    let mut builder = AggregateBuilder::new(PARAMS_V1, &key, 9000);
+    let mut ciphertexts = Vec::new();
+    for (s, u) in sessions.iter_mut().zip(&updates) {
+        let c = s.encrypt(&key, u).unwrap();
+        builder.add(s.id().clone(), &c).unwrap();
+        ciphertexts.push(c);
+    }
+    let aggregate = builder.finish().unwrap();
+    let masks = aggregate.masks().clone();
+    let decryption = sessions[0].decryption_share(&masks).unwrap();
+    let limits = WireLimits::default();
+
+    fn check<M: WireMessage + PartialEq + core::fmt::Debug>(message: &M, limits: &WireLimits) {
+        use fedcare_core::Error as EnvelopeError;
+        let bytes = message.encode().unwrap();
+        assert_eq!(&M::decode(&bytes, &PARAMS_V1, limits).unwrap(), message);
+        for cut in [0, 3, HEADER_LEN - 1, HEADER_LEN, HEADER_LEN + 17, bytes.len() / 2, bytes.len() - 1] {
+            let err = M::decode(&bytes[..cut], &PARAMS_V1, limits).unwrap_err();
+            assert!(
+                matches!(err, CryptoError::Envelope(EnvelopeError::Truncated { .. })),
+                "{} cut at {cut}: {err:?}",
+                M::NAME
+            );
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        let err = M::decode(&long, &PARAMS_V1, limits).unwrap_err();
+        assert_eq!(err, CryptoError::Envelope(EnvelopeError::TrailingBytes { count: 1 }));
+        let mut version = bytes.clone();
+        version[8] = 9;
+        let err = M::decode(&version, &PARAMS_V1, limits).unwrap_err();
+        assert!(matches!(err, CryptoError::Envelope(EnvelopeError::UnsupportedVersion { found: 9, .. })), "{err:?}");
+        let mut magic = bytes.clone();
+        magic[0] = b'X';
+        let err = M::decode(&magic, &PARAMS_V1, limits).unwrap_err();
+        assert_eq!(err, CryptoError::Envelope(EnvelopeError::BadMagic { format: "crypto message" }));
+        let mut flipped = bytes.clone();
+        flipped[HEADER_LEN + 1] ^= 4;
+        let err = M::decode(&flipped, &PARAMS_V1, limits).unwrap_err();
+        assert!(matches!(err, CryptoError::Envelope(EnvelopeError::ChecksumMismatch { .. })), "{err:?}");
+        // Another kind behind a valid envelope.
+        let mut payload = wire::FORMAT.open(&bytes, usize::MAX).unwrap().to_vec();
+        payload[2] = if payload[2] == 5 { 1 } else { payload[2] + 1 };
+        let other_kind = wire::FORMAT.seal(&payload).unwrap();
+        assert!(matches!(M::decode(&other_kind, &PARAMS_V1, limits), Err(CryptoError::WrongKind { .. })));
+        // Fields cut short behind a valid envelope.
+        let short = wire::FORMAT.seal(&payload[..payload.len() - 1]).unwrap();
+        let err = M::decode(&short, &PARAMS_V1, limits).unwrap_err();
+        assert!(matches!(err, CryptoError::Truncated { .. } | CryptoError::WrongKind { .. }), "{err:?}");
+    }
+    check(&shares[0], &limits);
+    check(&key, &limits);
+    check(&ciphertexts[0], &limits);
+    check(&masks, &limits);
+    check(&decryption, &limits);
+
+    // A ciphertext claiming more values than the limit is refused before any allocation.
+    let small = WireLimits { max_values: 8999 };
+    assert!(matches!(
+        Ciphertext::decode(&ciphertexts[0].encode().unwrap(), &PARAMS_V1, &small),
+        Err(CryptoError::TooLarge { .. })
+    ));
+    // A value count that lies, behind a valid envelope: refused by the limit, not allocated.
+    let mut payload = wire::FORMAT.open(&ciphertexts[0].encode().unwrap(), usize::MAX).unwrap().to_vec();
+    payload[19..27].copy_from_slice(&(u64::MAX).to_le_bytes());
+    let lying = wire::FORMAT.seal(&payload).unwrap();
+    assert!(matches!(Ciphertext::decode(&lying, &PARAMS_V1, &limits), Err(CryptoError::TooLarge { .. })));
+    // Size on the wire: 16 bytes per value plus one mask's padding and a header.
+    let size = ciphertexts[0].encode().unwrap().len();
+    assert_eq!(size, HEADER_LEN + 16 + 8 + (2 * 8192 + 9000) * 8);
+}
+
+mod slot_mapping {
+    use super::*;
+    use tfhe::core_crypto::prelude::{
+        ContiguousEntityContainer, LweCiphertextCount, LweCompactCiphertextList, LweDimension, LweSecretKey,
+        decrypt_lwe_ciphertext,
+    };
+
+    /// The partial decryption's slot mapping (value j of a bin = coefficient n-1-j of the
+    /// semi-reversed product) agrees exactly with tfhe's own expand-and-decrypt under the
+    /// summed key: the raw phases are equal bit for bit.
+    #[test]
+    fn partial_decryption_agrees_with_tfhe_expand_and_decrypt() {
+        let crs = Crs::random();
+        let mut collector = KeyShareCollector::new(PARAMS_V1, crs);
+        let mut sessions = Vec::new();
+        for i in 0..3 {
+            let (session, share) = PartySession::new(PARAMS_V1, party(i), crs, 2).unwrap();
+            collector.add(share).unwrap();
+            sessions.push(session);
+        }
+        let key = collector.collective_key().unwrap();
+        let len = 8192 + 300;
+        let words: Vec<u64> = (0..len as u64).map(|i| (i * 7919) % (1 << 30)).collect();
+        let ciphertext = sessions[0].encrypt(&key, &words).unwrap();
+        let n = PARAMS_V1.n();
+        let (masks, bodies) = ciphertext.data.split_at(ciphertext.data.len() - len);
+
+        // tfhe: expand the compact list, decrypt each LWE ciphertext under s = Σ s_i.
+        let mut summed_key = vec![0u64; n];
+        for session in &sessions {
+            let secret = session.secret.as_ref().unwrap();
+            summed_key.iter_mut().zip(secret.coefficients()).for_each(|(s, &k)| *s += k);
+        }
+        let summed_key = LweSecretKey::from_container(summed_key);
+        let list = LweCompactCiphertextList::from_container(
+            ciphertext.data.clone(),
+            LweDimension(n).to_lwe_size(),
+            LweCiphertextCount(len),
+            super::super::keys::modulus(),
+        );
+        let tfhe_phases: Vec<u64> = list
+            .expand_into_lwe_ciphertext_list()
+            .iter()
+            .map(|ct| decrypt_lwe_ciphertext(&summed_key, &ct).0)
+            .collect();
+
+        // Ours: each key holder's mask products, summed and subtracted from the bodies.
+        let mut products = vec![0u64; len];
+        for session in &sessions {
+            super::super::party::add_mask_products(
+                &mut products,
+                masks,
+                session.secret.as_ref().unwrap().coefficients(),
+            );
+        }
+        let our_phases: Vec<u64> = bodies.iter().zip(&products).map(|(b, p)| b.wrapping_sub(*p)).collect();
+        let mismatches = our_phases.iter().zip(&tfhe_phases).filter(|(a, b)| a != b).count();
+        assert_eq!(mismatches, 0, "{mismatches} of {len} phases differ from tfhe's");
+
+        let decoded: Vec<u64> = our_phases.iter().map(|&p| PARAMS_V1.delta.round(p)).collect();
+        assert!(decoded == words, "phases do not decode to the plaintext");
+    }
+}
+
+mod hostile_bytes {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every decoder's verdict on `bytes`: none may panic, and none may accept bytes that are
+    /// not a well-formed message of its own kind.
+    fn decode_all(bytes: &[u8]) -> [Result<(), CryptoError>; 5] {
+        let limits = WireLimits { max_values: 1 << 16 };
+        [
+            PublicKeyShare::decode(bytes, &PARAMS_V1, &limits).map(drop),
+            CollectivePublicKey::decode(bytes, &PARAMS_V1, &limits).map(drop),
+            Ciphertext::decode(bytes, &PARAMS_V1, &limits).map(drop),
+            AggregateMasks::decode(bytes, &PARAMS_V1, &limits).map(drop),
+            DecryptionShare::decode(bytes, &PARAMS_V1, &limits).map(drop),
+        ]
+    }
+
+    proptest! {
+        /// Random fields behind a valid envelope of every kind never panic a decoder; a decoder
+        /// of another kind refuses them by their kind, its own by their fields.
+        #[test]
+        fn random_bodies_never_panic(kind in 1u8..=5, body in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let mut payload = PARAMS_V1.id.to_le_bytes().to_vec();
+            payload.push(kind);
+            payload.extend_from_slice(&body);
+            let bytes = wire::FORMAT.seal(&payload).unwrap();
+            for (index, verdict) in decode_all(&bytes).into_iter().enumerate() {
+                if index + 1 != kind as usize {
+                    prop_assert!(matches!(verdict, Err(CryptoError::WrongKind { .. })), "{verdict:?}");
+                } else if let Err(error) = verdict {
+                    prop_assert!(!matches!(error, CryptoError::Envelope(_) | CryptoError::WrongKind { .. }), "{error:?}");
+                }
+            }
+        }
+
+        /// Fully random bytes never panic either, and the envelope refuses them.
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            for verdict in decode_all(&bytes) {
+                prop_assert!(matches!(verdict, Err(CryptoError::Envelope(_))), "{verdict:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Scoring a CSV with a trained model (`fedcare predict`): the numeric inputs standardised with
+//! the federated statistics stored in the model file, `top_k` columns' values mapped to slots
+//! through the buckets stored there (the same hash as in training, so the same slots).
+//!
+//! Output CSV: `line,group,probability` — the input file's line (the header is line 1, for LF
+//! and CRLF files alike), the row's group (patient) id and the predicted probability of the
+//! positive label. Bad rows are reported like training data's.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use fedcare_core::model_file::DEFAULT_SIZE_LIMIT;
+use fedcare_core::{ModelFile, Network, loss::sigmoid};
+
+use crate::error::{DataError, Result};
+use crate::ingest::{BadRows, IngestReport, read_csv};
+use crate::schema::Schema;
+
+/// Reads and decodes the model file at `path`, never reading more than the model file's size
+/// limit: an oversized file is refused, not truncated.
+pub fn read_model_file(path: &Path) -> Result<ModelFile> {
+    let read_error = |source| DataError::Read { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(DEFAULT_SIZE_LIMIT as u64 + 1).read_to_end(&mut bytes).map_err(read_error)?;
+    ModelFile::from_bytes(&bytes).map_err(|source| DataError::ModelFile { path: path.to_path_buf(), source })
+}
+
+/// Refuses a model whose schema, input width, scaling or buckets do not fit `schema`.
+pub fn check_model_fits(model: &ModelFile, schema: &Schema) -> Result<()> {
+    if model.schema_id != schema.id {
+        return Err(DataError::ModelSchema { model: model.schema_id.clone(), data: schema.id.clone() });
+    }
+    let fits = |what, model: usize, schema: usize| {
+        if model == schema { Ok(()) } else { Err(DataError::ModelEncoding { what, model, schema }) }
+    };
+    fits("inputs", model.spec.input_width(), schema.width())?;
+    fits("scaling of numeric features", model.feature_scaling.len(), schema.numeric.len())?;
+    fits("buckets of top_k columns", model.category_buckets.len(), schema.top_k_shapes().len())
+}
+
+/// Scores `data` with `model` and writes the scores to `out`.
+pub fn predict_file(
+    model: &ModelFile,
+    schema: &Schema,
+    data: &Path,
+    out: &Path,
+    bad_rows: BadRows,
+) -> Result<IngestReport> {
+    check_model_fits(model, schema)?;
+    let (table, report) = read_csv(data, schema, bad_rows)?;
+    let dataset = table.to_dataset_with(schema, &model.feature_scaling, &model.category_buckets)?;
+    let logits = Network::new(&model.spec).predict(&model.params, dataset.features())?;
+    // Written to a temporary file beside `out` and renamed over it: a crash leaves the old
+    // scores or the new ones, never half of them.
+    let write_error = |source| DataError::Write { path: out.to_path_buf(), source };
+    let csv_error = |error: csv::Error| write_error(std::io::Error::other(error));
+    let directory = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file = tempfile::NamedTempFile::new_in(directory).map_err(write_error)?;
+    let mut writer = csv::Writer::from_writer(file);
+    writer.write_record(["line", "group", "probability"]).map_err(csv_error)?;
+    for ((line, group), logit) in table.lines().iter().zip(table.groups()).zip(&logits) {
+        writer.write_record([line.to_string(), group.clone(), format!("{:.6}", sigmoid(*logit))]).map_err(csv_error)?;
+    }
+    let file = writer.into_inner().map_err(|e| write_error(e.into_error()))?;
+    file.persist(out).map_err(|e| write_error(e.error))?;
+    Ok(report)
+}

@@ -1,0 +1,645 @@
+//! Feature schemas: which CSV columns are numeric, which are categorical (with their
+//! vocabularies, or `top_k`), which is the label and which groups rows (a patient id, for
+//! splitting), and the built-in schema of the UCI "Diabetes 130-US hospitals 1999–2008" file
+//! (DESIGN §6).
+//!
+//! A schema TOML file (`schema = "path.toml"` in both roles' configurations):
+//! ```toml
+//! id = "icu/v1"                                  # recorded in model files
+//! label = { column = "died", positive = ["yes"] } # every other value is negative
+//! group = "patient"                              # optional: rows of one group stay on one side of the split
+//! missing = ["?", ""]                            # texts meaning "missing" (this is the default)
+//! drop_if = [["disposition", "11", "13"]]        # optional: drop (and count) rows with these values
+//! exact_header = ["patient", "age", ...]         # optional: the header must be exactly this
+//! [[numeric]]
+//! name = "age"
+//! transform = "number"                           # or "age_band" ("[70-80)" -> 75)
+//! [[categorical]]
+//! name = "sex"
+//! vocabulary = ["F", "M"]                        # one-hot over these, plus "other or missing"
+//! transform = "number"                           # or "icd9_group" (a code -> its chapter group)
+//! [[categorical]]
+//! name = "ward"
+//! top_k = 8                                      # instead of a vocabulary: the 8 most frequent values
+//! buckets = 1024                                 # optional (default 1024): hash buckets, top_k <= buckets
+//! ```
+//! A categorical column has either a non-empty `vocabulary` or `top_k` ≥ 1, never both; `buckets`
+//! goes only with `top_k`. A `top_k` column's values are hashed into buckets
+//! ([`crate::top_k::bucket_of`]) and its `top_k` slots are the federation's most frequent buckets,
+//! chosen through the secure sum in the setup session (see [`crate::top_k`]); its width is
+//! `top_k + 1` whatever the data.
+//!
+//! Where a configuration names a schema it gives `diabetes130` (the built-in schema, death and
+//! hospice encounters dropped), `diabetes130-all` (the same, nothing dropped) or a TOML file's
+//! path ([`Schema::by_name`]).
+//!
+//! A schema turns a CSV record into raw values ([`Schema::parse_record`]): numeric values (or
+//! missing), one category index per categorical column (a vocabulary column's index, then one
+//! "other or missing" slot; a `top_k` column's bucket, or `buckets` when missing), the label and
+//! the group. Standardising the numeric values and mapping buckets to slots need the
+//! federation's statistics and happen later ([`crate::ingest`]).
+
+use std::path::Path;
+
+use fedcare_core::top_k::{DEFAULT_BUCKETS, TopKShape};
+use serde::Deserialize;
+
+use crate::error::{DataError, HeaderError, RowError, SchemaError};
+
+/// How a column's text becomes a value.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transform {
+    /// The number as written.
+    Number,
+    /// An age band such as `[70-80)`, as its midpoint (75).
+    AgeBand,
+    /// An ICD-9 code such as `250.83`, `V57` or `E909`, as its chapter group (a category).
+    Icd9Group,
+}
+
+/// A numeric column.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumericColumn {
+    /// Header name.
+    pub name: String,
+    /// How its text becomes a number.
+    #[serde(default = "number")]
+    pub transform: Transform,
+}
+
+fn number() -> Transform {
+    Transform::Number
+}
+
+impl CategoricalColumn {
+    /// A column with a vocabulary.
+    pub fn with_vocabulary(name: impl Into<String>, vocabulary: Vec<String>, transform: Transform) -> Self {
+        Self { name: name.into(), vocabulary, top_k: None, buckets: None, transform }
+    }
+
+    /// The shape of a `top_k` column (`None` for a vocabulary column).
+    pub fn top_k_shape(&self) -> Option<TopKShape> {
+        self.top_k.map(|k| TopKShape { buckets: self.buckets.unwrap_or(DEFAULT_BUCKETS), k })
+    }
+
+    /// One-hot slots before the "other or missing" one.
+    pub fn slots(&self) -> usize {
+        self.top_k.map_or(self.vocabulary.len(), |k| k as usize)
+    }
+
+    /// Refuses a column with both or neither of `vocabulary` and `top_k`, a bad `top_k` shape,
+    /// or `buckets` without `top_k`.
+    pub fn validate(&self) -> Result<(), SchemaError> {
+        let column = || self.name.clone();
+        match self.top_k_shape() {
+            Some(_) if !self.vocabulary.is_empty() => Err(SchemaError::VocabularyAndTopK { column: column() }),
+            Some(shape) => shape.validate().map_err(|source| SchemaError::TopK { column: column(), source }),
+            None if self.buckets.is_some() => Err(SchemaError::BucketsWithoutTopK { column: column() }),
+            None if self.vocabulary.is_empty() => Err(SchemaError::EmptyVocabulary { column: column() }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A categorical column: one-hot over its vocabulary (or its `top_k` most frequent buckets)
+/// plus an "other or missing" slot.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoricalColumn {
+    /// Header name.
+    pub name: String,
+    /// The known values, in one-hot order (empty for a `top_k` column).
+    #[serde(default)]
+    pub vocabulary: Vec<String>,
+    /// Instead of a vocabulary: one-hot over the federation's `top_k` most frequent buckets.
+    #[serde(default)]
+    pub top_k: Option<u32>,
+    /// Hash buckets of a `top_k` column (default [`DEFAULT_BUCKETS`]).
+    #[serde(default)]
+    pub buckets: Option<u32>,
+    /// `icd9_group` maps codes to their chapter group before the lookup.
+    #[serde(default = "number")]
+    pub transform: Transform,
+}
+
+/// The label column and the values that count as positive.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelColumn {
+    /// Header name.
+    pub column: String,
+    /// Values meaning "positive" (every other value is negative).
+    pub positive: Vec<String>,
+}
+
+/// A feature schema.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schema {
+    /// Identifier recorded in model files (for example `diabetes130/v1`).
+    pub id: String,
+    /// The label.
+    pub label: LabelColumn,
+    /// Column whose value groups rows that must stay on one side of a train/test split.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Texts that mean "missing".
+    #[serde(default = "default_missing")]
+    pub missing: Vec<String>,
+    /// Rows whose column has one of these values are dropped (counted): `[["col", "v1", ...]]`.
+    #[serde(default)]
+    pub drop_if: Vec<Vec<String>>,
+    /// Numeric features.
+    #[serde(default)]
+    pub numeric: Vec<NumericColumn>,
+    /// Categorical features.
+    #[serde(default)]
+    pub categorical: Vec<CategoricalColumn>,
+    /// When set, the CSV header must be exactly these columns in this order.
+    #[serde(default)]
+    pub exact_header: Option<Vec<String>>,
+}
+
+fn default_missing() -> Vec<String> {
+    vec!["?".into(), String::new()]
+}
+
+/// The ICD-9 chapter groups used for diagnosis codes (the usual grouping for this data set).
+pub const ICD9_GROUPS: [&str; 9] = [
+    "circulatory",
+    "respiratory",
+    "digestive",
+    "diabetes",
+    "injury",
+    "musculoskeletal",
+    "genitourinary",
+    "neoplasms",
+    "other",
+];
+
+/// The chapter group of an ICD-9 code (`None` for text that is not a code).
+pub fn icd9_group(code: &str) -> Option<&'static str> {
+    let code = code.trim();
+    let first = code.chars().next()?;
+    if first == 'V' || first == 'E' {
+        return code[1..].parse::<f32>().ok().map(|_| "other");
+    }
+    let value: f32 = code.parse().ok()?;
+    let whole = value.floor() as u32;
+    Some(match whole {
+        250 => "diabetes",
+        390..=459 | 785 => "circulatory",
+        460..=519 | 786 => "respiratory",
+        520..=579 | 787 => "digestive",
+        800..=999 => "injury",
+        710..=739 => "musculoskeletal",
+        580..=629 | 788 => "genitourinary",
+        140..=239 => "neoplasms",
+        _ => "other",
+    })
+}
+
+/// The midpoint of an age band such as `[70-80)`.
+pub fn age_band_midpoint(band: &str) -> Option<f32> {
+    let inner = band.trim().strip_prefix('[')?.strip_suffix(')')?;
+    let (low, high) = inner.split_once('-')?;
+    let (low, high): (f32, f32) = (low.parse().ok()?, high.parse().ok()?);
+    (low < high).then_some((low + high) / 2.0)
+}
+
+/// The UCI `diabetic_data.csv` header, in order (50 columns).
+pub const DIABETES130_HEADER: [&str; 50] = [
+    "encounter_id",
+    "patient_nbr",
+    "race",
+    "gender",
+    "age",
+    "weight",
+    "admission_type_id",
+    "discharge_disposition_id",
+    "admission_source_id",
+    "time_in_hospital",
+    "payer_code",
+    "medical_specialty",
+    "num_lab_procedures",
+    "num_procedures",
+    "num_medications",
+    "number_outpatient",
+    "number_emergency",
+    "number_inpatient",
+    "diag_1",
+    "diag_2",
+    "diag_3",
+    "number_diagnoses",
+    "max_glu_serum",
+    "A1Cresult",
+    "metformin",
+    "repaglinide",
+    "nateglinide",
+    "chlorpropamide",
+    "glimepiride",
+    "acetohexamide",
+    "glipizide",
+    "glyburide",
+    "tolbutamide",
+    "pioglitazone",
+    "rosiglitazone",
+    "acarbose",
+    "miglitol",
+    "troglitazone",
+    "tolazamide",
+    "examide",
+    "citoglipton",
+    "insulin",
+    "glyburide-metformin",
+    "glipizide-metformin",
+    "glimepiride-pioglitazone",
+    "metformin-rosiglitazone",
+    "metformin-pioglitazone",
+    "change",
+    "diabetesMed",
+    "readmitted",
+];
+
+/// The 23 medication columns (values `No`, `Steady`, `Up`, `Down`).
+pub const DIABETES130_MEDICATIONS: core::ops::Range<usize> = 24..47;
+
+/// Discharge dispositions after which a readmission cannot happen (death, hospice).
+pub const DIABETES130_NOT_READMITTABLE: [&str; 6] = ["11", "13", "14", "19", "20", "21"];
+
+fn words(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn ids(range: core::ops::RangeInclusive<u32>) -> Vec<String> {
+    range.map(|i| i.to_string()).collect()
+}
+
+impl Schema {
+    /// The built-in schema of `diabetic_data.csv`; `drop_not_readmittable` drops encounters
+    /// that ended in death or hospice.
+    pub fn diabetes130(drop_not_readmittable: bool) -> Self {
+        let h = |i: usize| DIABETES130_HEADER[i].to_string();
+        let numeric = [9, 12, 13, 14, 15, 16, 17, 21]
+            .iter()
+            .map(|&i| NumericColumn { name: h(i), transform: Transform::Number })
+            .chain(core::iter::once(NumericColumn { name: h(4), transform: Transform::AgeBand }))
+            .collect();
+        let categorical_plain =
+            |i: usize, vocabulary: Vec<String>| CategoricalColumn::with_vocabulary(h(i), vocabulary, Transform::Number);
+        let mut categorical = vec![
+            categorical_plain(2, words(&["Caucasian", "AfricanAmerican", "Hispanic", "Asian", "Other"])),
+            categorical_plain(3, words(&["Female", "Male"])),
+            categorical_plain(6, ids(1..=8)),
+            categorical_plain(7, ids(1..=30)),
+            categorical_plain(8, ids(1..=26)),
+            categorical_plain(
+                11,
+                words(&[
+                    "InternalMedicine",
+                    "Emergency/Trauma",
+                    "Family/GeneralPractice",
+                    "Cardiology",
+                    "Surgery-General",
+                    "Nephrology",
+                    "Orthopedics",
+                    "Radiologist",
+                    "Pulmonology",
+                    "Psychiatry",
+                ]),
+            ),
+            categorical_plain(22, words(&["None", "Norm", ">200", ">300"])),
+            categorical_plain(23, words(&["None", "Norm", ">7", ">8"])),
+        ];
+        for i in [18, 19, 20] {
+            categorical.push(CategoricalColumn::with_vocabulary(h(i), words(&ICD9_GROUPS), Transform::Icd9Group));
+        }
+        for i in DIABETES130_MEDICATIONS {
+            categorical.push(categorical_plain(i, words(&["No", "Steady", "Up", "Down"])));
+        }
+        categorical.push(categorical_plain(47, words(&["No", "Ch"])));
+        categorical.push(categorical_plain(48, words(&["No", "Yes"])));
+        let drop_if = if drop_not_readmittable {
+            let mut rule = vec![h(7)];
+            rule.extend(words(&DIABETES130_NOT_READMITTABLE));
+            vec![rule]
+        } else {
+            Vec::new()
+        };
+        Self {
+            id: "diabetes130/v1".into(),
+            label: LabelColumn { column: h(49), positive: words(&["<30"]) },
+            group: Some(h(1)),
+            missing: default_missing(),
+            drop_if,
+            numeric,
+            categorical,
+            exact_header: Some(words(&DIABETES130_HEADER)),
+        }
+    }
+
+    /// A schema from a TOML file's text.
+    pub fn from_toml(text: &str) -> Result<Self, SchemaError> {
+        let schema: Self = toml::from_str(text).map_err(|e| SchemaError::Invalid { message: e.to_string() })?;
+        if schema.numeric.is_empty() && schema.categorical.is_empty() {
+            return Err(SchemaError::NoFeatureColumn);
+        }
+        for column in &schema.categorical {
+            column.validate()?;
+        }
+        if schema.drop_if.iter().any(Vec::is_empty) {
+            return Err(SchemaError::EmptyDropRule);
+        }
+        Ok(schema)
+    }
+
+    /// A schema by name: `diabetes130`, `diabetes130-all`, or a schema TOML file's path.
+    pub fn by_name(name: &str) -> Result<Self, DataError> {
+        match name {
+            "diabetes130" => Ok(Self::diabetes130(true)),
+            "diabetes130-all" => Ok(Self::diabetes130(false)),
+            path => {
+                let path = Path::new(path);
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
+                Self::from_toml(&text).map_err(|source| DataError::SchemaFile { path: path.to_path_buf(), source })
+            }
+        }
+    }
+
+    /// Number of model inputs: one per numeric column, slots + 1 per categorical column.
+    pub fn width(&self) -> usize {
+        self.numeric.len() + self.categorical.iter().map(|c| c.slots() + 1).sum::<usize>()
+    }
+
+    /// The shapes of the `top_k` columns, in schema order.
+    pub fn top_k_shapes(&self) -> Vec<TopKShape> {
+        self.categorical.iter().filter_map(CategoricalColumn::top_k_shape).collect()
+    }
+
+    /// The name of every model input, in order.
+    pub fn feature_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.numeric.iter().map(|c| c.name.clone()).collect();
+        for column in &self.categorical {
+            match column.top_k {
+                Some(k) => names.extend((1..=k).map(|i| format!("{}=top{i}", column.name))),
+                None => names.extend(column.vocabulary.iter().map(|v| format!("{}={v}", column.name))),
+            }
+            names.push(format!("{}=other", column.name));
+        }
+        names
+    }
+
+    /// Positions of this schema's columns in `header`, refusing a header that lacks one (or
+    /// differs from an exact header).
+    pub fn bind(&self, header: &csv::StringRecord) -> Result<BoundSchema, HeaderError> {
+        if let Some(exact) = &self.exact_header
+            && let Some(i) =
+                (0..exact.len().max(header.len())).find(|&i| header.get(i) != exact.get(i).map(String::as_str))
+        {
+            return Err(HeaderError::Differs {
+                schema: self.id.clone(),
+                column: i + 1,
+                expected: exact.get(i).map_or("(nothing)", String::as_str).to_owned(),
+                found: header.get(i).unwrap_or("(nothing)").to_owned(),
+            });
+        }
+        let find = |name: &str| -> Result<usize, HeaderError> {
+            header.iter().position(|h| h == name).ok_or_else(|| HeaderError::MissingColumn { column: name.to_owned() })
+        };
+        Ok(BoundSchema {
+            numeric: self.numeric.iter().map(|c| find(&c.name)).collect::<Result<_, _>>()?,
+            categorical: self.categorical.iter().map(|c| find(&c.name)).collect::<Result<_, _>>()?,
+            label: find(&self.label.column)?,
+            group: self.group.as_deref().map(find).transpose()?,
+            drop_if: self
+                .drop_if
+                .iter()
+                // `from_toml` refuses empty rules; the built-in schema has none.
+                .filter_map(|rule| rule.split_first())
+                .map(|(column, values)| Ok((find(column)?, values.to_vec())))
+                .collect::<Result<_, HeaderError>>()?,
+            columns: header.len(),
+        })
+    }
+}
+
+/// A schema's columns located in one file's header.
+#[derive(Debug, Clone)]
+pub struct BoundSchema {
+    numeric: Vec<usize>,
+    categorical: Vec<usize>,
+    label: usize,
+    group: Option<usize>,
+    drop_if: Vec<(usize, Vec<String>)>,
+    columns: usize,
+}
+
+/// One parsed record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedRecord {
+    /// Numeric values (`None`: missing).
+    pub numeric: Vec<Option<f32>>,
+    /// Category index per categorical column: for a vocabulary column its index
+    /// (`vocabulary.len()` = other or missing), for a `top_k` column its bucket (`buckets` =
+    /// missing).
+    pub categories: Vec<usize>,
+    /// Which categorical values were outside their vocabulary (not missing; always `false` for a
+    /// `top_k` column, whose slots are chosen later).
+    pub unknown: Vec<bool>,
+    /// 1.0 for positive.
+    pub label: f32,
+    /// The group (patient) id, if the schema has one.
+    pub group: Option<String>,
+}
+
+/// What to do with a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordOutcome {
+    /// Use it.
+    Keep(ParsedRecord),
+    /// Drop it by a `drop_if` rule (counted).
+    Dropped,
+}
+
+impl Schema {
+    /// Parses one record; an error names the column and the value.
+    pub fn parse_record(&self, bound: &BoundSchema, record: &csv::StringRecord) -> Result<RecordOutcome, RowError> {
+        if record.len() != bound.columns {
+            return Err(RowError::ColumnCount { got: record.len(), expected: bound.columns });
+        }
+        for (column, values) in &bound.drop_if {
+            if values.iter().any(|v| v == &record[*column]) {
+                return Ok(RecordOutcome::Dropped);
+            }
+        }
+        let missing = |text: &str| self.missing.iter().any(|m| m == text.trim());
+        let mut numeric = Vec::with_capacity(self.numeric.len());
+        for (spec, &at) in self.numeric.iter().zip(&bound.numeric) {
+            let text = &record[at];
+            if missing(text) {
+                numeric.push(None);
+                continue;
+            }
+            let value = match spec.transform {
+                Transform::AgeBand => age_band_midpoint(text),
+                _ => text.trim().parse::<f32>().ok().filter(|v| v.is_finite()),
+            };
+            let value =
+                value.ok_or_else(|| RowError::NotANumber { column: spec.name.clone(), text: text.to_owned() })?;
+            numeric.push(Some(value));
+        }
+        let mut categories = Vec::with_capacity(self.categorical.len());
+        let mut unknown = Vec::with_capacity(self.categorical.len());
+        for (spec, &at) in self.categorical.iter().zip(&bound.categorical) {
+            let text = record[at].trim();
+            let value = if spec.transform == Transform::Icd9Group && !missing(text) {
+                Some(
+                    icd9_group(text)
+                        .ok_or_else(|| RowError::NotIcd9 { column: spec.name.clone(), text: text.to_owned() })?,
+                )
+            } else {
+                None
+            };
+            let value = value.unwrap_or(text);
+            if let Some(shape) = spec.top_k_shape() {
+                unknown.push(false);
+                categories.push(if missing(text) {
+                    shape.buckets as usize
+                } else {
+                    crate::top_k::bucket_of(&spec.name, value, shape.buckets) as usize
+                });
+                continue;
+            }
+            let index = spec.vocabulary.iter().position(|v| v == value);
+            unknown.push(index.is_none() && !missing(text));
+            categories.push(index.unwrap_or(spec.vocabulary.len()));
+        }
+        let label_text = record[bound.label].trim();
+        if missing(label_text) {
+            return Err(RowError::MissingLabel { column: self.label.column.clone() });
+        }
+        let label = if self.label.positive.iter().any(|p| p == label_text) { 1.0 } else { 0.0 };
+        let group = bound.group.map(|at| record[at].trim().to_string());
+        Ok(RecordOutcome::Keep(ParsedRecord { numeric, categories, unknown, label, group }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn icd9_codes_and_age_bands() {
+        assert_eq!(icd9_group("250.83"), Some("diabetes"));
+        assert_eq!(icd9_group("428"), Some("circulatory"));
+        assert_eq!(icd9_group("786.5"), Some("respiratory"));
+        assert_eq!(icd9_group("V57"), Some("other"));
+        assert_eq!(icd9_group("E909"), Some("other"));
+        assert_eq!(icd9_group("996"), Some("injury"));
+        assert_eq!(icd9_group("abc"), None);
+        assert_eq!(age_band_midpoint("[70-80)"), Some(75.0));
+        assert_eq!(age_band_midpoint("70-80"), None);
+    }
+
+    #[test]
+    fn schemas_by_name() {
+        assert_eq!(Schema::by_name("diabetes130").unwrap().width(), 257);
+        assert!(Schema::by_name("diabetes130-all").unwrap().drop_if.is_empty());
+        assert!(!Schema::diabetes130(true).drop_if.is_empty());
+        let error = Schema::by_name("/nonexistent/schema.toml").unwrap_err();
+        assert!(matches!(error, DataError::Read { .. }), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "id = 3").unwrap();
+        let error = Schema::by_name(path.to_str().unwrap()).unwrap_err();
+        assert!(matches!(error, DataError::SchemaFile { source: SchemaError::Invalid { .. }, .. }), "{error}");
+        assert!(error.to_string().contains("bad.toml"), "{error}");
+    }
+
+    #[test]
+    fn the_diabetes_schema_matches_the_uci_header() {
+        let schema = Schema::diabetes130(true);
+        let header = csv::StringRecord::from(DIABETES130_HEADER.to_vec());
+        let bound = schema.bind(&header).unwrap();
+        assert_eq!(bound.columns, 50);
+        assert_eq!(schema.feature_names().len(), schema.width());
+        let mut wrong = DIABETES130_HEADER.to_vec();
+        wrong.swap(2, 3);
+        let error = schema.bind(&csv::StringRecord::from(wrong)).unwrap_err().to_string();
+        assert!(error.contains("column 3") && error.contains("race"), "{error}");
+    }
+
+    #[test]
+    fn a_custom_schema_from_toml() {
+        let schema = Schema::from_toml(
+            r#"
+            id = "icu/v1"
+            label = { column = "died", positive = ["yes"] }
+            group = "patient"
+            [[numeric]]
+            name = "age"
+            [[categorical]]
+            name = "sex"
+            vocabulary = ["F", "M"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(schema.width(), 4);
+        let header = csv::StringRecord::from(vec!["patient", "age", "sex", "died"]);
+        let bound = schema.bind(&header).unwrap();
+        let record = csv::StringRecord::from(vec!["p1", "71", "X", "yes"]);
+        let RecordOutcome::Keep(parsed) = schema.parse_record(&bound, &record).unwrap() else { panic!("dropped") };
+        assert_eq!(parsed.numeric, [Some(71.0)]);
+        assert_eq!((parsed.categories[0], parsed.unknown[0], parsed.label), (2, true, 1.0));
+        assert!(Schema::from_toml("id = 3").is_err());
+    }
+
+    fn with_ward(ward: &str) -> Result<Schema, SchemaError> {
+        Schema::from_toml(&format!(
+            "id = \"icu/v2\"\nlabel = {{ column = \"died\", positive = [\"yes\"] }}\n\
+             [[numeric]]\nname = \"age\"\n[[categorical]]\nname = \"ward\"\n{ward}\n"
+        ))
+    }
+
+    #[test]
+    fn a_top_k_column_has_a_fixed_width_and_parses_to_its_bucket() {
+        let schema = with_ward("top_k = 3\nbuckets = 16").unwrap();
+        assert_eq!(schema.top_k_shapes(), [TopKShape { buckets: 16, k: 3 }]);
+        assert_eq!(schema.width(), 1 + 3 + 1);
+        assert_eq!(schema.feature_names(), ["age", "ward=top1", "ward=top2", "ward=top3", "ward=other"]);
+        let default = with_ward("top_k = 2").unwrap();
+        assert_eq!(default.top_k_shapes(), [TopKShape { buckets: DEFAULT_BUCKETS, k: 2 }]);
+        let header = csv::StringRecord::from(vec!["age", "ward", "died"]);
+        let bound = schema.bind(&header).unwrap();
+        let parse = |ward: &str| match schema.parse_record(&bound, &csv::StringRecord::from(vec!["50", ward, "no"])) {
+            Ok(RecordOutcome::Keep(parsed)) => (parsed.categories[0], parsed.unknown[0]),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(parse("ICU"), (crate::top_k::bucket_of("ward", "ICU", 16) as usize, false));
+        assert_eq!(parse(" ICU "), parse("ICU"));
+        assert_eq!(parse("?"), (16, false), "missing is bucket `buckets`");
+        assert_eq!(parse(""), (16, false));
+    }
+
+    #[test]
+    fn bad_top_k_columns_are_refused_with_a_clear_error() {
+        for (ward, expected) in [
+            ("top_k = 0", "top_k must be at least 1"),
+            ("top_k = 5\nbuckets = 4", "top_k (5) exceeds its buckets (4)"),
+            ("top_k = 1\nbuckets = 0", "buckets is 0"),
+            ("top_k = 1\nbuckets = 100000", "buckets is 100000"),
+            ("top_k = 2\nvocabulary = [\"a\"]", "both a vocabulary and top_k"),
+            ("vocabulary = [\"a\"]\nbuckets = 8", "buckets goes only with top_k"),
+            ("", "empty vocabulary (give a vocabulary or top_k)"),
+            ("top_k = -1", "invalid schema"),
+            ("top_k = 2\ntop = 3", "invalid schema"),
+        ] {
+            let error = with_ward(ward).unwrap_err().to_string();
+            assert!(error.contains(expected), "{ward:?}: {error}");
+            assert!(error.contains("ward") || expected == "invalid schema", "{ward:?}: {error}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Reading hospital data in the Diabetes-130 schema: the synthetic cohort loads, bad input gets
+//! the documented outcome with its line number, and the split keeps each patient on one side.
+
+use std::collections::BTreeSet;
+
+use fedcare_core::ColumnStats;
+use fedcare_data::{BadRows, DataError, HeaderError, Schema, read_csv, synth};
+
+fn cohort_file(dir: &std::path::Path) -> std::path::PathBuf {
+    synth::write_cohort(dir, 2, 300, 11).unwrap().remove(0)
+}
+
+#[test]
+fn the_synthetic_cohort_loads_in_the_uci_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cohort_file(dir.path());
+    let schema = Schema::diabetes130(true);
+    let (table, report) = read_csv(&path, &schema, BadRows::Reject).unwrap();
+    assert!(table.rows() > 150, "{report:?}");
+    assert_eq!(report.skipped_count, 0);
+    assert!(report.dropped > 0, "death/hospice encounters are dropped");
+    assert!(report.unknown_categories.contains_key("medical_specialty"), "rare specialties are counted");
+    let patients: BTreeSet<&String> = table.groups().iter().collect();
+    assert!(patients.len() < table.rows(), "repeat patients");
+
+    let stats: Vec<ColumnStats> = table.numeric_moments().iter().map(|m| m.stats()).collect();
+    let data = table.to_dataset(&schema, &stats).unwrap();
+    assert_eq!(data.width(), schema.width());
+    let rate = data.positives() as f64 / data.rows() as f64;
+    assert!((0.04..0.25).contains(&rate), "readmission rate {rate}");
+}
+
+#[test]
+fn the_split_keeps_each_patient_on_one_side_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (table, _) = read_csv(&cohort_file(dir.path()), &Schema::diabetes130(false), BadRows::Reject).unwrap();
+    let (train, test) = table.split_by_group(0.2, 5);
+    let train_patients: BTreeSet<&String> = train.groups().iter().collect();
+    assert!(test.groups().iter().all(|g| !train_patients.contains(g)));
+    assert_eq!(train.rows() + test.rows(), table.rows());
+    assert!(test.rows() > 0 && train.rows() > test.rows());
+    assert_eq!(table.split_by_group(0.2, 5), (train, test));
+}
+
+/// Rewrites line `line` (1-based) of the cohort file with `edit`.
+fn with_line(dir: &std::path::Path, name: &str, line: usize, edit: impl Fn(&str) -> Vec<u8>) -> std::path::PathBuf {
+    let original = std::fs::read_to_string(cohort_file(dir)).unwrap();
+    let mut out = Vec::new();
+    for (i, text) in original.lines().enumerate() {
+        if i + 1 == line {
+            out.extend(edit(text));
+        } else {
+            out.extend(text.as_bytes());
+        }
+        out.push(b'\n');
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// The same file with CRLF line endings (as the published UCI file, Python's `csv` module and
+/// Excel write them).
+fn to_crlf(path: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let text = std::fs::read(path).unwrap();
+    let mut out = Vec::with_capacity(text.len() * 2);
+    for &b in &text {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    let crlf = path.with_file_name(name);
+    std::fs::write(&crlf, out).unwrap();
+    crlf
+}
+
+#[test]
+fn bad_rows_are_skipped_and_counted_or_refused_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Schema::diabetes130(false);
+    let replace_field = |index: usize, value: &'static str| {
+        move |text: &str| {
+            let mut fields: Vec<&str> = text.split(',').collect();
+            fields[index] = value;
+            fields.join(",").into_bytes()
+        }
+    };
+    let cases: Vec<(&str, std::path::PathBuf)> = vec![
+        ("not a finite number", with_line(dir.path(), "nan.csv", 5, replace_field(9, "NaN"))),
+        (
+            "columns",
+            with_line(dir.path(), "short.csv", 5, |text: &str| text.rsplit_once(',').unwrap().0.as_bytes().to_vec()),
+        ),
+        ("ICD-9", with_line(dir.path(), "icd.csv", 5, replace_field(18, "banana"))),
+        ("UTF-8", with_line(dir.path(), "utf8.csv", 5, |text: &str| [&[0xff, 0xfe], text.as_bytes()].concat())),
+    ];
+    for (reason, lf) in cases {
+        // The bad row is line 5 of the file whether its lines end with LF or CRLF.
+        let crlf = to_crlf(&lf, &format!("crlf-{}", lf.file_name().unwrap().to_str().unwrap()));
+        for path in [lf, crlf] {
+            let (_, report) = read_csv(&path, &schema, BadRows::Skip { limit: 10 }).unwrap();
+            assert_eq!(report.skipped_count, 1, "{reason}: {report:?}");
+            assert_eq!(report.skipped[0].line, 5, "{reason}: {}", path.display());
+            let text = report.skipped[0].reason.to_string();
+            assert!(text.contains(reason), "{reason}: {text}");
+            let error = read_csv(&path, &schema, BadRows::Reject).unwrap_err();
+            assert!(matches!(error, DataError::BadRow { line: 5, .. }), "{reason}: {error}");
+            assert!(error.to_string().contains(":5:"), "{reason}: {error}");
+            let error = read_csv(&path, &schema, BadRows::Skip { limit: 0 }).unwrap_err();
+            assert!(matches!(error, DataError::TooManyBadRows { limit: 0, line: 5, .. }), "{error}");
+            assert!(error.to_string().contains("more than 0 bad rows"), "{error}");
+        }
+    }
+}
+
+#[test]
+fn lf_and_crlf_files_read_the_same_rows_with_the_same_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let lf = cohort_file(dir.path());
+    let crlf = to_crlf(&lf, "crlf.csv");
+    let schema = Schema::diabetes130(true);
+    let (lf_table, lf_report) = read_csv(&lf, &schema, BadRows::Reject).unwrap();
+    let (crlf_table, crlf_report) = read_csv(&crlf, &schema, BadRows::Reject).unwrap();
+    assert_eq!(lf_table, crlf_table);
+    assert_eq!(lf_report, crlf_report);
+    // The header is line 1; the first data row is line 2 (or later, if a dropped row came first).
+    assert!(lf_table.lines()[0] >= 2);
+    let first_kept =
+        std::fs::read_to_string(&lf).unwrap().lines().nth(lf_table.lines()[0] as usize - 1).unwrap().to_owned();
+    let patient = first_kept.split(',').nth(1).unwrap();
+    assert_eq!(patient, lf_table.groups()[0], "line {} holds the first kept row", lf_table.lines()[0]);
+}
+
+/// `predict` writes each row's file line: the same for an LF and a CRLF copy of a file.
+#[test]
+fn predict_writes_the_file_line_for_lf_and_crlf_files() {
+    use fedcare_core::{ModelFile, ModelSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let lf = cohort_file(dir.path());
+    let crlf = to_crlf(&lf, "crlf.csv");
+    let schema = Schema::diabetes130(true);
+    let (table, _) = read_csv(&lf, &schema, BadRows::Reject).unwrap();
+    let spec = ModelSpec::mlp(schema.width(), &[4]).unwrap();
+    let mut model = ModelFile::new(spec.clone(), fedcare_core::rng::init_params(&spec, 3), schema.id.clone()).unwrap();
+    model.feature_scaling = table.numeric_moments().iter().map(|m| m.stats()).collect();
+    let scores = |input: &std::path::Path, name: &str| {
+        let out = dir.path().join(name);
+        fedcare_data::predict::predict_file(&model, &schema, input, &out, BadRows::Reject).unwrap();
+        std::fs::read_to_string(out).unwrap()
+    };
+    let (from_lf, from_crlf) = (scores(&lf, "lf-scores.csv"), scores(&crlf, "crlf-scores.csv"));
+    assert_eq!(from_lf, from_crlf);
+    let lines: Vec<u64> = from_lf.lines().skip(1).map(|l| l.split(',').next().unwrap().parse().unwrap()).collect();
+    assert_eq!(lines, table.lines());
+    let text = std::fs::read_to_string(&lf).unwrap();
+    let file: Vec<&str> = text.lines().collect();
+    for (row, &line) in lines.iter().enumerate().take(20) {
+        let patient = file[line as usize - 1].split(',').nth(1).unwrap();
+        assert_eq!(patient, table.groups()[row], "line {line}");
+    }
+    // A model of another schema, or without the scaling, is refused with the reason.
+    let other = Schema { id: "other/v1".into(), ..Schema::diabetes130(true) };
+    let out = dir.path().join("other.csv");
+    let error = fedcare_data::predict::predict_file(&model, &other, &lf, &out, BadRows::Reject).unwrap_err();
+    assert!(matches!(error, DataError::ModelSchema { .. }), "{error}");
+    let mut unscaled = model.clone();
+    unscaled.feature_scaling.clear();
+    let error = fedcare_data::predict::predict_file(&unscaled, &schema, &lf, &out, BadRows::Reject).unwrap_err();
+    assert!(error.to_string().contains("scaling of numeric features for 0, the schema has 9"), "{error}");
+    assert!(!out.exists(), "nothing is written for a refused model");
+}
+
+#[test]
+fn a_missing_column_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = with_line(dir.path(), "header.csv", 1, |text: &str| text.replace(",A1Cresult", "").into_bytes());
+    let error = read_csv(&path, &Schema::diabetes130(false), BadRows::Reject).unwrap_err();
+    assert!(matches!(error, DataError::Header { source: HeaderError::Differs { column: 24, .. }, .. }), "{error}");
+    assert!(error.to_string().contains("A1Cresult"), "{error}");
+    // Without an exact header, a missing column is named.
+    let loose = Schema { exact_header: None, ..Schema::diabetes130(false) };
+    let error = read_csv(&path, &loose, BadRows::Reject).unwrap_err();
+    assert!(
+        matches!(&error, DataError::Header { source: HeaderError::MissingColumn { column }, .. } if column == "A1Cresult"),
+        "{error}"
+    );
+}

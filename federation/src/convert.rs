@@ -1,0 +1,389 @@
+//! Every conversion between the protocol's types and their `fedcare.v1` wire forms, in one place.
+//! A value that comes from the wire is checked here (unknown enum values, missing fields, sizes
+//! out of range) and refused with a [`ProtocolError`] that names the field; nothing unknown is
+//! mapped to a default silently.
+
+use fedcare_core::{CodecConfig, ModelSpec, OptimizerConfig, TopKShape, TrainConfig};
+use fedcare_crypto::{Crs, PARAMS_V1};
+use fedcare_proto::v1;
+
+use crate::config::{FederationPlan, LocalOptimizer};
+use crate::coordinator::Status;
+use crate::error::ProtocolError;
+use crate::protocol::{
+    ContributionLayout, FederationSettings, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind,
+    UploadHeader, UploadKind,
+};
+
+fn invalid(field: &'static str, value: impl ToString, expected: impl Into<String>) -> ProtocolError {
+    ProtocolError::Invalid { field, value: value.to_string(), expected: expected.into() }
+}
+
+impl From<SessionId> for v1::Session {
+    fn from(id: SessionId) -> Self {
+        Self { round: id.round, attempt: id.attempt }
+    }
+}
+
+impl From<v1::Session> for SessionId {
+    fn from(session: v1::Session) -> Self {
+        Self { round: session.round, attempt: session.attempt }
+    }
+}
+
+fn session_kind_to_proto(kind: SessionKind) -> v1::RoundKind {
+    match kind {
+        SessionKind::Setup => v1::RoundKind::Setup,
+        SessionKind::Train => v1::RoundKind::Train,
+        SessionKind::Evaluate => v1::RoundKind::Evaluate,
+    }
+}
+
+fn session_kind_from_proto(value: i32) -> Result<Option<SessionKind>, ProtocolError> {
+    match v1::RoundKind::try_from(value) {
+        Ok(v1::RoundKind::Unspecified) => Ok(None),
+        Ok(v1::RoundKind::Setup) => Ok(Some(SessionKind::Setup)),
+        Ok(v1::RoundKind::Train) => Ok(Some(SessionKind::Train)),
+        Ok(v1::RoundKind::Evaluate) => Ok(Some(SessionKind::Evaluate)),
+        Err(_) => Err(invalid("round_kind", value, "setup, train or evaluate")),
+    }
+}
+
+/// The wire form of a task kind.
+pub fn task_kind_to_proto(kind: TaskKind) -> v1::TaskKind {
+    match kind {
+        TaskKind::Wait => v1::TaskKind::Wait,
+        TaskKind::KeyGen => v1::TaskKind::KeyGen,
+        TaskKind::Contribute => v1::TaskKind::Contribute,
+        TaskKind::Decrypt => v1::TaskKind::Decrypt,
+        TaskKind::Done => v1::TaskKind::Done,
+        TaskKind::Failed => v1::TaskKind::Failed,
+    }
+}
+
+fn task_kind_from_proto(value: i32) -> Result<TaskKind, ProtocolError> {
+    Ok(match v1::TaskKind::try_from(value) {
+        Ok(v1::TaskKind::Wait) => TaskKind::Wait,
+        Ok(v1::TaskKind::KeyGen) => TaskKind::KeyGen,
+        Ok(v1::TaskKind::Contribute) => TaskKind::Contribute,
+        Ok(v1::TaskKind::Decrypt) => TaskKind::Decrypt,
+        Ok(v1::TaskKind::Done) => TaskKind::Done,
+        Ok(v1::TaskKind::Failed) => TaskKind::Failed,
+        Ok(v1::TaskKind::Unspecified) | Err(_) => return Err(invalid("task kind", value, "a known task kind")),
+    })
+}
+
+fn upload_kind_to_proto(kind: UploadKind) -> v1::UploadKind {
+    match kind {
+        UploadKind::KeyShare => v1::UploadKind::KeyShare,
+        UploadKind::Contribution => v1::UploadKind::Contribution,
+        UploadKind::DecryptionShare => v1::UploadKind::DecryptionShare,
+    }
+}
+
+/// The upload header a hospital sends.
+pub fn upload_header_to_proto(header: &UploadHeader, total_bytes: u64) -> v1::UploadHeader {
+    v1::UploadHeader {
+        federation_id: header.federation_id.clone(),
+        session: header.session.map(Into::into),
+        node_id: header.node.clone(),
+        kind: header.kind.map_or(v1::UploadKind::Unspecified, upload_kind_to_proto) as i32,
+        total_bytes,
+    }
+}
+
+/// The upload header the aggregator received (an unknown kind stays `None`, for the coordinator
+/// to refuse in the words of the running phase).
+pub fn upload_header_from_proto(header: &v1::UploadHeader) -> UploadHeader {
+    let kind = match v1::UploadKind::try_from(header.kind) {
+        Ok(v1::UploadKind::KeyShare) => Some(UploadKind::KeyShare),
+        Ok(v1::UploadKind::Contribution) => Some(UploadKind::Contribution),
+        Ok(v1::UploadKind::DecryptionShare) => Some(UploadKind::DecryptionShare),
+        Ok(v1::UploadKind::Unspecified) | Err(_) => None,
+    };
+    UploadHeader {
+        federation_id: header.federation_id.clone(),
+        session: header.session.map(Into::into),
+        node: header.node_id.clone(),
+        kind,
+    }
+}
+
+fn figures_to_header(figures: &PublicFigures, header: &mut v1::TaskHeader) {
+    header.total_train_rows = figures.train_rows;
+    header.total_test_rows = figures.test_rows;
+    header.feature_means = figures.feature_stats.iter().map(|s| s.mean).collect();
+    header.feature_stds = figures.feature_stats.iter().map(|s| s.std).collect();
+    header.top_k = figures.top_k.iter().map(|chosen| v1::TopKChoice { buckets: chosen.clone() }).collect();
+}
+
+fn figures_from_header(header: &v1::TaskHeader) -> Result<PublicFigures, ProtocolError> {
+    if header.feature_means.len() != header.feature_stds.len() {
+        return Err(invalid(
+            "feature statistics",
+            format!("{} means and {} deviations", header.feature_means.len(), header.feature_stds.len()),
+            "one mean and one deviation per numeric feature",
+        ));
+    }
+    Ok(PublicFigures {
+        train_rows: header.total_train_rows,
+        test_rows: header.total_test_rows,
+        feature_stats: header
+            .feature_means
+            .iter()
+            .zip(&header.feature_stds)
+            .map(|(&mean, &std)| fedcare_core::ColumnStats::sanitized(mean, std))
+            .collect(),
+        top_k: header.top_k.iter().map(|choice| choice.buckets.clone()).collect(),
+    })
+}
+
+/// The header of a task, with the sizes of its sections.
+pub fn task_header(task: &Task) -> v1::TaskHeader {
+    let mut header = v1::TaskHeader {
+        kind: task_kind_to_proto(task.kind) as i32,
+        session: task.session.map(Into::into),
+        round_kind: task.session_kind.map_or(v1::RoundKind::Unspecified, session_kind_to_proto) as i32,
+        crs: task.crs.map(|crs| bytes::Bytes::copy_from_slice(&crs.0.to_le_bytes())).unwrap_or_default(),
+        section_sizes: task.sections.iter().map(|s| s.len() as u64).collect(),
+        message: task.message.clone(),
+        ..v1::TaskHeader::default()
+    };
+    figures_to_header(&task.figures, &mut header);
+    header
+}
+
+/// A task a hospital received: its header and the payload's sections.
+pub fn task_from_proto(header: &v1::TaskHeader, sections: Vec<bytes::Bytes>) -> Result<Task, ProtocolError> {
+    let crs = match header.crs.len() {
+        0 => None,
+        16 => {
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&header.crs);
+            Some(Crs(u128::from_le_bytes(bytes)))
+        }
+        other => return Err(invalid("crs", format!("{other} bytes"), "16 bytes")),
+    };
+    Ok(Task {
+        kind: task_kind_from_proto(header.kind)?,
+        session: header.session.map(Into::into),
+        session_kind: session_kind_from_proto(header.round_kind)?,
+        crs,
+        figures: figures_from_header(header)?,
+        sections,
+        message: header.message.clone(),
+    })
+}
+
+/// The status reply.
+pub fn status_to_proto(status: &Status) -> v1::StatusReply {
+    v1::StatusReply {
+        session: status.session.map(Into::into),
+        phase: task_kind_to_proto(status.phase) as i32,
+        active_hospitals: status.active.iter().map(|n| n.as_str().to_owned()).collect(),
+        rounds_done: status.rounds_done,
+    }
+}
+
+/// The configuration every hospital receives when it joins.
+pub fn federation_config(plan: &FederationPlan) -> v1::FederationConfig {
+    let config = &plan.config;
+    let t = &config.training;
+    let codec = plan.codec_config();
+    v1::FederationConfig {
+        federation_id: config.federation_id.clone(),
+        model: Some(v1::ModelSpec { input_width: config.model.input_width, hidden: config.model.hidden.clone() }),
+        codec: Some(v1::CodecConfig {
+            value_bits: codec.value_bits,
+            frac_bits: codec.frac_bits,
+            max_parties: codec.max_parties,
+            plaintext_bits: codec.plaintext_bits,
+        }),
+        crypto_params_id: u32::from(PARAMS_V1.id),
+        rounds: config.rounds,
+        training: Some(v1::TrainingConfig {
+            epochs: t.epochs,
+            batch_size: t.batch_size,
+            optimizer: match t.optimizer {
+                LocalOptimizer::Adam => v1::Optimizer::Adam,
+                LocalOptimizer::Sgd => v1::Optimizer::Sgd,
+            } as i32,
+            learning_rate: t.learning_rate,
+            momentum: t.momentum,
+            l2: t.l2,
+            prox_mu: config.server.prox_mu(),
+            pos_weight: t.pos_weight,
+            seed: t.seed,
+        }),
+        min_hospitals: config.min_hospitals,
+        eval_bins: config.eval_bins,
+        schema_id: config.schema_id.clone(),
+        max_upload_bytes: plan.max_upload_bytes,
+        test_fraction: t.test_fraction,
+        numeric_features: config.numeric_features,
+        top_k_columns: config.top_k.iter().map(|s| v1::TopKColumn { buckets: s.buckets, k: s.k }).collect(),
+    }
+}
+
+/// What a hospital makes of the configuration it received, checked field by field.
+pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSettings, ProtocolError> {
+    let missing = |field| ProtocolError::Missing { message: "federation configuration", field };
+    let model = config.model.as_ref().ok_or_else(|| missing("model"))?;
+    let hidden: Vec<usize> = model.hidden.iter().map(|&h| h as usize).collect();
+    let spec = ModelSpec::mlp(model.input_width as usize, &hidden)?;
+    if u32::from(PARAMS_V1.id) != config.crypto_params_id {
+        return Err(invalid(
+            "crypto_params_id",
+            config.crypto_params_id,
+            format!("{} ({})", PARAMS_V1.id, PARAMS_V1.name),
+        ));
+    }
+    let c = config.codec.as_ref().ok_or_else(|| missing("codec"))?;
+    let codec = CodecConfig {
+        value_bits: c.value_bits,
+        frac_bits: c.frac_bits,
+        max_parties: c.max_parties,
+        plaintext_bits: c.plaintext_bits,
+    };
+    PARAMS_V1.check_codec(&codec)?;
+    let t = config.training.as_ref().ok_or_else(|| missing("training settings"))?;
+    let optimizer = match v1::Optimizer::try_from(t.optimizer) {
+        Ok(v1::Optimizer::Adam) => OptimizerConfig::adam(t.learning_rate),
+        Ok(v1::Optimizer::Sgd) => OptimizerConfig::Sgd { lr: t.learning_rate, momentum: t.momentum },
+        Ok(v1::Optimizer::Unspecified) | Err(_) => return Err(invalid("optimizer", t.optimizer, "adam or sgd")),
+    };
+    optimizer.validate()?;
+    if t.epochs == 0 || t.batch_size == 0 {
+        return Err(invalid("epochs and batch size", format!("{} and {}", t.epochs, t.batch_size), "at least 1"));
+    }
+    let train = TrainConfig {
+        epochs: t.epochs,
+        batch_size: t.batch_size as usize,
+        optimizer,
+        pos_weight: t.pos_weight,
+        l2: t.l2,
+        prox_mu: t.prox_mu,
+        seed: t.seed,
+    };
+    if !(2..=4096).contains(&config.eval_bins) {
+        return Err(invalid("eval_bins", config.eval_bins, "2 to 4096"));
+    }
+    if !(config.test_fraction > 0.0 && config.test_fraction < 1.0) {
+        return Err(invalid("test_fraction", config.test_fraction, "between 0 and 1 (exclusive)"));
+    }
+    let top_k: Vec<TopKShape> = config.top_k_columns.iter().map(|c| TopKShape { buckets: c.buckets, k: c.k }).collect();
+    for shape in &top_k {
+        shape.validate()?;
+    }
+    Ok(FederationSettings {
+        federation_id: config.federation_id.clone(),
+        layout: ContributionLayout {
+            params: spec.param_count(),
+            bins: config.eval_bins as usize,
+            numeric: config.numeric_features as usize,
+            top_k,
+        },
+        spec,
+        codec,
+        train,
+        min_hospitals: config.min_hospitals.max(2) as usize,
+        max_upload_bytes: config.max_upload_bytes,
+        test_fraction: config.test_fraction,
+        schema_id: config.schema_id.clone(),
+        rounds: config.rounds,
+    })
+}
+
+/// The node a certificate (or an in-process link) names, checked to be a valid node id.
+pub fn node_id(name: &str) -> Result<NodeId, crate::error::Refusal> {
+    NodeId::new(name).map_err(|_| crate::error::Refusal::BadCertificate(format!("{name:?} is not a valid node id")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
+
+    fn plan() -> FederationPlan {
+        AggregatorConfig {
+            federation_id: "f".into(),
+            listen: "127.0.0.1:0".into(),
+            hospitals: vec!["a".into(), "b".into()],
+            min_hospitals: 2,
+            rounds: 3,
+            phase_timeout_secs: 10,
+            join_timeout_secs: 10,
+            out_dir: "out".into(),
+            seed: 0,
+            eval_bins: 16,
+            schema_id: "s/v1".into(),
+            numeric_features: 1,
+            top_k: vec![TopKShape { buckets: 8, k: 2 }],
+            schema: None,
+            model: ModelConfig { input_width: 5, hidden: vec![3] },
+            training: TrainingSettings::default(),
+            server: ServerRule::default(),
+            tls: TlsFiles { ca: "ca".into(), cert: "c".into(), key: "k".into() },
+        }
+        .plan()
+        .unwrap()
+    }
+
+    #[test]
+    fn the_joined_configuration_round_trips_and_unknown_values_are_refused() {
+        let plan = plan();
+        let wire = federation_config(&plan);
+        let settings = settings_from_proto(&wire).unwrap();
+        assert_eq!(settings.spec, plan.spec);
+        assert_eq!(settings.layout, plan.layout);
+        assert_eq!(settings.codec, plan.codec_config());
+        assert_eq!(settings.train.optimizer, plan.config.training.optimizer());
+        let mut unknown = wire.clone();
+        unknown.training.as_mut().unwrap().optimizer = 7;
+        let error = settings_from_proto(&unknown).unwrap_err().to_string();
+        assert!(error.contains("optimizer = 7") && error.contains("adam or sgd"), "{error}");
+        let mut unspecified = wire.clone();
+        unspecified.training.as_mut().unwrap().optimizer = v1::Optimizer::Unspecified as i32;
+        assert!(settings_from_proto(&unspecified).is_err(), "no silent default optimizer");
+        let mut no_model = wire.clone();
+        no_model.model = None;
+        assert_eq!(
+            settings_from_proto(&no_model).unwrap_err(),
+            ProtocolError::Missing { message: "federation configuration", field: "model" }
+        );
+        let mut other_params = wire;
+        other_params.crypto_params_id = 9;
+        assert!(settings_from_proto(&other_params).is_err());
+    }
+
+    #[test]
+    fn a_task_round_trips_through_its_header() {
+        let task = Task {
+            kind: TaskKind::Contribute,
+            session: Some(SessionId { round: 2, attempt: 1 }),
+            session_kind: Some(SessionKind::Train),
+            crs: Some(Crs(0x0123_4567_89ab_cdef_0011_2233_4455_6677)),
+            figures: PublicFigures {
+                train_rows: 10,
+                test_rows: 4,
+                feature_stats: vec![fedcare_core::ColumnStats { mean: 1.5, std: 2.0 }],
+                top_k: vec![vec![3, 1]],
+            },
+            sections: vec![bytes::Bytes::from_static(b"key"), bytes::Bytes::from_static(b"model")],
+            message: String::new(),
+        };
+        let header = task_header(&task);
+        assert_eq!(header.section_sizes, [3, 5]);
+        let back = task_from_proto(&header, task.sections.clone()).unwrap();
+        assert_eq!(
+            (back.kind, back.session, back.session_kind, back.crs, &back.figures),
+            (task.kind, task.session, task.session_kind, task.crs, &task.figures)
+        );
+        let mut bad = header.clone();
+        bad.crs = bytes::Bytes::from_static(b"short");
+        assert!(task_from_proto(&bad, Vec::new()).is_err());
+        let mut bad = header;
+        bad.kind = 99;
+        assert!(task_from_proto(&bad, Vec::new()).is_err());
+    }
+}

@@ -1,0 +1,1078 @@
+//! The coordinator: the aggregator's protocol logic as a pure state machine. Events go in
+//! through [`Coordinator::handle`] with the time passed in, [`Action`]s come out; there is no
+//! socket, clock, disk or thread inside, so every transition is tested directly
+//! (`coordinator/tests.rs`). The tonic server ([`crate::server`]) is a thin shell that turns
+//! requests into events and carries out the actions — the heavy ones (verifying an upload,
+//! adding a ciphertext, finishing the aggregate, combining the shares, writing files) off the
+//! async executor and outside the lock that guards this state.
+//!
+//! Each round runs as a session `KeyGen -> Contribute -> Decrypt` among the active hospitals: it
+//! collects public key shares, publishes the collective key and the global model, sums the
+//! encrypted contributions, collects decryption shares of the sum, and decodes the sum into the
+//! FedAvg mean update (and the aggregate evaluation). Before training a setup session sums the
+//! hospitals' row counts, feature moments and `top_k` bucket counts; after training an
+//! evaluation session scores the final model.
+//!
+//! A hospital that misses a phase deadline, or says it leaves, is dropped and the round
+//! restarts as a new attempt with fresh keys among the rest, while at least `min_hospitals`
+//! remain; a hospital that joins again takes part from the next session (at once, with a fresh
+//! attempt, if it was in the running one: it lost its key share). Every upload is checked
+//! against the running session (federation, session, node, phase) and refused with a
+//! [`Refusal`] otherwise, leaving the round intact.
+
+#[cfg(test)]
+mod tests;
+
+use core::fmt;
+use core::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use fedcare_core::top_k::choose_top_k;
+use fedcare_core::{ModelFile, ServerOptimizer};
+use fedcare_crypto::{
+    Aggregate, AggregateBuilder, Ciphertext, ContributionHash, Crs, CryptoError, DecryptionShare, KeyShareCollector,
+    PARAMS_V1, PartyId, PublicKeyShare, WireLimits, WireMessage,
+};
+
+use crate::config::FederationPlan;
+use crate::error::{FederationError, Refusal};
+use crate::persistence::{Checkpoint, Snapshot};
+use crate::protocol::{
+    DecodedSum, NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task, TaskKind, UploadHeader,
+    UploadKind,
+};
+use crate::transfer::params_to_bytes;
+
+/// Attempts of one round before the federation gives up on it (each restart has fresh keys; a
+/// round fails this often only when something is persistently wrong).
+pub const MAX_ATTEMPTS: u32 = 16;
+
+/// Where the coordinator gets each session's common reference string.
+pub type CrsSource = Box<dyn FnMut() -> Crs + Send>;
+
+/// A ciphertext sum shared between the coordinator and the worker that adds contributions to
+/// it off the state lock.
+#[derive(Debug, Clone)]
+pub struct SharedBuilder(Arc<Mutex<Option<AggregateBuilder>>>);
+
+impl SharedBuilder {
+    fn new(builder: AggregateBuilder) -> Self {
+        Self(Arc::new(Mutex::new(Some(builder))))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<AggregateBuilder>> {
+        // A poisoned lock means an add panicked midway: the sum may be inconsistent. Refuse to
+        // go on with it (the round restarts).
+        self.0.lock().unwrap_or_else(|poisoned| {
+            let mut guard = poisoned.into_inner();
+            *guard = None;
+            guard
+        })
+    }
+
+    /// Adds one party's ciphertext (CPU work: call it off the async executor).
+    pub fn add(&self, party: PartyId, ciphertext: &Ciphertext) -> Result<ContributionHash, CryptoError> {
+        match self.lock().as_mut() {
+            Some(builder) => builder.add(party, ciphertext),
+            None => Err(CryptoError::Malformed("the aggregate is already finished")),
+        }
+    }
+
+    /// The finished aggregate and its masks' wire bytes (CPU work: call it off the async
+    /// executor).
+    pub fn finish(&self) -> Result<(Arc<Aggregate>, Bytes), CryptoError> {
+        let builder = self.lock().take().ok_or(CryptoError::Malformed("the aggregate is already finished"))?;
+        let aggregate = builder.finish()?;
+        let masks = Bytes::from(aggregate.masks().encode()?);
+        Ok((Arc::new(aggregate), masks))
+    }
+}
+
+/// What the shell must check of an upload's bytes before the coordinator takes it.
+#[derive(Debug, Clone)]
+pub struct UploadTicket {
+    /// The session it is for.
+    pub session: SessionId,
+    /// The uploading node.
+    pub node: NodeId,
+    /// What it must be.
+    pub kind: UploadKind,
+    builder: Option<SharedBuilder>,
+}
+
+impl UploadTicket {
+    /// Decodes `bytes` as the ticket's kind made by its node, and adds a contribution to the
+    /// session's sum. CPU work (decoding and adding up to hundreds of MiB): call it off the async
+    /// executor.
+    pub fn verify(&self, bytes: &[u8], limits: &WireLimits) -> Result<Verified, Refusal> {
+        let what = self.kind.name();
+        let invalid = |source| Refusal::Invalid { what, source };
+        let party = PartyId::new(self.node.as_str()).map_err(invalid)?;
+        match self.kind {
+            UploadKind::KeyShare => {
+                let share = PublicKeyShare::decode(bytes, &PARAMS_V1, limits).map_err(invalid)?;
+                if share.party() != &party {
+                    return Err(Refusal::ForeignParty { what });
+                }
+                Ok(Verified::KeyShare(share))
+            }
+            UploadKind::Contribution => {
+                let ciphertext = Ciphertext::decode(bytes, &PARAMS_V1, limits).map_err(invalid)?;
+                let builder = self.builder.as_ref().ok_or(Refusal::WrongPhase { phase: "contribution" })?;
+                Ok(Verified::Contribution(builder.add(party, &ciphertext).map_err(invalid)?))
+            }
+            UploadKind::DecryptionShare => {
+                let share = DecryptionShare::decode(bytes, &PARAMS_V1, limits).map_err(invalid)?;
+                if share.party() != &party {
+                    return Err(Refusal::ForeignParty { what });
+                }
+                Ok(Verified::DecryptionShare(share))
+            }
+        }
+    }
+}
+
+/// An upload whose bytes the shell has verified.
+#[derive(Debug, Clone)]
+pub enum Verified {
+    /// A public key share.
+    KeyShare(PublicKeyShare),
+    /// A contribution, already added to the session's sum.
+    Contribution(ContributionHash),
+    /// A decryption share.
+    DecryptionShare(DecryptionShare),
+}
+
+/// What happens to the coordinator.
+#[derive(Debug)]
+pub enum Event {
+    /// A peer with a valid certificate asks to join.
+    Join {
+        /// The certificate's node.
+        node: NodeId,
+        /// The federation it asks for.
+        federation_id: String,
+    },
+    /// A hospital gives up (its data cannot take part, it is shutting down), with its reason.
+    Leave {
+        /// The certificate's node.
+        node: NodeId,
+        /// The federation it names.
+        federation_id: String,
+        /// Why, in its words (logged, not trusted).
+        reason: String,
+    },
+    /// A hospital announces an upload.
+    UploadStarted {
+        /// The certificate's node.
+        node: NodeId,
+        /// The upload's header.
+        header: UploadHeader,
+    },
+    /// The shell verified an upload as its ticket asked.
+    UploadVerified {
+        /// The ticket it was verified against.
+        ticket: UploadTicket,
+        /// What it turned out to be.
+        upload: Verified,
+        /// Its size on the wire.
+        bytes: u64,
+    },
+    /// A task went out to a node.
+    TaskSent {
+        /// The node.
+        node: NodeId,
+        /// The session it belonged to.
+        session: Option<SessionId>,
+        /// Payload bytes sent.
+        bytes: u64,
+        /// Whether it was the final `Done` task.
+        done: bool,
+    },
+    /// The shell finished the aggregate a [`Action::FinishAggregate`] asked for.
+    AggregateReady {
+        /// The session.
+        session: SessionId,
+        /// The aggregate and its masks' wire bytes, or why it could not be finished.
+        result: Result<(Arc<Aggregate>, Bytes), CryptoError>,
+    },
+    /// The shell decrypted the sum a [`Action::DecryptSum`] asked for.
+    SumDecrypted {
+        /// The session.
+        session: SessionId,
+        /// The decoded sum, or why it could not be decoded.
+        result: Result<Vec<f64>, CryptoError>,
+    },
+    /// The shell wrote a [`Action::Persist`] snapshot (in order).
+    Persisted {
+        /// The model file's bytes, or why writing failed.
+        result: Result<Bytes, String>,
+    },
+    /// Time passed (deadlines).
+    Tick,
+    /// The aggregator is shutting down: abandon the running session.
+    Shutdown,
+}
+
+/// What the shell must do next.
+#[derive(Debug)]
+pub enum Action {
+    /// Verify the upload's bytes with [`UploadTicket::verify`] off the executor, then send
+    /// [`Event::UploadVerified`]; if verification fails, refuse the upload (the round is
+    /// untouched).
+    Verify(UploadTicket),
+    /// Finish the session's aggregate with [`SharedBuilder::finish`] off the executor, then send
+    /// [`Event::AggregateReady`].
+    FinishAggregate {
+        /// The session.
+        session: SessionId,
+        /// Its sum.
+        builder: SharedBuilder,
+    },
+    /// Combine the shares and decode the sum with [`decrypt_sum`] off the executor, then send
+    /// [`Event::SumDecrypted`].
+    DecryptSum {
+        /// The session.
+        session: SessionId,
+        /// The aggregate.
+        aggregate: Arc<Aggregate>,
+        /// Every contributor's decryption share.
+        shares: Vec<DecryptionShare>,
+    },
+    /// Write the snapshot durably, after every earlier one, then send [`Event::Persisted`].
+    Persist(Box<Snapshot>),
+    /// The federation has ended: [`Coordinator::outcome`] says how.
+    Finished,
+}
+
+/// Combines `shares` of `aggregate` and decodes the sum into values (CPU work: call it off the
+/// async executor).
+pub fn decrypt_sum(
+    plan: &FederationPlan,
+    aggregate: &Aggregate,
+    shares: &[DecryptionShare],
+) -> Result<Vec<f64>, CryptoError> {
+    let words = aggregate.combine(shares)?;
+    let integers = plan.codec.decode_sum_integers(&words, shares.len() as u32)?;
+    let scale = plan.codec.resolution();
+    Ok(integers.iter().map(|&i| i as f64 * scale).collect())
+}
+
+/// Why a federation ended early.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// Too few hospitals joined in time.
+    TooFewJoined {
+        /// Hospitals that joined.
+        joined: usize,
+        /// Hospitals needed.
+        needed: usize,
+        /// Seconds waited.
+        waited_secs: u64,
+    },
+    /// Too few hospitals remain after dropping some.
+    TooFewRemain {
+        /// The round.
+        round: u32,
+        /// Hospitals that remain.
+        remaining: usize,
+        /// Hospitals needed.
+        needed: usize,
+        /// The hospitals just dropped.
+        dropped: Vec<NodeId>,
+    },
+    /// A round failed [`MAX_ATTEMPTS`] times.
+    RoundFailed {
+        /// The round.
+        round: u32,
+        /// Why its last attempt failed.
+        last: String,
+    },
+    /// The snapshot of a session could not be made or written.
+    Persistence(String),
+    /// The aggregator was told to shut down.
+    Interrupted,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooFewJoined { joined, needed, waited_secs } => {
+                write!(f, "only {joined} of the {needed} hospitals needed joined within {waited_secs} s")
+            }
+            Self::TooFewRemain { round, remaining, needed, dropped } => {
+                let dropped: Vec<&str> = dropped.iter().map(NodeId::as_str).collect();
+                write!(
+                    f,
+                    "round {round}: {remaining} hospitals remain after dropping {dropped:?}, at least {needed} are needed"
+                )
+            }
+            Self::RoundFailed { round, last } => {
+                write!(f, "round {round} failed {MAX_ATTEMPTS} times; the last attempt: {last}")
+            }
+            Self::Persistence(why) => write!(f, "cannot write the federation's state: {why}"),
+            Self::Interrupted => f.write_str("interrupted by a shutdown signal"),
+        }
+    }
+}
+
+/// How a federation ended (or where it stands).
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The global parameters.
+    pub global: Vec<f32>,
+    /// Every completed session, in order.
+    pub records: Vec<RoundRecord>,
+    /// Why it stopped early, if it did.
+    pub failure: Option<Failure>,
+    /// What the setup session made public.
+    pub figures: PublicFigures,
+}
+
+/// Where the federation stands, for the `Status` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The running session.
+    pub session: Option<SessionId>,
+    /// Its phase (`Done` when the federation has ended, `Wait` before the first session).
+    pub phase: TaskKind,
+    /// The hospitals taking part.
+    pub active: Vec<NodeId>,
+    /// Training rounds completed.
+    pub rounds_done: u32,
+}
+
+enum Phase {
+    KeyGen {
+        collector: KeyShareCollector,
+    },
+    Contribute {
+        key: Bytes,
+        builder: SharedBuilder,
+    },
+    /// Every contribution is in; the shell is finishing the aggregate.
+    Aggregating,
+    Decrypt {
+        masks: Bytes,
+        aggregate: Arc<Aggregate>,
+        shares: BTreeMap<NodeId, DecryptionShare>,
+    },
+    /// Every decryption share is in; the shell is decrypting the sum.
+    Combining,
+}
+
+impl Phase {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::KeyGen { .. } => "key generation",
+            Self::Contribute { .. } | Self::Aggregating => "contribution",
+            Self::Decrypt { .. } | Self::Combining => "decryption",
+        }
+    }
+
+    fn task_kind(&self) -> TaskKind {
+        match self {
+            Self::KeyGen { .. } => TaskKind::KeyGen,
+            Self::Contribute { .. } | Self::Aggregating => TaskKind::Contribute,
+            Self::Decrypt { .. } | Self::Combining => TaskKind::Decrypt,
+        }
+    }
+
+    /// Whether the phase waits on the hospitals (and so has a deadline).
+    fn waits_on_nodes(&self) -> bool {
+        matches!(self, Self::KeyGen { .. } | Self::Contribute { .. } | Self::Decrypt { .. })
+    }
+}
+
+struct Session {
+    id: SessionId,
+    kind: SessionKind,
+    crs: Crs,
+    participants: BTreeSet<NodeId>,
+    submitted: BTreeSet<NodeId>,
+    phase: Phase,
+    /// The global model this session started from (empty for setup).
+    model: Bytes,
+    started: Instant,
+    deadline: Instant,
+    bytes_up: u64,
+    bytes_down: u64,
+}
+
+enum Ending {
+    Completed,
+    Failed(Failure),
+}
+
+/// The aggregator's state and protocol logic.
+pub struct Coordinator {
+    plan: Arc<FederationPlan>,
+    crs: CrsSource,
+    started_at: Instant,
+    joined: BTreeSet<NodeId>,
+    /// Hospitals that said they leave, with their reason, until they join again.
+    left: BTreeMap<NodeId, String>,
+    active: BTreeSet<NodeId>,
+    session: Option<Session>,
+    global: Vec<f32>,
+    server: ServerOptimizer,
+    figures: PublicFigures,
+    records: Vec<RoundRecord>,
+    next: Option<Planned>,
+    ending: Option<Ending>,
+    /// Snapshots handed to the shell and not yet reported written.
+    pending_persists: usize,
+    /// The model file of the last snapshot written.
+    model_file: Option<Bytes>,
+    /// Nodes that received the final `Done` task.
+    delivered: BTreeSet<NodeId>,
+}
+
+impl Coordinator {
+    /// A coordinator for `plan`, resuming from `resume` when given; `now` starts the join
+    /// timeout. Refuses a checkpoint of another federation or model.
+    pub fn new(
+        plan: Arc<FederationPlan>,
+        resume: Option<Checkpoint>,
+        now: Instant,
+        crs: CrsSource,
+    ) -> Result<Self, FederationError> {
+        let config = &plan.config;
+        let params = plan.spec.param_count();
+        let mut coordinator = Self {
+            global: fedcare_core::rng::init_params(&plan.spec, config.seed),
+            server: ServerOptimizer::new(plan.server, params)?,
+            plan: plan.clone(),
+            crs,
+            started_at: now,
+            joined: BTreeSet::new(),
+            left: BTreeMap::new(),
+            active: BTreeSet::new(),
+            session: None,
+            figures: PublicFigures::default(),
+            records: Vec::new(),
+            next: Some(Planned { round: 0, kind: SessionKind::Setup }),
+            ending: None,
+            pending_persists: 0,
+            model_file: None,
+            delivered: BTreeSet::new(),
+        };
+        if let Some(checkpoint) = resume {
+            let path = config.out_dir.join(crate::persistence::CHECKPOINT_FILE);
+            let describe = |id: &str, params: u64| format!("federation {id:?} with {params} parameters");
+            let foreign = |found: String| FederationError::ForeignCheckpoint {
+                path: path.clone(),
+                expected: describe(&config.federation_id, params as u64),
+                found,
+            };
+            if checkpoint.federation_id != config.federation_id
+                || checkpoint.param_count != params as u64
+                || checkpoint.global.len() != params
+            {
+                return Err(foreign(describe(&checkpoint.federation_id, checkpoint.param_count)));
+            }
+            let after_setup = checkpoint.next != Some(Planned { round: 0, kind: SessionKind::Setup });
+            if after_setup {
+                let figures = &checkpoint.figures;
+                let shapes = &plan.layout.top_k;
+                let fits = figures.feature_stats.len() == plan.layout.numeric
+                    && figures.top_k.len() == shapes.len()
+                    && shapes.iter().zip(&figures.top_k).enumerate().all(|(i, (s, c))| s.check_choice(i, c).is_ok());
+                if !fits {
+                    return Err(foreign(format!(
+                        "a schema with {} numeric features and {} top_k columns",
+                        figures.feature_stats.len(),
+                        figures.top_k.len()
+                    )));
+                }
+            }
+            tracing::info!(next = ?checkpoint.next, "resuming from the checkpoint");
+            coordinator.global = checkpoint.global;
+            coordinator.server = checkpoint.server;
+            coordinator.figures = checkpoint.figures;
+            coordinator.records = checkpoint.records;
+            coordinator.next = checkpoint.next;
+            if coordinator.next.is_none() {
+                coordinator.ending = Some(Ending::Completed);
+            }
+        }
+        Ok(coordinator)
+    }
+
+    /// The actions to take before the first event: a federation resumed at its end writes its
+    /// final snapshot again (so that the final model can be handed out).
+    pub fn start(&mut self) -> Vec<Action> {
+        match self.ending {
+            Some(Ending::Completed) => self.persist().into_iter().chain([Action::Finished]).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Handles one event at time `now`. A refusal concerns a peer's request only; the state is
+    /// then unchanged.
+    pub fn handle(&mut self, event: Event, now: Instant) -> Result<Vec<Action>, Refusal> {
+        match event {
+            Event::Join { node, federation_id } => self.join(node, &federation_id, now),
+            Event::Leave { node, federation_id, reason } => self.leave(node, &federation_id, reason, now),
+            Event::UploadStarted { node, header } => {
+                self.admit(node, header).map(|ticket| vec![Action::Verify(ticket)])
+            }
+            Event::UploadVerified { ticket, upload, bytes } => self.accept(ticket, upload, bytes, now),
+            Event::TaskSent { node, session, bytes, done } => {
+                if let Some(running) = self.session.as_mut().filter(|s| Some(s.id) == session) {
+                    running.bytes_down += bytes;
+                }
+                if done {
+                    self.delivered.insert(node);
+                }
+                Ok(Vec::new())
+            }
+            Event::AggregateReady { session, result } => Ok(self.aggregate_ready(session, result, now)),
+            Event::SumDecrypted { session, result } => Ok(self.sum_decrypted(session, result, now)),
+            Event::Persisted { result } => Ok(self.persisted(result)),
+            Event::Tick => Ok(self.tick(now)),
+            Event::Shutdown => {
+                if self.ending.is_none() {
+                    tracing::warn!("shutting down: the running session is abandoned, the checkpoint stays");
+                    self.session = None;
+                    self.ending = Some(Ending::Failed(Failure::Interrupted));
+                }
+                Ok(vec![Action::Finished])
+            }
+        }
+    }
+
+    fn check_federation(&self, federation_id: &str) -> Result<(), Refusal> {
+        if federation_id != self.plan.config.federation_id {
+            return Err(Refusal::UnknownFederation(federation_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    fn check_enrolled(&self, node: &NodeId) -> Result<(), Refusal> {
+        if !self.plan.is_enrolled(node) {
+            return Err(Refusal::NotEnrolled(node.clone()));
+        }
+        Ok(())
+    }
+
+    /// Refuses a node that is not enrolled or has not joined (since the aggregator started).
+    fn check_joined(&self, node: &NodeId) -> Result<(), Refusal> {
+        self.check_enrolled(node)?;
+        if !self.joined.contains(node) {
+            return Err(Refusal::NotJoined);
+        }
+        Ok(())
+    }
+
+    fn join(&mut self, node: NodeId, federation_id: &str, now: Instant) -> Result<Vec<Action>, Refusal> {
+        self.check_enrolled(&node)?;
+        self.check_federation(federation_id)?;
+        self.left.remove(&node);
+        self.joined.insert(node.clone());
+        tracing::info!(%node, "joined");
+        let Some(session) = &self.session else { return Ok(Vec::new()) };
+        if !session.participants.contains(&node) {
+            if self.active.insert(node.clone()) {
+                tracing::info!(%node, "takes part from the next session");
+            }
+            return Ok(Vec::new());
+        }
+        // A participant that joins again has restarted or reconnected: whatever it held for the
+        // running session (its key share) is gone, unless it had done nothing yet.
+        if matches!(session.phase, Phase::KeyGen { .. }) && !session.submitted.contains(&node) {
+            return Ok(Vec::new());
+        }
+        tracing::warn!(%node, session = %session.id, "a participant joined again: the round restarts with fresh keys");
+        Ok(self.restart(Vec::new(), "a participant joined again".into(), now))
+    }
+
+    fn leave(
+        &mut self,
+        node: NodeId,
+        federation_id: &str,
+        reason: String,
+        now: Instant,
+    ) -> Result<Vec<Action>, Refusal> {
+        self.check_enrolled(&node)?;
+        self.check_federation(federation_id)?;
+        tracing::warn!(%node, %reason, "a hospital leaves");
+        self.joined.remove(&node);
+        self.active.remove(&node);
+        self.left.insert(node.clone(), reason);
+        let in_session = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.participants.contains(&node) && !matches!(s.phase, Phase::Combining));
+        if in_session {
+            return Ok(self.restart(vec![node], "a participant left".into(), now));
+        }
+        Ok(self.tick(now))
+    }
+
+    fn admit(&self, node: NodeId, header: UploadHeader) -> Result<UploadTicket, Refusal> {
+        self.check_joined(&node)?;
+        self.check_federation(&header.federation_id)?;
+        if header.node != node.as_str() {
+            return Err(Refusal::NodeMismatch { header: header.node, certificate: node });
+        }
+        match self.ending {
+            Some(Ending::Failed(Failure::Interrupted)) => return Err(Refusal::ShuttingDown),
+            Some(_) => return Err(Refusal::Ended),
+            None => {}
+        }
+        let session = self.session.as_ref().ok_or(Refusal::NoSession)?;
+        if header.session != Some(session.id) {
+            return Err(Refusal::WrongSession { got: header.session, current: session.id });
+        }
+        if !session.participants.contains(&node) {
+            return Err(Refusal::NotParticipant { node, round: session.id.round });
+        }
+        if session.submitted.contains(&node) {
+            return Err(Refusal::AlreadyUploaded(node));
+        }
+        let wrong_phase = || Refusal::WrongPhase { phase: session.phase.name() };
+        let builder = match (&session.phase, header.kind) {
+            (Phase::KeyGen { .. }, Some(UploadKind::KeyShare)) => None,
+            (Phase::Contribute { builder, .. }, Some(UploadKind::Contribution)) => Some(builder.clone()),
+            (Phase::Decrypt { .. }, Some(UploadKind::DecryptionShare)) => None,
+            _ => return Err(wrong_phase()),
+        };
+        // Invariant: the match above only lets a known kind through.
+        let kind = header.kind.ok_or_else(wrong_phase)?;
+        Ok(UploadTicket { session: session.id, node, kind, builder })
+    }
+
+    fn accept(
+        &mut self,
+        ticket: UploadTicket,
+        upload: Verified,
+        bytes: u64,
+        now: Instant,
+    ) -> Result<Vec<Action>, Refusal> {
+        let node = ticket.node;
+        let session = self.session.as_mut().ok_or(Refusal::NoSession)?;
+        if session.id != ticket.session {
+            return Err(Refusal::WrongSession { got: Some(ticket.session), current: session.id });
+        }
+        if !session.participants.contains(&node) {
+            return Err(Refusal::NotParticipant { node, round: session.id.round });
+        }
+        if session.submitted.contains(&node) {
+            return Err(Refusal::AlreadyUploaded(node));
+        }
+        let phase = session.phase.name();
+        match (&mut session.phase, upload) {
+            (Phase::KeyGen { collector }, Verified::KeyShare(share)) => {
+                collector.add(share).map_err(|source| Refusal::Invalid { what: "key share", source })?;
+            }
+            (Phase::Contribute { .. }, Verified::Contribution(_hash)) => {}
+            (Phase::Decrypt { aggregate, shares, .. }, Verified::DecryptionShare(share)) => {
+                aggregate
+                    .check_share(&share)
+                    .map_err(|source| Refusal::Invalid { what: "decryption share", source })?;
+                shares.insert(node.clone(), share);
+            }
+            _ => return Err(Refusal::WrongPhase { phase }),
+        }
+        session.submitted.insert(node);
+        session.bytes_up += bytes;
+        Ok(self.advance(now))
+    }
+
+    /// Moves the session on once every participant has submitted in its phase.
+    fn advance(&mut self, now: Instant) -> Vec<Action> {
+        let phase_timeout = Duration::from_secs(self.plan.config.phase_timeout_secs);
+        let Some(session) = self.session.as_mut() else { return Vec::new() };
+        if session.submitted != session.participants {
+            return Vec::new();
+        }
+        session.submitted.clear();
+        session.deadline = now + phase_timeout;
+        let id = session.id;
+        match core::mem::replace(&mut session.phase, Phase::Aggregating) {
+            Phase::KeyGen { collector } => {
+                let len = self.plan.layout.len(session.kind);
+                match collector.collective_key().and_then(|key| Ok((key.encode()?, key))) {
+                    Ok((encoded, key)) => {
+                        let builder = SharedBuilder::new(AggregateBuilder::new(PARAMS_V1, &key, len));
+                        session.phase = Phase::Contribute { key: Bytes::from(encoded), builder };
+                        Vec::new()
+                    }
+                    Err(error) => self.restart(Vec::new(), format!("the collective key: {error}"), now),
+                }
+            }
+            Phase::Contribute { builder, .. } => vec![Action::FinishAggregate { session: id, builder }],
+            Phase::Decrypt { aggregate, shares, .. } => {
+                session.phase = Phase::Combining;
+                vec![Action::DecryptSum { session: id, aggregate, shares: shares.into_values().collect() }]
+            }
+            phase @ (Phase::Aggregating | Phase::Combining) => {
+                session.phase = phase;
+                Vec::new()
+            }
+        }
+    }
+
+    fn current(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.session.as_mut().filter(|s| s.id == id)
+    }
+
+    fn aggregate_ready(
+        &mut self,
+        id: SessionId,
+        result: Result<(Arc<Aggregate>, Bytes), CryptoError>,
+        now: Instant,
+    ) -> Vec<Action> {
+        let Some(session) = self.current(id).filter(|s| matches!(s.phase, Phase::Aggregating)) else {
+            return Vec::new();
+        };
+        match result {
+            Ok((aggregate, masks)) => {
+                session.phase = Phase::Decrypt { masks, aggregate, shares: BTreeMap::new() };
+                Vec::new()
+            }
+            Err(error) => self.restart(Vec::new(), format!("the aggregate: {error}"), now),
+        }
+    }
+
+    fn sum_decrypted(&mut self, id: SessionId, result: Result<Vec<f64>, CryptoError>, now: Instant) -> Vec<Action> {
+        if self.current(id).filter(|s| matches!(s.phase, Phase::Combining)).is_none() {
+            return Vec::new();
+        }
+        let values = match result {
+            Ok(values) => values,
+            Err(error) => return self.restart(Vec::new(), format!("the decrypted sum: {error}"), now),
+        };
+        // Invariant: `current` just found the session.
+        let Some(session) = self.session.take() else { return Vec::new() };
+        match self.finish_session(&session, &values, now) {
+            Ok(actions) => actions,
+            Err(why) => {
+                self.session = Some(session);
+                self.restart(Vec::new(), why, now)
+            }
+        }
+    }
+
+    fn finish_session(&mut self, session: &Session, values: &[f64], now: Instant) -> Result<Vec<Action>, String> {
+        let layout = &self.plan.layout;
+        let decoded = layout.decode(session.kind, values, self.figures.test_rows).map_err(|e| e.to_string())?;
+        let mut record = RoundRecord::new(session.id, session.kind, session.participants.len());
+        record.seconds = now.saturating_duration_since(session.started).as_secs_f64();
+        record.bytes_up = session.bytes_up;
+        record.bytes_down = session.bytes_down;
+        match decoded {
+            DecodedSum::Setup(counts) => {
+                self.figures = PublicFigures {
+                    train_rows: counts.train_rows,
+                    test_rows: counts.test_rows,
+                    feature_stats: counts.moments.iter().map(|m| m.stats()).collect(),
+                    top_k: counts
+                        .bucket_counts
+                        .iter()
+                        .zip(&layout.top_k)
+                        .map(|(counts, shape)| choose_top_k(counts, shape.k as usize))
+                        .collect(),
+                };
+                tracing::info!(
+                    train_rows = counts.train_rows,
+                    test_rows = counts.test_rows,
+                    "federated row counts, feature statistics and top_k buckets"
+                );
+            }
+            DecodedSum::Train { mean_update, train_loss, evaluation } => {
+                self.server.apply(&mut self.global, &mean_update).map_err(|e| e.to_string())?;
+                record.train_loss = Some(train_loss);
+                record.set_evaluation(&evaluation);
+            }
+            DecodedSum::Evaluate(evaluation) => record.set_evaluation(&evaluation),
+        }
+        tracing::info!(round = record.round, kind = %record.kind, auroc = ?record.auroc, auprc = ?record.auprc, "session done");
+        self.records.push(record);
+        let rounds = self.plan.config.rounds;
+        self.next = match session.kind {
+            SessionKind::Setup => Some(Planned { round: 1, kind: SessionKind::Train }),
+            SessionKind::Train if session.id.round < rounds => {
+                Some(Planned { round: session.id.round + 1, kind: SessionKind::Train })
+            }
+            SessionKind::Train => Some(Planned { round: rounds + 1, kind: SessionKind::Evaluate }),
+            SessionKind::Evaluate => None,
+        };
+        let mut actions = self.persist();
+        match self.next {
+            Some(next) if self.ending.is_none() => self.start_session(next, 0, now),
+            Some(_) => {}
+            None => {
+                self.ending.get_or_insert(Ending::Completed);
+                actions.push(Action::Finished);
+            }
+        }
+        Ok(actions)
+    }
+
+    /// The snapshot of the state as it is, as an action; a failure to make it ends the
+    /// federation.
+    fn persist(&mut self) -> Vec<Action> {
+        match self.snapshot() {
+            Ok(snapshot) => {
+                self.pending_persists += 1;
+                vec![Action::Persist(Box::new(snapshot))]
+            }
+            Err(error) => self.fail(Failure::Persistence(format!("the model file: {error}"))),
+        }
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, fedcare_core::Error> {
+        let config = &self.plan.config;
+        let mut model = ModelFile::new(self.plan.spec.clone(), self.global.clone(), &config.schema_id)?;
+        if let Some(last) = self.records.last() {
+            model.metrics.insert("round".into(), f64::from(last.round));
+            for (name, value) in [("auroc", last.auroc), ("auprc", last.auprc)] {
+                if let Some(value) = value {
+                    model.metrics.insert(name.into(), value);
+                }
+            }
+        }
+        model.feature_scaling = self.figures.feature_stats.clone();
+        model.category_buckets = self.figures.top_k.clone();
+        Ok(Snapshot {
+            checkpoint: Checkpoint {
+                federation_id: config.federation_id.clone(),
+                param_count: self.global.len() as u64,
+                next: self.next,
+                global: self.global.clone(),
+                server: self.server.clone(),
+                figures: self.figures.clone(),
+                records: self.records.clone(),
+            },
+            model,
+        })
+    }
+
+    fn persisted(&mut self, result: Result<Bytes, String>) -> Vec<Action> {
+        self.pending_persists = self.pending_persists.saturating_sub(1);
+        match result {
+            Ok(model) => {
+                self.model_file = Some(model);
+                Vec::new()
+            }
+            Err(why) => self.fail(Failure::Persistence(why)),
+        }
+    }
+
+    fn fail(&mut self, failure: Failure) -> Vec<Action> {
+        tracing::error!(%failure, "the federation stops");
+        self.session = None;
+        if self.ending.is_none() {
+            self.ending = Some(Ending::Failed(failure));
+        }
+        vec![Action::Finished]
+    }
+
+    fn start_session(&mut self, planned: Planned, attempt: u32, now: Instant) {
+        let crs = (self.crs)();
+        let id = SessionId { round: planned.round, attempt };
+        tracing::info!(session = %id, kind = %planned.kind, hospitals = self.active.len(), "session starts");
+        let model = match planned.kind {
+            // The setup session sums row counts: it needs no model.
+            SessionKind::Setup => Bytes::new(),
+            SessionKind::Train | SessionKind::Evaluate => params_to_bytes(&self.global),
+        };
+        self.session = Some(Session {
+            id,
+            kind: planned.kind,
+            crs,
+            participants: self.active.clone(),
+            submitted: BTreeSet::new(),
+            phase: Phase::KeyGen { collector: KeyShareCollector::new(PARAMS_V1, crs) },
+            model,
+            started: now,
+            deadline: now + Duration::from_secs(self.plan.config.phase_timeout_secs),
+            bytes_up: 0,
+            bytes_down: 0,
+        });
+    }
+
+    /// Abandons the running session and starts its next attempt without `dropped`, with fresh
+    /// keys; ends the federation when too few hospitals remain or the round failed too often.
+    fn restart(&mut self, dropped: Vec<NodeId>, why: String, now: Instant) -> Vec<Action> {
+        let Some(session) = self.session.take() else { return Vec::new() };
+        for node in &dropped {
+            self.active.remove(node);
+        }
+        let needed = self.plan.config.min_hospitals as usize;
+        if self.active.len() < needed {
+            let remaining = self.active.len();
+            return self.fail(Failure::TooFewRemain { round: session.id.round, remaining, needed, dropped });
+        }
+        let attempt = session.id.attempt + 1;
+        if attempt >= MAX_ATTEMPTS {
+            return self.fail(Failure::RoundFailed { round: session.id.round, last: why });
+        }
+        tracing::warn!(session = %session.id, ?dropped, %why, "the round restarts with fresh keys");
+        self.start_session(Planned { round: session.id.round, kind: session.kind }, attempt, now);
+        Vec::new()
+    }
+
+    fn tick(&mut self, now: Instant) -> Vec<Action> {
+        if self.ending.is_some() {
+            return Vec::new();
+        }
+        let Some(session) = &self.session else { return self.maybe_start(now) };
+        if session.phase.waits_on_nodes() && now >= session.deadline {
+            let missing: Vec<NodeId> = session.participants.difference(&session.submitted).cloned().collect();
+            tracing::warn!(session = %session.id, ?missing, "phase deadline missed: dropping");
+            return self.restart(missing, "a phase deadline was missed".into(), now);
+        }
+        Vec::new()
+    }
+
+    /// Starts the first session once every enrolled hospital has joined (or said it leaves) and
+    /// enough joined, or once the join timeout passed with enough; fails after the timeout
+    /// without enough.
+    fn maybe_start(&mut self, now: Instant) -> Vec<Action> {
+        let Some(next) = self.next else { return Vec::new() };
+        let config = &self.plan.config;
+        let needed = config.min_hospitals as usize;
+        let enough = self.joined.len() >= needed;
+        let accounted = self.plan.hospitals.iter().all(|h| self.joined.contains(h) || self.left.contains_key(h));
+        let timed_out = now >= self.started_at + Duration::from_secs(config.join_timeout_secs);
+        if enough && (accounted || timed_out) {
+            self.active = self.joined.clone();
+            self.start_session(next, 0, now);
+            Vec::new()
+        } else if timed_out {
+            let joined = self.joined.len();
+            self.fail(Failure::TooFewJoined { joined, needed, waited_secs: config.join_timeout_secs })
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The task for `node` now.
+    pub fn task_for(&self, node: &NodeId) -> Result<Task, Refusal> {
+        self.check_joined(node)?;
+        let mut task = Task {
+            kind: TaskKind::Wait,
+            session: None,
+            session_kind: None,
+            crs: None,
+            figures: self.figures.clone(),
+            sections: Vec::new(),
+            message: String::new(),
+        };
+        match &self.ending {
+            Some(Ending::Completed) => {
+                if self.pending_persists == 0
+                    && let Some(model) = &self.model_file
+                {
+                    task.kind = TaskKind::Done;
+                    task.sections = vec![model.clone()];
+                }
+                return Ok(task);
+            }
+            // An aggregator that is shutting down has nothing final to say: its hospitals see it
+            // go away and reconnect to the next one.
+            Some(Ending::Failed(Failure::Interrupted)) => return Ok(task),
+            Some(Ending::Failed(failure)) => {
+                task.kind = TaskKind::Failed;
+                task.message = failure.to_string();
+                return Ok(task);
+            }
+            None => {}
+        }
+        let Some(session) = &self.session else { return Ok(task) };
+        if !session.participants.contains(node) || session.submitted.contains(node) {
+            return Ok(task);
+        }
+        task.sections = match &session.phase {
+            Phase::KeyGen { .. } => Vec::new(),
+            Phase::Contribute { key, .. } => vec![key.clone(), session.model.clone()],
+            Phase::Decrypt { masks, .. } => vec![masks.clone()],
+            Phase::Aggregating | Phase::Combining => return Ok(task),
+        };
+        task.kind = session.phase.task_kind();
+        task.session = Some(session.id);
+        task.session_kind = Some(session.kind);
+        task.crs = Some(session.crs);
+        Ok(task)
+    }
+
+    /// Where the federation stands; refuses a node that is not enrolled.
+    pub fn status(&self, node: &NodeId) -> Result<Status, Refusal> {
+        self.check_enrolled(node)?;
+        let (session, phase) = match (&self.session, &self.ending) {
+            (Some(s), _) => (Some(s.id), s.phase.task_kind()),
+            (None, Some(_)) => (None, TaskKind::Done),
+            (None, None) => (None, TaskKind::Wait),
+        };
+        Ok(Status {
+            session,
+            phase,
+            active: self.active.iter().cloned().collect(),
+            rounds_done: self.records.iter().filter(|r| r.kind == SessionKind::Train).count() as u32,
+        })
+    }
+
+    /// The sessions completed so far.
+    pub fn records(&self) -> &[RoundRecord] {
+        &self.records
+    }
+
+    /// Whether the federation has ended (completed, failed or interrupted).
+    pub fn is_finished(&self) -> bool {
+        self.ending.is_some()
+    }
+
+    /// Whether every snapshot handed out has been reported written.
+    pub fn is_persisted(&self) -> bool {
+        self.pending_persists == 0
+    }
+
+    /// Whether every hospital that took part has received its final task (trivially so when the
+    /// aggregator is shutting down: there is none to receive).
+    pub fn all_delivered(&self) -> bool {
+        matches!(self.ending, Some(Ending::Failed(Failure::Interrupted)))
+            || self.joined.iter().all(|node| self.delivered.contains(node))
+    }
+
+    /// When the next deadline falls (a phase deadline or the join timeout), if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.ending.is_some() {
+            return None;
+        }
+        match &self.session {
+            Some(session) => session.phase.waits_on_nodes().then_some(session.deadline),
+            None => Some(self.started_at + Duration::from_secs(self.plan.config.join_timeout_secs)),
+        }
+    }
+
+    /// How the federation ended, or where it stands.
+    pub fn outcome(&self) -> Outcome {
+        Outcome {
+            global: self.global.clone(),
+            records: self.records.clone(),
+            failure: match &self.ending {
+                Some(Ending::Failed(failure)) => Some(failure.clone()),
+                _ => None,
+            },
+            figures: self.figures.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("joined", &self.joined)
+            .field("active", &self.active)
+            .field("session", &self.session.as_ref().map(|s| (s.id, s.kind, s.phase.name())))
+            .field("records", &self.records.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,525 @@
+//! Every transition of the coordinator, driven directly: real threshold encryption, no socket,
+//! no clock (time is passed in), no disk (snapshots are acknowledged by hand).
+
+use core::time::Duration;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fedcare_crypto::{
+    AggregateMasks, CollectivePublicKey, Crs, PARAMS_V1, PartyId, PartySession, WireLimits, WireMessage,
+};
+
+use super::*;
+use crate::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
+use crate::protocol::{LocalEvaluation, SetupCounts};
+use crate::transfer::params_from_bytes;
+
+const HOSPITALS: [&str; 3] = ["a", "b", "c"];
+const PHASE: Duration = Duration::from_secs(10);
+const JOIN: Duration = Duration::from_secs(30);
+
+fn plan() -> Arc<FederationPlan> {
+    let config = AggregatorConfig {
+        federation_id: "fed".into(),
+        listen: "127.0.0.1:0".into(),
+        hospitals: HOSPITALS.iter().map(|h| h.to_string()).collect(),
+        min_hospitals: 2,
+        rounds: 1,
+        phase_timeout_secs: PHASE.as_secs(),
+        join_timeout_secs: JOIN.as_secs(),
+        out_dir: "unused".into(),
+        seed: 0,
+        eval_bins: 4,
+        schema_id: "test/v1".into(),
+        numeric_features: 0,
+        top_k: Vec::new(),
+        schema: None,
+        model: ModelConfig { input_width: 3, hidden: vec![] },
+        training: TrainingSettings::default(),
+        server: ServerRule::default(),
+        tls: TlsFiles { ca: "ca".into(), cert: "c".into(), key: "k".into() },
+    };
+    Arc::new(config.plan().unwrap())
+}
+
+fn node(name: &str) -> NodeId {
+    NodeId::new(name).unwrap()
+}
+
+/// A coordinator whose CRS counts up from 1, and the time it started.
+fn coordinator() -> (Coordinator, Instant) {
+    let start = Instant::now();
+    let mut next = 0u128;
+    let crs = Box::new(move || {
+        next += 1;
+        Crs(next)
+    });
+    (Coordinator::new(plan(), None, start, crs).unwrap(), start)
+}
+
+fn join(c: &mut Coordinator, name: &str, now: Instant) -> Vec<Action> {
+    c.handle(Event::Join { node: node(name), federation_id: "fed".into() }, now).unwrap()
+}
+
+/// One hospital's side, made of the real crypto and the contribution layout.
+struct Hospital {
+    name: &'static str,
+    party: Option<PartySession>,
+}
+
+impl Hospital {
+    fn new(name: &'static str) -> Self {
+        Self { name, party: None }
+    }
+
+    /// The bytes this hospital uploads for `task`.
+    fn answer(&mut self, c: &Coordinator, task: &Task) -> (UploadKind, Vec<u8>) {
+        let plan = &c.plan;
+        match task.kind {
+            TaskKind::KeyGen => {
+                let id = PartyId::new(self.name).unwrap();
+                let (party, share) = PartySession::new(PARAMS_V1, id, task.crs.unwrap(), 2).unwrap();
+                self.party = Some(party);
+                (UploadKind::KeyShare, share.encode().unwrap())
+            }
+            TaskKind::Contribute => {
+                let key = CollectivePublicKey::decode(&task.sections[0], &PARAMS_V1, &WireLimits::default()).unwrap();
+                let layout = &plan.layout;
+                let evaluation = LocalEvaluation::of_logits(&[-1.0, 2.0], &[0.0, 1.0], layout.bins);
+                let values = match task.session_kind.unwrap() {
+                    SessionKind::Setup => layout
+                        .setup_vector(&SetupCounts { train_rows: 10, test_rows: 2, ..SetupCounts::default() })
+                        .unwrap(),
+                    SessionKind::Train => {
+                        let global = params_from_bytes(&task.sections[1], layout.params).unwrap();
+                        assert_eq!(global.len(), layout.params);
+                        let delta = vec![0.25; layout.params];
+                        let weight = 10.0 / task.figures.train_rows as f64;
+                        layout.train_vector(&delta, 0.5, weight, &evaluation, task.figures.test_rows).unwrap()
+                    }
+                    SessionKind::Evaluate => layout.evaluate_vector(&evaluation, task.figures.test_rows).unwrap(),
+                };
+                let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+                let words = plan.codec.encode(&values, 1.0).unwrap().words;
+                let ciphertext = self.party.as_mut().unwrap().encrypt(&key, &words).unwrap();
+                (UploadKind::Contribution, ciphertext.encode().unwrap())
+            }
+            TaskKind::Decrypt => {
+                let masks = AggregateMasks::decode(&task.sections[0], &PARAMS_V1, &WireLimits::default()).unwrap();
+                let share = self.party.as_mut().unwrap().decryption_share(&masks).unwrap();
+                (UploadKind::DecryptionShare, share.encode().unwrap())
+            }
+            other => panic!("{} cannot answer a {other:?} task", self.name),
+        }
+    }
+}
+
+/// Uploads `bytes` as `kind` from `name` the way the shell does (admit, verify, accept).
+fn upload(
+    c: &mut Coordinator,
+    name: &str,
+    session: Option<SessionId>,
+    kind: UploadKind,
+    bytes: &[u8],
+    now: Instant,
+) -> Result<Vec<Action>, Refusal> {
+    let header = UploadHeader { federation_id: "fed".into(), session, node: name.into(), kind: Some(kind) };
+    let mut actions = c.handle(Event::UploadStarted { node: node(name), header }, now)?;
+    let Some(Action::Verify(ticket)) = actions.pop() else { panic!("no verification asked") };
+    let upload = ticket.verify(bytes, &WireLimits::default())?;
+    c.handle(Event::UploadVerified { ticket, upload, bytes: bytes.len() as u64 }, now)
+}
+
+/// Carries out the heavy actions the way the shell does; returns the snapshots to persist.
+fn carry_out(c: &mut Coordinator, actions: Vec<Action>, now: Instant) -> Vec<Snapshot> {
+    let mut snapshots = Vec::new();
+    let mut queue = actions;
+    while let Some(action) = queue.pop() {
+        let more = match action {
+            Action::FinishAggregate { session, builder } => {
+                c.handle(Event::AggregateReady { session, result: builder.finish() }, now).unwrap()
+            }
+            Action::DecryptSum { session, aggregate, shares } => {
+                let result = decrypt_sum(&c.plan, &aggregate, &shares);
+                c.handle(Event::SumDecrypted { session, result }, now).unwrap()
+            }
+            Action::Persist(snapshot) => {
+                snapshots.push(*snapshot);
+                Vec::new()
+            }
+            Action::Verify(_) | Action::Finished => Vec::new(),
+        };
+        queue.extend(more);
+    }
+    snapshots
+}
+
+/// Every listed hospital answers its current task once; returns the snapshots made.
+fn phase(c: &mut Coordinator, hospitals: &mut [Hospital], now: Instant) -> Vec<Snapshot> {
+    let mut snapshots = Vec::new();
+    for hospital in hospitals.iter_mut() {
+        let task = c.task_for(&node(hospital.name)).unwrap();
+        if task.kind == TaskKind::Wait {
+            continue;
+        }
+        let (kind, bytes) = hospital.answer(c, &task);
+        let actions = upload(c, hospital.name, task.session, kind, &bytes, now).unwrap();
+        snapshots.extend(carry_out(c, actions, now));
+    }
+    snapshots
+}
+
+fn acknowledge(c: &mut Coordinator, snapshots: Vec<Snapshot>) {
+    for snapshot in snapshots {
+        let bytes = Bytes::from(snapshot.model.to_bytes().unwrap());
+        c.handle(Event::Persisted { result: Ok(bytes) }, Instant::now()).unwrap();
+    }
+}
+
+fn all_join(c: &mut Coordinator, now: Instant) {
+    for name in HOSPITALS {
+        assert!(join(c, name, now).is_empty());
+    }
+}
+
+fn running(c: &Coordinator) -> SessionId {
+    c.status(&node("a")).unwrap().session.expect("a session is running")
+}
+
+#[test]
+fn a_federation_runs_setup_training_and_evaluation_to_the_end() {
+    let (mut c, start) = coordinator();
+    assert_eq!(c.task_for(&node("a")).unwrap_err(), Refusal::NotJoined);
+    all_join(&mut c, start);
+    assert!(c.tick(start).is_empty());
+    assert_eq!(running(&c), SessionId { round: 0, attempt: 0 });
+    let mut hospitals = HOSPITALS.map(Hospital::new);
+    let mut snapshots = Vec::new();
+    // 3 sessions × 3 phases.
+    for _ in 0..9 {
+        snapshots.extend(phase(&mut c, &mut hospitals, start));
+    }
+    assert!(c.is_finished() && !c.is_persisted(), "finished, snapshots pending");
+    let kinds: Vec<SessionKind> = c.records().iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [SessionKind::Setup, SessionKind::Train, SessionKind::Evaluate]);
+    assert_eq!((c.figures.train_rows, c.figures.test_rows), (30, 6), "three hospitals' exact counts");
+    // The mean update is the weighted mean of 0.25 per parameter (weights 1/3 each).
+    let initial = fedcare_core::rng::init_params(&c.plan.spec, 0);
+    for (after, before) in c.outcome().global.iter().zip(&initial) {
+        assert!((after - before - 0.25).abs() < 1e-5, "{after} vs {before} + 0.25");
+    }
+    let train = &c.records()[1];
+    assert!((train.train_loss.unwrap() - 0.5).abs() < 1e-5);
+    assert_eq!((train.test_rows, train.test_positives), (Some(6), Some(3)));
+    assert_eq!(train.auroc, Some(1.0));
+    // The final model goes out only once every snapshot is written, and is the last written.
+    assert_eq!(snapshots.len(), 3);
+    assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Wait);
+    let last = snapshots.last().unwrap().model.to_bytes().unwrap();
+    acknowledge(&mut c, snapshots);
+    let done = c.task_for(&node("a")).unwrap();
+    assert_eq!(done.kind, TaskKind::Done);
+    assert_eq!(done.sections, [Bytes::from(last)]);
+    assert!(!c.all_delivered());
+    for name in HOSPITALS {
+        c.handle(Event::TaskSent { node: node(name), session: None, bytes: 1, done: true }, start).unwrap();
+    }
+    assert!(c.all_delivered());
+}
+
+#[test]
+fn the_first_session_waits_for_every_hospital_or_the_join_timeout() {
+    let (mut c, start) = coordinator();
+    join(&mut c, "a", start);
+    join(&mut c, "b", start);
+    c.tick(start + JOIN / 2);
+    assert!(c.status(&node("a")).unwrap().session.is_none(), "waits for c");
+    c.tick(start + JOIN);
+    assert_eq!(running(&c), SessionId { round: 0, attempt: 0 });
+    assert_eq!(c.status(&node("a")).unwrap().active, [node("a"), node("b")]);
+
+    // Alone at the timeout: the federation fails, saying who joined.
+    let (mut lonely, start) = coordinator();
+    join(&mut lonely, "a", start);
+    assert_eq!(lonely.tick(start + JOIN).len(), 1);
+    let failure = lonely.outcome().failure.unwrap();
+    assert_eq!(failure, Failure::TooFewJoined { joined: 1, needed: 2, waited_secs: 30 });
+    assert_eq!(lonely.task_for(&node("a")).unwrap().kind, TaskKind::Failed);
+
+    // A hospital that said it leaves counts as accounted for: no need to wait for it.
+    let (mut early, start) = coordinator();
+    join(&mut early, "a", start);
+    join(&mut early, "b", start);
+    join(&mut early, "c", start);
+    early
+        .handle(Event::Leave { node: node("c"), federation_id: "fed".into(), reason: "too few patients".into() }, start)
+        .unwrap();
+    early.tick(start);
+    assert_eq!(early.status(&node("a")).unwrap().active, [node("a"), node("b")]);
+}
+
+#[test]
+fn a_missed_deadline_drops_the_silent_hospital_and_restarts_with_fresh_keys() {
+    let (mut c, start) = coordinator();
+    all_join(&mut c, start);
+    c.tick(start);
+    let first_crs = c.task_for(&node("a")).unwrap().crs;
+    let mut answering = [Hospital::new("a"), Hospital::new("b")];
+    phase(&mut c, &mut answering, start);
+    assert!(c.tick(start + PHASE - Duration::from_millis(1)).is_empty(), "before the deadline nothing happens");
+    assert_eq!(c.next_deadline(), Some(start + PHASE));
+    c.tick(start + PHASE);
+    assert_eq!(running(&c), SessionId { round: 0, attempt: 1 });
+    assert_eq!(c.status(&node("a")).unwrap().active, [node("a"), node("b")], "c was dropped");
+    let task = c.task_for(&node("a")).unwrap();
+    assert_eq!(task.kind, TaskKind::KeyGen, "a fresh key generation");
+    assert_ne!(task.crs, first_crs, "with a fresh CRS");
+    assert_eq!(c.task_for(&node("c")).unwrap().kind, TaskKind::Wait, "c is not in the new attempt");
+    // The rest finish the federation.
+    let now = start + PHASE;
+    for _ in 0..9 {
+        phase(&mut c, &mut answering, now);
+    }
+    assert!(c.is_finished() && c.outcome().failure.is_none());
+    assert_eq!(c.records()[0].attempt, 1);
+    assert_eq!(c.records()[0].hospitals, 2);
+}
+
+#[test]
+fn too_few_remaining_hospitals_end_the_federation() {
+    let (mut c, start) = coordinator();
+    join(&mut c, "a", start);
+    join(&mut c, "b", start);
+    c.tick(start + JOIN);
+    phase(&mut c, &mut [Hospital::new("a")], start + JOIN);
+    assert_eq!(c.tick(start + JOIN + PHASE).len(), 1, "finished");
+    let failure = c.outcome().failure.unwrap();
+    assert_eq!(failure, Failure::TooFewRemain { round: 0, remaining: 1, needed: 2, dropped: vec![node("b")] });
+    assert!(failure.to_string().contains("1 hospitals remain after dropping [\"b\"]"), "{failure}");
+}
+
+#[test]
+fn bad_and_out_of_turn_uploads_are_refused_and_change_nothing() {
+    let (mut c, start) = coordinator();
+    join(&mut c, "a", start);
+    join(&mut c, "b", start);
+    c.tick(start + JOIN);
+    let session = Some(running(&c));
+    let mut a = Hospital::new("a");
+    let task = c.task_for(&node("a")).unwrap();
+    let (kind, share) = a.answer(&c, &task);
+    let key_share = UploadKind::KeyShare;
+    let refused = |c: &mut Coordinator, name: &str, session, kind, bytes: &[u8]| {
+        upload(c, name, session, kind, bytes, start).unwrap_err()
+    };
+    // Another session, phase, node or federation; a stranger; a node that never joined.
+    let other = Some(SessionId { round: 5, attempt: 0 });
+    assert!(matches!(refused(&mut c, "a", other, kind, &share), Refusal::WrongSession { .. }));
+    assert_eq!(
+        refused(&mut c, "a", session, UploadKind::Contribution, &share),
+        Refusal::WrongPhase { phase: "key generation" }
+    );
+    assert_eq!(refused(&mut c, "c", session, key_share, &share), Refusal::NotJoined);
+    assert_eq!(refused(&mut c, "zz", session, key_share, &share), Refusal::NotEnrolled(node("zz")));
+    let posing = UploadHeader { federation_id: "fed".into(), session, node: "b".into(), kind: Some(key_share) };
+    let error = c.handle(Event::UploadStarted { node: node("a"), header: posing }, start).unwrap_err();
+    assert!(matches!(error, Refusal::NodeMismatch { .. }));
+    let foreign = UploadHeader { federation_id: "other".into(), session, node: "a".into(), kind: Some(key_share) };
+    let error = c.handle(Event::UploadStarted { node: node("a"), header: foreign }, start).unwrap_err();
+    assert_eq!(error, Refusal::UnknownFederation("other".into()));
+    // Garbage and a share made by another party.
+    assert!(matches!(refused(&mut c, "a", session, key_share, &[7; 64]), Refusal::Invalid { what: "key share", .. }));
+    let mut b = Hospital::new("b");
+    let (_, b_share) = b.answer(&c, &c.task_for(&node("b")).unwrap());
+    assert_eq!(refused(&mut c, "a", session, key_share, &b_share), Refusal::ForeignParty { what: "key share" });
+    // A late joiner is not in the running session.
+    join(&mut c, "c", start);
+    assert!(matches!(refused(&mut c, "c", session, key_share, &share), Refusal::NotParticipant { .. }));
+    // The round is intact: a's share is taken once, a duplicate is refused.
+    upload(&mut c, "a", session, key_share, &share, start).unwrap();
+    assert_eq!(refused(&mut c, "a", session, key_share, &share), Refusal::AlreadyUploaded(node("a")));
+    assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Wait, "a waits for b");
+    upload(&mut c, "b", session, key_share, &b_share, start).unwrap();
+    assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Contribute);
+    assert_eq!(c.status(&node("c")).unwrap().active, [node("a"), node("b"), node("c")], "c takes part next time");
+}
+
+#[test]
+fn a_hospital_that_leaves_is_dropped_at_once() {
+    let (mut c, start) = coordinator();
+    all_join(&mut c, start);
+    c.tick(start);
+    let mut hospitals = HOSPITALS.map(Hospital::new);
+    phase(&mut c, &mut hospitals, start);
+    assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Contribute);
+    let leave = Event::Leave {
+        node: node("c"),
+        federation_id: "fed".into(),
+        reason: "too few patients to hold some out".into(),
+    };
+    c.handle(leave, start).unwrap();
+    assert_eq!(running(&c), SessionId { round: 0, attempt: 1 }, "restarted at once, not at the deadline");
+    assert_eq!(c.status(&node("a")).unwrap().active, [node("a"), node("b")]);
+    assert_eq!(c.task_for(&node("c")).unwrap_err(), Refusal::NotJoined, "it left");
+    // It may come back (fixed data) and takes part from the next session.
+    join(&mut c, "c", start);
+    assert_eq!(c.task_for(&node("c")).unwrap().kind, TaskKind::Wait);
+}
+
+#[test]
+fn a_participant_that_joins_again_mid_round_restarts_it() {
+    let (mut c, start) = coordinator();
+    all_join(&mut c, start);
+    c.tick(start);
+    // Rejoining before doing anything in the session changes nothing.
+    join(&mut c, "b", start);
+    assert_eq!(running(&c), SessionId { round: 0, attempt: 0 });
+    let mut hospitals = HOSPITALS.map(Hospital::new);
+    phase(&mut c, &mut hospitals, start);
+    // After its key share, a rejoin means its key share is lost: fresh keys for everyone.
+    join(&mut c, "b", start);
+    assert_eq!(running(&c), SessionId { round: 0, attempt: 1 });
+    assert_eq!(c.status(&node("a")).unwrap().active.len(), 3, "nobody is dropped");
+    assert_eq!(c.task_for(&node("b")).unwrap().kind, TaskKind::KeyGen);
+}
+
+#[test]
+fn failed_crypto_results_restart_the_round_and_stale_ones_are_ignored() {
+    let (mut c, start) = coordinator();
+    all_join(&mut c, start);
+    c.tick(start);
+    let mut hospitals = HOSPITALS.map(Hospital::new);
+    phase(&mut c, &mut hospitals, start);
+    // Contributions in: the coordinator asks for the aggregate; a stale result is ignored.
+    let mut finish = Vec::new();
+    for hospital in &mut hospitals {
+        let task = c.task_for(&node(hospital.name)).unwrap();
+        let (kind, bytes) = hospital.answer(&c, &task);
+        finish.extend(upload(&mut c, hospital.name, task.session, kind, &bytes, start).unwrap());
+    }
+    let [Action::FinishAggregate { session, .. }] = finish.as_slice() else { panic!("{finish:?}") };
+    assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Wait, "nothing to do while aggregating");
+    assert_eq!(c.next_deadline(), None, "no deadline while the aggregator works");
+    let stale = SessionId { round: 0, attempt: 7 };
+    c.handle(Event::AggregateReady { session: stale, result: Err(CryptoError::WrongCrs) }, start).unwrap();
+    assert_eq!(running(&c), *session);
+    // A failure of the running session's aggregate restarts it with fresh keys.
+    c.handle(Event::AggregateReady { session: *session, result: Err(CryptoError::WrongCrs) }, start).unwrap();
+    assert_eq!(running(&c), SessionId { round: 0, attempt: 1 });
+    // A round that keeps failing ends the federation.
+    for _ in 1..MAX_ATTEMPTS {
+        let leave_and_return = [Event::Join { node: node("a"), federation_id: "fed".into() }];
+        let mut hospitals = HOSPITALS.map(Hospital::new);
+        phase(&mut c, &mut hospitals, start);
+        for event in leave_and_return {
+            c.handle(event, start).unwrap();
+        }
+    }
+    let failure = c.outcome().failure.expect("the federation gave up");
+    assert!(matches!(failure, Failure::RoundFailed { round: 0, .. }), "{failure}");
+}
+
+#[test]
+fn a_snapshot_that_cannot_be_written_ends_the_federation() {
+    let (mut c, start) = coordinator();
+    all_join(&mut c, start);
+    c.tick(start);
+    let mut hospitals = HOSPITALS.map(Hospital::new);
+    let mut snapshots = Vec::new();
+    for _ in 0..3 {
+        snapshots.extend(phase(&mut c, &mut hospitals, start));
+    }
+    assert_eq!(snapshots.len(), 1, "the setup session's snapshot");
+    assert_eq!(running(&c).round, 1, "training goes on while the snapshot is written");
+    c.handle(Event::Persisted { result: Err("disk full".into()) }, start).unwrap();
+    assert_eq!(c.outcome().failure, Some(Failure::Persistence("disk full".into())));
+    assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Failed);
+}
+
+#[test]
+fn shutdown_abandons_the_running_session() {
+    let (mut c, start) = coordinator();
+    all_join(&mut c, start);
+    c.tick(start);
+    let actions = c.handle(Event::Shutdown, start).unwrap();
+    assert!(matches!(actions.as_slice(), [Action::Finished]));
+    assert_eq!(c.outcome().failure, Some(Failure::Interrupted));
+    assert!(c.status(&node("a")).unwrap().session.is_none());
+    // Hospitals are not told the federation failed: they wait and reconnect to the next start.
+    assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Wait);
+    assert!(c.all_delivered(), "nothing final to deliver");
+    let header =
+        UploadHeader { federation_id: "fed".into(), session: None, node: "a".into(), kind: Some(UploadKind::KeyShare) };
+    let refusal = c.handle(Event::UploadStarted { node: node("a"), header }, start).unwrap_err();
+    assert_eq!(refusal, Refusal::ShuttingDown);
+    assert_eq!(refusal.code(), tonic::Code::Unavailable, "a hospital retries, as when the aggregator is gone");
+}
+
+#[test]
+fn a_checkpoint_resumes_and_a_foreign_one_is_refused() {
+    let (mut c, start) = coordinator();
+    all_join(&mut c, start);
+    c.tick(start);
+    let mut hospitals = HOSPITALS.map(Hospital::new);
+    let mut snapshots = Vec::new();
+    for _ in 0..6 {
+        snapshots.extend(phase(&mut c, &mut hospitals, start));
+    }
+    let checkpoint = snapshots.pop().unwrap().checkpoint;
+    assert_eq!(checkpoint.next, Some(Planned { round: 2, kind: SessionKind::Evaluate }));
+    let resumed = Coordinator::new(plan(), Some(checkpoint.clone()), start, Box::new(|| Crs(9))).unwrap();
+    assert_eq!(resumed.records(), c.records());
+    assert_eq!(resumed.outcome().global, c.outcome().global);
+    let foreign = Checkpoint { federation_id: "another".into(), ..checkpoint.clone() };
+    let error = Coordinator::new(plan(), Some(foreign), start, Box::new(|| Crs(9))).unwrap_err();
+    assert!(matches!(error, FederationError::ForeignCheckpoint { .. }), "{error}");
+    let resized = Checkpoint { param_count: 99, ..checkpoint };
+    assert!(Coordinator::new(plan(), Some(resized), start, Box::new(|| Crs(9))).is_err());
+    assert!(resumed.is_persisted(), "a resumed coordinator has nothing pending");
+}
+
+#[test]
+fn a_federation_resumed_at_its_end_hands_out_its_final_model() {
+    let (mut c, start) = coordinator();
+    all_join(&mut c, start);
+    c.tick(start);
+    let mut hospitals = HOSPITALS.map(Hospital::new);
+    let mut snapshots = Vec::new();
+    for _ in 0..9 {
+        snapshots.extend(phase(&mut c, &mut hospitals, start));
+    }
+    let last = snapshots.pop().unwrap();
+    assert_eq!(last.checkpoint.next, None);
+    let mut resumed = Coordinator::new(plan(), Some(last.checkpoint), start, Box::new(|| Crs(9))).unwrap();
+    assert!(resumed.is_finished());
+    let actions = resumed.start();
+    let snapshots: Vec<Snapshot> = actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Persist(snapshot) => Some(*snapshot),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(snapshots.len(), 1, "the final snapshot is written again");
+    acknowledge(&mut resumed, snapshots);
+    join(&mut resumed, "a", start);
+    assert_eq!(resumed.task_for(&node("a")).unwrap().kind, TaskKind::Done);
+}
+
+#[test]
+fn a_verified_upload_of_an_abandoned_session_is_refused() {
+    let (mut c, start) = coordinator();
+    all_join(&mut c, start);
+    c.tick(start);
+    let task = c.task_for(&node("a")).unwrap();
+    let (kind, bytes) = Hospital::new("a").answer(&c, &task);
+    let header =
+        UploadHeader { federation_id: "fed".into(), session: task.session, node: "a".into(), kind: Some(kind) };
+    let mut actions = c.handle(Event::UploadStarted { node: node("a"), header }, start).unwrap();
+    let Some(Action::Verify(ticket)) = actions.pop() else { panic!("no verification asked") };
+    let verified = ticket.verify(&bytes, &WireLimits::default()).unwrap();
+    // While it was being verified, the session restarted (c left).
+    c.handle(Event::Leave { node: node("c"), federation_id: "fed".into(), reason: "gone".into() }, start).unwrap();
+    let error = c.handle(Event::UploadVerified { ticket, upload: verified, bytes: 1 }, start).unwrap_err();
+    assert!(matches!(error, Refusal::WrongSession { .. }), "{error}");
+}

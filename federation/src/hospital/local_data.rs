@@ -1,0 +1,207 @@
+//! A hospital's rows as the federation needs them: its train/test split (by patient for schema
+//! data), its share of the setup session's counts, and the model inputs once the federation's
+//! statistics and `top_k` buckets are known.
+
+use fedcare_core::Dataset;
+use fedcare_data::{Schema, Table, split_seed};
+
+use crate::error::{FederationError, ProtocolError, Result};
+use crate::protocol::{FederationSettings, PublicFigures, SetupCounts};
+
+/// A hospital's rows.
+#[derive(Debug, Clone)]
+pub enum HospitalData {
+    /// Model inputs ready as they are (the federation standardises nothing).
+    Ready(Dataset),
+    /// Rows read through a schema; numeric features are standardised with federated statistics,
+    /// `top_k` columns one-hot over the federation's chosen buckets.
+    Table {
+        /// The rows.
+        table: Table,
+        /// Their schema.
+        schema: Box<Schema>,
+    },
+}
+
+impl HospitalData {
+    /// Model inputs per row.
+    pub fn width(&self) -> usize {
+        match self {
+            Self::Ready(data) => data.width(),
+            Self::Table { schema, .. } => schema.width(),
+        }
+    }
+}
+
+/// A hospital's split and, for schema data, the datasets once the federation's figures are known.
+#[derive(Debug)]
+pub struct LocalData {
+    counts: SetupCounts,
+    split: Split,
+}
+
+#[derive(Debug)]
+enum Split {
+    Ready(Dataset, Dataset),
+    Table(Box<TableSplit>),
+}
+
+#[derive(Debug)]
+struct TableSplit {
+    train: Table,
+    test: Table,
+    schema: Schema,
+    /// The encoded datasets and the figures they were encoded with.
+    built: Option<(PublicFigures, Dataset, Dataset)>,
+}
+
+fn mismatch(field: &'static str, value: impl ToString, expected: impl Into<String>) -> FederationError {
+    ProtocolError::Invalid { field, value: value.to_string(), expected: expected.into() }.into()
+}
+
+impl LocalData {
+    /// Splits `data` for the federation `settings` describe; `node` seeds the split. Refuses data
+    /// of another schema or shape than the federation's, and a split with an empty side.
+    pub fn new(data: &HospitalData, settings: &FederationSettings, node: &str) -> Result<Self> {
+        let layout = &settings.layout;
+        let seed = split_seed(settings.train.seed, node);
+        match data {
+            HospitalData::Ready(data) => {
+                if layout.numeric != 0 || !layout.top_k.is_empty() {
+                    return Err(mismatch(
+                        "hospital data",
+                        "a plain numeric CSV",
+                        format!(
+                            "schema data: the federation standardises {} features and has {} top_k columns",
+                            layout.numeric,
+                            layout.top_k.len()
+                        ),
+                    ));
+                }
+                let (train, test) = fedcare_data::plain::split(data, settings.test_fraction, seed)?;
+                let counts = SetupCounts {
+                    train_rows: train.rows() as u64,
+                    test_rows: test.rows() as u64,
+                    ..SetupCounts::default()
+                };
+                Ok(Self { counts, split: Split::Ready(train, test) })
+            }
+            HospitalData::Table { table, schema } => {
+                // A federation configured with a schema names it; the same shapes under another
+                // schema would mean other columns, other categories and other buckets.
+                if !settings.schema_id.is_empty() && settings.schema_id != schema.id {
+                    return Err(mismatch(
+                        "schema",
+                        format!("{:?} (this hospital's)", schema.id),
+                        format!("the federation trains on schema {:?}", settings.schema_id),
+                    ));
+                }
+                if schema.numeric.len() != layout.numeric {
+                    return Err(mismatch(
+                        "numeric features",
+                        schema.numeric.len(),
+                        format!("the federation standardises {}", layout.numeric),
+                    ));
+                }
+                if schema.top_k_shapes() != layout.top_k {
+                    return Err(mismatch(
+                        "top_k columns",
+                        format!("{:?} (this hospital's schema)", schema.top_k_shapes()),
+                        format!("the federation's {:?}", layout.top_k),
+                    ));
+                }
+                let (train, test) = table.split_for_evaluation(f64::from(settings.test_fraction), seed)?;
+                let counts = SetupCounts {
+                    train_rows: train.rows() as u64,
+                    test_rows: test.rows() as u64,
+                    moments: train.numeric_moments(),
+                    bucket_counts: train.bucket_counts(schema),
+                };
+                Ok(Self {
+                    counts,
+                    split: Split::Table(Box::new(TableSplit { train, test, schema: (**schema).clone(), built: None })),
+                })
+            }
+        }
+    }
+
+    /// This hospital's setup counts (its share of the federation's totals).
+    pub fn counts(&self) -> &SetupCounts {
+        &self.counts
+    }
+
+    /// The training and test datasets, encoded with the federation's `figures`.
+    pub fn datasets(&mut self, figures: &PublicFigures) -> Result<(&Dataset, &Dataset)> {
+        match &mut self.split {
+            Split::Ready(train, test) => Ok((train, test)),
+            Split::Table(split) => {
+                let TableSplit { train, test, schema, built } = split.as_mut();
+                if built.as_ref().is_none_or(|(used, _, _)| used != figures) {
+                    if figures.feature_stats.len() != schema.numeric.len() {
+                        return Err(mismatch(
+                            "feature statistics",
+                            figures.feature_stats.len(),
+                            format!("{} (the schema's numeric features)", schema.numeric.len()),
+                        ));
+                    }
+                    // The encoding checks the buckets against the schema's shapes.
+                    let encode = |table: &Table| table.to_dataset_with(schema, &figures.feature_stats, &figures.top_k);
+                    *built = Some((figures.clone(), encode(train)?, encode(test)?));
+                }
+                // Invariant: the branch above just filled it.
+                let (_, train, test) = built.as_ref().expect("datasets were just built");
+                Ok((train, test))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
+    use fedcare_data::{BadRows, read_csv};
+
+    fn settings(schema: &Schema, schema_id: &str) -> FederationSettings {
+        let plan = AggregatorConfig {
+            federation_id: "f".into(),
+            listen: "127.0.0.1:0".into(),
+            hospitals: vec!["a".into(), "b".into()],
+            min_hospitals: 2,
+            rounds: 1,
+            phase_timeout_secs: 10,
+            join_timeout_secs: 10,
+            out_dir: "out".into(),
+            seed: 0,
+            eval_bins: 16,
+            schema_id: schema_id.into(),
+            numeric_features: schema.numeric.len() as u32,
+            top_k: schema.top_k_shapes(),
+            schema: None,
+            model: ModelConfig { input_width: schema.width() as u32, hidden: vec![] },
+            training: TrainingSettings::default(),
+            server: ServerRule::default(),
+            tls: TlsFiles { ca: "ca".into(), cert: "c".into(), key: "k".into() },
+        }
+        .plan()
+        .unwrap();
+        crate::convert::settings_from_proto(&crate::convert::federation_config(&plan)).unwrap()
+    }
+
+    #[test]
+    fn a_hospital_refuses_a_federation_on_another_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = fedcare_data::synth::write_cohort(dir.path(), 1, 200, 3).unwrap();
+        let schema = Schema::diabetes130(true);
+        let (table, _) = read_csv(&files[0], &schema, BadRows::Reject).unwrap();
+        let data = HospitalData::Table { table, schema: Box::new(schema.clone()) };
+        let error = LocalData::new(&data, &settings(&schema, "other-registry/v1"), "a").unwrap_err().to_string();
+        assert!(error.contains("trains on schema \"other-registry/v1\"") && error.contains(&schema.id), "{error}");
+        LocalData::new(&data, &settings(&schema, &schema.id), "a").unwrap();
+        LocalData::new(&data, &settings(&schema, ""), "a").unwrap();
+        // Plain numeric data cannot join a federation that standardises features.
+        let plain = HospitalData::Ready(fedcare_data::plain::synthetic_hospital(0, 2, 50, 1));
+        let error = LocalData::new(&plain, &settings(&schema, &schema.id), "a").unwrap_err().to_string();
+        assert!(error.contains("schema data"), "{error}");
+    }
+}

@@ -1,0 +1,481 @@
+//! A hospital node: joins the federation over mTLS, and for each task trains locally, encrypts
+//! its weighted update, and makes decryption shares — only of aggregates that contain its own
+//! contribution (enforced by [`PartySession`]).
+//!
+//! Its patient rows never leave it; what leaves is a public key share, one ciphertext and one
+//! decryption share per session. At the end it receives the same model file the aggregator
+//! wrote (model, federated feature scaling, `top_k` buckets and metrics), so it can score its
+//! own patients with it. A hospital that cannot go on for a reason of its own (its data does
+//! not fit the federation, its trainer failed) tells the aggregator with `Leave`, so that the
+//! round goes on without it at once instead of at the phase deadline.
+
+mod local_data;
+pub mod trainer;
+
+use core::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use cpu_time::ThreadTime;
+use fedcare_core::{Codec, Dataset, ModelFile, Network};
+use fedcare_crypto::{AggregateMasks, CollectivePublicKey, PARAMS_V1, PartyId, PartySession, WireLimits, WireMessage};
+use fedcare_proto::v1::{self, federation_client::FederationClient};
+use tokio_stream::StreamExt;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+pub use local_data::{HospitalData, LocalData};
+pub use trainer::{CpuTrainer, GpuNodeTrainer, Trainer};
+
+use crate::convert;
+use crate::error::{FederationError, ProtocolError, Refusal, Result};
+use crate::identity::InProcessLink;
+use crate::protocol::{
+    FederationSettings, LocalEvaluation, NodeId, SessionId, SessionKind, Task, TaskKind, UploadHeader, UploadKind,
+};
+use crate::transfer::{Assembler, chunks, params_from_bytes, split_sections};
+
+/// What a hospital measured, for progress tables.
+#[derive(Debug, Default, Clone)]
+pub struct HospitalStats {
+    /// CPU time spent training.
+    pub train: Duration,
+    /// CPU time spent in key generation, encryption and decryption shares.
+    pub crypto: Duration,
+    /// Bytes uploaded.
+    pub bytes_up: u64,
+    /// Bytes of task payloads downloaded.
+    pub bytes_down: u64,
+}
+
+/// One local training result, for tests that recompute FedAvg in plaintext.
+#[derive(Debug, Clone)]
+pub struct LocalUpdate {
+    /// Training round.
+    pub round: u32,
+    /// The global model it started from.
+    pub global: Vec<f32>,
+    /// `local − global`, unweighted.
+    pub delta: Vec<f32>,
+    /// Training rows.
+    pub rows: usize,
+    /// Per `top_k` column, the buckets this hospital's inputs were one-hot over (from the task).
+    pub top_k: Vec<Vec<u32>>,
+}
+
+/// Observes a hospital's local updates.
+pub type UpdateObserver = Arc<dyn Fn(&str, &LocalUpdate) + Send + Sync>;
+
+/// How a hospital reaches the aggregator.
+#[derive(Debug, Clone)]
+pub enum Connection {
+    /// Over the network with mTLS.
+    Tls {
+        /// `https://host:port`.
+        url: String,
+        /// TLS with the federation's CA and this hospital's identity.
+        tls: ClientTlsConfig,
+    },
+    /// Inside this process (tests, tools), authenticated as `node`.
+    InProcess {
+        /// The aggregator's in-process link.
+        link: InProcessLink,
+        /// The name this hospital connects as.
+        node: NodeId,
+    },
+}
+
+/// The final model a hospital receives: the aggregator's `model.bin`, byte for byte.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalModel {
+    /// The model file's bytes.
+    pub bytes: Bytes,
+    /// The decoded model file.
+    pub model: ModelFile,
+}
+
+/// A hospital node.
+pub struct HospitalNode {
+    connection: Connection,
+    federation_id: String,
+    data: HospitalData,
+    trainer: Box<dyn Trainer>,
+    stats: Arc<Mutex<HospitalStats>>,
+    observer: Option<UpdateObserver>,
+    /// Stop answering after this many tasks (to test a node that vanishes).
+    pub vanish_after_tasks: Option<usize>,
+    /// How long to keep reconnecting to an unreachable aggregator.
+    pub reconnect_timeout: Duration,
+}
+
+/// How long one `NextTask` call waits for news.
+const POLL_MS: u32 = 2000;
+
+type Client = FederationClient<Channel>;
+
+impl HospitalNode {
+    /// A node of federation `federation_id` that will train `data` with `trainer`.
+    pub fn new(connection: Connection, federation_id: &str, data: HospitalData, trainer: Box<dyn Trainer>) -> Self {
+        Self {
+            connection,
+            federation_id: federation_id.to_owned(),
+            data,
+            trainer,
+            stats: Arc::default(),
+            observer: None,
+            vanish_after_tasks: None,
+            reconnect_timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// Calls `observer` with every local update (tests).
+    pub fn with_observer(mut self, observer: UpdateObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The node's running statistics.
+    pub fn stats(&self) -> Arc<Mutex<HospitalStats>> {
+        self.stats.clone()
+    }
+
+    async fn connect(&self) -> Result<Client> {
+        let channel = match &self.connection {
+            Connection::Tls { url, tls } => {
+                let connect_error = |source| FederationError::Connect { url: url.clone(), source };
+                Endpoint::from_shared(url.clone())
+                    .map_err(connect_error)?
+                    .tls_config(tls.clone())
+                    .map_err(connect_error)?
+                    .connect_timeout(Duration::from_secs(10))
+                    .timeout(Duration::from_secs(300))
+                    .http2_keep_alive_interval(Duration::from_secs(30))
+                    .keep_alive_while_idle(true)
+                    .connect()
+                    .await
+                    .map_err(connect_error)?
+            }
+            Connection::InProcess { link, node } => link.connect(node).await?,
+        };
+        Ok(FederationClient::new(channel)
+            .max_decoding_message_size(fedcare_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(fedcare_proto::MAX_MESSAGE_BYTES))
+    }
+
+    /// Joins and takes part until the federation is done; returns the final model.
+    ///
+    /// When the aggregator becomes unreachable (it restarted, the network failed) the node
+    /// reconnects every second and joins again, for up to `reconnect_timeout`. When it cannot go
+    /// on for a reason of its own it tells the aggregator (`Leave`) before returning the error.
+    pub async fn run(mut self) -> Result<FinalModel> {
+        let mut lost_since: Option<Instant> = None;
+        loop {
+            match self.take_part(&mut lost_since).await {
+                Ok(model) => return Ok(model),
+                Err(error) if error.is_connection_loss() => {
+                    let since = *lost_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > self.reconnect_timeout {
+                        let seconds = self.reconnect_timeout.as_secs();
+                        return Err(FederationError::Unreachable { seconds, last: Box::new(error) });
+                    }
+                    tracing::warn!("lost the aggregator ({error}); reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => {
+                    // The aggregator knows when it stopped the federation itself.
+                    if !matches!(error, FederationError::Stopped(_)) {
+                        self.leave(&error).await;
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Tells the aggregator this node leaves and why (best effort: it may be gone too).
+    async fn leave(&self, error: &FederationError) {
+        let Ok(mut client) = self.connect().await else { return };
+        let request = v1::LeaveRequest { federation_id: self.federation_id.clone(), reason: error.to_string() };
+        if let Err(status) = client.leave(request).await {
+            tracing::warn!("could not tell the aggregator this node leaves: {}", status.message());
+        }
+    }
+
+    async fn take_part(&mut self, lost_since: &mut Option<Instant>) -> Result<FinalModel> {
+        let mut client = self.connect().await?;
+        let reply = client
+            .join(v1::JoinRequest { federation_id: self.federation_id.clone() })
+            .await
+            .map_err(|status| FederationError::Rpc { call: "join", status })?
+            .into_inner();
+        *lost_since = None;
+        let node = reply.node_id;
+        let config = reply.config.ok_or(ProtocolError::Missing { message: "join reply", field: "configuration" })?;
+        let settings = convert::settings_from_proto(&config)?;
+        if settings.spec.input_width() != self.data.width() {
+            return Err(ProtocolError::Invalid {
+                field: "model input width",
+                value: settings.spec.input_width().to_string(),
+                expected: format!("{} (this hospital's data)", self.data.width()),
+            }
+            .into());
+        }
+        let mut local = LocalData::new(&self.data, &settings, &node)?;
+        let counts = local.counts();
+        tracing::info!(%node, train_rows = counts.train_rows, test_rows = counts.test_rows, trainer = self.trainer.name(), "joined");
+
+        let codec = Codec::new(settings.codec)?;
+        let mut after: Option<(SessionId, TaskKind)> = None;
+        let mut party: Option<PartySession> = None;
+        let mut tasks = 0usize;
+        loop {
+            let task = fetch_task(&mut client, &self.federation_id, after).await?;
+            if task.kind == TaskKind::Wait {
+                continue;
+            }
+            let downloaded: u64 = task.sections.iter().map(|s| s.len() as u64).sum();
+            self.stats.lock().map(|mut s| s.bytes_down += downloaded).ok();
+            tasks += 1;
+            if self.vanish_after_tasks.is_some_and(|n| tasks > n) {
+                tracing::warn!(%node, "vanishing (test)");
+                core::future::pending::<()>().await;
+            }
+            let missing = |field| ProtocolError::Missing { message: "task", field };
+            let upload = match task.kind {
+                TaskKind::KeyGen => {
+                    let crs = task.crs.ok_or(missing("CRS"))?;
+                    let start = ThreadTime::now();
+                    let (session, share) =
+                        PartySession::new(PARAMS_V1, PartyId::new(node.clone())?, crs, settings.min_hospitals)?;
+                    self.add_crypto_time(start);
+                    party = Some(session);
+                    Some((UploadKind::KeyShare, share.encode()?))
+                }
+                TaskKind::Contribute => {
+                    let party = party.as_mut().ok_or(missing("key generation before its contribution"))?;
+                    // Training and encryption are CPU-bound: keep them off the async workers' queue.
+                    let ciphertext = tokio::task::block_in_place(|| {
+                        self.contribute(&settings, &codec, &task, &mut local, party, &node)
+                    })?;
+                    Some((UploadKind::Contribution, ciphertext))
+                }
+                TaskKind::Decrypt => {
+                    let [masks] = task.sections.as_slice() else {
+                        return Err(ProtocolError::Sections {
+                            task: "decryption",
+                            got: task.sections.len(),
+                            expected: 1,
+                        }
+                        .into());
+                    };
+                    let limits = WireLimits { max_values: (settings.max_upload_bytes / 8) as usize };
+                    let masks = AggregateMasks::decode(masks, &PARAMS_V1, &limits)?;
+                    let party = party.as_mut().ok_or(missing("key generation before its decryption"))?;
+                    let start = ThreadTime::now();
+                    let share = tokio::task::block_in_place(|| party.decryption_share(&masks))?;
+                    self.add_crypto_time(start);
+                    Some((UploadKind::DecryptionShare, share.encode()?))
+                }
+                TaskKind::Done => {
+                    tracing::info!(%node, "federation done");
+                    return final_model(&task, &settings);
+                }
+                TaskKind::Failed => return Err(FederationError::Stopped(task.message)),
+                TaskKind::Wait => None,
+            };
+            let session = task.session.ok_or(missing("session"))?;
+            if let Some((kind, bytes)) = upload {
+                let header = UploadHeader {
+                    federation_id: self.federation_id.clone(),
+                    session: Some(session),
+                    node: node.clone(),
+                    kind: Some(kind),
+                };
+                let sent = bytes.len() as u64;
+                match upload_to(&mut client, &header, bytes).await {
+                    Ok(()) => {
+                        self.stats.lock().map(|mut s| s.bytes_up += sent).ok();
+                    }
+                    // The round moved on while this node worked (another hospital left or missed
+                    // a deadline, and the round restarted): nothing is wrong with this node.
+                    Err(FederationError::Rpc { status, .. }) if Refusal::status_is_stale(&status) => {
+                        tracing::info!(%node, "the round moved on ({}); fetching the next task", status.message());
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            after = Some((session, task.kind));
+        }
+    }
+
+    /// Adds the CPU time this thread spent since `start` (CPU time, not wall time: in a simulation
+    /// many hospitals share few cores).
+    fn add_crypto_time(&self, start: ThreadTime) {
+        if let Ok(mut stats) = self.stats.lock() {
+            stats.crypto += start.elapsed();
+        }
+    }
+
+    /// Trains (or evaluates, or counts), encodes and encrypts this hospital's contribution.
+    fn contribute(
+        &mut self,
+        settings: &FederationSettings,
+        codec: &Codec,
+        task: &Task,
+        local: &mut LocalData,
+        party: &mut PartySession,
+        node: &str,
+    ) -> Result<Vec<u8>> {
+        let [key, model] = task.sections.as_slice() else {
+            return Err(ProtocolError::Sections { task: "contribution", got: task.sections.len(), expected: 2 }.into());
+        };
+        let key = CollectivePublicKey::decode(key, &PARAMS_V1, &WireLimits::default())?;
+        let kind = task.session_kind.ok_or(ProtocolError::Missing { message: "task", field: "session kind" })?;
+        let round = task.session.map_or(0, |s| s.round);
+        let values = match kind {
+            SessionKind::Setup => settings.layout.setup_vector(local.counts())?,
+            SessionKind::Train | SessionKind::Evaluate => {
+                let global = params_from_bytes(model, settings.spec.param_count())?;
+                let (train, test) = local.datasets(&task.figures)?;
+                let logits = Network::new(&settings.spec).predict(&global, test.features())?;
+                let evaluation = LocalEvaluation::of_logits(&logits, test.labels(), settings.layout.bins);
+                if kind == SessionKind::Train {
+                    self.train_vector(settings, task, &global, train, &evaluation, round, node)?
+                } else {
+                    settings.layout.evaluate_vector(&evaluation, task.figures.test_rows)?
+                }
+            }
+        };
+        let values: Vec<f32> = values.into_iter().map(|v| v as f32).collect();
+        let encoded = codec.encode(&values, 1.0)?;
+        if encoded.clipped > 0 {
+            if kind == SessionKind::Setup {
+                return Err(ProtocolError::Invalid {
+                    field: "setup counts",
+                    value: format!("{} values out of range", encoded.clipped),
+                    expected: "row counts and feature sums that fit the codec".into(),
+                }
+                .into());
+            }
+            tracing::warn!(%node, clipped = encoded.clipped, "update values clipped to the codec's range");
+        }
+        let start = ThreadTime::now();
+        let ciphertext = party.encrypt(&key, &encoded.words)?;
+        self.add_crypto_time(start);
+        Ok(ciphertext.encode()?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn train_vector(
+        &mut self,
+        settings: &FederationSettings,
+        task: &Task,
+        global: &[f32],
+        train: &Dataset,
+        evaluation: &LocalEvaluation,
+        round: u32,
+        node: &str,
+    ) -> Result<Vec<f64>> {
+        let total = task.figures.train_rows;
+        if total == 0 {
+            return Err(ProtocolError::Missing { message: "training task", field: "total training rows" }.into());
+        }
+        let weight = train.rows() as f64 / total as f64;
+        let mut local = global.to_vec();
+        let mut config = settings.train;
+        if config.pos_weight == 0.0 {
+            config.pos_weight = train.balanced_pos_weight();
+        }
+        config.seed = settings.train.seed.wrapping_add(u64::from(round));
+        let start = ThreadTime::now();
+        let report = self.trainer.train(&settings.spec, &mut local, train, &config)?;
+        if let Ok(mut stats) = self.stats.lock() {
+            stats.train += start.elapsed();
+        }
+        let delta: Vec<f32> = local.iter().zip(global).map(|(l, g)| l - g).collect();
+        if let Some(observer) = &self.observer {
+            let update = LocalUpdate {
+                round,
+                global: global.to_vec(),
+                delta: delta.clone(),
+                rows: train.rows(),
+                top_k: task.figures.top_k.clone(),
+            };
+            observer(node, &update);
+        }
+        let loss = f64::from(report.epoch_losses.last().copied().unwrap_or(0.0));
+        Ok(settings.layout.train_vector(&delta, loss, weight, evaluation, task.figures.test_rows)?)
+    }
+}
+
+/// The model file of a `Done` task, checked to be this federation's model.
+fn final_model(task: &Task, settings: &FederationSettings) -> Result<FinalModel> {
+    let [bytes] = task.sections.as_slice() else {
+        return Err(ProtocolError::Sections { task: "final", got: task.sections.len(), expected: 1 }.into());
+    };
+    let model = ModelFile::from_bytes(bytes).map_err(ProtocolError::Model)?;
+    if model.spec != settings.spec {
+        return Err(ProtocolError::Invalid {
+            field: "final model",
+            value: format!("{} parameters", model.params.len()),
+            expected: format!("the federation's model of {} parameters", settings.spec.param_count()),
+        }
+        .into());
+    }
+    Ok(FinalModel { bytes: bytes.clone(), model })
+}
+
+/// Uploads `bytes` in chunks after its header.
+async fn upload_to(client: &mut Client, header: &UploadHeader, bytes: Vec<u8>) -> Result<()> {
+    let total = bytes.len() as u64;
+    let call = match header.kind {
+        Some(UploadKind::KeyShare) => "upload of a key share",
+        Some(UploadKind::Contribution) => "upload of a contribution",
+        Some(UploadKind::DecryptionShare) | None => "upload of a decryption share",
+    };
+    let header = convert::upload_header_to_proto(header, total);
+    let mut messages = vec![v1::UploadChunk { part: Some(v1::upload_chunk::Part::Header(header)) }];
+    messages.extend(
+        chunks(&[Bytes::from(bytes)])
+            .into_iter()
+            .map(|c| v1::UploadChunk { part: Some(v1::upload_chunk::Part::Data(c)) }),
+    );
+    client.upload(tokio_stream::iter(messages)).await.map_err(|status| FederationError::Rpc { call, status })?;
+    Ok(())
+}
+
+/// Fetches the next task after `after` (or a `Wait`).
+pub async fn fetch_task(
+    client: &mut Client,
+    federation_id: &str,
+    after: Option<(SessionId, TaskKind)>,
+) -> Result<Task> {
+    let request = v1::TaskRequest {
+        federation_id: federation_id.to_owned(),
+        after: after.map(|(s, _)| s.into()),
+        after_kind: after.map_or(0, |(_, k)| convert::task_kind_to_proto(k) as i32),
+        wait_ms: POLL_MS,
+    };
+    let rpc = |status| FederationError::Rpc { call: "next task", status };
+    let mut stream = client.next_task(request).await.map_err(rpc)?.into_inner();
+    let header = match stream.next().await {
+        Some(Ok(v1::TaskChunk { part: Some(v1::task_chunk::Part::Header(header)) })) => header,
+        Some(Err(status)) => return Err(rpc(status)),
+        _ => return Err(ProtocolError::Missing { message: "task stream", field: "header" }.into()),
+    };
+    let total = header.section_sizes.iter().try_fold(0u64, |sum, &s| sum.checked_add(s)).unwrap_or(u64::MAX);
+    let mut assembler = Assembler::new(total, 1 << 34).map_err(ProtocolError::from)?;
+    while let Some(chunk) = stream.next().await {
+        match chunk.map_err(rpc)?.part {
+            Some(v1::task_chunk::Part::Data(data)) => assembler.push(&data).map_err(ProtocolError::from)?,
+            _ => {
+                return Err(
+                    ProtocolError::Missing { message: "task stream", field: "data after its one header" }.into()
+                );
+            }
+        }
+    }
+    let payload = assembler.finish().map_err(ProtocolError::from)?;
+    let sections = split_sections(&payload, &header.section_sizes).map_err(ProtocolError::from)?;
+    Ok(convert::task_from_proto(&header, sections)?)
+}

@@ -1,0 +1,38 @@
+//! # fedcare-federation
+//!
+//! The federation: the protocol's types, each defined once ([`protocol`]) with every conversion
+//! to and from the `fedcare.v1` wire forms in one module ([`convert`]); the aggregator's logic as
+//! a pure state machine ([`coordinator`]: events in, actions out, time passed in); the tonic
+//! service as a thin shell around it ([`server`], node identity from one interceptor in
+//! [`identity`]); the hospital client ([`hospital`]); what the aggregator keeps on disk
+//! ([`persistence`]); mTLS ([`tls`]); configuration ([`config`]); chunked transfers
+//! ([`transfer`]); and a whole federation on one machine ([`simulation`]).
+//!
+//! Guarantees:
+//! - The aggregator side never depends on patient data: `fedcare-data` comes with the
+//!   `hospital` feature only (the client and the simulation), and CI builds the crate without
+//!   it.
+//! - The aggregator holds no secret key; a hospital makes decryption shares only of aggregates
+//!   that contain its own contribution (`fedcare-crypto` enforces it).
+//! - Peer data is never trusted: every message has a size cap and is checked before use; a bad
+//!   request gets a typed [`error::Refusal`] and leaves the round intact.
+//! - Nothing reported done is lost on a crash: every file is replaced atomically, and a
+//!   restarted aggregator resumes from its last checkpoint.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod convert;
+pub mod coordinator;
+pub mod error;
+#[cfg(feature = "hospital")]
+pub mod hospital;
+pub mod identity;
+pub mod persistence;
+pub mod protocol;
+pub mod server;
+#[cfg(feature = "hospital")]
+pub mod simulation;
+pub mod tls;
+pub mod transfer;
+
+pub use error::{FederationError, Refusal, Result};

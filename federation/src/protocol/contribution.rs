@@ -1,0 +1,355 @@
+//! What a hospital contributes to each kind of session: one vector of values, encoded by the
+//! codec and encrypted, whose decrypted *sum* over the hospitals is all anyone learns. The
+//! layout is defined here once; the hospital builds its vector with [`ContributionLayout`] and the
+//! aggregator decodes the sum with the same type.
+//!
+//! ```text
+//! setup:    [train rows, test rows, per numeric feature: present, Σx, Σx²,
+//!            per top_k column: rows per hash bucket] -> exact totals
+//!           (integers as 20-bit limbs; x and x² in fixed point with 8 fractional bits)
+//! train:    [Δθ · n_k/N (params) | train_loss · n_k/N | evaluation tail] -> FedAvg mean update
+//! evaluate: [evaluation tail]
+//! evaluation tail: [test_loss · t_k/T | positives per score bin / T | negatives per score bin / T]
+//! ```
+//! `N` and `T` are the total training and test rows (public after setup). The histogram fractions
+//! sum to exact global counts while `T · hospitals · 2^−(frac_bits+1) < 1/2` (about 100k test rows
+//! for 10 hospitals), and to counts accurate to a fraction of a row beyond. From the decoded
+//! histograms [`fedcare_core::ScoreHistogram`] derives the AUROC and AUPRC (each with a binning
+//! error bound), a calibration table and a thinned ROC curve.
+
+use fedcare_core::loss::bce_with_logits;
+use fedcare_core::{Moments, ScoreHistogram, TopKShape};
+
+use super::SessionKind;
+use crate::error::ProtocolError;
+
+/// Bits of one limb: integers travel as limbs of 20 bits, each encoded as `limb / 2^20` (exact
+/// in the codec, whose values carry 23-bit integers), so their sums decode exactly.
+const LIMB_BITS: u32 = 20;
+/// Limbs of a count (up to 2^40).
+const COUNT_LIMBS: usize = 2;
+/// Limbs of a signed 64-bit sum (two's complement; the limb sums recombine modulo 2^64).
+const SUM_LIMBS: usize = 4;
+/// Values per numeric feature in the setup vector.
+const PER_FEATURE: usize = COUNT_LIMBS + 2 * SUM_LIMBS;
+
+fn push_limbs(values: &mut Vec<f64>, value: u64, limbs: usize) {
+    let mask = (1u64 << LIMB_BITS) - 1;
+    for i in 0..limbs {
+        values.push(((value >> (LIMB_BITS * i as u32)) & mask) as f64 / f64::from(1u32 << LIMB_BITS));
+    }
+}
+
+fn from_limbs(values: &[f64]) -> u64 {
+    values.iter().enumerate().fold(0u64, |total, (i, &v)| {
+        let limb_sum = (v * f64::from(1u32 << LIMB_BITS)).round() as i64 as u64;
+        total.wrapping_add(limb_sum.wrapping_shl(LIMB_BITS * i as u32))
+    })
+}
+
+/// The counts of the setup session: one hospital's (what it contributes) or the federation's
+/// (their decrypted sum, exact).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetupCounts {
+    /// Training rows.
+    pub train_rows: u64,
+    /// Held-out rows.
+    pub test_rows: u64,
+    /// Per numeric feature, the moments of the training rows.
+    pub moments: Vec<Moments>,
+    /// Per `top_k` column, the training rows in each hash bucket.
+    pub bucket_counts: Vec<Vec<u64>>,
+}
+
+/// A hospital's evaluation of a model on its held-out rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalEvaluation {
+    /// Sum of per-row log losses.
+    pub loss_sum: f64,
+    /// Positives and negatives per score bin.
+    pub histogram: ScoreHistogram,
+}
+
+impl LocalEvaluation {
+    /// Bins the probabilities of `logits` by label and sums their log losses.
+    pub fn of_logits(logits: &[f32], labels: &[f32], bins: usize) -> Self {
+        let loss_sum = logits.iter().zip(labels).map(|(&z, &y)| f64::from(bce_with_logits(z, y, 1.0))).sum();
+        Self { loss_sum, histogram: ScoreHistogram::of_logits(logits, labels, bins) }
+    }
+}
+
+/// The federation's evaluation decoded from the summed tails.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalEvaluation {
+    /// Mean log loss over all held-out rows.
+    pub log_loss: f64,
+    /// Positives and negatives per score bin (rounded to whole rows).
+    pub histogram: ScoreHistogram,
+}
+
+/// A decoded sum, by session kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodedSum {
+    /// The federation's setup counts.
+    Setup(SetupCounts),
+    /// The weighted mean update, the weighted mean training loss and the evaluation of the
+    /// model the round started from.
+    Train {
+        /// `Σ Δθ_k · n_k/N`.
+        mean_update: Vec<f32>,
+        /// `Σ loss_k · n_k/N`.
+        train_loss: f64,
+        /// The evaluation.
+        evaluation: GlobalEvaluation,
+    },
+    /// The evaluation of the final model.
+    Evaluate(GlobalEvaluation),
+}
+
+/// The layout of every contribution vector of one federation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContributionLayout {
+    /// Model parameters.
+    pub params: usize,
+    /// Bins of the evaluation histograms.
+    pub bins: usize,
+    /// Numeric features with federated statistics.
+    pub numeric: usize,
+    /// The `top_k` columns' shapes, in schema order.
+    pub top_k: Vec<TopKShape>,
+}
+
+impl ContributionLayout {
+    /// Values of the evaluation tail.
+    fn tail_len(&self) -> usize {
+        1 + 2 * self.bins
+    }
+
+    /// Values of the setup vector.
+    fn setup_len(&self) -> usize {
+        2 * COUNT_LIMBS
+            + PER_FEATURE * self.numeric
+            + COUNT_LIMBS * self.top_k.iter().map(|shape| shape.buckets as usize).sum::<usize>()
+    }
+
+    /// Values of a contribution of `kind`.
+    pub fn len(&self, kind: SessionKind) -> usize {
+        match kind {
+            SessionKind::Setup => self.setup_len(),
+            SessionKind::Train => self.params + 1 + self.tail_len(),
+            SessionKind::Evaluate => self.tail_len(),
+        }
+    }
+
+    /// Values of the longest contribution (what sizes the upload limit).
+    pub fn longest(&self) -> usize {
+        [SessionKind::Setup, SessionKind::Train, SessionKind::Evaluate]
+            .map(|kind| self.len(kind))
+            .into_iter()
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A hospital's setup vector; refuses counts of another shape than the layout's.
+    pub fn setup_vector(&self, counts: &SetupCounts) -> Result<Vec<f64>, ProtocolError> {
+        let shape_ok = counts.moments.len() == self.numeric
+            && counts.bucket_counts.len() == self.top_k.len()
+            && counts.bucket_counts.iter().zip(&self.top_k).all(|(c, s)| c.len() == s.buckets as usize);
+        if !shape_ok {
+            return Err(ProtocolError::Invalid {
+                field: "setup counts",
+                value: format!("{} moments, {} top_k columns", counts.moments.len(), counts.bucket_counts.len()),
+                expected: format!("{} moments and top_k columns of {:?}", self.numeric, self.top_k),
+            });
+        }
+        let mut values = Vec::with_capacity(self.setup_len());
+        push_limbs(&mut values, counts.train_rows, COUNT_LIMBS);
+        push_limbs(&mut values, counts.test_rows, COUNT_LIMBS);
+        for m in &counts.moments {
+            push_limbs(&mut values, m.count, COUNT_LIMBS);
+            push_limbs(&mut values, m.sum as u64, SUM_LIMBS);
+            push_limbs(&mut values, m.squares as u64, SUM_LIMBS);
+        }
+        for &count in counts.bucket_counts.iter().flatten() {
+            push_limbs(&mut values, count, COUNT_LIMBS);
+        }
+        Ok(values)
+    }
+
+    /// The evaluation tail of a hospital's evaluation, weighted by `1 / total_test_rows`.
+    fn push_tail(&self, values: &mut Vec<f64>, evaluation: &LocalEvaluation, total_test_rows: u64) {
+        let t = total_test_rows.max(1) as f64;
+        values.push(evaluation.loss_sum / t);
+        values.extend(evaluation.histogram.positives.iter().map(|&c| c as f64 / t));
+        values.extend(evaluation.histogram.negatives.iter().map(|&c| c as f64 / t));
+    }
+
+    fn check_evaluation(&self, evaluation: &LocalEvaluation) -> Result<(), ProtocolError> {
+        if evaluation.histogram.bins() != self.bins || evaluation.histogram.negatives.len() != self.bins {
+            return Err(ProtocolError::Invalid {
+                field: "evaluation bins",
+                value: evaluation.histogram.bins().to_string(),
+                expected: format!("{} bins", self.bins),
+            });
+        }
+        Ok(())
+    }
+
+    /// A hospital's training vector: its update `Δθ` and last epoch's loss weighted by
+    /// `weight = n_k / N`, then its evaluation of the model the round started from.
+    pub fn train_vector(
+        &self,
+        delta: &[f32],
+        loss: f64,
+        weight: f64,
+        evaluation: &LocalEvaluation,
+        total_test_rows: u64,
+    ) -> Result<Vec<f64>, ProtocolError> {
+        if delta.len() != self.params {
+            return Err(ProtocolError::Invalid {
+                field: "update length",
+                value: delta.len().to_string(),
+                expected: format!("{} parameters", self.params),
+            });
+        }
+        self.check_evaluation(evaluation)?;
+        let mut values = Vec::with_capacity(self.len(SessionKind::Train));
+        values.extend(delta.iter().map(|&d| f64::from(d) * weight));
+        values.push(loss * weight);
+        self.push_tail(&mut values, evaluation, total_test_rows);
+        Ok(values)
+    }
+
+    /// A hospital's evaluation vector.
+    pub fn evaluate_vector(
+        &self,
+        evaluation: &LocalEvaluation,
+        total_test_rows: u64,
+    ) -> Result<Vec<f64>, ProtocolError> {
+        self.check_evaluation(evaluation)?;
+        let mut values = Vec::with_capacity(self.tail_len());
+        self.push_tail(&mut values, evaluation, total_test_rows);
+        Ok(values)
+    }
+
+    /// Decodes the decrypted sum of a session of `kind`; `total_test_rows` is the public total
+    /// (unused for setup, which computes it).
+    pub fn decode(&self, kind: SessionKind, values: &[f64], total_test_rows: u64) -> Result<DecodedSum, ProtocolError> {
+        if values.len() != self.len(kind) {
+            return Err(ProtocolError::Invalid {
+                field: "decrypted sum",
+                value: format!("{} values", values.len()),
+                expected: format!("{} values for a {kind} session", self.len(kind)),
+            });
+        }
+        Ok(match kind {
+            SessionKind::Setup => DecodedSum::Setup(self.decode_setup(values)),
+            SessionKind::Train => DecodedSum::Train {
+                mean_update: values[..self.params].iter().map(|&v| v as f32).collect(),
+                train_loss: values[self.params],
+                evaluation: self.decode_tail(&values[self.params + 1..], total_test_rows),
+            },
+            SessionKind::Evaluate => DecodedSum::Evaluate(self.decode_tail(values, total_test_rows)),
+        })
+    }
+
+    fn decode_setup(&self, values: &[f64]) -> SetupCounts {
+        let (counts, rest) = values.split_at(2 * COUNT_LIMBS);
+        let (features, mut buckets) = rest.split_at(PER_FEATURE * self.numeric);
+        let moments = features
+            .chunks_exact(PER_FEATURE)
+            .map(|f| Moments {
+                count: from_limbs(&f[..COUNT_LIMBS]),
+                sum: from_limbs(&f[COUNT_LIMBS..COUNT_LIMBS + SUM_LIMBS]) as i64,
+                squares: from_limbs(&f[COUNT_LIMBS + SUM_LIMBS..]) as i64,
+            })
+            .collect();
+        let mut bucket_counts = Vec::with_capacity(self.top_k.len());
+        for shape in &self.top_k {
+            let (column, rest) = buckets.split_at(COUNT_LIMBS * shape.buckets as usize);
+            bucket_counts.push(column.chunks_exact(COUNT_LIMBS).map(from_limbs).collect());
+            buckets = rest;
+        }
+        SetupCounts {
+            train_rows: from_limbs(&counts[..COUNT_LIMBS]),
+            test_rows: from_limbs(&counts[COUNT_LIMBS..]),
+            moments,
+            bucket_counts,
+        }
+    }
+
+    fn decode_tail(&self, tail: &[f64], total_test_rows: u64) -> GlobalEvaluation {
+        let t = total_test_rows as f64;
+        let count = |v: &f64| (v * t).round().max(0.0) as u64;
+        GlobalEvaluation {
+            log_loss: tail[0],
+            histogram: ScoreHistogram {
+                positives: tail[1..=self.bins].iter().map(count).collect(),
+                negatives: tail[1 + self.bins..].iter().map(count).collect(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(params: usize, bins: usize, numeric: usize, top_k: Vec<TopKShape>) -> ContributionLayout {
+        ContributionLayout { params, bins, numeric, top_k }
+    }
+
+    #[test]
+    fn summed_setup_vectors_decode_to_the_exact_totals() {
+        let shapes = vec![TopKShape { buckets: 3, k: 2 }, TopKShape { buckets: 2, k: 1 }];
+        let layout = layout(0, 4, 1, shapes);
+        let a = layout
+            .setup_vector(&SetupCounts {
+                train_rows: 10,
+                test_rows: 3,
+                moments: vec![Moments { count: 9, sum: -700, squares: 5 << 40 }],
+                bucket_counts: vec![vec![4, 0, 6], vec![(1 << 33) + 5, 1]],
+            })
+            .unwrap();
+        let b = layout
+            .setup_vector(&SetupCounts {
+                train_rows: 7,
+                test_rows: 2,
+                moments: vec![Moments { count: 7, sum: 300, squares: 12 }],
+                bucket_counts: vec![vec![1, 2, 0], vec![(1 << 21) - 1, 0]],
+            })
+            .unwrap();
+        assert_eq!(a.len(), layout.len(SessionKind::Setup));
+        let sum: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        let DecodedSum::Setup(totals) = layout.decode(SessionKind::Setup, &sum, 0).unwrap() else { panic!() };
+        assert_eq!((totals.train_rows, totals.test_rows), (17, 5));
+        assert_eq!(totals.moments, [Moments { count: 16, sum: -400, squares: (5 << 40) + 12 }]);
+        assert_eq!(totals.bucket_counts, [vec![5, 2, 6], vec![(1 << 33) + (1 << 21) + 4, 1]]);
+        // A sum of another length, or counts of another shape, are refused.
+        assert!(matches!(layout.decode(SessionKind::Setup, &sum[1..], 0), Err(ProtocolError::Invalid { .. })));
+        let short = SetupCounts { moments: Vec::new(), ..SetupCounts::default() };
+        assert!(layout.setup_vector(&short).is_err());
+    }
+
+    #[test]
+    fn a_training_vector_decodes_to_the_weighted_update_loss_and_histogram() {
+        let layout = layout(3, 4, 0, Vec::new());
+        let evaluation = LocalEvaluation::of_logits(&[-3.0, 2.0, 0.1], &[0.0, 1.0, 1.0], 4);
+        let values = layout.train_vector(&[0.5, -1.0, 2.0], 0.8, 0.25, &evaluation, 3).unwrap();
+        assert_eq!(values.len(), layout.len(SessionKind::Train));
+        let DecodedSum::Train { mean_update, train_loss, evaluation: global } =
+            layout.decode(SessionKind::Train, &values, 3).unwrap()
+        else {
+            panic!("not a training sum")
+        };
+        assert_eq!(mean_update, [0.125, -0.25, 0.5]);
+        assert!((train_loss - 0.2).abs() < 1e-12);
+        assert_eq!(global.histogram, evaluation.histogram);
+        assert!((global.log_loss - evaluation.loss_sum / 3.0).abs() < 1e-12);
+        assert!(layout.train_vector(&[0.5], 0.8, 0.25, &evaluation, 3).is_err(), "wrong update length");
+        let other_bins = LocalEvaluation::of_logits(&[0.0], &[1.0], 8);
+        assert!(layout.evaluate_vector(&other_bins, 1).is_err(), "wrong bins");
+        assert_eq!(layout.evaluate_vector(&evaluation, 3).unwrap().len(), layout.len(SessionKind::Evaluate));
+        assert_eq!(layout.longest(), layout.len(SessionKind::Train));
+    }
+}

@@ -1,0 +1,434 @@
+//! The aggregator's gRPC service: a thin shell around the [`Coordinator`]. It holds no secret
+//! key and never reads patient data.
+//!
+//! Each request becomes an [`Event`]; the coordinator's lock is held only while it handles one
+//! (cheap bookkeeping), never across an await. The work its [`Action`]s ask for runs off the
+//! async executor (`spawn_blocking`) and outside that lock: decoding uploads, adding ciphertexts
+//! (into the session's own sum, locked only by the adds), finishing the aggregate, combining the
+//! decryption shares, and writing snapshots (one writer, in order, so the files on disk always
+//! move forward). Task payloads are shared [`Bytes`]: every hospital's stream is slices of one
+//! buffer. Node identity comes from [`crate::identity::authenticate`], one interceptor.
+
+use core::pin::Pin;
+use core::time::Duration;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use fedcare_crypto::{Crs, CryptoError, WireLimits};
+use fedcare_proto::v1::{self, federation_server::Federation};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::{Stream, StreamExt};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::Connected;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::config::FederationPlan;
+use crate::convert;
+use crate::coordinator::{Action, Coordinator, Event, Outcome, decrypt_sum};
+use crate::error::{FederationError, Refusal, Result};
+use crate::identity::{InProcessListener, authenticate, peer};
+use crate::persistence::{Checkpoint, Snapshot, persist};
+use crate::protocol::{NodeId, RoundRecord, SessionId, TaskKind};
+use crate::transfer::{Assembler, chunks};
+
+/// How long the aggregator waits, after the end, for every hospital to fetch its final task.
+const FINAL_DELIVERY: Duration = Duration::from_secs(5);
+
+struct Shared {
+    plan: Arc<FederationPlan>,
+    federation: v1::FederationConfig,
+    limits: WireLimits,
+    coordinator: Mutex<Coordinator>,
+    changed: watch::Sender<u64>,
+    uploading: Mutex<BTreeSet<NodeId>>,
+    snapshots: mpsc::UnboundedSender<Box<Snapshot>>,
+    writer: Mutex<Option<mpsc::UnboundedReceiver<Box<Snapshot>>>>,
+}
+
+/// The aggregator role.
+#[derive(Clone)]
+pub struct AggregatorServer {
+    shared: Arc<Shared>,
+}
+
+impl Shared {
+    fn coordinator(&self) -> MutexGuard<'_, Coordinator> {
+        // A poisoned lock means a handler panicked mid-update: the state may be inconsistent,
+        // and going on could decrypt something it should not. Stop loudly.
+        self.coordinator.lock().expect("aggregator state lock poisoned")
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Hands `event` to the coordinator and carries out the actions it asks for.
+    fn event(self: &Arc<Self>, event: Event) -> core::result::Result<(), Refusal> {
+        let actions = self.coordinator().handle(event, Instant::now());
+        let result = actions.map(|actions| self.dispatch(actions));
+        self.notify();
+        result
+    }
+
+    fn dispatch(self: &Arc<Self>, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                // Uploads are verified by their own handler, which answers the peer.
+                Action::Verify(_) | Action::Finished => {}
+                Action::FinishAggregate { session, builder } => {
+                    let shared = self.clone();
+                    tokio::spawn(async move {
+                        let result = blocking(move || builder.finish()).await;
+                        let _ = shared.event(Event::AggregateReady { session, result });
+                    });
+                }
+                Action::DecryptSum { session, aggregate, shares } => {
+                    let shared = self.clone();
+                    let plan = self.plan.clone();
+                    tokio::spawn(async move {
+                        let result = blocking(move || decrypt_sum(&plan, &aggregate, &shares)).await;
+                        let _ = shared.event(Event::SumDecrypted { session, result });
+                    });
+                }
+                Action::Persist(snapshot) => {
+                    // The writer lives as long as the shared state; a send can fail only at exit.
+                    let _ = self.snapshots.send(snapshot);
+                }
+            }
+        }
+    }
+}
+
+/// Runs CPU-heavy crypto work on the blocking pool; a panic there is an error, not a crash.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> core::result::Result<T, CryptoError> + Send + 'static,
+) -> core::result::Result<T, CryptoError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or(Err(CryptoError::Malformed("the worker failed")))
+}
+
+/// A node's one upload in flight; released when dropped.
+struct UploadSlot {
+    shared: Arc<Shared>,
+    node: NodeId,
+}
+
+impl UploadSlot {
+    fn take(shared: &Arc<Shared>, node: &NodeId) -> core::result::Result<Self, Refusal> {
+        let mut uploading = shared.uploading.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !uploading.insert(node.clone()) {
+            return Err(Refusal::UploadInFlight(node.clone()));
+        }
+        Ok(Self { shared: shared.clone(), node: node.clone() })
+    }
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        self.shared.uploading.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.node);
+    }
+}
+
+impl AggregatorServer {
+    /// An aggregator for `plan`: creates its output directory and resumes from the checkpoint
+    /// there, if any (refusing one of another federation or model).
+    pub fn new(plan: FederationPlan) -> Result<Self> {
+        Self::with_crs(plan, Box::new(Crs::random))
+    }
+
+    /// [`Self::new`] with the sessions' CRS drawn from `crs` (tests).
+    pub fn with_crs(plan: FederationPlan, crs: crate::coordinator::CrsSource) -> Result<Self> {
+        let out = &plan.config.out_dir;
+        std::fs::create_dir_all(out).map_err(|source| FederationError::Write { path: out.clone(), source })?;
+        let resume = Checkpoint::load(out)?;
+        let plan = Arc::new(plan);
+        let mut coordinator = Coordinator::new(plan.clone(), resume, Instant::now(), crs)?;
+        let initial = coordinator.start();
+        let (snapshots, writer) = mpsc::unbounded_channel();
+        let (changed, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            federation: convert::federation_config(&plan),
+            limits: WireLimits { max_values: (plan.max_upload_bytes / 8) as usize },
+            plan,
+            coordinator: Mutex::new(coordinator),
+            changed,
+            uploading: Mutex::default(),
+            snapshots,
+            writer: Mutex::new(Some(writer)),
+        });
+        shared.dispatch(initial);
+        Ok(Self { shared })
+    }
+
+    /// A receiver that changes whenever the federation moves on (for progress displays).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.changed.subscribe()
+    }
+
+    /// The sessions completed so far.
+    pub fn records(&self) -> Vec<RoundRecord> {
+        self.shared.coordinator().records().to_vec()
+    }
+
+    /// The gRPC service, with explicit message-size limits and the identity interceptor.
+    pub fn service(&self) -> AuthenticatedService {
+        let server = v1::federation_server::FederationServer::new(self.clone())
+            .max_decoding_message_size(fedcare_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(fedcare_proto::MAX_MESSAGE_BYTES);
+        InterceptedService::new(server, authenticate as fn(_) -> _)
+    }
+
+    fn builder() -> tonic::transport::Server {
+        // Limits so that one slow or malicious client cannot stall or exhaust the aggregator:
+        // every request ends within 60 s, few streams per connection, dead peers are noticed.
+        tonic::transport::Server::builder()
+            .timeout(Duration::from_secs(60))
+            .concurrency_limit_per_connection(8)
+            .max_concurrent_streams(16)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .tcp_keepalive(Some(Duration::from_secs(60)))
+    }
+
+    /// Serves on `listener` with mTLS until the federation ends; returns the outcome.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        tls: tonic::transport::ServerTlsConfig,
+    ) -> Result<Outcome> {
+        self.serve_until(listener, tls, core::future::pending()).await
+    }
+
+    /// Serves until the federation ends or `shutdown` completes (then the running session is
+    /// abandoned: the checkpoint of the last completed one stays, and a restart reruns the round
+    /// with fresh keys).
+    pub async fn serve_until(
+        &self,
+        listener: tokio::net::TcpListener,
+        tls: tonic::transport::ServerTlsConfig,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Outcome> {
+        let builder = Self::builder()
+            .tls_config(tls)
+            .map_err(|e| FederationError::Tls(format!("invalid server TLS configuration: {e}")))?;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        self.serve_incoming(builder, incoming, shutdown).await
+    }
+
+    /// Serves hospitals of this process (see [`crate::identity::in_process`]) until the
+    /// federation ends or `shutdown` completes.
+    pub async fn serve_in_process(
+        &self,
+        listener: InProcessListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Outcome> {
+        self.serve_incoming(Self::builder(), listener.into_incoming(), shutdown).await
+    }
+
+    /// Serves the connections of `incoming` with `builder`'s settings while the federation is
+    /// driven; stops the server once it has ended.
+    async fn serve_incoming<IO, IE>(
+        &self,
+        mut builder: tonic::transport::Server,
+        incoming: impl Stream<Item = core::result::Result<IO, IE>> + Send + 'static,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Outcome>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Connected + Unpin + Send + 'static,
+        IO::ConnectInfo: Clone + Send + Sync + 'static,
+        IE: Into<Box<dyn core::error::Error + Send + Sync>> + Send + 'static,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = builder.add_service(self.service()).serve_with_incoming_shutdown(incoming, async {
+            let _ = stopped.await;
+        });
+        let server = tokio::spawn(server);
+        let outcome = self.drive_until(shutdown).await;
+        let _ = stop.send(());
+        server.await.map_err(|e| FederationError::Task(e.to_string()))?.map_err(FederationError::Server)?;
+        Ok(outcome)
+    }
+
+    /// The writer of snapshots: one at a time, in order, each reported back to the coordinator.
+    fn spawn_writer(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let mut snapshots = self.shared.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()?;
+        let shared = self.shared.clone();
+        Some(tokio::spawn(async move {
+            while let Some(snapshot) = snapshots.recv().await {
+                let dir = shared.plan.config.out_dir.clone();
+                let result = tokio::task::spawn_blocking(move || persist(&dir, &snapshot))
+                    .await
+                    .unwrap_or_else(|e| Err(FederationError::Task(e.to_string())))
+                    .map_err(|e| e.to_string());
+                let _ = shared.event(Event::Persisted { result });
+            }
+        }))
+    }
+
+    /// Drives the federation (start, deadlines) until it ends or `shutdown` completes; every
+    /// snapshot is written before it returns.
+    pub async fn drive_until(&self, shutdown: impl Future<Output = ()>) -> Outcome {
+        let writer = self.spawn_writer();
+        let mut changed = self.subscribe();
+        let mut shutdown = core::pin::pin!(shutdown);
+        loop {
+            let _ = self.shared.event(Event::Tick);
+            let (finished, deadline) = {
+                let coordinator = self.shared.coordinator();
+                (coordinator.is_finished(), coordinator.next_deadline())
+            };
+            if finished {
+                break;
+            }
+            let wait = deadline
+                .map_or(Duration::from_secs(1), |d| d.saturating_duration_since(Instant::now()))
+                .clamp(Duration::from_millis(10), Duration::from_secs(1));
+            tokio::select! {
+                _ = tokio::time::timeout(wait, changed.changed()) => {}
+                () = &mut shutdown => {
+                    let _ = self.shared.event(Event::Shutdown);
+                }
+            }
+        }
+        // Nothing reported done is lost: wait for the writer to catch up.
+        while !self.shared.coordinator().is_persisted() {
+            let _ = tokio::time::timeout(Duration::from_millis(200), changed.changed()).await;
+        }
+        // Give the hospitals a moment to fetch their final task.
+        let until = Instant::now() + FINAL_DELIVERY;
+        while !self.shared.coordinator().all_delivered() && Instant::now() < until {
+            let _ = tokio::time::timeout(Duration::from_millis(100), changed.changed()).await;
+        }
+        if let Some(writer) = writer {
+            writer.abort();
+        }
+        self.shared.coordinator().outcome()
+    }
+}
+
+/// The service as `Server::add_service` takes it: the generated server behind the identity
+/// interceptor.
+pub type AuthenticatedService = InterceptedService<
+    v1::federation_server::FederationServer<AggregatorServer>,
+    fn(Request<()>) -> core::result::Result<Request<()>, Status>,
+>;
+
+type TaskStream = Pin<Box<dyn Stream<Item = core::result::Result<v1::TaskChunk, Status>> + Send>>;
+
+/// How long one `NextTask` call may wait for news at most.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+#[tonic::async_trait]
+impl Federation for AggregatorServer {
+    async fn join(&self, request: Request<v1::JoinRequest>) -> core::result::Result<Response<v1::JoinReply>, Status> {
+        let node = peer(&request)?;
+        let federation_id = request.into_inner().federation_id;
+        self.shared.event(Event::Join { node: node.clone(), federation_id })?;
+        Ok(Response::new(v1::JoinReply {
+            node_id: node.as_str().to_owned(),
+            config: Some(self.shared.federation.clone()),
+        }))
+    }
+
+    type NextTaskStream = TaskStream;
+
+    async fn next_task(
+        &self,
+        request: Request<v1::TaskRequest>,
+    ) -> core::result::Result<Response<Self::NextTaskStream>, Status> {
+        let node = peer(&request)?;
+        let request = request.into_inner();
+        if request.federation_id != self.shared.plan.config.federation_id {
+            return Err(Refusal::UnknownFederation(request.federation_id).into());
+        }
+        let after: Option<(SessionId, i32)> = request.after.map(|s| (s.into(), request.after_kind));
+        let wait = Duration::from_millis(u64::from(request.wait_ms)).min(MAX_WAIT);
+        let mut changed = self.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        let task = loop {
+            let task = self.shared.coordinator().task_for(&node)?;
+            let seen = match (task.session, after) {
+                (Some(session), Some((after, kind))) => {
+                    session == after && kind == convert::task_kind_to_proto(task.kind) as i32
+                }
+                _ => false,
+            };
+            let fresh = task.kind != TaskKind::Wait && !seen;
+            if fresh {
+                break task;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break crate::protocol::Task { kind: TaskKind::Wait, sections: Vec::new(), ..task };
+            }
+            let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
+        };
+        let bytes: u64 = task.sections.iter().map(|s| s.len() as u64).sum();
+        if bytes > 0 || task.kind == TaskKind::Done {
+            let sent = Event::TaskSent { node, session: task.session, bytes, done: task.kind == TaskKind::Done };
+            let _ = self.shared.event(sent);
+        }
+        let header = convert::task_header(&task);
+        let mut messages = vec![Ok(v1::TaskChunk { part: Some(v1::task_chunk::Part::Header(header)) })];
+        messages.extend(
+            chunks(&task.sections).into_iter().map(|c| Ok(v1::TaskChunk { part: Some(v1::task_chunk::Part::Data(c)) })),
+        );
+        Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
+    }
+
+    async fn upload(
+        &self,
+        request: Request<Streaming<v1::UploadChunk>>,
+    ) -> core::result::Result<Response<v1::UploadReply>, Status> {
+        let node = peer(&request)?;
+        let mut stream = request.into_inner();
+        let header = match stream.next().await {
+            Some(Ok(v1::UploadChunk { part: Some(v1::upload_chunk::Part::Header(header)) })) => header,
+            Some(Err(status)) => return Err(status),
+            _ => return Err(Refusal::Stream("an upload starts with its header").into()),
+        };
+        let total = header.total_bytes;
+        let started = Event::UploadStarted { node: node.clone(), header: convert::upload_header_from_proto(&header) };
+        let actions = self.shared.coordinator().handle(started, Instant::now())?;
+        let Some(Action::Verify(ticket)) = actions.into_iter().next() else {
+            return Err(Status::internal("the coordinator asked for no verification"));
+        };
+        let _in_flight = UploadSlot::take(&self.shared, &node)?;
+        let mut assembler = Assembler::new(total, self.shared.plan.max_upload_bytes).map_err(Refusal::from)?;
+        while let Some(chunk) = stream.next().await {
+            match chunk?.part {
+                Some(v1::upload_chunk::Part::Data(data)) => assembler.push(&data).map_err(Refusal::from)?,
+                _ => return Err(Refusal::Stream("a second header in one upload").into()),
+            }
+        }
+        let bytes: Bytes = assembler.finish().map_err(Refusal::from)?;
+        let size = bytes.len() as u64;
+        let limits = self.shared.limits;
+        let (ticket, upload) = tokio::task::spawn_blocking(move || ticket.verify(&bytes, &limits).map(|v| (ticket, v)))
+            .await
+            .map_err(|_| Status::internal("the verification worker failed"))??;
+        self.shared.event(Event::UploadVerified { ticket, upload, bytes: size })?;
+        Ok(Response::new(v1::UploadReply {}))
+    }
+
+    async fn status(
+        &self,
+        request: Request<v1::StatusRequest>,
+    ) -> core::result::Result<Response<v1::StatusReply>, Status> {
+        let node = peer(&request)?;
+        let status = self.shared.coordinator().status(&node)?;
+        Ok(Response::new(convert::status_to_proto(&status)))
+    }
+
+    async fn leave(
+        &self,
+        request: Request<v1::LeaveRequest>,
+    ) -> core::result::Result<Response<v1::LeaveReply>, Status> {
+        let node = peer(&request)?;
+        let v1::LeaveRequest { federation_id, reason } = request.into_inner();
+        // The reason is the peer's text: keep a bounded amount of it for the log.
+        let reason: String = reason.chars().take(500).collect();
+        self.shared.event(Event::Leave { node, federation_id, reason })?;
+        Ok(Response::new(v1::LeaveReply {}))
+    }
+}

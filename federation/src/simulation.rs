@@ -1,0 +1,340 @@
+//! A whole federation on one machine (what `fedcare simulate` runs): the aggregator and N
+//! hospital nodes, over real gRPC with mTLS on 127.0.0.1 (certificates made in a temporary
+//! directory) or over in-process connections, with threshold encryption either way, on a
+//! synthetic non-IID cohort in the Diabetes-130 schema or on hospital files given with `data`.
+//!
+//! A simulation starts afresh: it removes the checkpoint, metrics and model a previous
+//! simulation left in its output directory before it starts.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use core::time::Duration;
+use fedcare_data::{BadRows, Schema, read_csv};
+use fedcare_gpu_trainer::Selection;
+
+use crate::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainerChoice, TrainingSettings};
+use crate::coordinator::Outcome;
+use crate::error::{FederationError, Result};
+use crate::hospital::{Connection, HospitalData, HospitalNode, HospitalStats, UpdateObserver, trainer};
+use crate::persistence::{CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE};
+use crate::protocol::{NodeId, RoundRecord};
+use crate::server::AggregatorServer;
+use crate::tls;
+
+/// How the simulated hospitals reach the aggregator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// gRPC over TCP on 127.0.0.1 with mTLS, as a deployment runs.
+    Tls,
+    /// gRPC over in-process connections (no sockets, no TLS; the same service and clients).
+    InProcess,
+}
+
+/// Settings of a simulation.
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    /// Hospitals of the synthetic cohort.
+    pub hospitals: usize,
+    /// Training rounds.
+    pub rounds: u32,
+    /// Patients of an average hospital in the synthetic cohort (sizes vary around it).
+    pub rows: usize,
+    /// Hidden layer widths (empty: logistic regression).
+    pub hidden: Vec<u32>,
+    /// Local epochs per round.
+    pub epochs: u32,
+    /// Learning rate of the hospitals' local optimizer (Adam).
+    pub learning_rate: f32,
+    /// Local mini-batch size.
+    pub batch_size: u32,
+    /// Server rule and its settings.
+    pub rule: ServerRule,
+    /// Seed of the cohort, the initial model and the batch orders.
+    pub seed: u64,
+    /// Output directory (metrics.jsonl, model.bin, the checkpoint).
+    pub out: PathBuf,
+    /// Phase deadline in seconds.
+    pub phase_timeout_secs: u64,
+    /// Fault injection: hospital `index` stops answering after `tasks` tasks.
+    pub vanish: Option<(usize, usize)>,
+    /// Hospital CSV files (one per hospital, `*.csv`); `None`: a synthetic cohort in the
+    /// Diabetes-130 schema, `rows` patients per average hospital.
+    pub data: Option<PathBuf>,
+    /// Local trainer of every hospital.
+    pub trainer: TrainerChoice,
+    /// The schema of the `data` files; `None`: the built-in Diabetes-130 schema (death and
+    /// hospice encounters dropped). The synthetic cohort needs the Diabetes-130 schema.
+    pub schema: Option<Schema>,
+    /// How the hospitals reach the aggregator.
+    pub transport: Transport,
+}
+
+impl Default for SimulateOptions {
+    fn default() -> Self {
+        Self {
+            hospitals: 5,
+            rounds: 5,
+            rows: 3000,
+            hidden: vec![32, 16],
+            epochs: 1,
+            learning_rate: TrainingSettings::default().learning_rate,
+            batch_size: TrainingSettings::default().batch_size,
+            rule: ServerRule::default(),
+            seed: 7,
+            out: "fedcare-sim".into(),
+            phase_timeout_secs: 60,
+            vanish: None,
+            data: None,
+            trainer: TrainerChoice::Cpu,
+            schema: None,
+            transport: Transport::Tls,
+        }
+    }
+}
+
+/// What a simulation reports while it runs.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// The trainer every hospital uses, and why.
+    Trainer(&'a str),
+    /// A session completed; `crypto_seconds` is the hospitals' CPU time in encryption since the
+    /// previous one.
+    Session {
+        /// The session's record.
+        record: &'a RoundRecord,
+        /// Hospital CPU seconds in key generation, encryption and decryption shares.
+        crypto_seconds: f64,
+    },
+}
+
+/// What a simulation produced.
+#[derive(Debug, Clone)]
+pub struct SimulationReport {
+    /// The aggregator's outcome.
+    pub outcome: Outcome,
+    /// Hospital-side crypto seconds attributed to each record (same order).
+    pub crypto_seconds: Vec<f64>,
+    /// The hospitals that took part, in order.
+    pub hospitals: Vec<NodeId>,
+    /// The final model file each hospital received (same order; `None` for a hospital that
+    /// stopped early).
+    pub received: Vec<Option<bytes::Bytes>>,
+}
+
+/// Runs a whole federation; `observer` sees every hospital's plaintext local update (tests),
+/// `progress` every completed session.
+pub async fn run(
+    options: &SimulateOptions,
+    observer: Option<UpdateObserver>,
+    progress: Option<&(dyn Fn(Progress<'_>) + Sync)>,
+) -> Result<SimulationReport> {
+    tls::install_crypto_provider();
+    let work = tempfile::tempdir().map_err(|source| FederationError::Write { path: std::env::temp_dir(), source })?;
+    let files = match &options.data {
+        Some(dir) => {
+            let read_error = |source| FederationError::Read { path: dir.clone(), source };
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(read_error)?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|path| path.extension().is_some_and(|e| e == "csv"))
+                .collect();
+            files.sort();
+            files
+        }
+        None => {
+            if options.schema.is_some() {
+                return Err(invalid(
+                    "schema",
+                    "a custom schema",
+                    "the Diabetes-130 schema for the synthetic cohort; give files with data",
+                ));
+            }
+            if !(2..=64).contains(&options.hospitals) {
+                return Err(invalid("hospitals", options.hospitals, "2 to 64"));
+            }
+            fedcare_data::synth::write_cohort(
+                &work.path().join("cohort"),
+                options.hospitals,
+                options.rows,
+                options.seed,
+            )?
+        }
+    };
+    if !(2..=64).contains(&files.len()) {
+        return Err(invalid(
+            "hospital files",
+            files.len(),
+            "2 to 64 *.csv files: a federation needs 2 to 64 hospitals",
+        ));
+    }
+    let schema = options.schema.clone().unwrap_or_else(|| Schema::diabetes130(true));
+    let mut hospitals = Vec::with_capacity(files.len());
+    for (index, path) in files.iter().enumerate() {
+        let (table, report) = read_csv(path, &schema, BadRows::Skip { limit: 1000 })?;
+        if report.skipped_count > 0 {
+            tracing::warn!(file = %path.display(), "{}", report.summary());
+        }
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let name = NodeId::new(stem).or_else(|_| NodeId::new(format!("hospital-{:02}", index + 1)))?;
+        hospitals.push((name, table));
+    }
+    let names: Vec<String> = hospitals.iter().map(|(name, _)| name.as_str().to_owned()).collect();
+    let pki = work.path().join("pki");
+    tls::generate_dev_pki(&pki, &names, &[])?;
+
+    let config = AggregatorConfig {
+        federation_id: "fedcare-simulation".into(),
+        listen: "127.0.0.1:0".into(),
+        hospitals: names,
+        min_hospitals: 2,
+        rounds: options.rounds,
+        phase_timeout_secs: options.phase_timeout_secs,
+        join_timeout_secs: 30,
+        out_dir: options.out.clone(),
+        seed: options.seed,
+        eval_bins: 1024,
+        schema_id: schema.id.clone(),
+        numeric_features: schema.numeric.len() as u32,
+        top_k: schema.top_k_shapes(),
+        schema: None,
+        model: ModelConfig { input_width: schema.width() as u32, hidden: options.hidden.clone() },
+        training: TrainingSettings {
+            epochs: options.epochs,
+            learning_rate: options.learning_rate,
+            batch_size: options.batch_size,
+            seed: options.seed,
+            ..TrainingSettings::default()
+        },
+        server: options.rule,
+        tls: TlsFiles {
+            ca: pki.join(tls::files::CA_CERT),
+            cert: pki.join(tls::files::SERVER_CERT),
+            key: pki.join(tls::files::SERVER_KEY),
+        },
+    };
+    let plan = config.plan()?;
+    std::fs::create_dir_all(&options.out)
+        .map_err(|source| FederationError::Write { path: options.out.clone(), source })?;
+    for stale in [CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE] {
+        let path = options.out.join(stale);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(FederationError::Write { path, source }),
+        }
+    }
+    let aggregator = AggregatorServer::new(plan)?;
+
+    // One trainer choice for the federation, said once; one trainer per hospital.
+    let selection = Selection::from_env();
+    let (resolved, why) = trainer::resolve(options.trainer, &selection)?;
+    tracing::info!("trainer: {why}");
+    if let Some(progress) = progress {
+        progress(Progress::Trainer(&why));
+    }
+
+    let (serving, connections): (tokio::task::JoinHandle<Result<Outcome>>, Vec<Connection>) = match options.transport {
+        Transport::Tls => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|source| FederationError::Listen { address: "127.0.0.1:0".into(), source })?;
+            let port = listener
+                .local_addr()
+                .map_err(|source| FederationError::Listen { address: "127.0.0.1:0".into(), source })?
+                .port();
+            let url = format!("https://localhost:{port}");
+            let server_tls = tls::server_tls(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
+            let serving = {
+                let aggregator = aggregator.clone();
+                tokio::spawn(async move { aggregator.serve(listener, server_tls).await })
+            };
+            let connections = hospitals
+                .iter()
+                .map(|(name, _)| {
+                    let (cert, key) = tls::party_files(&pki, name.as_str());
+                    let tls = tls::client_tls(&config.tls.ca, &cert, &key, "localhost")?;
+                    Ok(Connection::Tls { url: url.clone(), tls })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            (serving, connections)
+        }
+        Transport::InProcess => {
+            let (link, listener) = crate::identity::in_process();
+            let serving = {
+                let aggregator = aggregator.clone();
+                tokio::spawn(async move { aggregator.serve_in_process(listener, core::future::pending()).await })
+            };
+            let connections = hospitals
+                .iter()
+                .map(|(name, _)| Connection::InProcess { link: link.clone(), node: name.clone() })
+                .collect();
+            (serving, connections)
+        }
+    };
+
+    let mut stats: Vec<Arc<Mutex<HospitalStats>>> = Vec::new();
+    let mut nodes = Vec::new();
+    for (index, ((_, table), connection)) in hospitals.iter().zip(connections).enumerate() {
+        let data = HospitalData::Table { table: table.clone(), schema: Box::new(schema.clone()) };
+        let mut node = HospitalNode::new(connection, &config.federation_id, data, resolved.build(&selection)?);
+        if let Some(observer) = &observer {
+            node = node.with_observer(observer.clone());
+        }
+        if options.vanish.is_some_and(|(vanishing, _)| vanishing == index) {
+            node.vanish_after_tasks = options.vanish.map(|(_, tasks)| tasks);
+        }
+        stats.push(node.stats());
+        nodes.push(tokio::spawn(node.run()));
+    }
+
+    let mut changes = aggregator.subscribe();
+    let mut shown = 0;
+    let mut crypto_seconds = Vec::new();
+    let mut crypto_before = 0.0;
+    loop {
+        let records = aggregator.records();
+        for record in &records[shown..] {
+            let crypto_now: f64 = stats.iter().filter_map(|s| s.lock().ok()).map(|s| s.crypto.as_secs_f64()).sum();
+            let delta = crypto_now - crypto_before;
+            crypto_before = crypto_now;
+            crypto_seconds.push(delta);
+            if let Some(progress) = progress {
+                progress(Progress::Session { record, crypto_seconds: delta });
+            }
+        }
+        shown = records.len();
+        if serving.is_finished() {
+            break;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), changes.changed()).await;
+    }
+    let outcome = serving.await.map_err(|e| FederationError::Task(e.to_string()))??;
+    let mut received = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        received.push(match tokio::time::timeout(Duration::from_secs(5), node).await {
+            Ok(Ok(Ok(model))) => Some(model.bytes),
+            Ok(Ok(Err(error))) => {
+                tracing::warn!("a hospital stopped with an error: {error}");
+                None
+            }
+            Ok(Err(error)) => {
+                tracing::warn!("a hospital task failed: {error}");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("a hospital did not finish in time");
+                None
+            }
+        });
+    }
+    if let Some(failure) = &outcome.failure {
+        return Err(FederationError::Ended(failure.clone()));
+    }
+    let hospitals = hospitals.into_iter().map(|(name, _)| name).collect();
+    Ok(SimulationReport { outcome, crypto_seconds, hospitals, received })
+}
+
+fn invalid(key: &'static str, value: impl ToString, expected: &str) -> FederationError {
+    crate::error::ConfigError::Invalid { key, value: value.to_string(), expected: expected.into() }.into()
+}

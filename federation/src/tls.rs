@@ -1,0 +1,196 @@
+//! mTLS for every connection: a development PKI made with rcgen (a "provisioning kit"), the
+//! server and client TLS configurations, and the node id read from a client certificate.
+//!
+//! There is no plaintext mode. The aggregator requires a client certificate signed by the
+//! federation's CA; a hospital's id is the first DNS name of its certificate (falling back to the
+//! common name). Private keys are created with mode 0600 (never readable by others, not even for
+//! a moment) and never overwritten; none is committed: tests and `fedcare simulate` generate
+//! their own at run time.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+use crate::error::{FederationError, Result};
+use crate::protocol::NodeId;
+
+/// File names inside a PKI directory.
+pub mod files {
+    /// The CA certificate (public: every party gets it).
+    pub const CA_CERT: &str = "ca.pem";
+    /// The CA's private key (keep it offline).
+    pub const CA_KEY: &str = "ca.key";
+    /// The aggregator's certificate.
+    pub const SERVER_CERT: &str = "aggregator.pem";
+    /// The aggregator's private key.
+    pub const SERVER_KEY: &str = "aggregator.key";
+}
+
+/// Installs rustls's ring crypto provider for the process (idempotent).
+pub fn install_crypto_provider() {
+    // An error means a provider is already installed, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn tls_error(error: impl core::fmt::Display) -> FederationError {
+    FederationError::Tls(error.to_string())
+}
+
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> FederationError + '_ {
+    move |source| FederationError::Write { path: path.to_path_buf(), source }
+}
+
+/// Writes a private key: created new (an existing file is never overwritten) with mode 0600.
+fn write_private(path: &Path, pem: &str) -> Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => FederationError::KeyExists { path: path.to_path_buf() },
+        _ => FederationError::Write { path: path.to_path_buf(), source },
+    })?;
+    file.write_all(pem.as_bytes()).and_then(|()| file.sync_all()).map_err(write_error(path))
+}
+
+fn write_public(path: &Path, pem: &str) -> Result<()> {
+    fs::write(path, pem).map_err(write_error(path))
+}
+
+/// Paths of one party's certificate and key inside a PKI directory.
+pub fn party_files(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")))
+}
+
+/// Writes a development PKI to `dir`: a CA, an aggregator certificate valid for `localhost`,
+/// `127.0.0.1` and `server_names`, and one client certificate per hospital.
+pub fn generate_dev_pki(dir: &Path, hospitals: &[String], server_names: &[String]) -> Result<()> {
+    if hospitals.is_empty() {
+        return Err(FederationError::Tls("name at least one hospital".into()));
+    }
+    for name in hospitals.iter().chain(server_names) {
+        NodeId::new(name.as_str())?;
+    }
+    let mut unique = hospitals.to_vec();
+    unique.sort();
+    unique.dedup();
+    if unique.len() != hospitals.len() {
+        return Err(FederationError::Tls(format!("hospital names must be distinct: {hospitals:?}")));
+    }
+    // Refuse before writing anything when a key exists: a half-replaced PKI would lock out
+    // every hospital enrolled with the old CA.
+    let mut keys = vec![dir.join(files::CA_KEY), dir.join(files::SERVER_KEY)];
+    keys.extend(hospitals.iter().map(|name| party_files(dir, name).1));
+    if let Some(existing) = keys.into_iter().find(|key| key.exists()) {
+        return Err(FederationError::KeyExists { path: existing });
+    }
+    fs::create_dir_all(dir).map_err(write_error(dir))?;
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "fedcare federation CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate().map_err(tls_error)?;
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(tls_error)?;
+    write_public(&dir.join(files::CA_CERT), &ca_cert.pem())?;
+    write_private(&dir.join(files::CA_KEY), &ca_key.serialize_pem())?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    names.extend(server_names.iter().cloned());
+    let mut server = CertificateParams::new(names).map_err(tls_error)?;
+    server.distinguished_name.push(DnType::CommonName, "fedcare aggregator");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_key = KeyPair::generate().map_err(tls_error)?;
+    write_public(&dir.join(files::SERVER_CERT), &server.signed_by(&server_key, &issuer).map_err(tls_error)?.pem())?;
+    write_private(&dir.join(files::SERVER_KEY), &server_key.serialize_pem())?;
+
+    for name in hospitals {
+        let mut client = CertificateParams::new(vec![name.clone()]).map_err(tls_error)?;
+        client.distinguished_name.push(DnType::CommonName, name.as_str());
+        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().map_err(tls_error)?;
+        let (cert_path, key_path) = party_files(dir, name);
+        write_public(&cert_path, &client.signed_by(&key, &issuer).map_err(tls_error)?.pem())?;
+        write_private(&key_path, &key.serialize_pem())?;
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|source| FederationError::Read { path: path.to_path_buf(), source })
+}
+
+/// The aggregator's TLS: its identity, and client certificates required and checked against `ca`.
+pub fn server_tls(ca: &Path, cert: &Path, key: &Path) -> Result<ServerTlsConfig> {
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(read(cert)?, read(key)?))
+        .client_ca_root(Certificate::from_pem(read(ca)?)))
+}
+
+/// A hospital's TLS: its identity, and the aggregator checked against `ca` for `domain`.
+pub fn client_tls(ca: &Path, cert: &Path, key: &Path, domain: &str) -> Result<ClientTlsConfig> {
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(ca)?))
+        .identity(Identity::from_pem(read(cert)?, read(key)?))
+        .domain_name(domain))
+}
+
+/// The name in a DER client certificate: its first DNS name, else its common name.
+pub fn name_from_der(der: &[u8]) -> core::result::Result<String, String> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| format!("unreadable client certificate: {e}"))?;
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
+                return Ok((*dns).to_string());
+            }
+        }
+    }
+    match cert.subject().iter_common_name().next() {
+        Some(cn) => Ok(cn.as_str().map_err(|_| "the common name is not text".to_owned())?.to_string()),
+        None => Err("the client certificate names no DNS name and no common name".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dev_pki_names_each_hospital_and_keys_are_private_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        generate_dev_pki(dir.path(), &["st-marys".into(), "general".into()], &["fed.example".into()]).unwrap();
+        let (cert, key) = party_files(dir.path(), "st-marys");
+        let pem = fs::read_to_string(cert).unwrap();
+        let der = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap().1.contents;
+        assert_eq!(name_from_der(&der).unwrap(), "st-marys");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for key in [key.clone(), dir.path().join(files::CA_KEY), dir.path().join(files::SERVER_KEY)] {
+                let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", key.display());
+            }
+        }
+        let before = fs::read(&key).unwrap();
+        let error = generate_dev_pki(dir.path(), &["st-marys".into()], &[]).unwrap_err();
+        assert!(matches!(error, FederationError::KeyExists { .. }), "{error}");
+        assert_eq!(fs::read(&key).unwrap(), before, "the existing key is untouched");
+        let other = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            generate_dev_pki(other.path(), &["bad name".into()], &[]),
+            Err(FederationError::Config(crate::error::ConfigError::Name(_)))
+        ));
+        assert!(generate_dev_pki(other.path(), &["a".into(), "a".into()], &[]).is_err());
+        assert!(!other.path().join(files::CA_KEY).exists(), "nothing is written for refused names");
+    }
+}
