@@ -66,7 +66,7 @@ enum RuleArg {
     Fedavg,
     /// FedAvg with a proximal term in local training (μ = 0.01).
     Fedprox,
-    /// Adam on the server (learning rate 0.2, τ = 0.01).
+    /// Adam on the server (learning rate 0.1, τ = 0.01).
     Fedadam,
 }
 
@@ -99,7 +99,7 @@ pub(crate) struct Args {
     /// Server rule; each has its own defaults (--server-lr overrides the learning rate).
     #[arg(long, value_enum, default_value_t = RuleArg::Fedavg)]
     rule: RuleArg,
-    /// The server's learning rate (default: the rule's own, 1.0 for fedavg and fedprox, 0.2 for
+    /// The server's learning rate (default: the rule's own, 1.0 for fedavg and fedprox, 0.1 for
     /// fedadam).
     #[arg(long)]
     server_lr: Option<f32>,

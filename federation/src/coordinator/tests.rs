@@ -169,6 +169,19 @@ fn phase(c: &mut Coordinator, hospitals: &mut [Hospital], now: Instant) -> Vec<S
     snapshots
 }
 
+/// `count` phases of every listed hospital; the snapshots made.
+fn phases(c: &mut Coordinator, hospitals: &mut [Hospital], count: usize, now: Instant) -> Vec<Snapshot> {
+    (0..count).flat_map(|_| phase(c, hospitals, now)).collect()
+}
+
+/// A coordinator whose three hospitals have joined, with its first session started.
+fn started() -> (Coordinator, Instant, [Hospital; 3]) {
+    let (mut c, start) = coordinator();
+    all_join(&mut c, start);
+    c.tick(start);
+    (c, start, HOSPITALS.map(Hospital::new))
+}
+
 fn acknowledge(c: &mut Coordinator, snapshots: Vec<Snapshot>) {
     for snapshot in snapshots {
         let bytes = Bytes::from(snapshot.model.to_bytes().unwrap());
@@ -260,9 +273,7 @@ fn the_first_session_waits_for_every_hospital_or_the_join_timeout() {
 
 #[test]
 fn a_missed_deadline_drops_the_silent_hospital_and_restarts_with_fresh_keys() {
-    let (mut c, start) = coordinator();
-    all_join(&mut c, start);
-    c.tick(start);
+    let (mut c, start, _) = started();
     let first_crs = c.task_for(&node("a")).unwrap().crs;
     let mut answering = [Hospital::new("a"), Hospital::new("b")];
     phase(&mut c, &mut answering, start);
@@ -346,10 +357,7 @@ fn bad_and_out_of_turn_uploads_are_refused_and_change_nothing() {
 
 #[test]
 fn a_hospital_that_leaves_is_dropped_at_once() {
-    let (mut c, start) = coordinator();
-    all_join(&mut c, start);
-    c.tick(start);
-    let mut hospitals = HOSPITALS.map(Hospital::new);
+    let (mut c, start, mut hospitals) = started();
     phase(&mut c, &mut hospitals, start);
     assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Contribute);
     let leave = Event::Leave {
@@ -368,9 +376,7 @@ fn a_hospital_that_leaves_is_dropped_at_once() {
 
 #[test]
 fn a_participant_that_joins_again_mid_round_restarts_it() {
-    let (mut c, start) = coordinator();
-    all_join(&mut c, start);
-    c.tick(start);
+    let (mut c, start, _) = started();
     // Rejoining before doing anything in the session changes nothing.
     join(&mut c, "b", start);
     assert_eq!(running(&c), SessionId { round: 0, attempt: 0 });
@@ -385,10 +391,7 @@ fn a_participant_that_joins_again_mid_round_restarts_it() {
 
 #[test]
 fn failed_crypto_results_restart_the_round_and_stale_ones_are_ignored() {
-    let (mut c, start) = coordinator();
-    all_join(&mut c, start);
-    c.tick(start);
-    let mut hospitals = HOSPITALS.map(Hospital::new);
+    let (mut c, start, mut hospitals) = started();
     phase(&mut c, &mut hospitals, start);
     // Contributions in: the coordinator asks for the aggregate; a stale result is ignored.
     let mut finish = Vec::new();
@@ -421,14 +424,8 @@ fn failed_crypto_results_restart_the_round_and_stale_ones_are_ignored() {
 
 #[test]
 fn a_snapshot_that_cannot_be_written_ends_the_federation() {
-    let (mut c, start) = coordinator();
-    all_join(&mut c, start);
-    c.tick(start);
-    let mut hospitals = HOSPITALS.map(Hospital::new);
-    let mut snapshots = Vec::new();
-    for _ in 0..3 {
-        snapshots.extend(phase(&mut c, &mut hospitals, start));
-    }
+    let (mut c, start, mut hospitals) = started();
+    let snapshots = phases(&mut c, &mut hospitals, 3, start);
     assert_eq!(snapshots.len(), 1, "the setup session's snapshot");
     assert_eq!(running(&c).round, 1, "training goes on while the snapshot is written");
     c.handle(Event::Persisted { result: Err("disk full".into()) }, start).unwrap();
@@ -438,9 +435,7 @@ fn a_snapshot_that_cannot_be_written_ends_the_federation() {
 
 #[test]
 fn shutdown_abandons_the_running_session() {
-    let (mut c, start) = coordinator();
-    all_join(&mut c, start);
-    c.tick(start);
+    let (mut c, start, _) = started();
     let actions = c.handle(Event::Shutdown, start).unwrap();
     assert!(matches!(actions.as_slice(), [Action::Finished]));
     assert_eq!(c.outcome().failure, Some(Failure::Interrupted));
@@ -457,14 +452,8 @@ fn shutdown_abandons_the_running_session() {
 
 #[test]
 fn a_checkpoint_resumes_and_a_foreign_one_is_refused() {
-    let (mut c, start) = coordinator();
-    all_join(&mut c, start);
-    c.tick(start);
-    let mut hospitals = HOSPITALS.map(Hospital::new);
-    let mut snapshots = Vec::new();
-    for _ in 0..6 {
-        snapshots.extend(phase(&mut c, &mut hospitals, start));
-    }
+    let (mut c, start, mut hospitals) = started();
+    let mut snapshots = phases(&mut c, &mut hospitals, 6, start);
     let checkpoint = snapshots.pop().unwrap().checkpoint;
     assert_eq!(checkpoint.next, Some(Planned { round: 2, kind: SessionKind::Evaluate }));
     let resumed = Coordinator::new(plan(), Some(checkpoint.clone()), start, Box::new(|| Crs(9))).unwrap();
@@ -480,14 +469,8 @@ fn a_checkpoint_resumes_and_a_foreign_one_is_refused() {
 
 #[test]
 fn a_federation_resumed_at_its_end_hands_out_its_final_model() {
-    let (mut c, start) = coordinator();
-    all_join(&mut c, start);
-    c.tick(start);
-    let mut hospitals = HOSPITALS.map(Hospital::new);
-    let mut snapshots = Vec::new();
-    for _ in 0..9 {
-        snapshots.extend(phase(&mut c, &mut hospitals, start));
-    }
+    let (mut c, start, mut hospitals) = started();
+    let mut snapshots = phases(&mut c, &mut hospitals, 9, start);
     let last = snapshots.pop().unwrap();
     assert_eq!(last.checkpoint.next, None);
     let mut resumed = Coordinator::new(plan(), Some(last.checkpoint), start, Box::new(|| Crs(9))).unwrap();
@@ -508,9 +491,7 @@ fn a_federation_resumed_at_its_end_hands_out_its_final_model() {
 
 #[test]
 fn a_verified_upload_of_an_abandoned_session_is_refused() {
-    let (mut c, start) = coordinator();
-    all_join(&mut c, start);
-    c.tick(start);
+    let (mut c, start, _) = started();
     let task = c.task_for(&node("a")).unwrap();
     let (kind, bytes) = Hospital::new("a").answer(&c, &task);
     let header =
