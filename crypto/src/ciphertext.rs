@@ -68,15 +68,18 @@ impl Ciphertext {
     }
 }
 
-/// Feeds `words` to `hasher` as little-endian bytes (zero-copy on little-endian machines).
-pub(crate) fn hash_words(hasher: &mut blake3::Hasher, words: &[u64]) {
+/// `words` as little-endian bytes: borrowed on little-endian machines, copied elsewhere.
+pub(crate) fn le_bytes(words: &[u64]) -> std::borrow::Cow<'_, [u8]> {
     if cfg!(target_endian = "little") {
-        hasher.update(bytemuck::cast_slice(words));
+        std::borrow::Cow::Borrowed(bytemuck::cast_slice(words))
     } else {
-        for w in words {
-            hasher.update(&w.to_le_bytes());
-        }
+        std::borrow::Cow::Owned(words.iter().flat_map(|w| w.to_le_bytes()).collect())
     }
+}
+
+/// Feeds `words` to `hasher` as little-endian bytes.
+pub(crate) fn hash_words(hasher: &mut blake3::Hasher, words: &[u64]) {
+    hasher.update(&le_bytes(words));
 }
 
 /// Encrypts plaintext words (each `< 2^plaintext_bits`) under an expanded collective key.

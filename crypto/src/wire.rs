@@ -21,7 +21,7 @@ use fedcare_core::envelope::Format;
 
 use super::CryptoError;
 use super::aggregate::{AggregateMasks, DecryptionShare};
-use super::ciphertext::{Ciphertext, ContributionHash};
+use super::ciphertext::{Ciphertext, ContributionHash, le_bytes};
 use super::keys::{CollectivePublicKey, Crs, MAX_PARTY_ID_LEN, PartyId, PublicKeyShare};
 use super::params::ThresholdParams;
 
@@ -96,14 +96,7 @@ impl Writer<'_> {
         self.0.extend_from_slice(bytes);
     }
     fn words(&mut self, words: &[u64]) {
-        if cfg!(target_endian = "little") {
-            self.0.extend_from_slice(bytemuck::cast_slice(words));
-        } else {
-            self.0.reserve(words.len() * 8);
-            for w in words {
-                self.0.extend_from_slice(&w.to_le_bytes());
-            }
-        }
+        self.0.extend_from_slice(&le_bytes(words));
     }
 }
 

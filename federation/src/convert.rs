@@ -11,8 +11,8 @@ use crate::config::{FederationPlan, LocalOptimizer};
 use crate::coordinator::Status;
 use crate::error::ProtocolError;
 use crate::protocol::{
-    ContributionLayout, FederationSettings, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind,
-    UploadHeader, UploadKind,
+    ContributionLayout, FederationSettings, PublicFigures, SessionId, SessionKind, Task, TaskKind, UploadHeader,
+    UploadKind,
 };
 
 fn invalid(field: &'static str, value: impl ToString, expected: impl Into<String>) -> ProtocolError {
@@ -292,11 +292,6 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
         schema_id: config.schema_id.clone(),
         rounds: config.rounds,
     })
-}
-
-/// The node a certificate (or an in-process link) names, checked to be a valid node id.
-pub fn node_id(name: &str) -> Result<NodeId, crate::error::Refusal> {
-    NodeId::new(name).map_err(|_| crate::error::Refusal::BadCertificate(format!("{name:?} is not a valid node id")))
 }
 
 #[cfg(test)]

@@ -13,11 +13,11 @@ use core::task::{Context, Poll};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
 use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
-use crate::convert::node_id;
 use crate::error::{FederationError, Refusal};
 use crate::protocol::NodeId;
 
@@ -39,6 +39,11 @@ pub fn authenticate(mut request: Request<()>) -> Result<Request<()>, Status> {
     let node = node_id(&name)?;
     request.extensions_mut().insert(Peer(node));
     Ok(request)
+}
+
+/// The node a certificate (or an in-process link) names, checked to be a valid node id.
+fn node_id(name: &str) -> Result<NodeId, Refusal> {
+    NodeId::new(name).map_err(|_| Refusal::BadCertificate(format!("{name:?} is not a valid node id")))
 }
 
 /// The caller of `request` (put there by [`authenticate`]).
@@ -95,8 +100,6 @@ impl InProcessListener {
         tokio_stream::wrappers::UnboundedReceiverStream::new(self.0).map(Ok)
     }
 }
-
-use tokio_stream::StreamExt as _;
 
 /// What hospitals of the same process connect to the aggregator with.
 #[derive(Debug, Clone)]

@@ -64,11 +64,22 @@ impl Shared {
         self.changed.send_modify(|v| *v += 1);
     }
 
-    /// Hands `event` to the coordinator and carries out the actions it asks for.
+    /// Hands `event` to the coordinator and carries out the actions it asks for. Watchers (task
+    /// long-polls, the drive loop, progress displays) are woken when the federation may have moved:
+    /// after any peer or worker event, and after a tick or a sent task only when the running session
+    /// or the ending changed — else the drive loop's own ticks would wake it at once, forever.
     fn event(self: &Arc<Self>, event: Event) -> core::result::Result<(), Refusal> {
-        let actions = self.coordinator().handle(event, Instant::now());
+        let quiet = matches!(event, Event::Tick | Event::TaskSent { .. });
+        let (actions, moved) = {
+            let mut coordinator = self.coordinator();
+            let before = coordinator.position();
+            let actions = coordinator.handle(event, Instant::now());
+            (actions, !quiet || coordinator.position() != before)
+        };
         let result = actions.map(|actions| self.dispatch(actions));
-        self.notify();
+        if moved {
+            self.notify();
+        }
         result
     }
 

@@ -275,8 +275,9 @@ pub async fn run(
 
     let mut stats: Vec<Arc<Mutex<HospitalStats>>> = Vec::new();
     let mut nodes = Vec::new();
-    for (index, ((_, table), connection)) in hospitals.iter().zip(connections).enumerate() {
-        let data = HospitalData::Table { table: table.clone(), schema: Box::new(schema.clone()) };
+    let (node_ids, tables): (Vec<NodeId>, Vec<_>) = hospitals.into_iter().unzip();
+    for (index, (table, connection)) in tables.into_iter().zip(connections).enumerate() {
+        let data = HospitalData::Table { table, schema: Box::new(schema.clone()) };
         let mut node = HospitalNode::new(connection, &config.federation_id, data, resolved.build(&selection)?);
         if let Some(observer) = &observer {
             node = node.with_observer(observer.clone());
@@ -331,8 +332,7 @@ pub async fn run(
     if let Some(failure) = &outcome.failure {
         return Err(FederationError::Ended(failure.clone()));
     }
-    let hospitals = hospitals.into_iter().map(|(name, _)| name).collect();
-    Ok(SimulationReport { outcome, crypto_seconds, hospitals, received })
+    Ok(SimulationReport { outcome, crypto_seconds, hospitals: node_ids, received })
 }
 
 fn invalid(key: &'static str, value: impl ToString, expected: &str) -> FederationError {

@@ -785,3 +785,26 @@ async fn fedadam_with_its_defaults_reaches_fedavgs_auroc() {
     assert!(fedadam >= fedavg - 0.01, "FedAdam {fedadam:.4} vs FedAvg {fedavg:.4}");
     assert!(fedadam > 0.55, "FedAdam learned nothing: {fedadam:.4}");
 }
+
+/// An aggregator waiting for its hospitals stays idle: its own deadline ticks wake nobody (they
+/// used to wake the drive loop, and every waiting long-poll, at once and forever, spinning a core).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_aggregator_wakes_nobody() {
+    let out = tempfile::tempdir().unwrap();
+    let names = vec!["hospital-a".to_string(), "hospital-b".to_string()];
+    let config = plan(&names, 60, out.path(), out.path());
+    let aggregator = AggregatorServer::new(config.plan().unwrap()).unwrap();
+    let mut changes = aggregator.subscribe();
+    let (_link, listener) = in_process();
+    let serving = {
+        let aggregator = aggregator.clone();
+        tokio::spawn(async move { aggregator.serve_in_process(listener, core::future::pending()).await })
+    };
+    let until = tokio::time::Instant::now() + core::time::Duration::from_secs(1);
+    let mut wakeups = 0;
+    while tokio::time::timeout_at(until, changes.changed()).await.is_ok() {
+        wakeups += 1;
+    }
+    assert!(wakeups <= 2, "{wakeups} wake-ups in one idle second");
+    serving.abort();
+}

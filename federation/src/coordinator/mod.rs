@@ -635,15 +635,12 @@ impl Coordinator {
         if session.submitted.contains(&node) {
             return Err(Refusal::AlreadyUploaded(node));
         }
-        let wrong_phase = || Refusal::WrongPhase { phase: session.phase.name() };
-        let builder = match (&session.phase, header.kind) {
-            (Phase::KeyGen { .. }, Some(UploadKind::KeyShare)) => None,
-            (Phase::Contribute { builder, .. }, Some(UploadKind::Contribution)) => Some(builder.clone()),
-            (Phase::Decrypt { .. }, Some(UploadKind::DecryptionShare)) => None,
-            _ => return Err(wrong_phase()),
+        let (kind, builder) = match (&session.phase, header.kind) {
+            (Phase::KeyGen { .. }, Some(kind @ UploadKind::KeyShare)) => (kind, None),
+            (Phase::Contribute { builder, .. }, Some(kind @ UploadKind::Contribution)) => (kind, Some(builder.clone())),
+            (Phase::Decrypt { .. }, Some(kind @ UploadKind::DecryptionShare)) => (kind, None),
+            _ => return Err(Refusal::WrongPhase { phase: session.phase.name() }),
         };
-        // Invariant: the match above only lets a known kind through.
-        let kind = header.kind.ok_or_else(wrong_phase)?;
         Ok(UploadTicket { session: session.id, node, kind, builder })
     }
 
@@ -1022,6 +1019,12 @@ impl Coordinator {
     /// The sessions completed so far.
     pub fn records(&self) -> &[RoundRecord] {
         &self.records
+    }
+
+    /// Where the federation stands, in brief: the running session and its phase, and whether it
+    /// has ended. It changes whenever a task a node could fetch changes.
+    pub fn position(&self) -> (Option<(SessionId, TaskKind)>, bool) {
+        (self.session.as_ref().map(|s| (s.id, s.phase.task_kind())), self.ending.is_some())
     }
 
     /// Whether the federation has ended (completed, failed or interrupted).

@@ -431,7 +431,8 @@ async fn upload_to(client: &mut Client, header: &UploadHeader, bytes: Vec<u8>) -
     let call = match header.kind {
         Some(UploadKind::KeyShare) => "upload of a key share",
         Some(UploadKind::Contribution) => "upload of a contribution",
-        Some(UploadKind::DecryptionShare) | None => "upload of a decryption share",
+        Some(UploadKind::DecryptionShare) => "upload of a decryption share",
+        None => "upload",
     };
     let header = convert::upload_header_to_proto(header, total);
     let mut messages = vec![v1::UploadChunk { part: Some(v1::upload_chunk::Part::Header(header)) }];
