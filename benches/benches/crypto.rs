@@ -1,6 +1,8 @@
-//! Threshold encryption for 100k and 1M values with 10 parties: key-share generation, encrypt
-//! (per party), aggregate (all ciphertexts), decryption share (per party), combine + decode,
-//! and the bytes per value on the wire (printed once per size).
+//! Threshold encryption for 100k and 1M values with 10 parties: key-share generation, the
+//! collective key a party sums from the shares, encrypt (per party), aggregate (all
+//! ciphertexts), a party's fingerprint of its own masks, the mask check with the decryption
+//! share (per party), combine + decode, and the bytes per value on the wire (printed once per
+//! size).
 //!
 //! Targets on the 2-core development machine (DESIGN §7): encrypt 1M ≤ 100 ms, decryption share
 //! 1M ≤ 60 ms, ≤ 16.5 B/value.
@@ -8,8 +10,8 @@
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fedcare_core::Codec;
 use fedcare_crypto::{
-    AggregateBuilder, Ciphertext, CollectivePublicKey, Crs, DecryptionShare, KeyShareCollector, PARAMS_V1, PartyId,
-    PartySession, WireMessage,
+    AggregateBuilder, Challenge, Ciphertext, CollectivePublicKey, Crs, DecryptionShare, MaskCheck, MaskFingerprint,
+    PARAMS_V1, PartyId, PartySession, PublicKeyShare, WireMessage,
 };
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -19,6 +21,7 @@ const PARTIES: usize = 10;
 struct Fixture {
     crs: Crs,
     key: CollectivePublicKey,
+    shares: Vec<PublicKeyShare>,
     words: Vec<Vec<u64>>,
     ciphertexts: Vec<Ciphertext>,
     /// The parties that made `ciphertexts` (each can still make its one decryption share).
@@ -40,16 +43,35 @@ fn fixture(values: usize) -> Fixture {
         })
         .collect();
     let crs = Crs::random();
-    let mut collector = KeyShareCollector::new(PARAMS_V1, crs);
-    let mut sessions = Vec::new();
-    for i in 0..PARTIES {
-        let (session, share) = PartySession::new(PARAMS_V1, id(i), crs, 2).unwrap();
-        collector.add(share).unwrap();
-        sessions.push(session);
-    }
-    let key = collector.collective_key().unwrap();
+    let (mut sessions, shares): (Vec<_>, Vec<_>) =
+        (0..PARTIES).map(|i| PartySession::new(PARAMS_V1, id(i), crs, 2).unwrap()).unzip();
+    let keys: Vec<CollectivePublicKey> = sessions.iter_mut().map(|s| s.collective_key(&shares).unwrap()).collect();
+    let key = keys[0].clone();
     let ciphertexts = sessions.iter_mut().zip(&words).map(|(s, w)| s.encrypt(&key, w).unwrap()).collect();
-    Fixture { crs, key, words, ciphertexts, sessions, codec }
+    Fixture { crs, key, shares, words, ciphertexts, sessions, codec }
+}
+
+/// A fresh party 0 that has summed its collective key (with its new share in place of the
+/// fixture's), and that key.
+fn fresh_party(f: &Fixture) -> (PartySession, CollectivePublicKey) {
+    let (mut session, share) = PartySession::new(PARAMS_V1, id(0), f.crs, 2).unwrap();
+    let mut shares = f.shares.clone();
+    shares[0] = share;
+    let key = session.collective_key(&shares).unwrap();
+    (session, key)
+}
+
+fn challenge() -> Challenge {
+    Challenge::new([7; 32])
+}
+
+/// The honest mask check of `sessions`' contributions.
+fn mask_check<'a>(sessions: impl IntoIterator<Item = &'a PartySession>) -> MaskCheck {
+    let contributions = sessions
+        .into_iter()
+        .map(|s| s.mask_fingerprint(&challenge()).unwrap())
+        .fold(MaskFingerprint::default(), MaskFingerprint::wrapping_add);
+    MaskCheck { challenge: challenge(), contributions }
 }
 
 fn aggregate(f: &Fixture, ciphertexts: &[Ciphertext]) -> fedcare_crypto::Aggregate {
@@ -72,33 +94,54 @@ fn crypto(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("keygen", values), |b| {
             b.iter(|| PartySession::new(PARAMS_V1, id(0), f.crs, 2).unwrap());
         });
+        group.bench_function(BenchmarkId::new("collective_key-10", values), |b| {
+            b.iter_batched(
+                || PartySession::new(PARAMS_V1, id(0), f.crs, 2).unwrap(),
+                |(mut session, share)| {
+                    let mut shares = f.shares.clone();
+                    shares[0] = share;
+                    session.collective_key(&shares).unwrap()
+                },
+                BatchSize::PerIteration,
+            );
+        });
         group.bench_function(BenchmarkId::new("encrypt", values), |b| {
             b.iter_batched(
-                || PartySession::new(PARAMS_V1, id(0), f.crs, 2).unwrap().0,
-                |mut session| session.encrypt(&f.key, &f.words[0]).unwrap(),
+                || fresh_party(&f),
+                |(mut session, key)| session.encrypt(&key, &f.words[0]).unwrap(),
                 BatchSize::PerIteration,
             );
         });
         group.bench_function(BenchmarkId::new("aggregate-10", values), |b| {
             b.iter(|| aggregate(&f, &f.ciphertexts));
         });
-        group.bench_function(BenchmarkId::new("decryption_share", values), |b| {
+        group.bench_function(BenchmarkId::new("mask_fingerprint", values), |b| {
+            b.iter(|| f.sessions[0].mask_fingerprint(&challenge()).unwrap());
+        });
+        group.bench_function(BenchmarkId::new("mask_check+decryption_share", values), |b| {
             b.iter_batched(
                 || {
-                    let (mut session, _) = PartySession::new(PARAMS_V1, id(0), f.crs, 2).unwrap();
+                    let (mut session, key) = fresh_party(&f);
                     let mut ciphertexts = f.ciphertexts.clone();
-                    ciphertexts[0] = session.encrypt(&f.key, &f.words[0]).unwrap();
-                    (session, aggregate(&f, &ciphertexts))
+                    ciphertexts[0] = session.encrypt(&key, &f.words[0]).unwrap();
+                    let check = mask_check(core::iter::once(&session).chain(&f.sessions[1..]));
+                    // The aggregator's own key holders list: the same names as the fresh key.
+                    let mut builder = AggregateBuilder::new(PARAMS_V1, &key, values);
+                    for (i, c) in ciphertexts.iter().enumerate() {
+                        builder.add(id(i), c).unwrap();
+                    }
+                    (session, builder.finish().unwrap(), check)
                 },
-                |(mut session, aggregate)| session.decryption_share(aggregate.masks()).unwrap(),
+                |(mut session, aggregate, check)| session.decryption_share(aggregate.masks(), &check).unwrap(),
                 BatchSize::PerIteration,
             );
         });
 
         // Shares of the fixture's round for combine + decode.
         let round = aggregate(&f, &f.ciphertexts);
+        let check = mask_check(&f.sessions);
         let shares: Vec<DecryptionShare> =
-            f.sessions.iter_mut().map(|s| s.decryption_share(round.masks()).unwrap()).collect();
+            f.sessions.iter_mut().map(|s| s.decryption_share(round.masks(), &check).unwrap()).collect();
         group.bench_function(BenchmarkId::new("combine_decode", values), |b| {
             b.iter(|| f.codec.decode_sum(&round.combine(&shares).unwrap(), PARTIES as u32).unwrap());
         });

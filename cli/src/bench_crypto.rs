@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use fedcare_core::Codec;
 use fedcare_crypto::{
-    AggregateBuilder, Crs, DecryptionShare, KeyShareCollector, PARAMS_V1, PartyId, PartySession, WireLimits,
-    WireMessage,
+    AggregateBuilder, Challenge, Crs, DecryptionShare, MaskCheck, MaskFingerprint, PARAMS_V1, PartyId, PartySession,
+    WireLimits, WireMessage,
 };
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -43,8 +43,10 @@ struct CryptoBenchReport {
     parties: usize,
     /// Key share generation, median per party.
     keygen: Duration,
-    /// Collective key assembly (aggregator).
+    /// Collective key from the relayed shares, median per party.
     collective_key: Duration,
+    /// Median time of one party's fingerprint of its own masks.
+    fingerprint: Duration,
     /// Encryption, median per party.
     encrypt: Duration,
     /// Adding all ciphertexts (aggregator).
@@ -88,7 +90,7 @@ fn measure(values: usize, parties: usize, seed: u64) -> Result<CryptoBenchReport
         .collect::<Result<_, _>>()?;
 
     let crs = Crs::random();
-    let mut collector = KeyShareCollector::new(params, crs);
+    let mut shares = Vec::with_capacity(parties);
     let mut sessions = Vec::with_capacity(parties);
     let mut keygen = Vec::with_capacity(parties);
     for i in 0..parties {
@@ -96,11 +98,18 @@ fn measure(values: usize, parties: usize, seed: u64) -> Result<CryptoBenchReport
         let (result, time) = timed(|| PartySession::new(params, id, crs, 2.min(parties)));
         let (session, share) = result?;
         keygen.push(time);
-        collector.add(share)?;
+        shares.push(share);
         sessions.push(session);
     }
-    let (key, collective_key) = timed(|| collector.collective_key());
-    let key = key?;
+    // Every party sums the relayed shares itself (it does not trust the aggregator's key).
+    let mut collective = Vec::with_capacity(parties);
+    let mut key = None;
+    for session in &mut sessions {
+        let (result, time) = timed(|| session.collective_key(&shares));
+        collective.push(time);
+        key = Some(result?);
+    }
+    let key = key.context("no party")?;
 
     let mut encrypt = Vec::with_capacity(parties);
     let mut ciphertexts = Vec::with_capacity(parties);
@@ -122,10 +131,23 @@ fn measure(values: usize, parties: usize, seed: u64) -> Result<CryptoBenchReport
     let masks = aggregate.masks();
     let masks_bytes = masks.encode()?.len();
 
+    // The mask check: each party's fingerprint of its own masks, then each party's check of the
+    // aggregate against their sum (inside its decryption share).
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(&crs.0.to_le_bytes());
+    let challenge = Challenge::new(seed);
+    let mut fingerprint = Vec::with_capacity(parties);
+    let mut contributions = MaskFingerprint::default();
+    for session in &sessions {
+        let (result, time) = timed(|| session.mask_fingerprint(&challenge));
+        fingerprint.push(time);
+        contributions = contributions.wrapping_add(result?);
+    }
+    let check = MaskCheck { challenge, contributions };
     let mut decryption = Vec::with_capacity(parties);
     let mut shares = Vec::with_capacity(parties);
     for session in &mut sessions {
-        let (share, time) = timed(|| session.decryption_share(masks));
+        let (share, time) = timed(|| session.decryption_share(masks, &check));
         decryption.push(time);
         shares.push(share?);
     }
@@ -150,7 +172,8 @@ fn measure(values: usize, parties: usize, seed: u64) -> Result<CryptoBenchReport
         values,
         parties,
         keygen: median(keygen),
-        collective_key,
+        collective_key: median(collective),
+        fingerprint: median(fingerprint),
         encrypt: median(encrypt),
         aggregate: aggregate_time,
         decryption_share: median(decryption),
@@ -172,10 +195,11 @@ impl CryptoBenchReport {
         );
         let rows = [
             ("key share generation (per party)", ms(self.keygen)),
-            ("collective key (aggregator)", ms(self.collective_key)),
+            ("collective key from the shares (per party)", ms(self.collective_key)),
             ("encrypt (per party)", ms(self.encrypt)),
             ("aggregate all ciphertexts (aggregator)", ms(self.aggregate)),
-            ("decryption share (per party)", ms(self.decryption_share)),
+            ("fingerprint of own masks (per party)", ms(self.fingerprint)),
+            ("mask check + decryption share (per party)", ms(self.decryption_share)),
             ("combine + decode (aggregator)", ms(self.combine_decode)),
             ("ciphertext on the wire (per party)", per_value(self.ciphertext_bytes)),
             ("aggregate masks on the wire (to each party)", per_value(self.masks_bytes)),

@@ -62,7 +62,8 @@ async fn thirty_two_hospitals_with_a_million_parameters() {
                 tls: tls::client_tls(&pki.join(tls::files::CA_CERT), &cert, &key, "localhost").unwrap(),
             };
             let data = HospitalData::Ready(fedcare_data::plain::synthetic_hospital(index, HOSPITALS, 300, 5));
-            tokio::spawn(HospitalNode::new(connection, "load", data, Box::new(CpuTrainer)).run())
+            let trust = tls::dev_trust(&pki, name, &names, &dir.path().join("state").join(name)).unwrap();
+            tokio::spawn(HospitalNode::new(connection, "load", data, Box::new(CpuTrainer), trust).run())
         })
         .collect();
     let mut peak = 0;

@@ -1,8 +1,9 @@
 //! The aggregator's side: summing ciphertexts without any key, and combining decryption shares.
 //!
 //! [`AggregateBuilder`] adds the parties' ciphertexts element-wise (wrapping `u64` adds) and
-//! records who contributed what ([`ContributionHash`]). The finished [`Aggregate`] gives the
-//! parties its masks ([`AggregateMasks`], with the contributors and a digest binding them); each
+//! records who contributed what ([`ContributionHash`]) and the carry of every mask coefficient's
+//! integer sum (what [`crate::check`] needs). The finished [`Aggregate`] gives the parties its
+//! masks ([`AggregateMasks`], with the contributors, the carries and a digest binding them); each
 //! returns a [`DecryptionShare`] made for exactly that digest; [`Aggregate::combine`] subtracts
 //! all of them from the summed bodies and rounds to `Δ`: the exact sum of the plaintext words.
 
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use tfhe::core_crypto::algorithms::slice_algorithms::slice_wrapping_add_assign;
 
 use super::CryptoError;
+use super::check::{Challenge, MaskFingerprint};
 use super::ciphertext::{Ciphertext, ContributionHash, hash_words};
 use super::keys::{CollectivePublicKey, Crs, PartyId};
 use super::params::ThresholdParams;
@@ -26,6 +28,8 @@ pub struct AggregateBuilder {
     key_holders: Vec<PartyId>,
     len: usize,
     sum: Vec<u64>,
+    /// Per mask coefficient, how often its integer sum passed 2^64.
+    carries: Vec<u8>,
     contributors: BTreeMap<PartyId, ContributionHash>,
 }
 
@@ -39,6 +43,7 @@ impl AggregateBuilder {
             key_holders: key.parties.clone(),
             len,
             sum: vec![0; size],
+            carries: vec![0; size - len],
             contributors: BTreeMap::new(),
         }
     }
@@ -62,7 +67,16 @@ impl AggregateBuilder {
             return Err(CryptoError::Duplicate(party));
         }
         let hash = ciphertext.hash();
-        slice_wrapping_add_assign(&mut self.sum, &ciphertext.data);
+        let masks = self.carries.len();
+        let (sum_masks, sum_bodies) = self.sum.split_at_mut(masks);
+        let (masks, bodies) = ciphertext.data.split_at(masks);
+        for ((sum, carry), &mask) in sum_masks.iter_mut().zip(&mut self.carries).zip(masks) {
+            let (added, overflow) = sum.overflowing_add(mask);
+            *sum = added;
+            // At most 64 contributors (the noise budget), so a carry stays below 64.
+            *carry += u8::from(overflow);
+        }
+        slice_wrapping_add_assign(sum_bodies, bodies);
         self.contributors.insert(party, hash);
         Ok(hash)
     }
@@ -89,14 +103,15 @@ impl AggregateBuilder {
             self.len,
             self.contributors.into_iter().collect(),
             self.sum[..self.sum.len() - self.len].to_vec(),
+            self.carries,
         );
         let bodies = self.sum[self.sum.len() - self.len..].to_vec();
         Ok(Aggregate { params: self.params, masks, bodies })
     }
 }
 
-/// What the parties see of an aggregate to make their decryption shares: its masks, its
-/// contributors with their hashes, and a digest of all that.
+/// What the parties see of an aggregate to make their decryption shares: its masks, the carries
+/// of their integer sums, its contributors with their hashes, and a digest of all that.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AggregateMasks {
     pub(crate) params_id: u16,
@@ -104,6 +119,8 @@ pub struct AggregateMasks {
     pub(crate) len: usize,
     pub(crate) contributors: Vec<(PartyId, ContributionHash)>,
     pub(crate) masks: Vec<u64>,
+    /// Per mask coefficient, `⌊Σ_j mask_j / 2^64⌋` over the integers (as long as `masks`).
+    pub(crate) carries: Vec<u8>,
     pub(crate) digest: [u8; 32],
 }
 
@@ -114,9 +131,10 @@ impl AggregateMasks {
         len: usize,
         contributors: Vec<(PartyId, ContributionHash)>,
         masks: Vec<u64>,
+        carries: Vec<u8>,
     ) -> Self {
         let mut hasher = blake3::Hasher::new();
-        hasher.update(b"fedcare/aggregate/v1");
+        hasher.update(b"fedcare/aggregate/v2");
         hasher.update(&params_id.to_le_bytes());
         hasher.update(&crs.0.to_le_bytes());
         hasher.update(&(len as u64).to_le_bytes());
@@ -127,7 +145,14 @@ impl AggregateMasks {
             hasher.update(&hash.0);
         }
         hash_words(&mut hasher, &masks);
-        Self { params_id, crs, len, contributors, masks, digest: *hasher.finalize().as_bytes() }
+        hasher.update(&carries);
+        Self { params_id, crs, len, contributors, masks, carries, digest: *hasher.finalize().as_bytes() }
+    }
+
+    /// The fingerprint of the masks' integer lift under `challenge` ([`crate::check`]): equal to
+    /// the sum of the contributors' own fingerprints exactly when the masks are their sum.
+    pub fn lifted_fingerprint(&self, challenge: &Challenge) -> MaskFingerprint {
+        challenge.lifted_fingerprint(&self.masks, &self.carries)
     }
 
     /// The contributors and their ciphertext hashes, sorted by party.

@@ -159,6 +159,16 @@ pub enum CryptoError {
     /// The collective key does not include this party's key share.
     #[error("the collective key does not include this party's key share")]
     OwnKeyShareMissing,
+
+    /// The collective key to encrypt under is not the one this party summed from the shares.
+    #[error("the collective key is not the sum of the relayed key shares this party checked")]
+    UnverifiedKey,
+
+    /// The aggregate masks are not the sum of the contributors' masks.
+    #[error(
+        "the aggregate masks are not the sum of the contributions' masks (their fingerprints differ): refusing to decrypt"
+    )]
+    ForgedMasks,
     /// Decoding the combined plaintext failed (a corrupted or incomplete aggregate).
     #[error("the combined plaintext does not decode: {0}")]
     Decode(#[from] fedcare_core::Error),

@@ -5,9 +5,13 @@
 //! With-Errors").
 //!
 //! # Threat model
-//! - The aggregator and the parties (hospitals) are honest-but-curious; the network is hostile
-//!   (the transport adds mTLS). The aggregator never holds a key: it only adds ciphertexts and
-//!   combines decryption shares.
+//! - The aggregator may deviate arbitrarily; the parties (hospitals) follow the protocol; the
+//!   network is hostile (the transport adds mTLS). The aggregator never holds a key: it only
+//!   adds ciphertexts and combines decryption shares. What a party checks itself here: the
+//!   collective key it encrypts under is the sum of the relayed shares with its own among them
+//!   ([`PartySession::collective_key`]), and the masks it decrypts are exactly the sum of the
+//!   contributions' masks ([`check`]). Binding those messages to one signed round transcript
+//!   is `fedcare-federation`'s part.
 //! - N-of-N: the collective secret key is the sum of every party's share, so any coalition short
 //!   of *all* contributors — the aggregator included — cannot decrypt one party's ciphertext.
 //! - Keys are fresh every round ([`PartySession`]): a key share makes exactly one decryption share
@@ -35,7 +39,8 @@
 //! 2. The aggregator sums them in a [`KeyShareCollector`] into the [`CollectivePublicKey`].
 //! 3. Each party encrypts its encoded update ([`PartySession::encrypt`]).
 //! 4. The aggregator adds the ciphertexts in an [`AggregateBuilder`].
-//! 5. Each party makes a [`DecryptionShare`] of the [`AggregateMasks`]; the aggregator
+//! 5. Each party checks the [`AggregateMasks`] against the contributors' fingerprints
+//!    ([`check`]), then makes a [`DecryptionShare`]; the aggregator
 //!    [`combines`](Aggregate::combine) them into the exact sum of the plaintext words.
 //!
 //! Every message has a versioned wire encoding inside `fedcare-core`'s checksummed envelope, with
@@ -44,6 +49,7 @@
 #![forbid(unsafe_code)]
 
 mod aggregate;
+pub mod check;
 mod ciphertext;
 mod error;
 mod keys;
@@ -56,6 +62,7 @@ pub mod wire;
 mod tests;
 
 pub use aggregate::{Aggregate, AggregateBuilder, AggregateMasks, DecryptionShare};
+pub use check::{Challenge, MaskCheck, MaskFingerprint};
 pub use ciphertext::{Ciphertext, ContributionHash};
 pub use error::CryptoError;
 pub use keys::{CollectivePublicKey, Crs, KeyShareCollector, MAX_PARTY_ID_LEN, PartyId, PublicKeyShare};

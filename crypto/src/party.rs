@@ -4,10 +4,15 @@
 //! - the key share is fresh for the round (drawn in [`PartySession::new`]) and dropped (zeroized)
 //!   as soon as it has made its decryption share: a second share is refused, since two
 //!   decryptions under one key share leak it;
-//! - the party encrypts once, under a collective key of its own round that includes its share;
+//! - the party encrypts once, under a collective key it summed itself
+//!   ([`PartySession::collective_key`]) from the relayed public key shares, its own among them
+//!   byte for byte: a key the aggregator made from a secret of its own is refused, whatever
+//!   names it carries;
 //! - it makes a decryption share only for an aggregate of its round that lists its own
 //!   contribution (by hash), whose contributors are exactly the key holders it encrypted for
-//!   (nobody omitted, nobody added), and that has at least `min_parties` contributors.
+//!   (nobody omitted, nobody added), that has at least `min_parties` contributors, and whose
+//!   masks pass the [`crate::check`] against the contributors' own fingerprints: exactly their
+//!   sum, not one party's mask nor a sum with one coefficient changed.
 
 use tfhe::core_crypto::algorithms::slice_algorithms::slice_binary_semi_reverse_negacyclic_convolution;
 use tfhe::core_crypto::commons::math::random::{RandomGenerator, Seed};
@@ -15,8 +20,9 @@ use tfhe::core_crypto::prelude::{DefaultRandomGenerator, TUniform};
 
 use super::CryptoError;
 use super::aggregate::{AggregateMasks, DecryptionShare};
+use super::check::{Challenge, MaskCheck, MaskFingerprint};
 use super::ciphertext::{Ciphertext, ContributionHash, encrypt};
-use super::keys::{CollectivePublicKey, Crs, PartyId, PublicKeyShare, SecretKeyShare};
+use super::keys::{CollectivePublicKey, Crs, KeyShareCollector, PartyId, PublicKeyShare, SecretKeyShare};
 use super::params::ThresholdParams;
 use super::random::os_random_u128;
 
@@ -42,8 +48,20 @@ pub struct PartySession {
     crs: Crs,
     pub(super) min_parties: usize,
     pub(super) secret: Option<SecretKeyShare>,
-    /// This party's ciphertext hash and the key holders it was encrypted for.
-    pub(super) contribution: Option<(ContributionHash, Vec<PartyId>)>,
+    /// The public share this party published.
+    own_share: PublicKeyShare,
+    /// The collective key this party summed from the relayed shares.
+    key: Option<CollectivePublicKey>,
+    /// This party's contribution: what it encrypted for and its masks.
+    pub(super) contribution: Option<Contribution>,
+}
+
+/// What a party remembers of its own contribution.
+#[derive(Debug)]
+pub(super) struct Contribution {
+    pub(super) hash: ContributionHash,
+    pub(super) key_holders: Vec<PartyId>,
+    pub(super) masks: Vec<u64>,
 }
 
 impl PartySession {
@@ -60,9 +78,33 @@ impl PartySession {
         params.noise_budget(min_parties.max(1))?;
         let secret = SecretKeyShare::generate(&params);
         let share = secret.public_share(&params, id.clone(), crs);
-        let session =
-            Self { params, id, crs, min_parties: min_parties.max(2), secret: Some(secret), contribution: None };
+        let session = Self {
+            params,
+            id,
+            crs,
+            min_parties: min_parties.max(2),
+            secret: Some(secret),
+            own_share: share.clone(),
+            key: None,
+            contribution: None,
+        };
         Ok((session, share))
+    }
+
+    /// Sums the round's relayed public key shares into the collective key this party will
+    /// encrypt under, refusing a set that lacks this party's own share (byte for byte) or has
+    /// another round's, a malformed or a duplicate share.
+    pub fn collective_key(&mut self, shares: &[PublicKeyShare]) -> Result<CollectivePublicKey, CryptoError> {
+        if !shares.iter().any(|share| share == &self.own_share) {
+            return Err(CryptoError::OwnKeyShareMissing);
+        }
+        let mut collector = KeyShareCollector::new(self.params, self.crs);
+        for share in shares {
+            collector.add(share.clone())?;
+        }
+        let key = collector.collective_key()?;
+        self.key = Some(key.clone());
+        Ok(key)
     }
 
     /// This party's id.
@@ -81,20 +123,33 @@ impl PartySession {
         if key.body.len() != self.params.n() {
             return Err(CryptoError::LengthMismatch { expected: self.params.n(), got: key.body.len() });
         }
-        if !key.parties.contains(&self.id) {
-            return Err(CryptoError::OwnKeyShareMissing);
+        if self.key.as_ref() != Some(key) {
+            return Err(CryptoError::UnverifiedKey);
         }
         if self.contribution.is_some() {
             return Err(CryptoError::AlreadyContributed);
         }
         let ciphertext = encrypt(&self.params, self.crs, &key.expand(&self.params), words)?;
-        self.contribution = Some((ciphertext.hash(), key.parties.clone()));
+        let masks = ciphertext.data[..ciphertext.data.len() - ciphertext.len].to_vec();
+        self.contribution = Some(Contribution { hash: ciphertext.hash(), key_holders: key.parties.clone(), masks });
         Ok(ciphertext)
     }
 
+    /// This party's fingerprint of its own ciphertext's masks under `challenge` (to sign and
+    /// publish: the others check the aggregate against the sum of all of them).
+    pub fn mask_fingerprint(&self, challenge: &Challenge) -> Result<MaskFingerprint, CryptoError> {
+        let contribution = self.contribution.as_ref().ok_or(CryptoError::OwnContributionMissing)?;
+        Ok(challenge.fingerprint(&contribution.masks))
+    }
+
     /// This party's decryption share of `aggregate`, made at most once: the key share is
-    /// destroyed afterwards.
-    pub fn decryption_share(&mut self, aggregate: &AggregateMasks) -> Result<DecryptionShare, CryptoError> {
+    /// destroyed afterwards. `check` is the challenge and the sum of the contributors' signed
+    /// fingerprints; masks that do not match it are refused ([`CryptoError::ForgedMasks`]).
+    pub fn decryption_share(
+        &mut self,
+        aggregate: &AggregateMasks,
+        check: &MaskCheck,
+    ) -> Result<DecryptionShare, CryptoError> {
         if aggregate.params_id != self.params.id {
             return Err(CryptoError::WrongParams { expected: self.params.id, got: aggregate.params_id });
         }
@@ -112,13 +167,16 @@ impl PartySession {
         if contributors < self.min_parties {
             return Err(CryptoError::TooFewContributors { contributors, min: self.min_parties });
         }
-        let (own, key_holders) = self.contribution.as_ref().ok_or(CryptoError::OwnContributionMissing)?;
-        if !aggregate.contributors.iter().any(|(party, hash)| party == &self.id && hash == own) {
+        let own = self.contribution.as_ref().ok_or(CryptoError::OwnContributionMissing)?;
+        if !aggregate.contributors.iter().any(|(party, hash)| party == &self.id && hash == &own.hash) {
             return Err(CryptoError::OwnContributionMissing);
         }
         // Exactly the round's key holders (both lists are sorted): no omission, no stranger.
-        if !aggregate.contributors.iter().map(|(party, _)| party).eq(key_holders.iter()) {
+        if !aggregate.contributors.iter().map(|(party, _)| party).eq(own.key_holders.iter()) {
             return Err(CryptoError::ContributorsMismatch);
+        }
+        if aggregate.lifted_fingerprint(&check.challenge) != check.contributions {
+            return Err(CryptoError::ForgedMasks);
         }
         let budget = self.params.noise_budget(contributors)?;
         // Taking the key out makes this the only share it ever makes; it is zeroized on drop.

@@ -18,16 +18,20 @@ fn party(i: usize) -> PartyId {
     PartyId::new(format!("hospital-{i:02}")).unwrap()
 }
 
-fn run_round(parties: usize, words: &[Vec<u64>]) -> Round {
-    let crs = Crs::random();
+/// `parties` fresh sessions, their public shares, and the collective key each summed itself.
+fn key_generation(parties: usize, crs: Crs) -> (Vec<PartySession>, Vec<PublicKeyShare>, CollectivePublicKey) {
+    let (mut sessions, shares): (Vec<_>, Vec<_>) =
+        (0..parties).map(|i| PartySession::new(PARAMS_V1, party(i), crs, 2.min(parties)).unwrap()).unzip();
+    let keys: Vec<CollectivePublicKey> = sessions.iter_mut().map(|s| s.collective_key(&shares).unwrap()).collect();
+    assert!(keys.windows(2).all(|w| w[0] == w[1]), "every party sums the same key");
     let mut collector = KeyShareCollector::new(PARAMS_V1, crs);
-    let mut sessions = Vec::new();
-    for i in 0..parties {
-        let (session, share) = PartySession::new(PARAMS_V1, party(i), crs, 2.min(parties)).unwrap();
-        collector.add(share).unwrap();
-        sessions.push(session);
-    }
-    let key = collector.collective_key().unwrap();
+    shares.iter().for_each(|share| collector.add(share.clone()).unwrap());
+    assert_eq!(collector.collective_key().unwrap(), keys[0], "the aggregator sums the same key");
+    (sessions, shares, keys[0].clone())
+}
+
+fn run_round(parties: usize, words: &[Vec<u64>]) -> Round {
+    let (mut sessions, _, key) = key_generation(parties, Crs::random());
     let mut builder = AggregateBuilder::new(PARAMS_V1, &key, words[0].len());
     for (session, words) in sessions.iter_mut().zip(words) {
         let ciphertext = session.encrypt(&key, words).unwrap();
@@ -36,9 +40,24 @@ fn run_round(parties: usize, words: &[Vec<u64>]) -> Round {
     Round { sessions, aggregate: builder.finish().unwrap() }
 }
 
+/// The honest mask check of a round: a challenge and the sum of every party's fingerprint.
+fn honest_check(sessions: &[PartySession]) -> MaskCheck {
+    let challenge = Challenge::new(*blake3::hash(b"test challenge").as_bytes());
+    let contributions = sessions
+        .iter()
+        .map(|s| s.mask_fingerprint(&challenge).unwrap())
+        .fold(MaskFingerprint::default(), MaskFingerprint::wrapping_add);
+    MaskCheck { challenge, contributions }
+}
+
+fn shares_of(sessions: &mut [PartySession], masks: &AggregateMasks) -> Vec<DecryptionShare> {
+    let check = honest_check(sessions);
+    sessions.iter_mut().map(|s| s.decryption_share(masks, &check).unwrap()).collect()
+}
+
 fn decrypt(round: &mut Round) -> Vec<u64> {
     let masks = round.aggregate.masks().clone();
-    let shares: Vec<DecryptionShare> = round.sessions.iter_mut().map(|s| s.decryption_share(&masks).unwrap()).collect();
+    let shares = shares_of(&mut round.sessions, &masks);
     round.aggregate.combine(&shares).unwrap()
 }
 
@@ -113,7 +132,7 @@ fn combining_without_one_share_gives_garbage() {
     let updates = vec![vec![0u64; len]; parties];
     let mut round = run_round(parties, &updates);
     let masks = round.aggregate.masks().clone();
-    let shares: Vec<DecryptionShare> = round.sessions.iter_mut().map(|s| s.decryption_share(&masks).unwrap()).collect();
+    let shares = shares_of(&mut round.sessions, &masks);
     // The API refuses an incomplete set ...
     assert_eq!(round.aggregate.combine(&shares[..2]), Err(CryptoError::MissingShare(party(2))));
     // ... and bypassing it shows why: without one share the words are uniformly random, not 0.
@@ -130,6 +149,7 @@ fn a_party_refuses_foreign_small_or_repeated_decryptions() {
     let updates = vec![vec![5u64; 10]; parties];
     let mut round = run_round(parties, &updates);
     let masks = round.aggregate.masks().clone();
+    let check = honest_check(&round.sessions);
 
     // An "aggregate" holding only another party's ciphertext.
     let single = AggregateMasks::new(
@@ -138,9 +158,10 @@ fn a_party_refuses_foreign_small_or_repeated_decryptions() {
         masks.len,
         masks.contributors[1..2].to_vec(),
         masks.masks.clone(),
+        masks.carries.clone(),
     );
     assert_eq!(
-        round.sessions[1].decryption_share(&single),
+        round.sessions[1].decryption_share(&single, &check),
         Err(CryptoError::TooFewContributors { contributors: 1, min: 2 })
     );
     // An aggregate that omits party 0's contribution.
@@ -150,13 +171,15 @@ fn a_party_refuses_foreign_small_or_repeated_decryptions() {
         masks.len,
         masks.contributors[1..].to_vec(),
         masks.masks.clone(),
+        masks.carries.clone(),
     );
-    assert_eq!(round.sessions[0].decryption_share(&without_me), Err(CryptoError::OwnContributionMissing));
+    assert_eq!(round.sessions[0].decryption_share(&without_me, &check), Err(CryptoError::OwnContributionMissing));
     // An aggregate claiming party 0 contributed something else.
     let mut forged = masks.contributors.clone();
     forged[0].1 = ContributionHash([7; 32]);
-    let forged = AggregateMasks::new(masks.params_id, masks.crs, masks.len, forged, masks.masks.clone());
-    assert_eq!(round.sessions[0].decryption_share(&forged), Err(CryptoError::OwnContributionMissing));
+    let forged =
+        AggregateMasks::new(masks.params_id, masks.crs, masks.len, forged, masks.masks.clone(), masks.carries.clone());
+    assert_eq!(round.sessions[0].decryption_share(&forged, &check), Err(CryptoError::OwnContributionMissing));
     // Another round's aggregate.
     // An aggregate that omits party 2 (who holds a key share).
     let partial = AggregateMasks::new(
@@ -165,26 +188,40 @@ fn a_party_refuses_foreign_small_or_repeated_decryptions() {
         masks.len,
         masks.contributors[..2].to_vec(),
         masks.masks.clone(),
+        masks.carries.clone(),
     );
-    assert_eq!(round.sessions[0].decryption_share(&partial), Err(CryptoError::ContributorsMismatch));
+    assert_eq!(round.sessions[0].decryption_share(&partial, &check), Err(CryptoError::ContributorsMismatch));
     let other_round = AggregateMasks::new(
         masks.params_id,
         Crs(masks.crs.0 ^ 1),
         masks.len,
         masks.contributors.clone(),
         masks.masks.clone(),
+        masks.carries.clone(),
     );
-    assert_eq!(round.sessions[0].decryption_share(&other_round), Err(CryptoError::WrongCrs));
+    assert_eq!(round.sessions[0].decryption_share(&other_round, &check), Err(CryptoError::WrongCrs));
+    // Masks that are not the contributions' sum: one coefficient shifted by Δ·2^6 (the
+    // key-recovery attack), or one party's own masks sent as "the aggregate".
+    let with_masks = |m: Vec<u64>, carries: Vec<u8>| {
+        AggregateMasks::new(masks.params_id, masks.crs, masks.len, masks.contributors.clone(), m, carries)
+    };
+    let mut shifted = masks.masks.clone();
+    shifted[3] = shifted[3].wrapping_add(1 << 40);
+    let shifted = with_masks(shifted, masks.carries.clone());
+    assert_eq!(round.sessions[0].decryption_share(&shifted, &check), Err(CryptoError::ForgedMasks));
+    let lone = round.sessions[1].contribution.as_ref().unwrap().masks.clone();
+    let lone = with_masks(lone, vec![0; masks.carries.len()]);
+    assert_eq!(round.sessions[0].decryption_share(&lone, &check), Err(CryptoError::ForgedMasks));
 
     // The real one works once, then the key share is spent.
-    let share = round.sessions[0].decryption_share(&masks).unwrap();
-    assert_eq!(round.sessions[0].decryption_share(&masks), Err(CryptoError::KeyShareSpent));
+    let share = round.sessions[0].decryption_share(&masks, &check).unwrap();
+    assert_eq!(round.sessions[0].decryption_share(&masks, &check), Err(CryptoError::KeyShareSpent));
 
     // The aggregator refuses a share made for another aggregate, and duplicates.
     let mut foreign = share.clone();
     foreign.aggregate_digest = [0; 32];
     let rest: Vec<DecryptionShare> =
-        round.sessions[1..].iter_mut().map(|s| s.decryption_share(&masks).unwrap()).collect();
+        round.sessions[1..].iter_mut().map(|s| s.decryption_share(&masks, &check).unwrap()).collect();
     let mut shares = rest.clone();
     shares.push(foreign);
     assert_eq!(round.aggregate.combine(&shares), Err(CryptoError::ForeignAggregate(party(0))));
@@ -208,8 +245,16 @@ fn messages_of_another_round_or_parameter_set_are_refused() {
     collector.add(share.clone()).unwrap();
     assert_eq!(collector.add(share.clone()), Err(CryptoError::Duplicate(party(0))));
     let (_, share_b) = PartySession::new(PARAMS_V1, party(1), crs, 2).unwrap();
-    collector.add(share_b).unwrap();
+    collector.add(share_b.clone()).unwrap();
+    // The aggregator's key is not trusted: the party encrypts only under the key it summed.
     let key = collector.collective_key().unwrap();
+    assert_eq!(session.encrypt(&key, &[1, 2, 3]).unwrap_err(), CryptoError::UnverifiedKey);
+    assert_eq!(session.collective_key(core::slice::from_ref(&share_b)).unwrap_err(), CryptoError::OwnKeyShareMissing);
+    assert_eq!(
+        session.collective_key(&[share.clone(), share.clone(), share_b.clone()]).unwrap_err(),
+        CryptoError::Duplicate(party(0))
+    );
+    assert_eq!(session.collective_key(&[share.clone(), share_b.clone()]).unwrap(), key);
 
     let ciphertext = session.encrypt(&key, &[1, 2, 3]).unwrap();
     assert_eq!(session.encrypt(&key, &[1, 2, 3]).unwrap_err(), CryptoError::AlreadyContributed);
@@ -226,8 +271,9 @@ fn messages_of_another_round_or_parameter_set_are_refused() {
     assert_eq!(builder.finish().unwrap_err(), CryptoError::MissingContribution(party(1)));
 
     let (mut outsider, _) = PartySession::new(PARAMS_V1, party(9), crs, 2).unwrap();
-    assert_eq!(outsider.encrypt(&key, &[1]).unwrap_err(), CryptoError::OwnKeyShareMissing);
-    let (mut fresh, _) = PartySession::new(PARAMS_V1, party(1), crs, 2).unwrap();
+    assert_eq!(outsider.encrypt(&key, &[1]).unwrap_err(), CryptoError::UnverifiedKey);
+    let (mut fresh, fresh_share) = PartySession::new(PARAMS_V1, party(1), crs, 2).unwrap();
+    let key = fresh.collective_key(&[share.clone(), fresh_share]).unwrap();
     assert!(matches!(fresh.encrypt(&key, &[1 << 30]), Err(CryptoError::WordOutOfRange { index: 0, .. })));
     assert_eq!(fresh.encrypt(&key, &[]).unwrap_err(), CryptoError::EmptyPlaintext);
 
@@ -244,17 +290,7 @@ fn messages_of_another_round_or_parameter_set_are_refused() {
 fn every_message_round_trips_and_truncations_and_excess_are_refused() {
     let parties = 2;
     let updates = vec![vec![1u64; 9000]; parties];
-    let crs = Crs::random();
-    let mut collector = KeyShareCollector::new(PARAMS_V1, crs);
-    let mut sessions = Vec::new();
-    let mut shares = Vec::new();
-    for i in 0..parties {
-        let (session, share) = PartySession::new(PARAMS_V1, party(i), crs, 2).unwrap();
-        shares.push(share.clone());
-        collector.add(share).unwrap();
-        sessions.push(session);
-    }
-    let key = collector.collective_key().unwrap();
+    let (mut sessions, shares, key) = key_generation(parties, Crs::random());
     let mut builder = AggregateBuilder::new(PARAMS_V1, &key, 9000);
     let mut ciphertexts = Vec::new();
     for (s, u) in sessions.iter_mut().zip(&updates) {
@@ -264,7 +300,8 @@ fn every_message_round_trips_and_truncations_and_excess_are_refused() {
     }
     let aggregate = builder.finish().unwrap();
     let masks = aggregate.masks().clone();
-    let decryption = sessions[0].decryption_share(&masks).unwrap();
+    let mask_check = honest_check(&sessions);
+    let decryption = sessions[0].decryption_share(&masks, &mask_check).unwrap();
     let limits = WireLimits::default();
 
     fn check<M: WireMessage + PartialEq + core::fmt::Debug>(message: &M, limits: &WireLimits) {
@@ -339,15 +376,7 @@ mod slot_mapping {
     /// summed key: the raw phases are equal bit for bit.
     #[test]
     fn partial_decryption_agrees_with_tfhe_expand_and_decrypt() {
-        let crs = Crs::random();
-        let mut collector = KeyShareCollector::new(PARAMS_V1, crs);
-        let mut sessions = Vec::new();
-        for i in 0..3 {
-            let (session, share) = PartySession::new(PARAMS_V1, party(i), crs, 2).unwrap();
-            collector.add(share).unwrap();
-            sessions.push(session);
-        }
-        let key = collector.collective_key().unwrap();
+        let (mut sessions, _, key) = key_generation(3, Crs::random());
         let len = 8192 + 300;
         let words: Vec<u64> = (0..len as u64).map(|i| (i * 7919) % (1 << 30)).collect();
         let ciphertext = sessions[0].encrypt(&key, &words).unwrap();

@@ -7,7 +7,7 @@
 //! kind 1 PublicKeyShare      : crs u128 | party | body n × u64
 //! kind 2 CollectivePublicKey : crs u128 | parties u16 | party × parties | body n × u64
 //! kind 3 Ciphertext          : crs u128 | len u64 | (⌈len/n⌉·n + len) × u64   (masks, then bodies)
-//! kind 4 AggregateMasks      : crs u128 | len u64 | contributors u16 | (party | hash 32 B) × contributors | ⌈len/n⌉·n × u64
+//! kind 4 AggregateMasks      : crs u128 | len u64 | contributors u16 | (party | hash 32 B) × contributors | ⌈len/n⌉·n × u64 masks | ⌈len/n⌉·n × u8 carries
 //! kind 5 DecryptionShare     : crs u128 | party | aggregate digest 32 B | len u64 | len × u64
 //! party: length u8 (1..=128) | UTF-8 bytes.   All integers little-endian.
 //! ```
@@ -25,8 +25,9 @@ use super::ciphertext::{Ciphertext, ContributionHash, le_bytes};
 use super::keys::{CollectivePublicKey, Crs, MAX_PARTY_ID_LEN, PartyId, PublicKeyShare};
 use super::params::ThresholdParams;
 
-/// The wire format version this build writes and reads (2: inside the common envelope).
-pub const WIRE_VERSION: u16 = 2;
+/// The wire format version this build writes and reads (2: inside the common envelope; 3:
+/// aggregate masks carry their carries).
+pub const WIRE_VERSION: u16 = 3;
 /// The envelope of every crypto message.
 pub const FORMAT: Format = Format { magic: *b"FEDCWIRE", version: WIRE_VERSION, name: "crypto message" };
 /// Bytes before a message's fields: the envelope, the parameter set id and the kind.
@@ -185,7 +186,7 @@ impl<'a> Reader<'a> {
 /// Largest encoding of `values` words plus fixed fields, used as the pre-allocation size limit.
 fn limit_for(values: usize, params: &ThresholdParams) -> u64 {
     let words = params.ciphertext_words(values) as u64;
-    HEADER_LEN as u64 + 8 * words + 64 + params.max_parties.0 as u64 * (1 + MAX_PARTY_ID_LEN as u64 + 32)
+    HEADER_LEN as u64 + 9 * words + 64 + params.max_parties.0 as u64 * (1 + MAX_PARTY_ID_LEN as u64 + 32)
 }
 
 impl WireMessage for PublicKeyShare {
@@ -268,7 +269,7 @@ impl WireMessage for AggregateMasks {
     const NAME: &'static str = "aggregate masks";
 
     fn encode(&self) -> Result<Vec<u8>, CryptoError> {
-        Writer::seal::<Self>(self.params_id, 26 + self.contributors.len() * 161 + self.masks.len() * 8, |w| {
+        Writer::seal::<Self>(self.params_id, 26 + self.contributors.len() * 161 + self.masks.len() * 9, |w| {
             w.crs(self.crs);
             w.u64(self.len as u64);
             // At most max_parties (64) contributors: the builder's noise check refuses more.
@@ -278,6 +279,7 @@ impl WireMessage for AggregateMasks {
                 w.bytes(&hash.0);
             }
             w.words(&self.masks);
+            w.bytes(&self.carries);
         })
     }
 
@@ -296,8 +298,12 @@ impl WireMessage for AggregateMasks {
             return Err(CryptoError::Malformed("aggregate contributors are not sorted and distinct"));
         }
         let masks = r.words(params.bins(len) * params.n())?;
+        let carries = r.take(masks.len())?.to_vec();
+        if carries.iter().any(|&c| usize::from(c) >= count) {
+            return Err(CryptoError::Malformed("a carry larger than the contributors allow"));
+        }
         r.finish()?;
-        Ok(Self::new(params.id, crs, len, contributors, masks))
+        Ok(Self::new(params.id, crs, len, contributors, masks, carries))
     }
 }
 

@@ -31,16 +31,20 @@
 
 //! `hospital.toml`: `aggregator = "https://localhost:50051"`, `server_name = "localhost"`,
 //! `federation_id`, `[tls] ca, cert, key`, `trainer = "auto"` (or "gpu", "cpu"), optional
-//! `schema = "diabetes130"` and `bad_rows_limit = 100`. `examples/` holds both files with every
+//! `schema = "diabetes130"` and `bad_rows_limit = 100`, `state_dir = "fedcare-hospital"` (its
+//! decryption ledger), and `[consortium]`: the hospital's own roster (`members`: certificate
+//! name = key fingerprint, as `fedcare keygen` prints them) and its bounds (`min_hospitals = 2`,
+//! `max_rounds = 10000`, `max_attempts = 16`, `max_params = 16777216`, `max_epochs = 100`). `examples/` holds both files with every
 //! key explained. Unknown keys and unknown names are refused with the list of valid ones.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use fedcare_core::{Codec, CodecConfig, ModelSpec, OptimizerConfig, ServerOptimizerConfig, TopKShape};
 use fedcare_crypto::PARAMS_V1;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ConfigError, FederationError, Result};
+use crate::error::{ConfigError, FederationError, Result, TrustError};
 use crate::protocol::{ContributionLayout, NodeId};
 
 /// Paths of a party's TLS material.
@@ -517,8 +521,102 @@ pub struct HospitalConfig {
     /// Bad rows skipped (and counted) before the file is refused; 0 refuses at the first.
     #[serde(default = "default_bad_rows")]
     pub bad_rows_limit: usize,
-    /// TLS material.
+    /// Where this hospital keeps its state: the decryption ledger.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The consortium this hospital pins.
+    pub consortium: Consortium,
+    /// TLS material (its key is also the hospital's signing key).
     pub tls: TlsFiles,
+}
+
+fn default_state_dir() -> PathBuf {
+    "fedcare-hospital".into()
+}
+
+/// The consortium as one hospital pins it: who may take part (certificate name and key
+/// fingerprint), and the bounds of what this hospital agrees to. The aggregator cannot change
+/// any of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consortium {
+    /// The members: certificate name = key fingerprint (`sha256:…`).
+    pub members: BTreeMap<String, crate::signing::Fingerprint>,
+    /// The fewest hospitals a session may have for this hospital to take part.
+    #[serde(default = "default_consortium_min")]
+    pub min_hospitals: usize,
+    /// The most training rounds it accepts.
+    #[serde(default = "default_max_rounds")]
+    pub max_rounds: u32,
+    /// The most attempts of one round it takes part in.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The largest model, in parameters.
+    #[serde(default = "default_max_params")]
+    pub max_params: u64,
+    /// The most local epochs per round.
+    #[serde(default = "default_max_epochs")]
+    pub max_epochs: u32,
+}
+
+fn default_consortium_min() -> usize {
+    2
+}
+fn default_max_rounds() -> u32 {
+    10_000
+}
+fn default_max_attempts() -> u32 {
+    crate::coordinator::MAX_ATTEMPTS
+}
+fn default_max_params() -> u64 {
+    1 << 24
+}
+fn default_max_epochs() -> u32 {
+    100
+}
+
+impl Consortium {
+    /// A roster of `members` with the default bounds.
+    pub fn new(members: BTreeMap<String, crate::signing::Fingerprint>) -> Self {
+        Self {
+            members,
+            min_hospitals: default_consortium_min(),
+            max_rounds: default_max_rounds(),
+            max_attempts: default_max_attempts(),
+            max_params: default_max_params(),
+            max_epochs: default_max_epochs(),
+        }
+    }
+
+    /// Refuses a signed statement from anyone off the roster, with a key other than the one it
+    /// pins, or whose signature does not verify.
+    pub fn check(&self, signed: &crate::signing::Signed) -> core::result::Result<(), TrustError> {
+        let name = signed.signer.as_str();
+        let pinned = *self.members.get(name).ok_or_else(|| TrustError::NotOnRoster { name: name.into() })?;
+        let found = signed.public_key.fingerprint();
+        if found != pinned {
+            return Err(TrustError::KeyMismatch { name: name.into(), found, pinned });
+        }
+        signed.verify()
+    }
+
+    /// The fewest hospitals this hospital accepts in a federation that asks for `federation_min`.
+    pub fn min_participants(&self, federation_min: usize) -> usize {
+        self.min_hospitals.max(federation_min).max(2)
+    }
+
+    /// Refuses settings beyond this hospital's bounds.
+    pub fn check_settings(
+        &self,
+        settings: &crate::protocol::FederationSettings,
+    ) -> core::result::Result<(), TrustError> {
+        let bound = |what, got: u64, max: u64| {
+            if got > max { Err(TrustError::OutOfBounds { what, got, max }) } else { Ok(()) }
+        };
+        bound("the model's parameter count", settings.spec.param_count() as u64, self.max_params)?;
+        bound("the number of rounds", u64::from(settings.rounds), u64::from(self.max_rounds))?;
+        bound("local epochs per round", settings.train.epochs as u64, u64::from(self.max_epochs))
+    }
 }
 
 fn default_aggregator() -> String {
@@ -615,13 +713,21 @@ mod tests {
         aggregator.plan().unwrap();
         let hospital: HospitalConfig = toml::from_str(include_str!("../../examples/hospital.toml")).unwrap();
         assert_eq!(hospital.trainer, TrainerChoice::Auto);
+        assert_eq!(hospital.consortium.members.len(), 3);
+        assert_eq!(hospital.consortium.min_hospitals, 3);
     }
 
     #[test]
-    fn a_hospital_config_refuses_an_unknown_trainer() {
-        let text = "[tls]\nca = \"ca.pem\"\ncert = \"h.pem\"\nkey = \"h.key\"\n";
-        let config: HospitalConfig = toml::from_str(text).unwrap();
+    fn a_hospital_config_refuses_an_unknown_trainer_and_a_bad_fingerprint() {
+        let roster =
+            "[consortium.members]\nh = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\n";
+        let text = format!("[tls]\nca = \"ca.pem\"\ncert = \"h.pem\"\nkey = \"h.key\"\n{roster}");
+        let config: HospitalConfig = toml::from_str(&text).unwrap();
         assert_eq!(config.trainer, TrainerChoice::Auto);
+        assert_eq!(config.consortium.max_attempts, crate::coordinator::MAX_ATTEMPTS);
+        let error = toml::from_str::<HospitalConfig>(&text.replace("sha256:00", "sha256:zz")).unwrap_err().to_string();
+        assert!(error.contains("not a key fingerprint"), "{error}");
+        let text = text.as_str();
         let error = toml::from_str::<HospitalConfig>(&format!("trainer = \"tpu\"\n{text}")).unwrap_err().to_string();
         assert!(error.contains("auto") && error.contains("gpu") && error.contains("cpu"), "{error}");
     }

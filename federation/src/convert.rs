@@ -54,7 +54,10 @@ pub fn task_kind_to_proto(kind: TaskKind) -> v1::TaskKind {
     match kind {
         TaskKind::Wait => v1::TaskKind::Wait,
         TaskKind::KeyGen => v1::TaskKind::KeyGen,
+        TaskKind::Confirm => v1::TaskKind::Confirm,
         TaskKind::Contribute => v1::TaskKind::Contribute,
+        TaskKind::Challenge => v1::TaskKind::Challenge,
+        TaskKind::Prove => v1::TaskKind::Prove,
         TaskKind::Decrypt => v1::TaskKind::Decrypt,
         TaskKind::Done => v1::TaskKind::Done,
         TaskKind::Failed => v1::TaskKind::Failed,
@@ -65,7 +68,10 @@ fn task_kind_from_proto(value: i32) -> Result<TaskKind, ProtocolError> {
     Ok(match v1::TaskKind::try_from(value) {
         Ok(v1::TaskKind::Wait) => TaskKind::Wait,
         Ok(v1::TaskKind::KeyGen) => TaskKind::KeyGen,
+        Ok(v1::TaskKind::Confirm) => TaskKind::Confirm,
         Ok(v1::TaskKind::Contribute) => TaskKind::Contribute,
+        Ok(v1::TaskKind::Challenge) => TaskKind::Challenge,
+        Ok(v1::TaskKind::Prove) => TaskKind::Prove,
         Ok(v1::TaskKind::Decrypt) => TaskKind::Decrypt,
         Ok(v1::TaskKind::Done) => TaskKind::Done,
         Ok(v1::TaskKind::Failed) => TaskKind::Failed,
@@ -78,6 +84,7 @@ fn upload_kind_to_proto(kind: UploadKind) -> v1::UploadKind {
         UploadKind::KeyShare => v1::UploadKind::KeyShare,
         UploadKind::Contribution => v1::UploadKind::Contribution,
         UploadKind::DecryptionShare => v1::UploadKind::DecryptionShare,
+        UploadKind::Statement => v1::UploadKind::Statement,
     }
 }
 
@@ -99,6 +106,7 @@ pub fn upload_header_from_proto(header: &v1::UploadHeader) -> UploadHeader {
         Ok(v1::UploadKind::KeyShare) => Some(UploadKind::KeyShare),
         Ok(v1::UploadKind::Contribution) => Some(UploadKind::Contribution),
         Ok(v1::UploadKind::DecryptionShare) => Some(UploadKind::DecryptionShare),
+        Ok(v1::UploadKind::Statement) => Some(UploadKind::Statement),
         Ok(v1::UploadKind::Unspecified) | Err(_) => None,
     };
     UploadHeader {
@@ -291,6 +299,7 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
         test_fraction: config.test_fraction,
         schema_id: config.schema_id.clone(),
         rounds: config.rounds,
+        digest: *blake3::hash(&prost::Message::encode_to_vec(config)).as_bytes(),
     })
 }
 

@@ -88,6 +88,9 @@ pub enum Refusal {
         /// What is wrong with it.
         source: fedcare_crypto::CryptoError,
     },
+    /// A signed statement that is not the uploader's, does not verify or is not for this step.
+    #[error("invalid signed statement: {0}")]
+    BadStatement(String),
     /// A message made by another party than the uploader.
     #[error("{what} made for another party")]
     ForeignParty {
@@ -121,6 +124,7 @@ impl Refusal {
             Self::Stream(_) => "stream",
             Self::Transfer(_) => "transfer",
             Self::Invalid { .. } => "invalid",
+            Self::BadStatement(_) => "bad-statement",
             Self::ForeignParty { .. } => "foreign-party",
             Self::Ended => "ended",
             Self::ShuttingDown => "shutting-down",
@@ -144,7 +148,7 @@ impl Refusal {
             | Self::Ended => Code::FailedPrecondition,
             Self::AlreadyUploaded(_) => Code::AlreadyExists,
             Self::UploadInFlight(_) => Code::ResourceExhausted,
-            Self::Stream(_) | Self::Invalid { .. } => Code::InvalidArgument,
+            Self::Stream(_) | Self::Invalid { .. } | Self::BadStatement(_) => Code::InvalidArgument,
             Self::Transfer(error) => error.code(),
             Self::ShuttingDown => Code::Unavailable,
         }
@@ -287,6 +291,110 @@ pub enum ProtocolError {
     Model(#[from] fedcare_core::Error),
 }
 
+/// Why a hospital refuses what a (possibly lying) aggregator asks of it. Each names what was
+/// wrong; the hospital leaves the federation with it, having released nothing that decrypts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// A participant is not on this hospital's roster.
+    #[error("{name} takes part but is not on this hospital's roster")]
+    NotOnRoster {
+        /// The participant.
+        name: String,
+    },
+    /// A participant's key is not the one the roster pins.
+    #[error("{name} signs with key {found}, the roster pins {pinned}")]
+    KeyMismatch {
+        /// The participant.
+        name: String,
+        /// The fingerprint of the key it used.
+        found: crate::signing::Fingerprint,
+        /// The roster's fingerprint.
+        pinned: crate::signing::Fingerprint,
+    },
+    /// A signature does not verify.
+    #[error("the signature of {signer}'s statement does not verify")]
+    BadSignature {
+        /// Who it claims to be from.
+        signer: crate::protocol::NodeId,
+    },
+    /// A relayed statement is not what this step of this session needs.
+    #[error("{signer}'s statement is not for this step of this session: {why}")]
+    WrongStatement {
+        /// Who signed it.
+        signer: crate::protocol::NodeId,
+        /// What differs.
+        why: String,
+    },
+    /// Fewer participants than this hospital's own minimum.
+    #[error("{got} hospitals take part; this hospital's consortium settings require at least {min}")]
+    TooFewParticipants {
+        /// Participants.
+        got: usize,
+        /// This hospital's minimum.
+        min: usize,
+    },
+    /// The participants of a later step are not those of the first.
+    #[error("the participants changed within the session: {expected:?} then {got:?}")]
+    ParticipantsChanged {
+        /// The key holders.
+        expected: Vec<String>,
+        /// The signers of this step.
+        got: Vec<String>,
+    },
+    /// Another participant signed another transcript: the aggregator showed hospitals different
+    /// views of the round.
+    #[error(
+        "{signer} agreed to another round transcript than this hospital's: the aggregator showed them different inputs"
+    )]
+    TranscriptMismatch {
+        /// The participant whose digest differs.
+        signer: crate::protocol::NodeId,
+    },
+    /// This hospital's own statement is missing from a relayed set, or was changed.
+    #[error("this hospital's own {what} is missing from what the aggregator relayed")]
+    OwnStatementMissing {
+        /// What was missing.
+        what: &'static str,
+    },
+    /// This hospital already made a decryption share for this slot.
+    #[error(
+        "already made a decryption share for round {round} ({kind}) of federation {federation:?}; a second one could reveal one hospital's update"
+    )]
+    SlotSpent {
+        /// The federation.
+        federation: String,
+        /// The round.
+        round: u32,
+        /// The session kind.
+        kind: crate::protocol::SessionKind,
+    },
+    /// Past this hospital's bounds.
+    #[error("{what} is {got}, this hospital accepts at most {max}")]
+    OutOfBounds {
+        /// What.
+        what: &'static str,
+        /// The value asked.
+        got: u64,
+        /// This hospital's bound.
+        max: u64,
+    },
+    /// A step came out of order.
+    #[error("a {step} task came before its session's earlier steps")]
+    OutOfOrder {
+        /// The step.
+        step: &'static str,
+    },
+    /// The decryption ledger cannot be read or written.
+    #[error("the decryption ledger {}: {why}", path.display())]
+    Ledger {
+        /// The ledger file.
+        path: std::path::PathBuf,
+        /// What failed.
+        why: String,
+    },
+}
+
 /// Everything a role of the federation can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -392,6 +500,9 @@ pub enum FederationError {
     /// The aggregator sent something unusable.
     #[error("the aggregator sent something unusable: {0}")]
     Protocol(#[from] ProtocolError),
+    /// This hospital refuses what the aggregator asked (see [`TrustError`]).
+    #[error("refused: {0}")]
+    Trust(#[from] TrustError),
     /// The aggregator reports that the federation stopped.
     #[error("the federation stopped: {0}")]
     Stopped(String),

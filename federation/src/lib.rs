@@ -27,12 +27,15 @@ pub mod error;
 #[cfg(feature = "hospital")]
 pub mod hospital;
 pub mod identity;
+pub mod participant;
 pub mod persistence;
 pub mod protocol;
 pub mod server;
+pub mod signing;
 #[cfg(feature = "hospital")]
 pub mod simulation;
 pub mod tls;
+pub mod transcript;
 pub mod transfer;
 
 pub use error::{FederationError, Refusal, Result};

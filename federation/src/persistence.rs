@@ -8,7 +8,8 @@
 //! `fedcare-core`'s envelope (magic `b"FEDCCKPT"`, version, length, CRC-32) around a postcard
 //! payload; a damaged one is an error, never ignored. A session that was running when the
 //! aggregator stopped is not in it: after a restart that round runs again from its start, with
-//! fresh keys.
+//! fresh keys — unless its decryption had been opened ([`Checkpoint::opened`]): hospitals never
+//! decrypt one round twice, so the federation then moves on to the next round.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -29,8 +30,8 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const MODEL_FILE: &str = "model.bin";
 
 /// The checkpoint's envelope. 4: the common envelope, typed session kinds, the public figures
-/// of the setup session in one record.
-pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 4, name: "checkpoint" };
+/// of the setup session in one record; 5: the opened decryption slot.
+pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 5, name: "checkpoint" };
 /// The largest checkpoint read back (a 200M-parameter model with its optimizer state).
 const CHECKPOINT_LIMIT: usize = 4 << 30;
 /// The largest `metrics.jsonl` read (a federation writes well under 10 kB per round).
@@ -53,6 +54,9 @@ pub struct Checkpoint {
     pub figures: PublicFigures,
     /// Completed sessions.
     pub records: Vec<RoundRecord>,
+    /// The session whose decryption was opened (written before any hospital may release a
+    /// decryption share) and that had not completed: it is never run again.
+    pub opened: Option<Planned>,
 }
 
 /// What the aggregator writes after a session: the checkpoint and the model file.
@@ -253,6 +257,7 @@ mod tests {
                 top_k: vec![vec![7, 3], vec![]],
             },
             records: vec![RoundRecord::new(SessionId { round: 1, attempt: 0 }, SessionKind::Train, 3)],
+            opened: Some(Planned { round: 2, kind: SessionKind::Train }),
         }
     }
 
@@ -288,10 +293,10 @@ mod tests {
             Err(FederationError::Checkpoint { source: fedcare_core::Error::Truncated { .. }, .. })
         ));
         // A checkpoint of the previous version is refused by its version.
-        bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
+        bytes[8..10].copy_from_slice(&4u16.to_le_bytes());
         std::fs::write(&path, &bytes).unwrap();
         let error = Checkpoint::load(dir.path()).unwrap_err().to_string();
-        assert!(error.contains("checkpoint format version 3 is not supported (this build reads 4)"), "{error}");
+        assert!(error.contains("checkpoint format version 4 is not supported (this build reads 5)"), "{error}");
     }
 
     #[test]

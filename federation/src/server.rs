@@ -177,6 +177,13 @@ impl AggregatorServer {
         self.shared.changed.subscribe()
     }
 
+    /// Makes this aggregator lie (the attack tests only: a compromised aggregator with one
+    /// transition changed).
+    #[doc(hidden)]
+    pub fn set_liar(&self, liar: crate::coordinator::Liar) {
+        self.shared.coordinator().set_liar(liar);
+    }
+
     /// The sessions completed so far.
     pub fn records(&self) -> Vec<RoundRecord> {
         self.shared.coordinator().records().to_vec()

@@ -186,7 +186,7 @@ pub async fn run(
     let config = AggregatorConfig {
         federation_id: "fedcare-simulation".into(),
         listen: "127.0.0.1:0".into(),
-        hospitals: names,
+        hospitals: names.clone(),
         min_hospitals: 2,
         rounds: options.rounds,
         phase_timeout_secs: options.phase_timeout_secs,
@@ -276,9 +276,12 @@ pub async fn run(
     let mut stats: Vec<Arc<Mutex<HospitalStats>>> = Vec::new();
     let mut nodes = Vec::new();
     let (node_ids, tables): (Vec<NodeId>, Vec<_>) = hospitals.into_iter().unzip();
-    for (index, (table, connection)) in tables.into_iter().zip(connections).enumerate() {
+    for (index, ((table, connection), name)) in tables.into_iter().zip(connections).zip(&node_ids).enumerate() {
         let data = HospitalData::Table { table, schema: Box::new(schema.clone()) };
-        let mut node = HospitalNode::new(connection, &config.federation_id, data, resolved.build(&selection)?);
+        let state = work.path().join("state").join(name.as_str());
+        let trust = tls::dev_trust(&pki, name.as_str(), &names, &state)?;
+        let trainer = resolved.build(&selection)?;
+        let mut node = HospitalNode::new(connection, &config.federation_id, data, trainer, trust);
         if let Some(observer) = &observer {
             node = node.with_observer(observer.clone());
         }

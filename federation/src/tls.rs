@@ -16,8 +16,11 @@ use rcgen::{
 };
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
+use crate::config::Consortium;
 use crate::error::{FederationError, Result};
+use crate::participant::Trust;
 use crate::protocol::NodeId;
+use crate::signing::{Fingerprint, SigningKey, certificate_fingerprint};
 
 /// File names inside a PKI directory.
 pub mod files {
@@ -29,6 +32,8 @@ pub mod files {
     pub const SERVER_CERT: &str = "aggregator.pem";
     /// The aggregator's private key.
     pub const SERVER_KEY: &str = "aggregator.key";
+    /// The consortium's roster: every hospital's name and key fingerprint, as TOML.
+    pub const MEMBERS: &str = "members.toml";
 }
 
 /// Installs rustls's ring crypto provider for the process (idempotent).
@@ -122,7 +127,46 @@ pub fn generate_dev_pki(dir: &Path, hospitals: &[String], server_names: &[String
         write_public(&cert_path, &client.signed_by(&key, &issuer).map_err(tls_error)?.pem())?;
         write_private(&key_path, &key.serialize_pem())?;
     }
+    let members = dev_consortium(dir, hospitals)?.members;
+    write_public(&dir.join(files::MEMBERS), &members_toml(&members))?;
     Ok(())
+}
+
+/// The roster as the `[consortium.members]` table of a `hospital.toml`.
+pub fn members_toml(members: &std::collections::BTreeMap<String, Fingerprint>) -> String {
+    let mut text = String::from(
+        "# The consortium's roster: certificate name = key fingerprint. Every hospital.toml\n\
+         # carries it under [consortium.members]; check each line with its hospital.\n\
+         [consortium.members]\n",
+    );
+    for (name, fingerprint) in members {
+        text.push_str(&format!("{name} = \"{fingerprint}\"\n"));
+    }
+    text
+}
+
+/// The consortium of the hospitals of a development PKI in `dir`: each certificate's name and
+/// key fingerprint, with the default bounds.
+pub fn dev_consortium(dir: &Path, hospitals: &[String]) -> Result<Consortium> {
+    let mut members = std::collections::BTreeMap::new();
+    for name in hospitals {
+        let (cert, _) = party_files(dir, name);
+        let fingerprint = certificate_fingerprint(&read(&cert)?)
+            .map_err(|why| FederationError::Tls(format!("{}: {why}", cert.display())))?;
+        members.insert(name.clone(), fingerprint);
+    }
+    Ok(Consortium::new(members))
+}
+
+/// What hospital `name` of a development PKI in `dir` trusts: its own key, the PKI's
+/// hospitals as its roster, and a ledger in `state_dir`.
+pub fn dev_trust(dir: &Path, name: &str, hospitals: &[String], state_dir: &Path) -> Result<Trust> {
+    let (_, key) = party_files(dir, name);
+    Ok(Trust {
+        key: std::sync::Arc::new(SigningKey::from_pem_file(&key)?),
+        consortium: dev_consortium(dir, hospitals)?,
+        ledger: Some(state_dir.join(crate::participant::LEDGER_FILE)),
+    })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

@@ -15,8 +15,10 @@ use fedcare_federation::hospital::{
 use fedcare_federation::identity::{InProcessLink, in_process};
 use fedcare_federation::protocol::{NodeId, SessionKind, TaskKind};
 use fedcare_federation::server::AggregatorServer;
+use fedcare_federation::signing::SigningKey;
 use fedcare_federation::simulation::{self, SimulateOptions, Transport};
 use fedcare_federation::tls;
+use fedcare_federation::transcript::{Claim, Statement};
 use fedcare_proto::v1::{self, federation_client::FederationClient};
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
@@ -99,8 +101,8 @@ async fn three_hospitals_three_rounds_over_mtls_match_plaintext_fedavg() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_vanishing_hospital_is_dropped_and_the_federation_finishes() {
     let out = tempfile::tempdir().unwrap();
-    // Setup takes 3 tasks; the 4th (round 1's key generation) is never answered.
-    let options = SimulateOptions { phase_timeout_secs: 3, vanish: Some((2, 3)), ..options(out.path()) };
+    // Setup takes 6 tasks; the 7th (round 1's key generation) is never answered.
+    let options = SimulateOptions { phase_timeout_secs: 3, vanish: Some((2, 6)), ..options(out.path()) };
     let started = std::time::Instant::now();
     let report = simulation::run(&options, None, None).await.unwrap();
     let round_one = report.outcome.records.iter().find(|r| r.round == 1).unwrap();
@@ -181,18 +183,29 @@ async fn tls_client(f: &TlsFederation, name: &str) -> FederationClient<Channel> 
 /// An aggregator serving hospitals of this process.
 struct InProcessFederation {
     link: InProcessLink,
-    _out: tempfile::TempDir,
+    names: Vec<String>,
+    out: tempfile::TempDir,
     serving: tokio::task::JoinHandle<fedcare_federation::Result<fedcare_federation::coordinator::Outcome>>,
 }
 
 fn start_in_process(hospitals: &[&str], join_timeout_secs: u64, phase_timeout_secs: u64) -> InProcessFederation {
     let out = tempfile::tempdir().unwrap();
     let names: Vec<String> = hospitals.iter().map(|s| s.to_string()).collect();
+    tls::generate_dev_pki(&out.path().join("pki"), &names, &[]).unwrap();
     let config = AggregatorConfig { phase_timeout_secs, ..plan(&names, join_timeout_secs, out.path(), out.path()) };
     let aggregator = AggregatorServer::new(config.plan().unwrap()).unwrap();
     let (link, listener) = in_process();
     let serving = tokio::spawn(async move { aggregator.serve_in_process(listener, core::future::pending()).await });
-    InProcessFederation { link, _out: out, serving }
+    InProcessFederation { link, names, out, serving }
+}
+
+impl InProcessFederation {
+    /// What hospital `name` trusts: its key from the federation's PKI, every hospital as its
+    /// roster, a ledger of its own.
+    fn trust(&self, name: &str) -> fedcare_federation::participant::Trust {
+        let dir = self.out.path();
+        tls::dev_trust(&dir.join("pki"), name, &self.names, &dir.join("state").join(name)).unwrap()
+    }
 }
 
 async fn in_process_client(f: &InProcessFederation, name: &str) -> FederationClient<Channel> {
@@ -258,8 +271,19 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
     assert_eq!(task.kind, TaskKind::KeyGen);
     let session: v1::Session = task.session.unwrap().into();
     let crs: Crs = task.crs.unwrap();
-    let (_party, share) = PartySession::new(PARAMS_V1, PartyId::new("hospital-a").unwrap(), crs, 2).unwrap();
-    let share = share.encode().unwrap();
+    let signed_share = |name: &str| {
+        let (_party, share) = PartySession::new(PARAMS_V1, PartyId::new(name).unwrap(), crs, 2).unwrap();
+        let statement = Statement {
+            federation_id: "test".into(),
+            session: task.session.unwrap(),
+            kind: task.session_kind.unwrap(),
+            crs: crs.0,
+            claim: Claim::KeyShare(share.encode().unwrap()),
+        };
+        let key = SigningKey::from_pem_file(&tls::party_files(f.pki.path(), name).1).unwrap();
+        postcard::to_allocvec(&statement.sign(&NodeId::new(name).unwrap(), &key)).unwrap()
+    };
+    let share = signed_share("hospital-a");
     let key_share = v1::UploadKind::KeyShare;
 
     let wrong_round = v1::Session { round: session.round + 5, attempt: 0 };
@@ -294,11 +318,10 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
     let status = upload(&mut a, "hospital-a", session, key_share, share.len() as u64, share.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists, "duplicate: {status:?}");
     // ... and b's share completes key generation.
-    let (_party_b, share_b) = PartySession::new(PARAMS_V1, PartyId::new("hospital-b").unwrap(), crs, 2).unwrap();
-    let share_b = share_b.encode().unwrap();
+    let share_b = signed_share("hospital-b");
     upload(&mut b, "hospital-b", session, key_share, share_b.len() as u64, share_b).await.unwrap();
     let status = a.status(v1::StatusRequest {}).await.unwrap().into_inner();
-    assert_eq!(status.phase, v1::TaskKind::Contribute as i32);
+    assert_eq!(status.phase, v1::TaskKind::Confirm as i32);
     assert_eq!(status.active_hospitals, ["hospital-a", "hospital-b", "hospital-late"]);
 }
 
@@ -315,7 +338,7 @@ async fn a_thousand_hostile_uploads_leave_the_federation_healthy() {
     let node = |name: &str, index: usize| {
         let connection = Connection::InProcess { link: f.link.clone(), node: NodeId::new(name).unwrap() };
         let data = HospitalData::Ready(fedcare_data::plain::synthetic_hospital(index, 2, 300, 1));
-        HospitalNode::new(connection, "test", data, Box::new(CpuTrainer))
+        HospitalNode::new(connection, "test", data, Box::new(CpuTrainer), f.trust(name))
     };
     let b = tokio::spawn(node("hospital-b", 1).run());
     let task = loop {

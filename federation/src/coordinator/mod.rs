@@ -6,17 +6,23 @@
 //! adding a ciphertext, finishing the aggregate, combining the shares, writing files) off the
 //! async executor and outside the lock that guards this state.
 //!
-//! Each round runs as a session `KeyGen -> Contribute -> Decrypt` among the active hospitals: it
-//! collects public key shares, publishes the collective key and the global model, sums the
-//! encrypted contributions, collects decryption shares of the sum, and decodes the sum into the
-//! FedAvg mean update (and the aggregate evaluation). Before training a setup session sums the
+//! Each round runs as a session `KeyGen -> Confirm -> Contribute -> Challenge -> Prove ->
+//! Decrypt` among the active hospitals (the steps of [`crate::transcript`]): it collects signed
+//! public key shares and relays them with the global model, relays the signed round transcripts,
+//! sums the encrypted contributions, relays the signed commitments to the aggregate and the
+//! signed mask fingerprints, collects decryption shares of the sum, and decodes the sum into the
+//! FedAvg mean update (and the aggregate evaluation). The coordinator is not trusted for any of
+//! it: every hospital checks what it relays ([`crate::participant`]). Before training a setup session sums the
 //! hospitals' row counts, feature moments and `top_k` bucket counts; after training an
 //! evaluation session scores the final model.
 //!
 //! A hospital that misses a phase deadline, or says it leaves, is dropped and the round
 //! restarts as a new attempt with fresh keys among the rest, while at least `min_hospitals`
 //! remain; a hospital that joins again takes part from the next session (at once, with a fresh
-//! attempt, if it was in the running one: it lost its key share). Every upload is checked
+//! attempt, if it was in the running one: it lost its key share). Hospitals never make two
+//! decryption shares for one round, so once a session's decryption is opened (recorded in the
+//! checkpoint before the fingerprints go out) a failure moves the federation on to the next
+//! round instead of running the same round again. Every upload is checked
 //! against the running session (federation, session, node, phase) and refused with a
 //! [`Refusal`] otherwise, leaving the round intact.
 
@@ -33,8 +39,8 @@ use bytes::Bytes;
 use fedcare_core::top_k::choose_top_k;
 use fedcare_core::{ModelFile, ServerOptimizer};
 use fedcare_crypto::{
-    Aggregate, AggregateBuilder, Ciphertext, ContributionHash, Crs, CryptoError, DecryptionShare, KeyShareCollector,
-    PARAMS_V1, PartyId, PublicKeyShare, WireLimits, WireMessage,
+    Aggregate, AggregateBuilder, Ciphertext, CollectivePublicKey, ContributionHash, Crs, CryptoError, DecryptionShare,
+    KeyShareCollector, PARAMS_V1, PartyId, PublicKeyShare, WireLimits, WireMessage,
 };
 
 use crate::config::FederationPlan;
@@ -44,6 +50,8 @@ use crate::protocol::{
     DecodedSum, NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task, TaskKind, UploadHeader,
     UploadKind,
 };
+use crate::signing::Signed;
+use crate::transcript::{Claim, Statement, Step, encode_bundle};
 use crate::transfer::params_to_bytes;
 
 /// Attempts of one round before the federation gives up on it (each restart has fresh keys; a
@@ -100,6 +108,9 @@ pub struct UploadTicket {
     pub node: NodeId,
     /// What it must be.
     pub kind: UploadKind,
+    /// For a signed statement, the step it must belong to.
+    step: Option<Step>,
+    federation_id: String,
     builder: Option<SharedBuilder>,
 }
 
@@ -113,11 +124,19 @@ impl UploadTicket {
         let party = PartyId::new(self.node.as_str()).map_err(invalid)?;
         match self.kind {
             UploadKind::KeyShare => {
-                let share = PublicKeyShare::decode(bytes, &PARAMS_V1, limits).map_err(invalid)?;
+                let (signed, statement) = self.statement(bytes, Step::KeyShare)?;
+                let Claim::KeyShare(share) = &statement.claim else {
+                    return Err(Refusal::BadStatement("not a key share".into()));
+                };
+                let share = PublicKeyShare::decode(share, &PARAMS_V1, limits).map_err(invalid)?;
                 if share.party() != &party {
                     return Err(Refusal::ForeignParty { what });
                 }
-                Ok(Verified::KeyShare(share))
+                Ok(Verified::KeyShare(share, signed))
+            }
+            UploadKind::Statement => {
+                let step = self.step.ok_or(Refusal::WrongPhase { phase: "statement" })?;
+                Ok(Verified::Statement(self.statement(bytes, step)?.0))
             }
             UploadKind::Contribution => {
                 let ciphertext = Ciphertext::decode(bytes, &PARAMS_V1, limits).map_err(invalid)?;
@@ -135,11 +154,34 @@ impl UploadTicket {
     }
 }
 
+impl UploadTicket {
+    /// A signed statement of the ticket's node, federation and session for `step`, with a valid
+    /// signature (the roster checks are the hospitals').
+    fn statement(&self, bytes: &[u8], step: Step) -> Result<(Signed, Statement), Refusal> {
+        let bad = |why: String| Refusal::BadStatement(why);
+        let signed: Signed = postcard::from_bytes(bytes).map_err(|e| bad(format!("does not decode: {e}")))?;
+        if signed.signer != self.node {
+            return Err(bad(format!("signed by {}, uploaded by {}", signed.signer, self.node)));
+        }
+        signed.verify().map_err(|e| bad(e.to_string()))?;
+        let statement = Statement::of(&signed).map_err(|e| bad(e.to_string()))?;
+        if statement.federation_id != self.federation_id || statement.session != self.session {
+            return Err(bad(format!("made for session {} of {:?}", statement.session, statement.federation_id)));
+        }
+        if statement.claim.step() != step {
+            return Err(bad(format!("a {} statement in the {} step", statement.claim.step().name(), step.name())));
+        }
+        Ok((signed, statement))
+    }
+}
+
 /// An upload whose bytes the shell has verified.
 #[derive(Debug, Clone)]
 pub enum Verified {
-    /// A public key share.
-    KeyShare(PublicKeyShare),
+    /// A public key share, with the signed statement that carries it.
+    KeyShare(PublicKeyShare, Signed),
+    /// A signed statement (transcript, challenge commitment, fingerprint).
+    Statement(Signed),
     /// A contribution, already added to the session's sum.
     Contribution(ContributionHash),
     /// A decryption share.
@@ -292,6 +334,13 @@ pub enum Failure {
         /// Why its last attempt failed.
         last: String,
     },
+    /// A session whose decryption had been opened failed and cannot run again.
+    DecryptionLost {
+        /// The round.
+        round: u32,
+        /// Why it failed.
+        why: String,
+    },
     /// The snapshot of a session could not be made or written.
     Persistence(String),
     /// The aggregator was told to shut down.
@@ -314,6 +363,10 @@ impl fmt::Display for Failure {
             Self::RoundFailed { round, last } => {
                 write!(f, "round {round} failed {MAX_ATTEMPTS} times; the last attempt: {last}")
             }
+            Self::DecryptionLost { round, why } => write!(
+                f,
+                "round {round}'s decryption was opened and then failed ({why}); hospitals never decrypt a round twice, so the federation cannot go on: start it again under a new federation_id"
+            ),
             Self::Persistence(why) => write!(f, "cannot write the federation's state: {why}"),
             Self::Interrupted => f.write_str("interrupted by a shutdown signal"),
         }
@@ -346,18 +399,43 @@ pub struct Status {
     pub rounds_done: u32,
 }
 
+/// Signed statements of one step, by signer.
+type Statements = BTreeMap<NodeId, Signed>;
+
 enum Phase {
     KeyGen {
         collector: KeyShareCollector,
+        statements: Statements,
+    },
+    Confirm {
+        key: CollectivePublicKey,
+        shares: Bytes,
+        statements: Statements,
     },
     Contribute {
-        key: Bytes,
+        transcripts: Bytes,
         builder: SharedBuilder,
     },
     /// Every contribution is in; the shell is finishing the aggregate.
     Aggregating,
-    Decrypt {
+    Challenge {
         masks: Bytes,
+        aggregate: Arc<Aggregate>,
+        statements: Statements,
+    },
+    Prove {
+        challenges: Bytes,
+        aggregate: Arc<Aggregate>,
+        statements: Statements,
+    },
+    /// Every fingerprint is in; the snapshot that records the decryption as opened is being
+    /// written before any hospital can make a decryption share.
+    Sealing {
+        fingerprints: Bytes,
+        aggregate: Arc<Aggregate>,
+    },
+    Decrypt {
+        fingerprints: Bytes,
         aggregate: Arc<Aggregate>,
         shares: BTreeMap<NodeId, DecryptionShare>,
     },
@@ -369,23 +447,49 @@ impl Phase {
     fn name(&self) -> &'static str {
         match self {
             Self::KeyGen { .. } => "key generation",
+            Self::Confirm { .. } => "confirmation",
             Self::Contribute { .. } | Self::Aggregating => "contribution",
-            Self::Decrypt { .. } | Self::Combining => "decryption",
+            Self::Challenge { .. } => "challenge",
+            Self::Prove { .. } => "proof",
+            Self::Sealing { .. } | Self::Decrypt { .. } | Self::Combining => "decryption",
         }
     }
 
     fn task_kind(&self) -> TaskKind {
         match self {
             Self::KeyGen { .. } => TaskKind::KeyGen,
+            Self::Confirm { .. } => TaskKind::Confirm,
             Self::Contribute { .. } | Self::Aggregating => TaskKind::Contribute,
-            Self::Decrypt { .. } | Self::Combining => TaskKind::Decrypt,
+            Self::Challenge { .. } => TaskKind::Challenge,
+            Self::Prove { .. } => TaskKind::Prove,
+            Self::Sealing { .. } | Self::Decrypt { .. } | Self::Combining => TaskKind::Decrypt,
         }
     }
 
     /// Whether the phase waits on the hospitals (and so has a deadline).
     fn waits_on_nodes(&self) -> bool {
-        matches!(self, Self::KeyGen { .. } | Self::Contribute { .. } | Self::Decrypt { .. })
+        !matches!(self, Self::Aggregating | Self::Sealing { .. } | Self::Combining)
     }
+
+    /// Whether hospitals may have made decryption shares: the session can never run again.
+    fn is_opened(&self) -> bool {
+        matches!(self, Self::Decrypt { .. } | Self::Combining)
+    }
+}
+
+/// Rewrites a task before it goes out to a node.
+pub type TaskLie = Box<dyn Fn(&NodeId, &mut Task) + Send + Sync>;
+
+/// A test aggregator that lies: hooks the attack tests use to play a compromised aggregator
+/// with one transition changed. Never set outside tests.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct Liar {
+    /// Changes every task before it goes out to a node.
+    pub task: Option<TaskLie>,
+    /// After this round's sum is decrypted, runs the round again (as if it had to restart)
+    /// instead of going on.
+    pub rerun_round: Option<u32>,
 }
 
 struct Session {
@@ -430,6 +534,9 @@ pub struct Coordinator {
     model_file: Option<Bytes>,
     /// Nodes that received the final `Done` task.
     delivered: BTreeSet<NodeId>,
+    /// The running session, once its decryption is opened.
+    opened: Option<Planned>,
+    liar: Liar,
 }
 
 impl Coordinator {
@@ -460,6 +567,8 @@ impl Coordinator {
             pending_persists: 0,
             model_file: None,
             delivered: BTreeSet::new(),
+            opened: None,
+            liar: Liar::default(),
         };
         if let Some(checkpoint) = resume {
             let path = config.out_dir.join(crate::persistence::CHECKPOINT_FILE);
@@ -496,11 +605,40 @@ impl Coordinator {
             coordinator.figures = checkpoint.figures;
             coordinator.records = checkpoint.records;
             coordinator.next = checkpoint.next;
+            if let Some(opened) = checkpoint.opened.filter(|o| Some(*o) == checkpoint.next) {
+                tracing::warn!(round = opened.round, kind = %opened.kind, "the checkpoint's session had opened its decryption: it is not run again");
+                coordinator.next = coordinator.after(opened);
+                if opened.kind == SessionKind::Setup {
+                    coordinator.ending = Some(Ending::Failed(Failure::DecryptionLost {
+                        round: 0,
+                        why: "the aggregator stopped during the setup session's decryption".into(),
+                    }));
+                }
+            }
             if coordinator.next.is_none() {
                 coordinator.ending = Some(Ending::Completed);
             }
         }
         Ok(coordinator)
+    }
+
+    /// Makes this coordinator lie (attack tests only).
+    #[doc(hidden)]
+    pub fn set_liar(&mut self, liar: Liar) {
+        self.liar = liar;
+    }
+
+    /// The session planned after `done` completed (or was given up after its decryption opened).
+    fn after(&self, done: Planned) -> Option<Planned> {
+        let rounds = self.plan.config.rounds;
+        match done.kind {
+            SessionKind::Setup => Some(Planned { round: 1, kind: SessionKind::Train }),
+            SessionKind::Train if done.round < rounds => {
+                Some(Planned { round: done.round + 1, kind: SessionKind::Train })
+            }
+            SessionKind::Train => Some(Planned { round: rounds + 1, kind: SessionKind::Evaluate }),
+            SessionKind::Evaluate => None,
+        }
     }
 
     /// The actions to take before the first event: a federation resumed at its end writes its
@@ -635,13 +773,19 @@ impl Coordinator {
         if session.submitted.contains(&node) {
             return Err(Refusal::AlreadyUploaded(node));
         }
-        let (kind, builder) = match (&session.phase, header.kind) {
-            (Phase::KeyGen { .. }, Some(kind @ UploadKind::KeyShare)) => (kind, None),
-            (Phase::Contribute { builder, .. }, Some(kind @ UploadKind::Contribution)) => (kind, Some(builder.clone())),
-            (Phase::Decrypt { .. }, Some(kind @ UploadKind::DecryptionShare)) => (kind, None),
+        let (kind, step, builder) = match (&session.phase, header.kind) {
+            (Phase::KeyGen { .. }, Some(kind @ UploadKind::KeyShare)) => (kind, Some(Step::KeyShare), None),
+            (Phase::Confirm { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Transcript), None),
+            (Phase::Contribute { builder, .. }, Some(kind @ UploadKind::Contribution)) => {
+                (kind, None, Some(builder.clone()))
+            }
+            (Phase::Challenge { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Challenge), None),
+            (Phase::Prove { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Fingerprint), None),
+            (Phase::Decrypt { .. }, Some(kind @ UploadKind::DecryptionShare)) => (kind, None, None),
             _ => return Err(Refusal::WrongPhase { phase: session.phase.name() }),
         };
-        Ok(UploadTicket { session: session.id, node, kind, builder })
+        let federation_id = self.plan.config.federation_id.clone();
+        Ok(UploadTicket { session: session.id, node, kind, step, federation_id, builder })
     }
 
     fn accept(
@@ -664,8 +808,17 @@ impl Coordinator {
         }
         let phase = session.phase.name();
         match (&mut session.phase, upload) {
-            (Phase::KeyGen { collector }, Verified::KeyShare(share)) => {
+            (Phase::KeyGen { collector, statements }, Verified::KeyShare(share, signed)) => {
                 collector.add(share).map_err(|source| Refusal::Invalid { what: "key share", source })?;
+                statements.insert(node.clone(), signed);
+            }
+            (
+                Phase::Confirm { statements, .. }
+                | Phase::Challenge { statements, .. }
+                | Phase::Prove { statements, .. },
+                Verified::Statement(signed),
+            ) => {
+                statements.insert(node.clone(), signed);
             }
             (Phase::Contribute { .. }, Verified::Contribution(_hash)) => {}
             (Phase::Decrypt { aggregate, shares, .. }, Verified::DecryptionShare(share)) => {
@@ -692,23 +845,36 @@ impl Coordinator {
         session.deadline = now + phase_timeout;
         let id = session.id;
         match core::mem::replace(&mut session.phase, Phase::Aggregating) {
-            Phase::KeyGen { collector } => {
-                let len = self.plan.layout.len(session.kind);
-                match collector.collective_key().and_then(|key| Ok((key.encode()?, key))) {
-                    Ok((encoded, key)) => {
-                        let builder = SharedBuilder::new(AggregateBuilder::new(PARAMS_V1, &key, len));
-                        session.phase = Phase::Contribute { key: Bytes::from(encoded), builder };
-                        Vec::new()
-                    }
-                    Err(error) => self.restart(Vec::new(), format!("the collective key: {error}"), now),
+            Phase::KeyGen { collector, statements } => match collector.collective_key() {
+                Ok(key) => {
+                    let shares = encode_bundle(statements.values());
+                    session.phase = Phase::Confirm { key, shares, statements: Statements::new() };
+                    Vec::new()
                 }
+                Err(error) => self.restart(Vec::new(), format!("the collective key: {error}"), now),
+            },
+            Phase::Confirm { key, statements, .. } => {
+                let len = self.plan.layout.len(session.kind);
+                let builder = SharedBuilder::new(AggregateBuilder::new(PARAMS_V1, &key, len));
+                session.phase = Phase::Contribute { transcripts: encode_bundle(statements.values()), builder };
+                Vec::new()
             }
             Phase::Contribute { builder, .. } => vec![Action::FinishAggregate { session: id, builder }],
+            Phase::Challenge { aggregate, statements, .. } => {
+                let challenges = encode_bundle(statements.values());
+                session.phase = Phase::Prove { challenges, aggregate, statements: Statements::new() };
+                Vec::new()
+            }
+            Phase::Prove { aggregate, statements, .. } => {
+                session.phase = Phase::Sealing { fingerprints: encode_bundle(statements.values()), aggregate };
+                self.opened = Some(Planned { round: id.round, kind: session.kind });
+                self.persist()
+            }
             Phase::Decrypt { aggregate, shares, .. } => {
                 session.phase = Phase::Combining;
                 vec![Action::DecryptSum { session: id, aggregate, shares: shares.into_values().collect() }]
             }
-            phase @ (Phase::Aggregating | Phase::Combining) => {
+            phase @ (Phase::Aggregating | Phase::Sealing { .. } | Phase::Combining) => {
                 session.phase = phase;
                 Vec::new()
             }
@@ -730,7 +896,7 @@ impl Coordinator {
         };
         match result {
             Ok((aggregate, masks)) => {
-                session.phase = Phase::Decrypt { masks, aggregate, shares: BTreeMap::new() };
+                session.phase = Phase::Challenge { masks, aggregate, statements: Statements::new() };
                 Vec::new()
             }
             Err(error) => self.restart(Vec::new(), format!("the aggregate: {error}"), now),
@@ -745,6 +911,14 @@ impl Coordinator {
             Ok(values) => values,
             Err(error) => return self.restart(Vec::new(), format!("the decrypted sum: {error}"), now),
         };
+        if self.liar.rerun_round.is_some_and(|round| round == id.round) {
+            self.liar.rerun_round = None;
+            tracing::warn!(session = %id, "LIAR: running a decrypted round again");
+            let kind = self.session.as_ref().map_or(SessionKind::Train, |s| s.kind);
+            self.opened = None;
+            self.start_session(Planned { round: id.round, kind }, id.attempt + 1, now);
+            return Vec::new();
+        }
         // Invariant: `current` just found the session.
         let Some(session) = self.session.take() else { return Vec::new() };
         match self.finish_session(&session, &values, now) {
@@ -791,15 +965,8 @@ impl Coordinator {
         }
         tracing::info!(round = record.round, kind = %record.kind, auroc = ?record.auroc, auprc = ?record.auprc, "session done");
         self.records.push(record);
-        let rounds = self.plan.config.rounds;
-        self.next = match session.kind {
-            SessionKind::Setup => Some(Planned { round: 1, kind: SessionKind::Train }),
-            SessionKind::Train if session.id.round < rounds => {
-                Some(Planned { round: session.id.round + 1, kind: SessionKind::Train })
-            }
-            SessionKind::Train => Some(Planned { round: rounds + 1, kind: SessionKind::Evaluate }),
-            SessionKind::Evaluate => None,
-        };
+        self.next = self.after(Planned { round: session.id.round, kind: session.kind });
+        self.opened = None;
         let mut actions = self.persist();
         match self.next {
             Some(next) if self.ending.is_none() => self.start_session(next, 0, now),
@@ -846,6 +1013,7 @@ impl Coordinator {
                 server: self.server.clone(),
                 figures: self.figures.clone(),
                 records: self.records.clone(),
+                opened: self.opened,
             },
             model,
         })
@@ -856,6 +1024,15 @@ impl Coordinator {
         match result {
             Ok(model) => {
                 self.model_file = Some(model);
+                // The opened decryption is on disk: the fingerprints may go out.
+                if self.pending_persists == 0
+                    && let Some(session) = self.session.as_mut()
+                    && let Phase::Sealing { .. } = session.phase
+                    && let Phase::Sealing { fingerprints, aggregate } =
+                        core::mem::replace(&mut session.phase, Phase::Aggregating)
+                {
+                    session.phase = Phase::Decrypt { fingerprints, aggregate, shares: BTreeMap::new() };
+                }
                 Vec::new()
             }
             Err(why) => self.fail(Failure::Persistence(why)),
@@ -886,7 +1063,7 @@ impl Coordinator {
             crs,
             participants: self.active.clone(),
             submitted: BTreeSet::new(),
-            phase: Phase::KeyGen { collector: KeyShareCollector::new(PARAMS_V1, crs) },
+            phase: Phase::KeyGen { collector: KeyShareCollector::new(PARAMS_V1, crs), statements: Statements::new() },
             model,
             started: now,
             deadline: now + Duration::from_secs(self.plan.config.phase_timeout_secs),
@@ -907,6 +1084,9 @@ impl Coordinator {
             let remaining = self.active.len();
             return self.fail(Failure::TooFewRemain { round: session.id.round, remaining, needed, dropped });
         }
+        if session.phase.is_opened() {
+            return self.give_up_round(&session, why, now);
+        }
         let attempt = session.id.attempt + 1;
         if attempt >= MAX_ATTEMPTS {
             return self.fail(Failure::RoundFailed { round: session.id.round, last: why });
@@ -914,6 +1094,30 @@ impl Coordinator {
         tracing::warn!(session = %session.id, ?dropped, %why, "the round restarts with fresh keys");
         self.start_session(Planned { round: session.id.round, kind: session.kind }, attempt, now);
         Vec::new()
+    }
+
+    /// A session whose decryption was opened failed: it can never run again (hospitals refuse
+    /// a second decryption of one round). Training goes on with the next round (fresh keys, a
+    /// fresh training seed); a lost setup ends the federation; a lost final evaluation ends it
+    /// without that evaluation.
+    fn give_up_round(&mut self, session: &Session, why: String, now: Instant) -> Vec<Action> {
+        let done = Planned { round: session.id.round, kind: session.kind };
+        self.opened = None;
+        if session.kind == SessionKind::Setup {
+            return self.fail(Failure::DecryptionLost { round: 0, why });
+        }
+        tracing::warn!(session = %session.id, %why, "the round's decryption was opened: it is not run again, the federation moves on");
+        self.next = self.after(done);
+        let mut actions = self.persist();
+        match self.next {
+            Some(next) if self.ending.is_none() => self.start_session(next, 0, now),
+            Some(_) => {}
+            None => {
+                self.ending.get_or_insert(Ending::Completed);
+                actions.push(Action::Finished);
+            }
+        }
+        actions
     }
 
     fn tick(&mut self, now: Instant) -> Vec<Action> {
@@ -989,14 +1193,20 @@ impl Coordinator {
         }
         task.sections = match &session.phase {
             Phase::KeyGen { .. } => Vec::new(),
-            Phase::Contribute { key, .. } => vec![key.clone(), session.model.clone()],
-            Phase::Decrypt { masks, .. } => vec![masks.clone()],
-            Phase::Aggregating | Phase::Combining => return Ok(task),
+            Phase::Confirm { shares, .. } => vec![shares.clone(), session.model.clone()],
+            Phase::Contribute { transcripts, .. } => vec![transcripts.clone()],
+            Phase::Challenge { masks, .. } => vec![masks.clone()],
+            Phase::Prove { challenges, .. } => vec![challenges.clone()],
+            Phase::Decrypt { fingerprints, .. } => vec![fingerprints.clone()],
+            Phase::Aggregating | Phase::Sealing { .. } | Phase::Combining => return Ok(task),
         };
         task.kind = session.phase.task_kind();
         task.session = Some(session.id);
         task.session_kind = Some(session.kind);
         task.crs = Some(session.crs);
+        if let Some(lie) = &self.liar.task {
+            lie(node, &mut task);
+        }
         Ok(task)
     }
 

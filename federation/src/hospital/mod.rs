@@ -1,6 +1,6 @@
 //! A hospital node: joins the federation over mTLS, and for each task trains locally, encrypts
-//! its weighted update, and makes decryption shares — only of aggregates that contain its own
-//! contribution (enforced by [`PartySession`]).
+//! its weighted update, and makes decryption shares — only after checking everything the
+//! aggregator relayed against its own roster, transcript and ledger ([`crate::participant`]).
 //!
 //! Its patient rows never leave it; what leaves is a public key share, one ciphertext and one
 //! decryption share per session. At the end it receives the same model file the aggregator
@@ -19,7 +19,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use cpu_time::ThreadTime;
 use fedcare_core::{Codec, Dataset, ModelFile, Network};
-use fedcare_crypto::{AggregateMasks, CollectivePublicKey, PARAMS_V1, PartyId, PartySession, WireLimits, WireMessage};
 use fedcare_proto::v1::{self, federation_client::FederationClient};
 use tokio_stream::StreamExt;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -30,8 +29,10 @@ pub use trainer::{CpuTrainer, GpuNodeTrainer, Trainer};
 use crate::convert;
 use crate::error::{FederationError, ProtocolError, Refusal, Result};
 use crate::identity::InProcessLink;
+use crate::participant::{Agreed, Participant, Trust};
 use crate::protocol::{
-    FederationSettings, LocalEvaluation, NodeId, SessionId, SessionKind, Task, TaskKind, UploadHeader, UploadKind,
+    FederationSettings, LocalEvaluation, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind, UploadHeader,
+    UploadKind,
 };
 use crate::transfer::{Assembler, chunks, params_from_bytes, split_sections};
 
@@ -100,6 +101,7 @@ pub struct HospitalNode {
     federation_id: String,
     data: HospitalData,
     trainer: Box<dyn Trainer>,
+    trust: Trust,
     stats: Arc<Mutex<HospitalStats>>,
     observer: Option<UpdateObserver>,
     /// Stop answering after this many tasks (to test a node that vanishes).
@@ -114,13 +116,21 @@ const POLL_MS: u32 = 2000;
 type Client = FederationClient<Channel>;
 
 impl HospitalNode {
-    /// A node of federation `federation_id` that will train `data` with `trainer`.
-    pub fn new(connection: Connection, federation_id: &str, data: HospitalData, trainer: Box<dyn Trainer>) -> Self {
+    /// A node of federation `federation_id` that will train `data` with `trainer`, trusting
+    /// what `trust` says.
+    pub fn new(
+        connection: Connection,
+        federation_id: &str,
+        data: HospitalData,
+        trainer: Box<dyn Trainer>,
+        trust: Trust,
+    ) -> Self {
         Self {
             connection,
             federation_id: federation_id.to_owned(),
             data,
             trainer,
+            trust,
             stats: Arc::default(),
             observer: None,
             vanish_after_tasks: None,
@@ -225,8 +235,8 @@ impl HospitalNode {
         tracing::info!(%node, train_rows = counts.train_rows, test_rows = counts.test_rows, trainer = self.trainer.name(), "joined");
 
         let codec = Codec::new(settings.codec)?;
+        let mut participant = Participant::new(NodeId::new(node.as_str())?, &self.trust, settings.clone())?;
         let mut after: Option<(SessionId, TaskKind)> = None;
-        let mut party: Option<PartySession> = None;
         let mut tasks = 0usize;
         loop {
             let task = fetch_task(&mut client, &self.federation_id, after).await?;
@@ -241,40 +251,29 @@ impl HospitalNode {
                 core::future::pending::<()>().await;
             }
             let missing = |field| ProtocolError::Missing { message: "task", field };
+            let start = ThreadTime::now();
+            // The checks and the crypto are CPU-bound: keep them off the async workers' queue.
             let upload = match task.kind {
-                TaskKind::KeyGen => {
-                    let crs = task.crs.ok_or(missing("CRS"))?;
-                    let start = ThreadTime::now();
-                    let (session, share) =
-                        PartySession::new(PARAMS_V1, PartyId::new(node.clone())?, crs, settings.min_hospitals)?;
-                    self.add_crypto_time(start);
-                    party = Some(session);
-                    Some((UploadKind::KeyShare, share.encode()?))
+                TaskKind::KeyGen => Some((UploadKind::KeyShare, participant.key_gen(&task)?)),
+                TaskKind::Confirm => {
+                    Some((UploadKind::Statement, tokio::task::block_in_place(|| participant.confirm(&task))?))
                 }
                 TaskKind::Contribute => {
-                    let party = party.as_mut().ok_or(missing("key generation before its contribution"))?;
-                    // Training and encryption are CPU-bound: keep them off the async workers' queue.
+                    let agreed = participant.agree(&task)?;
+                    self.add_crypto_time(start);
                     let ciphertext = tokio::task::block_in_place(|| {
-                        self.contribute(&settings, &codec, &task, &mut local, party, &node)
+                        self.contribute(&settings, &codec, &agreed, &mut local, &mut participant, &node)
                     })?;
                     Some((UploadKind::Contribution, ciphertext))
                 }
+                TaskKind::Challenge => {
+                    Some((UploadKind::Statement, tokio::task::block_in_place(|| participant.challenge(&task))?))
+                }
+                TaskKind::Prove => {
+                    Some((UploadKind::Statement, tokio::task::block_in_place(|| participant.prove(&task))?))
+                }
                 TaskKind::Decrypt => {
-                    let [masks] = task.sections.as_slice() else {
-                        return Err(ProtocolError::Sections {
-                            task: "decryption",
-                            got: task.sections.len(),
-                            expected: 1,
-                        }
-                        .into());
-                    };
-                    let limits = WireLimits { max_values: (settings.max_upload_bytes / 8) as usize };
-                    let masks = AggregateMasks::decode(masks, &PARAMS_V1, &limits)?;
-                    let party = party.as_mut().ok_or(missing("key generation before its decryption"))?;
-                    let start = ThreadTime::now();
-                    let share = tokio::task::block_in_place(|| party.decryption_share(&masks))?;
-                    self.add_crypto_time(start);
-                    Some((UploadKind::DecryptionShare, share.encode()?))
+                    Some((UploadKind::DecryptionShare, tokio::task::block_in_place(|| participant.decrypt(&task))?))
                 }
                 TaskKind::Done => {
                     tracing::info!(%node, "federation done");
@@ -283,6 +282,9 @@ impl HospitalNode {
                 TaskKind::Failed => return Err(FederationError::Stopped(task.message)),
                 TaskKind::Wait => None,
             };
+            if task.kind != TaskKind::Contribute {
+                self.add_crypto_time(start);
+            }
             let session = task.session.ok_or(missing("session"))?;
             if let Some((kind, bytes)) = upload {
                 let header = UploadHeader {
@@ -316,33 +318,29 @@ impl HospitalNode {
         }
     }
 
-    /// Trains (or evaluates, or counts), encodes and encrypts this hospital's contribution.
+    /// Trains (or evaluates, or counts), encodes and encrypts this hospital's contribution, on
+    /// the model and figures every participant agreed to.
     fn contribute(
         &mut self,
         settings: &FederationSettings,
         codec: &Codec,
-        task: &Task,
+        agreed: &Agreed,
         local: &mut LocalData,
-        party: &mut PartySession,
+        participant: &mut Participant,
         node: &str,
     ) -> Result<Vec<u8>> {
-        let [key, model] = task.sections.as_slice() else {
-            return Err(ProtocolError::Sections { task: "contribution", got: task.sections.len(), expected: 2 }.into());
-        };
-        let key = CollectivePublicKey::decode(key, &PARAMS_V1, &WireLimits::default())?;
-        let kind = task.session_kind.ok_or(ProtocolError::Missing { message: "task", field: "session kind" })?;
-        let round = task.session.map_or(0, |s| s.round);
+        let (kind, round, figures) = (agreed.kind, agreed.session.round, &agreed.figures);
         let values = match kind {
             SessionKind::Setup => settings.layout.setup_vector(local.counts())?,
             SessionKind::Train | SessionKind::Evaluate => {
-                let global = params_from_bytes(model, settings.spec.param_count())?;
-                let (train, test) = local.datasets(&task.figures)?;
+                let global = params_from_bytes(&agreed.model, settings.spec.param_count())?;
+                let (train, test) = local.datasets(figures)?;
                 let logits = Network::new(&settings.spec).predict(&global, test.features())?;
                 let evaluation = LocalEvaluation::of_logits(&logits, test.labels(), settings.layout.bins);
                 if kind == SessionKind::Train {
-                    self.train_vector(settings, task, &global, train, &evaluation, round, node)?
+                    self.train_vector(settings, figures, &global, train, &evaluation, round, node)?
                 } else {
-                    settings.layout.evaluate_vector(&evaluation, task.figures.test_rows)?
+                    settings.layout.evaluate_vector(&evaluation, figures.test_rows)?
                 }
             }
         };
@@ -360,23 +358,23 @@ impl HospitalNode {
             tracing::warn!(%node, clipped = encoded.clipped, "update values clipped to the codec's range");
         }
         let start = ThreadTime::now();
-        let ciphertext = party.encrypt(&key, &encoded.words)?;
+        let ciphertext = participant.encrypt(agreed.session, &encoded.words)?;
         self.add_crypto_time(start);
-        Ok(ciphertext.encode()?)
+        Ok(ciphertext)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn train_vector(
         &mut self,
         settings: &FederationSettings,
-        task: &Task,
+        figures: &PublicFigures,
         global: &[f32],
         train: &Dataset,
         evaluation: &LocalEvaluation,
         round: u32,
         node: &str,
     ) -> Result<Vec<f64>> {
-        let total = task.figures.train_rows;
+        let total = figures.train_rows;
         if total == 0 {
             return Err(ProtocolError::Missing { message: "training task", field: "total training rows" }.into());
         }
@@ -399,12 +397,12 @@ impl HospitalNode {
                 global: global.to_vec(),
                 delta: delta.clone(),
                 rows: train.rows(),
-                top_k: task.figures.top_k.clone(),
+                top_k: figures.top_k.clone(),
             };
             observer(node, &update);
         }
         let loss = f64::from(report.epoch_losses.last().copied().unwrap_or(0.0));
-        Ok(settings.layout.train_vector(&delta, loss, weight, evaluation, task.figures.test_rows)?)
+        Ok(settings.layout.train_vector(&delta, loss, weight, evaluation, figures.test_rows)?)
     }
 }
 
@@ -432,6 +430,7 @@ async fn upload_to(client: &mut Client, header: &UploadHeader, bytes: Vec<u8>) -
         Some(UploadKind::KeyShare) => "upload of a key share",
         Some(UploadKind::Contribution) => "upload of a contribution",
         Some(UploadKind::DecryptionShare) => "upload of a decryption share",
+        Some(UploadKind::Statement) => "upload of a signed statement",
         None => "upload",
     };
     let header = convert::upload_header_to_proto(header, total);

@@ -201,12 +201,14 @@ impl RoundRecord {
 /// The kinds of upload a hospital makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadKind {
-    /// Its public key share.
+    /// Its public key share, signed.
     KeyShare,
     /// Its encrypted contribution.
     Contribution,
     /// Its decryption share of the aggregate.
     DecryptionShare,
+    /// A signed statement: its transcript, challenge commitment or mask fingerprint.
+    Statement,
 }
 
 impl UploadKind {
@@ -216,6 +218,7 @@ impl UploadKind {
             Self::KeyShare => "key share",
             Self::Contribution => "contribution",
             Self::DecryptionShare => "decryption share",
+            Self::Statement => "signed statement",
         }
     }
 }
@@ -238,11 +241,18 @@ pub struct UploadHeader {
 pub enum TaskKind {
     /// Nothing new yet: ask again.
     Wait,
-    /// Draw a fresh key share for the session's CRS and upload its public part.
+    /// Draw a fresh key share for the session's CRS and upload its public part, signed.
     KeyGen,
-    /// Sections: the collective key, then the global model. Upload the encrypted contribution.
+    /// Sections: every participant's signed key share, then the global model. Upload the signed
+    /// round transcript.
+    Confirm,
+    /// Section: every participant's signed transcript. Upload the encrypted contribution.
     Contribute,
-    /// Section: the aggregate's masks. Upload a decryption share.
+    /// Section: the aggregate's masks. Upload a signed commitment with fresh randomness.
+    Challenge,
+    /// Section: every participant's signed commitment. Upload the signed mask fingerprint.
+    Prove,
+    /// Section: every participant's signed fingerprint. Upload a decryption share.
     Decrypt,
     /// The federation is over; section: the final model file.
     Done,
@@ -299,4 +309,7 @@ pub struct FederationSettings {
     pub schema_id: String,
     /// Training rounds.
     pub rounds: u32,
+    /// BLAKE3 of the configuration's wire form: every participant's transcript covers it, so
+    /// hospitals given different settings do not agree.
+    pub digest: [u8; 32],
 }

@@ -1,0 +1,487 @@
+//! A hospital's side of the protocol without any I/O: what it checks of every task a possibly
+//! lying aggregator sends and what it signs in reply. The hospital client ([`crate::hospital`])
+//! moves bytes; every decision is here, so the coordinator tests and the attack tests drive the
+//! same code a hospital runs.
+//!
+//! Per session ([`crate::transcript`] lists the steps) a [`Participant`]:
+//! - refuses anyone off its own roster or with another key than the roster pins, fewer
+//!   participants than its own minimum, an attempt past its bound, and settings past its bounds;
+//! - sums the collective key itself from the signed key shares, its own among them;
+//! - signs the round transcript and goes on only when all participants signed the same one;
+//! - commits to the aggregate masks' digest with fresh randomness, publishes its own masks'
+//!   fingerprint under the joint challenge, and makes its decryption share only for masks equal
+//!   to the sum of the signed fingerprints ([`fedcare_crypto::check`]);
+//! - records the slot (federation, round, session kind) in its [`Ledger`], durably, before its
+//!   decryption share leaves, and never makes a second share for a recorded slot: training is
+//!   deterministic, so two decryptions of one round over different hospital sets would give
+//!   one hospital's exact update as their difference.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fedcare_crypto::{
+    AggregateMasks, Challenge, CollectivePublicKey, Crs, MaskCheck, MaskFingerprint, PARAMS_V1, PartyId, PartySession,
+    PublicKeyShare, WireLimits, WireMessage,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Consortium;
+use crate::error::{FederationError, ProtocolError, Result, TrustError};
+use crate::protocol::{FederationSettings, NodeId, PublicFigures, SessionId, SessionKind, Task};
+use crate::signing::SigningKey;
+use crate::transcript::{Claim, Statement, Step, challenge_seed, decode_bundle, transcript_digest};
+
+/// One decryption slot.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Slot {
+    federation: String,
+    round: u32,
+    kind: SessionKind,
+}
+
+/// The slots a hospital has made decryption shares for, kept in an append-only file (one JSON
+/// line per slot, fsynced before the share leaves).
+#[derive(Debug)]
+pub struct Ledger {
+    path: Option<PathBuf>,
+    spent: BTreeSet<Slot>,
+}
+
+impl Ledger {
+    /// The ledger in `path` (created when absent, with its directory).
+    pub fn open(path: &Path) -> core::result::Result<Self, TrustError> {
+        let error = |why: String| TrustError::Ledger { path: path.to_path_buf(), why };
+        let mut spent = BTreeSet::new();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                    let slot: Slot =
+                        serde_json::from_str(line).map_err(|e| error(format!("line {}: {e}", number + 1)))?;
+                    spent.insert(slot);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| error(e.to_string()))?;
+                }
+            }
+            Err(e) => return Err(error(e.to_string())),
+        }
+        Ok(Self { path: Some(path.to_path_buf()), spent })
+    }
+
+    /// A ledger kept in memory only (tests of the protocol logic).
+    pub fn in_memory() -> Self {
+        Self { path: None, spent: BTreeSet::new() }
+    }
+
+    fn slot(federation: &str, round: u32, kind: SessionKind) -> Slot {
+        Slot { federation: federation.to_owned(), round, kind }
+    }
+
+    /// Whether a share was made for this slot.
+    pub fn is_spent(&self, federation: &str, round: u32, kind: SessionKind) -> bool {
+        self.spent.contains(&Self::slot(federation, round, kind))
+    }
+
+    /// Records the slot durably; refuses one already recorded.
+    pub fn spend(&mut self, federation: &str, round: u32, kind: SessionKind) -> core::result::Result<(), TrustError> {
+        let slot = Self::slot(federation, round, kind);
+        if self.spent.contains(&slot) {
+            return Err(TrustError::SlotSpent { federation: federation.into(), round, kind });
+        }
+        if let Some(path) = &self.path {
+            let error = |e: std::io::Error| TrustError::Ledger { path: path.clone(), why: e.to_string() };
+            let created = !path.exists();
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(error)?;
+            // Invariant: a Slot always serializes.
+            let mut line = serde_json::to_string(&slot).unwrap_or_default();
+            line.push('\n');
+            file.write_all(line.as_bytes()).and_then(|()| file.sync_all()).map_err(error)?;
+            if created && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(error)?;
+            }
+        }
+        self.spent.insert(slot);
+        Ok(())
+    }
+}
+
+/// What a hospital agreed to for a session: what it trains on and encrypts.
+#[derive(Debug, Clone)]
+pub struct Agreed {
+    /// The session.
+    pub session: SessionId,
+    /// What it computes.
+    pub kind: SessionKind,
+    /// The global model's bytes (empty for setup).
+    pub model: Bytes,
+    /// The public figures every participant signed.
+    pub figures: PublicFigures,
+}
+
+/// One session as this hospital has seen it so far.
+#[derive(Debug)]
+struct Round {
+    context: Statement,
+    party: PartySession,
+    own_share: Vec<u8>,
+    members: Vec<NodeId>,
+    key: Option<CollectivePublicKey>,
+    transcript: Option<[u8; 32]>,
+    model: Bytes,
+    figures: PublicFigures,
+    aggregate: Option<(AggregateMasks, [u8; 32])>,
+    nonce: [u8; 32],
+    challenge: Option<[u8; 32]>,
+    fingerprint: Option<MaskFingerprint>,
+}
+
+/// What a hospital trusts, from its own files: its signing key, the consortium it pins and
+/// where its decryption ledger lives.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// The hospital's signing key (its mTLS key).
+    pub key: Arc<SigningKey>,
+    /// The consortium it pins.
+    pub consortium: Consortium,
+    /// The ledger file (`None`: in memory, for tests of the protocol logic only).
+    pub ledger: Option<PathBuf>,
+}
+
+/// File name of the decryption ledger inside a hospital's state directory.
+pub const LEDGER_FILE: &str = "decryptions.jsonl";
+
+/// A hospital's protocol logic (sans I/O).
+#[derive(Debug)]
+pub struct Participant {
+    me: NodeId,
+    key: Arc<SigningKey>,
+    consortium: Consortium,
+    settings: FederationSettings,
+    min_hospitals: usize,
+    ledger: Ledger,
+    round: Option<Round>,
+}
+
+fn fresh_nonce() -> [u8; 32] {
+    let mut nonce = [0u8; 32];
+    // Invariant: the OS random source does not fail on a working machine; ring's own use of it
+    // for signing would fail first.
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).unwrap_or(());
+    nonce
+}
+
+impl Participant {
+    /// `me` in the federation of `settings`, with what it trusts; refuses when its own key is not
+    /// the one its roster pins for `me`, or the settings are past its bounds.
+    pub fn new(me: NodeId, trust: &Trust, settings: FederationSettings) -> Result<Self> {
+        let ledger = match &trust.ledger {
+            Some(path) => Ledger::open(path)?,
+            None => Ledger::in_memory(),
+        };
+        let (key, consortium) = (trust.key.clone(), trust.consortium.clone());
+        let fingerprint = key.public_key().fingerprint();
+        match consortium.members.get(me.as_str()) {
+            Some(pinned) if *pinned == fingerprint => {}
+            Some(&pinned) => {
+                return Err(TrustError::KeyMismatch { name: me.as_str().into(), found: fingerprint, pinned }.into());
+            }
+            None => return Err(TrustError::NotOnRoster { name: me.as_str().into() }.into()),
+        }
+        consortium.check_settings(&settings)?;
+        let min_hospitals = consortium.min_participants(settings.min_hospitals);
+        Ok(Self { me, key, consortium, settings, min_hospitals, ledger, round: None })
+    }
+
+    /// This hospital's node id.
+    pub fn me(&self) -> &NodeId {
+        &self.me
+    }
+
+    fn context(&self, task: &Task) -> Result<Statement> {
+        let missing = |field| ProtocolError::Missing { message: "task", field };
+        Ok(Statement {
+            federation_id: self.settings.federation_id.clone(),
+            session: task.session.ok_or(missing("session"))?,
+            kind: task.session_kind.ok_or(missing("session kind"))?,
+            crs: task.crs.ok_or(missing("CRS"))?.0,
+            claim: Claim::KeyShare(Vec::new()),
+        })
+    }
+
+    fn sign(&self, context: &Statement, claim: Claim) -> Vec<u8> {
+        let statement = Statement { claim, ..context.clone() };
+        // Invariant: postcard serializes these plain types into a Vec without failing.
+        postcard::to_allocvec(&statement.sign(&self.me, &self.key)).unwrap_or_default()
+    }
+
+    /// The running session, checked to be the task's.
+    fn round(&mut self, task: &Task, step: &'static str) -> Result<&mut Round> {
+        let session = task.session;
+        self.round.as_mut().filter(|r| Some(r.context.session) == session).ok_or(TrustError::OutOfOrder { step }.into())
+    }
+
+    /// The relayed statements of `step`, each from a roster member with its pinned key and a
+    /// valid signature, for this session; sorted by signer, one each.
+    fn relayed(&self, bytes: &[u8], context: &Statement, step: Step) -> Result<Vec<(NodeId, Claim)>> {
+        let mut out: Vec<(NodeId, Claim)> = Vec::new();
+        for signed in decode_bundle(bytes)? {
+            self.consortium.check(&signed)?;
+            let statement = Statement::of(&signed)?;
+            statement.check_context(&signed.signer, context, step)?;
+            out.push((signed.signer, statement.claim));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(pair) = out.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(TrustError::WrongStatement { signer: pair[0].0.clone(), why: "signed twice".into() }.into());
+        }
+        Ok(out)
+    }
+
+    /// Refuses a step whose signers are not the session's key holders.
+    fn same_members(members: &[NodeId], statements: &[(NodeId, Claim)]) -> Result<()> {
+        if !statements.iter().map(|(n, _)| n).eq(members.iter()) {
+            return Err(TrustError::ParticipantsChanged {
+                expected: members.iter().map(|n| n.as_str().to_owned()).collect(),
+                got: statements.iter().map(|(n, _)| n.as_str().to_owned()).collect(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Key generation: a fresh key share for the task's CRS, signed.
+    pub fn key_gen(&mut self, task: &Task) -> Result<Vec<u8>> {
+        let context = self.context(task)?;
+        let attempt = context.session.attempt;
+        if attempt >= self.consortium.max_attempts {
+            let max = u64::from(self.consortium.max_attempts.saturating_sub(1));
+            return Err(TrustError::OutOfBounds { what: "the attempt number", got: attempt.into(), max }.into());
+        }
+        let federation = &self.settings.federation_id;
+        if self.ledger.is_spent(federation, context.session.round, context.kind) {
+            let (round, kind) = (context.session.round, context.kind);
+            return Err(TrustError::SlotSpent { federation: federation.clone(), round, kind }.into());
+        }
+        let id = PartyId::new(self.me.as_str())?;
+        let (party, share) = PartySession::new(PARAMS_V1, id, Crs(context.crs), self.min_hospitals)?;
+        let own_share = share.encode()?;
+        let upload = self.sign(&context, Claim::KeyShare(own_share.clone()));
+        self.round = Some(Round {
+            context,
+            party,
+            own_share,
+            members: Vec::new(),
+            key: None,
+            transcript: None,
+            model: Bytes::new(),
+            figures: PublicFigures::default(),
+            aggregate: None,
+            nonce: fresh_nonce(),
+            challenge: None,
+            fingerprint: None,
+        });
+        Ok(upload)
+    }
+
+    /// Confirmation: checks the relayed key shares, sums the collective key, and signs the round
+    /// transcript. Sections: the signed key shares, the global model.
+    pub fn confirm(&mut self, task: &Task) -> Result<Vec<u8>> {
+        let [shares, model] = sections::<2>(task, "confirmation")?;
+        let context = self.round(task, "confirmation")?.context.clone();
+        let statements = self.relayed(shares, &context, Step::KeyShare)?;
+        if statements.len() < self.min_hospitals {
+            return Err(TrustError::TooFewParticipants { got: statements.len(), min: self.min_hospitals }.into());
+        }
+        let mut shares = Vec::new();
+        let mut share_bytes = Vec::new();
+        for (signer, claim) in statements {
+            let Claim::KeyShare(bytes) = claim else { unreachable_step()? };
+            let share = PublicKeyShare::decode(&bytes, &PARAMS_V1, &WireLimits::default())?;
+            if share.party().as_str() != signer.as_str() {
+                return Err(
+                    TrustError::WrongStatement { signer, why: "a key share made for another party".into() }.into()
+                );
+            }
+            shares.push(share);
+            share_bytes.push((signer, bytes));
+        }
+        let settings = self.settings.digest;
+        let me = self.me.clone();
+        let round = self.round(task, "confirmation")?;
+        if !share_bytes.iter().any(|(n, b)| n == &me && b == &round.own_share) {
+            return Err(TrustError::OwnStatementMissing { what: "key share" }.into());
+        }
+        round.key = Some(round.party.collective_key(&shares)?);
+        round.members = share_bytes.iter().map(|(n, _)| n.clone()).collect();
+        round.model = model.clone();
+        round.figures = task.figures.clone();
+        let digest = transcript_digest(&settings, &context, &share_bytes, model, &task.figures);
+        round.transcript = Some(digest);
+        Ok(self.sign(&context, Claim::Transcript(digest)))
+    }
+
+    /// Before contributing: every participant signed this hospital's transcript. Section: the
+    /// signed transcripts. Returns what was agreed.
+    pub fn agree(&mut self, task: &Task) -> Result<Agreed> {
+        let [transcripts] = sections::<1>(task, "contribution")?;
+        let round = self.round(task, "contribution")?;
+        let (context, members, own) = (round.context.clone(), round.members.clone(), round.transcript);
+        let own = own.ok_or(TrustError::OutOfOrder { step: "contribution" })?;
+        let statements = self.relayed(transcripts, &context, Step::Transcript)?;
+        Self::same_members(&members, &statements)?;
+        for (signer, claim) in statements {
+            if claim != Claim::Transcript(own) {
+                return Err(TrustError::TranscriptMismatch { signer }.into());
+            }
+        }
+        let round = self.round(task, "contribution")?;
+        Ok(Agreed {
+            session: context.session,
+            kind: context.kind,
+            model: round.model.clone(),
+            figures: round.figures.clone(),
+        })
+    }
+
+    /// Encrypts this hospital's encoded contribution under the key it summed.
+    pub fn encrypt(&mut self, session: SessionId, words: &[u64]) -> Result<Vec<u8>> {
+        let round = self
+            .round
+            .as_mut()
+            .filter(|r| r.context.session == session)
+            .ok_or(TrustError::OutOfOrder { step: "encryption" })?;
+        let key = round.key.as_ref().ok_or(TrustError::OutOfOrder { step: "encryption" })?;
+        Ok(round.party.encrypt(key, words)?.encode()?)
+    }
+
+    /// The challenge step: commits to the aggregate masks received, with fresh randomness.
+    /// Section: the aggregate masks.
+    pub fn challenge(&mut self, task: &Task) -> Result<Vec<u8>> {
+        let [masks] = sections::<1>(task, "challenge")?;
+        let limits = WireLimits { max_values: (self.settings.max_upload_bytes / 8) as usize };
+        let masks = AggregateMasks::decode(masks, &PARAMS_V1, &limits)?;
+        let round = self.round(task, "challenge")?;
+        let transcript = round.transcript.ok_or(TrustError::OutOfOrder { step: "challenge" })?;
+        let contributors: Vec<&str> = masks.contributors().iter().map(|(p, _)| p.as_str()).collect();
+        if !contributors.iter().copied().eq(round.members.iter().map(NodeId::as_str)) {
+            return Err(TrustError::ParticipantsChanged {
+                expected: round.members.iter().map(|n| n.as_str().to_owned()).collect(),
+                got: contributors.iter().map(|&c| c.to_owned()).collect(),
+            }
+            .into());
+        }
+        let digest = masks.digest();
+        let nonce = round.nonce;
+        round.aggregate = Some((masks, digest));
+        let context = round.context.clone();
+        Ok(self.sign(&context, Claim::Challenge { transcript, aggregate: digest, nonce }))
+    }
+
+    /// The proof step: the joint challenge from every participant's randomness, and this
+    /// hospital's fingerprint of its own masks under it. Section: the signed challenges.
+    pub fn prove(&mut self, task: &Task) -> Result<Vec<u8>> {
+        let [challenges] = sections::<1>(task, "proof")?;
+        let round = self.round(task, "proof")?;
+        let (context, members) = (round.context.clone(), round.members.clone());
+        let (transcript, aggregate) = match (&round.transcript, &round.aggregate) {
+            (Some(t), Some((_, a))) => (*t, *a),
+            _ => return Err(TrustError::OutOfOrder { step: "proof" }.into()),
+        };
+        let own_nonce = round.nonce;
+        let statements = self.relayed(challenges, &context, Step::Challenge)?;
+        Self::same_members(&members, &statements)?;
+        let mut nonces = Vec::new();
+        for (signer, claim) in statements {
+            let Claim::Challenge { transcript: t, aggregate: a, nonce } = claim else { unreachable_step()? };
+            if t != transcript {
+                return Err(TrustError::TranscriptMismatch { signer }.into());
+            }
+            if a != aggregate {
+                let why = "it received other aggregate masks than this hospital".into();
+                return Err(TrustError::WrongStatement { signer, why }.into());
+            }
+            if signer == self.me && nonce != own_nonce {
+                return Err(TrustError::OwnStatementMissing { what: "challenge randomness" }.into());
+            }
+            nonces.push((signer, nonce));
+        }
+        let seed = challenge_seed(&transcript, &aggregate, &nonces);
+        let round = self.round(task, "proof")?;
+        let fingerprint = round.party.mask_fingerprint(&Challenge::new(seed))?;
+        round.challenge = Some(seed);
+        round.fingerprint = Some(fingerprint);
+        let claim = Claim::Fingerprint { transcript, aggregate, challenge: seed, fingerprint: fingerprint.to_bytes() };
+        Ok(self.sign(&context, claim))
+    }
+
+    /// Decryption: checks the masks against the sum of the signed fingerprints, records the slot
+    /// in the ledger, and only then makes the decryption share. Section: the signed fingerprints.
+    pub fn decrypt(&mut self, task: &Task) -> Result<Vec<u8>> {
+        let [fingerprints] = sections::<1>(task, "decryption")?;
+        let round = self.round(task, "decryption")?;
+        let (context, members) = (round.context.clone(), round.members.clone());
+        let (transcript, aggregate, seed, own) =
+            match (&round.transcript, &round.aggregate, round.challenge, round.fingerprint) {
+                (Some(t), Some((_, a)), Some(c), Some(f)) => (*t, *a, c, f),
+                _ => return Err(TrustError::OutOfOrder { step: "decryption" }.into()),
+            };
+        let statements = self.relayed(fingerprints, &context, Step::Fingerprint)?;
+        Self::same_members(&members, &statements)?;
+        let mut total = MaskFingerprint::default();
+        for (signer, claim) in statements {
+            let Claim::Fingerprint { transcript: t, aggregate: a, challenge, fingerprint } = claim else {
+                unreachable_step()?
+            };
+            if t != transcript {
+                return Err(TrustError::TranscriptMismatch { signer }.into());
+            }
+            if a != aggregate || challenge != seed {
+                let why = "a fingerprint for other masks or another challenge".into();
+                return Err(TrustError::WrongStatement { signer, why }.into());
+            }
+            let fingerprint = MaskFingerprint::from_bytes(&fingerprint).ok_or_else(|| TrustError::WrongStatement {
+                signer: signer.clone(),
+                why: "a malformed fingerprint".into(),
+            })?;
+            if signer == self.me && fingerprint != own {
+                return Err(TrustError::OwnStatementMissing { what: "mask fingerprint" }.into());
+            }
+            total = total.wrapping_add(fingerprint);
+        }
+        let check = MaskCheck { challenge: Challenge::new(seed), contributions: total };
+        let federation = self.settings.federation_id.clone();
+        let round = self.round.as_mut().ok_or(TrustError::OutOfOrder { step: "decryption" })?;
+        let Some((masks, _)) = &round.aggregate else {
+            return Err(TrustError::OutOfOrder { step: "decryption" }.into());
+        };
+        // Check the masks before spending the slot: forged masks must not burn the round.
+        if masks.lifted_fingerprint(&check.challenge) != check.contributions {
+            return Err(fedcare_crypto::CryptoError::ForgedMasks.into());
+        }
+        self.ledger.spend(&federation, context.session.round, context.kind)?;
+        let round = self.round.as_mut().ok_or(TrustError::OutOfOrder { step: "decryption" })?;
+        let Some((masks, _)) = &round.aggregate else {
+            return Err(TrustError::OutOfOrder { step: "decryption" }.into());
+        };
+        let share = round.party.decryption_share(masks, &check)?;
+        Ok(share.encode()?)
+    }
+}
+
+/// A statement of the wrong step can only come from a bug: `relayed` checked the step.
+fn unreachable_step<T>() -> Result<T> {
+    Err(FederationError::Task("a relayed statement changed its step after it was checked".into()))
+}
+
+/// The task's sections, exactly `N` of them.
+fn sections<'a, const N: usize>(task: &'a Task, what: &'static str) -> Result<&'a [Bytes; N]> {
+    task.sections
+        .as_slice()
+        .try_into()
+        .map_err(|_| ProtocolError::Sections { task: what, got: task.sections.len(), expected: N }.into())
+}

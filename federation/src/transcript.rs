@@ -1,0 +1,218 @@
+//! The signed statements of one session and the digests they bind: what a lying aggregator
+//! would have to forge, and cannot, since each is signed by a hospital's own key
+//! ([`crate::signing`]).
+//!
+//! One session (one attempt at one round) runs these steps; each hospital signs one
+//! [`Statement`] per step and the aggregator relays all of them to every participant:
+//!
+//! 1. [`Claim::KeyShare`]: its public key share for the session's CRS. Every hospital sums the
+//!    relayed shares itself, its own among them, into the collective key.
+//! 2. [`Claim::Transcript`]: the [`transcript_digest`] of everything the round depends on — the
+//!    federation's settings, the session, the CRS, every key share, the global model, the public
+//!    totals, the feature statistics and `top_k` buckets. All N must sign the same digest, so an
+//!    aggregator that shows hospitals different inputs (a huge total for all but one, another
+//!    model) is caught before anyone encrypts.
+//! 3. [`Claim::Challenge`]: after the aggregate masks arrived, their digest and fresh randomness.
+//!    The masks are fixed before any hospital's randomness is known, so the challenge
+//!    ([`challenge_seed`]) is unpredictable to the aggregator.
+//! 4. [`Claim::Fingerprint`]: the hospital's fingerprint of its own ciphertext's masks under the
+//!    challenge. Each hospital checks the aggregate against their sum ([`fedcare_crypto::check`])
+//!    before making its decryption share.
+//!
+//! Every statement names the federation, session, kind and CRS: one from another round,
+//! attempt or federation is refused.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ProtocolError, TrustError};
+use crate::protocol::{NodeId, PublicFigures, SessionId, SessionKind};
+use crate::signing::{Signed, SigningKey};
+
+/// The steps of a session at which hospitals sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Public key shares.
+    KeyShare,
+    /// The round transcript.
+    Transcript,
+    /// The mask challenge's randomness.
+    Challenge,
+    /// The mask fingerprints.
+    Fingerprint,
+}
+
+impl Step {
+    /// The step's name, for errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::KeyShare => "key share",
+            Self::Transcript => "transcript",
+            Self::Challenge => "challenge",
+            Self::Fingerprint => "fingerprint",
+        }
+    }
+}
+
+/// What a hospital states at one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Claim {
+    /// Its public key share, in its wire form.
+    KeyShare(Vec<u8>),
+    /// The round transcript digest it agrees to.
+    Transcript([u8; 32]),
+    /// The digest of the aggregate masks it received, and its fresh randomness.
+    Challenge {
+        /// The transcript digest.
+        transcript: [u8; 32],
+        /// The aggregate masks' digest.
+        aggregate: [u8; 32],
+        /// 32 fresh random bytes.
+        nonce: [u8; 32],
+    },
+    /// Its own masks' fingerprint under the challenge.
+    Fingerprint {
+        /// The transcript digest.
+        transcript: [u8; 32],
+        /// The aggregate masks' digest.
+        aggregate: [u8; 32],
+        /// The challenge seed.
+        challenge: [u8; 32],
+        /// The fingerprint's bytes.
+        fingerprint: Vec<u8>,
+    },
+}
+
+impl Claim {
+    /// The step it belongs to.
+    pub fn step(&self) -> Step {
+        match self {
+            Self::KeyShare(_) => Step::KeyShare,
+            Self::Transcript(_) => Step::Transcript,
+            Self::Challenge { .. } => Step::Challenge,
+            Self::Fingerprint { .. } => Step::Fingerprint,
+        }
+    }
+}
+
+/// One signed statement's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    /// The federation.
+    pub federation_id: String,
+    /// The session.
+    pub session: SessionId,
+    /// What it computes.
+    pub kind: SessionKind,
+    /// The session's CRS.
+    pub crs: u128,
+    /// The claim.
+    pub claim: Claim,
+}
+
+impl Statement {
+    /// The statement signed by `signer` with `key`.
+    pub fn sign(&self, signer: &NodeId, key: &SigningKey) -> Signed {
+        // Invariant: postcard serializes these plain types into a Vec without failing.
+        Signed::new(signer.clone(), key, postcard::to_allocvec(self).unwrap_or_default())
+    }
+
+    /// The statement a signed message carries (the signature is checked by the caller).
+    pub fn of(signed: &Signed) -> Result<Self, TrustError> {
+        postcard::from_bytes(&signed.message).map_err(|e| TrustError::WrongStatement {
+            signer: signed.signer.clone(),
+            why: format!("it does not decode: {e}"),
+        })
+    }
+
+    /// Refuses a statement of another federation, session, kind or CRS, or of another step.
+    pub fn check_context(&self, signer: &NodeId, expected: &Statement, step: Step) -> Result<(), TrustError> {
+        let wrong = |why: String| Err(TrustError::WrongStatement { signer: signer.clone(), why });
+        if self.federation_id != expected.federation_id {
+            return wrong(format!("federation {:?}, not {:?}", self.federation_id, expected.federation_id));
+        }
+        if self.session != expected.session || self.kind != expected.kind {
+            return wrong(format!(
+                "session {} ({}), not {} ({})",
+                self.session, self.kind, expected.session, expected.kind
+            ));
+        }
+        if self.crs != expected.crs {
+            return wrong("another CRS".into());
+        }
+        if self.claim.step() != step {
+            return wrong(format!("a {} statement where a {} one belongs", self.claim.step().name(), step.name()));
+        }
+        Ok(())
+    }
+}
+
+/// Most statements in a relayed bundle (the crypto's party limit).
+pub const MAX_BUNDLE: usize = 64;
+
+/// The wire form of a set of signed statements.
+pub fn encode_bundle<'a>(statements: impl IntoIterator<Item = &'a Signed>) -> Bytes {
+    let all: Vec<&Signed> = statements.into_iter().collect();
+    // Invariant: postcard serializes these plain types into a Vec without failing.
+    Bytes::from(postcard::to_allocvec(&all).unwrap_or_default())
+}
+
+/// A set of signed statements from its wire form.
+pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<Signed>, ProtocolError> {
+    let bundle: Vec<Signed> = postcard::from_bytes(bytes).map_err(|e| ProtocolError::Invalid {
+        field: "signed statements",
+        value: e.to_string(),
+        expected: "a relayed set of signed statements".into(),
+    })?;
+    if bundle.len() > MAX_BUNDLE {
+        return Err(ProtocolError::Invalid {
+            field: "signed statements",
+            value: bundle.len().to_string(),
+            expected: format!("at most {MAX_BUNDLE}"),
+        });
+    }
+    Ok(bundle)
+}
+
+/// The digest of everything a round depends on, as one hospital sees it.
+#[allow(clippy::too_many_arguments)]
+pub fn transcript_digest(
+    settings: &[u8; 32],
+    context: &Statement,
+    shares: &[(NodeId, Vec<u8>)],
+    model: &[u8],
+    figures: &PublicFigures,
+) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key("fedcare round transcript v1");
+    hasher.update(settings);
+    hasher.update(&(context.federation_id.len() as u64).to_le_bytes());
+    hasher.update(context.federation_id.as_bytes());
+    hasher.update(&context.session.round.to_le_bytes());
+    hasher.update(&context.session.attempt.to_le_bytes());
+    hasher.update(context.kind.name().as_bytes());
+    hasher.update(&context.crs.to_le_bytes());
+    hasher.update(&(shares.len() as u64).to_le_bytes());
+    for (party, share) in shares {
+        hasher.update(&(party.as_str().len() as u64).to_le_bytes());
+        hasher.update(party.as_str().as_bytes());
+        hasher.update(blake3::hash(share).as_bytes());
+    }
+    hasher.update(blake3::hash(model).as_bytes());
+    // Invariant: postcard serializes these plain types into a Vec without failing.
+    hasher.update(&postcard::to_allocvec(figures).unwrap_or_default());
+    *hasher.finalize().as_bytes()
+}
+
+/// The mask challenge's seed: the transcript, the aggregate's digest and every participant's
+/// randomness (sorted by participant).
+pub fn challenge_seed(transcript: &[u8; 32], aggregate: &[u8; 32], nonces: &[(NodeId, [u8; 32])]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key("fedcare mask challenge v1");
+    hasher.update(transcript);
+    hasher.update(aggregate);
+    for (party, nonce) in nonces {
+        hasher.update(&(party.as_str().len() as u64).to_le_bytes());
+        hasher.update(party.as_str().as_bytes());
+        hasher.update(nonce);
+    }
+    *hasher.finalize().as_bytes()
+}
