@@ -44,9 +44,15 @@ enum Command {
     /// Write a synthetic cohort in the exact schema of the UCI Diabetes-130 file: one CSV per
     /// hospital, non-IID, with repeat patients and about 11 % readmissions within 30 days.
     Synth(synth::Args),
-    /// Write a development PKI: a CA, the aggregator's certificate, one per hospital (private
-    /// keys mode 0600; existing keys are never overwritten).
+    /// Write the consortium's CA and the aggregator's certificate; with --hospitals also a key and
+    /// certificate per hospital and the roster (a development PKI). Private keys mode 0600;
+    /// existing keys are never overwritten.
     Certs(certs::Args),
+    /// Make this hospital's own key and a certificate request for the consortium's CA; prints
+    /// the key's fingerprint for every member's roster.
+    Keygen(certs::KeygenArgs),
+    /// Sign a hospital's certificate request with the consortium's CA; prints its roster line.
+    Sign(certs::SignArgs),
     /// Score a CSV with a trained model: writes `line,group,probability` rows, where `line` is the
     /// row's line in the file (the header is line 1; LF and CRLF files alike).
     Predict(predict::Args),
@@ -96,6 +102,8 @@ fn run(command: Command) -> Result<()> {
         Command::Devices => devices::run(),
         Command::Synth(args) => synth::run(args),
         Command::Certs(args) => certs::run(args),
+        Command::Keygen(args) => certs::keygen(args),
+        Command::Sign(args) => certs::sign(args),
         Command::Predict(args) => predict::run(args),
         Command::Report(args) => report::run(args),
         Command::Inspect(args) => inspect::run(args),

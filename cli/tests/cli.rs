@@ -37,6 +37,23 @@ fn an_empty_hidden_list_simulates_logistic_regression() {
 }
 
 #[test]
+fn a_hospital_makes_its_own_key_and_the_ca_signs_its_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = fedcare(&["certs", "--out", "ca"], dir.path());
+    assert!(ca.status.success(), "{}", text(&ca));
+    assert!(!dir.path().join("ca/st-marys.key").exists(), "the CA holds no hospital key");
+    let keygen = fedcare(&["keygen", "--name", "st-marys", "--out", "hospital"], dir.path());
+    assert!(keygen.status.success(), "{}", text(&keygen));
+    let line = text(&keygen).lines().find(|l| l.starts_with("st-marys = \"sha256:")).unwrap().to_owned();
+    let sign = fedcare(&["sign", "--ca", "ca", "--request", "hospital/st-marys.csr"], dir.path());
+    assert!(sign.status.success(), "{}", text(&sign));
+    assert!(text(&sign).contains(&line), "the CA sees the fingerprint the hospital made:\n{}", text(&sign));
+    assert!(dir.path().join("hospital/st-marys.pem").exists());
+    let again = fedcare(&["keygen", "--name", "st-marys", "--out", "hospital"], dir.path());
+    assert!(!again.status.success() && text(&again).contains("exists already"), "{}", text(&again));
+}
+
+#[test]
 fn certs_never_overwrite_a_key() {
     let dir = tempfile::tempdir().unwrap();
     let first = fedcare(&["certs", "--out", "pki", "--hospitals", "st-marys,general"], dir.path());

@@ -13,8 +13,8 @@
 //! passes `⟨δ, ρ⟩ ≡ 0` whenever `ρ_t` is even (probability 1/2). So the check runs on the
 //! *integers*: the aggregator sends, with `A = Σ_j mask_j mod 2^64`, the carry `c_t` of every
 //! coefficient (`Σ_j mask_j[t] = A[t] + c_t·2^64` over the integers, `c_t < 64` for at most 64
-//! parties), and every party checks, for [`CHALLENGES`] challenge vectors `ρ` of uniform
-//! elements of `Z/2^128` fixed *after* the aggregator committed to `(A, c)`:
+//! parties), and every party checks, for a challenge vector `ρ` of uniform 64-bit integers fixed
+//! *after* the aggregator committed to `(A, c)`:
 //!
 //! ```text
 //! Σ_t (A[t] + c_t·2^64) · ρ[t]  ≡  Σ_j ⟨mask_j, ρ⟩   (mod 2^128)
@@ -22,21 +22,27 @@
 //!
 //! where each contributor `j` computes and signs its own fingerprint `⟨mask_j, ρ⟩` (its mask as
 //! integers in `[0, 2^64)`). Let `δ` be the integer difference between the claimed lift and the
-//! true sum. If `A` differs from the true sum modulo `2^64` anywhere, `δ ≠ 0`; every `|δ_t| <
-//! 2^64·(64 + 1) < 2^71`, so the smallest 2-adic valuation `v` among δ's nonzero coefficients is
-//! at most 70. Fixing every `ρ` coefficient except that one, `δ_t·ρ_t` is uniform over the
-//! multiples of `2^v` in `Z/2^128` and every other term is such a multiple too, so one challenge
-//! passes with probability exactly `2^-(128-v) ≤ 2^-58`. Two independent challenges miss with
-//! probability `≤ 2^-116`, well below the `2^-64` we require. (A false carry with correct masks
-//! fails the check too: an honest aggregator's carries are exact.)
+//! true sum, and suppose the masks differ from the true sum modulo `2^64` somewhere (the only
+//! part decryption uses). Then `δ ≠ 0`, and its smallest 2-adic valuation `v` among the nonzero
+//! coefficients is below 64 (a coefficient whose mask differs modulo `2^64` has `v < 64`; a
+//! coefficient with only a false carry has `v ≥ 64`). Take a coefficient `t` where it is
+//! attained, `δ_t = 2^v·u` with `u` odd, and fix every other `ρ` coefficient: the check passes
+//! only if `δ_t·ρ_t` hits one value modulo `2^128`, and `ρ ↦ δ_t·ρ mod 2^128` is injective on
+//! `[0, 2^64)` (two values collide only when they agree modulo `2^(128-v)`, and `128 - v > 64`).
+//! So the check passes with probability at most `2^-64` for any change of any mask coefficient:
+//! one challenge meets the bound we require, at one pass over the masks and 8 stream bytes per
+//! coefficient. (A false carry alone changes nothing that decryption uses; an honest
+//! aggregator's carries are exact, so its check always passes.) [`CHALLENGES`] challenges give
+//! `2^(-64·CHALLENGES)`.
 //!
 //! The challenge must be unpredictable to the aggregator when it chooses `(A, c)`: the caller
 //! derives its seed from the aggregate's digest and fresh randomness of every party, revealed
-//! only after the digest is fixed (`fedcare-federation` does). Two passes over the masks with a
-//! BLAKE3 stream cost a few milliseconds per 100k values.
+//! only after the digest is fixed (`fedcare-federation` does). One pass over the masks with a
+//! BLAKE3 stream costs about 1 ms per 100k values.
 
-/// Independent challenge vectors per check (each misses with probability at most 2^-58).
-pub const CHALLENGES: usize = 2;
+/// Independent challenge vectors per check (each misses a change of the masks with probability
+/// at most 2^-64).
+pub const CHALLENGES: usize = 1;
 
 /// Coefficients generated per block of the challenge stream.
 const BLOCK: usize = 4096;
@@ -84,21 +90,22 @@ impl Challenge {
         Self { seed }
     }
 
-    /// Calls `visit(t, ρ_k[t])` for every coefficient of challenge `k`, in order.
+    /// Calls `visit(t, ρ_k[t])` for every coefficient of challenge `k`, in order: uniform 64-bit
+    /// integers, used in `Z/2^128` arithmetic.
     fn for_each_coefficient(&self, k: usize, len: usize, mut visit: impl FnMut(usize, u128)) {
         let mut hasher = blake3::Hasher::new_keyed(&self.seed);
         hasher.update(b"fedcare/mask-check/v1");
         hasher.update(&(k as u64).to_le_bytes());
         let mut stream = hasher.finalize_xof();
-        let mut block = vec![0u8; BLOCK * 16];
+        let mut block = vec![0u8; BLOCK * 8];
         let mut t = 0;
         while t < len {
             let count = BLOCK.min(len - t);
-            let bytes = &mut block[..count * 16];
+            let bytes = &mut block[..count * 8];
             stream.fill(bytes);
-            for chunk in bytes.chunks_exact(16) {
-                // Invariant: `chunks_exact(16)` yields 16-byte slices.
-                visit(t, u128::from_le_bytes(chunk.try_into().unwrap_or([0; 16])));
+            for chunk in bytes.chunks_exact(8) {
+                // Invariant: `chunks_exact(8)` yields 8-byte slices.
+                visit(t, u128::from(u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]))));
                 t += 1;
             }
         }

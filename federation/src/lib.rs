@@ -6,14 +6,19 @@
 //! service as a thin shell around it ([`server`], node identity from one interceptor in
 //! [`identity`]); the hospital client ([`hospital`]); what the aggregator keeps on disk
 //! ([`persistence`]); mTLS ([`tls`]); configuration ([`config`]); chunked transfers
-//! ([`transfer`]); and a whole federation on one machine ([`simulation`]).
+//! ([`transfer`]); a hospital's protocol logic without I/O ([`participant`]), its signed
+//! statements ([`transcript`]) and identity keys ([`signing`]); and a whole federation on one
+//! machine ([`simulation`]).
 //!
 //! Guarantees:
 //! - The aggregator side never depends on patient data: `fedcare-data` comes with the
 //!   `hospital` feature only (the client and the simulation), and CI builds the crate without
 //!   it.
-//! - The aggregator holds no secret key; a hospital makes decryption shares only of aggregates
-//!   that contain its own contribution (`fedcare-crypto` enforces it).
+//! - The aggregator holds no secret key and is not trusted: a hospital checks everything it
+//!   relays ([`participant`]: its own roster and pinned keys, signed key shares it sums itself, a
+//!   signed round transcript all participants agree on, masks checked against signed
+//!   fingerprints, a durable ledger so that no round is decrypted twice) before it encrypts or
+//!   decrypts anything; what it signs is in [`transcript`], with keys of its own ([`signing`]).
 //! - Peer data is never trusted: every message has a size cap and is checked before use; a bad
 //!   request gets a typed [`error::Refusal`] and leaves the round intact.
 //! - Nothing reported done is lost on a crash: every file is replaced atomically, and a

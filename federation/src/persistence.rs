@@ -114,11 +114,17 @@ impl Checkpoint {
 
 /// Writes a snapshot into `dir` (metrics, model, then the checkpoint); returns the model file's
 /// bytes (what hospitals receive at the end).
+///
+/// A snapshot that records an opened decryption ([`Checkpoint::opened`]) changes nothing but the
+/// checkpoint (no session completed since the last one): only the checkpoint is written, which
+/// keeps the extra write before every decryption to one file.
 pub fn persist(dir: &Path, snapshot: &Snapshot) -> Result<Bytes> {
-    // metrics.jsonl is rewritten whole from the records, so a crash never leaves a line twice.
-    write_atomically(&dir.join(METRICS_FILE), metrics_text(&snapshot.checkpoint.records).as_bytes())?;
     let model = snapshot.model.to_bytes()?;
-    write_atomically(&dir.join(MODEL_FILE), &model)?;
+    if snapshot.checkpoint.opened.is_none() {
+        // metrics.jsonl is rewritten whole from the records, so a crash never leaves a line twice.
+        write_atomically(&dir.join(METRICS_FILE), metrics_text(&snapshot.checkpoint.records).as_bytes())?;
+        write_atomically(&dir.join(MODEL_FILE), &model)?;
+    }
     write_atomically(&dir.join(CHECKPOINT_FILE), &snapshot.checkpoint.to_bytes()?)?;
     Ok(Bytes::from(model))
 }
@@ -304,7 +310,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = fedcare_core::ModelSpec::mlp(2, &[]).unwrap();
         let model = ModelFile::new(spec, vec![0.1, 0.2, 0.3], "test/v1").unwrap();
-        let snapshot = Snapshot { checkpoint: checkpoint(), model: model.clone() };
+        // A snapshot that only records an opened decryption writes the checkpoint alone.
+        let opened = Snapshot { checkpoint: checkpoint(), model: model.clone() };
+        persist(dir.path(), &opened).unwrap();
+        assert!(!dir.path().join(MODEL_FILE).exists() && !dir.path().join(METRICS_FILE).exists());
+        assert_eq!(Checkpoint::load(dir.path()).unwrap(), Some(opened.checkpoint));
+        let snapshot = Snapshot { checkpoint: Checkpoint { opened: None, ..checkpoint() }, model: model.clone() };
         let bytes = persist(dir.path(), &snapshot).unwrap();
         assert_eq!(std::fs::read(dir.path().join(MODEL_FILE)).unwrap(), bytes.to_vec());
         assert_eq!(ModelFile::from_bytes(&bytes).unwrap(), model);

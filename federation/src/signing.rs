@@ -31,7 +31,7 @@ const DOMAIN: &[u8] = b"fedcare/statement/v1\0";
 
 /// A public signing key: the uncompressed P-256 point (65 bytes).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PublicKey(Vec<u8>);
+pub struct PublicKey(#[serde(with = "serde_bytes")] Vec<u8>);
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -162,8 +162,10 @@ pub struct Signed {
     /// Its public key (checked against a roster's fingerprint by the receiver).
     pub public_key: PublicKey,
     /// The statement, as its signer encoded it.
+    #[serde(with = "serde_bytes")]
     pub message: Vec<u8>,
     /// The signature of `message`.
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 

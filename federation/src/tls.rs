@@ -1,5 +1,8 @@
-//! mTLS for every connection: a development PKI made with rcgen (a "provisioning kit"), the
-//! server and client TLS configurations, and the node id read from a client certificate.
+//! mTLS for every connection: hospital-held identities (a hospital makes its own key and a
+//! certificate request, [`generate_identity`]; the consortium's CA signs the request,
+//! [`sign_request`]; the private key never leaves the hospital), a development PKI made with
+//! rcgen for `simulate` and tests (a "provisioning kit" holding every key), the server and client
+//! TLS configurations, and the node id read from a client certificate.
 //!
 //! There is no plaintext mode. The aggregator requires a client certificate signed by the
 //! federation's CA; a hospital's id is the first DNS name of its certificate (falling back to the
@@ -75,12 +78,58 @@ pub fn party_files(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")))
 }
 
-/// Writes a development PKI to `dir`: a CA, an aggregator certificate valid for `localhost`,
-/// `127.0.0.1` and `server_names`, and one client certificate per hospital.
-pub fn generate_dev_pki(dir: &Path, hospitals: &[String], server_names: &[String]) -> Result<()> {
-    if hospitals.is_empty() {
-        return Err(FederationError::Tls("name at least one hospital".into()));
+/// A hospital's own identity: writes `<name>.key` (mode 0600, never overwritten) and a
+/// certificate request `<name>.csr` for the consortium's CA into `dir`; returns the key's
+/// fingerprint, the line every member's roster needs.
+pub fn generate_identity(dir: &Path, name: &str) -> Result<Fingerprint> {
+    NodeId::new(name)?;
+    let key_path = dir.join(format!("{name}.key"));
+    if key_path.exists() {
+        return Err(FederationError::KeyExists { path: key_path });
     }
+    fs::create_dir_all(dir).map_err(write_error(dir))?;
+    let key = KeyPair::generate().map_err(tls_error)?;
+    let mut params = CertificateParams::new(vec![name.to_owned()]).map_err(tls_error)?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    let request = params.serialize_request(&key).map_err(tls_error)?;
+    write_private(&key_path, &key.serialize_pem())?;
+    write_public(&dir.join(format!("{name}.csr")), &request.pem().map_err(tls_error)?)?;
+    Ok(SigningKey::from_pem(&key.serialize_pem()).map_err(FederationError::Tls)?.public_key().fingerprint())
+}
+
+/// The CA of the PKI in `ca_dir` signs a hospital's certificate request (PEM): returns the
+/// hospital's name, its client certificate (PEM) and its key's fingerprint. The request's
+/// signature is checked (its maker holds the key); the name must be a valid node id.
+pub fn sign_request(ca_dir: &Path, request: &str) -> Result<(String, String, Fingerprint)> {
+    let mut params = rcgen::CertificateSigningRequestParams::from_pem(request)
+        .map_err(|e| FederationError::Tls(format!("unusable certificate request: {e}")))?;
+    let name = params
+        .params
+        .subject_alt_names
+        .iter()
+        .find_map(|san| match san {
+            rcgen::SanType::DnsName(name) => Some(name.to_string()),
+            _ => None,
+        })
+        .ok_or_else(|| FederationError::Tls("the certificate request names no DNS name".into()))?;
+    NodeId::new(name.as_str())?;
+    params.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.params.is_ca = IsCa::ExplicitNoCa;
+    let ca_key = String::from_utf8_lossy(&read(&ca_dir.join(files::CA_KEY))?).into_owned();
+    let ca_key = KeyPair::from_pem(&ca_key).map_err(tls_error)?;
+    let ca_cert = String::from_utf8_lossy(&read(&ca_dir.join(files::CA_CERT))?).into_owned();
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert, ca_key).map_err(tls_error)?;
+    let cert = params.signed_by(&issuer).map_err(tls_error)?.pem();
+    let fingerprint = certificate_fingerprint(cert.as_bytes()).map_err(FederationError::Tls)?;
+    Ok((name, cert, fingerprint))
+}
+
+/// Writes a development PKI to `dir`: a CA, an aggregator certificate valid for `localhost`,
+/// `127.0.0.1` and `server_names`, one client certificate and key per hospital (the keys of
+/// every hospital in one place: for `simulate` and tests; a real consortium has each hospital
+/// make its own with [`generate_identity`]), and `members.toml` with the roster. With no
+/// hospitals it writes the CA and the aggregator's certificate only.
+pub fn generate_dev_pki(dir: &Path, hospitals: &[String], server_names: &[String]) -> Result<()> {
     for name in hospitals.iter().chain(server_names) {
         NodeId::new(name.as_str())?;
     }
@@ -127,8 +176,10 @@ pub fn generate_dev_pki(dir: &Path, hospitals: &[String], server_names: &[String
         write_public(&cert_path, &client.signed_by(&key, &issuer).map_err(tls_error)?.pem())?;
         write_private(&key_path, &key.serialize_pem())?;
     }
-    let members = dev_consortium(dir, hospitals)?.members;
-    write_public(&dir.join(files::MEMBERS), &members_toml(&members))?;
+    if !hospitals.is_empty() {
+        let members = dev_consortium(dir, hospitals)?.members;
+        write_public(&dir.join(files::MEMBERS), &members_toml(&members))?;
+    }
     Ok(())
 }
 
@@ -236,5 +287,28 @@ mod tests {
         ));
         assert!(generate_dev_pki(other.path(), &["a".into(), "a".into()], &[]).is_err());
         assert!(!other.path().join(files::CA_KEY).exists(), "nothing is written for refused names");
+    }
+
+    #[test]
+    fn a_hospital_makes_its_own_key_and_the_ca_signs_its_request() {
+        let consortium = tempfile::tempdir().unwrap();
+        generate_dev_pki(consortium.path(), &[], &[]).unwrap();
+        assert!(!consortium.path().join(files::MEMBERS).exists(), "no hospital, no roster");
+        let hospital = tempfile::tempdir().unwrap();
+        let fingerprint = generate_identity(hospital.path(), "st-marys").unwrap();
+        assert!(matches!(generate_identity(hospital.path(), "st-marys"), Err(FederationError::KeyExists { .. })));
+        let request = fs::read_to_string(hospital.path().join("st-marys.csr")).unwrap();
+        let (name, cert, signed) = sign_request(consortium.path(), &request).unwrap();
+        assert_eq!((name.as_str(), signed), ("st-marys", fingerprint), "the certificate carries the hospital's key");
+        let der = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap().1.contents;
+        assert_eq!(name_from_der(&der).unwrap(), "st-marys");
+        // The hospital's own key signs what its roster entry pins.
+        let key = SigningKey::from_pem_file(&hospital.path().join("st-marys.key")).unwrap();
+        assert_eq!(key.public_key().fingerprint(), fingerprint);
+        // A request whose bytes were changed (its signature no longer matches) is refused.
+        let mut lines: Vec<String> = request.lines().map(str::to_owned).collect();
+        let changed = if lines[2].starts_with('A') { "B" } else { "A" };
+        lines[2].replace_range(0..1, changed);
+        assert!(sign_request(consortium.path(), &lines.join("\n")).is_err());
     }
 }

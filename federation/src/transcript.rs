@@ -58,7 +58,7 @@ impl Step {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Claim {
     /// Its public key share, in its wire form.
-    KeyShare(Vec<u8>),
+    KeyShare(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The round transcript digest it agrees to.
     Transcript([u8; 32]),
     /// The digest of the aggregate masks it received, and its fresh randomness.
@@ -79,6 +79,7 @@ pub enum Claim {
         /// The challenge seed.
         challenge: [u8; 32],
         /// The fingerprint's bytes.
+        #[serde(with = "serde_bytes")]
         fingerprint: Vec<u8>,
     },
 }

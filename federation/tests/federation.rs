@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use fedcare_crypto::{Crs, PARAMS_V1, PartyId, PartySession, WireMessage};
 use fedcare_data::{BadRows, Schema, read_csv, split_seed};
-use fedcare_federation::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
+mod common;
+
+use common::plan;
+use fedcare_federation::config::{AggregatorConfig, ServerRule, TrainingSettings};
 use fedcare_federation::hospital::{
     Connection, HospitalData, HospitalNode, LocalUpdate, fetch_task, trainer::CpuTrainer,
 };
@@ -111,33 +114,6 @@ async fn a_vanishing_hospital_is_dropped_and_the_federation_finishes() {
     assert!(report.outcome.records.iter().filter(|r| r.round > 1).all(|r| r.hospitals == 2));
     assert_eq!(report.outcome.records.last().unwrap().kind, SessionKind::Evaluate);
     assert!(started.elapsed().as_secs() >= 3, "the drop waited for the deadline");
-}
-
-fn plan(names: &[String], join_timeout_secs: u64, out: &std::path::Path, pki: &std::path::Path) -> AggregatorConfig {
-    AggregatorConfig {
-        federation_id: "test".into(),
-        listen: "127.0.0.1:0".into(),
-        hospitals: names.to_vec(),
-        min_hospitals: 2,
-        rounds: 1,
-        phase_timeout_secs: 60,
-        join_timeout_secs,
-        out_dir: out.to_path_buf(),
-        seed: 0,
-        eval_bins: 8,
-        schema_id: "test".into(),
-        numeric_features: 0,
-        top_k: Vec::new(),
-        schema: None,
-        model: ModelConfig { input_width: 16, hidden: vec![] },
-        training: TrainingSettings::default(),
-        server: ServerRule::default(),
-        tls: TlsFiles {
-            ca: pki.join(tls::files::CA_CERT),
-            cert: pki.join(tls::files::SERVER_CERT),
-            key: pki.join(tls::files::SERVER_KEY),
-        },
-    }
 }
 
 /// An aggregator serving over TCP with mTLS.

@@ -7,8 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod common;
+
 use bytes::Bytes;
-use fedcare_federation::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
+use fedcare_federation::config::AggregatorConfig;
 use fedcare_federation::coordinator::Liar;
 use fedcare_federation::error::TrustError;
 use fedcare_federation::hospital::{Connection, HospitalData, HospitalNode, trainer::CpuTrainer};
@@ -51,29 +53,12 @@ impl Run {
 fn config(names: &[String], rounds: u32, out: &Path, pki: &Path) -> AggregatorConfig {
     AggregatorConfig {
         federation_id: "liar".into(),
-        listen: "127.0.0.1:0".into(),
-        hospitals: names.to_vec(),
         // Every hospital is needed: the first refusal ends the federation, so each hospital
         // meets the lie in the same session (no restart without it).
         min_hospitals: names.len().min(3) as u32,
         rounds,
         phase_timeout_secs: 20,
-        join_timeout_secs: 20,
-        out_dir: out.to_path_buf(),
-        seed: 0,
-        eval_bins: 8,
-        schema_id: "test".into(),
-        numeric_features: 0,
-        top_k: Vec::new(),
-        schema: None,
-        model: ModelConfig { input_width: 16, hidden: vec![] },
-        training: TrainingSettings::default(),
-        server: ServerRule::default(),
-        tls: TlsFiles {
-            ca: pki.join(tls::files::CA_CERT),
-            cert: pki.join(tls::files::SERVER_CERT),
-            key: pki.join(tls::files::SERVER_KEY),
-        },
+        ..common::plan(names, 20, out, pki)
     }
 }
 

@@ -844,6 +844,8 @@ impl Coordinator {
         session.submitted.clear();
         session.deadline = now + phase_timeout;
         let id = session.id;
+        let elapsed_ms = now.saturating_duration_since(session.started).as_millis();
+        tracing::debug!(session = %id, phase = session.phase.name(), elapsed_ms, "every participant submitted");
         match core::mem::replace(&mut session.phase, Phase::Aggregating) {
             Phase::KeyGen { collector, statements } => match collector.collective_key() {
                 Ok(key) => {
@@ -939,6 +941,7 @@ impl Coordinator {
         record.bytes_down = session.bytes_down;
         match decoded {
             DecodedSum::Setup(counts) => {
+                counts.check(session.participants.len())?;
                 self.figures = PublicFigures {
                     train_rows: counts.train_rows,
                     test_rows: counts.test_rows,
@@ -965,7 +968,13 @@ impl Coordinator {
         }
         tracing::info!(round = record.round, kind = %record.kind, auroc = ?record.auroc, auprc = ?record.auprc, "session done");
         self.records.push(record);
-        self.next = self.after(Planned { round: session.id.round, kind: session.kind });
+        Ok(self.move_on(Planned { round: session.id.round, kind: session.kind }, now))
+    }
+
+    /// After `done` (completed, or given up once its decryption opened): plans the next session,
+    /// writes the snapshot, and starts that session or ends the federation.
+    fn move_on(&mut self, done: Planned, now: Instant) -> Vec<Action> {
+        self.next = self.after(done);
         self.opened = None;
         let mut actions = self.persist();
         match self.next {
@@ -976,7 +985,7 @@ impl Coordinator {
                 actions.push(Action::Finished);
             }
         }
-        Ok(actions)
+        actions
     }
 
     /// The snapshot of the state as it is, as an action; a failure to make it ends the
@@ -1107,17 +1116,7 @@ impl Coordinator {
             return self.fail(Failure::DecryptionLost { round: 0, why });
         }
         tracing::warn!(session = %session.id, %why, "the round's decryption was opened: it is not run again, the federation moves on");
-        self.next = self.after(done);
-        let mut actions = self.persist();
-        match self.next {
-            Some(next) if self.ending.is_none() => self.start_session(next, 0, now),
-            Some(_) => {}
-            None => {
-                self.ending.get_or_insert(Ending::Completed);
-                actions.push(Action::Finished);
-            }
-        }
-        actions
+        self.move_on(done, now)
     }
 
     fn tick(&mut self, now: Instant) -> Vec<Action> {

@@ -61,6 +61,40 @@ pub struct SetupCounts {
     pub bucket_counts: Vec<Vec<u64>>,
 }
 
+impl SetupCounts {
+    /// Cheap sanity bounds on the federation's decoded counts, so that one hospital's
+    /// out-of-range encoding is refused with a clear message instead of silently scaling every
+    /// update: every hospital trains on at least one row, no total reaches 2^40 (the limbs'
+    /// range), no feature is present in more rows than there are, and no `top_k` column counts
+    /// more rows than there are. (A hospital that lies within these bounds is not caught: that
+    /// needs range proofs.)
+    pub fn check(&self, hospitals: usize) -> Result<(), String> {
+        let limit = 1u64 << (LIMB_BITS * COUNT_LIMBS as u32);
+        if self.train_rows < hospitals as u64 || self.train_rows >= limit || self.test_rows >= limit {
+            return Err(format!(
+                "the decoded row counts ({} training, {} held out) are impossible for {hospitals} hospitals: one hospital's setup encoding is out of range",
+                self.train_rows, self.test_rows
+            ));
+        }
+        if let Some((feature, m)) = self.moments.iter().enumerate().find(|(_, m)| m.count > self.train_rows) {
+            return Err(format!(
+                "numeric feature {feature} is present in {} of {} rows: one hospital's setup encoding is out of range",
+                m.count, self.train_rows
+            ));
+        }
+        for (column, counts) in self.bucket_counts.iter().enumerate() {
+            let total = counts.iter().try_fold(0u64, |sum, &c| sum.checked_add(c)).unwrap_or(u64::MAX);
+            if total > self.train_rows {
+                return Err(format!(
+                    "top_k column {column} counts {total} of {} rows: one hospital's setup encoding is out of range",
+                    self.train_rows
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A hospital's evaluation of a model on its held-out rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalEvaluation {
@@ -329,6 +363,24 @@ mod tests {
         assert!(matches!(layout.decode(SessionKind::Setup, &sum[1..], 0), Err(ProtocolError::Invalid { .. })));
         let short = SetupCounts { moments: Vec::new(), ..SetupCounts::default() };
         assert!(layout.setup_vector(&short).is_err());
+    }
+
+    #[test]
+    fn impossible_setup_totals_are_refused_with_the_reason() {
+        let sane = SetupCounts {
+            train_rows: 10,
+            test_rows: 2,
+            moments: vec![Moments { count: 10, sum: 0, squares: 0 }],
+            bucket_counts: vec![vec![4, 6]],
+        };
+        sane.check(3).unwrap();
+        assert!(sane.check(11).unwrap_err().contains("impossible for 11 hospitals"));
+        let present = SetupCounts { moments: vec![Moments { count: 11, sum: 0, squares: 0 }], ..sane.clone() };
+        assert!(present.check(3).unwrap_err().contains("numeric feature 0"));
+        let buckets = SetupCounts { bucket_counts: vec![vec![u64::MAX, 1]], ..sane.clone() };
+        assert!(buckets.check(3).unwrap_err().contains("top_k column 0"));
+        let huge = SetupCounts { train_rows: 1 << 40, ..sane };
+        assert!(huge.check(3).is_err());
     }
 
     #[test]
