@@ -70,11 +70,12 @@ impl AggregateBuilder {
         let masks = self.carries.len();
         let (sum_masks, sum_bodies) = self.sum.split_at_mut(masks);
         let (masks, bodies) = ciphertext.data.split_at(masks);
-        for ((sum, carry), &mask) in sum_masks.iter_mut().zip(&mut self.carries).zip(masks) {
-            let (added, overflow) = sum.overflowing_add(mask);
-            *sum = added;
-            // At most 64 contributors (the noise budget), so a carry stays below 64.
-            *carry += u8::from(overflow);
+        slice_wrapping_add_assign(sum_masks, masks);
+        // The wrapping sum passed 2^64 exactly when it came out below the added mask. At most 64
+        // contributors (the noise budget), so a carry stays below 64. (Two simple passes: both
+        // vectorize.)
+        for ((carry, &sum), &mask) in self.carries.iter_mut().zip(sum_masks.iter()).zip(masks) {
+            *carry += u8::from(sum < mask);
         }
         slice_wrapping_add_assign(sum_bodies, bodies);
         self.contributors.insert(party, hash);
