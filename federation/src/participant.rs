@@ -454,21 +454,15 @@ impl Participant {
             total = total.wrapping_add(fingerprint);
         }
         let check = MaskCheck { challenge: Challenge::new(seed), contributions: total };
-        let federation = self.settings.federation_id.clone();
         let round = self.round.as_mut().ok_or(TrustError::OutOfOrder { step: "decryption" })?;
         let Some((masks, _)) = &round.aggregate else {
             return Err(TrustError::OutOfOrder { step: "decryption" }.into());
         };
-        // Check the masks before spending the slot: forged masks must not burn the round.
-        if masks.lifted_fingerprint(&check.challenge) != check.contributions {
-            return Err(fedcare_crypto::CryptoError::ForgedMasks.into());
-        }
-        self.ledger.spend(&federation, context.session.round, context.kind)?;
-        let round = self.round.as_mut().ok_or(TrustError::OutOfOrder { step: "decryption" })?;
-        let Some((masks, _)) = &round.aggregate else {
-            return Err(TrustError::OutOfOrder { step: "decryption" }.into());
-        };
+        // The share is made (the masks checked: forged ones are refused before the slot is
+        // spent) but leaves this function only once the ledger has recorded the slot durably; if
+        // recording fails, the share is dropped unsent.
         let share = round.party.decryption_share(masks, &check)?;
+        self.ledger.spend(&self.settings.federation_id, context.session.round, context.kind)?;
         Ok(share.encode()?)
     }
 }
