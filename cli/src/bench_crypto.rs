@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use fedcare_core::Codec;
 use fedcare_crypto::{
-    AggregateBuilder, Challenge, Crs, DecryptionShare, MaskCheck, MaskFingerprint, PARAMS_V1, PartyId, PartySession,
-    WireLimits, WireMessage,
+    AggregateBuilder, Challenge, Crs, DecryptedSum, DecryptionShare, MaskCheck, MaskFingerprint, PARAMS_V1, PartyId,
+    PartySession, WireLimits, WireMessage,
 };
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -53,8 +53,14 @@ struct CryptoBenchReport {
     aggregate: Duration,
     /// Decryption share, median per party.
     decryption_share: Duration,
-    /// Combining the shares and decoding the sum (aggregator).
+    /// Combining the shares into the unrounded sum and decoding it (aggregator).
     combine_decode: Duration,
+    /// One party's fingerprint of its bodies minus its share, median.
+    output_fingerprint: Duration,
+    /// One party's check of the decrypted sum (and rounding it), median.
+    sum_check: Duration,
+    /// Bytes of the decrypted sum sent to each party.
+    sum_bytes: usize,
     /// Bytes of one party's ciphertext on the wire.
     ciphertext_bytes: usize,
     /// Bytes of one decryption share on the wire.
@@ -155,11 +161,34 @@ fn measure(values: usize, parties: usize, seed: u64) -> Result<CryptoBenchReport
     // The decoders must accept what was just encoded (the bench also checks the wire path).
     DecryptionShare::decode(&shares[0].encode()?, &params, &WireLimits::default())?;
 
-    let (decoded, combine_decode) = timed(|| -> Result<_> {
-        let words = aggregate.combine(&shares)?;
-        Ok(codec.decode_sum_integers(&words, parties as u32)?)
+    let (decrypted, combine_decode) = timed(|| -> Result<_> {
+        let sum = aggregate.decrypted(&shares)?;
+        let integers = codec.decode_sum_integers(&sum.words(), parties as u32)?;
+        Ok((sum, integers))
     });
-    let decoded = decoded?;
+    let (sum, decoded) = decrypted?;
+    let sum_bytes = sum.encode()?.len();
+    let sum = DecryptedSum::decode(&sum.encode()?, &params, &WireLimits::default())?;
+
+    // The output check: each party's fingerprint of its bodies minus its share under a second
+    // challenge, then each party's check of the sum against their total.
+    let mut output_seed = seed;
+    output_seed[31] ^= 1;
+    let output_challenge = Challenge::new(output_seed);
+    let mut output_fingerprint = Vec::with_capacity(parties);
+    let mut outputs = MaskFingerprint::default();
+    for session in &sessions {
+        let (result, time) = timed(|| session.output_fingerprint(&output_challenge));
+        output_fingerprint.push(time);
+        outputs = outputs.wrapping_add(result?);
+    }
+    let output_check = MaskCheck { challenge: output_challenge, contributions: outputs };
+    let mut sum_check = Vec::with_capacity(parties);
+    for session in &sessions {
+        let (words, time) = timed(|| session.check_sum(&sum, &output_check));
+        sum_check.push(time);
+        ensure!(words? == sum.words(), "a party's checked sum differs from the aggregator's");
+    }
     let mut expected = vec![0i64; values];
     for update in &updates {
         for (sum, v) in expected.iter_mut().zip(codec.decode_sum_integers(update, 1)?) {
@@ -178,6 +207,9 @@ fn measure(values: usize, parties: usize, seed: u64) -> Result<CryptoBenchReport
         aggregate: aggregate_time,
         decryption_share: median(decryption),
         combine_decode,
+        output_fingerprint: median(output_fingerprint),
+        sum_check: median(sum_check),
+        sum_bytes,
         ciphertext_bytes,
         share_bytes,
         masks_bytes,
@@ -201,9 +233,12 @@ impl CryptoBenchReport {
             ("fingerprint of own masks (per party)", ms(self.fingerprint)),
             ("mask check + decryption share (per party)", ms(self.decryption_share)),
             ("combine + decode (aggregator)", ms(self.combine_decode)),
+            ("fingerprint of own bodies − share (per party)", ms(self.output_fingerprint)),
+            ("check of the decrypted sum (per party)", ms(self.sum_check)),
             ("ciphertext on the wire (per party)", per_value(self.ciphertext_bytes)),
             ("aggregate masks on the wire (to each party)", per_value(self.masks_bytes)),
             ("decryption share on the wire (per party)", per_value(self.share_bytes)),
+            ("decrypted sum on the wire (to each party)", per_value(self.sum_bytes)),
         ];
         for (name, value) in rows {
             out.push_str(&format!("{name:<44}{value}\n"));

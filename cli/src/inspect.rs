@@ -1,24 +1,63 @@
-//! `fedcare inspect`: a human-readable summary of a model file.
+//! `fedcare inspect`: a human-readable summary of a model file, and a check of its endorsements.
 //!
 //! Reads at most the model file's size limit and refuses anything that is not a valid model
-//! file with the decoder's own error.
+//! file with the decoder's own error. A file the federation wrote carries the hospitals' signed
+//! endorsements of exactly its contents: each is shown (hospital, key fingerprint, session) and
+//! checked (the signature, the digest of this file); a file whose endorsements do not hold is
+//! reported and the command fails. With `--members` the signers must also be the ones a roster
+//! pins (a `members.toml`, or a hospital's `[consortium]` members).
 
 use core::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use fedcare_core::ModelFile;
+use fedcare_federation::config::Consortium;
+use fedcare_federation::transcript::endorsements;
 
 /// `fedcare inspect`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The model file (written by fedcare).
     model: PathBuf,
+    /// A roster to check the endorsing hospitals against: a `members.toml` (name = "sha256:…"
+    /// lines, as `fedcare certs` writes), or a hospital's `hospital.toml` (its
+    /// `[consortium.members]`).
+    #[arg(long)]
+    members: Option<PathBuf>,
+    /// Only describe the file: do not fail when it carries no endorsements (a file from
+    /// `fedcare synth`, or one written before endorsements existed).
+    #[arg(long)]
+    unendorsed: bool,
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
     let model = fedcare_data::predict::read_model_file(&args.model)?;
     print!("{}", describe(&model));
+    if model.endorsements.is_empty() && args.unendorsed {
+        println!("endorsed:   no");
+        return Ok(());
+    }
+    let roster = args.members.as_deref().map(Consortium::load_roster).transpose()?;
+    let statements = endorsements(&model)
+        .with_context(|| format!("{} is not what the federation endorsed", args.model.display()))?;
+    let first = &statements[0].1;
+    println!(
+        "endorsed:   by {} hospitals, federation {:?}, session {} ({}): signatures and file digest verified",
+        statements.len(),
+        first.federation_id,
+        first.session,
+        first.kind
+    );
+    for (signed, _) in &statements {
+        println!("  {:<24} {}", signed.signer.as_str(), signed.public_key.fingerprint());
+        if let Some(roster) = &roster {
+            roster.check(signed).with_context(|| format!("{}: an endorsement off the roster", args.model.display()))?;
+        }
+    }
+    if roster.is_some() {
+        println!("roster:     every endorsing hospital is on it with its pinned key");
+    }
     Ok(())
 }
 

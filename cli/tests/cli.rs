@@ -26,6 +26,30 @@ fn an_empty_hidden_list_simulates_logistic_regression() {
     assert!(description.contains("logistic regression 257-1"), "{description}");
     assert!(description.contains("parameters: 258"), "{description}");
     assert!(description.contains("scaling:    9 numeric inputs"), "{description}");
+    assert!(description.contains("endorsed:   by 2 hospitals"), "{description}");
+    // The endorsing hospitals and their keys, as a roster: checked; with one key changed: refused.
+    let members: String = description
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ")?.split_once(" sha256:"))
+        .map(|(name, pin)| format!("{} = \"sha256:{pin}\"\n", name.trim()))
+        .collect();
+    std::fs::write(dir.path().join("members.toml"), &members).unwrap();
+    let roster = fedcare(&["inspect", "lr/model.bin", "--members", "members.toml"], dir.path());
+    assert!(text(&roster).contains("every endorsing hospital is on it"), "{}\n{members}", text(&roster));
+    let first_pin = members.find("sha256:").unwrap() + 7;
+    let mut wrong = members.clone();
+    wrong.replace_range(first_pin..first_pin + 1, if &members[first_pin..first_pin + 1] == "0" { "1" } else { "0" });
+    std::fs::write(dir.path().join("members.toml"), &wrong).unwrap();
+    let roster = fedcare(&["inspect", "lr/model.bin", "--members", "members.toml"], dir.path());
+    assert!(!roster.status.success() && text(&roster).contains("the roster pins"), "{}", text(&roster));
+    // One byte of one parameter changed (the checksum made to fit): inspect says so and fails.
+    let mut model =
+        fedcare_core::ModelFile::from_bytes(&std::fs::read(dir.path().join("lr/model.bin")).unwrap()).unwrap();
+    model.params[3] = -model.params[3] + 1.0;
+    std::fs::write(dir.path().join("tampered.bin"), model.to_bytes().unwrap()).unwrap();
+    let tampered = fedcare(&["inspect", "tampered.bin"], dir.path());
+    assert!(!tampered.status.success(), "{}", text(&tampered));
+    assert!(text(&tampered).contains("endorsed another model file"), "{}", text(&tampered));
 
     let zero = fedcare(&["simulate", "--hidden", "0"], dir.path());
     assert!(!zero.status.success());

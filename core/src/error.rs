@@ -32,6 +32,9 @@ pub enum Error {
         /// Its value.
         value: f64,
     },
+    /// A server optimizer state made for another rule than the agreed one.
+    #[error("the server optimizer state is for another rule than the federation's")]
+    ServerRuleMismatch,
     /// A codec setting is out of its range.
     #[error("codec setting {name} = {value} is out of range")]
     InvalidCodec {

@@ -105,6 +105,27 @@ impl ServerOptimizer {
         Ok(Self { config, first: vec![0.0; moments], second: vec![0.0; moments] })
     }
 
+    /// Refuses a state (from another party) that is not for `config` and `len` parameters: the
+    /// rule a federation agreed on must be the one applied.
+    pub fn check(&self, config: ServerOptimizerConfig, len: usize) -> Result<()> {
+        if self.config != config {
+            return Err(Error::ServerRuleMismatch);
+        }
+        let moments = match config {
+            ServerOptimizerConfig::FedAdam { .. } => len,
+            ServerOptimizerConfig::FedAvg { .. } => 0,
+        };
+        for state in [&self.first, &self.second] {
+            if state.len() != moments {
+                return Err(Error::ParamLength { expected: moments, got: state.len() });
+            }
+        }
+        if let Some(index) = self.first.iter().chain(&self.second).position(|v| !v.is_finite()) {
+            return Err(Error::NonFiniteValue { index });
+        }
+        Ok(())
+    }
+
     /// Applies one round's mean update to the global parameters.
     pub fn apply(&mut self, global: &mut [f32], mean_update: &[f32]) -> Result<()> {
         if mean_update.len() != global.len() {

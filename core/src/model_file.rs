@@ -3,8 +3,13 @@
 //! categorical inputs were one-hot over.
 //!
 //! It travels in the [`crate::envelope`] with magic `b"FEDCMODL"`; the payload is the postcard
-//! encoding of [`ModelFile`] (format 3: spec, parameters, schema id, metrics, the feature scaling
-//! and the top_k buckets; version 2 had no buckets and version 1 no scaling: both are refused).
+//! encoding of [`ModelFile`] (format 4: spec, parameters, schema id, metrics, the feature scaling,
+//! the top_k buckets and the hospitals' endorsements; format 3, the same without endorsements,
+//! still reads; version 2 had no buckets and version 1 no scaling: both are refused).
+//!
+//! The endorsements are opaque here: `fedcare-federation` fills them with the hospitals' signed
+//! statements over a digest of [`ModelFile::endorsed_bytes`] (the file's bytes with no endorsements), and
+//! `fedcare inspect` checks them.
 //!
 //! Decoding never panics and never trusts the file: the envelope's checks come first (size
 //! limit, magic, version, length, checksum), then the payload is decoded and the spec must be
@@ -24,7 +29,9 @@ use crate::{Error, Result};
 /// First bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"FEDCMODL";
 /// The format version this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
+/// The previous format, without endorsements (still read).
+const FORMAT_V3: Format = Format { magic: MAGIC, version: 3, name: "model file" };
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = crate::envelope::HEADER_LEN;
 /// The model file's envelope.
@@ -50,6 +57,20 @@ pub struct ModelFile {
     /// for, in slot order (empty when the schema has no `top_k` column). The bucket function and
     /// the column shapes are the schema's; `fedcare predict` checks them against it.
     pub category_buckets: Vec<Vec<u32>>,
+    /// Signed statements over a digest of [`Self::endorsed_bytes`] by the parties that computed this file,
+    /// in `fedcare-federation`'s relayed-bundle form (empty: not endorsed).
+    pub endorsements: Vec<u8>,
+}
+
+/// Format 3's payload: a model file without endorsements.
+#[derive(Deserialize)]
+struct ModelFileV3 {
+    spec: ModelSpec,
+    params: Vec<f32>,
+    schema_id: String,
+    metrics: BTreeMap<String, f64>,
+    feature_scaling: Vec<ColumnStats>,
+    category_buckets: Vec<Vec<u32>>,
 }
 
 impl ModelFile {
@@ -62,6 +83,7 @@ impl ModelFile {
             metrics: BTreeMap::new(),
             feature_scaling: Vec::new(),
             category_buckets: Vec::new(),
+            endorsements: Vec::new(),
         };
         file.validate()?;
         Ok(file)
@@ -105,14 +127,38 @@ impl ModelFile {
         Self::from_bytes_with_limit(bytes, DEFAULT_SIZE_LIMIT)
     }
 
-    /// Decodes a file of at most `limit` bytes.
+    /// Decodes a file of at most `limit` bytes (format 4, or 3 read without endorsements).
     pub fn from_bytes_with_limit(bytes: &[u8], limit: usize) -> Result<Self> {
-        let payload = FORMAT.open(bytes, limit)?;
-        let (file, rest): (Self, &[u8]) = postcard::take_from_bytes(payload).map_err(Error::Malformed)?;
-        if !rest.is_empty() {
-            return Err(Error::TrailingBytes { count: rest.len() });
-        }
+        let version_3 = bytes.len() >= HEADER_LEN && bytes[8..10] == FORMAT_V3.version.to_le_bytes();
+        let file = if version_3 {
+            let old: ModelFileV3 = whole(FORMAT_V3.open(bytes, limit)?)?;
+            Self {
+                spec: old.spec,
+                params: old.params,
+                schema_id: old.schema_id,
+                metrics: old.metrics,
+                feature_scaling: old.feature_scaling,
+                category_buckets: old.category_buckets,
+                endorsements: Vec::new(),
+            }
+        } else {
+            whole(FORMAT.open(bytes, limit)?)?
+        };
         file.validate()?;
         Ok(file)
     }
+
+    /// The file's bytes with no endorsements: what the endorsing parties sign a digest of.
+    pub fn endorsed_bytes(&self) -> Result<Vec<u8>> {
+        Self { endorsements: Vec::new(), ..self.clone() }.to_bytes()
+    }
+}
+
+/// The value a payload encodes, refusing trailing bytes.
+fn whole<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T> {
+    let (value, rest): (T, &[u8]) = postcard::take_from_bytes(payload).map_err(Error::Malformed)?;
+    if !rest.is_empty() {
+        return Err(Error::TrailingBytes { count: rest.len() });
+    }
+    Ok(value)
 }

@@ -29,13 +29,35 @@ fn a_model_file_round_trips_bit_for_bit() {
 
 #[test]
 fn a_version_2_file_without_top_k_buckets_is_refused() {
-    assert_eq!(FORMAT_VERSION, 3);
+    assert_eq!(FORMAT_VERSION, 4);
     let mut bytes = sample().to_bytes().unwrap();
     bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
     assert_eq!(
         ModelFile::from_bytes(&bytes),
-        Err(Error::UnsupportedVersion { format: "model file", found: 2, supported: 3 })
+        Err(Error::UnsupportedVersion { format: "model file", found: 2, supported: 4 })
     );
+}
+
+#[test]
+fn a_version_3_file_reads_without_endorsements_and_endorsements_round_trip() {
+    let mut file = sample();
+    // Format 3's payload is format 4's without the trailing endorsements (an empty one is the
+    // single byte 0).
+    let v4 = file.to_bytes().unwrap();
+    let payload = &v4[HEADER_LEN..v4.len() - 1];
+    let mut v3 = b"FEDCMODL".to_vec();
+    v3.extend_from_slice(&3u16.to_le_bytes());
+    v3.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    v3.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    v3.extend_from_slice(payload);
+    assert_eq!(ModelFile::from_bytes(&v3).unwrap(), file);
+
+    let unsigned = file.endorsed_bytes().unwrap();
+    file.endorsements = vec![1, 2, 3];
+    let signed = file.to_bytes().unwrap();
+    assert_eq!(ModelFile::from_bytes(&signed).unwrap().endorsements, [1, 2, 3]);
+    assert_eq!(file.endorsed_bytes().unwrap(), unsigned, "endorsements do not change what they endorse");
+    assert_ne!(signed, unsigned);
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! masks ([`AggregateMasks`], with the contributors, the carries and a digest binding them); each
 //! returns a [`DecryptionShare`] made for exactly that digest; [`Aggregate::combine`] subtracts
 //! all of them from the summed bodies and rounds to `Δ`: the exact sum of the plaintext words.
+//! [`Aggregate::decrypted`] keeps the unrounded phases with their integer lifts instead
+//! ([`DecryptedSum`]), for parties that check the output before they accept it.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +32,8 @@ pub struct AggregateBuilder {
     sum: Vec<u64>,
     /// Per mask coefficient, how often its integer sum passed 2^64.
     carries: Vec<u8>,
+    /// The same for every body (what the output check of [`DecryptedSum`] needs).
+    body_carries: Vec<u8>,
     contributors: BTreeMap<PartyId, ContributionHash>,
 }
 
@@ -44,6 +48,7 @@ impl AggregateBuilder {
             len,
             sum: vec![0; size],
             carries: vec![0; size - len],
+            body_carries: vec![0; len],
             contributors: BTreeMap::new(),
         }
     }
@@ -78,6 +83,9 @@ impl AggregateBuilder {
             *carry += u8::from(sum < mask);
         }
         slice_wrapping_add_assign(sum_bodies, bodies);
+        for ((carry, &sum), &body) in self.body_carries.iter_mut().zip(sum_bodies.iter()).zip(bodies) {
+            *carry += u8::from(sum < body);
+        }
         self.contributors.insert(party, hash);
         Ok(hash)
     }
@@ -107,7 +115,7 @@ impl AggregateBuilder {
             self.carries,
         );
         let bodies = self.sum[self.sum.len() - self.len..].to_vec();
-        Ok(Aggregate { params: self.params, masks, bodies })
+        Ok(Aggregate { params: self.params, masks, bodies, body_carries: self.body_carries })
     }
 }
 
@@ -214,6 +222,8 @@ pub struct Aggregate {
     params: ThresholdParams,
     masks: AggregateMasks,
     bodies: Vec<u64>,
+    /// Per body, `⌊Σ_j body_j / 2^64⌋` over the integers.
+    body_carries: Vec<u8>,
 }
 
 impl Aggregate {
@@ -228,6 +238,14 @@ impl Aggregate {
     /// Refuses a missing, duplicate, foreign (another aggregate, round or parameter set) or
     /// wrongly sized share.
     pub fn combine(&self, shares: &[DecryptionShare]) -> Result<Vec<u64>, CryptoError> {
+        Ok(self.decode_phases(self.every_share(shares)?.into_values()))
+    }
+
+    /// The shares by party, each checked ([`Self::check_share`]), one from every contributor.
+    fn every_share<'a>(
+        &self,
+        shares: &'a [DecryptionShare],
+    ) -> Result<BTreeMap<&'a PartyId, &'a DecryptionShare>, CryptoError> {
         let mut seen: BTreeMap<&PartyId, &DecryptionShare> = BTreeMap::new();
         for share in shares {
             self.check_share(share)?;
@@ -238,7 +256,33 @@ impl Aggregate {
         if let Some((missing, _)) = self.masks.contributors.iter().find(|(p, _)| !seen.contains_key(p)) {
             return Err(CryptoError::MissingShare(missing.clone()));
         }
-        Ok(self.decode_phases(seen.into_values()))
+        Ok(seen)
+    }
+
+    /// Subtracts every contributor's decryption share from the summed bodies, keeping the
+    /// phases unrounded with the integer lift of each: what every party checks against the
+    /// contributors' signed fingerprints before it accepts the sum ([`DecryptedSum`]). Refuses
+    /// the shares [`Self::combine`] refuses.
+    pub fn decrypted(&self, shares: &[DecryptionShare]) -> Result<DecryptedSum, CryptoError> {
+        let seen = self.every_share(shares)?;
+        let mut phases = self.bodies.clone();
+        // At most 64 contributors: the lift `carries − borrows` stays within [−64, 63].
+        let mut lifts: Vec<i8> = self.body_carries.iter().map(|&c| c as i8).collect();
+        for share in seen.values() {
+            for ((phase, lift), &d) in phases.iter_mut().zip(lifts.iter_mut()).zip(&share.partial) {
+                let (difference, borrow) = phase.overflowing_sub(d);
+                *phase = difference;
+                *lift -= i8::from(borrow);
+            }
+        }
+        Ok(DecryptedSum::new(
+            self.params,
+            self.masks.crs,
+            self.masks.digest,
+            self.masks.contributors.len(),
+            phases,
+            lifts,
+        ))
     }
 
     /// Refuses a share of another parameter set, round or aggregate, from a party that did not
@@ -270,5 +314,75 @@ impl Aggregate {
             phases.iter_mut().zip(&share.partial).for_each(|(x, &d)| *x = x.wrapping_sub(d));
         }
         phases.into_iter().map(|x| self.params.delta.round(x)).collect()
+    }
+}
+
+/// An aggregate after decryption, before rounding: per value the phase
+/// `Σ_j body_j − Σ_j share_j mod 2^64` and its integer lift (`Σ_j (body_j − share_j) =
+/// phase + lift·2^64` over the integers). Every party gets it and checks it against the
+/// contributors' signed fingerprints of `body_j − share_j` ([`crate::check`]): only then does
+/// it round it into the sum ([`Self::words`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecryptedSum {
+    pub(crate) params: ThresholdParams,
+    pub(crate) crs: Crs,
+    pub(crate) aggregate_digest: [u8; 32],
+    pub(crate) contributors: usize,
+    pub(crate) phases: Vec<u64>,
+    pub(crate) lifts: Vec<i8>,
+    pub(crate) digest: [u8; 32],
+}
+
+impl DecryptedSum {
+    pub(crate) fn new(
+        params: ThresholdParams,
+        crs: Crs,
+        aggregate_digest: [u8; 32],
+        contributors: usize,
+        phases: Vec<u64>,
+        lifts: Vec<i8>,
+    ) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"fedcare/decrypted-sum/v1");
+        hasher.update(&params.id.to_le_bytes());
+        hasher.update(&crs.0.to_le_bytes());
+        hasher.update(&aggregate_digest);
+        hasher.update(&(contributors as u64).to_le_bytes());
+        hasher.update(&(phases.len() as u64).to_le_bytes());
+        hash_words(&mut hasher, &phases);
+        hasher.update(bytemuck::cast_slice(&lifts));
+        Self { params, crs, aggregate_digest, contributors, phases, lifts, digest: *hasher.finalize().as_bytes() }
+    }
+
+    /// The fingerprint of the integer lift under `challenge`: equal to the sum of the
+    /// contributors' fingerprints of `body_j − share_j` exactly when the sum is theirs.
+    pub fn lifted_fingerprint(&self, challenge: &Challenge) -> MaskFingerprint {
+        challenge.signed_lifted_fingerprint(&self.phases, &self.lifts)
+    }
+
+    /// The rounded plaintext words (what [`Aggregate::combine`] returns). Only meaningful once
+    /// checked ([`crate::PartySession::check_sum`]).
+    pub fn words(&self) -> Vec<u64> {
+        self.phases.iter().map(|&x| self.params.delta.round(x)).collect()
+    }
+
+    /// The digest every party commits to before the output challenge is drawn.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    /// The digest of the aggregate it decrypts.
+    pub fn aggregate_digest(&self) -> [u8; 32] {
+        self.aggregate_digest
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.phases.len()
+    }
+
+    /// Whether it holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.phases.is_empty()
     }
 }

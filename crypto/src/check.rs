@@ -35,6 +35,19 @@
 //! aggregator's carries are exact, so its check always passes.) [`CHALLENGES`] challenges give
 //! `2^(-64·CHALLENGES)`.
 //!
+//! # The same check on the output
+//! After decryption the aggregator sends every party the unrounded decrypted sum
+//! ([`crate::DecryptedSum`]): per value the phase `P = Σ_j body_j − Σ_j share_j mod 2^64` and
+//! its signed lift `κ` (`Σ_j (body_j − share_j) = P + κ·2^64` over the integers, `|κ| ≤ 64`).
+//! Each party `j` signs `⟨body_j − share_j, ρ'⟩` (over the integers: it knows both) for a second
+//! challenge `ρ'` fixed after the aggregator committed to `(P, κ)`, and every party checks
+//! `⟨P + κ·2^64, ρ'⟩ ≡ Σ_j ⟨body_j − share_j, ρ'⟩ (mod 2^128)`. The argument above applies
+//! word for word: a sum that differs from the true one modulo `2^64` anywhere (the only part
+//! rounding uses) passes with probability at most `2^-64`, so the aggregator cannot hand out
+//! another model or other metrics than the shares decrypt. The challenge must come *after* the
+//! commitment: with `ρ'` known, a short vector `δ` with `⟨δ, ρ'⟩ ≡ 0` in three coordinates is a
+//! small lattice reduction away.
+//!
 //! The challenge must be unpredictable to the aggregator when it chooses `(A, c)`: the caller
 //! derives its seed from the aggregate's digest and fresh randomness of every party, revealed
 //! only after the digest is fixed (`fedcare-federation` does). One pass over the masks with a
@@ -130,6 +143,33 @@ impl Challenge {
             self.for_each_coefficient(k, words.len(), |t, rho| {
                 let lifted = u128::from(words[t]) | (u128::from(carries[t]) << 64);
                 *sum = sum.wrapping_add(lifted.wrapping_mul(rho));
+            });
+        }
+        MaskFingerprint(out)
+    }
+
+    /// `⟨words + lifts·2^64, ρ⟩ mod 2^128` with signed lifts: the fingerprint of a decrypted
+    /// sum's integer lift ([`crate::DecryptedSum`]).
+    pub fn signed_lifted_fingerprint(&self, words: &[u64], lifts: &[i8]) -> MaskFingerprint {
+        let mut out = [0u128; CHALLENGES];
+        for (k, sum) in out.iter_mut().enumerate() {
+            self.for_each_coefficient(k, words.len(), |t, rho| {
+                let lifted = u128::from(words[t]).wrapping_add((i128::from(lifts[t]) as u128) << 64);
+                *sum = sum.wrapping_add(lifted.wrapping_mul(rho));
+            });
+        }
+        MaskFingerprint(out)
+    }
+
+    /// `⟨a − b, ρ⟩ mod 2^128`, the words read as integers in `[0, 2^64)` and the difference
+    /// taken over the integers: a party's fingerprint of its body minus its decryption share.
+    /// `b` must be as long as `a`.
+    pub fn difference_fingerprint(&self, a: &[u64], b: &[u64]) -> MaskFingerprint {
+        let mut out = [0u128; CHALLENGES];
+        for (k, sum) in out.iter_mut().enumerate() {
+            self.for_each_coefficient(k, a.len(), |t, rho| {
+                let difference = u128::from(a[t]).wrapping_sub(u128::from(b[t]));
+                *sum = sum.wrapping_add(difference.wrapping_mul(rho));
             });
         }
         MaskFingerprint(out)

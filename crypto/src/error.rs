@@ -169,6 +169,14 @@ pub enum CryptoError {
         "the aggregate masks are not the sum of the contributions' masks (their fingerprints differ): refusing to decrypt"
     )]
     ForgedMasks,
+    /// The decrypted sum is not what the contributions and decryption shares give.
+    #[error(
+        "the decrypted sum is not the contributions' bodies minus the decryption shares (their fingerprints differ): refusing the result"
+    )]
+    ForgedSum,
+    /// An output check before this party made its decryption share.
+    #[error("this party has not made its decryption share of this round")]
+    OwnShareMissing,
     /// Decoding the combined plaintext failed (a corrupted or incomplete aggregate).
     #[error("the combined plaintext does not decode: {0}")]
     Decode(#[from] fedcare_core::Error),

@@ -10,7 +10,7 @@
 //!   adds ciphertexts and combines decryption shares. What a party checks itself here: the
 //!   collective key it encrypts under is the sum of the relayed shares with its own among them
 //!   ([`PartySession::collective_key`]), and the masks it decrypts are exactly the sum of the
-//!   contributions' masks ([`check`]). Binding those messages to one signed round transcript
+//!   contributions' masks ([`check`]), and so is the decrypted sum it accepts. Binding those messages to one signed round transcript
 //!   is `fedcare-federation`'s part.
 //! - N-of-N: the collective secret key is the sum of every party's share, so any coalition short
 //!   of *all* contributors — the aggregator included — cannot decrypt one party's ciphertext.
@@ -61,7 +61,7 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Aggregate, AggregateBuilder, AggregateMasks, DecryptionShare};
+pub use aggregate::{Aggregate, AggregateBuilder, AggregateMasks, DecryptedSum, DecryptionShare};
 pub use check::{Challenge, MaskCheck, MaskFingerprint};
 pub use ciphertext::{Ciphertext, ContributionHash};
 pub use error::CryptoError;

@@ -12,14 +12,17 @@
 //!   contribution (by hash), whose contributors are exactly the key holders it encrypted for
 //!   (nobody omitted, nobody added), that has at least `min_parties` contributors, and whose
 //!   masks pass the [`crate::check`] against the contributors' own fingerprints: exactly their
-//!   sum, not one party's mask nor a sum with one coefficient changed.
+//!   sum, not one party's mask nor a sum with one coefficient changed;
+//! - it accepts a decrypted sum only for the aggregate it made its share for and only when the
+//!   sum passes the same kind of check against the contributors' fingerprints of body minus
+//!   share ([`PartySession::check_sum`]): the aggregator cannot hand out another result.
 
 use tfhe::core_crypto::algorithms::slice_algorithms::slice_binary_semi_reverse_negacyclic_convolution;
 use tfhe::core_crypto::commons::math::random::{RandomGenerator, Seed};
 use tfhe::core_crypto::prelude::{DefaultRandomGenerator, TUniform};
 
 use super::CryptoError;
-use super::aggregate::{AggregateMasks, DecryptionShare};
+use super::aggregate::{AggregateMasks, DecryptedSum, DecryptionShare};
 use super::check::{Challenge, MaskCheck, MaskFingerprint};
 use super::ciphertext::{Ciphertext, ContributionHash, encrypt};
 use super::keys::{CollectivePublicKey, Crs, KeyShareCollector, PartyId, PublicKeyShare, SecretKeyShare};
@@ -54,6 +57,8 @@ pub struct PartySession {
     key: Option<CollectivePublicKey>,
     /// This party's contribution: what it encrypted for and its masks.
     pub(super) contribution: Option<Contribution>,
+    /// This party's decryption share: of which aggregate, and its values.
+    decryption: Option<(AggregateMasks, Vec<u64>)>,
 }
 
 /// What a party remembers of its own contribution.
@@ -62,6 +67,8 @@ pub(super) struct Contribution {
     pub(super) hash: ContributionHash,
     pub(super) key_holders: Vec<PartyId>,
     pub(super) masks: Vec<u64>,
+    /// Its ciphertext's bodies (what the output check needs).
+    pub(super) bodies: Vec<u64>,
 }
 
 impl PartySession {
@@ -87,6 +94,7 @@ impl PartySession {
             own_share: share.clone(),
             key: None,
             contribution: None,
+            decryption: None,
         };
         Ok((session, share))
     }
@@ -130,8 +138,13 @@ impl PartySession {
             return Err(CryptoError::AlreadyContributed);
         }
         let ciphertext = encrypt(&self.params, self.crs, &key.expand(&self.params), words)?;
-        let masks = ciphertext.data[..ciphertext.data.len() - ciphertext.len].to_vec();
-        self.contribution = Some(Contribution { hash: ciphertext.hash(), key_holders: key.parties.clone(), masks });
+        let (masks, bodies) = ciphertext.data.split_at(ciphertext.data.len() - ciphertext.len);
+        self.contribution = Some(Contribution {
+            hash: ciphertext.hash(),
+            key_holders: key.parties.clone(),
+            masks: masks.to_vec(),
+            bodies: bodies.to_vec(),
+        });
         Ok(ciphertext)
     }
 
@@ -187,6 +200,7 @@ impl PartySession {
         smudging.fill_slice_with_random_from_distribution(&mut partial, TUniform::<u64>::new(budget.smudging.0));
         add_mask_products(&mut partial, &aggregate.masks, secret.coefficients());
         drop(secret);
+        self.decryption = Some((aggregate.clone(), partial.clone()));
         Ok(DecryptionShare {
             params_id: self.params.id,
             crs: self.crs,
@@ -194,5 +208,38 @@ impl PartySession {
             aggregate_digest: aggregate.digest,
             partial,
         })
+    }
+
+    /// This party's fingerprint of its ciphertext's bodies minus its decryption share under
+    /// `challenge` (to sign and publish: every party checks the decrypted sum against the sum of
+    /// all of them, [`crate::check`]).
+    pub fn output_fingerprint(&self, challenge: &Challenge) -> Result<MaskFingerprint, CryptoError> {
+        let contribution = self.contribution.as_ref().ok_or(CryptoError::OwnContributionMissing)?;
+        let (_, partial) = self.decryption.as_ref().ok_or(CryptoError::OwnShareMissing)?;
+        Ok(challenge.difference_fingerprint(&contribution.bodies, partial))
+    }
+
+    /// The plaintext words of `sum`, once checked: it decrypts the aggregate this party made its
+    /// share for, and its lift's fingerprint under `check`'s challenge equals the sum of the
+    /// contributors' signed output fingerprints; anything else is refused
+    /// ([`CryptoError::ForgedSum`]).
+    pub fn check_sum(&self, sum: &DecryptedSum, check: &MaskCheck) -> Result<Vec<u64>, CryptoError> {
+        let (aggregate, _) = self.decryption.as_ref().ok_or(CryptoError::OwnShareMissing)?;
+        if sum.params.id != self.params.id {
+            return Err(CryptoError::WrongParams { expected: self.params.id, got: sum.params.id });
+        }
+        if sum.crs != self.crs {
+            return Err(CryptoError::WrongCrs);
+        }
+        if sum.aggregate_digest != aggregate.digest || sum.contributors != aggregate.contributors.len() {
+            return Err(CryptoError::ForeignAggregate(self.id.clone()));
+        }
+        if sum.len() != aggregate.len {
+            return Err(CryptoError::LengthMismatch { expected: aggregate.len, got: sum.len() });
+        }
+        if sum.lifted_fingerprint(&check.challenge) != check.contributions {
+            return Err(CryptoError::ForgedSum);
+        }
+        Ok(sum.words())
     }
 }

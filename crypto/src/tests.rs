@@ -464,3 +464,41 @@ mod hostile_bytes {
         }
     }
 }
+
+#[test]
+fn every_party_checks_the_decrypted_sum_and_refuses_a_forged_one() {
+    let (_, words) = encoded_updates(5, 20_000, 11);
+    let mut round = run_round(5, &words);
+    let masks = round.aggregate.masks().clone();
+    let shares = shares_of(&mut round.sessions, &masks);
+    let sum = round.aggregate.decrypted(&shares).unwrap();
+    assert_eq!(sum.words(), round.aggregate.combine(&shares).unwrap());
+    let bytes = sum.encode().unwrap();
+    let sum = DecryptedSum::decode(&bytes, &PARAMS_V1, &WireLimits::default()).unwrap();
+
+    let challenge = Challenge::new(*blake3::hash(b"output challenge").as_bytes());
+    let contributions = round
+        .sessions
+        .iter()
+        .map(|s| s.output_fingerprint(&challenge).unwrap())
+        .fold(MaskFingerprint::default(), MaskFingerprint::wrapping_add);
+    let check = MaskCheck { challenge, contributions };
+    for session in &round.sessions {
+        assert_eq!(session.check_sum(&sum, &check).unwrap(), sum.words());
+    }
+    // A changed result: one value moved by one unit of Δ (another model), its top bit flipped,
+    // one party's share left out (its update in the clear is not what the others accept).
+    let forge = |t: usize, delta: u64| {
+        let mut phases = sum.phases.clone();
+        phases[t] = phases[t].wrapping_add(delta);
+        DecryptedSum::new(sum.params, sum.crs, sum.aggregate_digest, sum.contributors, phases, sum.lifts.clone())
+    };
+    for forged in [forge(0, 1 << 34), forge(19_999, 1 << 63), forge(7, 1)] {
+        assert_eq!(round.sessions[2].check_sum(&forged, &check), Err(CryptoError::ForgedSum));
+    }
+    let mut other = sum.clone();
+    other.aggregate_digest = [9; 32];
+    assert_eq!(round.sessions[0].check_sum(&other, &check), Err(CryptoError::ForeignAggregate(party(0))));
+    let short = &bytes[..bytes.len() - 1];
+    assert!(DecryptedSum::decode(short, &PARAMS_V1, &WireLimits::default()).is_err());
+}

@@ -20,7 +20,7 @@
 use fedcare_core::envelope::Format;
 
 use super::CryptoError;
-use super::aggregate::{AggregateMasks, DecryptionShare};
+use super::aggregate::{AggregateMasks, DecryptedSum, DecryptionShare};
 use super::ciphertext::{Ciphertext, ContributionHash, le_bytes};
 use super::keys::{CollectivePublicKey, Crs, MAX_PARTY_ID_LEN, PartyId, PublicKeyShare};
 use super::params::ThresholdParams;
@@ -330,5 +330,46 @@ impl WireMessage for DecryptionShare {
         let partial = r.words(len)?;
         r.finish()?;
         Ok(Self { params_id: params.id, crs, party, aggregate_digest, partial })
+    }
+}
+
+impl WireMessage for DecryptedSum {
+    const KIND: u8 = 6;
+    const NAME: &'static str = "decrypted sum";
+
+    fn encode(&self) -> Result<Vec<u8>, CryptoError> {
+        Writer::seal::<Self>(self.params.id, 16 + 32 + 2 + 8 + self.phases.len() * 9, |w| {
+            w.crs(self.crs);
+            w.bytes(&self.aggregate_digest);
+            // At most max_parties (64) contributors.
+            w.u16(self.contributors as u16);
+            w.u64(self.phases.len() as u64);
+            w.words(&self.phases);
+            w.bytes(bytemuck::cast_slice(&self.lifts));
+        })
+    }
+
+    fn decode(bytes: &[u8], params: &ThresholdParams, limits: &WireLimits) -> Result<Self, CryptoError> {
+        let mut r = Reader::open::<Self>(bytes, params, limit_for(limits.max_values, params))?;
+        let crs = r.crs()?;
+        let aggregate_digest = r.array()?;
+        let contributors = r.u16()? as usize;
+        if contributors == 0 || contributors > params.max_parties.0 {
+            return Err(CryptoError::PartyCount {
+                parties: contributors,
+                max: params.max_parties.0,
+                params: params.name,
+            });
+        }
+        let len = r.value_count(limits)?;
+        let phases = r.words(len)?;
+        let lifts: Vec<i8> = bytemuck::cast_slice(r.take(len)?).to_vec();
+        // Σ_j (body_j − share_j) lies in (−N·2^64, N·2^64).
+        let bound = contributors as i32;
+        if lifts.iter().any(|&l| !(-bound..bound).contains(&i32::from(l))) {
+            return Err(CryptoError::Malformed("a lift larger than the contributors allow"));
+        }
+        r.finish()?;
+        Ok(Self::new(*params, crs, aggregate_digest, contributors, phases, lifts))
     }
 }

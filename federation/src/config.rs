@@ -600,6 +600,24 @@ impl Consortium {
         signed.verify()
     }
 
+    /// A roster from a file: a `members.toml` (`name = "sha256:…"` lines, as `fedcare certs`
+    /// writes it) or a hospital's configuration (its `[consortium]`).
+    pub fn load_roster(path: &Path) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct WithConsortium {
+            consortium: Consortium,
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| FederationError::Read { path: path.to_path_buf(), source })?;
+        if let Ok(hospital) = toml::from_str::<WithConsortium>(&text) {
+            return Ok(hospital.consortium);
+        }
+        toml::from_str(&text).map(Self::new).map_err(|e| FederationError::ConfigFile {
+            path: path.to_path_buf(),
+            message: format!("neither a members.toml nor a hospital configuration with [consortium]: {e}"),
+        })
+    }
+
     /// The fewest hospitals this hospital accepts in a federation that asks for `federation_min`.
     pub fn min_participants(&self, federation_min: usize) -> usize {
         self.min_hospitals.max(federation_min).max(2)

@@ -3,7 +3,9 @@
 //! out of range) and refused with a [`ProtocolError`] that names the field; nothing unknown is
 //! mapped to a default silently.
 
-use fedcare_core::{CodecConfig, ModelSpec, OptimizerConfig, TopKShape, TrainConfig};
+use fedcare_core::{
+    CodecConfig, ModelSpec, OptimizerConfig, ServerOptimizer, ServerOptimizerConfig, TopKShape, TrainConfig,
+};
 use fedcare_crypto::{Crs, PARAMS_V1};
 use fedcare_proto::v1;
 
@@ -59,6 +61,9 @@ pub fn task_kind_to_proto(kind: TaskKind) -> v1::TaskKind {
         TaskKind::Challenge => v1::TaskKind::Challenge,
         TaskKind::Prove => v1::TaskKind::Prove,
         TaskKind::Decrypt => v1::TaskKind::Decrypt,
+        TaskKind::Result => v1::TaskKind::Result,
+        TaskKind::Attest => v1::TaskKind::Attest,
+        TaskKind::Accept => v1::TaskKind::Accept,
         TaskKind::Done => v1::TaskKind::Done,
         TaskKind::Failed => v1::TaskKind::Failed,
     }
@@ -73,6 +78,9 @@ fn task_kind_from_proto(value: i32) -> Result<TaskKind, ProtocolError> {
         Ok(v1::TaskKind::Challenge) => TaskKind::Challenge,
         Ok(v1::TaskKind::Prove) => TaskKind::Prove,
         Ok(v1::TaskKind::Decrypt) => TaskKind::Decrypt,
+        Ok(v1::TaskKind::Result) => TaskKind::Result,
+        Ok(v1::TaskKind::Attest) => TaskKind::Attest,
+        Ok(v1::TaskKind::Accept) => TaskKind::Accept,
         Ok(v1::TaskKind::Done) => TaskKind::Done,
         Ok(v1::TaskKind::Failed) => TaskKind::Failed,
         Ok(v1::TaskKind::Unspecified) | Err(_) => return Err(invalid("task kind", value, "a known task kind")),
@@ -230,6 +238,14 @@ pub fn federation_config(plan: &FederationPlan) -> v1::FederationConfig {
         test_fraction: t.test_fraction,
         numeric_features: config.numeric_features,
         top_k_columns: config.top_k.iter().map(|s| v1::TopKColumn { buckets: s.buckets, k: s.k }).collect(),
+        server_rule: Some(match plan.server {
+            ServerOptimizerConfig::FedAvg { lr } => {
+                v1::ServerRule { kind: v1::ServerRuleKind::FedAvg as i32, lr, ..Default::default() }
+            }
+            ServerOptimizerConfig::FedAdam { lr, beta1, beta2, tau } => {
+                v1::ServerRule { kind: v1::ServerRuleKind::FedAdam as i32, lr, beta1, beta2, tau }
+            }
+        }),
     }
 }
 
@@ -283,7 +299,20 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
     for shape in &top_k {
         shape.validate()?;
     }
+    let rule = config.server_rule.as_ref().ok_or_else(|| missing("server rule"))?;
+    let server = match v1::ServerRuleKind::try_from(rule.kind) {
+        Ok(v1::ServerRuleKind::FedAvg) => ServerOptimizerConfig::FedAvg { lr: rule.lr },
+        Ok(v1::ServerRuleKind::FedAdam) => {
+            ServerOptimizerConfig::FedAdam { lr: rule.lr, beta1: rule.beta1, beta2: rule.beta2, tau: rule.tau }
+        }
+        Ok(v1::ServerRuleKind::Unspecified) | Err(_) => {
+            return Err(invalid("server rule", rule.kind, "fedavg or fedadam"));
+        }
+    };
+    // Validates the hyperparameters.
+    ServerOptimizer::new(server, 0)?;
     Ok(FederationSettings {
+        server,
         federation_id: config.federation_id.clone(),
         layout: ContributionLayout {
             params: spec.param_count(),

@@ -385,6 +385,24 @@ pub enum TrustError {
         /// The step.
         step: &'static str,
     },
+    /// What the aggregator hands out is not what this hospital computed from the checked sum.
+    #[error("the aggregator's {what} is not the one this hospital computed from the checked sum of session {session}")]
+    OutputMismatch {
+        /// What differs (the global model, the server state, the public figures, the model file).
+        what: &'static str,
+        /// The session whose output this hospital checked.
+        session: crate::protocol::SessionId,
+    },
+    /// The aggregator refers to a state instead of sending it, and this hospital holds none
+    /// with that digest.
+    #[error("the aggregator refers to a federation state this hospital does not hold")]
+    UnknownState,
+    /// A model file whose endorsements do not show that the federation computed it.
+    #[error("the final model is not endorsed by the federation: {why}")]
+    NotEndorsed {
+        /// What is wrong with its endorsements.
+        why: String,
+    },
     /// The decryption ledger cannot be read or written.
     #[error("the decryption ledger {}: {why}", path.display())]
     Ledger {

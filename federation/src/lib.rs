@@ -6,7 +6,8 @@
 //! service as a thin shell around it ([`server`], node identity from one interceptor in
 //! [`identity`]); the hospital client ([`hospital`]); what the aggregator keeps on disk
 //! ([`persistence`]); mTLS ([`tls`]); configuration ([`config`]); chunked transfers
-//! ([`transfer`]); a hospital's protocol logic without I/O ([`participant`]), its signed
+//! ([`transfer`]); what a checked sum gives, computed alike on both sides ([`output`]); a
+//! hospital's protocol logic without I/O ([`participant`]), its signed
 //! statements ([`transcript`]) and identity keys ([`signing`]); and a whole federation on one
 //! machine ([`simulation`]).
 //!
@@ -18,7 +19,9 @@
 //!   relays ([`participant`]: its own roster and pinned keys, signed key shares it sums itself, a
 //!   signed round transcript all participants agree on, masks checked against signed
 //!   fingerprints, a durable ledger so that no round is decrypted twice) before it encrypts or
-//!   decrypts anything; what it signs is in [`transcript`], with keys of its own ([`signing`]).
+//!   decrypts anything, and checks the decrypted sum against signed fingerprints before it
+//!   applies the agreed rule itself ([`output`]) and endorses the result; what it signs is in
+//!   [`transcript`], with keys of its own ([`signing`]).
 //! - Peer data is never trusted: every message has a size cap and is checked before use; a bad
 //!   request gets a typed [`error::Refusal`] and leaves the round intact.
 //! - Nothing reported done is lost on a crash: every file is replaced atomically, and a
@@ -32,6 +35,7 @@ pub mod error;
 #[cfg(feature = "hospital")]
 pub mod hospital;
 pub mod identity;
+pub mod output;
 pub mod participant;
 pub mod persistence;
 pub mod protocol;

@@ -14,7 +14,15 @@
 //! - records the slot (federation, round, session kind) in its [`Ledger`], durably, before its
 //!   decryption share leaves, and never makes a second share for a recorded slot: training is
 //!   deterministic, so two decryptions of one round over different hospital sets would give
-//!   one hospital's exact update as their difference.
+//!   one hospital's exact update as their difference;
+//! - commits to the decrypted sum it is handed with fresh randomness, publishes its fingerprint
+//!   of its own bodies minus its own decryption share under the second joint challenge, and
+//!   accepts the sum only when it matches the sum of the signed fingerprints; it then applies
+//!   the agreed rule itself ([`crate::output`]) and endorses the result's digests;
+//! - refuses a next session whose global model, server state or public figures are not the ones
+//!   it computed, and a final model file that is not the one it computed or, when it did not take
+//!   part in the last session, one that its roster's hospitals did not endorse for the final
+//!   session.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -22,17 +30,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use fedcare_core::{Codec, ModelFile, ServerOptimizer};
 use fedcare_crypto::{
-    AggregateMasks, Challenge, CollectivePublicKey, Crs, MaskCheck, MaskFingerprint, PARAMS_V1, PartyId, PartySession,
-    PublicKeyShare, WireLimits, WireMessage,
+    AggregateMasks, Challenge, CollectivePublicKey, Crs, DecryptedSum, MaskCheck, MaskFingerprint, PARAMS_V1, PartyId,
+    PartySession, PublicKeyShare, WireLimits, WireMessage,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::config::Consortium;
 use crate::error::{FederationError, ProtocolError, Result, TrustError};
+use crate::output::{SessionInputs, session_output};
 use crate::protocol::{FederationSettings, NodeId, PublicFigures, SessionId, SessionKind, Task};
 use crate::signing::SigningKey;
-use crate::transcript::{Claim, Statement, Step, challenge_seed, decode_bundle, transcript_digest};
+use crate::transcript::{
+    Claim, Statement, Step, challenge_seed, decode_bundle, endorsements, file_digest, state_digest, transcript_digest,
+};
+use crate::transfer::params_from_bytes;
 
 /// One decryption slot.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -133,11 +146,42 @@ struct Round {
     key: Option<CollectivePublicKey>,
     transcript: Option<[u8; 32]>,
     model: Bytes,
+    server: Option<ServerOptimizer>,
     figures: PublicFigures,
     aggregate: Option<(AggregateMasks, [u8; 32])>,
     nonce: [u8; 32],
     challenge: Option<[u8; 32]>,
     fingerprint: Option<MaskFingerprint>,
+    sum: Option<(DecryptedSum, [u8; 32])>,
+    sum_nonce: [u8; 32],
+    sum_challenge: Option<[u8; 32]>,
+    sum_fingerprint: Option<MaskFingerprint>,
+    start: Option<Held>,
+}
+
+/// A federation state a hospital holds: the global model's bytes and the server optimizer's,
+/// with the [`state_digest`] that also covers the public figures.
+#[derive(Debug, Clone)]
+struct Held {
+    digest: [u8; 32],
+    model: Bytes,
+    server: Bytes,
+}
+
+impl Held {
+    fn new(model: Bytes, server: Bytes, figures: &PublicFigures) -> Self {
+        Self { digest: state_digest(&model, &server, figures), model, server }
+    }
+}
+
+/// What this hospital checked of the last session it endorsed: the state it started from and the
+/// one it ended with (the aggregator may go on from either: from the first when it gave that
+/// session up), and the model files after it and after the one before.
+#[derive(Debug, Clone)]
+struct Verified {
+    session: SessionId,
+    states: [Held; 2],
+    files: Vec<[u8; 32]>,
 }
 
 /// What a hospital trusts, from its own files: its signing key, the consortium it pins and
@@ -163,8 +207,10 @@ pub struct Participant {
     consortium: Consortium,
     settings: FederationSettings,
     min_hospitals: usize,
+    codec: Codec,
     ledger: Ledger,
     round: Option<Round>,
+    verified: Option<Verified>,
 }
 
 fn fresh_nonce() -> [u8; 32] {
@@ -194,7 +240,8 @@ impl Participant {
         }
         consortium.check_settings(&settings)?;
         let min_hospitals = consortium.min_participants(settings.min_hospitals);
-        Ok(Self { me, key, consortium, settings, min_hospitals, ledger, round: None })
+        let codec = Codec::new(settings.codec)?;
+        Ok(Self { me, key, consortium, settings, min_hospitals, codec, ledger, round: None, verified: None })
     }
 
     /// This hospital's node id.
@@ -279,20 +326,55 @@ impl Participant {
             key: None,
             transcript: None,
             model: Bytes::new(),
+            server: None,
             figures: PublicFigures::default(),
             aggregate: None,
             nonce: fresh_nonce(),
             challenge: None,
             fingerprint: None,
+            sum: None,
+            sum_nonce: fresh_nonce(),
+            sum_challenge: None,
+            sum_fingerprint: None,
+            start: None,
         });
         Ok(upload)
     }
 
-    /// Confirmation: checks the relayed key shares, sums the collective key, and signs the round
-    /// transcript. Sections: the signed key shares, the global model.
+    /// Confirmation: checks the relayed key shares, sums the collective key, checks the state
+    /// the session starts from is one this hospital computed (when it checked the last session
+    /// it took part in), and signs the round transcript. Sections: the signed key shares, then
+    /// either the global model and the server optimizer state, or (to a hospital that holds
+    /// it) the state's digest alone.
     pub fn confirm(&mut self, task: &Task) -> Result<Vec<u8>> {
-        let [shares, model] = sections::<2>(task, "confirmation")?;
+        let (model, server) = match task.sections.as_slice() {
+            [_, model, server] => (model.clone(), server.clone()),
+            [_, reference] => {
+                let held = self.verified.iter().flat_map(|v| &v.states).find(|h| h.digest[..] == reference[..]);
+                let held = held.ok_or(TrustError::UnknownState)?;
+                (held.model.clone(), held.server.clone())
+            }
+            sections => {
+                return Err(ProtocolError::Sections { task: "confirmation", got: sections.len(), expected: 3 }.into());
+            }
+        };
+        let shares = &task.sections[0];
         let context = self.round(task, "confirmation")?.context.clone();
+        let start = Held::new(model, server, &task.figures);
+        if let Some(verified) = &self.verified
+            && !verified.states.iter().any(|h| h.digest == start.digest)
+        {
+            let what = "global model, server state or public figures";
+            return Err(TrustError::OutputMismatch { what, session: verified.session }.into());
+        }
+        let (model, server) = (&start.model, &start.server);
+        params_from_bytes(model, self.settings.spec.param_count())?;
+        let optimizer: ServerOptimizer = postcard::from_bytes(server).map_err(|e| ProtocolError::Invalid {
+            field: "server optimizer state",
+            value: e.to_string(),
+            expected: "its postcard encoding".into(),
+        })?;
+        optimizer.check(self.settings.server, self.settings.spec.param_count()).map_err(ProtocolError::Model)?;
         let statements = self.relayed(shares, &context, Step::KeyShare)?;
         if statements.len() < self.min_hospitals {
             return Err(TrustError::TooFewParticipants { got: statements.len(), min: self.min_hospitals }.into());
@@ -319,8 +401,10 @@ impl Participant {
         round.key = Some(round.party.collective_key(&shares)?);
         round.members = share_bytes.iter().map(|(n, _)| n.clone()).collect();
         round.model = model.clone();
+        round.server = Some(optimizer);
         round.figures = task.figures.clone();
-        let digest = transcript_digest(&settings, &context, &share_bytes, model, &task.figures);
+        let digest = transcript_digest(&settings, &context, &share_bytes, model, server, &task.figures);
+        round.start = Some(start);
         round.transcript = Some(digest);
         Ok(self.sign(&context, Claim::Transcript(digest)))
     }
@@ -387,34 +471,17 @@ impl Participant {
     pub fn prove(&mut self, task: &Task) -> Result<Vec<u8>> {
         let [challenges] = sections::<1>(task, "proof")?;
         let round = self.round(task, "proof")?;
-        let (context, members) = (round.context.clone(), round.members.clone());
         let (transcript, aggregate) = match (&round.transcript, &round.aggregate) {
             (Some(t), Some((_, a))) => (*t, *a),
             _ => return Err(TrustError::OutOfOrder { step: "proof" }.into()),
         };
         let own_nonce = round.nonce;
-        let statements = self.relayed(challenges, &context, Step::Challenge)?;
-        Self::same_members(&members, &statements)?;
-        let mut nonces = Vec::new();
-        for (signer, claim) in statements {
-            let Claim::Challenge { transcript: t, aggregate: a, nonce } = claim else { unreachable_step()? };
-            if t != transcript {
-                return Err(TrustError::TranscriptMismatch { signer }.into());
-            }
-            if a != aggregate {
-                let why = "it received other aggregate masks than this hospital".into();
-                return Err(TrustError::WrongStatement { signer, why }.into());
-            }
-            if signer == self.me && nonce != own_nonce {
-                return Err(TrustError::OwnStatementMissing { what: "challenge randomness" }.into());
-            }
-            nonces.push((signer, nonce));
-        }
-        let seed = challenge_seed(&transcript, &aggregate, &nonces);
+        let seed = self.joint_seed(challenges, task, Step::Challenge, (transcript, aggregate, own_nonce))?;
         let round = self.round(task, "proof")?;
         let fingerprint = round.party.mask_fingerprint(&Challenge::new(seed))?;
         round.challenge = Some(seed);
         round.fingerprint = Some(fingerprint);
+        let context = round.context.clone();
         let claim = Claim::Fingerprint { transcript, aggregate, challenge: seed, fingerprint: fingerprint.to_bytes() };
         Ok(self.sign(&context, claim))
     }
@@ -424,35 +491,13 @@ impl Participant {
     pub fn decrypt(&mut self, task: &Task) -> Result<Vec<u8>> {
         let [fingerprints] = sections::<1>(task, "decryption")?;
         let round = self.round(task, "decryption")?;
-        let (context, members) = (round.context.clone(), round.members.clone());
+        let context = round.context.clone();
         let (transcript, aggregate, seed, own) =
             match (&round.transcript, &round.aggregate, round.challenge, round.fingerprint) {
                 (Some(t), Some((_, a)), Some(c), Some(f)) => (*t, *a, c, f),
                 _ => return Err(TrustError::OutOfOrder { step: "decryption" }.into()),
             };
-        let statements = self.relayed(fingerprints, &context, Step::Fingerprint)?;
-        Self::same_members(&members, &statements)?;
-        let mut total = MaskFingerprint::default();
-        for (signer, claim) in statements {
-            let Claim::Fingerprint { transcript: t, aggregate: a, challenge, fingerprint } = claim else {
-                unreachable_step()?
-            };
-            if t != transcript {
-                return Err(TrustError::TranscriptMismatch { signer }.into());
-            }
-            if a != aggregate || challenge != seed {
-                let why = "a fingerprint for other masks or another challenge".into();
-                return Err(TrustError::WrongStatement { signer, why }.into());
-            }
-            let fingerprint = MaskFingerprint::from_bytes(&fingerprint).ok_or_else(|| TrustError::WrongStatement {
-                signer: signer.clone(),
-                why: "a malformed fingerprint".into(),
-            })?;
-            if signer == self.me && fingerprint != own {
-                return Err(TrustError::OwnStatementMissing { what: "mask fingerprint" }.into());
-            }
-            total = total.wrapping_add(fingerprint);
-        }
+        let total = self.fingerprint_sum(fingerprints, task, Step::Fingerprint, (transcript, aggregate, seed), own)?;
         let check = MaskCheck { challenge: Challenge::new(seed), contributions: total };
         let round = self.round.as_mut().ok_or(TrustError::OutOfOrder { step: "decryption" })?;
         let Some((masks, _)) = &round.aggregate else {
@@ -464,6 +509,217 @@ impl Participant {
         let share = round.party.decryption_share(masks, &check)?;
         self.ledger.spend(&self.settings.federation_id, context.session.round, context.kind)?;
         Ok(share.encode()?)
+    }
+
+    /// The result step: commits to the decrypted sum received, with fresh randomness. Section:
+    /// the decrypted sum.
+    pub fn sum_challenge(&mut self, task: &Task) -> Result<Vec<u8>> {
+        let [sum] = sections::<1>(task, "result")?;
+        let limits = WireLimits { max_values: (self.settings.max_upload_bytes / 8) as usize };
+        let sum = DecryptedSum::decode(sum, &PARAMS_V1, &limits)?;
+        let round = self.round(task, "result")?;
+        let transcript = round.transcript.ok_or(TrustError::OutOfOrder { step: "result" })?;
+        match &round.aggregate {
+            Some((_, aggregate)) if *aggregate == sum.aggregate_digest() => {}
+            Some(_) => {
+                let why = "a decrypted sum of other aggregate masks".into();
+                return Err(TrustError::WrongStatement { signer: self.me.clone(), why }.into());
+            }
+            None => return Err(TrustError::OutOfOrder { step: "result" }.into()),
+        }
+        let digest = sum.digest();
+        let nonce = round.sum_nonce;
+        round.sum = Some((sum, digest));
+        let context = round.context.clone();
+        Ok(self.sign(&context, Claim::SumChallenge { transcript, sum: digest, nonce }))
+    }
+
+    /// The attestation step: the output challenge from every participant's randomness, and this
+    /// hospital's fingerprint of its bodies minus its decryption share under it. Section: the
+    /// signed sum commitments.
+    pub fn sum_fingerprint(&mut self, task: &Task) -> Result<Vec<u8>> {
+        let [challenges] = sections::<1>(task, "attestation")?;
+        let round = self.round(task, "attestation")?;
+        let (transcript, sum) = match (&round.transcript, &round.sum) {
+            (Some(t), Some((_, s))) => (*t, *s),
+            _ => return Err(TrustError::OutOfOrder { step: "attestation" }.into()),
+        };
+        let own_nonce = round.sum_nonce;
+        let seed = self.joint_seed(challenges, task, Step::SumChallenge, (transcript, sum, own_nonce))?;
+        let round = self.round(task, "attestation")?;
+        let fingerprint = round.party.output_fingerprint(&Challenge::new(seed))?;
+        round.sum_challenge = Some(seed);
+        round.sum_fingerprint = Some(fingerprint);
+        let context = round.context.clone();
+        let claim = Claim::SumFingerprint { transcript, sum, challenge: seed, fingerprint: fingerprint.to_bytes() };
+        Ok(self.sign(&context, claim))
+    }
+
+    /// The acceptance step: checks the decrypted sum against the sum of the signed output
+    /// fingerprints, applies the agreed rule to it and endorses the result. Section: the signed
+    /// output fingerprints.
+    pub fn endorse(&mut self, task: &Task) -> Result<Vec<u8>> {
+        let [fingerprints] = sections::<1>(task, "acceptance")?;
+        let round = self.round(task, "acceptance")?;
+        let (transcript, sum, seed, own) =
+            match (&round.transcript, &round.sum, round.sum_challenge, round.sum_fingerprint) {
+                (Some(t), Some((_, s)), Some(c), Some(f)) => (*t, *s, c, f),
+                _ => return Err(TrustError::OutOfOrder { step: "acceptance" }.into()),
+            };
+        let total = self.fingerprint_sum(fingerprints, task, Step::SumFingerprint, (transcript, sum, seed), own)?;
+        let check = MaskCheck { challenge: Challenge::new(seed), contributions: total };
+        let round = self.round.as_ref().ok_or(TrustError::OutOfOrder { step: "acceptance" })?;
+        let (Some((decrypted, _)), Some(server)) = (&round.sum, &round.server) else {
+            return Err(TrustError::OutOfOrder { step: "acceptance" }.into());
+        };
+        let words = round.party.check_sum(decrypted, &check)?;
+        let settings = &self.settings;
+        let global = params_from_bytes(&round.model, settings.spec.param_count())?;
+        let inputs = SessionInputs {
+            spec: &settings.spec,
+            schema_id: &settings.schema_id,
+            layout: &settings.layout,
+            codec: &self.codec,
+            session: round.context.session,
+            kind: round.context.kind,
+            contributors: round.members.len(),
+            global: &global,
+            server,
+            figures: &round.figures,
+        };
+        let output = session_output(&inputs, &words)
+            .map_err(|why| FederationError::Task(format!("the checked sum of session {}: {why}", inputs.session)))?;
+        let context = round.context.clone();
+        let start = round.start.clone().ok_or(TrustError::OutOfOrder { step: "acceptance" })?;
+        let end = Held::new(
+            crate::transfer::params_to_bytes(&output.global),
+            Bytes::from(crate::output::server_bytes(&output.server)),
+            &output.figures,
+        );
+        let mut files = vec![output.file_digest];
+        files.extend(self.verified.as_ref().and_then(|v| v.files.first().copied()));
+        self.verified = Some(Verified { session: context.session, states: [start, end], files });
+        Ok(self.sign(&context, Claim::Output { transcript, sum, state: output.state, file: output.file_digest }))
+    }
+
+    /// Checks the final model file: one this hospital computed (after the last session it
+    /// endorsed, or the one before when the aggregator gave that one up); or one endorsed for
+    /// the final session (the evaluation, or the last training round when the evaluation was
+    /// given up) by at least its minimum number of hospitals of its roster.
+    pub fn check_final(&self, file: &ModelFile) -> Result<()> {
+        let digest = file_digest(file)?;
+        if self.verified.as_ref().is_some_and(|v| v.files.contains(&digest)) {
+            return Ok(());
+        }
+        let statements = endorsements(file)?;
+        for (signed, statement) in &statements {
+            self.consortium.check(signed)?;
+            let last_training = statement.kind == SessionKind::Train && statement.session.round == self.settings.rounds;
+            if statement.federation_id != self.settings.federation_id {
+                let why = format!("endorsed for federation {:?}", statement.federation_id);
+                return Err(TrustError::NotEndorsed { why }.into());
+            }
+            if statement.kind != SessionKind::Evaluate && !last_training {
+                let why = format!("endorsed for session {} ({}), not the final one", statement.session, statement.kind);
+                return Err(TrustError::NotEndorsed { why }.into());
+            }
+        }
+        if statements.len() < self.min_hospitals {
+            let why = format!("{} endorsements, this hospital requires {}", statements.len(), self.min_hospitals);
+            return Err(TrustError::NotEndorsed { why }.into());
+        }
+        Ok(())
+    }
+
+    /// The joint seed of a challenge step: every participant committed to the same transcript
+    /// and `target` digest (this hospital's own commitment among them), and the seed is drawn
+    /// from all their randomness. `expected` is (transcript, target, own nonce).
+    fn joint_seed(
+        &self,
+        bytes: &[u8],
+        task: &Task,
+        step: Step,
+        expected: ([u8; 32], [u8; 32], [u8; 32]),
+    ) -> Result<[u8; 32]> {
+        let (transcript, target, own_nonce) = expected;
+        let round = self.round.as_ref().filter(|r| Some(r.context.session) == task.session);
+        let round = round.ok_or(TrustError::OutOfOrder { step: step.name() })?;
+        let statements = self.relayed(bytes, &round.context, step)?;
+        Self::same_members(&round.members, &statements)?;
+        let mut nonces = Vec::new();
+        for (signer, claim) in statements {
+            let (t, a, nonce) = match claim {
+                Claim::Challenge { transcript, aggregate, nonce } => (transcript, aggregate, nonce),
+                Claim::SumChallenge { transcript, sum, nonce } => (transcript, sum, nonce),
+                _ => unreachable_step()?,
+            };
+            if t != transcript {
+                return Err(TrustError::TranscriptMismatch { signer }.into());
+            }
+            if a != target {
+                let why = format!("it received another {} than this hospital", target_name(step));
+                return Err(TrustError::WrongStatement { signer, why }.into());
+            }
+            if signer == self.me && nonce != own_nonce {
+                return Err(TrustError::OwnStatementMissing { what: "challenge randomness" }.into());
+            }
+            nonces.push((signer, nonce));
+        }
+        Ok(challenge_seed(&transcript, &target, &nonces))
+    }
+
+    /// The sum of every participant's signed fingerprint of a fingerprint step, each for this
+    /// transcript, `target` digest and challenge seed, this hospital's own (`own`) among them.
+    /// `expected` is (transcript, target, seed).
+    fn fingerprint_sum(
+        &self,
+        bytes: &[u8],
+        task: &Task,
+        step: Step,
+        expected: ([u8; 32], [u8; 32], [u8; 32]),
+        own: MaskFingerprint,
+    ) -> Result<MaskFingerprint> {
+        let (transcript, target, seed) = expected;
+        let round = self.round.as_ref().filter(|r| Some(r.context.session) == task.session);
+        let round = round.ok_or(TrustError::OutOfOrder { step: step.name() })?;
+        let statements = self.relayed(bytes, &round.context, step)?;
+        Self::same_members(&round.members, &statements)?;
+        let mut total = MaskFingerprint::default();
+        for (signer, claim) in statements {
+            let (t, a, challenge, fingerprint) = match claim {
+                Claim::Fingerprint { transcript, aggregate, challenge, fingerprint } => {
+                    (transcript, aggregate, challenge, fingerprint)
+                }
+                Claim::SumFingerprint { transcript, sum, challenge, fingerprint } => {
+                    (transcript, sum, challenge, fingerprint)
+                }
+                _ => unreachable_step()?,
+            };
+            if t != transcript {
+                return Err(TrustError::TranscriptMismatch { signer }.into());
+            }
+            if a != target || challenge != seed {
+                let why = format!("a fingerprint for another {} or another challenge", target_name(step));
+                return Err(TrustError::WrongStatement { signer, why }.into());
+            }
+            let fingerprint = MaskFingerprint::from_bytes(&fingerprint).ok_or_else(|| TrustError::WrongStatement {
+                signer: signer.clone(),
+                why: "a malformed fingerprint".into(),
+            })?;
+            if signer == self.me && fingerprint != own {
+                return Err(TrustError::OwnStatementMissing { what: "fingerprint" }.into());
+            }
+            total = total.wrapping_add(fingerprint);
+        }
+        Ok(total)
+    }
+}
+
+/// What a challenge or fingerprint step is about.
+fn target_name(step: Step) -> &'static str {
+    match step {
+        Step::SumChallenge | Step::SumFingerprint => "decrypted sum",
+        _ => "aggregate masks",
     }
 }
 

@@ -31,7 +31,7 @@ pub const MODEL_FILE: &str = "model.bin";
 
 /// The checkpoint's envelope. 4: the common envelope, typed session kinds, the public figures
 /// of the setup session in one record; 5: the opened decryption slot.
-pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 5, name: "checkpoint" };
+pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 6, name: "checkpoint" };
 /// The largest checkpoint read back (a 200M-parameter model with its optimizer state).
 const CHECKPOINT_LIMIT: usize = 4 << 30;
 /// The largest `metrics.jsonl` read (a federation writes well under 10 kB per round).
@@ -57,6 +57,10 @@ pub struct Checkpoint {
     /// The session whose decryption was opened (written before any hospital may release a
     /// decryption share) and that had not completed: it is never run again.
     pub opened: Option<Planned>,
+    /// The hospitals' endorsements of the last completed session's output (a relayed bundle of
+    /// signed statements; empty before the first): the model file carries them.
+    #[serde(with = "serde_bytes")]
+    pub endorsements: Vec<u8>,
 }
 
 /// What the aggregator writes after a session: the checkpoint and the model file.
@@ -264,6 +268,7 @@ mod tests {
             },
             records: vec![RoundRecord::new(SessionId { round: 1, attempt: 0 }, SessionKind::Train, 3)],
             opened: Some(Planned { round: 2, kind: SessionKind::Train }),
+            endorsements: vec![1, 2, 3],
         }
     }
 
@@ -299,10 +304,10 @@ mod tests {
             Err(FederationError::Checkpoint { source: fedcare_core::Error::Truncated { .. }, .. })
         ));
         // A checkpoint of the previous version is refused by its version.
-        bytes[8..10].copy_from_slice(&4u16.to_le_bytes());
+        bytes[8..10].copy_from_slice(&5u16.to_le_bytes());
         std::fs::write(&path, &bytes).unwrap();
         let error = Checkpoint::load(dir.path()).unwrap_err().to_string();
-        assert!(error.contains("checkpoint format version 4 is not supported (this build reads 5)"), "{error}");
+        assert!(error.contains("checkpoint format version 5 is not supported (this build reads 6)"), "{error}");
     }
 
     #[test]

@@ -97,9 +97,8 @@ impl Shared {
                 }
                 Action::DecryptSum { session, aggregate, shares } => {
                     let shared = self.clone();
-                    let plan = self.plan.clone();
                     tokio::spawn(async move {
-                        let result = blocking(move || decrypt_sum(&plan, &aggregate, &shares)).await;
+                        let result = blocking(move || decrypt_sum(&aggregate, &shares)).await;
                         let _ = shared.event(Event::SumDecrypted { session, result });
                     });
                 }

@@ -8,8 +8,8 @@
 //! 1. [`Claim::KeyShare`]: its public key share for the session's CRS. Every hospital sums the
 //!    relayed shares itself, its own among them, into the collective key.
 //! 2. [`Claim::Transcript`]: the [`transcript_digest`] of everything the round depends on — the
-//!    federation's settings, the session, the CRS, every key share, the global model, the public
-//!    totals, the feature statistics and `top_k` buckets. All N must sign the same digest, so an
+//!    federation's settings, the session, the CRS, every key share, the global model, the server
+//!    optimizer's state, the public totals, the feature statistics and `top_k` buckets. All N must sign the same digest, so an
 //!    aggregator that shows hospitals different inputs (a huge total for all but one, another
 //!    model) is caught before anyone encrypts.
 //! 3. [`Claim::Challenge`]: after the aggregate masks arrived, their digest and fresh randomness.
@@ -18,6 +18,14 @@
 //! 4. [`Claim::Fingerprint`]: the hospital's fingerprint of its own ciphertext's masks under the
 //!    challenge. Each hospital checks the aggregate against their sum ([`fedcare_crypto::check`])
 //!    before making its decryption share.
+//! 5. [`Claim::SumChallenge`]: after the decrypted sum arrived (unrounded, [`fedcare_crypto::DecryptedSum`]),
+//!    its digest and fresh randomness: the second challenge, drawn after the sum is fixed.
+//! 6. [`Claim::SumFingerprint`]: the hospital's fingerprint of its own ciphertext's bodies minus
+//!    its decryption share under that challenge. Each hospital checks the sum against their sum.
+//! 7. [`Claim::Output`]: the digests of what the checked sum gives by the agreed rule: the next
+//!    state (model, server optimizer, public figures: [`state_digest`]) and the model file
+//!    ([`file_digest`]). The aggregator keeps these statements as the model file's
+//!    endorsements; `fedcare inspect` checks them.
 //!
 //! Every statement names the federation, session, kind and CRS: one from another round,
 //! attempt or federation is refused.
@@ -40,6 +48,12 @@ pub enum Step {
     Challenge,
     /// The mask fingerprints.
     Fingerprint,
+    /// The output challenge's randomness.
+    SumChallenge,
+    /// The output fingerprints.
+    SumFingerprint,
+    /// The output endorsed.
+    Output,
 }
 
 impl Step {
@@ -50,6 +64,9 @@ impl Step {
             Self::Transcript => "transcript",
             Self::Challenge => "challenge",
             Self::Fingerprint => "fingerprint",
+            Self::SumChallenge => "sum challenge",
+            Self::SumFingerprint => "sum fingerprint",
+            Self::Output => "output",
         }
     }
 }
@@ -82,6 +99,38 @@ pub enum Claim {
         #[serde(with = "serde_bytes")]
         fingerprint: Vec<u8>,
     },
+    /// The digest of the decrypted sum it received, and its fresh randomness.
+    SumChallenge {
+        /// The transcript digest.
+        transcript: [u8; 32],
+        /// The decrypted sum's digest.
+        sum: [u8; 32],
+        /// 32 fresh random bytes.
+        nonce: [u8; 32],
+    },
+    /// Its fingerprint of its own bodies minus its decryption share under the output challenge.
+    SumFingerprint {
+        /// The transcript digest.
+        transcript: [u8; 32],
+        /// The decrypted sum's digest.
+        sum: [u8; 32],
+        /// The challenge seed.
+        challenge: [u8; 32],
+        /// The fingerprint's bytes.
+        #[serde(with = "serde_bytes")]
+        fingerprint: Vec<u8>,
+    },
+    /// What the checked sum gives: the endorsement of the next state and model file.
+    Output {
+        /// The transcript digest.
+        transcript: [u8; 32],
+        /// The decrypted sum's digest.
+        sum: [u8; 32],
+        /// [`state_digest`] of the state after the session.
+        state: [u8; 32],
+        /// [`file_digest`] of the model file after the session.
+        file: [u8; 32],
+    },
 }
 
 impl Claim {
@@ -92,6 +141,9 @@ impl Claim {
             Self::Transcript(_) => Step::Transcript,
             Self::Challenge { .. } => Step::Challenge,
             Self::Fingerprint { .. } => Step::Fingerprint,
+            Self::SumChallenge { .. } => Step::SumChallenge,
+            Self::SumFingerprint { .. } => Step::SumFingerprint,
+            Self::Output { .. } => Step::Output,
         }
     }
 }
@@ -182,9 +234,10 @@ pub fn transcript_digest(
     context: &Statement,
     shares: &[(NodeId, Vec<u8>)],
     model: &[u8],
+    server: &[u8],
     figures: &PublicFigures,
 ) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new_derive_key("fedcare round transcript v1");
+    let mut hasher = blake3::Hasher::new_derive_key("fedcare round transcript v2");
     hasher.update(settings);
     hasher.update(&(context.federation_id.len() as u64).to_le_bytes());
     hasher.update(context.federation_id.as_bytes());
@@ -198,9 +251,7 @@ pub fn transcript_digest(
         hasher.update(party.as_str().as_bytes());
         hasher.update(blake3::hash(share).as_bytes());
     }
-    hasher.update(blake3::hash(model).as_bytes());
-    // Invariant: postcard serializes these plain types into a Vec without failing.
-    hasher.update(&postcard::to_allocvec(figures).unwrap_or_default());
+    hasher.update(&state_digest(model, server, figures));
     *hasher.finalize().as_bytes()
 }
 
@@ -216,4 +267,55 @@ pub fn challenge_seed(transcript: &[u8; 32], aggregate: &[u8; 32], nonces: &[(No
         hasher.update(nonce);
     }
     *hasher.finalize().as_bytes()
+}
+
+/// The digest of a federation's state between sessions: the global model's bytes, the server
+/// optimizer's state and the public figures.
+pub fn state_digest(model: &[u8], server: &[u8], figures: &PublicFigures) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key("fedcare federation state v1");
+    hasher.update(blake3::hash(model).as_bytes());
+    hasher.update(blake3::hash(server).as_bytes());
+    // Invariant: postcard serializes these plain types into a Vec without failing.
+    hasher.update(&postcard::to_allocvec(figures).unwrap_or_default());
+    *hasher.finalize().as_bytes()
+}
+
+/// The digest hospitals endorse of a model file: BLAKE3 of its bytes without endorsements.
+pub fn file_digest(file: &fedcare_core::ModelFile) -> Result<[u8; 32], fedcare_core::Error> {
+    Ok(*blake3::hash(&file.endorsed_bytes()?).as_bytes())
+}
+
+/// A model file's endorsements, each checked: the signature verifies under the key it carries,
+/// the statement is an [`Claim::Output`] for exactly this file, all of one federation and session
+/// and from distinct signers. (Whether the signers are the ones a roster pins is the caller's
+/// check.) Returns the signed statements with their content; refuses a file without any.
+pub fn endorsements(file: &fedcare_core::ModelFile) -> Result<Vec<(Signed, Statement)>, TrustError> {
+    let refuse = |why: String| TrustError::NotEndorsed { why };
+    if file.endorsements.is_empty() {
+        return Err(refuse("it carries no endorsements".into()));
+    }
+    let digest = file_digest(file).map_err(|e| refuse(e.to_string()))?;
+    let bundle = decode_bundle(&file.endorsements).map_err(|e| refuse(e.to_string()))?;
+    let mut out: Vec<(Signed, Statement)> = Vec::new();
+    for signed in bundle {
+        signed.verify()?;
+        let statement = Statement::of(&signed)?;
+        let signer = &signed.signer;
+        match statement.claim {
+            Claim::Output { file, .. } if file == digest => {}
+            Claim::Output { .. } => return Err(refuse(format!("{signer} endorsed another model file"))),
+            _ => return Err(refuse(format!("{signer}'s statement is not an endorsement"))),
+        }
+        if let Some((first, earlier)) = out.first() {
+            let same = earlier.federation_id == statement.federation_id && earlier.session == statement.session;
+            if !same {
+                return Err(refuse(format!("{} and {signer} endorsed different sessions", first.signer)));
+            }
+        }
+        if out.iter().any(|(s, _)| &s.signer == signer) {
+            return Err(refuse(format!("{signer} endorsed twice")));
+        }
+        out.push((signed, statement));
+    }
+    Ok(out)
 }

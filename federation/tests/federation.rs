@@ -104,8 +104,8 @@ async fn three_hospitals_three_rounds_over_mtls_match_plaintext_fedavg() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_vanishing_hospital_is_dropped_and_the_federation_finishes() {
     let out = tempfile::tempdir().unwrap();
-    // Setup takes 6 tasks; the 7th (round 1's key generation) is never answered.
-    let options = SimulateOptions { phase_timeout_secs: 3, vanish: Some((2, 6)), ..options(out.path()) };
+    // Setup takes 9 tasks; the 10th (round 1's key generation) is never answered.
+    let options = SimulateOptions { phase_timeout_secs: 3, vanish: Some((2, 9)), ..options(out.path()) };
     let started = std::time::Instant::now();
     let report = simulation::run(&options, None, None).await.unwrap();
     let round_one = report.outcome.records.iter().find(|r| r.round == 1).unwrap();

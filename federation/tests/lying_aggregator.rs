@@ -18,7 +18,7 @@ use fedcare_federation::participant::LEDGER_FILE;
 use fedcare_federation::protocol::{NodeId, TaskKind};
 use fedcare_federation::server::AggregatorServer;
 use fedcare_federation::signing::{Signed, SigningKey};
-use fedcare_federation::transcript::{Claim, Statement, decode_bundle, encode_bundle};
+use fedcare_federation::transcript::{Claim, Statement, decode_bundle, encode_bundle, endorsements};
 use fedcare_federation::{FederationError, tls};
 
 const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];
@@ -27,18 +27,22 @@ const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];
 struct Run {
     results: Vec<Result<(), FederationError>>,
     ledgers: Vec<Vec<String>>,
+    /// The aggregator's model file at the end (absent when none was written).
+    model: Option<Vec<u8>>,
 }
 
 impl Run {
     /// Every hospital refused with an error that `expected` accepts, or was stopped because the
     /// federation ended when the first refusals made it too small (it then never met the lie,
-    /// and released nothing either); at least one refused.
+    /// and released nothing either), told so at its next task or upload; at least one refused.
     fn all_refused(&self, expected: impl Fn(&FederationError) -> bool) {
         let mut refused = 0;
         for (name, result) in HOSPITALS.iter().zip(&self.results) {
             match result {
                 Err(error) if expected(error) => refused += 1,
                 Err(FederationError::Stopped(why)) if why.contains("hospitals remain") => {}
+                // Its upload raced the end the others' refusals caused.
+                Err(FederationError::Rpc { status, .. }) if status.message() == "the federation has ended" => {}
                 other => panic!("{name}: expected a refusal, got {other:?}"),
             }
         }
@@ -107,7 +111,8 @@ async fn federation(liar: Liar, rounds: u32, extra: &[&str]) -> Run {
     let _ = serving.await;
     results.truncate(HOSPITALS.len());
     let ledgers = HOSPITALS.iter().map(|name| ledger(&state(name).join(LEDGER_FILE))).collect();
-    Run { results, ledgers }
+    let model = std::fs::read(dir.path().join("out").join(fedcare_federation::persistence::MODEL_FILE)).ok();
+    Run { results, ledgers, model }
 }
 
 fn ledger(path: &PathBuf) -> Vec<String> {
@@ -202,7 +207,11 @@ async fn different_views_of_the_round_are_caught_by_the_signed_transcript() {
         }
     });
     let run = federation(liar, 1, &[]).await;
-    run.all_refused(|e| matches!(e, FederationError::Trust(TrustError::TranscriptMismatch { .. })));
+    // The others see hospital-b's transcript differ; hospital-b itself sees figures that are not
+    // the ones it computed from the setup session's checked sum.
+    run.all_refused(|e| {
+        matches!(e, FederationError::Trust(TrustError::TranscriptMismatch { .. } | TrustError::OutputMismatch { .. }))
+    });
     // The setup session (before the lie) decrypted normally; round 1 never reached decryption.
     run.ledgers_hold_only(&["\"round\":0,\"kind\":\"setup\""]);
 }
@@ -242,4 +251,66 @@ async fn a_participant_the_ca_signed_but_no_roster_lists_is_refused() {
     let run = federation(Liar::default(), 1, &["mallory"]).await;
     run.all_refused(|e| matches!(e, FederationError::Trust(TrustError::NotOnRoster { name }) if name == "mallory"));
     run.ledgers_hold_only(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forged_decrypted_sum_is_refused_by_every_hospital() {
+    // The aggregator hands out the setup session's decrypted sum with one value moved by one
+    // unit of Δ: other row counts, other statistics, and so another model later.
+    let liar = lie_on(TaskKind::Result, |_, task| {
+        let envelope = fedcare_crypto::wire::FORMAT;
+        let mut payload = envelope.open(&task.sections[0], usize::MAX).unwrap().to_vec();
+        // params id (2), kind (1), CRS (16), aggregate digest (32), contributors (2), length (8),
+        // then the phases.
+        let at = 2 + 1 + 16 + 32 + 2 + 8;
+        let word = u64::from_le_bytes(payload[at..at + 8].try_into().unwrap()).wrapping_add(1 << 34);
+        payload[at..at + 8].copy_from_slice(&word.to_le_bytes());
+        task.sections[0] = Bytes::from(envelope.seal(&payload).unwrap());
+    });
+    let run = federation(liar, 1, &[]).await;
+    run.all_refused(|e| matches!(e, FederationError::Crypto(fedcare_crypto::CryptoError::ForgedSum)));
+    // The shares of the checked masks were released (that decrypts only the sum); nothing else.
+    run.ledgers_hold_only(&["\"round\":0,\"kind\":\"setup\""]);
+
+    // One hospital shown another sum than the others: caught when the commitments are relayed.
+    let liar = lie_on(TaskKind::Result, |node, task| {
+        if node.as_str() == "hospital-c" {
+            let envelope = fedcare_crypto::wire::FORMAT;
+            let mut payload = envelope.open(&task.sections[0], usize::MAX).unwrap().to_vec();
+            payload[2 + 1 + 16 + 32 + 2 + 8] ^= 1;
+            task.sections[0] = Bytes::from(envelope.seal(&payload).unwrap());
+        }
+    });
+    let run = federation(liar, 1, &[]).await;
+    run.all_refused(
+        |e| matches!(e, FederationError::Trust(TrustError::WrongStatement { why, .. }) if why.contains("decrypted sum")),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tampered_final_model_is_refused_and_its_endorsements_say_so() {
+    // The honest federation's model file carries every hospital's endorsement of exactly it.
+    let run = federation(Liar::default(), 1, &[]).await;
+    for (name, result) in HOSPITALS.iter().zip(&run.results) {
+        assert!(result.is_ok(), "{name}: {result:?}");
+    }
+    let honest = fedcare_core::ModelFile::from_bytes(run.model.as_ref().unwrap()).unwrap();
+    let signers: Vec<String> = endorsements(&honest).unwrap().iter().map(|(s, _)| s.signer.to_string()).collect();
+    assert_eq!(signers, HOSPITALS);
+
+    // One parameter changed in the final model every hospital is handed.
+    let tamper = |bytes: &[u8]| {
+        let mut file = fedcare_core::ModelFile::from_bytes(bytes).unwrap();
+        file.params[0] += 0.5;
+        Bytes::from(file.to_bytes().unwrap())
+    };
+    let tampered = fedcare_core::ModelFile::from_bytes(&tamper(run.model.as_ref().unwrap())).unwrap();
+    assert!(
+        matches!(endorsements(&tampered), Err(TrustError::NotEndorsed { why }) if why.contains("another model file"))
+    );
+    let liar = lie_on(TaskKind::Done, move |_, task| task.sections[0] = tamper(&task.sections[0]));
+    let run = federation(liar, 1, &[]).await;
+    run.all_refused(
+        |e| matches!(e, FederationError::Trust(TrustError::NotEndorsed { why }) if why.contains("another model file")),
+    );
 }

@@ -7,11 +7,14 @@
 //! async executor and outside the lock that guards this state.
 //!
 //! Each round runs as a session `KeyGen -> Confirm -> Contribute -> Challenge -> Prove ->
-//! Decrypt` among the active hospitals (the steps of [`crate::transcript`]): it collects signed
-//! public key shares and relays them with the global model, relays the signed round transcripts,
-//! sums the encrypted contributions, relays the signed commitments to the aggregate and the
-//! signed mask fingerprints, collects decryption shares of the sum, and decodes the sum into the
-//! FedAvg mean update (and the aggregate evaluation). The coordinator is not trusted for any of
+//! Decrypt -> Result -> Attest -> Accept` among the active hospitals (the steps of
+//! [`crate::transcript`]): it collects signed public key shares and relays them with the global
+//! model and server state, relays the signed round transcripts, sums the encrypted
+//! contributions, relays the signed commitments to the aggregate and the signed mask
+//! fingerprints, collects decryption shares of the sum, hands every hospital the decrypted sum
+//! and relays their commitments to it and their output fingerprints, and takes the new state
+//! ([`crate::output`]) only once every hospital endorsed the same one; their endorsements go
+//! into the model file. The coordinator is not trusted for any of
 //! it: every hospital checks what it relays ([`crate::participant`]). Before training a setup session sums the
 //! hospitals' row counts, feature moments and `top_k` bucket counts; after training an
 //! evaluation session scores the final model.
@@ -36,8 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use fedcare_core::top_k::choose_top_k;
-use fedcare_core::{ModelFile, ServerOptimizer};
+use fedcare_core::ServerOptimizer;
 use fedcare_crypto::{
     Aggregate, AggregateBuilder, Ciphertext, CollectivePublicKey, ContributionHash, Crs, CryptoError, DecryptionShare,
     KeyShareCollector, PARAMS_V1, PartyId, PublicKeyShare, WireLimits, WireMessage,
@@ -45,13 +47,13 @@ use fedcare_crypto::{
 
 use crate::config::FederationPlan;
 use crate::error::{FederationError, Refusal};
+use crate::output::{SessionInputs, SessionOutput, model_file, server_bytes, session_output};
 use crate::persistence::{Checkpoint, Snapshot};
 use crate::protocol::{
-    DecodedSum, NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task, TaskKind, UploadHeader,
-    UploadKind,
+    NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task, TaskKind, UploadHeader, UploadKind,
 };
 use crate::signing::Signed;
-use crate::transcript::{Claim, Statement, Step, encode_bundle};
+use crate::transcript::{Claim, Statement, Step, encode_bundle, state_digest};
 use crate::transfer::params_to_bytes;
 
 /// Attempts of one round before the federation gives up on it (each restart has fresh keys; a
@@ -245,8 +247,9 @@ pub enum Event {
     SumDecrypted {
         /// The session.
         session: SessionId,
-        /// The decoded sum, or why it could not be decoded.
-        result: Result<Vec<f64>, CryptoError>,
+        /// The decrypted sum's wire bytes and its plaintext words, or why it could not be
+        /// decrypted.
+        result: Result<(Bytes, Vec<u64>), CryptoError>,
     },
     /// The shell wrote a [`Action::Persist`] snapshot (in order).
     Persisted {
@@ -290,17 +293,11 @@ pub enum Action {
     Finished,
 }
 
-/// Combines `shares` of `aggregate` and decodes the sum into values (CPU work: call it off the
-/// async executor).
-pub fn decrypt_sum(
-    plan: &FederationPlan,
-    aggregate: &Aggregate,
-    shares: &[DecryptionShare],
-) -> Result<Vec<f64>, CryptoError> {
-    let words = aggregate.combine(shares)?;
-    let integers = plan.codec.decode_sum_integers(&words, shares.len() as u32)?;
-    let scale = plan.codec.resolution();
-    Ok(integers.iter().map(|&i| i as f64 * scale).collect())
+/// Combines `shares` of `aggregate`: the decrypted sum's wire form (what every hospital checks)
+/// and its plaintext words (CPU work: call it off the async executor).
+pub fn decrypt_sum(aggregate: &Aggregate, shares: &[DecryptionShare]) -> Result<(Bytes, Vec<u64>), CryptoError> {
+    let sum = aggregate.decrypted(shares)?;
+    Ok((Bytes::from(sum.encode()?), sum.words()))
 }
 
 /// Why a federation ended early.
@@ -441,6 +438,21 @@ enum Phase {
     },
     /// Every decryption share is in; the shell is decrypting the sum.
     Combining,
+    Result {
+        sum: Bytes,
+        output: Box<SessionOutput>,
+        statements: Statements,
+    },
+    Attest {
+        commitments: Bytes,
+        output: Box<SessionOutput>,
+        statements: Statements,
+    },
+    Accept {
+        fingerprints: Bytes,
+        output: Box<SessionOutput>,
+        statements: Statements,
+    },
 }
 
 impl Phase {
@@ -452,6 +464,9 @@ impl Phase {
             Self::Challenge { .. } => "challenge",
             Self::Prove { .. } => "proof",
             Self::Sealing { .. } | Self::Decrypt { .. } | Self::Combining => "decryption",
+            Self::Result { .. } => "result",
+            Self::Attest { .. } => "attestation",
+            Self::Accept { .. } => "acceptance",
         }
     }
 
@@ -463,6 +478,9 @@ impl Phase {
             Self::Challenge { .. } => TaskKind::Challenge,
             Self::Prove { .. } => TaskKind::Prove,
             Self::Sealing { .. } | Self::Decrypt { .. } | Self::Combining => TaskKind::Decrypt,
+            Self::Result { .. } => TaskKind::Result,
+            Self::Attest { .. } => TaskKind::Attest,
+            Self::Accept { .. } => TaskKind::Accept,
         }
     }
 
@@ -473,7 +491,10 @@ impl Phase {
 
     /// Whether hospitals may have made decryption shares: the session can never run again.
     fn is_opened(&self) -> bool {
-        matches!(self, Self::Decrypt { .. } | Self::Combining)
+        matches!(
+            self,
+            Self::Decrypt { .. } | Self::Combining | Self::Result { .. } | Self::Attest { .. } | Self::Accept { .. }
+        )
     }
 }
 
@@ -499,8 +520,12 @@ struct Session {
     participants: BTreeSet<NodeId>,
     submitted: BTreeSet<NodeId>,
     phase: Phase,
-    /// The global model this session started from (empty for setup).
+    /// The global model this session started from.
     model: Bytes,
+    /// The server optimizer state it started from.
+    server: Bytes,
+    /// The [`crate::transcript::state_digest`] of the state it started from.
+    state: Bytes,
     started: Instant,
     deadline: Instant,
     bytes_up: u64,
@@ -536,6 +561,12 @@ pub struct Coordinator {
     delivered: BTreeSet<NodeId>,
     /// The running session, once its decryption is opened.
     opened: Option<Planned>,
+    /// The hospitals' signed endorsements of the last session's output (a relayed bundle; empty
+    /// before the first): the model file carries them.
+    endorsements: Bytes,
+    /// The hospitals that endorsed the current state and have not joined again since: they
+    /// hold it, so a confirmation task refers to it by digest instead of sending it.
+    holders: BTreeSet<NodeId>,
     liar: Liar,
 }
 
@@ -568,6 +599,8 @@ impl Coordinator {
             model_file: None,
             delivered: BTreeSet::new(),
             opened: None,
+            endorsements: Bytes::new(),
+            holders: BTreeSet::new(),
             liar: Liar::default(),
         };
         if let Some(checkpoint) = resume {
@@ -605,6 +638,7 @@ impl Coordinator {
             coordinator.figures = checkpoint.figures;
             coordinator.records = checkpoint.records;
             coordinator.next = checkpoint.next;
+            coordinator.endorsements = Bytes::from(checkpoint.endorsements);
             if let Some(opened) = checkpoint.opened.filter(|o| Some(*o) == checkpoint.next) {
                 tracing::warn!(round = opened.round, kind = %opened.kind, "the checkpoint's session had opened its decryption: it is not run again");
                 coordinator.next = coordinator.after(opened);
@@ -712,6 +746,8 @@ impl Coordinator {
         self.check_federation(federation_id)?;
         self.left.remove(&node);
         self.joined.insert(node.clone());
+        // A hospital that joins (again) starts with no state of its own.
+        self.holders.remove(&node);
         tracing::info!(%node, "joined");
         let Some(session) = &self.session else { return Ok(Vec::new()) };
         if !session.participants.contains(&node) {
@@ -782,6 +818,9 @@ impl Coordinator {
             (Phase::Challenge { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Challenge), None),
             (Phase::Prove { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Fingerprint), None),
             (Phase::Decrypt { .. }, Some(kind @ UploadKind::DecryptionShare)) => (kind, None, None),
+            (Phase::Result { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::SumChallenge), None),
+            (Phase::Attest { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::SumFingerprint), None),
+            (Phase::Accept { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Output), None),
             _ => return Err(Refusal::WrongPhase { phase: session.phase.name() }),
         };
         let federation_id = self.plan.config.federation_id.clone();
@@ -815,7 +854,10 @@ impl Coordinator {
             (
                 Phase::Confirm { statements, .. }
                 | Phase::Challenge { statements, .. }
-                | Phase::Prove { statements, .. },
+                | Phase::Prove { statements, .. }
+                | Phase::Result { statements, .. }
+                | Phase::Attest { statements, .. }
+                | Phase::Accept { statements, .. },
                 Verified::Statement(signed),
             ) => {
                 statements.insert(node.clone(), signed);
@@ -876,6 +918,21 @@ impl Coordinator {
                 session.phase = Phase::Combining;
                 vec![Action::DecryptSum { session: id, aggregate, shares: shares.into_values().collect() }]
             }
+            Phase::Result { output, statements, .. } => {
+                let commitments = encode_bundle(statements.values());
+                session.phase = Phase::Attest { commitments, output, statements: Statements::new() };
+                Vec::new()
+            }
+            Phase::Attest { output, statements, .. } => {
+                let fingerprints = encode_bundle(statements.values());
+                session.phase = Phase::Accept { fingerprints, output, statements: Statements::new() };
+                Vec::new()
+            }
+            Phase::Accept { output, statements, .. } => {
+                // Invariant: the session is still there (`session` borrowed it above).
+                let Some(session) = self.session.take() else { return Vec::new() };
+                self.finish_session(session, *output, &statements, now)
+            }
             phase @ (Phase::Aggregating | Phase::Sealing { .. } | Phase::Combining) => {
                 session.phase = phase;
                 Vec::new()
@@ -905,12 +962,17 @@ impl Coordinator {
         }
     }
 
-    fn sum_decrypted(&mut self, id: SessionId, result: Result<Vec<f64>, CryptoError>, now: Instant) -> Vec<Action> {
+    fn sum_decrypted(
+        &mut self,
+        id: SessionId,
+        result: Result<(Bytes, Vec<u64>), CryptoError>,
+        now: Instant,
+    ) -> Vec<Action> {
         if self.current(id).filter(|s| matches!(s.phase, Phase::Combining)).is_none() {
             return Vec::new();
         }
-        let values = match result {
-            Ok(values) => values,
+        let (sum, words) = match result {
+            Ok(decrypted) => decrypted,
             Err(error) => return self.restart(Vec::new(), format!("the decrypted sum: {error}"), now),
         };
         if self.liar.rerun_round.is_some_and(|round| round == id.round) {
@@ -922,53 +984,65 @@ impl Coordinator {
             return Vec::new();
         }
         // Invariant: `current` just found the session.
-        let Some(session) = self.session.take() else { return Vec::new() };
-        match self.finish_session(&session, &values, now) {
-            Ok(actions) => actions,
-            Err(why) => {
-                self.session = Some(session);
-                self.restart(Vec::new(), why, now)
+        let Some(session) = self.session.as_mut() else { return Vec::new() };
+        let inputs = SessionInputs {
+            spec: &self.plan.spec,
+            schema_id: &self.plan.config.schema_id,
+            layout: &self.plan.layout,
+            codec: &self.plan.codec,
+            session: session.id,
+            kind: session.kind,
+            contributors: session.participants.len(),
+            global: &self.global,
+            server: &self.server,
+            figures: &self.figures,
+        };
+        match session_output(&inputs, &words) {
+            Ok(output) => {
+                session.phase = Phase::Result { sum, output: Box::new(output), statements: Statements::new() };
+                Vec::new()
             }
+            Err(why) => self.restart(Vec::new(), why, now),
         }
     }
 
-    fn finish_session(&mut self, session: &Session, values: &[f64], now: Instant) -> Result<Vec<Action>, String> {
-        let layout = &self.plan.layout;
-        let decoded = layout.decode(session.kind, values, self.figures.test_rows).map_err(|e| e.to_string())?;
-        let mut record = RoundRecord::new(session.id, session.kind, session.participants.len());
+    /// Takes a session's output once every participant endorsed it: the new state, the round's
+    /// record, the endorsements for the model file; then moves on. A participant that endorsed
+    /// another output gives the round up (its decryption was opened).
+    fn finish_session(
+        &mut self,
+        session: Session,
+        output: SessionOutput,
+        statements: &Statements,
+        now: Instant,
+    ) -> Vec<Action> {
+        for (node, signed) in statements {
+            let endorsed = Statement::of(signed).ok().map(|s| s.claim);
+            if !matches!(endorsed, Some(Claim::Output { state, file, .. }) if state == output.state && file == output.file_digest)
+            {
+                let why = format!("{node} endorsed another output than the aggregator computed");
+                return self.give_up_round(&session, why, now);
+            }
+        }
+        let SessionOutput { global, server, figures, mut record, .. } = output;
         record.seconds = now.saturating_duration_since(session.started).as_secs_f64();
         record.bytes_up = session.bytes_up;
         record.bytes_down = session.bytes_down;
-        match decoded {
-            DecodedSum::Setup(counts) => {
-                counts.check(session.participants.len())?;
-                self.figures = PublicFigures {
-                    train_rows: counts.train_rows,
-                    test_rows: counts.test_rows,
-                    feature_stats: counts.moments.iter().map(|m| m.stats()).collect(),
-                    top_k: counts
-                        .bucket_counts
-                        .iter()
-                        .zip(&layout.top_k)
-                        .map(|(counts, shape)| choose_top_k(counts, shape.k as usize))
-                        .collect(),
-                };
-                tracing::info!(
-                    train_rows = counts.train_rows,
-                    test_rows = counts.test_rows,
-                    "federated row counts, feature statistics and top_k buckets"
-                );
-            }
-            DecodedSum::Train { mean_update, train_loss, evaluation } => {
-                self.server.apply(&mut self.global, &mean_update).map_err(|e| e.to_string())?;
-                record.train_loss = Some(train_loss);
-                record.set_evaluation(&evaluation);
-            }
-            DecodedSum::Evaluate(evaluation) => record.set_evaluation(&evaluation),
+        if session.kind == SessionKind::Setup {
+            tracing::info!(
+                train_rows = figures.train_rows,
+                test_rows = figures.test_rows,
+                "federated row counts, feature statistics and top_k buckets"
+            );
         }
+        self.global = global;
+        self.server = server;
+        self.figures = figures;
+        self.endorsements = encode_bundle(statements.values());
+        self.holders = statements.keys().cloned().collect();
         tracing::info!(round = record.round, kind = %record.kind, auroc = ?record.auroc, auprc = ?record.auprc, "session done");
         self.records.push(record);
-        Ok(self.move_on(Planned { round: session.id.round, kind: session.kind }, now))
+        self.move_on(Planned { round: session.id.round, kind: session.kind }, now)
     }
 
     /// After `done` (completed, or given up once its decryption opened): plans the next session,
@@ -1002,17 +1076,9 @@ impl Coordinator {
 
     fn snapshot(&self) -> Result<Snapshot, fedcare_core::Error> {
         let config = &self.plan.config;
-        let mut model = ModelFile::new(self.plan.spec.clone(), self.global.clone(), &config.schema_id)?;
-        if let Some(last) = self.records.last() {
-            model.metrics.insert("round".into(), f64::from(last.round));
-            for (name, value) in [("auroc", last.auroc), ("auprc", last.auprc)] {
-                if let Some(value) = value {
-                    model.metrics.insert(name.into(), value);
-                }
-            }
-        }
-        model.feature_scaling = self.figures.feature_stats.clone();
-        model.category_buckets = self.figures.top_k.clone();
+        let mut model =
+            model_file(&self.plan.spec, &config.schema_id, &self.global, &self.figures, self.records.last())?;
+        model.endorsements = self.endorsements.to_vec();
         Ok(Snapshot {
             checkpoint: Checkpoint {
                 federation_id: config.federation_id.clone(),
@@ -1023,6 +1089,7 @@ impl Coordinator {
                 figures: self.figures.clone(),
                 records: self.records.clone(),
                 opened: self.opened,
+                endorsements: self.endorsements.to_vec(),
             },
             model,
         })
@@ -1061,11 +1128,11 @@ impl Coordinator {
         let crs = (self.crs)();
         let id = SessionId { round: planned.round, attempt };
         tracing::info!(session = %id, kind = %planned.kind, hospitals = self.active.len(), "session starts");
-        let model = match planned.kind {
-            // The setup session sums row counts: it needs no model.
-            SessionKind::Setup => Bytes::new(),
-            SessionKind::Train | SessionKind::Evaluate => params_to_bytes(&self.global),
-        };
+        // The setup session sums row counts and trains nothing, but its output (the model file
+        // with the federated statistics) is endorsed like every other: it relays the state too.
+        let model = params_to_bytes(&self.global);
+        let server = Bytes::from(server_bytes(&self.server));
+        let state = Bytes::copy_from_slice(&state_digest(&model, &server, &self.figures));
         self.session = Some(Session {
             id,
             kind: planned.kind,
@@ -1074,6 +1141,8 @@ impl Coordinator {
             submitted: BTreeSet::new(),
             phase: Phase::KeyGen { collector: KeyShareCollector::new(PARAMS_V1, crs), statements: Statements::new() },
             model,
+            server,
+            state,
             started: now,
             deadline: now + Duration::from_secs(self.plan.config.phase_timeout_secs),
             bytes_up: 0,
@@ -1174,6 +1243,9 @@ impl Coordinator {
                     task.kind = TaskKind::Done;
                     task.sections = vec![model.clone()];
                 }
+                if let Some(lie) = &self.liar.task {
+                    lie(node, &mut task);
+                }
                 return Ok(task);
             }
             // An aggregator that is shutting down has nothing final to say: its hospitals see it
@@ -1192,11 +1264,15 @@ impl Coordinator {
         }
         task.sections = match &session.phase {
             Phase::KeyGen { .. } => Vec::new(),
-            Phase::Confirm { shares, .. } => vec![shares.clone(), session.model.clone()],
+            Phase::Confirm { shares, .. } if self.holders.contains(node) => vec![shares.clone(), session.state.clone()],
+            Phase::Confirm { shares, .. } => vec![shares.clone(), session.model.clone(), session.server.clone()],
             Phase::Contribute { transcripts, .. } => vec![transcripts.clone()],
             Phase::Challenge { masks, .. } => vec![masks.clone()],
             Phase::Prove { challenges, .. } => vec![challenges.clone()],
             Phase::Decrypt { fingerprints, .. } => vec![fingerprints.clone()],
+            Phase::Result { sum, .. } => vec![sum.clone()],
+            Phase::Attest { commitments, .. } => vec![commitments.clone()],
+            Phase::Accept { fingerprints, .. } => vec![fingerprints.clone()],
             Phase::Aggregating | Phase::Sealing { .. } | Phase::Combining => return Ok(task),
         };
         task.kind = session.phase.task_kind();

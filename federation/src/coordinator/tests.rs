@@ -114,6 +114,9 @@ impl Hospital {
             TaskKind::Challenge => (UploadKind::Statement, participant.challenge(task)?),
             TaskKind::Prove => (UploadKind::Statement, participant.prove(task)?),
             TaskKind::Decrypt => (UploadKind::DecryptionShare, participant.decrypt(task)?),
+            TaskKind::Result => (UploadKind::Statement, participant.sum_challenge(task)?),
+            TaskKind::Attest => (UploadKind::Statement, participant.sum_fingerprint(task)?),
+            TaskKind::Accept => (UploadKind::Statement, participant.endorse(task)?),
             TaskKind::Contribute => {
                 let agreed = participant.agree(task)?;
                 let layout = &plan.layout;
@@ -142,7 +145,7 @@ impl Hospital {
 }
 
 /// Phases of one session.
-const SESSION: usize = 6;
+const SESSION: usize = 9;
 
 /// Uploads `bytes` as `kind` from `name` the way the shell does (admit, verify, accept).
 fn upload(
@@ -170,7 +173,7 @@ fn carry_out(c: &mut Coordinator, actions: Vec<Action>, now: Instant) -> Vec<Sna
                 c.handle(Event::AggregateReady { session, result: builder.finish() }, now).unwrap()
             }
             Action::DecryptSum { session, aggregate, shares } => {
-                let result = decrypt_sum(&c.plan, &aggregate, &shares);
+                let result = decrypt_sum(&aggregate, &shares);
                 c.handle(Event::SumDecrypted { session, result }, now).unwrap()
             }
             Action::Persist(snapshot) => {

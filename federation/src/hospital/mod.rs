@@ -275,9 +275,18 @@ impl HospitalNode {
                 TaskKind::Decrypt => {
                     Some((UploadKind::DecryptionShare, tokio::task::block_in_place(|| participant.decrypt(&task))?))
                 }
+                TaskKind::Result => {
+                    Some((UploadKind::Statement, tokio::task::block_in_place(|| participant.sum_challenge(&task))?))
+                }
+                TaskKind::Attest => {
+                    Some((UploadKind::Statement, tokio::task::block_in_place(|| participant.sum_fingerprint(&task))?))
+                }
+                TaskKind::Accept => {
+                    Some((UploadKind::Statement, tokio::task::block_in_place(|| participant.endorse(&task))?))
+                }
                 TaskKind::Done => {
                     tracing::info!(%node, "federation done");
-                    return final_model(&task, &settings);
+                    return final_model(&task, &settings, &participant);
                 }
                 TaskKind::Failed => return Err(FederationError::Stopped(task.message)),
                 TaskKind::Wait => None,
@@ -407,7 +416,9 @@ impl HospitalNode {
 }
 
 /// The model file of a `Done` task, checked to be this federation's model.
-fn final_model(task: &Task, settings: &FederationSettings) -> Result<FinalModel> {
+/// The final model file, checked: the federation's model, and the output this hospital checked
+/// and endorsed (or endorsed by its roster's hospitals, [`Participant::check_final`]).
+fn final_model(task: &Task, settings: &FederationSettings, participant: &Participant) -> Result<FinalModel> {
     let [bytes] = task.sections.as_slice() else {
         return Err(ProtocolError::Sections { task: "final", got: task.sections.len(), expected: 1 }.into());
     };
@@ -420,6 +431,7 @@ fn final_model(task: &Task, settings: &FederationSettings) -> Result<FinalModel>
         }
         .into());
     }
+    participant.check_final(&model)?;
     Ok(FinalModel { bytes: bytes.clone(), model })
 }
 

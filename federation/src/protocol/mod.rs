@@ -10,7 +10,7 @@ use core::fmt;
 
 use bytes::Bytes;
 use fedcare_core::metrics::CalibrationBin;
-use fedcare_core::{CodecConfig, ColumnStats, ModelSpec, TrainConfig};
+use fedcare_core::{CodecConfig, ColumnStats, ModelSpec, ServerOptimizerConfig, TrainConfig};
 use fedcare_crypto::Crs;
 use serde::{Deserialize, Serialize};
 
@@ -243,8 +243,8 @@ pub enum TaskKind {
     Wait,
     /// Draw a fresh key share for the session's CRS and upload its public part, signed.
     KeyGen,
-    /// Sections: every participant's signed key share, then the global model. Upload the signed
-    /// round transcript.
+    /// Sections: every participant's signed key share, the global model, the server optimizer
+    /// state. Upload the signed round transcript.
     Confirm,
     /// Section: every participant's signed transcript. Upload the encrypted contribution.
     Contribute,
@@ -254,6 +254,12 @@ pub enum TaskKind {
     Prove,
     /// Section: every participant's signed fingerprint. Upload a decryption share.
     Decrypt,
+    /// Section: the decrypted sum, unrounded. Upload a signed commitment with fresh randomness.
+    Result,
+    /// Section: every participant's signed commitment. Upload the signed output fingerprint.
+    Attest,
+    /// Section: every participant's signed output fingerprint. Upload the signed output.
+    Accept,
     /// The federation is over; section: the final model file.
     Done,
     /// The federation stopped; see the message.
@@ -309,6 +315,8 @@ pub struct FederationSettings {
     pub schema_id: String,
     /// Training rounds.
     pub rounds: u32,
+    /// The server rule every hospital applies to the checked sum.
+    pub server: ServerOptimizerConfig,
     /// BLAKE3 of the configuration's wire form: every participant's transcript covers it, so
     /// hospitals given different settings do not agree.
     pub digest: [u8; 32],

@@ -1,0 +1,134 @@
+//! What a session's checked sum gives, computed the same way by the aggregator and by every
+//! hospital: the next global model (the agreed server rule applied to the decoded mean update),
+//! the next server optimizer state, the public figures (from the setup session's sums), the
+//! round's record and the model file written after it.
+//!
+//! Both sides call [`session_output`] on the same inputs (the ones every participant signed in
+//! the round transcript) and the same decrypted words, so an honest aggregator and every honest
+//! hospital reach the same [`SessionOutput`] bit for bit; a hospital endorses its digests
+//! ([`crate::transcript::Claim::Output`]) and refuses a next session or a final model that
+//! differs ([`crate::participant`]).
+
+use fedcare_core::top_k::choose_top_k;
+use fedcare_core::{Codec, ModelFile, ModelSpec, ServerOptimizer};
+
+use crate::protocol::{ContributionLayout, DecodedSum, PublicFigures, RoundRecord, SessionId, SessionKind};
+use crate::transcript::{file_digest, state_digest};
+use crate::transfer::params_to_bytes;
+
+/// What a session's inputs were: the state every participant signed.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionInputs<'a> {
+    /// The model's architecture.
+    pub spec: &'a ModelSpec,
+    /// The schema id written into the model file.
+    pub schema_id: &'a str,
+    /// The contribution layout.
+    pub layout: &'a ContributionLayout,
+    /// The contribution codec.
+    pub codec: &'a Codec,
+    /// The session.
+    pub session: SessionId,
+    /// What it computed.
+    pub kind: SessionKind,
+    /// Its contributors.
+    pub contributors: usize,
+    /// The global parameters it started from.
+    pub global: &'a [f32],
+    /// The server optimizer state it started from.
+    pub server: &'a ServerOptimizer,
+    /// The public figures it started from.
+    pub figures: &'a PublicFigures,
+}
+
+/// The state after a session, and its digests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionOutput {
+    /// The global parameters.
+    pub global: Vec<f32>,
+    /// The server optimizer state.
+    pub server: ServerOptimizer,
+    /// The public figures.
+    pub figures: PublicFigures,
+    /// The session's record (timings and bytes left at zero: the aggregator fills them).
+    pub record: RoundRecord,
+    /// [`state_digest`] of (global, server, figures).
+    pub state: [u8; 32],
+    /// The model file written after the session (not endorsed yet).
+    pub file: ModelFile,
+    /// [`file_digest`] of the model file.
+    pub file_digest: [u8; 32],
+}
+
+/// The server optimizer state's bytes (what the confirmation task relays and the state digest
+/// covers).
+pub fn server_bytes(server: &ServerOptimizer) -> Vec<u8> {
+    // Invariant: postcard serializes these plain types into a Vec without failing.
+    postcard::to_allocvec(server).unwrap_or_default()
+}
+
+/// The model file of a state: the global parameters, the last record's round and metrics, the
+/// feature scaling and the `top_k` buckets.
+pub fn model_file(
+    spec: &ModelSpec,
+    schema_id: &str,
+    global: &[f32],
+    figures: &PublicFigures,
+    last: Option<&RoundRecord>,
+) -> Result<ModelFile, fedcare_core::Error> {
+    let mut model = ModelFile::new(spec.clone(), global.to_vec(), schema_id)?;
+    if let Some(last) = last {
+        model.metrics.insert("round".into(), f64::from(last.round));
+        for (name, value) in [("auroc", last.auroc), ("auprc", last.auprc)] {
+            if let Some(value) = value {
+                model.metrics.insert(name.into(), value);
+            }
+        }
+    }
+    model.feature_scaling = figures.feature_stats.clone();
+    model.category_buckets = figures.top_k.clone();
+    Ok(model)
+}
+
+/// Decodes the checked plaintext `words` of a session and applies them: the figures for setup,
+/// the server rule for training, the metrics for both training and evaluation. Refuses a sum
+/// that does not decode or fails the sanity bounds ([`crate::protocol::SetupCounts::check`]).
+pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<SessionOutput, String> {
+    let integers = inputs.codec.decode_sum_integers(words, inputs.contributors as u32).map_err(|e| e.to_string())?;
+    let scale = inputs.codec.resolution();
+    let values: Vec<f64> = integers.iter().map(|&i| i as f64 * scale).collect();
+    let layout = inputs.layout;
+    let decoded =
+        layout.decode(inputs.kind, &values, inputs.figures.test_rows).map_err(|e| format!("the decrypted sum: {e}"))?;
+    let mut record = RoundRecord::new(inputs.session, inputs.kind, inputs.contributors);
+    let mut global = inputs.global.to_vec();
+    let mut server = inputs.server.clone();
+    let mut figures = inputs.figures.clone();
+    match decoded {
+        DecodedSum::Setup(counts) => {
+            counts.check(inputs.contributors)?;
+            figures = PublicFigures {
+                train_rows: counts.train_rows,
+                test_rows: counts.test_rows,
+                feature_stats: counts.moments.iter().map(|m| m.stats()).collect(),
+                top_k: counts
+                    .bucket_counts
+                    .iter()
+                    .zip(&layout.top_k)
+                    .map(|(counts, shape)| choose_top_k(counts, shape.k as usize))
+                    .collect(),
+            };
+        }
+        DecodedSum::Train { mean_update, train_loss, evaluation } => {
+            server.apply(&mut global, &mean_update).map_err(|e| e.to_string())?;
+            record.train_loss = Some(train_loss);
+            record.set_evaluation(&evaluation);
+        }
+        DecodedSum::Evaluate(evaluation) => record.set_evaluation(&evaluation),
+    }
+    let state = state_digest(&params_to_bytes(&global), &server_bytes(&server), &figures);
+    let file = model_file(inputs.spec, inputs.schema_id, &global, &figures, Some(&record))
+        .map_err(|e| format!("the model file: {e}"))?;
+    let file_digest = file_digest(&file).map_err(|e| format!("the model file: {e}"))?;
+    Ok(SessionOutput { global, server, figures, record, state, file, file_digest })
+}
