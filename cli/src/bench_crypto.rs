@@ -233,7 +233,7 @@ impl CryptoBenchReport {
             ("fingerprint of own masks (per party)", ms(self.fingerprint)),
             ("mask check + decryption share (per party)", ms(self.decryption_share)),
             ("combine + decode (aggregator)", ms(self.combine_decode)),
-            ("fingerprint of own bodies − share (per party)", ms(self.output_fingerprint)),
+            ("fingerprint of bodies − share (per party)", ms(self.output_fingerprint)),
             ("check of the decrypted sum (per party)", ms(self.sum_check)),
             ("ciphertext on the wire (per party)", per_value(self.ciphertext_bytes)),
             ("aggregate masks on the wire (to each party)", per_value(self.masks_bytes)),

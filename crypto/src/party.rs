@@ -58,7 +58,15 @@ pub struct PartySession {
     /// This party's contribution: what it encrypted for and its masks.
     pub(super) contribution: Option<Contribution>,
     /// This party's decryption share: of which aggregate, and its values.
-    decryption: Option<(AggregateMasks, Vec<u64>)>,
+    decryption: Option<Decryption>,
+}
+
+/// What a party remembers of its decryption share (for the output check).
+#[derive(Debug)]
+struct Decryption {
+    aggregate_digest: [u8; 32],
+    contributors: usize,
+    partial: Vec<u64>,
 }
 
 /// What a party remembers of its own contribution.
@@ -200,7 +208,8 @@ impl PartySession {
         smudging.fill_slice_with_random_from_distribution(&mut partial, TUniform::<u64>::new(budget.smudging.0));
         add_mask_products(&mut partial, &aggregate.masks, secret.coefficients());
         drop(secret);
-        self.decryption = Some((aggregate.clone(), partial.clone()));
+        self.decryption =
+            Some(Decryption { aggregate_digest: aggregate.digest, contributors, partial: partial.clone() });
         Ok(DecryptionShare {
             params_id: self.params.id,
             crs: self.crs,
@@ -215,8 +224,8 @@ impl PartySession {
     /// all of them, [`crate::check`]).
     pub fn output_fingerprint(&self, challenge: &Challenge) -> Result<MaskFingerprint, CryptoError> {
         let contribution = self.contribution.as_ref().ok_or(CryptoError::OwnContributionMissing)?;
-        let (_, partial) = self.decryption.as_ref().ok_or(CryptoError::OwnShareMissing)?;
-        Ok(challenge.difference_fingerprint(&contribution.bodies, partial))
+        let decryption = self.decryption.as_ref().ok_or(CryptoError::OwnShareMissing)?;
+        Ok(challenge.difference_fingerprint(&contribution.bodies, &decryption.partial))
     }
 
     /// The plaintext words of `sum`, once checked: it decrypts the aggregate this party made its
@@ -224,18 +233,18 @@ impl PartySession {
     /// contributors' signed output fingerprints; anything else is refused
     /// ([`CryptoError::ForgedSum`]).
     pub fn check_sum(&self, sum: &DecryptedSum, check: &MaskCheck) -> Result<Vec<u64>, CryptoError> {
-        let (aggregate, _) = self.decryption.as_ref().ok_or(CryptoError::OwnShareMissing)?;
+        let decryption = self.decryption.as_ref().ok_or(CryptoError::OwnShareMissing)?;
         if sum.params.id != self.params.id {
             return Err(CryptoError::WrongParams { expected: self.params.id, got: sum.params.id });
         }
         if sum.crs != self.crs {
             return Err(CryptoError::WrongCrs);
         }
-        if sum.aggregate_digest != aggregate.digest || sum.contributors != aggregate.contributors.len() {
+        if sum.aggregate_digest != decryption.aggregate_digest || sum.contributors != decryption.contributors {
             return Err(CryptoError::ForeignAggregate(self.id.clone()));
         }
-        if sum.len() != aggregate.len {
-            return Err(CryptoError::LengthMismatch { expected: aggregate.len, got: sum.len() });
+        if sum.len() != decryption.partial.len() {
+            return Err(CryptoError::LengthMismatch { expected: decryption.partial.len(), got: sum.len() });
         }
         if sum.lifted_fingerprint(&check.challenge) != check.contributions {
             return Err(CryptoError::ForgedSum);

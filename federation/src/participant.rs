@@ -148,7 +148,9 @@ struct Round {
     model: Bytes,
     server: Option<ServerOptimizer>,
     figures: PublicFigures,
-    aggregate: Option<(AggregateMasks, [u8; 32])>,
+    /// The aggregate masks to decrypt (dropped once decrypted) and their digest.
+    masks: Option<AggregateMasks>,
+    aggregate: Option<[u8; 32]>,
     nonce: [u8; 32],
     challenge: Option<[u8; 32]>,
     fingerprint: Option<MaskFingerprint>,
@@ -328,6 +330,7 @@ impl Participant {
             model: Bytes::new(),
             server: None,
             figures: PublicFigures::default(),
+            masks: None,
             aggregate: None,
             nonce: fresh_nonce(),
             challenge: None,
@@ -461,7 +464,8 @@ impl Participant {
         }
         let digest = masks.digest();
         let nonce = round.nonce;
-        round.aggregate = Some((masks, digest));
+        round.masks = Some(masks);
+        round.aggregate = Some(digest);
         let context = round.context.clone();
         Ok(self.sign(&context, Claim::Challenge { transcript, aggregate: digest, nonce }))
     }
@@ -471,8 +475,8 @@ impl Participant {
     pub fn prove(&mut self, task: &Task) -> Result<Vec<u8>> {
         let [challenges] = sections::<1>(task, "proof")?;
         let round = self.round(task, "proof")?;
-        let (transcript, aggregate) = match (&round.transcript, &round.aggregate) {
-            (Some(t), Some((_, a))) => (*t, *a),
+        let (transcript, aggregate) = match (round.transcript, round.aggregate) {
+            (Some(t), Some(a)) => (t, a),
             _ => return Err(TrustError::OutOfOrder { step: "proof" }.into()),
         };
         let own_nonce = round.nonce;
@@ -493,20 +497,20 @@ impl Participant {
         let round = self.round(task, "decryption")?;
         let context = round.context.clone();
         let (transcript, aggregate, seed, own) =
-            match (&round.transcript, &round.aggregate, round.challenge, round.fingerprint) {
-                (Some(t), Some((_, a)), Some(c), Some(f)) => (*t, *a, c, f),
+            match (round.transcript, round.aggregate, round.challenge, round.fingerprint) {
+                (Some(t), Some(a), Some(c), Some(f)) => (t, a, c, f),
                 _ => return Err(TrustError::OutOfOrder { step: "decryption" }.into()),
             };
         let total = self.fingerprint_sum(fingerprints, task, Step::Fingerprint, (transcript, aggregate, seed), own)?;
         let check = MaskCheck { challenge: Challenge::new(seed), contributions: total };
         let round = self.round.as_mut().ok_or(TrustError::OutOfOrder { step: "decryption" })?;
-        let Some((masks, _)) = &round.aggregate else {
+        let Some(masks) = round.masks.take() else {
             return Err(TrustError::OutOfOrder { step: "decryption" }.into());
         };
         // The share is made (the masks checked: forged ones are refused before the slot is
         // spent) but leaves this function only once the ledger has recorded the slot durably; if
         // recording fails, the share is dropped unsent.
-        let share = round.party.decryption_share(masks, &check)?;
+        let share = round.party.decryption_share(&masks, &check)?;
         self.ledger.spend(&self.settings.federation_id, context.session.round, context.kind)?;
         Ok(share.encode()?)
     }
@@ -519,8 +523,8 @@ impl Participant {
         let sum = DecryptedSum::decode(sum, &PARAMS_V1, &limits)?;
         let round = self.round(task, "result")?;
         let transcript = round.transcript.ok_or(TrustError::OutOfOrder { step: "result" })?;
-        match &round.aggregate {
-            Some((_, aggregate)) if *aggregate == sum.aggregate_digest() => {}
+        match round.aggregate {
+            Some(aggregate) if aggregate == sum.aggregate_digest() => {}
             Some(_) => {
                 let why = "a decrypted sum of other aggregate masks".into();
                 return Err(TrustError::WrongStatement { signer: self.me.clone(), why }.into());
