@@ -376,6 +376,16 @@ impl DecryptedSum {
         self.aggregate_digest
     }
 
+    /// The round's CRS.
+    pub fn crs(&self) -> Crs {
+        self.crs
+    }
+
+    /// The number of contributors it sums.
+    pub fn contributors(&self) -> usize {
+        self.contributors
+    }
+
     /// Number of values.
     pub fn len(&self) -> usize {
         self.phases.len()

@@ -64,6 +64,7 @@ pub fn task_kind_to_proto(kind: TaskKind) -> v1::TaskKind {
         TaskKind::Result => v1::TaskKind::Result,
         TaskKind::Attest => v1::TaskKind::Attest,
         TaskKind::Accept => v1::TaskKind::Accept,
+        TaskKind::Recover => v1::TaskKind::Recover,
         TaskKind::Done => v1::TaskKind::Done,
         TaskKind::Failed => v1::TaskKind::Failed,
     }
@@ -81,6 +82,7 @@ fn task_kind_from_proto(value: i32) -> Result<TaskKind, ProtocolError> {
         Ok(v1::TaskKind::Result) => TaskKind::Result,
         Ok(v1::TaskKind::Attest) => TaskKind::Attest,
         Ok(v1::TaskKind::Accept) => TaskKind::Accept,
+        Ok(v1::TaskKind::Recover) => TaskKind::Recover,
         Ok(v1::TaskKind::Done) => TaskKind::Done,
         Ok(v1::TaskKind::Failed) => TaskKind::Failed,
         Ok(v1::TaskKind::Unspecified) | Err(_) => return Err(invalid("task kind", value, "a known task kind")),
@@ -93,6 +95,7 @@ fn upload_kind_to_proto(kind: UploadKind) -> v1::UploadKind {
         UploadKind::Contribution => v1::UploadKind::Contribution,
         UploadKind::DecryptionShare => v1::UploadKind::DecryptionShare,
         UploadKind::Statement => v1::UploadKind::Statement,
+        UploadKind::Sum => v1::UploadKind::Sum,
     }
 }
 
@@ -115,6 +118,7 @@ pub fn upload_header_from_proto(header: &v1::UploadHeader) -> UploadHeader {
         Ok(v1::UploadKind::Contribution) => Some(UploadKind::Contribution),
         Ok(v1::UploadKind::DecryptionShare) => Some(UploadKind::DecryptionShare),
         Ok(v1::UploadKind::Statement) => Some(UploadKind::Statement),
+        Ok(v1::UploadKind::Sum) => Some(UploadKind::Sum),
         Ok(v1::UploadKind::Unspecified) | Err(_) => None,
     };
     UploadHeader {

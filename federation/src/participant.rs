@@ -251,6 +251,24 @@ impl Participant {
         &self.me
     }
 
+    /// The digest of the federation settings it was made for (a node that reconnects keeps its
+    /// participant only for the same settings).
+    pub fn settings_digest(&self) -> [u8; 32] {
+        self.settings.digest
+    }
+
+    /// For an aggregator that restarted after the session's decrypted sum went out: the sum this
+    /// hospital received of the task's session, in its wire form (empty when it holds none).
+    /// Handing it back reveals nothing new and decrypts nothing: every hospital checks the sum
+    /// again before it accepts it.
+    pub fn held_sum(&self, task: &Task) -> Result<Vec<u8>> {
+        let held = self.round.as_ref().filter(|r| Some(r.context.session) == task.session).and_then(|r| r.sum.as_ref());
+        match held {
+            Some((sum, _)) => Ok(sum.encode()?),
+            None => Ok(Vec::new()),
+        }
+    }
+
     fn context(&self, task: &Task) -> Result<Statement> {
         let missing = |field| ProtocolError::Missing { message: "task", field };
         Ok(Statement {
@@ -600,8 +618,11 @@ impl Participant {
             Bytes::from(crate::output::server_bytes(&output.server)),
             &output.figures,
         );
-        let mut files = vec![output.file_digest];
-        files.extend(self.verified.as_ref().and_then(|v| v.files.first().copied()));
+        // Endorsing a session again (its aggregator resumed) keeps the file of the one before.
+        let earlier = self.verified.as_ref().and_then(|v| {
+            if v.session == context.session { v.files.get(1).copied() } else { v.files.first().copied() }
+        });
+        let files: Vec<[u8; 32]> = [output.file_digest].into_iter().chain(earlier).collect();
         self.verified = Some(Verified { session: context.session, states: [start, end], files });
         Ok(self.sign(&context, Claim::Output { transcript, sum, state: output.state, file: output.file_digest }))
     }

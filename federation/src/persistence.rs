@@ -9,7 +9,9 @@
 //! payload; a damaged one is an error, never ignored. A session that was running when the
 //! aggregator stopped is not in it: after a restart that round runs again from its start, with
 //! fresh keys — unless its decryption had been opened ([`Checkpoint::opened`]): hospitals never
-//! decrypt one round twice, so the federation then moves on to the next round.
+//! decrypt one round twice, so a restarted aggregator asks the session's hospitals for the
+//! decrypted sum they hold ([`Checkpoint::resumable`]) and finishes the session from it, or
+//! moves on to the next round when none holds it.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -20,7 +22,7 @@ use fedcare_core::{ModelFile, ServerOptimizer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FederationError, Result};
-use crate::protocol::{Planned, PublicFigures, RoundRecord};
+use crate::protocol::{NodeId, Planned, PublicFigures, RoundRecord, SessionId};
 
 /// File name of the checkpoint inside the aggregator's output directory.
 pub const CHECKPOINT_FILE: &str = "aggregator.ckpt";
@@ -30,7 +32,8 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const MODEL_FILE: &str = "model.bin";
 
 /// The checkpoint's envelope. 4: the common envelope, typed session kinds, the public figures
-/// of the setup session in one record; 5: the opened decryption slot.
+/// of the setup session in one record; 5: the opened decryption slot; 6: the hospitals'
+/// endorsements and the opened session's id, CRS and participants.
 pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 6, name: "checkpoint" };
 /// The largest checkpoint read back (a 200M-parameter model with its optimizer state).
 const CHECKPOINT_LIMIT: usize = 4 << 30;
@@ -61,6 +64,20 @@ pub struct Checkpoint {
     /// signed statements; empty before the first): the model file carries them.
     #[serde(with = "serde_bytes")]
     pub endorsements: Vec<u8>,
+    /// What a restarted aggregator needs of the opened session to resume its result from the
+    /// hospitals that hold it (set with `opened`).
+    pub resumable: Option<OpenedSession>,
+}
+
+/// The session whose decryption was opened: its id, CRS and participants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenedSession {
+    /// The session.
+    pub session: SessionId,
+    /// Its CRS.
+    pub crs: u128,
+    /// Its participants.
+    pub participants: Vec<NodeId>,
 }
 
 /// What the aggregator writes after a session: the checkpoint and the model file.
@@ -250,7 +267,7 @@ fn check_record(record: &RoundRecord, line: usize) -> Result<(), MetricsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{SessionId, SessionKind};
+    use crate::protocol::SessionKind;
     use fedcare_core::{ColumnStats, ServerOptimizerConfig};
 
     fn checkpoint() -> Checkpoint {
@@ -269,6 +286,11 @@ mod tests {
             records: vec![RoundRecord::new(SessionId { round: 1, attempt: 0 }, SessionKind::Train, 3)],
             opened: Some(Planned { round: 2, kind: SessionKind::Train }),
             endorsements: vec![1, 2, 3],
+            resumable: Some(OpenedSession {
+                session: SessionId { round: 2, attempt: 1 },
+                crs: 7,
+                participants: vec![NodeId::new("a").unwrap()],
+            }),
         }
     }
 

@@ -1,9 +1,17 @@
 //! A hospital that dies mid-round, in-process: it is dropped at the phase deadline, the round
 //! restarts without it, and once it is started again (same identity) it rejoins and takes part
-//! again. (The aggregator's own crashes, with a real process, are tested in `fedcare-cli`.)
+//! again. An aggregator stopped after a session's decrypted sum went out resumes that result from
+//! the hospitals that hold it. (The aggregator's crashes with a real process, killed at any
+//! moment, are tested in `fedcare-cli`.)
 
 use core::time::Duration;
+use std::sync::Mutex;
 use std::time::Instant;
+
+mod common;
+
+use fedcare_federation::coordinator::Liar;
+use fedcare_federation::protocol::TaskKind;
 
 use fedcare_federation::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
 use fedcare_federation::hospital::{Connection, HospitalData, HospitalNode, trainer::CpuTrainer};
@@ -91,4 +99,79 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
         records[dropped + 1..].iter().any(|r| r.hospitals == 3),
         "the restarted hospital took part again: {records:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_aggregator_stopped_after_the_result_went_out_resumes_it_from_the_hospitals() {
+    tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let names: Vec<String> = HOSPITALS.iter().map(|s| s.to_string()).collect();
+    tls::generate_dev_pki(&pki, &names, &[]).unwrap();
+    let config = AggregatorConfig { rounds: 2, ..common::plan(&names, 30, &dir.path().join("out"), &pki) };
+    let server_tls = || tls::server_tls(&config.tls.ca, &config.tls.cert, &config.tls.key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+
+    // The first aggregator stops as round 1's attestation tasks go out: every hospital has
+    // made its decryption share and received the decrypted sum, the aggregator's copy is lost.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop = Mutex::new(Some(stop));
+    let first = AggregatorServer::new(config.plan().unwrap()).unwrap();
+    first.set_liar(Liar {
+        task: Some(Box::new(move |_, task| {
+            if task.kind == TaskKind::Attest && task.session.is_some_and(|s| s.round == 1) {
+                stop.lock().unwrap().take().map(|stop| stop.send(()));
+            }
+        })),
+        ..Liar::default()
+    });
+    let serving = tokio::spawn({
+        let tls = server_tls();
+        async move { first.serve_until(listener, tls, async { stopped.await.unwrap_or(()) }).await }
+    });
+    let url = format!("https://localhost:{port}");
+    let nodes: Vec<_> = HOSPITALS
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let (cert, key) = tls::party_files(&pki, name);
+            let tls = tls::client_tls(&config.tls.ca, &cert, &key, "localhost").unwrap();
+            let connection = Connection::Tls { url: url.clone(), tls };
+            let data = HospitalData::Ready(fedcare_data::plain::synthetic_hospital(index, HOSPITALS.len(), 300, 5));
+            let trust = tls::dev_trust(&pki, name, &names, &dir.path().join(name)).unwrap();
+            let node = HospitalNode::new(connection, "test", data, Box::new(CpuTrainer), trust);
+            tokio::spawn(node.run())
+        })
+        .collect();
+    let stopped = serving.await.unwrap().unwrap();
+    assert!(stopped.records.iter().all(|r| r.round == 0), "round 1 was not checkpointed: {:?}", stopped.records);
+
+    // Started again on the same port and out_dir: it resumes round 1 from the hospitals' copy.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let second = AggregatorServer::new(config.plan().unwrap()).unwrap();
+    let outcome = second.serve(listener, server_tls()).await.unwrap();
+    assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+    let sessions: Vec<(u32, SessionKind, u32)> = outcome.records.iter().map(|r| (r.round, r.kind, r.attempt)).collect();
+    assert_eq!(
+        sessions,
+        [
+            (0, SessionKind::Setup, 0),
+            (1, SessionKind::Train, 0),
+            (2, SessionKind::Train, 0),
+            (3, SessionKind::Evaluate, 0)
+        ],
+        "round 1 completed in its first attempt, from the recovered sum"
+    );
+    let mut received = Vec::new();
+    for node in nodes {
+        received.push(node.await.unwrap().unwrap().bytes);
+    }
+    assert!(received.windows(2).all(|w| w[0] == w[1]), "every hospital got the same final model");
+    // Every hospital decrypted each session once: the recovery decrypted nothing again.
+    for name in HOSPITALS {
+        let ledger =
+            std::fs::read_to_string(dir.path().join(name).join(fedcare_federation::participant::LEDGER_FILE)).unwrap();
+        assert_eq!(ledger.lines().count(), 4, "{name}: {ledger}");
+    }
 }

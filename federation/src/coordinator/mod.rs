@@ -25,7 +25,9 @@
 //! attempt, if it was in the running one: it lost its key share). Hospitals never make two
 //! decryption shares for one round, so once a session's decryption is opened (recorded in the
 //! checkpoint before the fingerprints go out) a failure moves the federation on to the next
-//! round instead of running the same round again. Every upload is checked
+//! round instead of running the same round again; a coordinator resumed from such a checkpoint
+//! first asks the session's participants for the decrypted sum they hold (`Recover`), and
+//! finishes the session from any one copy (every hospital checks it again). Every upload is checked
 //! against the running session (federation, session, node, phase) and refused with a
 //! [`Refusal`] otherwise, leaving the round intact.
 
@@ -41,14 +43,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use fedcare_core::ServerOptimizer;
 use fedcare_crypto::{
-    Aggregate, AggregateBuilder, Ciphertext, CollectivePublicKey, ContributionHash, Crs, CryptoError, DecryptionShare,
-    KeyShareCollector, PARAMS_V1, PartyId, PublicKeyShare, WireLimits, WireMessage,
+    Aggregate, AggregateBuilder, Ciphertext, CollectivePublicKey, ContributionHash, Crs, CryptoError, DecryptedSum,
+    DecryptionShare, KeyShareCollector, PARAMS_V1, PartyId, PublicKeyShare, WireLimits, WireMessage,
 };
 
 use crate::config::FederationPlan;
 use crate::error::{FederationError, Refusal};
 use crate::output::{SessionInputs, SessionOutput, model_file, server_bytes, session_output};
-use crate::persistence::{Checkpoint, Snapshot};
+use crate::persistence::{Checkpoint, OpenedSession, Snapshot};
 use crate::protocol::{
     NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task, TaskKind, UploadHeader, UploadKind,
 };
@@ -152,6 +154,11 @@ impl UploadTicket {
                 }
                 Ok(Verified::DecryptionShare(share))
             }
+            UploadKind::Sum if bytes.is_empty() => Ok(Verified::Sum(None)),
+            UploadKind::Sum => {
+                let sum = DecryptedSum::decode(bytes, &PARAMS_V1, limits).map_err(invalid)?;
+                Ok(Verified::Sum(Some(Box::new((Bytes::copy_from_slice(bytes), sum)))))
+            }
         }
     }
 }
@@ -188,6 +195,8 @@ pub enum Verified {
     Contribution(ContributionHash),
     /// A decryption share.
     DecryptionShare(DecryptionShare),
+    /// A decrypted sum a hospital holds (its wire bytes and words), or none.
+    Sum(Option<Box<(Bytes, DecryptedSum)>>),
 }
 
 /// What happens to the coordinator.
@@ -438,6 +447,8 @@ enum Phase {
     },
     /// Every decryption share is in; the shell is decrypting the sum.
     Combining,
+    /// A restarted aggregator asks the participants for the decrypted sum they hold.
+    Recover,
     Result {
         sum: Bytes,
         output: Box<SessionOutput>,
@@ -464,6 +475,7 @@ impl Phase {
             Self::Challenge { .. } => "challenge",
             Self::Prove { .. } => "proof",
             Self::Sealing { .. } | Self::Decrypt { .. } | Self::Combining => "decryption",
+            Self::Recover => "recovery",
             Self::Result { .. } => "result",
             Self::Attest { .. } => "attestation",
             Self::Accept { .. } => "acceptance",
@@ -478,6 +490,7 @@ impl Phase {
             Self::Challenge { .. } => TaskKind::Challenge,
             Self::Prove { .. } => TaskKind::Prove,
             Self::Sealing { .. } | Self::Decrypt { .. } | Self::Combining => TaskKind::Decrypt,
+            Self::Recover => TaskKind::Recover,
             Self::Result { .. } => TaskKind::Result,
             Self::Attest { .. } => TaskKind::Attest,
             Self::Accept { .. } => TaskKind::Accept,
@@ -493,7 +506,12 @@ impl Phase {
     fn is_opened(&self) -> bool {
         matches!(
             self,
-            Self::Decrypt { .. } | Self::Combining | Self::Result { .. } | Self::Attest { .. } | Self::Accept { .. }
+            Self::Decrypt { .. }
+                | Self::Combining
+                | Self::Recover
+                | Self::Result { .. }
+                | Self::Attest { .. }
+                | Self::Accept { .. }
         )
     }
 }
@@ -561,6 +579,10 @@ pub struct Coordinator {
     delivered: BTreeSet<NodeId>,
     /// The running session, once its decryption is opened.
     opened: Option<Planned>,
+    /// The same session's id, CRS and participants (what a restart needs to resume its result).
+    resumable: Option<OpenedSession>,
+    /// A session resumed from the checkpoint, to recover its result from the hospitals.
+    recovering: Option<OpenedSession>,
     /// The hospitals' signed endorsements of the last session's output (a relayed bundle; empty
     /// before the first): the model file carries them.
     endorsements: Bytes,
@@ -599,6 +621,8 @@ impl Coordinator {
             model_file: None,
             delivered: BTreeSet::new(),
             opened: None,
+            resumable: None,
+            recovering: None,
             endorsements: Bytes::new(),
             holders: BTreeSet::new(),
             liar: Liar::default(),
@@ -639,7 +663,13 @@ impl Coordinator {
             coordinator.records = checkpoint.records;
             coordinator.next = checkpoint.next;
             coordinator.endorsements = Bytes::from(checkpoint.endorsements);
-            if let Some(opened) = checkpoint.opened.filter(|o| Some(*o) == checkpoint.next) {
+            let opened = checkpoint.opened.filter(|o| Some(*o) == checkpoint.next);
+            if let (Some(opened), Some(resumable)) = (opened, checkpoint.resumable) {
+                tracing::warn!(round = opened.round, kind = %opened.kind, "the checkpoint's session had opened its decryption: its result is asked of the hospitals");
+                coordinator.opened = Some(opened);
+                coordinator.resumable = Some(resumable.clone());
+                coordinator.recovering = Some(resumable);
+            } else if let Some(opened) = opened {
                 tracing::warn!(round = opened.round, kind = %opened.kind, "the checkpoint's session had opened its decryption: it is not run again");
                 coordinator.next = coordinator.after(opened);
                 if opened.kind == SessionKind::Setup {
@@ -818,6 +848,7 @@ impl Coordinator {
             (Phase::Challenge { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Challenge), None),
             (Phase::Prove { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Fingerprint), None),
             (Phase::Decrypt { .. }, Some(kind @ UploadKind::DecryptionShare)) => (kind, None, None),
+            (Phase::Recover, Some(kind @ UploadKind::Sum)) => (kind, None, None),
             (Phase::Result { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::SumChallenge), None),
             (Phase::Attest { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::SumFingerprint), None),
             (Phase::Accept { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Output), None),
@@ -869,6 +900,27 @@ impl Coordinator {
                     .map_err(|source| Refusal::Invalid { what: "decryption share", source })?;
                 shares.insert(node.clone(), share);
             }
+            (Phase::Recover, Verified::Sum(held)) => {
+                session.bytes_up += bytes;
+                let fits =
+                    |sum: &DecryptedSum| sum.crs() == session.crs && sum.contributors() == session.participants.len();
+                match held.map(|held| *held) {
+                    Some((bytes, sum)) if fits(&sum) => {
+                        // One hospital's copy is enough: every hospital checks it again.
+                        tracing::info!(session = %session.id, %node, "the session's decrypted sum, recovered");
+                        session.phase = Phase::Combining;
+                        session.submitted.clear();
+                        let (id, words) = (session.id, sum.words());
+                        return Ok(self.sum_decrypted(id, Ok((bytes, words)), now));
+                    }
+                    Some(_) => {
+                        tracing::warn!(session = %session.id, %node, "a recovered sum of another session: ignored");
+                    }
+                    None => {}
+                }
+                session.submitted.insert(node);
+                return Ok(self.advance(now));
+            }
             _ => return Err(Refusal::WrongPhase { phase }),
         }
         session.submitted.insert(node);
@@ -912,11 +964,21 @@ impl Coordinator {
             Phase::Prove { aggregate, statements, .. } => {
                 session.phase = Phase::Sealing { fingerprints: encode_bundle(statements.values()), aggregate };
                 self.opened = Some(Planned { round: id.round, kind: session.kind });
+                self.resumable = Some(OpenedSession {
+                    session: id,
+                    crs: session.crs.0,
+                    participants: session.participants.iter().cloned().collect(),
+                });
                 self.persist()
             }
             Phase::Decrypt { aggregate, shares, .. } => {
                 session.phase = Phase::Combining;
                 vec![Action::DecryptSum { session: id, aggregate, shares: shares.into_values().collect() }]
+            }
+            Phase::Recover => {
+                // Invariant: the session is still there (`session` borrowed it above).
+                let Some(session) = self.session.take() else { return Vec::new() };
+                self.give_up_round(&session, "no participant holds the session's decrypted sum".into(), now)
             }
             Phase::Result { output, statements, .. } => {
                 let commitments = encode_bundle(statements.values());
@@ -980,6 +1042,7 @@ impl Coordinator {
             tracing::warn!(session = %id, "LIAR: running a decrypted round again");
             let kind = self.session.as_ref().map_or(SessionKind::Train, |s| s.kind);
             self.opened = None;
+            self.resumable = None;
             self.start_session(Planned { round: id.round, kind }, id.attempt + 1, now);
             return Vec::new();
         }
@@ -1050,6 +1113,7 @@ impl Coordinator {
     fn move_on(&mut self, done: Planned, now: Instant) -> Vec<Action> {
         self.next = self.after(done);
         self.opened = None;
+        self.resumable = None;
         let mut actions = self.persist();
         match self.next {
             Some(next) if self.ending.is_none() => self.start_session(next, 0, now),
@@ -1090,6 +1154,7 @@ impl Coordinator {
                 records: self.records.clone(),
                 opened: self.opened,
                 endorsements: self.endorsements.to_vec(),
+                resumable: self.resumable.clone(),
             },
             model,
         })
@@ -1150,6 +1215,23 @@ impl Coordinator {
         });
     }
 
+    /// Resumes the checkpoint's opened session (`planned`) to recover its decrypted sum from
+    /// its participants; gives it up when one of them has not joined.
+    fn recover(&mut self, planned: Planned, opened: OpenedSession, now: Instant) -> Vec<Action> {
+        self.start_session(planned, opened.session.attempt, now);
+        let Some(mut session) = self.session.take() else { return Vec::new() };
+        session.id = opened.session;
+        session.crs = Crs(opened.crs);
+        session.participants = opened.participants.into_iter().collect();
+        if !session.participants.is_subset(&self.joined) {
+            return self.give_up_round(&session, "a participant of the opened session did not join again".into(), now);
+        }
+        tracing::info!(session = %session.id, "asking the participants for the session's decrypted sum");
+        session.phase = Phase::Recover;
+        self.session = Some(session);
+        Vec::new()
+    }
+
     /// Abandons the running session and starts its next attempt without `dropped`, with fresh
     /// keys; ends the federation when too few hospitals remain or the round failed too often.
     fn restart(&mut self, dropped: Vec<NodeId>, why: String, now: Instant) -> Vec<Action> {
@@ -1181,6 +1263,7 @@ impl Coordinator {
     fn give_up_round(&mut self, session: &Session, why: String, now: Instant) -> Vec<Action> {
         let done = Planned { round: session.id.round, kind: session.kind };
         self.opened = None;
+        self.resumable = None;
         if session.kind == SessionKind::Setup {
             return self.fail(Failure::DecryptionLost { round: 0, why });
         }
@@ -1213,6 +1296,9 @@ impl Coordinator {
         let timed_out = now >= self.started_at + Duration::from_secs(config.join_timeout_secs);
         if enough && (accounted || timed_out) {
             self.active = self.joined.clone();
+            if let Some(opened) = self.recovering.take() {
+                return self.recover(next, opened, now);
+            }
             self.start_session(next, 0, now);
             Vec::new()
         } else if timed_out {
@@ -1270,6 +1356,7 @@ impl Coordinator {
             Phase::Challenge { masks, .. } => vec![masks.clone()],
             Phase::Prove { challenges, .. } => vec![challenges.clone()],
             Phase::Decrypt { fingerprints, .. } => vec![fingerprints.clone()],
+            Phase::Recover => Vec::new(),
             Phase::Result { sum, .. } => vec![sum.clone()],
             Phase::Attest { commitments, .. } => vec![commitments.clone()],
             Phase::Accept { fingerprints, .. } => vec![fingerprints.clone()],

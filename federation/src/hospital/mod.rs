@@ -108,6 +108,9 @@ pub struct HospitalNode {
     pub vanish_after_tasks: Option<usize>,
     /// How long to keep reconnecting to an unreachable aggregator.
     pub reconnect_timeout: Duration,
+    /// The protocol state kept across reconnections (an aggregator that restarts resumes a
+    /// session's result from what its hospitals hold).
+    participant: Option<Participant>,
 }
 
 /// How long one `NextTask` call waits for news.
@@ -135,6 +138,7 @@ impl HospitalNode {
             observer: None,
             vanish_after_tasks: None,
             reconnect_timeout: Duration::from_secs(120),
+            participant: None,
         }
     }
 
@@ -235,11 +239,31 @@ impl HospitalNode {
         tracing::info!(%node, train_rows = counts.train_rows, test_rows = counts.test_rows, trainer = self.trainer.name(), "joined");
 
         let codec = Codec::new(settings.codec)?;
-        let mut participant = Participant::new(NodeId::new(node.as_str())?, &self.trust, settings.clone())?;
+        let me = NodeId::new(node.as_str())?;
+        let mut participant = match self.participant.take() {
+            Some(kept) if kept.me() == &me && kept.settings_digest() == settings.digest => kept,
+            _ => Participant::new(me, &self.trust, settings.clone())?,
+        };
+        let result = self.follow_tasks(&mut client, &node, &settings, &codec, &mut local, &mut participant).await;
+        self.participant = Some(participant);
+        result
+    }
+
+    /// Fetches and answers tasks until the federation is done (its final model) or this node
+    /// cannot go on.
+    async fn follow_tasks(
+        &mut self,
+        client: &mut Client,
+        node: &str,
+        settings: &FederationSettings,
+        codec: &Codec,
+        local: &mut LocalData,
+        participant: &mut Participant,
+    ) -> Result<FinalModel> {
         let mut after: Option<(SessionId, TaskKind)> = None;
         let mut tasks = 0usize;
         loop {
-            let task = fetch_task(&mut client, &self.federation_id, after).await?;
+            let task = fetch_task(client, &self.federation_id, after).await?;
             if task.kind == TaskKind::Wait {
                 continue;
             }
@@ -262,7 +286,7 @@ impl HospitalNode {
                     let agreed = participant.agree(&task)?;
                     self.add_crypto_time(start);
                     let ciphertext = tokio::task::block_in_place(|| {
-                        self.contribute(&settings, &codec, &agreed, &mut local, &mut participant, &node)
+                        self.contribute(settings, codec, &agreed, local, participant, node)
                     })?;
                     Some((UploadKind::Contribution, ciphertext))
                 }
@@ -284,9 +308,10 @@ impl HospitalNode {
                 TaskKind::Accept => {
                     Some((UploadKind::Statement, tokio::task::block_in_place(|| participant.endorse(&task))?))
                 }
+                TaskKind::Recover => Some((UploadKind::Sum, participant.held_sum(&task)?)),
                 TaskKind::Done => {
                     tracing::info!(%node, "federation done");
-                    return final_model(&task, &settings, &participant);
+                    return final_model(&task, settings, participant);
                 }
                 TaskKind::Failed => return Err(FederationError::Stopped(task.message)),
                 TaskKind::Wait => None,
@@ -299,11 +324,11 @@ impl HospitalNode {
                 let header = UploadHeader {
                     federation_id: self.federation_id.clone(),
                     session: Some(session),
-                    node: node.clone(),
+                    node: node.to_owned(),
                     kind: Some(kind),
                 };
                 let sent = bytes.len() as u64;
-                match upload_to(&mut client, &header, bytes).await {
+                match upload_to(client, &header, bytes).await {
                     Ok(()) => {
                         self.stats.lock().map(|mut s| s.bytes_up += sent).ok();
                     }
@@ -443,6 +468,7 @@ async fn upload_to(client: &mut Client, header: &UploadHeader, bytes: Vec<u8>) -
         Some(UploadKind::Contribution) => "upload of a contribution",
         Some(UploadKind::DecryptionShare) => "upload of a decryption share",
         Some(UploadKind::Statement) => "upload of a signed statement",
+        Some(UploadKind::Sum) => "upload of a decrypted sum",
         None => "upload",
     };
     let header = convert::upload_header_to_proto(header, total);

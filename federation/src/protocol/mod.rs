@@ -209,6 +209,8 @@ pub enum UploadKind {
     DecryptionShare,
     /// A signed statement: its transcript, challenge commitment or mask fingerprint.
     Statement,
+    /// The decrypted sum of a session it holds (empty: none), for an aggregator that resumes.
+    Sum,
 }
 
 impl UploadKind {
@@ -219,6 +221,7 @@ impl UploadKind {
             Self::Contribution => "contribution",
             Self::DecryptionShare => "decryption share",
             Self::Statement => "signed statement",
+            Self::Sum => "decrypted sum",
         }
     }
 }
@@ -260,6 +263,9 @@ pub enum TaskKind {
     Attest,
     /// Section: every participant's signed output fingerprint. Upload the signed output.
     Accept,
+    /// The aggregator restarted after the session's result went out: upload the decrypted sum
+    /// this node holds of the session (nothing when it holds none).
+    Recover,
     /// The federation is over; section: the final model file.
     Done,
     /// The federation stopped; see the message.
