@@ -20,7 +20,8 @@
 //!   accepts the sum only when it matches the sum of the signed fingerprints; it then applies
 //!   the agreed rule itself ([`crate::output`]) and endorses the result's digests;
 //! - refuses a next session whose global model, server state or public figures are not the ones
-//!   it computed, and a final model file that is not the one it computed or, when it did not take
+//!   it computed (a hospital that joined later: that its roster's hospitals did not endorse),
+//!   and a final model file that is not the one it computed or, when it did not take
 //!   part in the last session, one that its roster's hospitals did not endorse for the final
 //!   session.
 
@@ -43,7 +44,8 @@ use crate::output::{SessionInputs, session_output};
 use crate::protocol::{FederationSettings, NodeId, PublicFigures, SessionId, SessionKind, Task};
 use crate::signing::SigningKey;
 use crate::transcript::{
-    Claim, Statement, Step, challenge_seed, decode_bundle, endorsements, file_digest, state_digest, transcript_digest,
+    Claim, Endorsed, Statement, Step, challenge_seed, check_endorsements, decode_bundle, file_digest, state_digest,
+    transcript_digest,
 };
 use crate::transfer::params_from_bytes;
 
@@ -364,29 +366,37 @@ impl Participant {
 
     /// Confirmation: checks the relayed key shares, sums the collective key, checks the state
     /// the session starts from is one this hospital computed (when it checked the last session
-    /// it took part in), and signs the round transcript. Sections: the signed key shares, then
-    /// either the global model and the server optimizer state, or (to a hospital that holds
-    /// it) the state's digest alone.
+    /// it took part in) or, for a hospital without one, that its roster's hospitals endorsed it
+    /// (after the first session), and signs the round transcript. Sections: the signed key
+    /// shares, then either the global model, the server optimizer state and that state's
+    /// endorsements, or (to a hospital that holds it) the state's digest alone.
     pub fn confirm(&mut self, task: &Task) -> Result<Vec<u8>> {
-        let (model, server) = match task.sections.as_slice() {
-            [_, model, server] => (model.clone(), server.clone()),
+        let (model, server, endorsements) = match task.sections.as_slice() {
+            [_, model, server, endorsements] => (model.clone(), server.clone(), Some(endorsements)),
             [_, reference] => {
                 let held = self.verified.iter().flat_map(|v| &v.states).find(|h| h.digest[..] == reference[..]);
                 let held = held.ok_or(TrustError::UnknownState)?;
-                (held.model.clone(), held.server.clone())
+                (held.model.clone(), held.server.clone(), None)
             }
             sections => {
-                return Err(ProtocolError::Sections { task: "confirmation", got: sections.len(), expected: 3 }.into());
+                return Err(ProtocolError::Sections { task: "confirmation", got: sections.len(), expected: 4 }.into());
             }
         };
         let shares = &task.sections[0];
         let context = self.round(task, "confirmation")?.context.clone();
         let start = Held::new(model, server, &task.figures);
-        if let Some(verified) = &self.verified
-            && !verified.states.iter().any(|h| h.digest == start.digest)
-        {
-            let what = "global model, server state or public figures";
-            return Err(TrustError::OutputMismatch { what, session: verified.session }.into());
+        match (&self.verified, endorsements) {
+            (Some(verified), _) if !verified.states.iter().any(|h| h.digest == start.digest) => {
+                let what = "global model, server state or public figures";
+                return Err(TrustError::OutputMismatch { what, session: verified.session }.into());
+            }
+            // A hospital with no state of its own (it joined after the first session) takes the
+            // state only as the output its roster's hospitals endorsed; only the first session
+            // starts from a state nobody computed (the initial model, which the transcript binds).
+            (None, Some(endorsements)) if context.kind != SessionKind::Setup => {
+                self.endorsed_by_roster(endorsements, Endorsed::State(start.digest))?;
+            }
+            _ => {}
         }
         let (model, server) = (&start.model, &start.server);
         params_from_bytes(model, self.settings.spec.param_count())?;
@@ -636,16 +646,25 @@ impl Participant {
         if self.verified.as_ref().is_some_and(|v| v.files.contains(&digest)) {
             return Ok(());
         }
-        let statements = endorsements(file)?;
+        let statements = self.endorsed_by_roster(&file.endorsements, Endorsed::File(digest))?;
+        let (session, kind) = (statements[0].session, statements[0].kind);
+        let last_training = kind == SessionKind::Train && session.round == self.settings.rounds;
+        if kind != SessionKind::Evaluate && !last_training {
+            let why = format!("endorsed for session {session} ({kind}), not the final one");
+            return Err(TrustError::NotEndorsed { why }.into());
+        }
+        Ok(())
+    }
+
+    /// The statements of a bundle of endorsements of `what` ([`check_endorsements`]), each by a
+    /// member of this hospital's roster with its pinned key, of this federation, and at least
+    /// this hospital's minimum number of them.
+    fn endorsed_by_roster(&self, bundle: &[u8], what: Endorsed) -> Result<Vec<Statement>> {
+        let statements = check_endorsements(bundle, what)?;
         for (signed, statement) in &statements {
             self.consortium.check(signed)?;
-            let last_training = statement.kind == SessionKind::Train && statement.session.round == self.settings.rounds;
             if statement.federation_id != self.settings.federation_id {
                 let why = format!("endorsed for federation {:?}", statement.federation_id);
-                return Err(TrustError::NotEndorsed { why }.into());
-            }
-            if statement.kind != SessionKind::Evaluate && !last_training {
-                let why = format!("endorsed for session {} ({}), not the final one", statement.session, statement.kind);
                 return Err(TrustError::NotEndorsed { why }.into());
             }
         }
@@ -653,7 +672,7 @@ impl Participant {
             let why = format!("{} endorsements, this hospital requires {}", statements.len(), self.min_hospitals);
             return Err(TrustError::NotEndorsed { why }.into());
         }
-        Ok(())
+        Ok(statements.into_iter().map(|(_, statement)| statement).collect())
     }
 
     /// The joint seed of a challenge step: every participant committed to the same transcript

@@ -285,25 +285,39 @@ pub fn file_digest(file: &fedcare_core::ModelFile) -> Result<[u8; 32], fedcare_c
     Ok(*blake3::hash(&file.endorsed_bytes()?).as_bytes())
 }
 
-/// A model file's endorsements, each checked: the signature verifies under the key it carries,
-/// the statement is an [`Claim::Output`] for exactly this file, all of one federation and session
-/// and from distinct signers. (Whether the signers are the ones a roster pins is the caller's
-/// check.) Returns the signed statements with their content; refuses a file without any.
-pub fn endorsements(file: &fedcare_core::ModelFile) -> Result<Vec<(Signed, Statement)>, TrustError> {
+/// What an endorsement vouches for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endorsed {
+    /// A model file, by its [`file_digest`].
+    File([u8; 32]),
+    /// A federation state, by its [`state_digest`].
+    State([u8; 32]),
+}
+
+/// A bundle of endorsements, each checked: the signature verifies under the key it carries, the
+/// statement is an [`Claim::Output`] for exactly `what`, all of one federation and session and
+/// from distinct signers. (Whether the signers are the ones a roster pins is the caller's
+/// check.) Returns the signed statements with their content; refuses an empty bundle.
+pub fn check_endorsements(bundle: &[u8], what: Endorsed) -> Result<Vec<(Signed, Statement)>, TrustError> {
     let refuse = |why: String| TrustError::NotEndorsed { why };
-    if file.endorsements.is_empty() {
+    if bundle.is_empty() {
         return Err(refuse("it carries no endorsements".into()));
     }
-    let digest = file_digest(file).map_err(|e| refuse(e.to_string()))?;
-    let bundle = decode_bundle(&file.endorsements).map_err(|e| refuse(e.to_string()))?;
+    let bundle = decode_bundle(bundle).map_err(|e| refuse(e.to_string()))?;
     let mut out: Vec<(Signed, Statement)> = Vec::new();
     for signed in bundle {
         signed.verify()?;
         let statement = Statement::of(&signed)?;
         let signer = &signed.signer;
-        match statement.claim {
-            Claim::Output { file, .. } if file == digest => {}
-            Claim::Output { .. } => return Err(refuse(format!("{signer} endorsed another model file"))),
+        match (statement.claim.clone(), what) {
+            (Claim::Output { file, .. }, Endorsed::File(digest)) if file == digest => {}
+            (Claim::Output { state, .. }, Endorsed::State(digest)) if state == digest => {}
+            (Claim::Output { .. }, Endorsed::File(_)) => {
+                return Err(refuse(format!("{signer} endorsed another model file")));
+            }
+            (Claim::Output { .. }, Endorsed::State(_)) => {
+                return Err(refuse(format!("{signer} endorsed another federation state")));
+            }
             _ => return Err(refuse(format!("{signer}'s statement is not an endorsement"))),
         }
         if let Some((first, earlier)) = out.first() {
@@ -318,4 +332,10 @@ pub fn endorsements(file: &fedcare_core::ModelFile) -> Result<Vec<(Signed, State
         out.push((signed, statement));
     }
     Ok(out)
+}
+
+/// A model file's endorsements, checked ([`check_endorsements`] for exactly this file).
+pub fn endorsements(file: &fedcare_core::ModelFile) -> Result<Vec<(Signed, Statement)>, TrustError> {
+    let digest = file_digest(file).map_err(|e| TrustError::NotEndorsed { why: e.to_string() })?;
+    check_endorsements(&file.endorsements, Endorsed::File(digest))
 }

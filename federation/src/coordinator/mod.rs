@@ -1351,7 +1351,9 @@ impl Coordinator {
         task.sections = match &session.phase {
             Phase::KeyGen { .. } => Vec::new(),
             Phase::Confirm { shares, .. } if self.holders.contains(node) => vec![shares.clone(), session.state.clone()],
-            Phase::Confirm { shares, .. } => vec![shares.clone(), session.model.clone(), session.server.clone()],
+            Phase::Confirm { shares, .. } => {
+                vec![shares.clone(), session.model.clone(), session.server.clone(), self.endorsements.clone()]
+            }
             Phase::Contribute { transcripts, .. } => vec![transcripts.clone()],
             Phase::Challenge { masks, .. } => vec![masks.clone()],
             Phase::Prove { challenges, .. } => vec![challenges.clone()],

@@ -547,3 +547,40 @@ fn a_verified_upload_of_an_abandoned_session_is_refused() {
     let error = c.handle(Event::UploadVerified { ticket, upload: verified, bytes: 1 }, start).unwrap_err();
     assert!(matches!(error, Refusal::WrongSession { .. }), "{error}");
 }
+
+#[test]
+fn a_hospital_that_rejoins_takes_the_state_only_with_its_peers_endorsements() {
+    let (mut c, start, mut hospitals) = started();
+    phases(&mut c, &mut hospitals, SESSION, start);
+    assert_eq!(c.records().len(), 1, "setup done");
+    // Every hospital endorsed the state: it is referred to by its digest.
+    let task = c.task_for(&node("a")).unwrap();
+    assert_eq!(task.kind, TaskKind::KeyGen);
+    phase(&mut c, &mut hospitals, start);
+    let confirm = c.task_for(&node("a")).unwrap();
+    assert_eq!((confirm.kind, confirm.sections.len()), (TaskKind::Confirm, 2));
+
+    // "c" restarts before round 1's key generation: a fresh participant, no state of its own.
+    let (mut c, start, mut hospitals) = started();
+    phases(&mut c, &mut hospitals, SESSION, start);
+    hospitals[2].participant = None;
+    assert!(join(&mut c, "c", start).is_empty(), "it had not started the session yet");
+    phase(&mut c, &mut hospitals, start);
+    let mut confirm = c.task_for(&node("c")).unwrap();
+    assert_eq!(confirm.sections.len(), 4, "the model, the server state and their endorsements");
+    // Without the endorsements, or with those of another state, it refuses.
+    let endorsements = confirm.sections[3].clone();
+    confirm.sections[3] = Bytes::new();
+    let refused = hospitals[2].try_answer(&c, &confirm).unwrap_err();
+    assert!(refused.to_string().contains("carries no endorsements"), "{refused}");
+    confirm.sections[3] = endorsements;
+    let mut forged = confirm.clone();
+    forged.figures.train_rows += 1;
+    let refused = hospitals[2].try_answer(&c, &forged).unwrap_err();
+    assert!(refused.to_string().contains("another federation state"), "{refused}");
+    // With them it goes on, and the federation finishes.
+    for _ in 0..3 * SESSION {
+        phase(&mut c, &mut hospitals, start);
+    }
+    assert!(c.is_finished() && c.outcome().failure.is_none(), "{:?}", c.outcome().failure);
+}

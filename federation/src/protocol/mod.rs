@@ -246,8 +246,9 @@ pub enum TaskKind {
     Wait,
     /// Draw a fresh key share for the session's CRS and upload its public part, signed.
     KeyGen,
-    /// Sections: every participant's signed key share, the global model, the server optimizer
-    /// state. Upload the signed round transcript.
+    /// Sections: every participant's signed key share, then the global model, the server
+    /// optimizer state and the hospitals' endorsements of that state (to a hospital that holds
+    /// the state: its digest alone). Upload the signed round transcript.
     Confirm,
     /// Section: every participant's signed transcript. Upload the encrypted contribution.
     Contribute,
