@@ -10,8 +10,8 @@
 //! aggregator stopped is not in it: after a restart that round runs again from its start, with
 //! fresh keys — unless its decryption had been opened ([`Checkpoint::opened`]): hospitals never
 //! decrypt one round twice, so a restarted aggregator asks the session's hospitals for the
-//! decrypted sum they hold ([`Checkpoint::resumable`]) and finishes the session from it, or
-//! moves on to the next round when none holds it.
+//! decrypted sum they hold ([`Checkpoint::resumable`]) and finishes the session from it when
+//! every one holds it, or moves on to the next round.
 
 use std::io::Write as _;
 use std::path::Path;

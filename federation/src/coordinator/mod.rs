@@ -27,7 +27,8 @@
 //! checkpoint before the fingerprints go out) a failure moves the federation on to the next
 //! round instead of running the same round again; a coordinator resumed from such a checkpoint
 //! first asks the session's participants for the decrypted sum they hold (`Recover`), and
-//! finishes the session from any one copy (every hospital checks it again). Every upload is checked
+//! finishes the session from one copy when every participant still holds the session (every
+//! hospital checks the sum again), else gives it up. Every upload is checked
 //! against the running session (federation, session, node, phase) and refused with a
 //! [`Refusal`] otherwise, leaving the round intact.
 
@@ -447,8 +448,13 @@ enum Phase {
     },
     /// Every decryption share is in; the shell is decrypting the sum.
     Combining,
-    /// A restarted aggregator asks the participants for the decrypted sum they hold.
-    Recover,
+    /// A restarted aggregator asks the participants for the decrypted sum they hold: it goes on
+    /// only when every one still holds the session (one that moved on to the next session, or
+    /// restarted, could not take part in its last steps again).
+    Recover {
+        sum: Option<Box<(Bytes, DecryptedSum)>>,
+        all_hold: bool,
+    },
     Result {
         sum: Bytes,
         output: Box<SessionOutput>,
@@ -475,7 +481,7 @@ impl Phase {
             Self::Challenge { .. } => "challenge",
             Self::Prove { .. } => "proof",
             Self::Sealing { .. } | Self::Decrypt { .. } | Self::Combining => "decryption",
-            Self::Recover => "recovery",
+            Self::Recover { .. } => "recovery",
             Self::Result { .. } => "result",
             Self::Attest { .. } => "attestation",
             Self::Accept { .. } => "acceptance",
@@ -490,7 +496,7 @@ impl Phase {
             Self::Challenge { .. } => TaskKind::Challenge,
             Self::Prove { .. } => TaskKind::Prove,
             Self::Sealing { .. } | Self::Decrypt { .. } | Self::Combining => TaskKind::Decrypt,
-            Self::Recover => TaskKind::Recover,
+            Self::Recover { .. } => TaskKind::Recover,
             Self::Result { .. } => TaskKind::Result,
             Self::Attest { .. } => TaskKind::Attest,
             Self::Accept { .. } => TaskKind::Accept,
@@ -508,7 +514,7 @@ impl Phase {
             self,
             Self::Decrypt { .. }
                 | Self::Combining
-                | Self::Recover
+                | Self::Recover { .. }
                 | Self::Result { .. }
                 | Self::Attest { .. }
                 | Self::Accept { .. }
@@ -848,7 +854,7 @@ impl Coordinator {
             (Phase::Challenge { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Challenge), None),
             (Phase::Prove { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Fingerprint), None),
             (Phase::Decrypt { .. }, Some(kind @ UploadKind::DecryptionShare)) => (kind, None, None),
-            (Phase::Recover, Some(kind @ UploadKind::Sum)) => (kind, None, None),
+            (Phase::Recover { .. }, Some(kind @ UploadKind::Sum)) => (kind, None, None),
             (Phase::Result { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::SumChallenge), None),
             (Phase::Attest { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::SumFingerprint), None),
             (Phase::Accept { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Output), None),
@@ -900,26 +906,18 @@ impl Coordinator {
                     .map_err(|source| Refusal::Invalid { what: "decryption share", source })?;
                 shares.insert(node.clone(), share);
             }
-            (Phase::Recover, Verified::Sum(held)) => {
-                session.bytes_up += bytes;
-                let fits =
-                    |sum: &DecryptedSum| sum.crs() == session.crs && sum.contributors() == session.participants.len();
-                match held.map(|held| *held) {
-                    Some((bytes, sum)) if fits(&sum) => {
-                        // One hospital's copy is enough: every hospital checks it again.
-                        tracing::info!(session = %session.id, %node, "the session's decrypted sum, recovered");
-                        session.phase = Phase::Combining;
-                        session.submitted.clear();
-                        let (id, words) = (session.id, sum.words());
-                        return Ok(self.sum_decrypted(id, Ok((bytes, words)), now));
-                    }
+            (Phase::Recover { sum, all_hold }, Verified::Sum(held)) => {
+                let fits = |held: &(Bytes, DecryptedSum)| {
+                    held.1.crs() == session.crs && held.1.contributors() == session.participants.len()
+                };
+                match held {
+                    Some(held) if fits(&held) => *sum = Some(held),
                     Some(_) => {
-                        tracing::warn!(session = %session.id, %node, "a recovered sum of another session: ignored");
+                        tracing::warn!(session = %session.id, %node, "a recovered sum of another session");
+                        *all_hold = false;
                     }
-                    None => {}
+                    None => *all_hold = false,
                 }
-                session.submitted.insert(node);
-                return Ok(self.advance(now));
             }
             _ => return Err(Refusal::WrongPhase { phase }),
         }
@@ -975,10 +973,17 @@ impl Coordinator {
                 session.phase = Phase::Combining;
                 vec![Action::DecryptSum { session: id, aggregate, shares: shares.into_values().collect() }]
             }
-            Phase::Recover => {
+            Phase::Recover { sum: Some(held), all_hold: true } => {
+                // One copy is enough: every hospital checks it again.
+                let (bytes, sum) = *held;
+                tracing::info!(session = %id, "the session's decrypted sum, recovered from its hospitals");
+                session.phase = Phase::Combining;
+                self.sum_decrypted(id, Ok((bytes, sum.words())), now)
+            }
+            Phase::Recover { .. } => {
                 // Invariant: the session is still there (`session` borrowed it above).
                 let Some(session) = self.session.take() else { return Vec::new() };
-                self.give_up_round(&session, "no participant holds the session's decrypted sum".into(), now)
+                self.give_up_round(&session, "not every participant holds the session's decrypted sum".into(), now)
             }
             Phase::Result { output, statements, .. } => {
                 let commitments = encode_bundle(statements.values());
@@ -1227,7 +1232,7 @@ impl Coordinator {
             return self.give_up_round(&session, "a participant of the opened session did not join again".into(), now);
         }
         tracing::info!(session = %session.id, "asking the participants for the session's decrypted sum");
-        session.phase = Phase::Recover;
+        session.phase = Phase::Recover { sum: None, all_hold: true };
         self.session = Some(session);
         Vec::new()
     }
@@ -1358,7 +1363,7 @@ impl Coordinator {
             Phase::Challenge { masks, .. } => vec![masks.clone()],
             Phase::Prove { challenges, .. } => vec![challenges.clone()],
             Phase::Decrypt { fingerprints, .. } => vec![fingerprints.clone()],
-            Phase::Recover => Vec::new(),
+            Phase::Recover { .. } => Vec::new(),
             Phase::Result { sum, .. } => vec![sum.clone()],
             Phase::Attest { commitments, .. } => vec![commitments.clone()],
             Phase::Accept { fingerprints, .. } => vec![fingerprints.clone()],

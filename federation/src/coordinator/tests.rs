@@ -117,6 +117,7 @@ impl Hospital {
             TaskKind::Result => (UploadKind::Statement, participant.sum_challenge(task)?),
             TaskKind::Attest => (UploadKind::Statement, participant.sum_fingerprint(task)?),
             TaskKind::Accept => (UploadKind::Statement, participant.endorse(task)?),
+            TaskKind::Recover => (UploadKind::Sum, participant.held_sum(task)?),
             TaskKind::Contribute => {
                 let agreed = participant.agree(task)?;
                 let layout = &plan.layout;
@@ -583,4 +584,47 @@ fn a_hospital_that_rejoins_takes_the_state_only_with_its_peers_endorsements() {
         phase(&mut c, &mut hospitals, start);
     }
     assert!(c.is_finished() && c.outcome().failure.is_none(), "{:?}", c.outcome().failure);
+}
+
+/// The last snapshot that opened a decryption (of round 1's training session).
+fn opened_checkpoint(snapshots: &[Snapshot]) -> Checkpoint {
+    let opened = snapshots.iter().rev().find(|s| s.checkpoint.opened.is_some()).unwrap().checkpoint.clone();
+    assert_eq!(opened.opened, Some(Planned { round: 1, kind: SessionKind::Train }));
+    opened
+}
+
+#[test]
+fn a_resumed_opened_session_finishes_from_the_hospitals_sums_only_when_every_one_holds_it() {
+    // Round 1 up to its attestation (its decrypted sum went out), then the aggregator stops.
+    let (mut c, start, mut hospitals) = started();
+    let snapshots = phases(&mut c, &mut hospitals, SESSION + 7, start);
+    let mut resumed =
+        Coordinator::new(plan(), Some(opened_checkpoint(&snapshots)), start, Box::new(|| Crs(9))).unwrap();
+    all_join(&mut resumed, start);
+    resumed.tick(start);
+    assert_eq!(resumed.task_for(&node("a")).unwrap().kind, TaskKind::Recover);
+    phases(&mut resumed, &mut hospitals, 4 + SESSION, start);
+    assert!(resumed.is_finished() && resumed.outcome().failure.is_none(), "{:?}", resumed.outcome().failure);
+    let sessions: Vec<(u32, u32)> = resumed.records().iter().map(|r| (r.round, r.attempt)).collect();
+    assert_eq!(sessions, [(0, 0), (1, 0), (2, 0)], "round 1 finished from the recovered sum");
+    // The same model as without the stop (the uninterrupted coordinator, same hospitals' sums).
+    let (mut uninterrupted, start, mut others) = started();
+    phases(&mut uninterrupted, &mut others, 3 * SESSION, start);
+    assert_eq!(resumed.outcome().global, uninterrupted.outcome().global);
+
+    // Round 1 finished and hospital a already began the next session when the aggregator
+    // stopped, before round 1's result was written: a no longer holds round 1, so it is given up.
+    let (mut c, start, mut hospitals) = started();
+    let snapshots = phases(&mut c, &mut hospitals, 2 * SESSION, start);
+    let task = c.task_for(&node("a")).unwrap();
+    assert_eq!(task.kind, TaskKind::KeyGen);
+    hospitals[0].answer(&c, &task);
+    let mut resumed =
+        Coordinator::new(plan(), Some(opened_checkpoint(&snapshots)), start, Box::new(|| Crs(9))).unwrap();
+    all_join(&mut resumed, start);
+    resumed.tick(start);
+    phases(&mut resumed, &mut hospitals, 1 + SESSION, start);
+    assert!(resumed.is_finished() && resumed.outcome().failure.is_none(), "{:?}", resumed.outcome().failure);
+    let kinds: Vec<SessionKind> = resumed.records().iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [SessionKind::Setup, SessionKind::Evaluate], "round 1 given up, nothing decrypted twice");
 }
