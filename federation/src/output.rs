@@ -9,6 +9,7 @@
 //! ([`crate::transcript::Claim::Output`]) and refuses a next session or a final model that
 //! differs ([`crate::participant`]).
 
+use bytes::Bytes;
 use fedcare_core::top_k::choose_top_k;
 use fedcare_core::{Codec, ModelFile, ModelSpec, ServerOptimizer};
 
@@ -52,6 +53,9 @@ pub struct SessionOutput {
     pub figures: PublicFigures,
     /// The session's record (timings and bytes left at zero: the aggregator fills them).
     pub record: RoundRecord,
+    /// The global parameters' bytes and the server optimizer state's (what the state digest and
+    /// the next confirmation task cover).
+    pub state_bytes: (Bytes, Bytes),
     /// [`state_digest`] of (global, server, figures).
     pub state: [u8; 32],
     /// The model file written after the session (not endorsed yet).
@@ -126,9 +130,10 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
         }
         DecodedSum::Evaluate(evaluation) => record.set_evaluation(&evaluation),
     }
-    let state = state_digest(&params_to_bytes(&global), &server_bytes(&server), &figures);
+    let state_bytes = (params_to_bytes(&global), Bytes::from(server_bytes(&server)));
+    let state = state_digest(&state_bytes.0, &state_bytes.1, &figures);
     let file = model_file(inputs.spec, inputs.schema_id, &global, &figures, Some(&record))
         .map_err(|e| format!("the model file: {e}"))?;
     let file_digest = file_digest(&file).map_err(|e| format!("the model file: {e}"))?;
-    Ok(SessionOutput { global, server, figures, record, state, file, file_digest })
+    Ok(SessionOutput { global, server, figures, record, state_bytes, state, file, file_digest })
 }

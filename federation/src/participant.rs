@@ -434,7 +434,7 @@ impl Participant {
         round.model = model.clone();
         round.server = Some(optimizer);
         round.figures = task.figures.clone();
-        let digest = transcript_digest(&settings, &context, &share_bytes, model, server, &task.figures);
+        let digest = transcript_digest(&settings, &context, &share_bytes, &start.digest);
         round.start = Some(start);
         round.transcript = Some(digest);
         Ok(self.sign(&context, Claim::Transcript(digest)))
@@ -623,11 +623,8 @@ impl Participant {
             .map_err(|why| FederationError::Task(format!("the checked sum of session {}: {why}", inputs.session)))?;
         let context = round.context.clone();
         let start = round.start.clone().ok_or(TrustError::OutOfOrder { step: "acceptance" })?;
-        let end = Held::new(
-            crate::transfer::params_to_bytes(&output.global),
-            Bytes::from(crate::output::server_bytes(&output.server)),
-            &output.figures,
-        );
+        let (model, server) = output.state_bytes;
+        let end = Held { digest: output.state, model, server };
         // Endorsing a session again (its aggregator resumed) keeps the file of the one before.
         let earlier = self.verified.as_ref().and_then(|v| {
             if v.session == context.session { v.files.get(1).copied() } else { v.files.first().copied() }

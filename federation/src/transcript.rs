@@ -227,15 +227,13 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<Signed>, ProtocolError> {
     Ok(bundle)
 }
 
-/// The digest of everything a round depends on, as one hospital sees it.
-#[allow(clippy::too_many_arguments)]
+/// The digest of everything a round depends on, as one hospital sees it: the settings, the
+/// session, every key share and the [`state_digest`] of the state it starts from.
 pub fn transcript_digest(
     settings: &[u8; 32],
     context: &Statement,
     shares: &[(NodeId, Vec<u8>)],
-    model: &[u8],
-    server: &[u8],
-    figures: &PublicFigures,
+    state: &[u8; 32],
 ) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new_derive_key("fedcare round transcript v2");
     hasher.update(settings);
@@ -251,7 +249,7 @@ pub fn transcript_digest(
         hasher.update(party.as_str().as_bytes());
         hasher.update(blake3::hash(share).as_bytes());
     }
-    hasher.update(&state_digest(model, server, figures));
+    hasher.update(state);
     *hasher.finalize().as_bytes()
 }
 
