@@ -72,6 +72,10 @@ pub(crate) struct SignArgs {
     /// A hospital's certificate request (NAME.csr from `fedcare keygen`).
     #[arg(long)]
     request: PathBuf,
+    /// The request is the aggregator's (`fedcare keygen --name HOST` on its host): sign a
+    /// server certificate for that name instead of a hospital's client certificate.
+    #[arg(long)]
+    aggregator: bool,
     /// Where to write the certificate (default: NAME.pem beside the request).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -80,9 +84,15 @@ pub(crate) struct SignArgs {
 pub(crate) fn sign(args: SignArgs) -> Result<()> {
     let request =
         std::fs::read_to_string(&args.request).with_context(|| format!("reading {}", args.request.display()))?;
-    let (name, cert, fingerprint) = tls::sign_request(&args.ca, &request)?;
+    let role = if args.aggregator { tls::Role::Aggregator } else { tls::Role::Hospital };
+    let (name, cert, fingerprint) = tls::sign_request(&args.ca, &request, role)?;
     let out = args.out.unwrap_or_else(|| args.request.with_file_name(format!("{name}.pem")));
     std::fs::write(&out, cert).with_context(|| format!("writing {}", out.display()))?;
+    if role == tls::Role::Aggregator {
+        println!("signed the aggregator's server certificate for {name}: {}", out.display());
+        println!("hospitals connect to it with server_name = \"{name}\"");
+        return Ok(());
+    }
     println!("signed {name}'s certificate: {}", out.display());
     println!("its roster line (check the fingerprint with the hospital before anyone pins it):");
     println!("{name} = \"{fingerprint}\"");

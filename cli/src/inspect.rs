@@ -71,6 +71,8 @@ fn describe(model: &ModelFile) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "model:      {kind} {}", widths.join("-"));
     let _ = writeln!(out, "parameters: {}", model.params.len());
+    let _ =
+        writeln!(out, "weights:    blake3:{} (the same weights give the same digest)", weights_digest(&model.params));
     let _ = writeln!(out, "schema:     {}", model.schema_id);
     if !model.feature_scaling.is_empty() {
         let _ = writeln!(
@@ -92,6 +94,17 @@ fn describe(model: &ModelFile) -> String {
     out
 }
 
+/// The first 16 bytes, in hex, of the BLAKE3 hash of the parameters' little-endian bytes: two
+/// model files whose metrics or endorsements differ but whose weights are the same show the
+/// same digest.
+fn weights_digest(params: &[f32]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for value in params {
+        hasher.update(&value.to_le_bytes());
+    }
+    hasher.finalize().to_hex()[..32].to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +121,12 @@ mod tests {
             text.contains("MLP (ReLU) 4-3-1") && text.contains("parameters: 19") && text.contains("auroc:"),
             "{text}"
         );
+        let mut other = model.clone();
+        other.metrics.insert("auroc".into(), 0.5);
+        assert_eq!(weights_digest(&other.params), weights_digest(&model.params));
+        other.params[3] = 0.25;
+        assert_ne!(weights_digest(&other.params), weights_digest(&model.params));
+        assert!(text.contains(&format!("weights:    blake3:{}", weights_digest(&model.params))), "{text}");
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.bin");

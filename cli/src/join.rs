@@ -17,7 +17,8 @@ use crate::simulate::TrainerArg;
 /// `fedcare join`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// hospital.toml.
+    /// hospital.toml (FEDCARE_AGGREGATOR, FEDCARE_SERVER_NAME, FEDCARE_STATE_DIR and
+    /// FEDCARE_FEDERATION_ID override its keys).
     #[arg(long)]
     config: PathBuf,
     /// The hospital's CSV: in the schema hospital.toml names, or numeric feature columns and a
@@ -35,7 +36,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> Result<()> {
     tls::install_crypto_provider();
-    let config: HospitalConfig = config::load(&args.config)?;
+    let config: HospitalConfig = config::load_with_env(&args.config)?;
     let data = match &config.schema {
         Some(name) => {
             let schema = Schema::by_name(name)?;

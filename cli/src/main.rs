@@ -6,6 +6,7 @@ mod bench_crypto;
 mod bench_train;
 mod certs;
 mod devices;
+mod health;
 mod inspect;
 mod join;
 mod predict;
@@ -14,6 +15,7 @@ mod serve;
 mod simulate;
 mod synth;
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -38,6 +40,9 @@ enum Command {
     Serve(serve::Args),
     /// Run a hospital node on its data.
     Join(join::Args),
+    /// Ask an aggregator's health endpoint (grpc.health.v1) whether it serves: exit 0 if it
+    /// does, 1 otherwise (a container's HEALTHCHECK, no shell needed).
+    Health(health::Args),
     /// List the GPU adapters wgpu sees (name, backend, type, limits) and which one the GPU
     /// trainer would use (FEDCARE_ADAPTER and WGPU_BACKEND override).
     Devices,
@@ -99,6 +104,7 @@ fn run(command: Command) -> Result<()> {
         Command::Simulate(args) => simulate::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Join(args) => join::run(args),
+        Command::Health(args) => health::run(args),
         Command::Devices => devices::run(),
         Command::Synth(args) => synth::run(args),
         Command::Certs(args) => certs::run(args),
@@ -119,6 +125,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours on a terminal only: a container's log (or a file) gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     match run(cli.command) {

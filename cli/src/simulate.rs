@@ -143,11 +143,11 @@ pub(crate) fn table_header() -> String {
 }
 
 /// One table row; AUROC and AUPRC are those of the model the session started from, on all
-/// held-out rows.
-pub(crate) fn table_row(record: &RoundRecord, crypto_seconds: f64) -> String {
+/// held-out rows. The hospitals' crypto time is known only where they run (`-` elsewhere).
+pub(crate) fn table_row(record: &RoundRecord, crypto_seconds: Option<f64>) -> String {
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     format!(
-        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8.2} {:>9.2} {:>9.2} {:>9.2}",
+        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8.2} {:>9.2} {:>9.2} {:>9}",
         record.round,
         if record.attempt > 0 { format!("{}*{}", record.kind, record.attempt) } else { record.kind.to_string() },
         record.hospitals,
@@ -157,7 +157,7 @@ pub(crate) fn table_row(record: &RoundRecord, crypto_seconds: f64) -> String {
         record.seconds,
         record.bytes_up as f64 / 1e6,
         record.bytes_down as f64 / 1e6,
-        crypto_seconds
+        opt(crypto_seconds, 2)
     )
 }
 
@@ -202,7 +202,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             bar.println(table_header());
         }
         Progress::Session { record, crypto_seconds } => {
-            bar.println(table_row(record, crypto_seconds));
+            bar.println(table_row(record, Some(crypto_seconds)));
             bar.inc(1);
         }
     };
@@ -211,7 +211,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     if !terminal {
         println!("{}", table_header());
         for (record, crypto) in report.outcome.records.iter().zip(&report.crypto_seconds) {
-            println!("{}", table_row(record, *crypto));
+            println!("{}", table_row(record, Some(*crypto)));
         }
     }
     println!(

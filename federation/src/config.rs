@@ -36,6 +36,15 @@
 //! name = key fingerprint, as `fedcare keygen` prints them) and its bounds (`min_hospitals = 2`,
 //! `max_rounds = 10000`, `max_attempts = 16`, `max_params = 16777216`, `max_epochs = 100`). `examples/` holds both files with every
 //! key explained. Unknown keys and unknown names are refused with the list of valid ones.
+//!
+//! For containers, `aggregator.toml` also takes `[operations]`: `health_listen` (a plaintext
+//! `grpc.health.v1` endpoint), `metrics_listen` (Prometheus, `GET /metrics`) and `keep_serving`
+//! (stay up after the end), all off by default; and a few keys per deployment may come from the environment
+//! ([`load_with_env`]): `FEDCARE_FEDERATION_ID`, `FEDCARE_LISTEN`, `FEDCARE_HOSPITALS` (comma
+//! separated), `FEDCARE_OUT_DIR`, `FEDCARE_HEALTH_LISTEN`, `FEDCARE_METRICS_LISTEN`,
+//! `FEDCARE_KEEP_SERVING` for the aggregator; `FEDCARE_FEDERATION_ID`, `FEDCARE_AGGREGATOR`,
+//! `FEDCARE_SERVER_NAME`, `FEDCARE_STATE_DIR` for a hospital. A variable that is set wins over
+//! the file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -300,6 +309,28 @@ pub struct AggregatorConfig {
     pub server: ServerRule,
     /// TLS material.
     pub tls: TlsFiles,
+    /// Health, metrics and lifetime of the process (`[operations]`; all off by default).
+    #[serde(default)]
+    pub operations: Operations,
+}
+
+/// `[operations]` of `aggregator.toml`: what a container deployment or a monitoring system
+/// needs of the aggregator.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operations {
+    /// Address of the plaintext `grpc.health.v1` endpoint (`fedcare health` asks it). It
+    /// answers only whether the aggregator serves: no data, no identity.
+    #[serde(default)]
+    pub health_listen: Option<String>,
+    /// Address of the Prometheus metrics endpoint (HTTP, `GET /metrics`).
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// After the federation ends, keep the health and metrics endpoints up until a signal
+    /// instead of exiting (a container service stays up, its figures readable, and a restart
+    /// policy does not start it again).
+    #[serde(default)]
+    pub keep_serving: bool,
 }
 
 fn default_federation_id() -> String {
@@ -654,6 +685,107 @@ pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     toml::from_str(&text).map_err(|e| FederationError::ConfigFile { path: path.to_path_buf(), message: e.to_string() })
 }
 
+/// How an environment variable's text becomes a configuration value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvValue {
+    /// The text as it is.
+    Text,
+    /// A comma-separated list of names (blanks around each trimmed).
+    List,
+    /// `true` or `false`.
+    Bool,
+}
+
+/// An environment variable that, when set, replaces one key of a configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvKey {
+    /// The variable, e.g. `FEDCARE_LISTEN`.
+    pub var: &'static str,
+    /// The key it replaces, e.g. `listen` (a dotted path for a key of a table:
+    /// `operations.metrics_listen`).
+    pub key: &'static str,
+    /// How its text is read.
+    pub value: EnvValue,
+}
+
+/// A configuration whose few per-deployment keys (addresses, names, directories) may come from
+/// the environment: what a compose file or a container orchestrator varies per service.
+pub trait EnvOverrides {
+    /// The variables, each with the key it replaces.
+    const ENV: &'static [EnvKey];
+}
+
+const fn env_key(var: &'static str, key: &'static str, value: EnvValue) -> EnvKey {
+    EnvKey { var, key, value }
+}
+
+impl EnvOverrides for AggregatorConfig {
+    const ENV: &'static [EnvKey] = &[
+        env_key("FEDCARE_FEDERATION_ID", "federation_id", EnvValue::Text),
+        env_key("FEDCARE_LISTEN", "listen", EnvValue::Text),
+        env_key("FEDCARE_HOSPITALS", "hospitals", EnvValue::List),
+        env_key("FEDCARE_OUT_DIR", "out_dir", EnvValue::Text),
+        env_key("FEDCARE_HEALTH_LISTEN", "operations.health_listen", EnvValue::Text),
+        env_key("FEDCARE_METRICS_LISTEN", "operations.metrics_listen", EnvValue::Text),
+        env_key("FEDCARE_KEEP_SERVING", "operations.keep_serving", EnvValue::Bool),
+    ];
+}
+
+impl EnvOverrides for HospitalConfig {
+    const ENV: &'static [EnvKey] = &[
+        env_key("FEDCARE_FEDERATION_ID", "federation_id", EnvValue::Text),
+        env_key("FEDCARE_AGGREGATOR", "aggregator", EnvValue::Text),
+        env_key("FEDCARE_SERVER_NAME", "server_name", EnvValue::Text),
+        env_key("FEDCARE_STATE_DIR", "state_dir", EnvValue::Text),
+    ];
+}
+
+/// [`load`], with the keys of `T::ENV` replaced by the environment variables that are set.
+pub fn load_with_env<T: serde::de::DeserializeOwned + EnvOverrides>(path: &Path) -> Result<T> {
+    load_with_overrides(path, T::ENV, |var| std::env::var(var).ok())
+}
+
+/// [`load_with_env`] with the variables read by `lookup` (tests pass a map).
+pub fn load_with_overrides<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    keys: &[EnvKey],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| FederationError::Read { path: path.to_path_buf(), source })?;
+    let invalid = |message: String| FederationError::ConfigFile { path: path.to_path_buf(), message };
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    for key in keys {
+        let Some(text) = lookup(key.var) else { continue };
+        let value = match key.value {
+            EnvValue::Text => toml::Value::String(text),
+            EnvValue::List => toml::Value::Array(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|name| !name.is_empty())
+                    .map(|name| toml::Value::String(name.to_owned()))
+                    .collect(),
+            ),
+            EnvValue::Bool => match text.trim() {
+                "true" | "1" => toml::Value::Boolean(true),
+                "false" | "0" => toml::Value::Boolean(false),
+                other => {
+                    return Err(invalid(format!("{} = {other:?}: expected true or false", key.var)));
+                }
+            },
+        };
+        let mut path: Vec<&str> = key.key.split('.').collect();
+        let last = path.pop().unwrap_or(key.key);
+        let mut target = &mut table;
+        for part in path {
+            let entry = target.entry(part).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            target = entry.as_table_mut().ok_or_else(|| invalid(format!("{part} must be a table")))?;
+        }
+        target.insert(last.to_owned(), value);
+    }
+    table.try_into().map_err(|e: toml::de::Error| invalid(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -748,5 +880,44 @@ mod tests {
         let text = text.as_str();
         let error = toml::from_str::<HospitalConfig>(&format!("trainer = \"tpu\"\n{text}")).unwrap_err().to_string();
         assert!(error.contains("auto") && error.contains("gpu") && error.contains("cpu"), "{error}");
+    }
+
+    #[test]
+    fn environment_variables_replace_their_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aggregator.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\nhospitals = [\"a\", \"b\"]\n[model]\ninput_width = 6\n\
+             [tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n",
+        )
+        .unwrap();
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |var: &str| vars.iter().find(|(name, _)| *name == var).map(|(_, value)| (*value).to_owned())
+        };
+        let plain: AggregatorConfig = load_with_overrides(&path, AggregatorConfig::ENV, env(&[])).unwrap();
+        assert_eq!((plain.listen.as_str(), &plain.operations), ("127.0.0.1:1", &Operations::default()));
+        let set: AggregatorConfig = load_with_overrides(
+            &path,
+            AggregatorConfig::ENV,
+            env(&[
+                ("FEDCARE_LISTEN", "0.0.0.0:50051"),
+                ("FEDCARE_HOSPITALS", "x, y ,z"),
+                ("FEDCARE_METRICS_LISTEN", "0.0.0.0:9464"),
+                ("FEDCARE_KEEP_SERVING", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(set.listen, "0.0.0.0:50051");
+        assert_eq!(set.hospitals, ["x", "y", "z"]);
+        assert_eq!(set.operations.metrics_listen.as_deref(), Some("0.0.0.0:9464"));
+        assert!(set.operations.keep_serving);
+        let bad = load_with_overrides::<AggregatorConfig>(
+            &path,
+            AggregatorConfig::ENV,
+            env(&[("FEDCARE_KEEP_SERVING", "yes")]),
+        )
+        .unwrap_err();
+        assert!(bad.to_string().contains("FEDCARE_KEEP_SERVING"), "{bad}");
     }
 }

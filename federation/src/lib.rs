@@ -6,7 +6,8 @@
 //! service as a thin shell around it ([`server`], node identity from one interceptor in
 //! [`identity`]); the hospital client ([`hospital`]); what the aggregator keeps on disk
 //! ([`persistence`]); mTLS ([`tls`]); configuration ([`config`]); chunked transfers
-//! ([`transfer`]); what a checked sum gives, computed alike on both sides ([`output`]); a
+//! ([`transfer`]); the aggregator's health endpoint ([`health`]) and Prometheus metrics
+//! ([`metrics`]); what a checked sum gives, computed alike on both sides ([`output`]); a
 //! hospital's protocol logic without I/O ([`participant`]), its signed
 //! statements ([`transcript`]) and identity keys ([`signing`]); and a whole federation on one
 //! machine ([`simulation`]).
@@ -32,9 +33,11 @@ pub mod config;
 pub mod convert;
 pub mod coordinator;
 pub mod error;
+pub mod health;
 #[cfg(feature = "hospital")]
 pub mod hospital;
 pub mod identity;
+pub mod metrics;
 pub mod output;
 pub mod participant;
 pub mod persistence;

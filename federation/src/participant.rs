@@ -366,7 +366,8 @@ impl Participant {
 
     /// Confirmation: checks the relayed key shares, sums the collective key, checks the state
     /// the session starts from is one this hospital computed (when it checked the last session
-    /// it took part in) or, for a hospital without one, that its roster's hospitals endorsed it
+    /// it took part in) or, for a hospital without one or with an older one (it missed
+    /// sessions), that its roster's hospitals endorsed it as the output of a later session
     /// (after the first session), and signs the round transcript. Sections: the signed key
     /// shares, then either the global model, the server optimizer state and that state's
     /// endorsements, or (to a hospital that holds it) the state's digest alone.
@@ -386,7 +387,23 @@ impl Participant {
         let context = self.round(task, "confirmation")?.context.clone();
         let start = Held::new(model, server, &task.figures);
         match (&self.verified, endorsements) {
-            (Some(verified), _) if !verified.states.iter().any(|h| h.digest == start.digest) => {
+            // A hospital that missed sessions (dropped at a deadline, cut off by a partition)
+            // takes a later state only as the output its roster's hospitals endorsed, as a
+            // hospital that joined late does; an earlier one (a rollback) never.
+            (Some(verified), Some(endorsements)) if !verified.states.iter().any(|h| h.digest == start.digest) => {
+                let mismatch = || {
+                    let what = "global model, server state or public figures";
+                    TrustError::OutputMismatch { what, session: verified.session }
+                };
+                let later =
+                    self.endorsed_by_roster(endorsements, Endorsed::State(start.digest)).is_ok_and(|statements| {
+                        statements.iter().all(|statement| statement.session.round > verified.session.round)
+                    });
+                if !later {
+                    return Err(mismatch().into());
+                }
+            }
+            (Some(verified), None) if !verified.states.iter().any(|h| h.digest == start.digest) => {
                 let what = "global model, server state or public figures";
                 return Err(TrustError::OutputMismatch { what, session: verified.session }.into());
             }

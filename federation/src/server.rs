@@ -20,6 +20,7 @@ use fedcare_crypto::{Crs, CryptoError, WireLimits};
 use fedcare_proto::v1::{self, federation_server::Federation};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::{Stream, StreamExt};
+use tonic::codegen::http;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status, Streaming};
@@ -29,6 +30,7 @@ use crate::convert;
 use crate::coordinator::{Action, Coordinator, Event, Outcome, decrypt_sum};
 use crate::error::{FederationError, Refusal, Result};
 use crate::identity::{InProcessListener, authenticate, peer};
+use crate::metrics::Metrics;
 use crate::persistence::{Checkpoint, Snapshot, persist};
 use crate::protocol::{NodeId, RoundRecord, SessionId, TaskKind};
 use crate::transfer::{Assembler, chunks};
@@ -45,6 +47,7 @@ struct Shared {
     uploading: Mutex<BTreeSet<NodeId>>,
     snapshots: mpsc::UnboundedSender<Box<Snapshot>>,
     writer: Mutex<Option<mpsc::UnboundedReceiver<Box<Snapshot>>>>,
+    metrics: Arc<Metrics>,
 }
 
 /// The aggregator role.
@@ -69,11 +72,19 @@ impl Shared {
     /// after any peer or worker event, and after a tick or a sent task only when the running session
     /// or the ending changed — else the drive loop's own ticks would wake it at once, forever.
     fn event(self: &Arc<Self>, event: Event) -> core::result::Result<(), Refusal> {
-        let quiet = matches!(event, Event::Tick | Event::TaskSent { .. });
+        let quiet = matches!(event, Event::Tick | Event::TaskSent { .. } | Event::Asked { .. });
+        match &event {
+            Event::UploadVerified { bytes, .. } => self.metrics.received(*bytes),
+            Event::TaskSent { bytes, .. } => self.metrics.sent(*bytes),
+            _ => {}
+        }
         let (actions, moved) = {
             let mut coordinator = self.coordinator();
             let before = coordinator.position();
-            let actions = coordinator.handle(event, Instant::now());
+            let census = coordinator.census();
+            let now = Instant::now();
+            let actions = coordinator.handle(event, now);
+            self.metrics.update(&census, &coordinator.census(), coordinator.records(), now);
             (actions, !quiet || coordinator.position() != before)
         };
         let result = actions.map(|actions| self.dispatch(actions));
@@ -166,6 +177,7 @@ impl AggregatorServer {
             uploading: Mutex::default(),
             snapshots,
             writer: Mutex::new(Some(writer)),
+            metrics: Arc::default(),
         });
         shared.dispatch(initial);
         Ok(Self { shared })
@@ -174,6 +186,11 @@ impl AggregatorServer {
     /// A receiver that changes whenever the federation moves on (for progress displays).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.changed.subscribe()
+    }
+
+    /// The aggregator's metrics (served by [`crate::metrics::serve`] where configured).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
     }
 
     /// Makes this aggregator lie (the attack tests only: a compromised aggregator with one
@@ -257,7 +274,7 @@ impl AggregatorServer {
     /// driven; stops the server once it has ended.
     async fn serve_incoming<IO, IE>(
         &self,
-        mut builder: tonic::transport::Server,
+        builder: tonic::transport::Server,
         incoming: impl Stream<Item = core::result::Result<IO, IE>> + Send + 'static,
         shutdown: impl Future<Output = ()>,
     ) -> Result<Outcome>
@@ -267,9 +284,17 @@ impl AggregatorServer {
         IE: Into<Box<dyn core::error::Error + Send + Sync>> + Send + 'static,
     {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = builder.add_service(self.service()).serve_with_incoming_shutdown(incoming, async {
-            let _ = stopped.await;
+        // Every refusal a peer receives is counted, whichever handler (or the identity
+        // interceptor) made it: they all carry their kind in the response's metadata.
+        let metrics = self.shared.metrics.clone();
+        let count_refusals = tower::util::MapResponseLayer::new(move |response: http::Response<tonic::body::Body>| {
+            metrics.observe_response(&response);
+            response
         });
+        let server =
+            builder.layer(count_refusals).add_service(self.service()).serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            });
         let server = tokio::spawn(server);
         let outcome = self.drive_until(shutdown).await;
         let _ = stop.send(());
@@ -369,6 +394,7 @@ impl Federation for AggregatorServer {
         if request.federation_id != self.shared.plan.config.federation_id {
             return Err(Refusal::UnknownFederation(request.federation_id).into());
         }
+        self.shared.event(Event::Asked { node: node.clone() })?;
         let after: Option<(SessionId, i32)> = request.after.map(|s| (s.into(), request.after_kind));
         let wait = Duration::from_millis(u64::from(request.wait_ms)).min(MAX_WAIT);
         let mut changed = self.subscribe();

@@ -212,6 +212,7 @@ pub async fn run(
             cert: pki.join(tls::files::SERVER_CERT),
             key: pki.join(tls::files::SERVER_KEY),
         },
+        operations: Default::default(),
     };
     let plan = config.plan()?;
     std::fs::create_dir_all(&options.out)

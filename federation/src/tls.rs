@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+// The tonic TLS settings this module makes, for callers that pass them on.
+pub use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::config::Consortium;
 use crate::error::{FederationError, Result};
@@ -97,10 +98,20 @@ pub fn generate_identity(dir: &Path, name: &str) -> Result<Fingerprint> {
     Ok(SigningKey::from_pem(&key.serialize_pem()).map_err(FederationError::Tls)?.public_key().fingerprint())
 }
 
-/// The CA of the PKI in `ca_dir` signs a hospital's certificate request (PEM): returns the
-/// hospital's name, its client certificate (PEM) and its key's fingerprint. The request's
-/// signature is checked (its maker holds the key); the name must be a valid node id.
-pub fn sign_request(ca_dir: &Path, request: &str) -> Result<(String, String, Fingerprint)> {
+/// What a certificate signed by [`sign_request`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A hospital: a client certificate (its name is its node id).
+    Hospital,
+    /// The aggregator: a server certificate for the name the hospitals connect to (its host
+    /// makes its own key, so the CA's key never has to be on the aggregator's host).
+    Aggregator,
+}
+
+/// The CA of the PKI in `ca_dir` signs a certificate request (PEM) for `role`: returns the
+/// request's name, the certificate (PEM) and its key's fingerprint. The request's signature is
+/// checked (its maker holds the key); the name must be a valid node id.
+pub fn sign_request(ca_dir: &Path, request: &str, role: Role) -> Result<(String, String, Fingerprint)> {
     let mut params = rcgen::CertificateSigningRequestParams::from_pem(request)
         .map_err(|e| FederationError::Tls(format!("unusable certificate request: {e}")))?;
     let name = params
@@ -113,7 +124,10 @@ pub fn sign_request(ca_dir: &Path, request: &str) -> Result<(String, String, Fin
         })
         .ok_or_else(|| FederationError::Tls("the certificate request names no DNS name".into()))?;
     NodeId::new(name.as_str())?;
-    params.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.params.extended_key_usages = vec![match role {
+        Role::Hospital => ExtendedKeyUsagePurpose::ClientAuth,
+        Role::Aggregator => ExtendedKeyUsagePurpose::ServerAuth,
+    }];
     params.params.is_ca = IsCa::ExplicitNoCa;
     let ca_key = String::from_utf8_lossy(&read(&ca_dir.join(files::CA_KEY))?).into_owned();
     let ca_key = KeyPair::from_pem(&ca_key).map_err(tls_error)?;
@@ -298,10 +312,23 @@ mod tests {
         let fingerprint = generate_identity(hospital.path(), "st-marys").unwrap();
         assert!(matches!(generate_identity(hospital.path(), "st-marys"), Err(FederationError::KeyExists { .. })));
         let request = fs::read_to_string(hospital.path().join("st-marys.csr")).unwrap();
-        let (name, cert, signed) = sign_request(consortium.path(), &request).unwrap();
+        let (name, cert, signed) = sign_request(consortium.path(), &request, Role::Hospital).unwrap();
         assert_eq!((name.as_str(), signed), ("st-marys", fingerprint), "the certificate carries the hospital's key");
         let der = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap().1.contents;
         assert_eq!(name_from_der(&der).unwrap(), "st-marys");
+        let usage = |der: &[u8]| {
+            let (_, parsed) = x509_parser::parse_x509_certificate(der).unwrap();
+            let usage = parsed.extended_key_usage().unwrap().unwrap().value.clone();
+            (usage.client_auth, usage.server_auth)
+        };
+        assert_eq!(usage(&der), (true, false), "a hospital's is a client certificate");
+        // The aggregator's host makes its own key too; the CA signs a server certificate.
+        let host = tempfile::tempdir().unwrap();
+        generate_identity(host.path(), "aggregator").unwrap();
+        let request = fs::read_to_string(host.path().join("aggregator.csr")).unwrap();
+        let (name, cert, _) = sign_request(consortium.path(), &request, Role::Aggregator).unwrap();
+        let der = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap().1.contents;
+        assert_eq!((name.as_str(), usage(&der)), ("aggregator", (false, true)));
         // The hospital's own key signs what its roster entry pins.
         let key = SigningKey::from_pem_file(&hospital.path().join("st-marys.key")).unwrap();
         assert_eq!(key.public_key().fingerprint(), fingerprint);
@@ -309,6 +336,6 @@ mod tests {
         let mut lines: Vec<String> = request.lines().map(str::to_owned).collect();
         let changed = if lines[2].starts_with('A') { "B" } else { "A" };
         lines[2].replace_range(0..1, changed);
-        assert!(sign_request(consortium.path(), &lines.join("\n")).is_err());
+        assert!(sign_request(consortium.path(), &lines.join("\n"), Role::Hospital).is_err());
     }
 }

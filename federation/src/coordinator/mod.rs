@@ -219,6 +219,11 @@ pub enum Event {
         /// Why, in its words (logged, not trusted).
         reason: String,
     },
+    /// A hospital that joined asks for its next task (it is alive and connected).
+    Asked {
+        /// The certificate's node.
+        node: NodeId,
+    },
     /// A hospital announces an upload.
     UploadStarted {
         /// The certificate's node.
@@ -726,6 +731,10 @@ impl Coordinator {
         match event {
             Event::Join { node, federation_id } => self.join(node, &federation_id, now),
             Event::Leave { node, federation_id, reason } => self.leave(node, &federation_id, reason, now),
+            Event::Asked { node } => {
+                self.asked(node);
+                Ok(Vec::new())
+            }
             Event::UploadStarted { node, header } => {
                 self.admit(node, header).map(|ticket| vec![Action::Verify(ticket)])
             }
@@ -799,6 +808,20 @@ impl Coordinator {
         }
         tracing::warn!(%node, session = %session.id, "a participant joined again: the round restarts with fresh keys");
         Ok(self.restart(Vec::new(), "a participant joined again".into(), now))
+    }
+
+    /// A hospital that was dropped from a session (a missed deadline, a partition) and asks for
+    /// work again is back: it takes part from the next session, as if it had joined again (its
+    /// state of its own stays: it is checked like any other's).
+    fn asked(&mut self, node: NodeId) {
+        if self.ending.is_none()
+            && self.session.is_some()
+            && self.joined.contains(&node)
+            && !self.active.contains(&node)
+        {
+            tracing::info!(%node, "a dropped hospital asks for work again: it takes part from the next session");
+            self.active.insert(node);
+        }
     }
 
     fn leave(
@@ -1387,12 +1410,22 @@ impl Coordinator {
             (None, Some(_)) => (None, TaskKind::Done),
             (None, None) => (None, TaskKind::Wait),
         };
-        Ok(Status {
-            session,
-            phase,
-            active: self.active.iter().cloned().collect(),
-            rounds_done: self.records.iter().filter(|r| r.kind == SessionKind::Train).count() as u32,
-        })
+        Ok(Status { session, phase, active: self.active.iter().cloned().collect(), rounds_done: self.rounds_done() })
+    }
+
+    /// What the metrics count of the coordinator now.
+    pub fn census(&self) -> crate::metrics::Census {
+        crate::metrics::Census {
+            phase: self.session.as_ref().map(|s| (s.id, s.phase.task_kind())),
+            joined: self.joined.len(),
+            active: self.active.clone(),
+            sessions: self.records.len(),
+            rounds_done: self.rounds_done(),
+        }
+    }
+
+    fn rounds_done(&self) -> u32 {
+        self.records.iter().filter(|r| r.kind == SessionKind::Train).count() as u32
     }
 
     /// The sessions completed so far.

@@ -40,6 +40,7 @@ fn plan() -> Arc<FederationPlan> {
         training: TrainingSettings::default(),
         server: ServerRule::default(),
         tls: TlsFiles { ca: "ca".into(), cert: "c".into(), key: "k".into() },
+        operations: Default::default(),
     };
     Arc::new(config.plan().unwrap())
 }
@@ -627,4 +628,34 @@ fn a_resumed_opened_session_finishes_from_the_hospitals_sums_only_when_every_one
     assert!(resumed.is_finished() && resumed.outcome().failure.is_none(), "{:?}", resumed.outcome().failure);
     let kinds: Vec<SessionKind> = resumed.records().iter().map(|r| r.kind).collect();
     assert_eq!(kinds, [SessionKind::Setup, SessionKind::Evaluate], "round 1 given up, nothing decrypted twice");
+}
+
+#[test]
+fn a_dropped_hospital_that_asks_again_takes_part_from_the_next_session_with_the_endorsed_state() {
+    let (mut c, start, mut hospitals) = started();
+    phases(&mut c, &mut hospitals, SESSION, start);
+    assert_eq!(c.records().len(), 1, "setup done");
+    // Round 1: "c" falls silent (a partition) and is dropped at the deadline.
+    phase(&mut c, &mut hospitals[..2], start);
+    c.tick(start + PHASE);
+    assert_eq!(running(&c), SessionId { round: 1, attempt: 1 });
+    assert!(!c.status(&node("a")).unwrap().active.contains(&node("c")));
+    // Asking for a task while the round runs without it changes nothing for that round...
+    c.handle(Event::Asked { node: node("c") }, start + PHASE).unwrap();
+    assert_eq!(c.task_for(&node("c")).unwrap().kind, TaskKind::Wait);
+    let now = start + PHASE;
+    phases(&mut c, &mut hospitals[..2], SESSION, now);
+    assert_eq!(c.records().len(), 2, "round 1 done without c");
+    assert_eq!(c.records()[1].hospitals, 2);
+    // ...and it takes part in round 2: it missed round 1's output, so it is sent the state with
+    // the endorsements of a and b (a later session than the one it checked), and takes it.
+    assert_eq!(c.status(&node("a")).unwrap().active, [node("a"), node("b"), node("c")]);
+    phase(&mut c, &mut hospitals, now);
+    let confirm = c.task_for(&node("c")).unwrap();
+    assert_eq!((confirm.kind, confirm.sections.len()), (TaskKind::Confirm, 4));
+    for _ in 0..3 * SESSION {
+        phase(&mut c, &mut hospitals, now);
+    }
+    assert!(c.is_finished() && c.outcome().failure.is_none(), "{:?}", c.outcome().failure);
+    assert_eq!(c.records()[2].hospitals, 3, "round 2 with c again");
 }

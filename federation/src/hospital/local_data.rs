@@ -182,6 +182,7 @@ mod tests {
             training: TrainingSettings::default(),
             server: ServerRule::default(),
             tls: TlsFiles { ca: "ca".into(), cert: "c".into(), key: "k".into() },
+            operations: Default::default(),
         }
         .plan()
         .unwrap();

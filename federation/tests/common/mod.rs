@@ -31,5 +31,6 @@ pub(crate) fn plan(names: &[String], join_timeout_secs: u64, out: &Path, pki: &P
             cert: pki.join(tls::files::SERVER_CERT),
             key: pki.join(tls::files::SERVER_KEY),
         },
+        operations: Default::default(),
     }
 }
