@@ -203,6 +203,10 @@ scenario_5() {
   said=$(compose logs --no-color impostor | sed -E 's/^[^|]*\| ?//')
   echo "impostor's log: $(echo "$said" | grep -m1 -iE 'lost the aggregator|error' || echo "$said" | tail -n 1)"
   if echo "$said" | grep -q 'federation done'; then fail "the impostor took part"; fi
+  local refused
+  refused=$(metrics | grep -E '^fedcare_refusals_total\{reason="tls-handshake"\} [1-9]') \
+    || fail "the aggregator's metrics count no refused TLS handshake"
+  echo "aggregator: $refused; its log: $(compose logs --no-color aggregator | grep -m1 'refused a connection at the TLS handshake' | sed -E 's/^[^|]*\| ?//')"
   table | grep -qE "^ +$rounds +train +3 " || fail "the three hospitals did not finish"
   done_ok "${hospitals[@]}"
   hold_final_model "${hospitals[@]}"

@@ -57,11 +57,7 @@ async fn bind(address: &str, what: &str) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address} ({what})"))
 }
 
-async fn serve(
-    config: &AggregatorConfig,
-    aggregator: AggregatorServer,
-    server_tls: tls::ServerTlsConfig,
-) -> Result<Outcome> {
+async fn serve(config: &AggregatorConfig, aggregator: AggregatorServer, server_tls: tls::ServerTls) -> Result<Outcome> {
     let listener = bind(&config.listen, "listen").await?;
     let address = listener.local_addr().context("the listening socket has no address")?;
     // The first line of output: scripts (and `listen = "127.0.0.1:0"` users) read the port.
@@ -107,7 +103,9 @@ async fn serve(
     {
         match &outcome.failure {
             None => println!("federation done: {} sessions", outcome.records.len()),
-            Some(failure) => println!("federation stopped early: {failure}"),
+            // Said at once when staying up; otherwise it is the command's error, on return.
+            Some(failure) if operations.keep_serving => eprintln!("the federation stopped early: {failure}"),
+            Some(_) => {}
         }
         if let Some(health) = &health {
             health.set_federation_running(false).await;

@@ -4,13 +4,13 @@
 //! to and from the `fedcare.v1` wire forms in one module ([`convert`]); the aggregator's logic as
 //! a pure state machine ([`coordinator`]: events in, actions out, time passed in); the tonic
 //! service as a thin shell around it ([`server`], node identity from one interceptor in
-//! [`identity`]); the hospital client ([`hospital`]); what the aggregator keeps on disk
-//! ([`persistence`]); mTLS ([`tls`]); configuration ([`config`]); chunked transfers
-//! ([`transfer`]); the aggregator's health endpoint ([`health`]) and Prometheus metrics
-//! ([`metrics`]); what a checked sum gives, computed alike on both sides ([`output`]); a
-//! hospital's protocol logic without I/O ([`participant`]), its signed
-//! statements ([`transcript`]) and identity keys ([`signing`]); and a whole federation on one
-//! machine ([`simulation`]).
+//! [`identity`], connections and their TLS handshakes under limits in [`listener`]); the
+//! hospital client ([`hospital`]); what the aggregator keeps on disk ([`persistence`]); mTLS
+//! ([`tls`]); configuration ([`config`]); chunked transfers ([`transfer`]); the aggregator's
+//! health endpoint ([`health`]) and Prometheus metrics ([`metrics`]); what a checked sum gives,
+//! computed alike on both sides ([`output`]); a hospital's protocol logic without I/O
+//! ([`participant`]), its signed statements ([`transcript`]) and identity keys ([`signing`]);
+//! and a whole federation on one machine ([`simulation`]).
 //!
 //! Guarantees:
 //! - The aggregator side never depends on patient data: `fedcare-data` comes with the
@@ -37,6 +37,7 @@ pub mod health;
 #[cfg(feature = "hospital")]
 pub mod hospital;
 pub mod identity;
+pub mod listener;
 pub mod metrics;
 pub mod output;
 pub mod participant;

@@ -30,9 +30,11 @@ use crate::convert;
 use crate::coordinator::{Action, Coordinator, Event, Outcome, decrypt_sum};
 use crate::error::{FederationError, Refusal, Result};
 use crate::identity::{InProcessListener, authenticate, peer};
+use crate::listener::ConnectionLimits;
 use crate::metrics::Metrics;
 use crate::persistence::{Checkpoint, Snapshot, persist};
 use crate::protocol::{NodeId, RoundRecord, SessionId, TaskKind};
+use crate::tls::ServerTls;
 use crate::transfer::{Assembler, chunks};
 
 /// How long the aggregator waits, after the end, for every hospital to fetch its final task.
@@ -226,38 +228,34 @@ impl AggregatorServer {
     }
 
     /// Serves on `listener` with mTLS until the federation ends; returns the outcome.
-    pub async fn serve(
-        &self,
-        listener: tokio::net::TcpListener,
-        tls: tonic::transport::ServerTlsConfig,
-    ) -> Result<Outcome> {
+    pub async fn serve(&self, listener: tokio::net::TcpListener, tls: ServerTls) -> Result<Outcome> {
         self.serve_until(listener, tls, core::future::pending()).await
     }
 
     /// Serves until the federation ends or `shutdown` completes (then the running session is
     /// abandoned: the checkpoint of the last completed one stays, and a restart reruns the round
-    /// with fresh keys).
+    /// with fresh keys), with the default [`ConnectionLimits`].
     pub async fn serve_until(
         &self,
         listener: tokio::net::TcpListener,
-        tls: tonic::transport::ServerTlsConfig,
+        tls: ServerTls,
         shutdown: impl Future<Output = ()>,
     ) -> Result<Outcome> {
-        let builder = Self::builder()
-            .tls_config(tls)
-            .map_err(|e| FederationError::Tls(format!("invalid server TLS configuration: {e}")))?;
-        // TCP_NODELAY on every accepted connection (tonic sets it only on listeners it binds
-        // itself): without it each small message of a step (a signed statement, a task header)
-        // waits out the peer's delayed ACK, about 40 ms per step on Linux.
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
-            if let Ok(stream) = &stream
-                && let Err(error) = stream.set_nodelay(true)
-            {
-                tracing::warn!("cannot set TCP_NODELAY on a connection: {error}");
-            }
-            stream
-        });
-        self.serve_incoming(builder, incoming, shutdown).await
+        self.serve_with_limits(listener, tls, ConnectionLimits::default(), shutdown).await
+    }
+
+    /// [`Self::serve_until`] with `limits` on connections that have not authenticated: only
+    /// connections that completed the TLS handshake with a client certificate of the CA reach
+    /// the service ([`crate::listener`]).
+    pub async fn serve_with_limits(
+        &self,
+        listener: tokio::net::TcpListener,
+        tls: ServerTls,
+        limits: ConnectionLimits,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Outcome> {
+        let incoming = crate::listener::incoming(listener, &tls, limits, self.shared.metrics.clone());
+        self.serve_incoming(Self::builder(), incoming, shutdown).await
     }
 
     /// Serves hospitals of this process (see [`crate::identity::in_process`]) until the

@@ -13,12 +13,12 @@
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
-// The tonic TLS settings this module makes, for callers that pass them on.
-pub use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::config::Consortium;
 use crate::error::{FederationError, Result};
@@ -239,10 +239,46 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// The aggregator's TLS: its identity, and client certificates required and checked against `ca`.
-pub fn server_tls(ca: &Path, cert: &Path, key: &Path) -> Result<ServerTlsConfig> {
-    Ok(ServerTlsConfig::new()
-        .identity(Identity::from_pem(read(cert)?, read(key)?))
-        .client_ca_root(Certificate::from_pem(read(ca)?)))
+pub fn server_tls(ca: &Path, cert: &Path, key: &Path) -> Result<ServerTls> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let unusable = |what: &Path, e: rustls::pki_types::pem::Error| {
+        FederationError::Tls(format!("{} holds no usable PEM: {e}", what.display()))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_slice_iter(&read(ca)?) {
+        roots.add(der.map_err(|e| unusable(ca, e))?).map_err(tls_error)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).build().map_err(tls_error)?;
+    let chain = CertificateDer::pem_slice_iter(&read(cert)?)
+        .collect::<core::result::Result<Vec<_>, _>>()
+        .map_err(|e| unusable(cert, e))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| unusable(key, e))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key_der)
+        .map_err(tls_error)?;
+    // gRPC runs over HTTP/2.
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(ServerTls(Arc::new(config)))
+}
+
+/// The aggregator's TLS settings ([`server_tls`]): its identity, and a client certificate of
+/// the consortium's CA required of every peer.
+#[derive(Clone)]
+pub struct ServerTls(Arc<rustls::ServerConfig>);
+
+impl ServerTls {
+    /// The rustls configuration.
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        self.0.clone()
+    }
+}
+
+impl core::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ServerTls").finish_non_exhaustive()
+    }
 }
 
 /// A hospital's TLS: its identity, and the aggregator checked against `ca` for `domain`.
