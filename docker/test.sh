@@ -56,14 +56,14 @@ trap 'exit 143' TERM INT
 
 fail() { echo "FAILED: $*" >&2; exit 1; }
 left() { echo $(( budget - ($(date +%s) - started) )); }
-# Waits (bounded by the run's budget and $2 seconds) until the aggregator's log matches $1.
+# Waits (at most $2 seconds) until a line of the aggregator's log matches $1: it follows the
+# log as it is written, so the scenarios act within milliseconds of what they wait for.
 wait_log() {
-  local pattern="$1" limit=$(( $(date +%s) + $2 ))
-  until compose logs --no-color aggregator 2>/dev/null | grep -qE "$pattern"; do
-    [ "$(date +%s)" -lt "$limit" ] || fail "no '$pattern' in the aggregator's log within $2 s"
-    [ "$(left)" -gt 0 ] || fail "the run's ${budget} s budget is spent"
-    sleep 0.2
-  done
+  local pattern="$1" limit="$2"
+  [ "$(left)" -gt 0 ] || fail "the run's ${budget} s budget is spent"
+  if ! grep -m1 -qE "$pattern" < <(timeout "$limit" docker logs -f "$(id_of aggregator)" 2>&1); then
+    fail "no '$pattern' in the aggregator's log within $limit s"
+  fi
 }
 # The id of a service's container.
 id_of() { compose ps -a -q "$1"; }
@@ -93,7 +93,7 @@ fresh_state() { compose down -v --remove-orphans -t 2 >/dev/null 2>&1 || true; }
 echo "== 6. images"
 docker/build.sh "$FEDCARE_IMAGE"
 docker history --format '{{.Size}}\t{{.CreatedBy}}' "$FEDCARE_IMAGE" | head -5
-FEDCARE_PATIENTS=4000 docker/prepare.sh >/dev/null
+FEDCARE_PATIENTS=6000 docker/prepare.sh >/dev/null
 export FEDCARE_METRICS_PORT
 FEDCARE_METRICS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 # The compose configuration with more local epochs, so that a round lasts long enough to be
@@ -108,9 +108,9 @@ reference_weights=""
 
 # Starts a federation of the aggregator, the three hospitals and any extra service named.
 start() { echo "== $1"; t=$(date +%s); shift; compose up -d aggregator "${hospitals[@]}" "$@" >/dev/null 2>&1; }
-after_round() { wait_log "^[^|]*\\| +$1 +train" 240; }
+after_round() { wait_log "^ +$1 +train" 240; }
 # Waits for the aggregator's verdict and prints its table.
-finished() { wait_log '^[^|]*\| federation done' 300; table; }
+finished() { wait_log '^federation done' 300; table; }
 # Each named hospital exited 0.
 done_ok() {
   for h in "$@"; do
@@ -152,7 +152,7 @@ scenario_2() {
   docker kill "$(id_of hospital-c)" >/dev/null
   echo "killed hospital-c after round 2"
   finished
-  table | grep -qE '^ +[0-9]+ +train\*[0-9]+ +2 ' || fail "no round restarted without hospital-c"
+  table | grep -qE '^ +[0-9]+ +train(\*[0-9]+)? +2 ' || fail "no round ran without hospital-c"
   table | grep -qE "^ +$rounds +train +2 " || fail "round $rounds did not end with two hospitals"
   done_ok hospital-a hospital-b
   hold_final_model hospital-a hospital-b
@@ -171,13 +171,15 @@ scenario_3() {
   docker network connect "$network" "$(id_of hospital-b)"
   echo "hospital-b reconnected"
   finished
-  dropped=$(table | awk '$2 ~ /^train\*/ && $3 == 2 {print $1; exit}')
-  [ -n "$dropped" ] || fail "no round restarted without hospital-b"
+  # The round it was cut off in restarts without it, or is given up if its decryption had
+  # opened (hospitals never decrypt a round twice): either way later rounds have two.
+  dropped=$(table | awk '$2 ~ /^train/ && $3 == 2 {print $1; exit}')
+  [ -n "$dropped" ] || fail "no round ran without hospital-b"
   rejoined=$(table | awk -v d="$dropped" '$1 > d && $2 ~ /^train/ && $3 == 3 {print $1; exit}')
   [ -n "$rejoined" ] || fail "hospital-b took part in no round after round $dropped"
   done_ok "${hospitals[@]}"
   hold_final_model "${hospitals[@]}"
-  took "hospital-b dropped in round $dropped, took part again from round $rejoined"
+  took "hospital-b out from round $dropped (restarted or given up without it), took part again from round $rejoined"
 }
 
 scenario_4() {
