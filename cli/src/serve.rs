@@ -129,12 +129,12 @@ async fn print_table(aggregator: AggregatorServer, stop: tokio::sync::oneshot::R
     let mut printed = 0;
     // A closed stdout (`serve | head`) must not stop the aggregator: write errors are ignored.
     let mut print_new = || {
-        let records = aggregator.records();
+        let records = aggregator.records_since(printed);
         let mut out = std::io::stdout().lock();
-        for record in records.iter().skip(printed) {
+        for record in &records {
             let _ = writeln!(out, "{}", table_row(record, None));
         }
-        printed = records.len();
+        printed += records.len();
         let _ = out.flush();
     };
     let _ = writeln!(std::io::stdout(), "{}", table_header());

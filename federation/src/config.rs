@@ -751,12 +751,16 @@ pub fn load_with_overrides<T: serde::de::DeserializeOwned>(
     keys: &[EnvKey],
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<T> {
+    let set: Vec<(&EnvKey, String)> = keys.iter().filter_map(|key| Some((key, lookup(key.var)?))).collect();
+    if set.is_empty() {
+        // Parsed as the file is, so that an error points at its line.
+        return load(path);
+    }
     let text =
         std::fs::read_to_string(path).map_err(|source| FederationError::Read { path: path.to_path_buf(), source })?;
     let invalid = |message: String| FederationError::ConfigFile { path: path.to_path_buf(), message };
     let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-    for key in keys {
-        let Some(text) = lookup(key.var) else { continue };
+    for (key, text) in set {
         let value = match key.value {
             EnvValue::Text => toml::Value::String(text),
             EnvValue::List => toml::Value::Array(

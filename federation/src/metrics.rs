@@ -7,7 +7,6 @@
 //! `fedcare-refusal` metadata every refusal carries). Only figures about the protocol: no
 //! patient data, no model, no key. The endpoint is off unless `metrics_listen` is set.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -21,7 +20,7 @@ use prometheus_client::registry::Registry;
 use tonic::codegen::http;
 
 use crate::error::REFUSAL_METADATA;
-use crate::protocol::{NodeId, RoundRecord, SessionId, TaskKind};
+use crate::protocol::{RoundRecord, SessionId, SessionKind, TaskKind};
 
 type Labels = [(&'static str, String); 1];
 
@@ -34,19 +33,20 @@ fn phase_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 18))
 }
 
-/// What the metrics need to know of the coordinator at one moment.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What the metrics need to know of the coordinator at one moment (cheap: taken twice per
+/// event).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Census {
     /// The running session and its phase.
     pub phase: Option<(SessionId, TaskKind)>,
     /// Hospitals that joined.
     pub joined: usize,
     /// Hospitals taking part.
-    pub active: BTreeSet<NodeId>,
+    pub active: usize,
+    /// Hospitals dropped so far.
+    pub dropped: u64,
     /// Sessions completed (the coordinator's records).
     pub sessions: usize,
-    /// Training rounds completed.
-    pub rounds_done: u32,
 }
 
 /// The aggregator's metrics: cheap to update from any thread, encoded on demand.
@@ -84,7 +84,11 @@ impl Metrics {
         let sessions = Family::<Labels, Counter>::default();
         registry.register("sessions_completed", "Sessions completed, by kind (setup, train, final)", sessions.clone());
         let rounds_done = Gauge::default();
-        registry.register("rounds_done", "Training rounds completed (from the checkpoint on)", rounds_done.clone());
+        registry.register(
+            "rounds_done",
+            "Training rounds completed (a resumed checkpoint's included)",
+            rounds_done.clone(),
+        );
         let phase_seconds = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(phase_histogram);
         registry.register(
             "phase_seconds",
@@ -123,16 +127,18 @@ impl Metrics {
     }
 
     /// Records what changed between two censuses of the coordinator (before and after one
-    /// event), with the records it holds after.
+    /// event), with the records it holds after. From `Census::default()` it counts everything
+    /// the coordinator holds (the sessions of a checkpoint it resumed).
     pub fn update(&self, before: &Census, after: &Census, records: &[RoundRecord], now: Instant) {
-        for record in records.iter().skip(before.sessions).take(after.sessions.saturating_sub(before.sessions)) {
+        for record in records.iter().take(after.sessions).skip(before.sessions) {
             self.sessions.get_or_create(&label("kind", record.kind.to_string())).inc();
+            if record.kind == SessionKind::Train {
+                self.rounds_done.inc();
+            }
         }
-        self.rounds_done.set(i64::from(after.rounds_done));
         self.joined.set(after.joined as i64);
-        self.active.set(after.active.len() as i64);
-        let dropped = before.active.difference(&after.active).count();
-        self.dropped.inc_by(dropped as u64);
+        self.active.set(after.active as i64);
+        self.dropped.inc_by(after.dropped.saturating_sub(before.dropped));
         if before.phase != after.phase {
             let mut since = self.phase_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(((_, kind), started)) = since.take() {
@@ -209,17 +215,10 @@ mod tests {
         let metrics = Metrics::new();
         let start = Instant::now();
         let session = SessionId { round: 1, attempt: 0 };
-        let a = NodeId::new("a").unwrap();
-        let b = NodeId::new("b").unwrap();
         let idle = Census::default();
-        let keygen = Census {
-            phase: Some((session, TaskKind::KeyGen)),
-            joined: 2,
-            active: [a.clone(), b.clone()].into(),
-            ..Census::default()
-        };
+        let keygen = Census { phase: Some((session, TaskKind::KeyGen)), joined: 2, active: 2, ..Census::default() };
         metrics.update(&idle, &keygen, &[], start);
-        let confirm = Census { phase: Some((session, TaskKind::Confirm)), active: [a].into(), ..keygen.clone() };
+        let confirm = Census { phase: Some((session, TaskKind::Confirm)), active: 1, dropped: 1, ..keygen };
         metrics.update(&keygen, &confirm, &[], start + Duration::from_millis(300));
         metrics.received(1000);
         metrics.sent(24);

@@ -390,22 +390,16 @@ impl Participant {
             // A hospital that missed sessions (dropped at a deadline, cut off by a partition)
             // takes a later state only as the output its roster's hospitals endorsed, as a
             // hospital that joined late does; an earlier one (a rollback) never.
-            (Some(verified), Some(endorsements)) if !verified.states.iter().any(|h| h.digest == start.digest) => {
-                let mismatch = || {
-                    let what = "global model, server state or public figures";
-                    TrustError::OutputMismatch { what, session: verified.session }
-                };
-                let later =
-                    self.endorsed_by_roster(endorsements, Endorsed::State(start.digest)).is_ok_and(|statements| {
+            (Some(verified), endorsements) if !verified.states.iter().any(|h| h.digest == start.digest) => {
+                let later = endorsements.is_some_and(|bundle| {
+                    self.endorsed_by_roster(bundle, Endorsed::State(start.digest)).is_ok_and(|statements| {
                         statements.iter().all(|statement| statement.session.round > verified.session.round)
-                    });
+                    })
+                });
                 if !later {
-                    return Err(mismatch().into());
+                    let what = "global model, server state or public figures";
+                    return Err(TrustError::OutputMismatch { what, session: verified.session }.into());
                 }
-            }
-            (Some(verified), None) if !verified.states.iter().any(|h| h.digest == start.digest) => {
-                let what = "global model, server state or public figures";
-                return Err(TrustError::OutputMismatch { what, session: verified.session }.into());
             }
             // A hospital with no state of its own (it joined after the first session) takes the
             // state only as the output its roster's hospitals endorsed; only the first session

@@ -168,6 +168,9 @@ impl AggregatorServer {
         let plan = Arc::new(plan);
         let mut coordinator = Coordinator::new(plan.clone(), resume, Instant::now(), crs)?;
         let initial = coordinator.start();
+        // The metrics start from what the coordinator holds (a resumed checkpoint's sessions).
+        let metrics = Arc::new(Metrics::new());
+        metrics.update(&Default::default(), &coordinator.census(), coordinator.records(), Instant::now());
         let (snapshots, writer) = mpsc::unbounded_channel();
         let (changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -179,7 +182,7 @@ impl AggregatorServer {
             uploading: Mutex::default(),
             snapshots,
             writer: Mutex::new(Some(writer)),
-            metrics: Arc::default(),
+            metrics,
         });
         shared.dispatch(initial);
         Ok(Self { shared })
@@ -204,7 +207,12 @@ impl AggregatorServer {
 
     /// The sessions completed so far.
     pub fn records(&self) -> Vec<RoundRecord> {
-        self.shared.coordinator().records().to_vec()
+        self.records_since(0)
+    }
+
+    /// The sessions completed after the first `count` (what a progress display has not shown).
+    pub fn records_since(&self, count: usize) -> Vec<RoundRecord> {
+        self.shared.coordinator().records().iter().skip(count).cloned().collect()
     }
 
     /// The gRPC service, with explicit message-size limits and the identity interceptor.
@@ -244,9 +252,9 @@ impl AggregatorServer {
         self.serve_with_limits(listener, tls, ConnectionLimits::default(), shutdown).await
     }
 
-    /// [`Self::serve_until`] with `limits` on connections that have not authenticated: only
-    /// connections that completed the TLS handshake with a client certificate of the CA reach
-    /// the service ([`crate::listener`]).
+    /// [`Self::serve_until`] with `limits` on connections: only connections that completed the
+    /// TLS handshake with a client certificate of the CA reach the service, within their caps
+    /// and while not idle ([`crate::listener`]).
     pub async fn serve_with_limits(
         &self,
         listener: tokio::net::TcpListener,

@@ -575,6 +575,8 @@ pub struct Coordinator {
     /// Hospitals that said they leave, with their reason, until they join again.
     left: BTreeMap<NodeId, String>,
     active: BTreeSet<NodeId>,
+    /// Hospitals dropped from `active` so far (missed deadlines, departures), for the metrics.
+    dropped: u64,
     session: Option<Session>,
     global: Vec<f32>,
     server: ServerOptimizer,
@@ -623,6 +625,7 @@ impl Coordinator {
             joined: BTreeSet::new(),
             left: BTreeMap::new(),
             active: BTreeSet::new(),
+            dropped: 0,
             session: None,
             figures: PublicFigures::default(),
             records: Vec::new(),
@@ -835,7 +838,9 @@ impl Coordinator {
         self.check_federation(federation_id)?;
         tracing::warn!(%node, %reason, "a hospital leaves");
         self.joined.remove(&node);
-        self.active.remove(&node);
+        if self.active.remove(&node) {
+            self.dropped += 1;
+        }
         self.left.insert(node.clone(), reason);
         let in_session = self
             .session
@@ -1265,7 +1270,9 @@ impl Coordinator {
     fn restart(&mut self, dropped: Vec<NodeId>, why: String, now: Instant) -> Vec<Action> {
         let Some(session) = self.session.take() else { return Vec::new() };
         for node in &dropped {
-            self.active.remove(node);
+            if self.active.remove(node) {
+                self.dropped += 1;
+            }
         }
         let needed = self.plan.config.min_hospitals as usize;
         if self.active.len() < needed {
@@ -1418,9 +1425,9 @@ impl Coordinator {
         crate::metrics::Census {
             phase: self.session.as_ref().map(|s| (s.id, s.phase.task_kind())),
             joined: self.joined.len(),
-            active: self.active.clone(),
+            active: self.active.len(),
+            dropped: self.dropped,
             sessions: self.records.len(),
-            rounds_done: self.rounds_done(),
         }
     }
 
