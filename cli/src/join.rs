@@ -26,7 +26,7 @@ pub(crate) struct Args {
     #[arg(long)]
     data: PathBuf,
     /// Where to write the final model (the aggregator's model.bin: it scores with
-    /// `fedcare predict`).
+    /// `fedcare predict`); after an exploration, explore.json and explore.html go beside it.
     #[arg(long, default_value = "fedcare-model.bin")]
     out: PathBuf,
     /// Local trainer; overrides `trainer` in hospital.toml.
@@ -69,6 +69,15 @@ pub(crate) fn run(args: Args) -> Result<()> {
         Some(model) => {
             write_atomically(&args.out, &model.bytes)?;
             println!("federation done: final model written to {}", args.out.display());
+            if let Some(report) = &model.exploration {
+                let dir = args.out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                let (json, page) = crate::explore::write_outputs(report, dir)?;
+                println!(
+                    "exploration: wrote {} and {} (this hospital's figures beside the pooled ones)",
+                    json.display(),
+                    page.display()
+                );
+            }
         }
         None => println!("stopped by a signal; start again to rejoin at the next round"),
     }

@@ -6,7 +6,9 @@ mod bench_crypto;
 mod bench_train;
 mod certs;
 mod devices;
+mod explore;
 mod health;
+mod html;
 mod inspect;
 mod join;
 mod predict;
@@ -36,6 +38,11 @@ enum Command {
     /// gRPC with mTLS and threshold encryption, on a synthetic non-IID cohort in the Diabetes-130
     /// schema (or on --data).
     Simulate(simulate::Args),
+    /// Explore the data before training: every column's rows, missing values, histogram or
+    /// categories and label rate, pooled across hospitals under the threshold encryption (a
+    /// one-machine federation, like simulate), or of one hospital's own file (--local). Writes
+    /// explore.json and a self-contained explore.html; no count below --min-cell in either.
+    Explore(explore::Args),
     /// Run the aggregator.
     Serve(serve::Args),
     /// Run a hospital node on its data.
@@ -62,7 +69,8 @@ enum Command {
     /// row's line in the file (the header is line 1; LF and CRLF files alike).
     Predict(predict::Args),
     /// Plot a federation's metrics.jsonl as PNG files: AUROC and AUPRC per round, loss per round,
-    /// the ROC curve and the calibration curve of the last evaluated model; plus summary.md.
+    /// the ROC curve and the calibration curve of the last evaluated model; plus summary.md and
+    /// report.html (the four plots and the tables in one self-contained page).
     Report(report::Args),
     /// Print a model file's architecture, schema and metrics.
     Inspect(inspect::Args),
@@ -102,6 +110,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 fn run(command: Command) -> Result<()> {
     match command {
         Command::Simulate(args) => simulate::run(args),
+        Command::Explore(args) => explore::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Join(args) => join::run(args),
         Command::Health(args) => health::run(args),

@@ -7,6 +7,7 @@
 //! roc.png          ROC curve of the last evaluated model, with the chance diagonal
 //! calibration.png  observed readmission rate against mean predicted probability, per bin
 //! summary.md       the final figures and a per-round table
+//! report.html      all of it in one self-contained page (the plots embedded, no script)
 //! ```
 //! Every metric comes from the decrypted sums of the secure evaluation, never from one
 //! hospital's data. Text is drawn with the DejaVu Sans font compiled into the binary (the
@@ -16,15 +17,17 @@
 
 use core::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use fedcare_federation::persistence::read_metrics;
 use fedcare_federation::protocol::RoundRecord;
 use plotters::prelude::*;
 
 /// Width and height of every plot, in pixels.
 const PLOT_SIZE: (u32, u32) = (800, 600);
+
+/// The page [`write_report`] makes of everything.
+const REPORT_PAGE: &str = "report.html";
 
 /// The PNG files [`write_report`] makes, in order.
 const PLOTS: [&str; 4] = ["auroc.png", "loss.png", "roc.png", "calibration.png"];
@@ -49,22 +52,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn register_font() -> Result<()> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular()).is_ok()
-    });
-    ensure!(ok, "the embedded DejaVu Sans font does not load");
-    Ok(())
-}
-
 /// Writes the plots of [`PLOTS`] and `summary.md` into `out` (created if missing); returns
 /// their paths.
 fn write_report(records: &[RoundRecord], out: &Path) -> Result<Vec<PathBuf>> {
     let Some(last) = records.iter().rev().find(|r| !r.roc.is_empty() && !r.calibration.is_empty()) else {
         bail!("no evaluated session with a ROC curve and calibration table: nothing to plot");
     };
-    register_font()?;
+    crate::html::register_font()?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let paths: Vec<PathBuf> = PLOTS.iter().map(|name| out.join(name)).collect();
     let done = |r: &RoundRecord| f64::from(r.round.saturating_sub(1));
@@ -120,8 +114,16 @@ fn write_report(records: &[RoundRecord], out: &Path) -> Result<Vec<PathBuf>> {
     let summary = out.join("summary.md");
     std::fs::write(&summary, summary_text(records, last))
         .with_context(|| format!("cannot write {}", summary.display()))?;
+    let page = out.join(REPORT_PAGE);
+    let mut plots = Vec::with_capacity(paths.len());
+    for path in &paths {
+        plots.push(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?);
+    }
+    std::fs::write(&page, report_page(records, last, &plots))
+        .with_context(|| format!("cannot write {}", page.display()))?;
     let mut written = paths;
     written.push(summary);
+    written.push(page);
     Ok(written)
 }
 
@@ -180,6 +182,60 @@ fn plot(
         .draw()?;
     root.present().with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// `report.html`: the last evaluation's figures, the four plots (`plots`, the PNGs' bytes in
+/// [`PLOTS`] order) and the per-round and calibration tables.
+fn report_page(records: &[RoundRecord], last: &RoundRecord, plots: &[Vec<u8>]) -> String {
+    use crate::html::escape;
+    let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.4}"));
+    let mut body = String::from("<header><h1>fedcare report</h1>\n");
+    let _ = writeln!(
+        body,
+        "<p>Last evaluated model (session {}, {}): <b>AUROC {}</b>, AUPRC {}, log loss {}, on {} held-out rows ({} \
+         positive), from the secure evaluation.</p></header>",
+        last.round,
+        escape(last.kind.name()),
+        opt(last.auroc),
+        opt(last.auprc),
+        opt(last.test_loss),
+        last.test_rows.map_or("–".into(), |r| r.to_string()),
+        last.test_positives.map_or("–".into(), |r| r.to_string()),
+    );
+    body += "<section class=\"plots\">\n";
+    let alts = ["AUROC and AUPRC per round", "loss per round", "ROC curve", "calibration curve"];
+    for (bytes, alt) in plots.iter().zip(alts) {
+        let _ = writeln!(body, "<figure class=\"plot\">{}</figure>", crate::html::png_image(bytes, alt));
+    }
+    body += "</section>\n<section><h2>Sessions</h2>\n<p class=\"note\">AUROC, AUPRC and held-out loss of a session are \
+             those of the model it started from (after <code>round − 1</code> training rounds); training loss is the \
+             round's own, weighted by the positive-class weight.</p>\n<table><tr><th>round</th><th>kind</th>\
+             <th>hospitals</th><th>train loss</th><th>held-out loss</th><th>AUROC</th><th>AUPRC</th></tr>\n";
+    for r in records {
+        let _ = writeln!(
+            body,
+            "<tr><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            r.round,
+            escape(r.kind.name()),
+            r.hospitals,
+            opt(r.train_loss),
+            opt(r.test_loss),
+            opt(r.auroc),
+            opt(r.auprc)
+        );
+    }
+    body += "</table></section>\n<section><h2>Calibration</h2>\n<table><tr><th>bin</th><th>rows</th>\
+             <th>mean predicted</th><th>observed rate</th></tr>\n";
+    for bin in &last.calibration {
+        let _ = writeln!(
+            body,
+            "<tr><td>[{:.1}, {:.1})</td><td class=\"n\">{}</td><td class=\"n\">{:.4}</td><td class=\"n\">{:.4}</td></tr>",
+            bin.lower, bin.upper, bin.count, bin.mean_predicted, bin.observed_rate
+        );
+    }
+    body += "</table></section>";
+    crate::html::page("fedcare report", &body)
 }
 
 fn summary_text(records: &[RoundRecord], last: &RoundRecord) -> String {

@@ -36,6 +36,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
             width: schema.width(),
             numeric: schema.numeric.len(),
             top_k: schema.top_k_shapes(),
+            explore: schema.explore_columns(),
+            label: schema.label_description(),
         };
         config.apply_schema(&shape).with_context(|| format!("invalid configuration in {}", args.config.display()))?;
     }
@@ -102,7 +104,14 @@ async fn serve(config: &AggregatorConfig, aggregator: AggregatorServer, server_t
         && outcome.failure != Some(Failure::Interrupted)
     {
         match &outcome.failure {
-            None => println!("federation done: {} sessions", outcome.records.len()),
+            None => {
+                println!("federation done: {} sessions", outcome.records.len());
+                if outcome.exploration.is_some() {
+                    let json = config.out_dir.join(fedcare_federation::exploration::EXPLORE_FILE);
+                    let page = crate::explore::render_file(&json)?;
+                    println!("exploration: wrote {} and {}", json.display(), page.display());
+                }
+            }
             // Said at once when staying up; otherwise it is the command's error, on return.
             Some(failure) if operations.keep_serving => eprintln!("the federation stopped early: {failure}"),
             Some(_) => {}

@@ -113,6 +113,10 @@ pub(crate) struct Args {
     /// Local trainer of every hospital.
     #[arg(long, value_enum, default_value_t = TrainerArg::Cpu)]
     trainer: TrainerArg,
+    /// Explore the data instead of training (what `fedcare explore` runs): explore.json and
+    /// explore.html in --out, no count below 10 in them.
+    #[arg(long)]
+    explore: bool,
 }
 
 /// The rule with its defaults, and the server learning rate if one is given.
@@ -174,8 +178,12 @@ pub(crate) fn run(args: Args) -> Result<()> {
         data: args.data,
         schema: args.schema.as_deref().map(fedcare_data::Schema::by_name).transpose()?,
         trainer: args.trainer.into(),
+        explore: args.explore.then_some(fedcare_core::explore::DEFAULT_MIN_CELL),
         ..SimulateOptions::default()
     };
+    if options.explore.is_some() {
+        return crate::explore::explore_federated(&options);
+    }
     println!(
         "fedcare simulate: {} hospitals, {} rounds, mTLS + threshold encryption on 127.0.0.1",
         if options.data.is_some() { "one per file,".to_owned() } else { format!("{}", options.hospitals) },

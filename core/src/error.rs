@@ -5,6 +5,8 @@
 //! scores or values that are not finite or not the right size) and *bad files or peer bytes*
 //! (model files and encoded sums that are truncated, corrupted or of another version).
 
+use alloc::string::String;
+
 use thiserror::Error;
 
 /// Everything that can go wrong in `fedcare-core`.
@@ -81,6 +83,20 @@ pub enum Error {
         parties: u32,
         /// The codec's maximum.
         max: u32,
+    },
+    /// An exploration column cannot be counted as described.
+    #[error("exploration column {column:?}: {why}")]
+    ExploreColumn {
+        /// The column.
+        column: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// Exploration counts do not have the shape of their columns.
+    #[error("exploration counts of another shape than the columns ({columns} columns)")]
+    ExploreShape {
+        /// Columns expected.
+        columns: usize,
     },
 
     // --- bad data ----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ pub mod codec;
 pub mod dataset;
 pub mod envelope;
 pub mod error;
+pub mod explore;
 pub mod fedopt;
 pub mod histogram;
 pub mod loss;

@@ -103,6 +103,12 @@ pub enum SchemaError {
     /// The schema names no feature column.
     #[error("the schema names no feature column")]
     NoFeatureColumn,
+    /// A numeric column's `edges` are not bin edges.
+    #[error("numeric column {column:?}: edges must be at least two finite numbers, strictly ascending")]
+    Edges {
+        /// The column.
+        column: String,
+    },
     /// A categorical column gives both a vocabulary and `top_k`.
     #[error("categorical column {column:?} has both a vocabulary and top_k: give one")]
     VocabularyAndTopK {
@@ -165,6 +171,14 @@ pub enum DataError {
     /// A schema is not valid.
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// An exploration's columns are not this schema's.
+    #[error("the exploration counts columns {got:?}; this hospital's schema has {expected:?}")]
+    ExploreColumns {
+        /// This schema's columns.
+        expected: Vec<String>,
+        /// The exploration's.
+        got: Vec<String>,
+    },
     /// A file's header does not fit.
     #[error("{}: {source}", path.display())]
     Header {

@@ -14,6 +14,7 @@
 //! [[numeric]]
 //! name = "age"
 //! transform = "number"                           # or "age_band" ("[70-80)" -> 75)
+//! edges = [0, 18, 40, 65, 80, 120]                # optional: histogram bins of `fedcare explore`
 //! [[categorical]]
 //! name = "sex"
 //! vocabulary = ["F", "M"]                        # one-hot over these, plus "other or missing"
@@ -29,6 +30,11 @@
 //! chosen through the secure sum in the setup session (see [`crate::top_k`]); its width is
 //! `top_k + 1` whatever the data.
 //!
+//! A numeric column's `edges` (finite, strictly ascending, at least two) are the bins
+//! `fedcare explore` counts it in; without them it uses 20 round bins over the federated mean ± 3
+//! standard deviations ([`fedcare_core::explore`]). The built-in schema gives edges for every
+//! numeric column of the Diabetes-130 file.
+//!
 //! Where a configuration names a schema it gives `diabetes130` (the built-in schema, death and
 //! hospice encounters dropped), `diabetes130-all` (the same, nothing dropped) or a TOML file's
 //! path ([`Schema::by_name`]).
@@ -41,6 +47,7 @@
 
 use std::path::Path;
 
+use fedcare_core::explore::{ColumnKind, ColumnSpec, DEFAULT_BINS};
 use fedcare_core::top_k::{DEFAULT_BUCKETS, TopKShape};
 use serde::Deserialize;
 
@@ -67,6 +74,24 @@ pub struct NumericColumn {
     /// How its text becomes a number.
     #[serde(default = "number")]
     pub transform: Transform,
+    /// Histogram bin edges for `fedcare explore` (none: bins from the federated statistics).
+    #[serde(default)]
+    pub edges: Option<Vec<f64>>,
+}
+
+impl NumericColumn {
+    /// A column without explicit bin edges.
+    pub fn new(name: impl Into<String>, transform: Transform) -> Self {
+        Self { name: name.into(), transform, edges: None }
+    }
+
+    /// The column as `fedcare explore` counts it.
+    pub fn explore_spec(&self) -> ColumnSpec {
+        ColumnSpec {
+            name: self.name.clone(),
+            kind: ColumnKind::Numeric { edges: self.edges.clone().unwrap_or_default(), bins: DEFAULT_BINS },
+        }
+    }
 }
 
 fn number() -> Transform {
@@ -82,6 +107,20 @@ impl CategoricalColumn {
     /// The shape of a `top_k` column (`None` for a vocabulary column).
     pub fn top_k_shape(&self) -> Option<TopKShape> {
         self.top_k.map(|k| TopKShape { buckets: self.buckets.unwrap_or(DEFAULT_BUCKETS), k })
+    }
+
+    /// The column as `fedcare explore` counts it: its vocabulary and "other", or its hash buckets
+    /// (missing values are counted apart).
+    pub fn explore_spec(&self) -> ColumnSpec {
+        let kind = match self.top_k_shape() {
+            Some(shape) => ColumnKind::Categorical { categories: shape.buckets, labels: Vec::new() },
+            None => {
+                let mut labels = self.vocabulary.clone();
+                labels.push("other".into());
+                ColumnKind::Categorical { categories: labels.len() as u32, labels }
+            }
+        };
+        ColumnSpec { name: self.name.clone(), kind }
     }
 
     /// One-hot slots before the "other or missing" one.
@@ -282,11 +321,26 @@ impl Schema {
     /// that ended in death or hospice.
     pub fn diabetes130(drop_not_readmittable: bool) -> Self {
         let h = |i: usize| DIABETES130_HEADER[i].to_string();
-        let numeric = [9, 12, 13, 14, 15, 16, 17, 21]
-            .iter()
-            .map(|&i| NumericColumn { name: h(i), transform: Transform::Number })
-            .chain(core::iter::once(NumericColumn { name: h(4), transform: Transform::AgeBand }))
-            .collect();
+        let steps = |from: u32, to: u32, step: usize| (from..=to).step_by(step).map(f64::from).collect::<Vec<_>>();
+        let visits = |top: f64| vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, top];
+        // Bins for `fedcare explore` that cover the published file's ranges.
+        let numeric = [
+            (9, steps(1, 15, 1)),
+            (12, steps(0, 140, 10)),
+            (13, steps(0, 7, 1)),
+            (14, steps(0, 85, 5)),
+            (15, visits(50.0)),
+            (16, visits(80.0)),
+            (17, visits(25.0)),
+            (21, steps(1, 17, 1)),
+        ]
+        .into_iter()
+        .map(|(i, edges)| NumericColumn { edges: Some(edges), ..NumericColumn::new(h(i), Transform::Number) })
+        .chain(core::iter::once(NumericColumn {
+            edges: Some(steps(0, 100, 10)),
+            ..NumericColumn::new(h(4), Transform::AgeBand)
+        }))
+        .collect();
         let categorical_plain =
             |i: usize, vocabulary: Vec<String>| CategoricalColumn::with_vocabulary(h(i), vocabulary, Transform::Number);
         let mut categorical = vec![
@@ -349,6 +403,11 @@ impl Schema {
         for column in &schema.categorical {
             column.validate()?;
         }
+        for column in &schema.numeric {
+            if column.edges.is_some() {
+                column.explore_spec().validate().map_err(|_| SchemaError::Edges { column: column.name.clone() })?;
+            }
+        }
         if schema.drop_if.iter().any(Vec::is_empty) {
             return Err(SchemaError::EmptyDropRule);
         }
@@ -377,6 +436,20 @@ impl Schema {
     /// The shapes of the `top_k` columns, in schema order.
     pub fn top_k_shapes(&self) -> Vec<TopKShape> {
         self.categorical.iter().filter_map(CategoricalColumn::top_k_shape).collect()
+    }
+
+    /// The columns `fedcare explore` counts: the numeric ones, then the categorical ones.
+    pub fn explore_columns(&self) -> Vec<ColumnSpec> {
+        self.numeric
+            .iter()
+            .map(NumericColumn::explore_spec)
+            .chain(self.categorical.iter().map(CategoricalColumn::explore_spec))
+            .collect()
+    }
+
+    /// What the label's positives are, for reports: `readmitted = <30`.
+    pub fn label_description(&self) -> String {
+        format!("{} = {}", self.label.column, self.label.positive.join(" or "))
     }
 
     /// The name of every model input, in order.
@@ -443,8 +516,8 @@ pub struct ParsedRecord {
     /// Numeric values (`None`: missing).
     pub numeric: Vec<Option<f32>>,
     /// Category index per categorical column: for a vocabulary column its index
-    /// (`vocabulary.len()` = other or missing), for a `top_k` column its bucket (`buckets` =
-    /// missing).
+    /// (`vocabulary.len()`: another value, `vocabulary.len() + 1`: missing; both one-hot into the
+    /// "other or missing" slot), for a `top_k` column its bucket (`buckets` = missing).
     pub categories: Vec<usize>,
     /// Which categorical values were outside their vocabulary (not missing; always `false` for a
     /// `top_k` column, whose slots are chosen later).
@@ -515,7 +588,11 @@ impl Schema {
             }
             let index = spec.vocabulary.iter().position(|v| v == value);
             unknown.push(index.is_none() && !missing(text));
-            categories.push(index.unwrap_or(spec.vocabulary.len()));
+            categories.push(match index {
+                Some(index) => index,
+                None if missing(text) => spec.vocabulary.len() + 1,
+                None => spec.vocabulary.len(),
+            });
         }
         let label_text = record[bound.label].trim();
         if missing(label_text) {

@@ -12,6 +12,7 @@
 //! The split is a keyed BLAKE3 hash of each group id, so it is the same on every machine, keeps
 //! every encounter of a patient on one side, and depends on nothing but the seed and the id.
 
+use fedcare_core::explore::{ColumnSpec, ExploreCounts};
 use fedcare_core::{ColumnStats, Dataset, Moments};
 
 use crate::error::{DataError, Result};
@@ -108,6 +109,44 @@ impl Table {
             counts.push(column_counts);
         }
         counts
+    }
+
+    /// This table's counts for `fedcare explore`, on `columns`: `schema`'s
+    /// ([`Schema::explore_columns`]) with their edges resolved. Refuses columns of another shape.
+    pub fn explore_counts(&self, schema: &Schema, columns: &[ColumnSpec]) -> Result<ExploreCounts> {
+        let expected = schema.explore_columns();
+        let same = expected.len() == columns.len()
+            && expected.iter().zip(columns).all(|(a, b)| a.name == b.name && a.cells() == b.cells());
+        if !same || self.numeric_columns != schema.numeric.len() {
+            return Err(DataError::ExploreColumns {
+                expected: expected.iter().map(|c| c.name.clone()).collect(),
+                got: columns.iter().map(|c| c.name.clone()).collect(),
+            });
+        }
+        let mut counts = ExploreCounts::zeros(columns);
+        let numeric_specs = &columns[..self.numeric_columns];
+        let (numeric_counts, categorical_counts) = counts.columns.split_at_mut(self.numeric_columns);
+        for row in 0..self.rows() {
+            let positive = self.labels[row] > 0.5;
+            let numeric = &self.numeric[row * self.numeric_columns..(row + 1) * self.numeric_columns];
+            for ((spec, column), value) in numeric_specs.iter().zip(numeric_counts.iter_mut()).zip(numeric) {
+                column.push_numeric(spec, value.map(f64::from), positive);
+            }
+            let categories = &self.categories[row * self.categorical_columns..(row + 1) * self.categorical_columns];
+            for ((spec, column), &index) in schema.categorical.iter().zip(categorical_counts.iter_mut()).zip(categories)
+            {
+                // A vocabulary column's other values have the cell after its vocabulary; a missing
+                // value is the index after that (a `top_k` column's: its bucket count).
+                let missing = match spec.top_k_shape() {
+                    Some(shape) => shape.buckets as usize,
+                    None => spec.vocabulary.len() + 1,
+                };
+                if index >= missing { column.push_missing(positive) } else { column.push_cell(index, positive) }
+            }
+        }
+        counts.rows = self.rows() as u64;
+        counts.positives = self.labels.iter().filter(|&&y| y > 0.5).count() as u64;
+        Ok(counts)
     }
 
     /// The model inputs of a schema without `top_k` columns, numeric columns standardised with
@@ -209,5 +248,65 @@ impl Table {
     /// The group ids of the rows.
     pub fn groups(&self) -> &[String] {
         &self.groups
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BadRows, read_csv};
+    use fedcare_core::explore::{ColumnKind, resolve_columns};
+
+    const SCHEMA: &str = r#"
+        id = "wards/v1"
+        label = { column = "died", positive = ["yes"] }
+        [[numeric]]
+        name = "age"
+        edges = [20, 40, 60]
+        [[numeric]]
+        name = "stay"
+        [[categorical]]
+        name = "sex"
+        vocabulary = ["F", "M"]
+        [[categorical]]
+        name = "ward"
+        top_k = 2
+        buckets = 16
+    "#;
+
+    #[test]
+    fn explore_counts_put_every_value_in_its_cell_and_missing_values_apart() {
+        let schema = Schema::from_toml(SCHEMA).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        std::fs::write(
+            &path,
+            "age,stay,sex,ward,died\n25,3,F,icu,yes\n61,?,X,icu,no\n?,10,,er,no\n10,4,M,,yes\n40,2,M,er,no\n",
+        )
+        .unwrap();
+        let (table, _) = read_csv(&path, &schema, BadRows::Reject).unwrap();
+        let stats: Vec<_> = table.numeric_moments().iter().map(|m| m.stats()).collect();
+        let columns = resolve_columns(&schema.explore_columns(), &stats);
+        let counts = table.explore_counts(&schema, &columns).unwrap();
+        assert_eq!((counts.rows, counts.positives), (5, 2));
+        let age = &counts.columns[0];
+        // < 20: 10; [20, 40): 25; [40, 60]: 40; > 60: 61; one missing.
+        assert_eq!((age.cells.as_slice(), age.missing), ([1, 1, 1, 1].as_slice(), 1));
+        assert_eq!(age.positives, [1, 1, 0, 0]);
+        assert_eq!(age.moments.count, 4);
+        let ColumnKind::Numeric { edges, .. } = &columns[1].kind else { panic!("stay is numeric") };
+        assert_eq!(edges.len(), 21, "automatic bins over the column's own statistics");
+        assert_eq!(counts.columns[1].missing, 1);
+        // sex: F, M, other (X) and missing ("") apart.
+        assert_eq!((counts.columns[2].cells.as_slice(), counts.columns[2].missing), ([1, 2, 1].as_slice(), 1));
+        let ward = &counts.columns[3];
+        assert_eq!((ward.cells.iter().sum::<u64>(), ward.missing), (4, 1));
+        assert_eq!(ward.cells[crate::top_k::bucket_of("ward", "icu", 16) as usize], 2);
+        // Columns of another schema are refused.
+        assert!(table.explore_counts(&schema, &columns[1..]).is_err());
+        // Edges that are not edges are refused with the column's name.
+        let bad = SCHEMA.replace("edges = [20, 40, 60]", "edges = [20, 20]");
+        let error = Schema::from_toml(&bad).unwrap_err().to_string();
+        assert!(error.contains("\"age\"") && error.contains("ascending"), "{error}");
     }
 }

@@ -14,6 +14,8 @@
 //! eval_bins = 1024                  # bins of the encrypted score histograms (AUROC, loss)
 //! seed = 0                          # initial model
 //! schema = "diabetes130"            # optional: the hospitals' schema (sets numeric_features, top_k)
+//! job = "train"                     # or "explore": count every column of the schema, train nothing
+//! [explore] min_cell = 10           # an exploration's reports show no count below this
 //! [model]   input_width = 16, hidden = [32, 16]          # hidden = [] is logistic regression
 //! [training] epochs = 1, batch_size = 64, optimizer = "adam" | "sgd", learning_rate = 0.01, ...
 //! [server]  rule = "fedavg" | "fedprox" | "fedadam", and that rule's settings (defaults below)
@@ -49,12 +51,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use fedcare_core::explore::{ColumnSpec, DEFAULT_MIN_CELL};
 use fedcare_core::{Codec, CodecConfig, ModelSpec, OptimizerConfig, ServerOptimizerConfig, TopKShape};
 use fedcare_crypto::PARAMS_V1;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, FederationError, Result, TrustError};
-use crate::protocol::{ContributionLayout, NodeId};
+use crate::protocol::{ContributionLayout, Job, NodeId};
 
 /// Paths of a party's TLS material.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -312,6 +315,48 @@ pub struct AggregatorConfig {
     /// Health, metrics and lifetime of the process (`[operations]`; all off by default).
     #[serde(default)]
     pub operations: Operations,
+    /// What the federation is for: training (the default) or exploring the data.
+    #[serde(default)]
+    pub job: JobKind,
+    /// `[explore]`: an exploration's settings.
+    #[serde(default)]
+    pub explore: ExploreSettings,
+}
+
+/// What a federation is for, as `aggregator.toml` says it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Train the model.
+    #[default]
+    Train,
+    /// Count every column of the schema under the threshold encryption; train nothing.
+    Explore,
+}
+
+/// `[explore]` of `aggregator.toml`, and the schema's columns an exploration counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExploreSettings {
+    /// The smallest pooled count a report shows (at least 1).
+    #[serde(default = "default_min_cell")]
+    pub min_cell: u64,
+    /// The schema's columns (set from `schema`, never read from the file).
+    #[serde(skip)]
+    pub columns: Vec<ColumnSpec>,
+    /// What the label's positives are (set from `schema`).
+    #[serde(skip)]
+    pub label: String,
+}
+
+impl Default for ExploreSettings {
+    fn default() -> Self {
+        Self { min_cell: DEFAULT_MIN_CELL, columns: Vec::new(), label: String::new() }
+    }
+}
+
+fn default_min_cell() -> u64 {
+    DEFAULT_MIN_CELL
 }
 
 /// `[operations]` of `aggregator.toml`: what a container deployment or a monitoring system
@@ -362,7 +407,7 @@ fn default_schema() -> String {
 }
 
 /// The shape a schema gives a federation: what the aggregator needs of it without reading it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SchemaShape {
     /// The schema's id.
     pub id: String,
@@ -372,6 +417,10 @@ pub struct SchemaShape {
     pub numeric: usize,
     /// The `top_k` columns' shapes.
     pub top_k: Vec<TopKShape>,
+    /// The columns an exploration counts.
+    pub explore: Vec<ColumnSpec>,
+    /// What the label's positives are.
+    pub label: String,
 }
 
 fn invalid(key: &'static str, value: impl ToString, expected: impl Into<String>) -> ConfigError {
@@ -392,6 +441,8 @@ impl AggregatorConfig {
         self.numeric_features = shape.numeric as u32;
         self.top_k = shape.top_k.clone();
         self.schema_id = shape.id.clone();
+        self.explore.columns = shape.explore.clone();
+        self.explore.label = shape.label.clone();
         Ok(())
     }
 
@@ -465,11 +516,31 @@ impl AggregatorConfig {
         fedcare_core::ServerOptimizer::new(server, 0)?;
         let codec = PARAMS_V1.codec_config();
         PARAMS_V1.check_codec(&codec)?;
+        let job = match self.job {
+            JobKind::Train => Job::Train,
+            JobKind::Explore => {
+                if self.explore.columns.is_empty() {
+                    return Err(invalid(
+                        "job",
+                        "explore",
+                        "a schema: an exploration counts the schema's columns (set `schema`)",
+                    ));
+                }
+                if self.explore.min_cell == 0 {
+                    return Err(invalid("[explore] min_cell", 0, "at least 1"));
+                }
+                for column in &self.explore.columns {
+                    column.validate().map_err(|e| invalid("schema", &column.name, e.to_string()))?;
+                }
+                Job::Explore { min_cell: self.explore.min_cell, label: self.explore.label.clone() }
+            }
+        };
         let layout = ContributionLayout {
             params: spec.param_count(),
             bins: self.eval_bins as usize,
             numeric: self.numeric_features as usize,
             top_k: self.top_k.clone(),
+            explore: if job == Job::Train { Vec::new() } else { self.explore.columns.clone() },
         };
         let longest = layout.longest();
         let max_upload_bytes = (PARAMS_V1.ciphertext_words(longest) as u64) * 8 + 4096;
@@ -481,6 +552,7 @@ impl AggregatorConfig {
             layout,
             server,
             max_upload_bytes,
+            job,
         })
     }
 }
@@ -502,6 +574,8 @@ pub struct FederationPlan {
     pub server: ServerOptimizerConfig,
     /// The largest upload accepted, in bytes.
     pub max_upload_bytes: u64,
+    /// Training or exploration.
+    pub job: Job,
 }
 
 impl FederationPlan {
@@ -804,8 +878,14 @@ mod tests {
     #[test]
     fn a_schema_sets_the_columns_and_a_mismatched_width_is_refused() {
         let mut config = config("").unwrap();
-        let shape =
-            SchemaShape { id: "wards/v1".into(), width: 6, numeric: 1, top_k: vec![TopKShape { buckets: 64, k: 4 }] };
+        let shape = SchemaShape {
+            id: "wards/v1".into(),
+            width: 6,
+            numeric: 1,
+            top_k: vec![TopKShape { buckets: 64, k: 4 }],
+            explore: Vec::new(),
+            label: "died = yes".into(),
+        };
         config.apply_schema(&shape).unwrap();
         assert_eq!((config.numeric_features, config.schema_id.as_str()), (1, "wards/v1"));
         assert_eq!(config.top_k, [TopKShape { buckets: 64, k: 4 }]);

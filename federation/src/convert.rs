@@ -3,6 +3,7 @@
 //! out of range) and refused with a [`ProtocolError`] that names the field; nothing unknown is
 //! mapped to a default silently.
 
+use fedcare_core::explore::{ColumnKind, ColumnSpec};
 use fedcare_core::{
     CodecConfig, ModelSpec, OptimizerConfig, ServerOptimizer, ServerOptimizerConfig, TopKShape, TrainConfig,
 };
@@ -13,7 +14,7 @@ use crate::config::{FederationPlan, LocalOptimizer};
 use crate::coordinator::Status;
 use crate::error::ProtocolError;
 use crate::protocol::{
-    ContributionLayout, FederationSettings, PublicFigures, SessionId, SessionKind, Task, TaskKind, UploadHeader,
+    ContributionLayout, FederationSettings, Job, PublicFigures, SessionId, SessionKind, Task, TaskKind, UploadHeader,
     UploadKind,
 };
 
@@ -38,6 +39,7 @@ fn session_kind_to_proto(kind: SessionKind) -> v1::RoundKind {
         SessionKind::Setup => v1::RoundKind::Setup,
         SessionKind::Train => v1::RoundKind::Train,
         SessionKind::Evaluate => v1::RoundKind::Evaluate,
+        SessionKind::Explore => v1::RoundKind::Explore,
     }
 }
 
@@ -47,7 +49,8 @@ fn session_kind_from_proto(value: i32) -> Result<Option<SessionKind>, ProtocolEr
         Ok(v1::RoundKind::Setup) => Ok(Some(SessionKind::Setup)),
         Ok(v1::RoundKind::Train) => Ok(Some(SessionKind::Train)),
         Ok(v1::RoundKind::Evaluate) => Ok(Some(SessionKind::Evaluate)),
-        Err(_) => Err(invalid("round_kind", value, "setup, train or evaluate")),
+        Ok(v1::RoundKind::Explore) => Ok(Some(SessionKind::Explore)),
+        Err(_) => Err(invalid("round_kind", value, "setup, train, evaluate or explore")),
     }
 }
 
@@ -250,7 +253,60 @@ pub fn federation_config(plan: &FederationPlan) -> v1::FederationConfig {
                 v1::ServerRule { kind: v1::ServerRuleKind::FedAdam as i32, lr, beta1, beta2, tau }
             }
         }),
+        exploration: match &plan.job {
+            Job::Train => None,
+            Job::Explore { min_cell, label } => Some(v1::Exploration {
+                min_cell: *min_cell,
+                label: label.clone(),
+                columns: plan.layout.explore.iter().map(explore_column_to_proto).collect(),
+            }),
+        },
     }
+}
+
+/// Most columns an exploration may count.
+const MAX_EXPLORE_COLUMNS: usize = 4096;
+
+fn explore_column_to_proto(column: &ColumnSpec) -> v1::ExploreColumn {
+    match &column.kind {
+        ColumnKind::Numeric { edges, bins } => v1::ExploreColumn {
+            name: column.name.clone(),
+            numeric: true,
+            edges: edges.clone(),
+            bins: *bins,
+            ..Default::default()
+        },
+        ColumnKind::Categorical { categories, labels } => v1::ExploreColumn {
+            name: column.name.clone(),
+            categories: *categories,
+            labels: labels.clone(),
+            ..Default::default()
+        },
+    }
+}
+
+fn explore_column_from_proto(column: &v1::ExploreColumn) -> Result<ColumnSpec, ProtocolError> {
+    let kind = if column.numeric {
+        ColumnKind::Numeric { edges: column.edges.clone(), bins: column.bins }
+    } else {
+        ColumnKind::Categorical { categories: column.categories, labels: column.labels.clone() }
+    };
+    let spec = ColumnSpec { name: column.name.clone(), kind };
+    spec.validate().map_err(|e| invalid("exploration column", &column.name, e.to_string()))?;
+    Ok(spec)
+}
+
+/// The job and the exploration's columns of a received configuration.
+fn job_from_proto(config: &v1::FederationConfig) -> Result<(Job, Vec<ColumnSpec>), ProtocolError> {
+    let Some(exploration) = &config.exploration else { return Ok((Job::Train, Vec::new())) };
+    if exploration.min_cell == 0 {
+        return Err(invalid("exploration min_cell", 0, "at least 1"));
+    }
+    if exploration.columns.is_empty() || exploration.columns.len() > MAX_EXPLORE_COLUMNS {
+        return Err(invalid("exploration columns", exploration.columns.len(), format!("1 to {MAX_EXPLORE_COLUMNS}")));
+    }
+    let columns = exploration.columns.iter().map(explore_column_from_proto).collect::<Result<_, _>>()?;
+    Ok((Job::Explore { min_cell: exploration.min_cell, label: exploration.label.clone() }, columns))
 }
 
 /// What a hospital makes of the configuration it received, checked field by field.
@@ -315,7 +371,9 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
     };
     // Validates the hyperparameters.
     ServerOptimizer::new(server, 0)?;
+    let (job, explore) = job_from_proto(config)?;
     Ok(FederationSettings {
+        job,
         server,
         federation_id: config.federation_id.clone(),
         layout: ContributionLayout {
@@ -323,6 +381,7 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
             bins: config.eval_bins as usize,
             numeric: config.numeric_features as usize,
             top_k,
+            explore,
         },
         spec,
         codec,
@@ -362,6 +421,8 @@ mod tests {
             server: ServerRule::default(),
             tls: TlsFiles { ca: "ca".into(), cert: "c".into(), key: "k".into() },
             operations: Default::default(),
+            job: Default::default(),
+            explore: Default::default(),
         }
         .plan()
         .unwrap()

@@ -468,6 +468,14 @@ pub enum FederationError {
         /// What the checkpoint describes.
         found: String,
     },
+    /// A file is not an exploration report this build reads.
+    #[error("{} is not a fedcare exploration report: {message}", path.display())]
+    NotAReport {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A `metrics.jsonl` that is not a federation's metrics.
     #[error("{} is not a fedcare metrics file: {source}", path.display())]
     Metrics {

@@ -8,7 +8,8 @@
 //! hospital client ([`hospital`]); what the aggregator keeps on disk ([`persistence`]); mTLS
 //! ([`tls`]); configuration ([`config`]); chunked transfers ([`transfer`]); the aggregator's
 //! health endpoint ([`health`]) and Prometheus metrics ([`metrics`]); what a checked sum gives,
-//! computed alike on both sides ([`output`]); a hospital's protocol logic without I/O
+//! computed alike on both sides ([`output`]); an exploration's pooled counts and the reports
+//! that may be written of them ([`exploration`]); a hospital's protocol logic without I/O
 //! ([`participant`]), its signed statements ([`transcript`]) and identity keys ([`signing`]);
 //! and a whole federation on one machine ([`simulation`]).
 //!
@@ -33,6 +34,7 @@ pub mod config;
 pub mod convert;
 pub mod coordinator;
 pub mod error;
+pub mod exploration;
 pub mod health;
 #[cfg(feature = "hospital")]
 pub mod hospital;

@@ -1,7 +1,7 @@
 //! What a session's checked sum gives, computed the same way by the aggregator and by every
 //! hospital: the next global model (the agreed server rule applied to the decoded mean update),
-//! the next server optimizer state, the public figures (from the setup session's sums), the
-//! round's record and the model file written after it.
+//! the next server optimizer state, the public figures (from the setup session's sums), an
+//! exploration's pooled counts, the round's record and the model file written after it.
 //!
 //! Both sides call [`session_output`] on the same inputs (the ones every participant signed in
 //! the round transcript) and the same decrypted words, so an honest aggregator and every honest
@@ -13,7 +13,10 @@ use bytes::Bytes;
 use fedcare_core::top_k::choose_top_k;
 use fedcare_core::{Codec, ModelFile, ModelSpec, ServerOptimizer};
 
-use crate::protocol::{ContributionLayout, DecodedSum, PublicFigures, RoundRecord, SessionId, SessionKind};
+use crate::exploration::Exploration;
+use crate::protocol::{
+    ContributionLayout, DecodedSum, PublicFigures, RoundRecord, SessionId, SessionKind, check_exploration,
+};
 use crate::transcript::{file_digest, state_digest};
 use crate::transfer::params_to_bytes;
 
@@ -62,6 +65,9 @@ pub struct SessionOutput {
     pub file: ModelFile,
     /// [`file_digest`] of the model file.
     pub file_digest: [u8; 32],
+    /// An exploration session's pooled counts (kept in memory: a report on disk shows only
+    /// what [`crate::exploration`] lets through).
+    pub exploration: Option<Exploration>,
 }
 
 /// The server optimizer state's bytes (what the confirmation task relays and the state digest
@@ -108,6 +114,7 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
     let mut global = inputs.global.to_vec();
     let mut server = inputs.server.clone();
     let mut figures = inputs.figures.clone();
+    let mut exploration = None;
     match decoded {
         DecodedSum::Setup(counts) => {
             counts.check(inputs.contributors)?;
@@ -129,11 +136,15 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
             record.set_evaluation(&evaluation);
         }
         DecodedSum::Evaluate(evaluation) => record.set_evaluation(&evaluation),
+        DecodedSum::Explore(counts) => {
+            check_exploration(&counts, inputs.contributors)?;
+            exploration = Some(Exploration { columns: layout.explore_columns(&figures), counts });
+        }
     }
     let state_bytes = (params_to_bytes(&global), Bytes::from(server_bytes(&server)));
     let state = state_digest(&state_bytes.0, &state_bytes.1, &figures);
     let file = model_file(inputs.spec, inputs.schema_id, &global, &figures, Some(&record))
         .map_err(|e| format!("the model file: {e}"))?;
     let file_digest = file_digest(&file).map_err(|e| format!("the model file: {e}"))?;
-    Ok(SessionOutput { global, server, figures, record, state_bytes, state, file, file_digest })
+    Ok(SessionOutput { global, server, figures, record, state_bytes, state, file, file_digest, exploration })
 }

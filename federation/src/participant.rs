@@ -40,8 +40,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Consortium;
 use crate::error::{FederationError, ProtocolError, Result, TrustError};
+use crate::exploration::Exploration;
 use crate::output::{SessionInputs, session_output};
-use crate::protocol::{FederationSettings, NodeId, PublicFigures, SessionId, SessionKind, Task};
+use crate::protocol::{FederationSettings, Job, NodeId, PublicFigures, SessionId, SessionKind, Task};
 use crate::signing::SigningKey;
 use crate::transcript::{
     Claim, Endorsed, Statement, Step, challenge_seed, check_endorsements, decode_bundle, file_digest, state_digest,
@@ -215,6 +216,8 @@ pub struct Participant {
     ledger: Ledger,
     round: Option<Round>,
     verified: Option<Verified>,
+    /// An exploration's checked pooled counts and the hospitals counted.
+    explored: Option<(Exploration, Vec<NodeId>)>,
 }
 
 fn fresh_nonce() -> [u8; 32] {
@@ -245,12 +248,29 @@ impl Participant {
         consortium.check_settings(&settings)?;
         let min_hospitals = consortium.min_participants(settings.min_hospitals);
         let codec = Codec::new(settings.codec)?;
-        Ok(Self { me, key, consortium, settings, min_hospitals, codec, ledger, round: None, verified: None })
+        Ok(Self {
+            me,
+            key,
+            consortium,
+            settings,
+            min_hospitals,
+            codec,
+            ledger,
+            round: None,
+            verified: None,
+            explored: None,
+        })
     }
 
     /// This hospital's node id.
     pub fn me(&self) -> &NodeId {
         &self.me
+    }
+
+    /// The exploration's pooled counts this hospital checked and endorsed, with the hospitals
+    /// counted (after an exploration session).
+    pub fn exploration(&self) -> Option<&(Exploration, Vec<NodeId>)> {
+        self.explored.as_ref()
     }
 
     /// The digest of the federation settings it was made for (a node that reconnects keeps its
@@ -633,6 +653,7 @@ impl Participant {
         let output = session_output(&inputs, &words)
             .map_err(|why| FederationError::Task(format!("the checked sum of session {}: {why}", inputs.session)))?;
         let context = round.context.clone();
+        let members = round.members.clone();
         let start = round.start.clone().ok_or(TrustError::OutOfOrder { step: "acceptance" })?;
         let (model, server) = output.state_bytes;
         let end = Held { digest: output.state, model, server };
@@ -642,6 +663,9 @@ impl Participant {
         });
         let files: Vec<[u8; 32]> = [output.file_digest].into_iter().chain(earlier).collect();
         self.verified = Some(Verified { session: context.session, states: [start, end], files });
+        if let Some(exploration) = output.exploration {
+            self.explored = Some((exploration, members));
+        }
         Ok(self.sign(&context, Claim::Output { transcript, sum, state: output.state, file: output.file_digest }))
     }
 
@@ -657,7 +681,11 @@ impl Participant {
         let statements = self.endorsed_by_roster(&file.endorsements, Endorsed::File(digest))?;
         let (session, kind) = (statements[0].session, statements[0].kind);
         let last_training = kind == SessionKind::Train && session.round == self.settings.rounds;
-        if kind != SessionKind::Evaluate && !last_training {
+        let last = match self.settings.job {
+            Job::Train => kind == SessionKind::Evaluate || last_training,
+            Job::Explore { .. } => kind == SessionKind::Explore,
+        };
+        if !last {
             let why = format!("endorsed for session {session} ({kind}), not the final one");
             return Err(TrustError::NotEndorsed { why }.into());
         }

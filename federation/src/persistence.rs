@@ -1,6 +1,7 @@
 //! What the aggregator keeps on disk, written so that a crash at any moment loses nothing that
 //! was reported done: the checkpoint (everything needed to resume), `metrics.jsonl` (one
-//! [`RoundRecord`] a line) and `model.bin` (the model file a hospital also receives).
+//! [`RoundRecord`] a line), `model.bin` (the model file a hospital also receives) and, after an
+//! exploration, `explore.json` (its report: no count below `min_cell`).
 //!
 //! Every file is written atomically through [`write_atomically`]: a temporary file in the same
 //! directory, fsync, rename over the old one, fsync of the directory. A crash leaves either the
@@ -87,6 +88,8 @@ pub struct Snapshot {
     pub checkpoint: Checkpoint,
     /// The model file.
     pub model: ModelFile,
+    /// An exploration's report, once its session completed (`explore.json`).
+    pub exploration: Option<fedcare_core::explore::ExploreReport>,
 }
 
 /// Writes `bytes` to `path` atomically and durably.
@@ -145,6 +148,9 @@ pub fn persist(dir: &Path, snapshot: &Snapshot) -> Result<Bytes> {
         // metrics.jsonl is rewritten whole from the records, so a crash never leaves a line twice.
         write_atomically(&dir.join(METRICS_FILE), metrics_text(&snapshot.checkpoint.records).as_bytes())?;
         write_atomically(&dir.join(MODEL_FILE), &model)?;
+        if let Some(report) = &snapshot.exploration {
+            crate::exploration::write_report(dir, report)?;
+        }
     }
     write_atomically(&dir.join(CHECKPOINT_FILE), &snapshot.checkpoint.to_bytes()?)?;
     Ok(Bytes::from(model))
@@ -338,11 +344,15 @@ mod tests {
         let spec = fedcare_core::ModelSpec::mlp(2, &[]).unwrap();
         let model = ModelFile::new(spec, vec![0.1, 0.2, 0.3], "test/v1").unwrap();
         // A snapshot that only records an opened decryption writes the checkpoint alone.
-        let opened = Snapshot { checkpoint: checkpoint(), model: model.clone() };
+        let opened = Snapshot { checkpoint: checkpoint(), model: model.clone(), exploration: None };
         persist(dir.path(), &opened).unwrap();
         assert!(!dir.path().join(MODEL_FILE).exists() && !dir.path().join(METRICS_FILE).exists());
         assert_eq!(Checkpoint::load(dir.path()).unwrap(), Some(opened.checkpoint));
-        let snapshot = Snapshot { checkpoint: Checkpoint { opened: None, ..checkpoint() }, model: model.clone() };
+        let snapshot = Snapshot {
+            checkpoint: Checkpoint { opened: None, ..checkpoint() },
+            model: model.clone(),
+            exploration: None,
+        };
         let bytes = persist(dir.path(), &snapshot).unwrap();
         assert_eq!(std::fs::read(dir.path().join(MODEL_FILE)).unwrap(), bytes.to_vec());
         assert_eq!(ModelFile::from_bytes(&bytes).unwrap(), model);

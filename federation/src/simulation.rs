@@ -2,6 +2,12 @@
 //! hospital nodes, over real gRPC with mTLS on 127.0.0.1 (certificates made in a temporary
 //! directory) or over in-process connections, with threshold encryption either way, on a
 //! synthetic non-IID cohort in the Diabetes-130 schema or on hospital files given with `data`.
+//! It trains, or explores the data ([`SimulateOptions::explore`]): the setup session and one
+//! session of every column's counts.
+//!
+//! A hospital whose file cannot be read (a missing column, too many bad rows) refuses to take
+//! part, as its `fedcare join` would: it is left out, with the reason in
+//! [`SimulationReport::left_out`], and the federation runs without it while two remain.
 //!
 //! A simulation starts afresh: it removes the checkpoint, metrics and model a previous
 //! simulation left in its output directory before it starts.
@@ -13,9 +19,12 @@ use core::time::Duration;
 use fedcare_data::{BadRows, Schema, read_csv};
 use fedcare_gpu_trainer::Selection;
 
-use crate::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainerChoice, TrainingSettings};
+use crate::config::{
+    AggregatorConfig, ExploreSettings, JobKind, ModelConfig, ServerRule, TlsFiles, TrainerChoice, TrainingSettings,
+};
 use crate::coordinator::Outcome;
 use crate::error::{FederationError, Result};
+use crate::exploration::EXPLORE_FILE;
 use crate::hospital::{Connection, HospitalData, HospitalNode, HospitalStats, UpdateObserver, trainer};
 use crate::persistence::{CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE};
 use crate::protocol::{NodeId, RoundRecord};
@@ -68,6 +77,8 @@ pub struct SimulateOptions {
     pub schema: Option<Schema>,
     /// How the hospitals reach the aggregator.
     pub transport: Transport,
+    /// Explore the data instead of training, showing no count below this (`min_cell`).
+    pub explore: Option<u64>,
 }
 
 impl Default for SimulateOptions {
@@ -89,6 +100,7 @@ impl Default for SimulateOptions {
             trainer: TrainerChoice::Cpu,
             schema: None,
             transport: Transport::Tls,
+            explore: None,
         }
     }
 }
@@ -120,6 +132,11 @@ pub struct SimulationReport {
     /// The final model file each hospital received (same order; `None` for a hospital that
     /// stopped early).
     pub received: Vec<Option<bytes::Bytes>>,
+    /// After an exploration, each hospital's report, its own figures beside the pooled ones
+    /// (same order).
+    pub explorations: Vec<Option<fedcare_core::explore::ExploreReport>>,
+    /// The files whose hospitals refused to take part, and why.
+    pub left_out: Vec<(PathBuf, String)>,
 }
 
 /// Runs a whole federation; `observer` sees every hospital's plaintext local update (tests),
@@ -170,14 +187,30 @@ pub async fn run(
     }
     let schema = options.schema.clone().unwrap_or_else(|| Schema::diabetes130(true));
     let mut hospitals = Vec::with_capacity(files.len());
+    let mut left_out = Vec::new();
     for (index, path) in files.iter().enumerate() {
-        let (table, report) = read_csv(path, &schema, BadRows::Skip { limit: 1000 })?;
+        let (table, report) = match read_csv(path, &schema, BadRows::Skip { limit: 1000 }) {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::warn!(file = %path.display(), "this hospital refuses to take part: {error}");
+                left_out.push((path.clone(), error.to_string()));
+                continue;
+            }
+        };
         if report.skipped_count > 0 {
             tracing::warn!(file = %path.display(), "{}", report.summary());
         }
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         let name = NodeId::new(stem).or_else(|_| NodeId::new(format!("hospital-{:02}", index + 1)))?;
         hospitals.push((name, table));
+    }
+    if hospitals.len() < 2 {
+        let reasons: Vec<String> = left_out.iter().map(|(path, why)| format!("{}: {why}", path.display())).collect();
+        return Err(invalid(
+            "hospital files",
+            format!("{} readable of {}", hospitals.len(), files.len()),
+            &format!("at least 2 readable files ({})", reasons.join("; ")),
+        ));
     }
     let names: Vec<String> = hospitals.iter().map(|(name, _)| name.as_str().to_owned()).collect();
     let pki = work.path().join("pki");
@@ -213,11 +246,17 @@ pub async fn run(
             key: pki.join(tls::files::SERVER_KEY),
         },
         operations: Default::default(),
+        job: if options.explore.is_some() { JobKind::Explore } else { JobKind::Train },
+        explore: ExploreSettings {
+            min_cell: options.explore.unwrap_or_default(),
+            columns: schema.explore_columns(),
+            label: schema.label_description(),
+        },
     };
     let plan = config.plan()?;
     std::fs::create_dir_all(&options.out)
         .map_err(|source| FederationError::Write { path: options.out.clone(), source })?;
-    for stale in [CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE] {
+    for stale in [CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE, EXPLORE_FILE] {
         let path = options.out.join(stale);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -315,10 +354,10 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_millis(200), changes.changed()).await;
     }
     let outcome = serving.await.map_err(|e| FederationError::Task(e.to_string()))??;
-    let mut received = Vec::with_capacity(nodes.len());
+    let mut finals = Vec::with_capacity(nodes.len());
     for node in nodes {
-        received.push(match tokio::time::timeout(Duration::from_secs(5), node).await {
-            Ok(Ok(Ok(model))) => Some(model.bytes),
+        finals.push(match tokio::time::timeout(Duration::from_secs(5), node).await {
+            Ok(Ok(Ok(model))) => Some(model),
             Ok(Ok(Err(error))) => {
                 tracing::warn!("a hospital stopped with an error: {error}");
                 None
@@ -336,7 +375,9 @@ pub async fn run(
     if let Some(failure) = &outcome.failure {
         return Err(FederationError::Ended(failure.clone()));
     }
-    Ok(SimulationReport { outcome, crypto_seconds, hospitals: node_ids, received })
+    let explorations = finals.iter().map(|f| f.as_ref().and_then(|f| f.exploration.clone())).collect();
+    let received = finals.into_iter().map(|f| f.map(|f| f.bytes)).collect();
+    Ok(SimulationReport { outcome, crypto_seconds, hospitals: node_ids, received, explorations, left_out })
 }
 
 fn invalid(key: &'static str, value: impl ToString, expected: &str) -> FederationError {

@@ -66,6 +66,8 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
         server: ServerRule::default(),
         tls: TlsFiles { ca: "unused".into(), cert: "unused".into(), key: "unused".into() },
         operations: Default::default(),
+        job: Default::default(),
+        explore: Default::default(),
     };
     let aggregator = AggregatorServer::new(config.plan().unwrap()).unwrap();
     let (link, listener) = in_process();

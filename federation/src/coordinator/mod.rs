@@ -17,7 +17,8 @@
 //! into the model file. The coordinator is not trusted for any of
 //! it: every hospital checks what it relays ([`crate::participant`]). Before training a setup session sums the
 //! hospitals' row counts, feature moments and `top_k` bucket counts; after training an
-//! evaluation session scores the final model.
+//! evaluation session scores the final model. An exploration ([`crate::protocol::Job::Explore`])
+//! runs the setup session and then one session of every column's counts, and trains nothing.
 //!
 //! A hospital that misses a phase deadline, or says it leaves, is dropped and the round
 //! restarts as a new attempt with fresh keys among the rest, while at least `min_hospitals`
@@ -50,10 +51,11 @@ use fedcare_crypto::{
 
 use crate::config::FederationPlan;
 use crate::error::{FederationError, Refusal};
+use crate::exploration::{Exploration, ReportContext};
 use crate::output::{SessionInputs, SessionOutput, model_file, server_bytes, session_output};
 use crate::persistence::{Checkpoint, OpenedSession, Snapshot};
 use crate::protocol::{
-    NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task, TaskKind, UploadHeader, UploadKind,
+    Job, NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task, TaskKind, UploadHeader, UploadKind,
 };
 use crate::signing::Signed;
 use crate::transcript::{Claim, Statement, Step, encode_bundle, state_digest};
@@ -396,6 +398,8 @@ pub struct Outcome {
     pub failure: Option<Failure>,
     /// What the setup session made public.
     pub figures: PublicFigures,
+    /// An exploration's pooled counts (in memory only) and the hospitals counted.
+    pub exploration: Option<(Exploration, Vec<NodeId>)>,
 }
 
 /// Where the federation stands, for the `Status` call.
@@ -602,6 +606,10 @@ pub struct Coordinator {
     /// The hospitals that endorsed the current state and have not joined again since: they
     /// hold it, so a confirmation task refers to it by digest instead of sending it.
     holders: BTreeSet<NodeId>,
+    /// An exploration's pooled counts and the hospitals counted, once its session completed.
+    exploration: Option<(Exploration, Vec<NodeId>)>,
+    /// Their report (what `explore.json` says), written with the next snapshot.
+    explore_report: Option<fedcare_core::explore::ExploreReport>,
     liar: Liar,
 }
 
@@ -639,6 +647,8 @@ impl Coordinator {
             recovering: None,
             endorsements: Bytes::new(),
             holders: BTreeSet::new(),
+            exploration: None,
+            explore_report: None,
             liar: Liar::default(),
         };
         if let Some(checkpoint) = resume {
@@ -710,12 +720,15 @@ impl Coordinator {
     fn after(&self, done: Planned) -> Option<Planned> {
         let rounds = self.plan.config.rounds;
         match done.kind {
-            SessionKind::Setup => Some(Planned { round: 1, kind: SessionKind::Train }),
+            SessionKind::Setup => match self.plan.job {
+                Job::Train => Some(Planned { round: 1, kind: SessionKind::Train }),
+                Job::Explore { .. } => Some(Planned { round: 1, kind: SessionKind::Explore }),
+            },
             SessionKind::Train if done.round < rounds => {
                 Some(Planned { round: done.round + 1, kind: SessionKind::Train })
             }
             SessionKind::Train => Some(Planned { round: rounds + 1, kind: SessionKind::Evaluate }),
-            SessionKind::Evaluate => None,
+            SessionKind::Evaluate | SessionKind::Explore => None,
         }
     }
 
@@ -1120,7 +1133,22 @@ impl Coordinator {
                 return self.give_up_round(&session, why, now);
             }
         }
-        let SessionOutput { global, server, figures, mut record, .. } = output;
+        let SessionOutput { global, server, figures, mut record, exploration, .. } = output;
+        if let (Some(exploration), Job::Explore { min_cell, label }) = (exploration, &self.plan.job) {
+            let hospitals: Vec<NodeId> = session.participants.iter().cloned().collect();
+            let context = ReportContext {
+                schema: self.plan.config.schema_id.clone(),
+                label: label.clone(),
+                min_cell: *min_cell,
+                hospitals: hospitals.iter().map(|h| h.as_str().to_owned()).collect(),
+            };
+            match crate::exploration::report(&context, &exploration, None) {
+                Ok(report) => self.explore_report = Some(report),
+                Err(error) => return self.fail(Failure::Persistence(format!("the exploration's report: {error}"))),
+            }
+            tracing::info!(rows = exploration.counts.rows, "federated exploration counts");
+            self.exploration = Some((exploration, hospitals));
+        }
         record.seconds = now.saturating_duration_since(session.started).as_secs_f64();
         record.bytes_up = session.bytes_up;
         record.bytes_down = session.bytes_down;
@@ -1190,6 +1218,7 @@ impl Coordinator {
                 resumable: self.resumable.clone(),
             },
             model,
+            exploration: self.explore_report.clone(),
         })
     }
 
@@ -1299,8 +1328,10 @@ impl Coordinator {
         let done = Planned { round: session.id.round, kind: session.kind };
         self.opened = None;
         self.resumable = None;
-        if session.kind == SessionKind::Setup {
-            return self.fail(Failure::DecryptionLost { round: 0, why });
+        // Without its setup a federation cannot go on; without its counts an exploration has
+        // nothing to report.
+        if matches!(session.kind, SessionKind::Setup | SessionKind::Explore) {
+            return self.fail(Failure::DecryptionLost { round: session.id.round, why });
         }
         tracing::warn!(session = %session.id, %why, "the round's decryption was opened: it is not run again, the federation moves on");
         self.move_on(done, now)
@@ -1484,6 +1515,7 @@ impl Coordinator {
                 _ => None,
             },
             figures: self.figures.clone(),
+            exploration: self.exploration.clone(),
         }
     }
 }

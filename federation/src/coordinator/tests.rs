@@ -41,6 +41,8 @@ fn plan() -> Arc<FederationPlan> {
         server: ServerRule::default(),
         tls: TlsFiles { ca: "ca".into(), cert: "c".into(), key: "k".into() },
         operations: Default::default(),
+        job: Default::default(),
+        explore: Default::default(),
     };
     Arc::new(config.plan().unwrap())
 }
@@ -136,6 +138,11 @@ impl Hospital {
                         layout.train_vector(&delta, 0.5, weight, &evaluation, figures.test_rows).unwrap()
                     }
                     SessionKind::Evaluate => layout.evaluate_vector(&evaluation, figures.test_rows).unwrap(),
+                    SessionKind::Explore => {
+                        let mut counts = fedcare_core::explore::ExploreCounts::zeros(&layout.explore);
+                        counts.rows = 12;
+                        layout.explore_vector(&counts).unwrap()
+                    }
                 };
                 let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
                 let words = plan.codec.encode(&values, 1.0).unwrap().words;

@@ -1,8 +1,9 @@
 //! A hospital's rows as the federation needs them: its train/test split (by patient for schema
-//! data), its share of the setup session's counts, and the model inputs once the federation's
-//! statistics and `top_k` buckets are known.
+//! data), its share of the setup session's counts, the model inputs once the federation's
+//! statistics and `top_k` buckets are known, and an exploration's counts of all its rows.
 
 use fedcare_core::Dataset;
+use fedcare_core::explore::{ColumnSpec, ExploreCounts};
 use fedcare_data::{Schema, Table, split_seed};
 
 use crate::error::{FederationError, ProtocolError, Result};
@@ -38,6 +39,8 @@ impl HospitalData {
 pub struct LocalData {
     counts: SetupCounts,
     split: Split,
+    /// The exploration's counts of this hospital's rows, once made.
+    explored: Option<ExploreCounts>,
 }
 
 #[derive(Debug)]
@@ -84,7 +87,14 @@ impl LocalData {
                     test_rows: test.rows() as u64,
                     ..SetupCounts::default()
                 };
-                Ok(Self { counts, split: Split::Ready(train, test) })
+                if !layout.explore.is_empty() {
+                    return Err(mismatch(
+                        "hospital data",
+                        "a plain numeric CSV",
+                        "schema data: an exploration counts the columns of a schema",
+                    ));
+                }
+                Ok(Self { counts, split: Split::Ready(train, test), explored: None })
             }
             HospitalData::Table { table, schema } => {
                 // A federation configured with a schema names it; the same shapes under another
@@ -110,6 +120,19 @@ impl LocalData {
                         format!("the federation's {:?}", layout.top_k),
                     ));
                 }
+                if !layout.explore.is_empty() {
+                    let own = schema.explore_columns();
+                    let differs = (0..own.len().max(layout.explore.len()))
+                        .find(|&i| own.get(i) != layout.explore.get(i))
+                        .map(|i| (own.get(i).map(|c| c.name.as_str()), layout.explore.get(i).map(|c| c.name.as_str())));
+                    if let Some((own, theirs)) = differs {
+                        return Err(mismatch(
+                            "exploration column",
+                            format!("{} (this hospital's schema)", own.unwrap_or("(none)")),
+                            format!("the federation's {}, counted the same way", theirs.unwrap_or("(none)")),
+                        ));
+                    }
+                }
                 let (train, test) = table.split_for_evaluation(f64::from(settings.test_fraction), seed)?;
                 let counts = SetupCounts {
                     train_rows: train.rows() as u64,
@@ -120,6 +143,7 @@ impl LocalData {
                 Ok(Self {
                     counts,
                     split: Split::Table(Box::new(TableSplit { train, test, schema: (**schema).clone(), built: None })),
+                    explored: None,
                 })
             }
         }
@@ -128,6 +152,22 @@ impl LocalData {
     /// This hospital's setup counts (its share of the federation's totals).
     pub fn counts(&self) -> &SetupCounts {
         &self.counts
+    }
+
+    /// This hospital's counts of all its rows (training and held out) on the exploration's
+    /// resolved `columns`; kept for its report ([`Self::explored`]).
+    pub fn explore_counts(&mut self, columns: &[ColumnSpec]) -> Result<&ExploreCounts> {
+        let Split::Table(split) = &self.split else {
+            return Err(mismatch("hospital data", "a plain numeric CSV", "schema data to explore"));
+        };
+        let mut counts = split.train.explore_counts(&split.schema, columns)?;
+        counts.add(&split.test.explore_counts(&split.schema, columns)?)?;
+        Ok(self.explored.insert(counts))
+    }
+
+    /// The exploration's counts of this hospital's rows, once made.
+    pub fn explored(&self) -> Option<&ExploreCounts> {
+        self.explored.as_ref()
     }
 
     /// The training and test datasets, encoded with the federation's `figures`.
@@ -183,6 +223,8 @@ mod tests {
             server: ServerRule::default(),
             tls: TlsFiles { ca: "ca".into(), cert: "c".into(), key: "k".into() },
             operations: Default::default(),
+            job: Default::default(),
+            explore: Default::default(),
         }
         .plan()
         .unwrap();

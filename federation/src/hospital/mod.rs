@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use cpu_time::ThreadTime;
+use fedcare_core::explore::ExploreReport;
 use fedcare_core::{Codec, Dataset, ModelFile, Network};
 use fedcare_proto::v1::{self, federation_client::FederationClient};
 use tokio_stream::StreamExt;
@@ -28,11 +29,12 @@ pub use trainer::{CpuTrainer, GpuNodeTrainer, Trainer};
 
 use crate::convert;
 use crate::error::{FederationError, ProtocolError, Refusal, Result};
+use crate::exploration::ReportContext;
 use crate::identity::InProcessLink;
 use crate::participant::{Agreed, Participant, Trust};
 use crate::protocol::{
-    FederationSettings, LocalEvaluation, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind, UploadHeader,
-    UploadKind,
+    FederationSettings, Job, LocalEvaluation, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind,
+    UploadHeader, UploadKind,
 };
 use crate::transfer::{Assembler, chunks, params_from_bytes, split_sections};
 
@@ -86,13 +88,16 @@ pub enum Connection {
     },
 }
 
-/// The final model a hospital receives: the aggregator's `model.bin`, byte for byte.
+/// The final model a hospital receives: the aggregator's `model.bin`, byte for byte; after an
+/// exploration, also its report, with this hospital's own figures beside the pooled ones.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinalModel {
     /// The model file's bytes.
     pub bytes: Bytes,
     /// The decoded model file.
     pub model: ModelFile,
+    /// An exploration's report (what this hospital may write as `explore.json`).
+    pub exploration: Option<ExploreReport>,
 }
 
 /// A hospital node.
@@ -314,7 +319,9 @@ impl HospitalNode {
                 TaskKind::Recover => Some((UploadKind::Sum, participant.held_sum(&task)?)),
                 TaskKind::Done => {
                     tracing::info!(%node, "federation done");
-                    return final_model(&task, settings, participant);
+                    let mut model = final_model(&task, settings, participant)?;
+                    model.exploration = exploration_report(settings, participant, local, node)?;
+                    return Ok(model);
                 }
                 TaskKind::Failed => return Err(FederationError::Stopped(task.message)),
                 TaskKind::Wait => None,
@@ -369,6 +376,10 @@ impl HospitalNode {
         let (kind, round, figures) = (agreed.kind, agreed.session.round, &agreed.figures);
         let values = match kind {
             SessionKind::Setup => settings.layout.setup_vector(local.counts())?,
+            SessionKind::Explore => {
+                let columns = settings.layout.explore_columns(figures);
+                settings.layout.explore_vector(local.explore_counts(&columns)?)?
+            }
             SessionKind::Train | SessionKind::Evaluate => {
                 let global = params_from_bytes(&agreed.model, settings.spec.param_count())?;
                 let (train, test) = local.datasets(figures)?;
@@ -384,7 +395,7 @@ impl HospitalNode {
         let values: Vec<f32> = values.into_iter().map(|v| v as f32).collect();
         let encoded = codec.encode(&values, 1.0)?;
         if encoded.clipped > 0 {
-            if kind == SessionKind::Setup {
+            if matches!(kind, SessionKind::Setup | SessionKind::Explore) {
                 return Err(ProtocolError::Invalid {
                     field: "setup counts",
                     value: format!("{} values out of range", encoded.clipped),
@@ -443,7 +454,6 @@ impl HospitalNode {
     }
 }
 
-/// The model file of a `Done` task, checked to be this federation's model.
 /// The final model file, checked: the federation's model, and the output this hospital checked
 /// and endorsed (or endorsed by its roster's hospitals, [`Participant::check_final`]).
 fn final_model(task: &Task, settings: &FederationSettings, participant: &Participant) -> Result<FinalModel> {
@@ -460,7 +470,29 @@ fn final_model(task: &Task, settings: &FederationSettings, participant: &Partici
         .into());
     }
     participant.check_final(&model)?;
-    Ok(FinalModel { bytes: bytes.clone(), model })
+    Ok(FinalModel { bytes: bytes.clone(), model, exploration: None })
+}
+
+/// After an exploration, its report: the pooled counts this hospital checked, with its own
+/// counts beside them (`None` for training, or when it did not take part in the exploration).
+fn exploration_report(
+    settings: &FederationSettings,
+    participant: &Participant,
+    local: &LocalData,
+    node: &str,
+) -> Result<Option<ExploreReport>> {
+    let Job::Explore { min_cell, label } = &settings.job else { return Ok(None) };
+    let (Some((pooled, hospitals)), Some(own)) = (participant.exploration(), local.explored()) else {
+        tracing::warn!(%node, "the exploration ended without this hospital's part in it: no report");
+        return Ok(None);
+    };
+    let context = ReportContext {
+        schema: settings.schema_id.clone(),
+        label: label.clone(),
+        min_cell: *min_cell,
+        hospitals: hospitals.iter().map(|h| h.as_str().to_owned()).collect(),
+    };
+    Ok(Some(crate::exploration::report(&context, pooled, Some((node, own)))?))
 }
 
 /// Uploads `bytes` in chunks after its header.

@@ -9,6 +9,9 @@
 //!           (integers as 20-bit limbs; x and x² in fixed point with 8 fractional bits)
 //! train:    [Δθ · n_k/N (params) | train_loss · n_k/N | evaluation tail] -> FedAvg mean update
 //! evaluate: [evaluation tail]
+//! explore:  [rows, positives, per column: missing, missing positives, rows per cell,
+//!            positives per cell, and for a numeric column its present count, Σx, Σx²]
+//!           -> exact totals (integers as 20-bit limbs, like setup)
 //! evaluation tail: [test_loss · t_k/T | positives per score bin / T | negatives per score bin / T]
 //! ```
 //! `N` and `T` are the total training and test rows (public after setup). The histogram fractions
@@ -17,10 +20,11 @@
 //! histograms [`fedcare_core::ScoreHistogram`] derives the AUROC and AUPRC (each with a binning
 //! error bound), a calibration table and a thinned ROC curve.
 
+use fedcare_core::explore::{ColumnSpec, ExploreCounts};
 use fedcare_core::loss::bce_with_logits;
 use fedcare_core::{Moments, ScoreHistogram, TopKShape};
 
-use super::SessionKind;
+use super::{PublicFigures, SessionKind};
 use crate::error::ProtocolError;
 
 /// Bits of one limb: integers travel as limbs of 20 bits, each encoded as `limb / 2^20` (exact
@@ -95,6 +99,31 @@ impl SetupCounts {
     }
 }
 
+/// Cheap sanity bounds on the federation's decoded exploration counts, like
+/// [`SetupCounts::check`]: at least one row per hospital, no total at 2^40, and in every column
+/// the cells and the missing rows add up to the rows, no cell has more positives than rows, and a
+/// numeric column's moments count its present values.
+pub fn check_exploration(counts: &ExploreCounts, hospitals: usize) -> Result<(), String> {
+    let limit = 1u64 << (LIMB_BITS * COUNT_LIMBS as u32);
+    let out_of_range = |what: String| Err(format!("{what}: one hospital's exploration encoding is out of range"));
+    if counts.rows < hospitals as u64 || counts.rows >= limit || counts.positives > counts.rows {
+        return out_of_range(format!(
+            "{} rows with {} positives for {hospitals} hospitals",
+            counts.rows, counts.positives
+        ));
+    }
+    for (index, column) in counts.columns.iter().enumerate() {
+        let total = column.cells.iter().try_fold(column.missing, |sum, &c| sum.checked_add(c));
+        let positives_fit = column.missing_positives <= column.missing
+            && column.cells.iter().zip(&column.positives).all(|(count, positives)| positives <= count);
+        let moments_fit = column.moments.count == 0 || column.moments.count == column.present();
+        if total != Some(counts.rows) || !positives_fit || !moments_fit {
+            return out_of_range(format!("column {index} counts {total:?} of {} rows", counts.rows));
+        }
+    }
+    Ok(())
+}
+
 /// A hospital's evaluation of a model on its held-out rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalEvaluation {
@@ -138,10 +167,12 @@ pub enum DecodedSum {
     },
     /// The evaluation of the final model.
     Evaluate(GlobalEvaluation),
+    /// The federation's counts of every column.
+    Explore(ExploreCounts),
 }
 
 /// The layout of every contribution vector of one federation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ContributionLayout {
     /// Model parameters.
     pub params: usize,
@@ -151,6 +182,8 @@ pub struct ContributionLayout {
     pub numeric: usize,
     /// The `top_k` columns' shapes, in schema order.
     pub top_k: Vec<TopKShape>,
+    /// The columns an exploration counts (empty for training).
+    pub explore: Vec<ColumnSpec>,
 }
 
 impl ContributionLayout {
@@ -166,18 +199,84 @@ impl ContributionLayout {
             + COUNT_LIMBS * self.top_k.iter().map(|shape| shape.buckets as usize).sum::<usize>()
     }
 
+    /// Values of the exploration vector.
+    fn explore_len(&self) -> usize {
+        let per_column =
+            |c: &ColumnSpec| COUNT_LIMBS * (2 + 2 * c.cells()) + if c.is_numeric() { PER_FEATURE } else { 0 };
+        2 * COUNT_LIMBS + self.explore.iter().map(per_column).sum::<usize>()
+    }
+
     /// Values of a contribution of `kind`.
     pub fn len(&self, kind: SessionKind) -> usize {
         match kind {
             SessionKind::Setup => self.setup_len(),
             SessionKind::Train => self.params + 1 + self.tail_len(),
             SessionKind::Evaluate => self.tail_len(),
+            SessionKind::Explore => self.explore_len(),
         }
+    }
+
+    /// The exploration's columns with their edges resolved from the setup session's `figures`
+    /// (a numeric column without edges gets round bins over the federated mean ± 3 std).
+    pub fn explore_columns(&self, figures: &PublicFigures) -> Vec<ColumnSpec> {
+        fedcare_core::explore::resolve_columns(&self.explore, &figures.feature_stats)
+    }
+
+    /// A hospital's exploration vector; refuses counts of another shape than the columns.
+    pub fn explore_vector(&self, counts: &ExploreCounts) -> Result<Vec<f64>, ProtocolError> {
+        if !counts.fits(&self.explore) {
+            return Err(ProtocolError::Invalid {
+                field: "exploration counts",
+                value: format!("{} columns", counts.columns.len()),
+                expected: format!("the {} columns of the exploration", self.explore.len()),
+            });
+        }
+        let mut values = Vec::with_capacity(self.explore_len());
+        push_limbs(&mut values, counts.rows, COUNT_LIMBS);
+        push_limbs(&mut values, counts.positives, COUNT_LIMBS);
+        for (spec, column) in self.explore.iter().zip(&counts.columns) {
+            push_limbs(&mut values, column.missing, COUNT_LIMBS);
+            push_limbs(&mut values, column.missing_positives, COUNT_LIMBS);
+            for &count in column.cells.iter().chain(&column.positives) {
+                push_limbs(&mut values, count, COUNT_LIMBS);
+            }
+            if spec.is_numeric() {
+                push_limbs(&mut values, column.moments.count, COUNT_LIMBS);
+                push_limbs(&mut values, column.moments.sum as u64, SUM_LIMBS);
+                push_limbs(&mut values, column.moments.squares as u64, SUM_LIMBS);
+            }
+        }
+        Ok(values)
+    }
+
+    fn decode_explore(&self, values: &[f64]) -> ExploreCounts {
+        let mut rest = values;
+        let mut take = |limbs: usize| {
+            let (value, tail) = rest.split_at(limbs);
+            rest = tail;
+            from_limbs(value)
+        };
+        let mut counts = ExploreCounts::zeros(&self.explore);
+        counts.rows = take(COUNT_LIMBS);
+        counts.positives = take(COUNT_LIMBS);
+        for (spec, column) in self.explore.iter().zip(&mut counts.columns) {
+            column.missing = take(COUNT_LIMBS);
+            column.missing_positives = take(COUNT_LIMBS);
+            for count in column.cells.iter_mut().chain(column.positives.iter_mut()) {
+                *count = take(COUNT_LIMBS);
+            }
+            if spec.is_numeric() {
+                column.moments.count = take(COUNT_LIMBS);
+                column.moments.sum = take(SUM_LIMBS) as i64;
+                column.moments.squares = take(SUM_LIMBS) as i64;
+            }
+        }
+        counts
     }
 
     /// Values of the longest contribution (what sizes the upload limit).
     pub fn longest(&self) -> usize {
-        [SessionKind::Setup, SessionKind::Train, SessionKind::Evaluate]
+        [SessionKind::Setup, SessionKind::Train, SessionKind::Evaluate, SessionKind::Explore]
             .map(|kind| self.len(kind))
             .into_iter()
             .max()
@@ -284,6 +383,7 @@ impl ContributionLayout {
                 evaluation: self.decode_tail(&values[self.params + 1..], total_test_rows),
             },
             SessionKind::Evaluate => DecodedSum::Evaluate(self.decode_tail(values, total_test_rows)),
+            SessionKind::Explore => DecodedSum::Explore(self.decode_explore(values)),
         })
     }
 
@@ -330,7 +430,7 @@ mod tests {
     use super::*;
 
     fn layout(params: usize, bins: usize, numeric: usize, top_k: Vec<TopKShape>) -> ContributionLayout {
-        ContributionLayout { params, bins, numeric, top_k }
+        ContributionLayout { params, bins, numeric, top_k, explore: Vec::new() }
     }
 
     #[test]
@@ -363,6 +463,45 @@ mod tests {
         assert!(matches!(layout.decode(SessionKind::Setup, &sum[1..], 0), Err(ProtocolError::Invalid { .. })));
         let short = SetupCounts { moments: Vec::new(), ..SetupCounts::default() };
         assert!(layout.setup_vector(&short).is_err());
+    }
+
+    #[test]
+    fn summed_exploration_vectors_decode_to_the_exact_counts() {
+        use fedcare_core::explore::ColumnKind;
+        let mut layout = layout(0, 4, 0, Vec::new());
+        layout.explore = vec![
+            ColumnSpec { name: "age".into(), kind: ColumnKind::Numeric { edges: vec![0.0, 50.0, 100.0], bins: 0 } },
+            ColumnSpec { name: "ward".into(), kind: ColumnKind::Categorical { categories: 1024, labels: Vec::new() } },
+        ];
+        let hospital = |ages: &[(Option<f64>, bool)], wards: &[(usize, bool)]| {
+            let mut counts = ExploreCounts::zeros(&layout.explore);
+            for &(age, positive) in ages {
+                counts.rows += 1;
+                counts.positives += u64::from(positive);
+                counts.columns[0].push_numeric(&layout.explore[0], age, positive);
+            }
+            for &(ward, positive) in wards {
+                counts.columns[1].push_cell(ward, positive);
+            }
+            counts.columns[1].missing = counts.rows - wards.len() as u64;
+            counts
+        };
+        let a = hospital(&[(Some(71.5), true), (Some(-3.0), false), (None, true)], &[(1023, true), (7, false)]);
+        let b = hospital(&[(Some(100.0), false), (Some(12.25), true)], &[(7, true), (7, false)]);
+        let (va, vb) = (layout.explore_vector(&a).unwrap(), layout.explore_vector(&b).unwrap());
+        assert_eq!(va.len(), layout.len(SessionKind::Explore));
+        let sum: Vec<f64> = va.iter().zip(&vb).map(|(x, y)| x + y).collect();
+        let DecodedSum::Explore(total) = layout.decode(SessionKind::Explore, &sum, 0).unwrap() else { panic!() };
+        let mut expected = a.clone();
+        expected.add(&b).unwrap();
+        assert_eq!(total, expected);
+        assert_eq!(total.columns[0].cells, [1, 1, 2, 0]);
+        assert_eq!(total.columns[1].cells[7], 3);
+        check_exploration(&total, 2).unwrap();
+        let mut broken = total.clone();
+        broken.columns[1].cells[0] += 1;
+        assert!(check_exploration(&broken, 2).unwrap_err().contains("column 1"));
+        assert!(layout.explore_vector(&ExploreCounts::default()).is_err(), "counts of another shape");
     }
 
     #[test]

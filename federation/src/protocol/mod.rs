@@ -14,7 +14,9 @@ use fedcare_core::{CodecConfig, ColumnStats, ModelSpec, ServerOptimizerConfig, T
 use fedcare_crypto::Crs;
 use serde::{Deserialize, Serialize};
 
-pub use contribution::{ContributionLayout, DecodedSum, GlobalEvaluation, LocalEvaluation, SetupCounts};
+pub use contribution::{
+    ContributionLayout, DecodedSum, GlobalEvaluation, LocalEvaluation, SetupCounts, check_exploration,
+};
 
 /// Calibration bins in each evaluated [`RoundRecord`].
 pub const CALIBRATION_BINS: usize = 10;
@@ -59,6 +61,8 @@ pub enum SessionKind {
     Train,
     /// After training: the secure evaluation of the final model.
     Evaluate,
+    /// An exploration's one session after setup: the secure sum of every column's counts.
+    Explore,
 }
 
 impl SessionKind {
@@ -68,6 +72,7 @@ impl SessionKind {
             Self::Setup => "setup",
             Self::Train => "train",
             Self::Evaluate => "evaluate",
+            Self::Explore => "explore",
         }
     }
 }
@@ -299,6 +304,22 @@ impl Task {
     }
 }
 
+/// What a federation is for.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Job {
+    /// Train the model (setup, the training rounds, the final evaluation).
+    #[default]
+    Train,
+    /// Explore the data (setup, then one session of every column's counts); nothing is
+    /// trained.
+    Explore {
+        /// The smallest pooled count a report shows.
+        min_cell: u64,
+        /// What the label's positives are, for reports (`readmitted = <30`).
+        label: String,
+    },
+}
+
 /// What a hospital learns of the federation when it joins: everything it needs to take part.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FederationSettings {
@@ -324,6 +345,8 @@ pub struct FederationSettings {
     pub rounds: u32,
     /// The server rule every hospital applies to the checked sum.
     pub server: ServerOptimizerConfig,
+    /// Training or exploration.
+    pub job: Job,
     /// BLAKE3 of the configuration's wire form: every participant's transcript covers it, so
     /// hospitals given different settings do not agree.
     pub digest: [u8; 32],

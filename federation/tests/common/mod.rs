@@ -32,5 +32,7 @@ pub(crate) fn plan(names: &[String], join_timeout_secs: u64, out: &Path, pki: &P
             key: pki.join(tls::files::SERVER_KEY),
         },
         operations: Default::default(),
+        job: Default::default(),
+        explore: Default::default(),
     }
 }
