@@ -345,10 +345,25 @@ fn column_section(
         });
         rate_series.push(Series { name: "this hospital", color: LOCAL, values: own_values(&|c| c.rate) });
     }
+    // Why a pooled bar is missing: its count (or its rate) is not shown; an empty cell has none.
+    let suppressed = |cell: &Cell| match cell {
+        Cell::Suppressed(marker) => Some(marker.clone()),
+        Cell::Count(_) => None,
+    };
+    let chart_cells: Vec<&CellFigures> = cells.iter().map(|(_, c)| *c).chain([&column.missing]).collect();
+    let row_markers: Vec<Option<String>> = chart_cells.iter().map(|c| suppressed(&c.count)).collect();
+    let rate_markers: Vec<Option<String>> = chart_cells
+        .iter()
+        .map(|c| {
+            suppressed(&c.count).or_else(|| {
+                (c.rate.is_none() && c.count.count() != Some(0)).then(|| suppressed(&c.positives)).flatten()
+            })
+        })
+        .collect();
     out += "<div class=\"plots\">\n<figure class=\"plot\">";
-    out += &html::bar_chart("share of rows", &labels, &rows_series, marker)?;
+    out += &html::bar_chart("share of rows", &labels, &rows_series, &row_markers)?;
     out += "</figure>\n<figure class=\"plot\">";
-    out += &html::bar_chart("rate of the label", &labels, &rate_series, marker)?;
+    out += &html::bar_chart("rate of the label", &labels, &rate_series, &rate_markers)?;
     out += "</figure>\n</div>\n";
 
     // The cells' table.

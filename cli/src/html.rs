@@ -72,13 +72,13 @@ pub(crate) const POOLED: RGBColor = RGBColor(31, 119, 180);
 pub(crate) const LOCAL: RGBColor = RGBColor(255, 127, 14);
 
 /// A horizontal bar chart as inline SVG: a row per category (the first on top), a bar per
-/// series in it, values as percentages; a category whose first series has no value is marked
-/// with `hidden_marker`.
+/// series in it, values as percentages; a category with a marker (why it has no bar: `< 10`)
+/// shows it.
 pub(crate) fn bar_chart(
     title: &str,
     categories: &[String],
     series: &[Series<'_>],
-    hidden_marker: &str,
+    markers: &[Option<String>],
 ) -> Result<String> {
     let n = categories.len().max(1);
     let top = series.iter().flat_map(|s| s.values.iter().flatten()).fold(0.0f64, |a, &b| a.max(b));
@@ -127,17 +127,12 @@ pub(crate) fn bar_chart(
                 .label(s.name)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
         }
-        if let Some(first) = series.first() {
-            let grey = RGBColor(120, 120, 120);
-            let markers = first.values.iter().enumerate().filter(|(_, v)| v.is_none()).map(|(i, _)| {
-                Text::new(
-                    hidden_marker.to_owned(),
-                    (x_max * 0.01, (n - 1 - i) as f64 + 0.75),
-                    ("sans-serif", 11).into_font().color(&grey),
-                )
-            });
-            chart.draw_series(markers).map_err(|e| anyhow!("{e}"))?;
-        }
+        let grey = RGBColor(120, 120, 120);
+        let notes = markers.iter().enumerate().filter_map(|(i, marker)| {
+            let style = ("sans-serif", 11).into_font().color(&grey);
+            marker.as_ref().map(|m| Text::new(m.clone(), (x_max * 0.01, (n - 1 - i) as f64 + 0.75), style))
+        });
+        chart.draw_series(notes).map_err(|e| anyhow!("{e}"))?;
         if series.len() > 1 {
             chart
                 .configure_series_labels()
@@ -175,7 +170,7 @@ mod tests {
             "rows",
             &categories,
             &[Series { name: "pooled", color: POOLED, values: vec![Some(0.25), None] }],
-            "< 10",
+            &[None, Some("< 10".into())],
         )
         .unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{svg}");

@@ -303,6 +303,30 @@ pub fn write_cohort(dir: &Path, hospitals: usize, patients: usize, seed: u64) ->
         .collect()
 }
 
+/// Rewrites the CSV at `path` without its column `column` (a hospital's file that lacks one, for
+/// the tests of refusals).
+pub fn remove_column(path: &Path, column: &str) -> Result<()> {
+    let read_error = |e: csv::Error| DataError::Read { path: path.to_path_buf(), source: std::io::Error::other(e) };
+    let write_error = |e: csv::Error| DataError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) };
+    let mut reader = csv::Reader::from_path(path).map_err(read_error)?;
+    let header = reader.headers().map_err(read_error)?.clone();
+    let at = header.iter().position(|h| h == column).ok_or_else(|| DataError::Header {
+        path: path.to_path_buf(),
+        source: crate::error::HeaderError::MissingColumn { column: column.to_owned() },
+    })?;
+    let keep = |record: &csv::StringRecord| -> csv::StringRecord {
+        record.iter().enumerate().filter(|(i, _)| *i != at).map(|(_, field)| field).collect()
+    };
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(&keep(&header)).map_err(write_error)?;
+    for record in reader.records() {
+        writer.write_record(&keep(&record.map_err(read_error)?)).map_err(write_error)?;
+    }
+    // Invariant: flushing to memory cannot fail.
+    let bytes = writer.into_inner().expect("writing to memory");
+    std::fs::write(path, bytes).map_err(|source| DataError::Write { path: path.to_path_buf(), source })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
