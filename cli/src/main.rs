@@ -15,6 +15,7 @@ mod predict;
 mod report;
 mod serve;
 mod simulate;
+mod split;
 mod synth;
 
 use std::io::IsTerminal as _;
@@ -56,6 +57,9 @@ enum Command {
     /// Write a synthetic cohort in the exact schema of the UCI Diabetes-130 file: one CSV per
     /// hospital, non-IID, with repeat patients and about 11 % readmissions within 30 days.
     Synth(synth::Args),
+    /// Split one file (the UCI diabetic_data.csv has no hospital column) into site files by
+    /// patient, alike or skewed by a column, with an optional file of held-out patients.
+    Split(split::Args),
     /// Write the consortium's CA and the aggregator's certificate; with --hospitals also a key and
     /// certificate per hospital and the roster (a development PKI). Private keys mode 0600;
     /// existing keys are never overwritten.
@@ -66,7 +70,8 @@ enum Command {
     /// Sign a hospital's certificate request with the consortium's CA; prints its roster line.
     Sign(certs::SignArgs),
     /// Score a CSV with a trained model: writes `line,group,probability` rows, where `line` is the
-    /// row's line in the file (the header is line 1; LF and CRLF files alike).
+    /// row's line in the file (the header is line 1; LF and CRLF files alike), and prints the
+    /// model's AUROC, AUPRC and calibration error on the file's labels.
     Predict(predict::Args),
     /// Plot a federation's metrics.jsonl as PNG files: AUROC and AUPRC per round, loss per round,
     /// the ROC curve and the calibration curve of the last evaluated model; plus summary.md and
@@ -116,6 +121,7 @@ fn run(command: Command) -> Result<()> {
         Command::Health(args) => health::run(args),
         Command::Devices => devices::run(),
         Command::Synth(args) => synth::run(args),
+        Command::Split(args) => split::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Keygen(args) => certs::keygen(args),
         Command::Sign(args) => certs::sign(args),

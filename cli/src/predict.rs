@@ -31,7 +31,21 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> Result<()> {
     let model = read_model_file(&args.model)?;
     let schema = Schema::by_name(&args.schema)?;
-    let report = predict_file(&model, &schema, &args.data, &args.out, BadRows::from_limit(args.bad_rows_limit))?;
-    println!("scored {} into {}", report.summary(), args.out.display());
+    let scored = predict_file(&model, &schema, &args.data, &args.out, BadRows::from_limit(args.bad_rows_limit))?;
+    println!("scored {} into {}", scored.ingest.summary(), args.out.display());
+    if let Some(e) = &scored.evaluation {
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        println!(
+            "on its labels ({} rows, {} positive): AUROC {}, AUPRC {}, log loss {:.4}, Brier {:.4}, expected calibration \
+             error {:.4}",
+            e.rows,
+            e.positives,
+            opt(e.auroc),
+            opt(e.auprc),
+            e.log_loss,
+            e.brier,
+            fedcare_core::metrics::expected_calibration_error(&e.calibration)
+        );
+    }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The command line as a user meets it: logistic regression from `--hidden ''`, clear refusals
-//! of bad arguments, keys that are never overwritten.
+//! of bad arguments, keys that are never overwritten, one file split into sites that train a
+//! federation whose model is scored on the held-out patients.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -87,4 +88,37 @@ fn certs_never_overwrite_a_key() {
     assert!(!again.status.success());
     assert!(text(&again).contains("exists already"), "{}", text(&again));
     assert_eq!(std::fs::read(dir.path().join("pki/ca.key")).unwrap(), key);
+}
+
+#[test]
+fn one_file_split_by_patient_trains_a_federation_that_predicts_its_held_out_patients() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = fedcare(&["synth", "--hospitals", "1", "--patients", "1500", "--out", "one"], dir.path());
+    assert!(synth.status.success(), "{}", text(&synth));
+    let split = fedcare(
+        &["split", "--data", "one/hospital-01.csv", "--sites", "3", "--holdout", "0.25", "--out", "split"],
+        dir.path(),
+    );
+    assert!(split.status.success(), "{}", text(&split));
+    let table = String::from_utf8_lossy(&split.stdout);
+    assert!(table.contains("site-3.csv") && table.contains("holdout.csv"), "{table}");
+    let simulate =
+        fedcare(&["simulate", "--data", "split/sites", "--rounds", "2", "--hidden", "", "--out", "sim"], dir.path());
+    assert!(simulate.status.success(), "{}", text(&simulate));
+    let predict = fedcare(
+        &["predict", "--model", "sim/model.bin", "--data", "split/holdout.csv", "--out", "scores.csv"],
+        dir.path(),
+    );
+    assert!(predict.status.success(), "{}", text(&predict));
+    let said = String::from_utf8_lossy(&predict.stdout);
+    assert!(said.contains("AUROC 0.") && said.contains("expected calibration error"), "{said}");
+    // A patient is in one file only.
+    let patients = |path: &str| -> std::collections::BTreeSet<String> {
+        let text = std::fs::read_to_string(dir.path().join(path)).unwrap();
+        text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().to_string()).collect()
+    };
+    let held_out = patients("split/holdout.csv");
+    for site in ["split/sites/site-1.csv", "split/sites/site-2.csv", "split/sites/site-3.csv"] {
+        assert!(patients(site).is_disjoint(&held_out), "{site} shares patients with the held-out file");
+    }
 }

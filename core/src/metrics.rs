@@ -200,6 +200,16 @@ pub fn calibration_of_groups(groups: impl IntoIterator<Item = (f64, u64, u64)>, 
         .collect()
 }
 
+/// Expected calibration error of calibration `bins`: the rows' mean of |predicted − observed|
+/// over the bins, each weighted by its rows (0 for no rows).
+pub fn expected_calibration_error(bins: &[CalibrationBin]) -> f64 {
+    let rows: u64 = bins.iter().map(|b| b.count).sum();
+    if rows == 0 {
+        return 0.0;
+    }
+    bins.iter().map(|b| b.count as f64 * (b.mean_predicted - b.observed_rate).abs()).sum::<f64>() / rows as f64
+}
+
 /// Every metric of one scored data set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
@@ -255,6 +265,20 @@ impl Evaluation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_expected_calibration_error_weighs_each_bin_by_its_rows() {
+        let bin = |count, mean_predicted, observed_rate| CalibrationBin {
+            lower: 0.0,
+            upper: 1.0,
+            count,
+            mean_predicted,
+            observed_rate,
+        };
+        let ece = expected_calibration_error(&[bin(10, 0.2, 0.1), bin(30, 0.5, 0.5), bin(0, 0.0, 0.0)]);
+        assert!((ece - 0.025).abs() < 1e-12, "{ece}");
+        assert_eq!(expected_calibration_error(&[]), 0.0);
+    }
 
     #[test]
     fn auroc_of_a_hand_checked_set_with_ties() {

@@ -275,6 +275,14 @@ pub enum DataError {
         /// The schema's count.
         schema: usize,
     },
+    /// A fraction argument is out of range.
+    #[error("{name} must be at least 0 and below 1, got {got}")]
+    Fraction {
+        /// The argument.
+        name: &'static str,
+        /// What was given.
+        got: f64,
+    },
     /// An argument out of range (for example `--hospitals 0`).
     #[error("{name} must be {expected}, got {got}")]
     Argument {

@@ -3,7 +3,7 @@
 //! A hospital's data, from its CSV file to model inputs: feature [`schema`]s (TOML files or the
 //! built-in schema of the UCI Diabetes-130 file), CSV [`ingest`]ion with bad-row reports, the
 //! parsed rows' [`table`] with the train/test split by patient and the encoding into model
-//! inputs, [`top_k`] category buckets, [`plain`] numeric CSVs, the [`synth`]etic cohort and
+//! inputs, [`top_k`] category buckets, the [`split`] of one file into site files, [`plain`] numeric CSVs, the [`synth`]etic cohort and
 //! scoring a file with a model ([`predict`]).
 //!
 //! Guarantees:
@@ -22,6 +22,7 @@ pub mod plain;
 pub mod predict;
 mod records;
 pub mod schema;
+pub mod split;
 pub mod synth;
 pub mod table;
 pub mod top_k;

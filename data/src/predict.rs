@@ -4,13 +4,15 @@
 //!
 //! Output CSV: `line,group,probability` — the input file's line (the header is line 1, for LF
 //! and CRLF files alike), the row's group (patient) id and the predicted probability of the
-//! positive label. Bad rows are reported like training data's.
+//! positive label. Bad rows are reported like training data's. The file's labels give the
+//! model's metrics on it ([`Scored::evaluation`]: AUROC, AUPRC, calibration and its expected
+//! error), so scoring patients no site has seen measures the model.
 
 use std::io::Read as _;
 use std::path::Path;
 
 use fedcare_core::model_file::DEFAULT_SIZE_LIMIT;
-use fedcare_core::{ModelFile, Network, loss::sigmoid};
+use fedcare_core::{Evaluation, ModelFile, Network, loss::sigmoid};
 
 use crate::error::{DataError, Result};
 use crate::ingest::{BadRows, IngestReport, read_csv};
@@ -39,14 +41,17 @@ pub fn check_model_fits(model: &ModelFile, schema: &Schema) -> Result<()> {
     fits("buckets of top_k columns", model.category_buckets.len(), schema.top_k_shapes().len())
 }
 
+/// What scoring a file gave: the rows read, and the model's metrics on their labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// What reading the file found.
+    pub ingest: IngestReport,
+    /// The metrics of the scores against the file's labels (`None` for a file without rows).
+    pub evaluation: Option<Evaluation>,
+}
+
 /// Scores `data` with `model` and writes the scores to `out`.
-pub fn predict_file(
-    model: &ModelFile,
-    schema: &Schema,
-    data: &Path,
-    out: &Path,
-    bad_rows: BadRows,
-) -> Result<IngestReport> {
+pub fn predict_file(model: &ModelFile, schema: &Schema, data: &Path, out: &Path, bad_rows: BadRows) -> Result<Scored> {
     check_model_fits(model, schema)?;
     let (table, report) = read_csv(data, schema, bad_rows)?;
     let dataset = table.to_dataset_with(schema, &model.feature_scaling, &model.category_buckets)?;
@@ -64,5 +69,6 @@ pub fn predict_file(
     }
     let file = writer.into_inner().map_err(|e| write_error(e.into_error()))?;
     file.persist(out).map_err(|e| write_error(e.error))?;
-    Ok(report)
+    let evaluation = if logits.is_empty() { None } else { Some(Evaluation::from_logits(&logits, dataset.labels())?) };
+    Ok(Scored { ingest: report, evaluation })
 }

@@ -729,7 +729,10 @@ async fn a_hospital_receives_the_aggregators_model_file_and_scores_with_it() {
     let scores = out.path().join("scores.csv");
     let scored = fedcare_data::predict::predict_file(&model, &schema, &files[0], &scores, BadRows::Reject).unwrap();
     let text = std::fs::read_to_string(&scores).unwrap();
-    assert_eq!(text.lines().count(), scored.rows + 1);
+    assert_eq!(text.lines().count(), scored.ingest.rows + 1);
+    let evaluation = scored.evaluation.unwrap();
+    assert_eq!(evaluation.rows as usize, scored.ingest.rows);
+    assert!(evaluation.auroc.is_some_and(|a| a > 0.5), "{evaluation:?}");
     for line in text.lines().skip(1) {
         let probability: f64 = line.rsplit(',').next().unwrap().parse().unwrap();
         assert!((0.0..=1.0).contains(&probability), "{line}");
