@@ -88,6 +88,19 @@ fn describe(model: &ModelFile) -> String {
             model.category_buckets.len()
         );
     }
+    match model.calibration {
+        Some(platt) => {
+            let _ = writeln!(
+                out,
+                "calibrated: probability = σ({:.4}·z {} {:.4}) of the logit z (Platt, fitted on the held-out rows' \
+                 score histogram)",
+                platt.a,
+                if platt.b < 0.0 { "−" } else { "+" },
+                platt.b.abs()
+            );
+        }
+        None => out += "calibrated: no (probabilities are the model's own)\n",
+    }
     for (name, value) in &model.metrics {
         let _ = writeln!(out, "{name:<11} {value}", name = format!("{name}:"));
     }

@@ -225,8 +225,16 @@ fn report_page(records: &[RoundRecord], last: &RoundRecord, plots: &[Vec<u8>]) -
             opt(r.auprc)
         );
     }
-    body += "</table></section>\n<section><h2>Calibration</h2>\n<table><tr><th>bin</th><th>rows</th>\
-             <th>mean predicted</th><th>observed rate</th></tr>\n";
+    body += "</table></section>\n<section><h2>Calibration</h2>\n";
+    if let Some(platt) = last.platt {
+        let _ = writeln!(
+            body,
+            "<p>The model file's Platt scaling, fitted on the same held-out histogram: probability = σ({:.4}·z + \
+             ({:.4})) of the logit z. The table is of the model's own probabilities.</p>",
+            platt.a, platt.b
+        );
+    }
+    body += "<table><tr><th>bin</th><th>rows</th><th>mean predicted</th><th>observed rate</th></tr>\n";
     for bin in &last.calibration {
         let _ = writeln!(
             body,
@@ -271,6 +279,14 @@ fn summary_text(records: &[RoundRecord], last: &RoundRecord) -> String {
             opt(r.test_loss),
             opt(r.auroc),
             opt(r.auprc)
+        );
+    }
+    if let Some(platt) = last.platt {
+        let _ = writeln!(
+            text,
+            "\nThe model file's Platt scaling, fitted on the same held-out histogram: probability = σ({:.4}·z + \
+             ({:.4})) of the logit z (the table below is of the model's own probabilities).",
+            platt.a, platt.b
         );
     }
     text += "\nCalibration (probability bins merged from the 1,024-bin score histogram):\n\n";

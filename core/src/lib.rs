@@ -6,9 +6,9 @@
 //! optimizers (SGD with momentum, Adam), the training loop, the evaluation metrics, the
 //! server-side update rules (FedAvg, FedAdam), the fixed-point codec that turns model updates into
 //! integers for homomorphic encryption, the feature statistics and `top_k` column shapes every
-//! party agrees on, the metrics of binned scores the secure evaluation decrypts, the one
-//! versioned, size-capped, checksummed [`envelope`] of every file and binary message, and the
-//! model file.
+//! party agrees on, the metrics of binned scores the secure evaluation decrypts and the Platt
+//! scaling fitted to them ([`calibration`]), the one versioned, size-capped, checksummed
+//! [`envelope`] of every file and binary message, and the model file.
 //!
 //! Guarantees:
 //! - `#![no_std]` + `alloc`: it runs on edge devices; `std` (on by default) only adds runtime
@@ -26,6 +26,7 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+pub mod calibration;
 pub mod codec;
 pub mod dataset;
 pub mod envelope;
@@ -44,6 +45,7 @@ pub mod stats;
 pub mod top_k;
 pub mod train;
 
+pub use calibration::Platt;
 pub use codec::{Codec, CodecConfig, Encoded};
 pub use dataset::Dataset;
 pub use error::Error;

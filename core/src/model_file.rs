@@ -1,11 +1,12 @@
 //! The versioned model file: a trained model's spec, parameters, feature schema id, metrics, the
-//! statistics its numeric inputs were standardised with and the hash buckets its `top_k`
-//! categorical inputs were one-hot over.
+//! statistics its numeric inputs were standardised with, the hash buckets its `top_k`
+//! categorical inputs were one-hot over and the calibration of its scores.
 //!
 //! It travels in the [`crate::envelope`] with magic `b"FEDCMODL"`; the payload is the postcard
-//! encoding of [`ModelFile`] (format 4: spec, parameters, schema id, metrics, the feature scaling,
-//! the top_k buckets and the hospitals' endorsements; format 3, the same without endorsements,
-//! still reads; version 2 had no buckets and version 1 no scaling: both are refused).
+//! encoding of [`ModelFile`] (format 5: spec, parameters, schema id, metrics, the feature scaling,
+//! the top_k buckets, the hospitals' endorsements and the Platt scaling of its scores; format 4,
+//! the same without the scaling, and 3, also without endorsements, still read; version 2 had no
+//! buckets and version 1 no scaling: both are refused).
 //!
 //! The endorsements are opaque here: `fedcare-federation` fills them with the hospitals' signed
 //! statements over a digest of [`ModelFile::endorsed_bytes`] (the file's bytes with no endorsements), and
@@ -21,6 +22,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::calibration::Platt;
 use crate::envelope::Format;
 use crate::spec::ModelSpec;
 use crate::stats::ColumnStats;
@@ -29,8 +31,10 @@ use crate::{Error, Result};
 /// First bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"FEDCMODL";
 /// The format version this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 4;
-/// The previous format, without endorsements (still read).
+pub const FORMAT_VERSION: u16 = 5;
+/// The previous format, without the calibration (still read).
+const FORMAT_V4: Format = Format { magic: MAGIC, version: 4, name: "model file" };
+/// The format before, without endorsements either (still read).
 const FORMAT_V3: Format = Format { magic: MAGIC, version: 3, name: "model file" };
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = crate::envelope::HEADER_LEN;
@@ -60,6 +64,21 @@ pub struct ModelFile {
     /// Signed statements over a digest of [`Self::endorsed_bytes`] by the parties that computed this file,
     /// in `fedcare-federation`'s relayed-bundle form (empty: not endorsed).
     pub endorsements: Vec<u8>,
+    /// The Platt scaling of the model's logits, fitted on held-out rows (`None`: uncalibrated);
+    /// `fedcare predict` reports `σ(a·z + b)`.
+    pub calibration: Option<Platt>,
+}
+
+/// Format 4's payload: a model file without the calibration.
+#[derive(Deserialize)]
+struct ModelFileV4 {
+    spec: ModelSpec,
+    params: Vec<f32>,
+    schema_id: String,
+    metrics: BTreeMap<String, f64>,
+    feature_scaling: Vec<ColumnStats>,
+    category_buckets: Vec<Vec<u32>>,
+    endorsements: Vec<u8>,
 }
 
 /// Format 3's payload: a model file without endorsements.
@@ -84,9 +103,15 @@ impl ModelFile {
             feature_scaling: Vec::new(),
             category_buckets: Vec::new(),
             endorsements: Vec::new(),
+            calibration: None,
         };
         file.validate()?;
         Ok(file)
+    }
+
+    /// The probability the model gives for `logit`, calibrated when the file has a scaling.
+    pub fn probability(&self, logit: f32) -> f32 {
+        crate::loss::sigmoid(self.calibration.map_or(logit, |platt| platt.apply(logit)))
     }
 
     fn validate(&self) -> Result<()> {
@@ -112,6 +137,9 @@ impl ModelFile {
         for (column, chosen) in self.category_buckets.iter().enumerate() {
             crate::top_k::check_distinct(column, chosen)?;
         }
+        if let Some(platt) = self.calibration.filter(|platt| !platt.is_valid()) {
+            return Err(Error::InvalidHyperparameter { name: "calibration slope", value: platt.a });
+        }
         Ok(())
     }
 
@@ -127,10 +155,11 @@ impl ModelFile {
         Self::from_bytes_with_limit(bytes, DEFAULT_SIZE_LIMIT)
     }
 
-    /// Decodes a file of at most `limit` bytes (format 4, or 3 read without endorsements).
+    /// Decodes a file of at most `limit` bytes (format 5; 4 read without a calibration, 3 also
+    /// without endorsements).
     pub fn from_bytes_with_limit(bytes: &[u8], limit: usize) -> Result<Self> {
-        let version_3 = bytes.len() >= HEADER_LEN && bytes[8..10] == FORMAT_V3.version.to_le_bytes();
-        let file = if version_3 {
+        let version = bytes.get(8..10).map(|v| u16::from_le_bytes([v[0], v[1]]));
+        let file = if version == Some(FORMAT_V3.version) {
             let old: ModelFileV3 = whole(FORMAT_V3.open(bytes, limit)?)?;
             Self {
                 spec: old.spec,
@@ -140,6 +169,19 @@ impl ModelFile {
                 feature_scaling: old.feature_scaling,
                 category_buckets: old.category_buckets,
                 endorsements: Vec::new(),
+                calibration: None,
+            }
+        } else if version == Some(FORMAT_V4.version) {
+            let old: ModelFileV4 = whole(FORMAT_V4.open(bytes, limit)?)?;
+            Self {
+                spec: old.spec,
+                params: old.params,
+                schema_id: old.schema_id,
+                metrics: old.metrics,
+                feature_scaling: old.feature_scaling,
+                category_buckets: old.category_buckets,
+                endorsements: old.endorsements,
+                calibration: None,
             }
         } else {
             whole(FORMAT.open(bytes, limit)?)?

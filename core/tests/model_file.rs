@@ -29,28 +29,39 @@ fn a_model_file_round_trips_bit_for_bit() {
 
 #[test]
 fn a_version_2_file_without_top_k_buckets_is_refused() {
-    assert_eq!(FORMAT_VERSION, 4);
+    assert_eq!(FORMAT_VERSION, 5);
     let mut bytes = sample().to_bytes().unwrap();
     bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
     assert_eq!(
         ModelFile::from_bytes(&bytes),
-        Err(Error::UnsupportedVersion { format: "model file", found: 2, supported: 4 })
+        Err(Error::UnsupportedVersion { format: "model file", found: 2, supported: 5 })
     );
 }
 
 #[test]
 fn a_version_3_file_reads_without_endorsements_and_endorsements_round_trip() {
     let mut file = sample();
-    // Format 3's payload is format 4's without the trailing endorsements (an empty one is the
-    // single byte 0).
-    let v4 = file.to_bytes().unwrap();
-    let payload = &v4[HEADER_LEN..v4.len() - 1];
-    let mut v3 = b"FEDCMODL".to_vec();
-    v3.extend_from_slice(&3u16.to_le_bytes());
-    v3.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    v3.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    v3.extend_from_slice(payload);
-    assert_eq!(ModelFile::from_bytes(&v3).unwrap(), file);
+    // Format 4's payload is format 5's without the trailing calibration (`None` is the single
+    // byte 0), format 3's also without the endorsements before it (an empty one: 0 too).
+    let v5 = file.to_bytes().unwrap();
+    let older = |version: u16, cut: usize| {
+        let payload = &v5[HEADER_LEN..v5.len() - cut];
+        let mut bytes = b"FEDCMODL".to_vec();
+        bytes.extend_from_slice(&version.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    };
+    assert_eq!(ModelFile::from_bytes(&older(3, 2)).unwrap(), file);
+    assert_eq!(ModelFile::from_bytes(&older(4, 1)).unwrap(), file);
+    file.calibration = Some(fedcare_core::Platt { a: 0.9, b: -1.8 });
+    let calibrated = ModelFile::from_bytes(&file.to_bytes().unwrap()).unwrap();
+    assert_eq!(calibrated.calibration, file.calibration);
+    assert!((calibrated.probability(1.8) - 0.5).abs() < 0.05, "σ(0.9·1.8 − 1.8) ≈ 0.455");
+    file.calibration = Some(fedcare_core::Platt { a: -1.0, b: 0.0 });
+    assert!(file.to_bytes().is_err(), "a scaling that reverses the scores is refused");
+    file.calibration = None;
 
     let unsigned = file.endorsed_bytes().unwrap();
     file.endorsements = vec![1, 2, 3];

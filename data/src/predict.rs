@@ -4,7 +4,8 @@
 //!
 //! Output CSV: `line,group,probability` — the input file's line (the header is line 1, for LF
 //! and CRLF files alike), the row's group (patient) id and the predicted probability of the
-//! positive label. Bad rows are reported like training data's. The file's labels give the
+//! positive label (calibrated by the model file's Platt scaling when it has one). Bad rows are
+//! reported like training data's. The file's labels give the
 //! model's metrics on it ([`Scored::evaluation`]: AUROC, AUPRC, calibration and its expected
 //! error), so scoring patients no site has seen measures the model.
 
@@ -55,7 +56,12 @@ pub fn predict_file(model: &ModelFile, schema: &Schema, data: &Path, out: &Path,
     check_model_fits(model, schema)?;
     let (table, report) = read_csv(data, schema, bad_rows)?;
     let dataset = table.to_dataset_with(schema, &model.feature_scaling, &model.category_buckets)?;
-    let logits = Network::new(&model.spec).predict(&model.params, dataset.features())?;
+    let raw = Network::new(&model.spec).predict(&model.params, dataset.features())?;
+    // A calibrated model's scores are its calibrated logits.
+    let logits: Vec<f32> = match model.calibration {
+        Some(platt) => raw.iter().map(|&z| platt.apply(z)).collect(),
+        None => raw,
+    };
     // Written to a temporary file beside `out` and renamed over it: a crash leaves the old
     // scores or the new ones, never half of them.
     let write_error = |source| DataError::Write { path: out.to_path_buf(), source };

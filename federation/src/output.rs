@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 use fedcare_core::top_k::choose_top_k;
-use fedcare_core::{Codec, ModelFile, ModelSpec, ServerOptimizer};
+use fedcare_core::{Codec, ModelFile, ModelSpec, Platt, ServerOptimizer};
 
 use crate::exploration::Exploration;
 use crate::protocol::{
@@ -78,7 +78,7 @@ pub fn server_bytes(server: &ServerOptimizer) -> Vec<u8> {
 }
 
 /// The model file of a state: the global parameters, the last record's round and metrics, the
-/// feature scaling and the `top_k` buckets.
+/// feature scaling, the `top_k` buckets and, after the final evaluation, its calibration.
 pub fn model_file(
     spec: &ModelSpec,
     schema_id: &str,
@@ -97,6 +97,9 @@ pub fn model_file(
     }
     model.feature_scaling = figures.feature_stats.clone();
     model.category_buckets = figures.top_k.clone();
+    // Only an evaluation scored the parameters the file holds (a training round's record scored
+    // the ones it started from).
+    model.calibration = last.filter(|r| r.kind == SessionKind::Evaluate).and_then(|r| r.platt);
     Ok(model)
 }
 
@@ -135,7 +138,10 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
             record.train_loss = Some(train_loss);
             record.set_evaluation(&evaluation);
         }
-        DecodedSum::Evaluate(evaluation) => record.set_evaluation(&evaluation),
+        DecodedSum::Evaluate(evaluation) => {
+            record.set_evaluation(&evaluation);
+            record.platt = Platt::fit(&evaluation.histogram);
+        }
         DecodedSum::Explore(counts) => {
             check_exploration(&counts, inputs.contributors)?;
             exploration = Some(Exploration { columns: layout.explore_columns(&figures), counts });

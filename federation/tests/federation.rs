@@ -733,6 +733,16 @@ async fn a_hospital_receives_the_aggregators_model_file_and_scores_with_it() {
     let evaluation = scored.evaluation.unwrap();
     assert_eq!(evaluation.rows as usize, scored.ingest.rows);
     assert!(evaluation.auroc.is_some_and(|a| a > 0.5), "{evaluation:?}");
+    // The final evaluation's Platt scaling is in the file, and it calibrates: the class-weighted
+    // model's own probabilities are far above the observed rate.
+    assert!(model.calibration.is_some());
+    assert_eq!(model.calibration, report.outcome.records.last().unwrap().platt);
+    let uncalibrated = fedcare_core::ModelFile { calibration: None, ..model.clone() };
+    let raw = fedcare_data::predict::predict_file(&uncalibrated, &schema, &files[0], &scores, BadRows::Reject).unwrap();
+    let raw = raw.evaluation.unwrap();
+    let ece = |e: &fedcare_core::Evaluation| fedcare_core::metrics::expected_calibration_error(&e.calibration);
+    assert!(ece(&evaluation) < ece(&raw) / 3.0, "ECE {} calibrated, {} not", ece(&evaluation), ece(&raw));
+    assert_eq!(evaluation.auroc, raw.auroc, "a calibration keeps the ranking");
     for line in text.lines().skip(1) {
         let probability: f64 = line.rsplit(',').next().unwrap().parse().unwrap();
         assert!((0.0..=1.0).contains(&probability), "{line}");

@@ -10,7 +10,7 @@ use core::fmt;
 
 use bytes::Bytes;
 use fedcare_core::metrics::CalibrationBin;
-use fedcare_core::{CodecConfig, ColumnStats, ModelSpec, ServerOptimizerConfig, TrainConfig};
+use fedcare_core::{CodecConfig, ColumnStats, ModelSpec, Platt, ServerOptimizerConfig, TrainConfig};
 use fedcare_crypto::Crs;
 use serde::{Deserialize, Serialize};
 
@@ -159,6 +159,10 @@ pub struct RoundRecord {
     /// without an evaluation or without both classes.
     #[serde(default)]
     pub roc: Vec<[f64; 2]>,
+    /// The final evaluation's Platt scaling of the model's scores, fitted to the held-out score
+    /// histogram (the model file carries it); `None` for other sessions.
+    #[serde(default)]
+    pub platt: Option<Platt>,
     /// Seconds from the session's start to its decoded result.
     pub seconds: f64,
     /// Bytes the hospitals uploaded in the session.
@@ -183,6 +187,7 @@ impl RoundRecord {
             test_positives: None,
             calibration: Vec::new(),
             roc: Vec::new(),
+            platt: None,
             seconds: 0.0,
             bytes_up: 0,
             bytes_down: 0,
