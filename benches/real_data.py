@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""fedcare on the real Diabetes-130 file against centralized scikit-learn, on one split, in one run.
+
+    python3 -m venv /tmp/skl && /tmp/skl/bin/pip install scikit-learn pandas
+    cargo build --release --bin fedcare
+    /tmp/skl/bin/python benches/real_data.py [--zip PATH] [--rounds 10]
+
+The published zip (default `../shared/data/diabetes130/dataset_diabetes.zip`) is split with
+`fedcare split` (seed 0, 20 % of the patients held out: the same held-out patients for every row
+below). fedcare rows: 3 and 10 sites, alike (`--by patient`) and skewed (`--by
+admission_source_id`: 80 % of each value's patients at its home site); `fedcare simulate --data`
+with the default model (MLP [32, 16]) for `--rounds` rounds, then `fedcare predict` on the held-out
+patients, whose AUROC, AUPRC and expected calibration error (10 equal-width bins) it prints.
+Baselines, trained on all the sites' rows pooled and scored on the same held-out patients:
+scikit-learn's LogisticRegression (class-balanced) and HistGradientBoostingClassifier, on the
+features of fedcare's built-in schema (encounters ending in death or hospice dropped, the numeric
+columns standardised with age bands as midpoints, the categorical columns one-hot over the
+schema's vocabularies with "other or missing", diagnoses as ICD-9 chapter groups). Not a cargo
+test; prints the CPU model.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+import time
+import zipfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUMERIC = [
+    "time_in_hospital", "num_lab_procedures", "num_procedures", "num_medications", "number_outpatient",
+    "number_emergency", "number_inpatient", "number_diagnoses",
+]
+MEDICATIONS = [
+    "metformin", "repaglinide", "nateglinide", "chlorpropamide", "glimepiride", "acetohexamide", "glipizide",
+    "glyburide", "tolbutamide", "pioglitazone", "rosiglitazone", "acarbose", "miglitol", "troglitazone",
+    "tolazamide", "examide", "citoglipton", "insulin", "glyburide-metformin", "glipizide-metformin",
+    "glimepiride-pioglitazone", "metformin-rosiglitazone", "metformin-pioglitazone",
+]
+VOCABULARIES = {
+    "race": ["Caucasian", "AfricanAmerican", "Hispanic", "Asian", "Other"],
+    "gender": ["Female", "Male"],
+    "admission_type_id": [str(i) for i in range(1, 9)],
+    "discharge_disposition_id": [str(i) for i in range(1, 31)],
+    "admission_source_id": [str(i) for i in range(1, 27)],
+    "medical_specialty": [
+        "InternalMedicine", "Emergency/Trauma", "Family/GeneralPractice", "Cardiology", "Surgery-General",
+        "Nephrology", "Orthopedics", "Radiologist", "Pulmonology", "Psychiatry",
+    ],
+    "max_glu_serum": ["None", "Norm", ">200", ">300"],
+    "A1Cresult": ["None", "Norm", ">7", ">8"],
+    **{m: ["No", "Steady", "Up", "Down"] for m in MEDICATIONS},
+    "change": ["No", "Ch"],
+    "diabetesMed": ["No", "Yes"],
+}
+GROUPS = ["circulatory", "respiratory", "digestive", "diabetes", "injury", "musculoskeletal", "genitourinary",
+          "neoplasms", "other"]
+NOT_READMITTABLE = {"11", "13", "14", "19", "20", "21"}
+
+
+def cpu() -> str:
+    model, flags = "unknown CPU", set()
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name") and model == "unknown CPU":
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    avx512 = "with AVX-512" if any(f.startswith("avx512") for f in flags) else "without AVX-512"
+    return f"{model}, {os.cpu_count()} cores, {avx512}"
+
+
+def icd9_group(code: str) -> str:
+    code = code.strip()
+    if not code or code == "?":
+        return "missing"
+    if code[0] in "VE":
+        return "other"
+    try:
+        whole = int(float(code))
+    except ValueError:
+        return "missing"
+    if whole == 250:
+        return "diabetes"
+    if 390 <= whole <= 459 or whole == 785:
+        return "circulatory"
+    if 460 <= whole <= 519 or whole == 786:
+        return "respiratory"
+    if 520 <= whole <= 579 or whole == 787:
+        return "digestive"
+    if 800 <= whole <= 999:
+        return "injury"
+    if 710 <= whole <= 739:
+        return "musculoskeletal"
+    if 580 <= whole <= 629 or whole == 788:
+        return "genitourinary"
+    if 140 <= whole <= 239:
+        return "neoplasms"
+    return "other"
+
+
+def features(frame):
+    """The built-in schema's inputs of a raw frame (numerics not yet standardised) and its labels."""
+    import pandas as pd
+
+    frame = frame[~frame["discharge_disposition_id"].astype(str).isin(NOT_READMITTABLE)]
+    columns = {}
+    for name in NUMERIC:
+        columns[name] = pd.to_numeric(frame[name], errors="coerce")
+    columns["age"] = frame["age"].str.extract(r"\[(\d+)-(\d+)\)").astype(float).mean(axis=1)
+    for name, vocabulary in VOCABULARIES.items():
+        values = frame[name].astype(str)
+        for value in vocabulary:
+            columns[f"{name}={value}"] = (values == value).astype(float)
+        columns[f"{name}=other"] = (~values.isin(vocabulary)).astype(float)
+    for name in ["diag_1", "diag_2", "diag_3"]:
+        groups = frame[name].astype(str).map(icd9_group)
+        for group in GROUPS:
+            columns[f"{name}={group}"] = (groups == group).astype(float)
+        columns[f"{name}=other"] = (groups == "missing").astype(float)
+    x = pd.DataFrame(columns)
+    y = (frame["readmitted"] == "<30").astype(int).to_numpy()
+    return x, y
+
+
+def ece(probabilities, labels, bins=10) -> float:
+    import numpy as np
+
+    index = np.minimum((probabilities * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        rows = index == b
+        if rows.any():
+            total += rows.sum() * abs(probabilities[rows].mean() - labels[rows].mean())
+    return total / len(labels)
+
+
+def fedcare(binary: str, args: list, cwd: str) -> str:
+    done = subprocess.run([binary, *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"fedcare {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--zip", default=os.path.join(ROOT, "..", "shared", "data", "diabetes130", "dataset_diabetes.zip"))
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--fedcare", default=os.path.join(ROOT, "target", "release", "fedcare"))
+    args = parser.parse_args()
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    print(f"machine: {cpu()}; fedcare {args.rounds} rounds of the default MLP [32, 16]")
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        with zipfile.ZipFile(args.zip) as archive:
+            archive.extract("dataset_diabetes/diabetic_data.csv", work)
+        data = os.path.join(work, "dataset_diabetes", "diabetic_data.csv")
+        for sites in (3, 10):
+            for by in ("patient", "admission_source_id"):
+                out = f"split-{sites}-{by}"
+                fedcare(args.fedcare, ["split", "--data", data, "--sites", str(sites), "--holdout", "0.2",
+                                       "--by", by, "--out", out], work)
+                start = time.perf_counter()
+                fedcare(args.fedcare, ["simulate", "--data", f"{out}/sites", "--rounds", str(args.rounds),
+                                       "--out", f"{out}/run"], work)
+                seconds = time.perf_counter() - start
+                said = fedcare(args.fedcare, ["predict", "--model", f"{out}/run/model.bin", "--data",
+                                              f"{out}/holdout.csv", "--out", f"{out}/scores.csv"], work)
+                figure = lambda name: float(re.search(rf"{name} ([0-9.]+)", said).group(1))
+                kind = "alike" if by == "patient" else "skewed by admission source"
+                rows.append((f"fedcare federated, {sites} sites, {kind}", figure("AUROC"), figure("AUPRC"),
+                             figure("expected calibration error"), seconds))
+        # Centralized baselines: every site's rows pooled (the 3-site split's sites hold them all).
+        frames = [pd.read_csv(os.path.join(work, "split-3-patient", "sites", f"site-{i}.csv"), dtype=str,
+                              keep_default_na=False) for i in (1, 2, 3)]
+        train_x, train_y = features(pd.concat(frames))
+        test_x, test_y = features(pd.read_csv(os.path.join(work, "split-3-patient", "holdout.csv"), dtype=str,
+                                              keep_default_na=False))
+        mean, std = train_x[NUMERIC + ["age"]].mean(), train_x[NUMERIC + ["age"]].std().replace(0, 1)
+        for x in (train_x, test_x):
+            x[NUMERIC + ["age"]] = ((x[NUMERIC + ["age"]] - mean) / std).fillna(0.0)
+        for name, model in [
+            ("centralized LogisticRegression (class-balanced)", LogisticRegression(class_weight="balanced", max_iter=2000)),
+            ("centralized HistGradientBoostingClassifier", HistGradientBoostingClassifier(random_state=0)),
+        ]:
+            start = time.perf_counter()
+            model.fit(train_x.to_numpy(), train_y)
+            seconds = time.perf_counter() - start
+            p = model.predict_proba(test_x.to_numpy())[:, 1]
+            rows.append((name, roc_auc_score(test_y, p), average_precision_score(test_y, p),
+                         ece(p, test_y.astype(float)), seconds))
+    print(f"held-out patients: {len(test_y)} encounters, {int(test_y.sum())} readmitted <30")
+    print(f"{'model':<56} {'AUROC':>7} {'AUPRC':>7} {'ECE':>7} {'train s':>8}")
+    for name, auroc, auprc, calibration, seconds in rows:
+        print(f"{name:<56} {auroc:>7.4f} {auprc:>7.4f} {calibration:>7.4f} {seconds:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
