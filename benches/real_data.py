@@ -27,6 +27,8 @@ import tempfile
 import time
 import zipfile
 
+from machine import cpu
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUMERIC = [
     "time_in_hospital", "num_lab_procedures", "num_procedures", "num_medications", "number_outpatient",
@@ -57,18 +59,6 @@ VOCABULARIES = {
 GROUPS = ["circulatory", "respiratory", "digestive", "diabetes", "injury", "musculoskeletal", "genitourinary",
           "neoplasms", "other"]
 NOT_READMITTABLE = {"11", "13", "14", "19", "20", "21"}
-
-
-def cpu() -> str:
-    model, flags = "unknown CPU", set()
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name") and model == "unknown CPU":
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    avx512 = "with AVX-512" if any(f.startswith("avx512") for f in flags) else "without AVX-512"
-    return f"{model}, {os.cpu_count()} cores, {avx512}"
 
 
 def icd9_group(code: str) -> str:

@@ -92,6 +92,20 @@ struct ModelFileV3 {
     category_buckets: Vec<Vec<u32>>,
 }
 
+impl From<ModelFileV3> for ModelFileV4 {
+    fn from(old: ModelFileV3) -> Self {
+        let ModelFileV3 { spec, params, schema_id, metrics, feature_scaling, category_buckets } = old;
+        Self { spec, params, schema_id, metrics, feature_scaling, category_buckets, endorsements: Vec::new() }
+    }
+}
+
+impl From<ModelFileV4> for ModelFile {
+    fn from(old: ModelFileV4) -> Self {
+        let ModelFileV4 { spec, params, schema_id, metrics, feature_scaling, category_buckets, endorsements } = old;
+        Self { spec, params, schema_id, metrics, feature_scaling, category_buckets, endorsements, calibration: None }
+    }
+}
+
 impl ModelFile {
     /// A model file with no metrics; refuses parameters that do not fit the spec.
     pub fn new(spec: ModelSpec, params: Vec<f32>, schema_id: impl Into<String>) -> Result<Self> {
@@ -161,28 +175,9 @@ impl ModelFile {
         let version = bytes.get(8..10).map(|v| u16::from_le_bytes([v[0], v[1]]));
         let file = if version == Some(FORMAT_V3.version) {
             let old: ModelFileV3 = whole(FORMAT_V3.open(bytes, limit)?)?;
-            Self {
-                spec: old.spec,
-                params: old.params,
-                schema_id: old.schema_id,
-                metrics: old.metrics,
-                feature_scaling: old.feature_scaling,
-                category_buckets: old.category_buckets,
-                endorsements: Vec::new(),
-                calibration: None,
-            }
+            Self::from(ModelFileV4::from(old))
         } else if version == Some(FORMAT_V4.version) {
-            let old: ModelFileV4 = whole(FORMAT_V4.open(bytes, limit)?)?;
-            Self {
-                spec: old.spec,
-                params: old.params,
-                schema_id: old.schema_id,
-                metrics: old.metrics,
-                feature_scaling: old.feature_scaling,
-                category_buckets: old.category_buckets,
-                endorsements: old.endorsements,
-                calibration: None,
-            }
+            Self::from(whole::<ModelFileV4>(FORMAT_V4.open(bytes, limit)?)?)
         } else {
             whole(FORMAT.open(bytes, limit)?)?
         };
