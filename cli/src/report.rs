@@ -1,5 +1,5 @@
 //! `fedcare report`: plots a federation's `metrics.jsonl` as PNG files, with a `summary.md` that
-//! lists the figures.
+//! lists the figures and a `report.html` that holds all of it.
 //!
 //! ```text
 //! auroc.png        AUROC and AUPRC of the global model after each number of training rounds
@@ -52,8 +52,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Writes the plots of [`PLOTS`] and `summary.md` into `out` (created if missing); returns
-/// their paths.
+/// Writes the plots of [`PLOTS`], `summary.md` and `report.html` into `out` (created if
+/// missing); returns their paths.
 fn write_report(records: &[RoundRecord], out: &Path) -> Result<Vec<PathBuf>> {
     let Some(last) = records.iter().rev().find(|r| !r.roc.is_empty() && !r.calibration.is_empty()) else {
         bail!("no evaluated session with a ROC curve and calibration table: nothing to plot");
@@ -227,12 +227,7 @@ fn report_page(records: &[RoundRecord], last: &RoundRecord, plots: &[Vec<u8>]) -
     }
     body += "</table></section>\n<section><h2>Calibration</h2>\n";
     if let Some(platt) = last.platt {
-        let _ = writeln!(
-            body,
-            "<p>The model file's Platt scaling, fitted on the same held-out histogram: probability = σ({:.4}·z + \
-             ({:.4})) of the logit z. The table is of the model's own probabilities.</p>",
-            platt.a, platt.b
-        );
+        let _ = writeln!(body, "<p>{}. The table is of the model's own probabilities.</p>", platt_sentence(&platt));
     }
     body += "<table><tr><th>bin</th><th>rows</th><th>mean predicted</th><th>observed rate</th></tr>\n";
     for bin in &last.calibration {
@@ -244,6 +239,15 @@ fn report_page(records: &[RoundRecord], last: &RoundRecord, plots: &[Vec<u8>]) -
     }
     body += "</table></section>";
     crate::html::page("fedcare report", &body)
+}
+
+/// What the model file's Platt scaling is, in one sentence.
+fn platt_sentence(platt: &fedcare_core::Platt) -> String {
+    format!(
+        "The model file's Platt scaling, fitted on the same held-out histogram: probability = σ({:.4}·z + ({:.4})) \
+         of the logit z",
+        platt.a, platt.b
+    )
 }
 
 fn summary_text(records: &[RoundRecord], last: &RoundRecord) -> String {
@@ -282,12 +286,7 @@ fn summary_text(records: &[RoundRecord], last: &RoundRecord) -> String {
         );
     }
     if let Some(platt) = last.platt {
-        let _ = writeln!(
-            text,
-            "\nThe model file's Platt scaling, fitted on the same held-out histogram: probability = σ({:.4}·z + \
-             ({:.4})) of the logit z (the table below is of the model's own probabilities).",
-            platt.a, platt.b
-        );
+        let _ = writeln!(text, "\n{} (the table below is of the model's own probabilities).", platt_sentence(&platt));
     }
     text += "\nCalibration (probability bins merged from the 1,024-bin score histogram):\n\n";
     text += "| bin | rows | mean predicted | observed rate |\n|---|---:|---:|---:|\n";

@@ -123,6 +123,13 @@ impl Table {
                 got: columns.iter().map(|c| c.name.clone()).collect(),
             });
         }
+        // A vocabulary column's other values have the cell after its vocabulary; a missing value
+        // is the index after that (a `top_k` column's: its bucket count).
+        let missing_index: Vec<usize> = schema
+            .categorical
+            .iter()
+            .map(|spec| spec.top_k_shape().map_or(spec.vocabulary.len() + 1, |shape| shape.buckets as usize))
+            .collect();
         let mut counts = ExploreCounts::zeros(columns);
         let numeric_specs = &columns[..self.numeric_columns];
         let (numeric_counts, categorical_counts) = counts.columns.split_at_mut(self.numeric_columns);
@@ -133,14 +140,8 @@ impl Table {
                 column.push_numeric(spec, value.map(f64::from), positive);
             }
             let categories = &self.categories[row * self.categorical_columns..(row + 1) * self.categorical_columns];
-            for ((spec, column), &index) in schema.categorical.iter().zip(categorical_counts.iter_mut()).zip(categories)
+            for ((&missing, column), &index) in missing_index.iter().zip(categorical_counts.iter_mut()).zip(categories)
             {
-                // A vocabulary column's other values have the cell after its vocabulary; a missing
-                // value is the index after that (a `top_k` column's: its bucket count).
-                let missing = match spec.top_k_shape() {
-                    Some(shape) => shape.buckets as usize,
-                    None => spec.vocabulary.len() + 1,
-                };
                 if index >= missing { column.push_missing(positive) } else { column.push_cell(index, positive) }
             }
         }

@@ -13,6 +13,7 @@ use fedcare_core::explore::{ColumnSpec, ExploreCounts, ExploreReport, LocalFigur
 
 use crate::error::{FederationError, Result};
 use crate::persistence::write_atomically;
+use crate::protocol::{Job, NodeId};
 
 /// File name of an exploration's report.
 pub const EXPLORE_FILE: &str = "explore.json";
@@ -41,13 +42,26 @@ pub struct ReportContext {
     pub hospitals: Vec<String>,
 }
 
+impl ReportContext {
+    /// The context of an exploration of schema `schema` by `hospitals` (`None` for training).
+    pub fn of_job(schema: &str, job: &Job, hospitals: &[NodeId]) -> Option<Self> {
+        let Job::Explore { min_cell, label } = job else { return None };
+        Some(Self {
+            schema: schema.to_owned(),
+            label: label.clone(),
+            min_cell: *min_cell,
+            hospitals: hospitals.iter().map(|h| h.as_str().to_owned()).collect(),
+        })
+    }
+}
+
 /// The report of `pooled`, with `local` (a hospital's name and its own counts on the same
 /// columns) beside it.
 pub fn report(
     context: &ReportContext,
     pooled: &Exploration,
     local: Option<(&str, &ExploreCounts)>,
-) -> Result<ExploreReport> {
+) -> core::result::Result<ExploreReport, fedcare_core::Error> {
     let local = match local {
         Some((hospital, counts)) => Some(LocalFigures {
             hospital: hospital.to_owned(),

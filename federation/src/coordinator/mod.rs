@@ -608,8 +608,6 @@ pub struct Coordinator {
     holders: BTreeSet<NodeId>,
     /// An exploration's pooled counts and the hospitals counted, once its session completed.
     exploration: Option<(Exploration, Vec<NodeId>)>,
-    /// Their report (what `explore.json` says), written with the next snapshot.
-    explore_report: Option<fedcare_core::explore::ExploreReport>,
     liar: Liar,
 }
 
@@ -648,7 +646,6 @@ impl Coordinator {
             endorsements: Bytes::new(),
             holders: BTreeSet::new(),
             exploration: None,
-            explore_report: None,
             liar: Liar::default(),
         };
         if let Some(checkpoint) = resume {
@@ -1134,20 +1131,9 @@ impl Coordinator {
             }
         }
         let SessionOutput { global, server, figures, mut record, exploration, .. } = output;
-        if let (Some(exploration), Job::Explore { min_cell, label }) = (exploration, &self.plan.job) {
-            let hospitals: Vec<NodeId> = session.participants.iter().cloned().collect();
-            let context = ReportContext {
-                schema: self.plan.config.schema_id.clone(),
-                label: label.clone(),
-                min_cell: *min_cell,
-                hospitals: hospitals.iter().map(|h| h.as_str().to_owned()).collect(),
-            };
-            match crate::exploration::report(&context, &exploration, None) {
-                Ok(report) => self.explore_report = Some(report),
-                Err(error) => return self.fail(Failure::Persistence(format!("the exploration's report: {error}"))),
-            }
+        if let Some(exploration) = exploration {
             tracing::info!(rows = exploration.counts.rows, "federated exploration counts");
-            self.exploration = Some((exploration, hospitals));
+            self.exploration = Some((exploration, session.participants.iter().cloned().collect()));
         }
         record.seconds = now.saturating_duration_since(session.started).as_secs_f64();
         record.bytes_up = session.bytes_up;
@@ -1218,7 +1204,15 @@ impl Coordinator {
                 resumable: self.resumable.clone(),
             },
             model,
-            exploration: self.explore_report.clone(),
+            // What `explore.json` may say of the counts (the checkpoint holds none of them).
+            exploration: self
+                .exploration
+                .as_ref()
+                .and_then(|(exploration, hospitals)| {
+                    let context = ReportContext::of_job(&config.schema_id, &self.plan.job, hospitals)?;
+                    Some(crate::exploration::report(&context, exploration, None))
+                })
+                .transpose()?,
         })
     }
 

@@ -481,17 +481,14 @@ fn exploration_report(
     local: &LocalData,
     node: &str,
 ) -> Result<Option<ExploreReport>> {
-    let Job::Explore { min_cell, label } = &settings.job else { return Ok(None) };
+    if settings.job == Job::Train {
+        return Ok(None);
+    }
     let (Some((pooled, hospitals)), Some(own)) = (participant.exploration(), local.explored()) else {
         tracing::warn!(%node, "the exploration ended without this hospital's part in it: no report");
         return Ok(None);
     };
-    let context = ReportContext {
-        schema: settings.schema_id.clone(),
-        label: label.clone(),
-        min_cell: *min_cell,
-        hospitals: hospitals.iter().map(|h| h.as_str().to_owned()).collect(),
-    };
+    let Some(context) = ReportContext::of_job(&settings.schema_id, &settings.job, hospitals) else { return Ok(None) };
     Ok(Some(crate::exploration::report(&context, pooled, Some((node, own)))?))
 }
 
