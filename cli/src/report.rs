@@ -4,9 +4,9 @@
 //! ```text
 //! auroc.png        AUROC and AUPRC of the global model after each number of training rounds
 //! loss.png         held-out log loss (same x axis) and mean local training loss of each round
-//! roc.png          ROC curve of the last evaluated model, with the chance diagonal
-//! calibration.png  observed readmission rate against mean predicted probability, per bin
-//! summary.md       the final figures and a per-round table
+//! roc.png          ROC curve of the kept model (the best secure AUROC: the model file's)
+//! calibration.png  its observed readmission rate against mean predicted probability, per bin
+//! summary.md       the kept model's figures and a per-round table
 //! report.html      all of it in one self-contained page (the plots embedded, no script)
 //! ```
 //! Every metric comes from the decrypted sums of the secure evaluation, never from one
@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use fedcare_federation::persistence::read_metrics;
 use fedcare_federation::protocol::RoundRecord;
+use fedcare_federation::selection::kept_record;
 use plotters::prelude::*;
 
 /// Width and height of every plot, in pixels.
@@ -55,7 +56,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
 /// Writes the plots of [`PLOTS`], `summary.md` and `report.html` into `out` (created if
 /// missing); returns their paths.
 fn write_report(records: &[RoundRecord], out: &Path) -> Result<Vec<PathBuf>> {
-    let Some(last) = records.iter().rev().find(|r| !r.roc.is_empty() && !r.calibration.is_empty()) else {
+    // The model the federation keeps, as metrics.jsonl tells it (the model file's).
+    let Some(last) = kept_record(records).filter(|r| !r.roc.is_empty() && !r.calibration.is_empty()) else {
         bail!("no evaluated session with a ROC curve and calibration table: nothing to plot");
     };
     crate::html::register_font()?;
@@ -184,7 +186,7 @@ fn plot(
     Ok(())
 }
 
-/// `report.html`: the last evaluation's figures, the four plots (`plots`, the PNGs' bytes in
+/// `report.html`: the kept model's figures, the four plots (`plots`, the PNGs' bytes in
 /// [`PLOTS`] order) and the per-round and calibration tables.
 fn report_page(records: &[RoundRecord], last: &RoundRecord, plots: &[Vec<u8>]) -> String {
     use crate::html::escape;
@@ -192,10 +194,12 @@ fn report_page(records: &[RoundRecord], last: &RoundRecord, plots: &[Vec<u8>]) -
     let mut body = String::from("<header><h1>fedcare report</h1>\n");
     let _ = writeln!(
         body,
-        "<p>Last evaluated model (session {}, {}): <b>AUROC {}</b>, AUPRC {}, log loss {}, on {} held-out rows ({} \
-         positive), from the secure evaluation.</p></header>",
+        "<p>Kept model (the best secure AUROC of the federation, evaluated in session {}, {}, after {} training \
+         rounds; the model file's): <b>AUROC {}</b>, AUPRC {}, log loss {}, on {} held-out rows ({} positive), from \
+         the secure evaluation.</p></header>",
         last.round,
         escape(last.kind.name()),
+        last.round.saturating_sub(1),
         opt(last.auroc),
         opt(last.auprc),
         opt(last.test_loss),
@@ -257,10 +261,12 @@ fn summary_text(records: &[RoundRecord], last: &RoundRecord) -> String {
     let positives = last.test_positives.map_or("-".into(), |r| r.to_string());
     let _ = writeln!(
         text,
-        "Last evaluated model (session {}, {}): AUROC {}, AUPRC {}, log loss {}, on {rows} held-out rows \
-         ({positives} positive), from the secure evaluation.\n",
+        "Kept model (the best secure AUROC of the federation, evaluated in session {}, {}, after {} training \
+         rounds; the model file's): AUROC {}, AUPRC {}, log loss {}, on {rows} held-out rows ({positives} \
+         positive), from the secure evaluation.\n",
         last.round,
         last.kind,
+        last.round.saturating_sub(1),
         opt(last.auroc),
         opt(last.auprc),
         opt(last.test_loss)

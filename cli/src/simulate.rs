@@ -79,6 +79,11 @@ pub(crate) struct Args {
     /// Training rounds.
     #[arg(long, default_value_t = 5)]
     rounds: u32,
+    /// Stop training once this many evaluations in a row found no better secure AUROC than the
+    /// best model's (default: train every round). The best model is what model.bin holds either
+    /// way.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    patience: Option<u32>,
     /// Patients of an average hospital in the synthetic cohort (sizes vary around it).
     #[arg(long, default_value_t = 3000)]
     rows: usize,
@@ -169,6 +174,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let options = SimulateOptions {
         hospitals: args.hospitals,
         rounds: args.rounds,
+        patience: args.patience,
         rows: args.rows,
         hidden: args.hidden.0,
         epochs: args.epochs,
@@ -223,9 +229,17 @@ pub(crate) fn run(args: Args) -> Result<()> {
         }
     }
     println!(
-        "AUROC is that of the model each session started from (the last row: the final model), on every \
+        "AUROC is that of the model each session started from (the last row: the last model), on every \
          hospital's held-out rows, from encrypted score histograms."
     );
+    if let Some(kept) = report.outcome.kept() {
+        println!(
+            "model.bin holds the best of them: the model after {} training rounds (AUROC {:.4}, session {}).",
+            kept.round.saturating_sub(1),
+            kept.auroc.unwrap_or(f64::NAN),
+            kept.round
+        );
+    }
     println!("wrote {} and {}", args.out.join("metrics.jsonl").display(), args.out.join("model.bin").display());
     Ok(())
 }

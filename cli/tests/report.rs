@@ -32,6 +32,9 @@ fn a_simulated_federations_metrics_make_every_plot() {
     assert_eq!(records.len(), 5, "setup, 3 training rounds, final evaluation");
     let last = records.last().unwrap();
     assert_eq!(last.calibration.len(), 10);
+    // The report describes the kept model: the best secure AUROC (metrics.jsonl tells which).
+    let best = records.iter().filter_map(|r| r.auroc).fold(0.0, f64::max);
+    let kept = records.iter().find(|r| r.auroc == Some(best)).unwrap();
     assert!(last.roc.len() >= 2 && last.roc.len() <= 101, "{} ROC points", last.roc.len());
     assert_eq!(last.calibration.iter().map(|b| b.count).sum::<u64>(), last.test_rows.unwrap());
 
@@ -45,8 +48,10 @@ fn a_simulated_federations_metrics_make_every_plot() {
         assert!(bytes.len() > 10_000, "{name}: only {} bytes", bytes.len());
     }
     let summary = std::fs::read_to_string(plots.join("summary.md")).unwrap();
-    let auroc = format!("AUROC {:.4}", last.auroc.unwrap());
+    let auroc = format!("after {} training rounds; the model file's): AUROC {:.4}", kept.round - 1, best);
     assert!(summary.contains(&auroc), "summary.md lacks {auroc:?}:\n{summary}");
+    let model = fedcare_data::predict::read_model_file(&dir.path().join("sim/model.bin")).unwrap();
+    assert_eq!(model.metrics.get("auroc"), Some(&best));
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! hospitals = ["st-marys", "general"]  # enrolled node ids (certificate names); others are refused
 //! min_hospitals = 2                 # a round needs at least this many; fewer stops the federation
 //! rounds = 10
+//! patience = 20                     # optional: stop training after 20 evaluations without a better AUROC
 //! phase_timeout_secs = 120          # a node that misses a phase deadline is dropped, the round restarts
 //! join_timeout_secs = 300           # start with min_hospitals after this, or as soon as all joined
 //! out_dir = "fedcare-out"           # metrics.jsonl, model.bin, aggregator.ckpt
@@ -269,6 +270,10 @@ pub struct AggregatorConfig {
     /// Training rounds.
     #[serde(default = "default_rounds")]
     pub rounds: u32,
+    /// Stop training once this many evaluations in a row found no better secure held-out AUROC
+    /// than the best model's (`None`: train every round). Either way the best model is kept.
+    #[serde(default)]
+    pub patience: Option<u32>,
     /// Seconds a node has for each phase.
     #[serde(default = "default_phase_timeout")]
     pub phase_timeout_secs: u64,
@@ -478,6 +483,9 @@ impl AggregatorConfig {
         }
         if self.rounds == 0 {
             return Err(invalid("rounds", 0, "at least 1"));
+        }
+        if self.patience == Some(0) {
+            return Err(invalid("patience", 0, "at least 1 (leave it out to train every round)"));
         }
         if !(2..=4096).contains(&self.eval_bins) {
             return Err(invalid("eval_bins", self.eval_bins, "2 to 4096"));
@@ -927,6 +935,7 @@ mod tests {
             ("min_hospitals = 1", "min_hospitals = 1"),
             ("min_hospitals = 3", "at most the 2 enrolled"),
             ("rounds = 0", "rounds = 0"),
+            ("patience = 0", "leave it out to train every round"),
             ("eval_bins = 1", "eval_bins = 1"),
             ("[training]\ntest_fraction = 1.0", "test_fraction = 1"),
             ("[training]\nlearning_rate = -1.0", "lr = -1"),

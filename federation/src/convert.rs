@@ -224,6 +224,7 @@ pub fn federation_config(plan: &FederationPlan) -> v1::FederationConfig {
         }),
         crypto_params_id: u32::from(PARAMS_V1.id),
         rounds: config.rounds,
+        patience: config.patience.unwrap_or(0),
         training: Some(v1::TrainingConfig {
             epochs: t.epochs,
             batch_size: t.batch_size,
@@ -391,6 +392,7 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
         test_fraction: config.test_fraction,
         schema_id: config.schema_id.clone(),
         rounds: config.rounds,
+        patience: (config.patience > 0).then_some(config.patience),
         digest: *blake3::hash(&prost::Message::encode_to_vec(config)).as_bytes(),
     })
 }
@@ -407,6 +409,7 @@ mod tests {
             hospitals: vec!["a".into(), "b".into()],
             min_hospitals: 2,
             rounds: 3,
+            patience: Some(7),
             phase_timeout_secs: 10,
             join_timeout_secs: 10,
             out_dir: "out".into(),
@@ -437,6 +440,7 @@ mod tests {
         assert_eq!(settings.layout, plan.layout);
         assert_eq!(settings.codec, plan.codec_config());
         assert_eq!(settings.train.optimizer, plan.config.training.optimizer());
+        assert_eq!((settings.rounds, settings.patience), (3, Some(7)));
         let mut unknown = wire.clone();
         unknown.training.as_mut().unwrap().optimizer = 7;
         let error = settings_from_proto(&unknown).unwrap_err().to_string();

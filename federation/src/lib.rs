@@ -8,7 +8,8 @@
 //! hospital client ([`hospital`]); what the aggregator keeps on disk ([`persistence`]); mTLS
 //! ([`tls`]); configuration ([`config`]); chunked transfers ([`transfer`]); the aggregator's
 //! health endpoint ([`health`]) and Prometheus metrics ([`metrics`]); what a checked sum gives,
-//! computed alike on both sides ([`output`]); an exploration's pooled counts and the reports
+//! computed alike on both sides ([`output`]), among it the best model so far by the secure
+//! held-out AUROC ([`selection`]); an exploration's pooled counts and the reports
 //! that may be written of them ([`exploration`]); a hospital's protocol logic without I/O
 //! ([`participant`]), its signed statements ([`transcript`]) and identity keys ([`signing`]);
 //! and a whole federation on one machine ([`simulation`]).
@@ -45,6 +46,7 @@ pub mod output;
 pub mod participant;
 pub mod persistence;
 pub mod protocol;
+pub mod selection;
 pub mod server;
 pub mod signing;
 #[cfg(feature = "hospital")]

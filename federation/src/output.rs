@@ -1,7 +1,8 @@
 //! What a session's checked sum gives, computed the same way by the aggregator and by every
 //! hospital: the next global model (the agreed server rule applied to the decoded mean update),
-//! the next server optimizer state, the public figures (from the setup session's sums), an
-//! exploration's pooled counts, the round's record and the model file written after it.
+//! the next server state (the optimizer's and the best model so far, [`crate::selection`]), the
+//! public figures (from the setup session's sums), an exploration's pooled counts, the round's
+//! record and the model file written after it.
 //!
 //! Both sides call [`session_output`] on the same inputs (the ones every participant signed in
 //! the round transcript) and the same decrypted words, so an honest aggregator and every honest
@@ -11,12 +12,13 @@
 
 use bytes::Bytes;
 use fedcare_core::top_k::choose_top_k;
-use fedcare_core::{Codec, ModelFile, ModelSpec, Platt, ServerOptimizer};
+use fedcare_core::{Codec, ModelFile, ModelSpec};
 
 use crate::exploration::Exploration;
 use crate::protocol::{
     ContributionLayout, DecodedSum, PublicFigures, RoundRecord, SessionId, SessionKind, check_exploration,
 };
+use crate::selection::ServerState;
 use crate::transcript::{file_digest, state_digest};
 use crate::transfer::params_to_bytes;
 
@@ -39,8 +41,8 @@ pub struct SessionInputs<'a> {
     pub contributors: usize,
     /// The global parameters it started from.
     pub global: &'a [f32],
-    /// The server optimizer state it started from.
-    pub server: &'a ServerOptimizer,
+    /// The server state it started from.
+    pub server: &'a ServerState,
     /// The public figures it started from.
     pub figures: &'a PublicFigures,
 }
@@ -50,14 +52,14 @@ pub struct SessionInputs<'a> {
 pub struct SessionOutput {
     /// The global parameters.
     pub global: Vec<f32>,
-    /// The server optimizer state.
-    pub server: ServerOptimizer,
+    /// The server state.
+    pub server: ServerState,
     /// The public figures.
     pub figures: PublicFigures,
     /// The session's record (timings and bytes left at zero: the aggregator fills them).
     pub record: RoundRecord,
-    /// The global parameters' bytes and the server optimizer state's (what the state digest and
-    /// the next confirmation task cover).
+    /// The global parameters' bytes and the server state's (what the state digest and the next
+    /// confirmation task cover).
     pub state_bytes: (Bytes, Bytes),
     /// [`state_digest`] of (global, server, figures).
     pub state: [u8; 32],
@@ -70,36 +72,37 @@ pub struct SessionOutput {
     pub exploration: Option<Exploration>,
 }
 
-/// The server optimizer state's bytes (what the confirmation task relays and the state digest
-/// covers).
-pub fn server_bytes(server: &ServerOptimizer) -> Vec<u8> {
+/// The server state's bytes (what the confirmation task relays and the state digest covers).
+pub fn server_bytes(server: &ServerState) -> Vec<u8> {
     // Invariant: postcard serializes these plain types into a Vec without failing.
     postcard::to_allocvec(server).unwrap_or_default()
 }
 
-/// The model file of a state: the global parameters, the last record's round and metrics, the
-/// feature scaling, the `top_k` buckets and, after the final evaluation, its calibration.
+/// The model file of a state: the best model so far with its training rounds, metrics and
+/// Platt scaling (before any evaluation: the global parameters), the feature scaling and the
+/// `top_k` buckets.
 pub fn model_file(
     spec: &ModelSpec,
     schema_id: &str,
     global: &[f32],
+    server: &ServerState,
     figures: &PublicFigures,
-    last: Option<&RoundRecord>,
 ) -> Result<ModelFile, fedcare_core::Error> {
-    let mut model = ModelFile::new(spec.clone(), global.to_vec(), schema_id)?;
-    if let Some(last) = last {
-        model.metrics.insert("round".into(), f64::from(last.round));
-        for (name, value) in [("auroc", last.auroc), ("auprc", last.auprc)] {
-            if let Some(value) = value {
-                model.metrics.insert(name.into(), value);
+    let mut model = match &server.best {
+        Some(best) => {
+            let mut model = ModelFile::new(spec.clone(), best.params.clone(), schema_id)?;
+            model.metrics.insert("round".into(), f64::from(best.trained_rounds));
+            model.metrics.insert("auroc".into(), best.auroc);
+            if let Some(auprc) = best.auprc {
+                model.metrics.insert("auprc".into(), auprc);
             }
+            model.calibration = best.platt;
+            model
         }
-    }
+        None => ModelFile::new(spec.clone(), global.to_vec(), schema_id)?,
+    };
     model.feature_scaling = figures.feature_stats.clone();
     model.category_buckets = figures.top_k.clone();
-    // Only an evaluation scored the parameters the file holds (a training round's record scored
-    // the ones it started from).
-    model.calibration = last.filter(|r| r.kind == SessionKind::Evaluate).and_then(|r| r.platt);
     Ok(model)
 }
 
@@ -133,14 +136,20 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
                     .collect(),
             };
         }
+        // Session `r` evaluates the model it started from, which had `r − 1` training rounds.
         DecodedSum::Train { mean_update, train_loss, evaluation } => {
-            server.apply(&mut global, &mean_update).map_err(|e| e.to_string())?;
             record.train_loss = Some(train_loss);
             record.set_evaluation(&evaluation);
+            server.consider(inputs.session.round.saturating_sub(1), &global, &record);
+            server.optimizer.apply(&mut global, &mean_update).map_err(|e| e.to_string())?;
         }
+        // The last evaluation: the best model is what the federation hands out.
         DecodedSum::Evaluate(evaluation) => {
             record.set_evaluation(&evaluation);
-            record.platt = Platt::fit(&evaluation.histogram);
+            server.consider(inputs.session.round.saturating_sub(1), &global, &record);
+            if let Some(best) = &server.best {
+                global.clone_from(&best.params);
+            }
         }
         DecodedSum::Explore(counts) => {
             check_exploration(&counts, inputs.contributors)?;
@@ -149,7 +158,7 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
     }
     let state_bytes = (params_to_bytes(&global), Bytes::from(server_bytes(&server)));
     let state = state_digest(&state_bytes.0, &state_bytes.1, &figures);
-    let file = model_file(inputs.spec, inputs.schema_id, &global, &figures, Some(&record))
+    let file = model_file(inputs.spec, inputs.schema_id, &global, &server, &figures)
         .map_err(|e| format!("the model file: {e}"))?;
     let file_digest = file_digest(&file).map_err(|e| format!("the model file: {e}"))?;
     Ok(SessionOutput { global, server, figures, record, state_bytes, state, file, file_digest, exploration })

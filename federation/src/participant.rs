@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fedcare_core::{Codec, ModelFile, ServerOptimizer};
+use fedcare_core::{Codec, ModelFile};
 use fedcare_crypto::{
     AggregateMasks, Challenge, CollectivePublicKey, Crs, DecryptedSum, MaskCheck, MaskFingerprint, PARAMS_V1, PartyId,
     PartySession, PublicKeyShare, WireLimits, WireMessage,
@@ -43,6 +43,7 @@ use crate::error::{FederationError, ProtocolError, Result, TrustError};
 use crate::exploration::Exploration;
 use crate::output::{SessionInputs, session_output};
 use crate::protocol::{FederationSettings, Job, NodeId, PublicFigures, SessionId, SessionKind, Task};
+use crate::selection::{ServerState, training_ends};
 use crate::signing::SigningKey;
 use crate::transcript::{
     Claim, Endorsed, Statement, Step, challenge_seed, check_endorsements, decode_bundle, file_digest, state_digest,
@@ -149,7 +150,7 @@ struct Round {
     key: Option<CollectivePublicKey>,
     transcript: Option<[u8; 32]>,
     model: Bytes,
-    server: Option<ServerOptimizer>,
+    server: Option<ServerState>,
     figures: PublicFigures,
     /// The aggregate masks to decrypt (dropped once decrypted) and their digest.
     masks: Option<AggregateMasks>,
@@ -164,7 +165,7 @@ struct Round {
     start: Option<Held>,
 }
 
-/// A federation state a hospital holds: the global model's bytes and the server optimizer's,
+/// A federation state a hospital holds: the global model's bytes and the server state's,
 /// with the [`state_digest`] that also covers the public figures.
 #[derive(Debug, Clone)]
 struct Held {
@@ -389,7 +390,7 @@ impl Participant {
     /// it took part in) or, for a hospital without one or with an older one (it missed
     /// sessions), that its roster's hospitals endorsed it as the output of a later session
     /// (after the first session), and signs the round transcript. Sections: the signed key
-    /// shares, then either the global model, the server optimizer state and that state's
+    /// shares, then either the global model, the server state and that state's
     /// endorsements, or (to a hospital that holds it) the state's digest alone.
     pub fn confirm(&mut self, task: &Task) -> Result<Vec<u8>> {
         let (model, server, endorsements) = match task.sections.as_slice() {
@@ -431,12 +432,16 @@ impl Participant {
         }
         let (model, server) = (&start.model, &start.server);
         params_from_bytes(model, self.settings.spec.param_count())?;
-        let optimizer: ServerOptimizer = postcard::from_bytes(server).map_err(|e| ProtocolError::Invalid {
-            field: "server optimizer state",
+        let state: ServerState = postcard::from_bytes(server).map_err(|e| ProtocolError::Invalid {
+            field: "server state",
             value: e.to_string(),
             expected: "its postcard encoding".into(),
         })?;
-        optimizer.check(self.settings.server, self.settings.spec.param_count()).map_err(ProtocolError::Model)?;
+        state.check(self.settings.server, self.settings.spec.param_count()).map_err(|why| ProtocolError::Invalid {
+            field: "server state",
+            value: why,
+            expected: "the agreed server rule's state and a best model of the model's size".into(),
+        })?;
         let statements = self.relayed(shares, &context, Step::KeyShare)?;
         if statements.len() < self.min_hospitals {
             return Err(TrustError::TooFewParticipants { got: statements.len(), min: self.min_hospitals }.into());
@@ -463,7 +468,7 @@ impl Participant {
         round.key = Some(round.party.collective_key(&shares)?);
         round.members = share_bytes.iter().map(|(n, _)| n.clone()).collect();
         round.model = model.clone();
-        round.server = Some(optimizer);
+        round.server = Some(state);
         round.figures = task.figures.clone();
         let digest = transcript_digest(&settings, &context, &share_bytes, &start.digest);
         round.start = Some(start);
@@ -680,7 +685,12 @@ impl Participant {
         }
         let statements = self.endorsed_by_roster(&file.endorsements, Endorsed::File(digest))?;
         let (session, kind) = (statements[0].session, statements[0].kind);
-        let last_training = kind == SessionKind::Train && session.round == self.settings.rounds;
+        // A training round was the last when it was the last of `rounds`, or when the file's
+        // best model (its round: the file's digest covers it) had waited `patience` rounds.
+        let best = file.metrics.get("round").map(|&round| round as u32);
+        let settings = &self.settings;
+        let last_training =
+            kind == SessionKind::Train && training_ends(session.round, settings.rounds, settings.patience, best);
         let last = match self.settings.job {
             Job::Train => kind == SessionKind::Evaluate || last_training,
             Job::Explore { .. } => kind == SessionKind::Explore,

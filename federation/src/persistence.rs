@@ -18,12 +18,13 @@ use std::io::Write as _;
 use std::path::Path;
 
 use bytes::Bytes;
+use fedcare_core::ModelFile;
 use fedcare_core::envelope::Format;
-use fedcare_core::{ModelFile, ServerOptimizer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FederationError, Result};
 use crate::protocol::{NodeId, Planned, PublicFigures, RoundRecord, SessionId};
+use crate::selection::ServerState;
 
 /// File name of the checkpoint inside the aggregator's output directory.
 pub const CHECKPOINT_FILE: &str = "aggregator.ckpt";
@@ -34,8 +35,9 @@ pub const MODEL_FILE: &str = "model.bin";
 
 /// The checkpoint's envelope. 4: the common envelope, typed session kinds, the public figures
 /// of the setup session in one record; 5: the opened decryption slot; 6: the hospitals'
-/// endorsements and the opened session's id, CRS and participants.
-pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 6, name: "checkpoint" };
+/// endorsements and the opened session's id, CRS and participants; 7: the server state holds the
+/// best model so far.
+pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 7, name: "checkpoint" };
 /// The largest checkpoint read back (a 200M-parameter model with its optimizer state).
 const CHECKPOINT_LIMIT: usize = 4 << 30;
 /// The largest `metrics.jsonl` read (a federation writes well under 10 kB per round).
@@ -52,8 +54,8 @@ pub struct Checkpoint {
     pub next: Option<Planned>,
     /// The global parameters.
     pub global: Vec<f32>,
-    /// The server optimizer's state.
-    pub server: ServerOptimizer,
+    /// The server state: the optimizer's and the best model so far.
+    pub server: ServerState,
     /// What the setup session made public.
     pub figures: PublicFigures,
     /// Completed sessions.
@@ -282,7 +284,16 @@ mod tests {
             param_count: 3,
             next: Some(Planned { round: 2, kind: SessionKind::Train }),
             global: vec![0.5, -1.0, 2.0],
-            server: ServerOptimizer::new(ServerOptimizerConfig::default(), 3).unwrap(),
+            server: ServerState {
+                best: Some(crate::selection::BestModel {
+                    trained_rounds: 1,
+                    auroc: 0.625,
+                    auprc: Some(0.25),
+                    platt: Some(fedcare_core::Platt { a: 0.5, b: -1.0 }),
+                    params: vec![0.25, -0.5, 1.0],
+                }),
+                ..ServerState::new(ServerOptimizerConfig::default(), 3).unwrap()
+            },
             figures: PublicFigures {
                 train_rows: 100,
                 test_rows: 20,
@@ -332,10 +343,10 @@ mod tests {
             Err(FederationError::Checkpoint { source: fedcare_core::Error::Truncated { .. }, .. })
         ));
         // A checkpoint of the previous version is refused by its version.
-        bytes[8..10].copy_from_slice(&5u16.to_le_bytes());
+        bytes[8..10].copy_from_slice(&6u16.to_le_bytes());
         std::fs::write(&path, &bytes).unwrap();
         let error = Checkpoint::load(dir.path()).unwrap_err().to_string();
-        assert!(error.contains("checkpoint format version 5 is not supported (this build reads 6)"), "{error}");
+        assert!(error.contains("checkpoint format version 6 is not supported (this build reads 7)"), "{error}");
     }
 
     #[test]

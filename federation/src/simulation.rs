@@ -47,6 +47,8 @@ pub struct SimulateOptions {
     pub hospitals: usize,
     /// Training rounds.
     pub rounds: u32,
+    /// Stop after this many evaluations without a better AUROC (`None`: every round).
+    pub patience: Option<u32>,
     /// Patients of an average hospital in the synthetic cohort (sizes vary around it).
     pub rows: usize,
     /// Hidden layer widths (empty: logistic regression).
@@ -86,6 +88,7 @@ impl Default for SimulateOptions {
         Self {
             hospitals: 5,
             rounds: 5,
+            patience: None,
             rows: 3000,
             hidden: vec![32, 16],
             epochs: 1,
@@ -222,6 +225,7 @@ pub async fn run(
         hospitals: names.clone(),
         min_hospitals: 2,
         rounds: options.rounds,
+        patience: options.patience,
         phase_timeout_secs: options.phase_timeout_secs,
         join_timeout_secs: 30,
         out_dir: options.out.clone(),

@@ -23,7 +23,7 @@
 //! 6. [`Claim::SumFingerprint`]: the hospital's fingerprint of its own ciphertext's bodies minus
 //!    its decryption share under that challenge. Each hospital checks the sum against their sum.
 //! 7. [`Claim::Output`]: the digests of what the checked sum gives by the agreed rule: the next
-//!    state (model, server optimizer, public figures: [`state_digest`]) and the model file
+//!    state (model, server state, public figures: [`state_digest`]) and the model file
 //!    ([`file_digest`]). The aggregator keeps these statements as the model file's
 //!    endorsements; `fedcare inspect` checks them.
 //!

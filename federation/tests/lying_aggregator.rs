@@ -66,6 +66,7 @@ fn config(names: &[String], rounds: u32, out: &Path, pki: &Path) -> AggregatorCo
         // meets the lie in the same session (no restart without it).
         min_hospitals: names.len().min(3) as u32,
         rounds,
+        patience: None,
         phase_timeout_secs: 20,
         ..common::plan(names, 20, out, pki)
     }

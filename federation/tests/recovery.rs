@@ -52,6 +52,7 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
         hospitals: HOSPITALS.iter().map(|s| s.to_string()).collect(),
         min_hospitals: 2,
         rounds: 12,
+        patience: None,
         phase_timeout_secs: 4,
         join_timeout_secs: 30,
         out_dir: dir.path().join("out"),

@@ -43,7 +43,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use fedcare_core::ServerOptimizer;
 use fedcare_crypto::{
     Aggregate, AggregateBuilder, Ciphertext, CollectivePublicKey, ContributionHash, Crs, CryptoError, DecryptedSum,
     DecryptionShare, KeyShareCollector, PARAMS_V1, PartyId, PublicKeyShare, WireLimits, WireMessage,
@@ -57,6 +56,7 @@ use crate::persistence::{Checkpoint, OpenedSession, Snapshot};
 use crate::protocol::{
     Job, NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task, TaskKind, UploadHeader, UploadKind,
 };
+use crate::selection::{ServerState, kept_record, training_ends};
 use crate::signing::Signed;
 use crate::transcript::{Claim, Statement, Step, encode_bundle, state_digest};
 use crate::transfer::params_to_bytes;
@@ -390,7 +390,8 @@ impl fmt::Display for Failure {
 /// How a federation ended (or where it stands).
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// The global parameters.
+    /// The global parameters: after the final evaluation, those of the kept model (the best by
+    /// the secure held-out AUROC, [`crate::selection`]); before it, the last round's.
     pub global: Vec<f32>,
     /// Every completed session, in order.
     pub records: Vec<RoundRecord>,
@@ -400,6 +401,13 @@ pub struct Outcome {
     pub figures: PublicFigures,
     /// An exploration's pooled counts (in memory only) and the hospitals counted.
     pub exploration: Option<(Exploration, Vec<NodeId>)>,
+}
+
+impl Outcome {
+    /// The record of the evaluation whose model the model file holds ([`kept_record`]).
+    pub fn kept(&self) -> Option<&RoundRecord> {
+        kept_record(&self.records)
+    }
 }
 
 /// Where the federation stands, for the `Status` call.
@@ -555,7 +563,7 @@ struct Session {
     phase: Phase,
     /// The global model this session started from.
     model: Bytes,
-    /// The server optimizer state it started from.
+    /// The server state it started from.
     server: Bytes,
     /// The [`crate::transcript::state_digest`] of the state it started from.
     state: Bytes,
@@ -583,7 +591,7 @@ pub struct Coordinator {
     dropped: u64,
     session: Option<Session>,
     global: Vec<f32>,
-    server: ServerOptimizer,
+    server: ServerState,
     figures: PublicFigures,
     records: Vec<RoundRecord>,
     next: Option<Planned>,
@@ -624,7 +632,7 @@ impl Coordinator {
         let params = plan.spec.param_count();
         let mut coordinator = Self {
             global: fedcare_core::rng::init_params(&plan.spec, config.seed),
-            server: ServerOptimizer::new(plan.server, params)?,
+            server: ServerState::new(plan.server, params)?,
             plan: plan.clone(),
             crs,
             started_at: now,
@@ -721,10 +729,15 @@ impl Coordinator {
                 Job::Train => Some(Planned { round: 1, kind: SessionKind::Train }),
                 Job::Explore { .. } => Some(Planned { round: 1, kind: SessionKind::Explore }),
             },
-            SessionKind::Train if done.round < rounds => {
-                Some(Planned { round: done.round + 1, kind: SessionKind::Train })
+            SessionKind::Train => {
+                let best = self.server.best.as_ref().map(|b| b.trained_rounds);
+                let kind = if training_ends(done.round, rounds, self.plan.config.patience, best) {
+                    SessionKind::Evaluate
+                } else {
+                    SessionKind::Train
+                };
+                Some(Planned { round: done.round + 1, kind })
             }
-            SessionKind::Train => Some(Planned { round: rounds + 1, kind: SessionKind::Evaluate }),
             SessionKind::Evaluate | SessionKind::Explore => None,
         }
     }
@@ -1187,8 +1200,7 @@ impl Coordinator {
 
     fn snapshot(&self) -> Result<Snapshot, fedcare_core::Error> {
         let config = &self.plan.config;
-        let mut model =
-            model_file(&self.plan.spec, &config.schema_id, &self.global, &self.figures, self.records.last())?;
+        let mut model = model_file(&self.plan.spec, &config.schema_id, &self.global, &self.server, &self.figures)?;
         model.endorsements = self.endorsements.to_vec();
         Ok(Snapshot {
             checkpoint: Checkpoint {

@@ -27,6 +27,7 @@ fn plan() -> Arc<FederationPlan> {
         hospitals: HOSPITALS.iter().map(|h| h.to_string()).collect(),
         min_hospitals: 2,
         rounds: 1,
+        patience: None,
         phase_timeout_secs: PHASE.as_secs(),
         join_timeout_secs: JOIN.as_secs(),
         out_dir: "unused".into(),
@@ -265,11 +266,19 @@ fn a_federation_runs_setup_training_and_evaluation_to_the_end() {
     let kinds: Vec<SessionKind> = c.records().iter().map(|r| r.kind).collect();
     assert_eq!(kinds, [SessionKind::Setup, SessionKind::Train, SessionKind::Evaluate]);
     assert_eq!((c.figures.train_rows, c.figures.test_rows), (30, 6), "three hospitals' exact counts");
-    // The mean update is the weighted mean of 0.25 per parameter (weights 1/3 each).
+    // The mean update is the weighted mean of 0.25 per parameter (weights 1/3 each): the state
+    // the evaluation started from.
     let initial = fedcare_core::rng::init_params(&c.plan.spec, 0);
-    for (after, before) in c.outcome().global.iter().zip(&initial) {
+    let trained = snapshots.iter().find(|s| s.checkpoint.next.is_some_and(|n| n.kind == SessionKind::Evaluate));
+    for (after, before) in trained.unwrap().checkpoint.global.iter().zip(&initial) {
         assert!((after - before - 0.25).abs() < 1e-5, "{after} vs {before} + 0.25");
     }
+    // Both evaluations scored AUROC 1: on the tie the earlier model, the initial one, is kept
+    // and handed out.
+    assert_eq!(c.outcome().kept().map(|r| r.round), Some(1));
+    assert_eq!(c.outcome().global, initial);
+    let best = c.server.best.as_ref().unwrap();
+    assert_eq!((best.trained_rounds, best.auroc), (0, 1.0));
     let train = &c.records()[1];
     assert!((train.train_loss.unwrap() - 0.5).abs() < 1e-5);
     assert_eq!((train.test_rows, train.test_positives), (Some(6), Some(3)));

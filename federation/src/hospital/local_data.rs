@@ -209,6 +209,7 @@ mod tests {
             hospitals: vec!["a".into(), "b".into()],
             min_hospitals: 2,
             rounds: 1,
+            patience: None,
             phase_timeout_secs: 10,
             join_timeout_secs: 10,
             out_dir: "out".into(),

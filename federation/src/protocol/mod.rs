@@ -88,7 +88,8 @@ impl fmt::Display for SessionKind {
 /// fresh keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SessionId {
-    /// 0: setup; 1..=rounds: training; rounds + 1: final evaluation.
+    /// 0: setup; 1..=rounds: training; the round after the last training round (rounds + 1, or
+    /// earlier when `patience` stopped training): final evaluation.
     pub round: u32,
     /// Restarts of this round before this attempt.
     pub attempt: u32,
@@ -128,7 +129,8 @@ pub struct PublicFigures {
 /// first release default when a line lacks them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundRecord {
-    /// 0: setup; 1..=rounds: training; rounds + 1: final evaluation.
+    /// 0: setup; 1..=rounds: training; the round after the last training round (rounds + 1, or
+    /// earlier when `patience` stopped training): final evaluation.
     pub round: u32,
     /// What the session computed.
     pub kind: SessionKind,
@@ -159,8 +161,8 @@ pub struct RoundRecord {
     /// without an evaluation or without both classes.
     #[serde(default)]
     pub roc: Vec<[f64; 2]>,
-    /// The final evaluation's Platt scaling of the model's scores, fitted to the held-out score
-    /// histogram (the model file carries it); `None` for other sessions.
+    /// The Platt scaling of that model's scores, fitted to the held-out score histogram (the
+    /// model file carries the kept model's); `None` without an evaluation.
     #[serde(default)]
     pub platt: Option<Platt>,
     /// Seconds from the session's start to its decoded result.
@@ -205,6 +207,7 @@ impl RoundRecord {
         self.test_positives = Some(positives);
         self.calibration = histogram.calibration(CALIBRATION_BINS);
         self.roc = histogram.roc_curve(ROC_POINTS);
+        self.platt = Platt::fit(histogram);
     }
 }
 
@@ -348,6 +351,8 @@ pub struct FederationSettings {
     pub schema_id: String,
     /// Training rounds.
     pub rounds: u32,
+    /// Evaluations without a better AUROC after which training stops (`None`: every round).
+    pub patience: Option<u32>,
     /// The server rule every hospital applies to the checked sum.
     pub server: ServerOptimizerConfig,
     /// Training or exploration.

@@ -14,6 +14,7 @@ pub(crate) fn plan(names: &[String], join_timeout_secs: u64, out: &Path, pki: &P
         hospitals: names.to_vec(),
         min_hospitals: 2,
         rounds: 1,
+        patience: None,
         phase_timeout_secs: 60,
         join_timeout_secs,
         out_dir: out.to_path_buf(),
