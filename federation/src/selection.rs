@@ -140,6 +140,21 @@ mod tests {
     }
 
     #[test]
+    fn training_ends_at_the_last_round_or_after_patience_evaluations_without_a_better_model() {
+        // Without a patience: only the last of the rounds ends it.
+        assert!(!training_ends(9, 10, None, Some(0)));
+        assert!(training_ends(10, 10, None, Some(9)));
+        // Best after 8 rounds: sessions 10..=18 evaluated the models after 9..=17 rounds, nine
+        // without a better one; session 19's evaluation is the tenth.
+        assert!(!training_ends(18, 200, Some(10), Some(8)));
+        assert!(training_ends(19, 200, Some(10), Some(8)));
+        // A better model resets the count; without any evaluated model patience never ends it.
+        assert!(!training_ends(19, 200, Some(10), Some(15)));
+        assert!(!training_ends(150, 200, Some(10), None));
+        assert!(training_ends(200, 200, Some(10), None));
+    }
+
+    #[test]
     fn a_relayed_state_with_a_bad_best_model_is_refused() {
         let config = ServerOptimizerConfig::default();
         let good = BestModel { trained_rounds: 1, auroc: 0.7, auprc: None, platt: None, params: vec![0.5, 1.0] };
