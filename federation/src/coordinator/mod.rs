@@ -16,8 +16,10 @@
 //! ([`crate::output`]) only once every hospital endorsed the same one; their endorsements go
 //! into the model file. The coordinator is not trusted for any of
 //! it: every hospital checks what it relays ([`crate::participant`]). Before training a setup session sums the
-//! hospitals' row counts, feature moments and `top_k` bucket counts; after training an
-//! evaluation session scores the final model. An exploration ([`crate::protocol::Job::Explore`])
+//! hospitals' row counts, feature moments and `top_k` bucket counts; after training (every round,
+//! or fewer when `patience` ends it, [`crate::selection::training_ends`]) an evaluation session
+//! scores the last model, and the model file holds the best model evaluated
+//! ([`crate::selection`]). An exploration ([`crate::protocol::Job::Explore`])
 //! runs the setup session and then one session of every column's counts, and trains nothing.
 //!
 //! A hospital that misses a phase deadline, or says it leaves, is dropped and the round
