@@ -67,7 +67,8 @@ impl ServerState {
     }
 
     /// Takes `params` (after `trained_rounds` rounds), scored by the session `record` describes,
-    /// as the best model when it is [`better`] than the best so far.
+    /// as the best model when its AUROC beats the best so far's (on a tie the earlier model
+    /// stays; a model without an AUROC never does).
     pub fn consider(&mut self, trained_rounds: u32, params: &[f32], record: &RoundRecord) {
         let Some(auroc) = record.auroc else { return };
         if self.best.as_ref().is_some_and(|best| !better(record, best.auroc)) {
