@@ -9,14 +9,16 @@ The published zip (default `../shared/data/diabetes130/dataset_diabetes.zip`) is
 `fedcare split` (seed 0, 20 % of the patients held out: the same held-out patients for every row
 below). fedcare rows: 3 and 10 sites, alike (`--by patient`) and skewed (`--by
 admission_source_id`: 80 % of each value's patients at its home site); `fedcare simulate --data`
-with the default model (MLP [32, 16]) for `--rounds` rounds, then `fedcare predict` on the held-out
-patients, whose AUROC, AUPRC and expected calibration error (10 equal-width bins) it prints.
-Baselines, trained on all the sites' rows pooled and scored on the same held-out patients:
-scikit-learn's LogisticRegression (class-balanced) and HistGradientBoostingClassifier, on the
-features of fedcare's built-in schema (encounters ending in death or hospice dropped, the numeric
-columns standardised with age bands as midpoints, the categorical columns one-hot over the
-schema's vocabularies with "other or missing", diagnoses as ICD-9 chapter groups). Not a cargo
-test; prints the CPU model.
+with the defaults (MLP [32, 16], schema `diabetes130/v2`) for `--rounds` rounds, then `fedcare
+predict` on the held-out patients, whose AUROC, AUPRC and expected calibration error (10
+equal-width bins) it prints. Baselines, trained on all the sites' rows pooled and scored on the
+same held-out patients: scikit-learn's LogisticRegression (class-balanced) and
+HistGradientBoostingClassifier, each on two sets of inputs (encounters ending in death or hospice
+dropped, numeric columns standardised, age bands as midpoints, categorical columns one-hot with
+"other or missing"): the reference features of the data's README (diagnoses as ICD-9 chapter
+groups, ten specialties) and fedcare's built-in schema's (also the patient's earlier encounters,
+the 30 most frequent specialties, the 20 most frequent codes of each diagnosis, the payer). Not a
+cargo test; prints the CPU model.
 """
 
 import argparse
@@ -56,6 +58,7 @@ VOCABULARIES = {
     "change": ["No", "Ch"],
     "diabetesMed": ["No", "Yes"],
 }
+PAYERS = ["MC", "HM", "SP", "BC", "MD", "CP", "UN", "CM", "OG", "PO", "DM", "CH", "WC", "OT", "MP", "SI", "FR"]
 GROUPS = ["circulatory", "respiratory", "digestive", "diabetes", "injury", "musculoskeletal", "genitourinary",
           "neoplasms", "other"]
 NOT_READMITTABLE = {"11", "13", "14", "19", "20", "21"}
@@ -90,16 +93,42 @@ def icd9_group(code: str) -> str:
     return "other"
 
 
-def features(frame):
-    """The built-in schema's inputs of a raw frame (numerics not yet standardised) and its labels."""
+def kept(frame):
+    """The encounters the schema keeps (those ending in death or hospice dropped)."""
+    return frame[~frame["discharge_disposition_id"].astype(str).isin(NOT_READMITTABLE)]
+
+
+def top_values(frame, column: str, k: int) -> list:
+    """The `k` most frequent present values of a column (what a `top_k` column's slots hold)."""
+    counts = frame[column].astype(str)
+    return list(counts[~counts.isin(["?", ""])].value_counts().index[:k])
+
+
+def features(frame, top=None):
+    """Model inputs of a raw frame (numerics not yet standardised) and its labels.
+
+    `top=None`: the reference features (DESIGN's v1 schema, the figures in the data's README:
+    diagnoses as chapter groups only, ten specialties). Otherwise fedcare's built-in schema
+    `diabetes130/v2`, with `top` the `top_k` columns' values chosen on the training rows: the
+    patient's earlier encounters in the file as ln(1 + n), the 30 most frequent specialties, each
+    diagnosis's 20 most frequent codes besides its group, and the payer.
+    """
+    import numpy as np
     import pandas as pd
 
-    frame = frame[~frame["discharge_disposition_id"].astype(str).isin(NOT_READMITTABLE)]
+    frame = kept(frame)
     columns = {}
     for name in NUMERIC:
         columns[name] = pd.to_numeric(frame[name], errors="coerce")
     columns["age"] = frame["age"].str.extract(r"\[(\d+)-(\d+)\)").astype(float).mean(axis=1)
-    for name, vocabulary in VOCABULARIES.items():
+    vocabularies = dict(VOCABULARIES)
+    if top is not None:
+        order = pd.to_numeric(frame["encounter_id"])
+        earlier = order.groupby(frame["patient_nbr"]).rank(method="min") - 1
+        columns["earlier_encounters"] = np.log1p(earlier)
+        vocabularies["medical_specialty"] = top["medical_specialty"]
+        vocabularies["payer_code"] = PAYERS
+    for name, vocabulary in vocabularies.items():
         values = frame[name].astype(str)
         for value in vocabulary:
             columns[f"{name}={value}"] = (values == value).astype(float)
@@ -109,6 +138,11 @@ def features(frame):
         for group in GROUPS:
             columns[f"{name}={group}"] = (groups == group).astype(float)
         columns[f"{name}=other"] = (groups == "missing").astype(float)
+        if top is not None:
+            codes = frame[name].astype(str)
+            for code in top[name]:
+                columns[f"{name}=={code}"] = (codes == code).astype(float)
+            columns[f"{name}==other"] = (~codes.isin(top[name])).astype(float)
     x = pd.DataFrame(columns)
     y = (frame["readmitted"] == "<30").astype(int).to_numpy()
     return x, y
@@ -167,29 +201,35 @@ def main() -> None:
                 kind = "alike" if by == "patient" else "skewed by admission source"
                 rows.append((f"fedcare federated, {sites} sites, {kind}", figure("AUROC"), figure("AUPRC"),
                              figure("expected calibration error"), seconds))
-        # Centralized baselines: every site's rows pooled (the 3-site split's sites hold them all).
+        # Centralized baselines: every site's rows pooled (the 3-site split's sites hold them all),
+        # on the reference features and on fedcare's.
         frames = [pd.read_csv(os.path.join(work, "split-3-patient", "sites", f"site-{i}.csv"), dtype=str,
                               keep_default_na=False) for i in (1, 2, 3)]
-        train_x, train_y = features(pd.concat(frames))
-        test_x, test_y = features(pd.read_csv(os.path.join(work, "split-3-patient", "holdout.csv"), dtype=str,
-                                              keep_default_na=False))
-        mean, std = train_x[NUMERIC + ["age"]].mean(), train_x[NUMERIC + ["age"]].std().replace(0, 1)
-        for x in (train_x, test_x):
-            x[NUMERIC + ["age"]] = ((x[NUMERIC + ["age"]] - mean) / std).fillna(0.0)
-        for name, model in [
-            ("centralized LogisticRegression (class-balanced)", LogisticRegression(class_weight="balanced", max_iter=2000)),
-            ("centralized HistGradientBoostingClassifier", HistGradientBoostingClassifier(random_state=0)),
-        ]:
-            start = time.perf_counter()
-            model.fit(train_x.to_numpy(), train_y)
-            seconds = time.perf_counter() - start
-            p = model.predict_proba(test_x.to_numpy())[:, 1]
-            rows.append((name, roc_auc_score(test_y, p), average_precision_score(test_y, p),
-                         ece(p, test_y.astype(float)), seconds))
+        pooled = pd.concat(frames, ignore_index=True)
+        holdout = pd.read_csv(os.path.join(work, "split-3-patient", "holdout.csv"), dtype=str, keep_default_na=False)
+        top = {"medical_specialty": top_values(kept(pooled), "medical_specialty", 30),
+               **{d: top_values(kept(pooled), d, 20) for d in ("diag_1", "diag_2", "diag_3")}}
+        for inputs, chosen in [("reference features", None), ("fedcare's features", top)]:
+            train_x, train_y = features(pooled, chosen)
+            test_x, test_y = features(holdout, chosen)
+            numeric = [c for c in train_x.columns if "=" not in c]
+            mean, std = train_x[numeric].mean(), train_x[numeric].std().replace(0, 1)
+            for x in (train_x, test_x):
+                x[numeric] = ((x[numeric] - mean) / std).fillna(0.0)
+            for name, model in [
+                ("LogisticRegression (class-balanced)", LogisticRegression(class_weight="balanced", max_iter=2000)),
+                ("HistGradientBoostingClassifier", HistGradientBoostingClassifier(random_state=0)),
+            ]:
+                start = time.perf_counter()
+                model.fit(train_x.to_numpy(), train_y)
+                seconds = time.perf_counter() - start
+                p = model.predict_proba(test_x.to_numpy())[:, 1]
+                rows.append((f"centralized {name}, {inputs}", roc_auc_score(test_y, p),
+                             average_precision_score(test_y, p), ece(p, test_y.astype(float)), seconds))
     print(f"held-out patients: {len(test_y)} encounters, {int(test_y.sum())} readmitted <30")
-    print(f"{'model':<56} {'AUROC':>7} {'AUPRC':>7} {'ECE':>7} {'train s':>8}")
+    print(f"{'model':<76} {'AUROC':>7} {'AUPRC':>7} {'ECE':>7} {'train s':>8}")
     for name, auroc, auprc, calibration, seconds in rows:
-        print(f"{name:<56} {auroc:>7.4f} {auprc:>7.4f} {calibration:>7.4f} {seconds:>8.1f}")
+        print(f"{name:<76} {auroc:>7.4f} {auprc:>7.4f} {calibration:>7.4f} {seconds:>8.1f}")
 
 
 if __name__ == "__main__":

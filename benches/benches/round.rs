@@ -1,5 +1,5 @@
 //! A whole federation round on loopback: 10 hospitals on the synthetic Diabetes-130 cohort, an
-//! MLP of about 100k parameters (257-256-128-64-1: 107,265 parameters), real gRPC with mTLS and
+//! MLP of about 130k parameters (359-256-128-64-1: 133,377 parameters), real gRPC with mTLS and
 //! threshold encryption.
 //! Prints one table: per-session wall time, and the share of the machine's time spent in
 //! encryption-related work (key shares, encryption, decryption shares: thread CPU time summed over

@@ -101,6 +101,12 @@ pub(crate) struct Args {
     /// Local epochs per round.
     #[arg(long, default_value_t = 1)]
     epochs: u32,
+    /// Learning rate of every hospital's local optimizer (Adam).
+    #[arg(long, default_value_t = 0.01, value_parser = positive_rate)]
+    lr: f32,
+    /// Local mini-batch size.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
     /// Server rule; each has its own defaults (--server-lr overrides the learning rate).
     #[arg(long, value_enum, default_value_t = RuleArg::Fedavg)]
     rule: RuleArg,
@@ -122,6 +128,12 @@ pub(crate) struct Args {
     /// explore.html in --out, no count below 10 in them.
     #[arg(long)]
     explore: bool,
+}
+
+/// A learning rate: finite and above zero.
+fn positive_rate(text: &str) -> Result<f32, String> {
+    let rate: f32 = text.parse().map_err(|e| format!("{e}"))?;
+    if rate.is_finite() && rate > 0.0 { Ok(rate) } else { Err("must be a finite number above 0".into()) }
 }
 
 /// The rule with its defaults, and the server learning rate if one is given.
@@ -178,6 +190,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
         rows: args.rows,
         hidden: args.hidden.0,
         epochs: args.epochs,
+        learning_rate: args.lr,
+        batch_size: args.batch_size,
         rule: rule(args.rule, args.server_lr),
         seed: args.seed,
         out: args.out.clone(),

@@ -24,9 +24,9 @@ fn an_empty_hidden_list_simulates_logistic_regression() {
     let inspect = fedcare(&["inspect", "lr/model.bin"], dir.path());
     assert!(inspect.status.success(), "{}", text(&inspect));
     let description = String::from_utf8_lossy(&inspect.stdout);
-    assert!(description.contains("logistic regression 257-1"), "{description}");
-    assert!(description.contains("parameters: 258"), "{description}");
-    assert!(description.contains("scaling:    9 numeric inputs"), "{description}");
+    assert!(description.contains("logistic regression 359-1"), "{description}");
+    assert!(description.contains("parameters: 360"), "{description}");
+    assert!(description.contains("scaling:    10 numeric inputs"), "{description}");
     assert!(description.contains("endorsed:   by 2 hospitals"), "{description}");
     // The endorsing hospitals and their keys, as a roster: checked; with one key changed: refused.
     let members: String = description

@@ -58,7 +58,7 @@ job = "explore"
 [explore]
 min_cell = 10
 [model]
-input_width = 257
+input_width = 359
 hidden = []
 [tls]
 ca = "pki/ca.pem"

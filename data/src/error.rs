@@ -135,6 +135,18 @@ pub enum SchemaError {
         /// What is wrong with its shape.
         source: fedcare_core::Error,
     },
+    /// `earlier_in_group` on a categorical column.
+    #[error("categorical column {column:?}: earlier_in_group goes only on a numeric column")]
+    EarlierInGroupKind {
+        /// The column.
+        column: String,
+    },
+    /// `earlier_in_group` in a schema without a `group` column.
+    #[error("numeric column {column:?}: earlier_in_group counts a group's rows, and the schema names no group")]
+    EarlierInGroupWithoutGroup {
+        /// The column.
+        column: String,
+    },
     /// A `drop_if` rule names no column.
     #[error("an empty drop_if rule")]
     EmptyDropRule,

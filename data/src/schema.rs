@@ -15,6 +15,9 @@
 //! name = "age"
 //! transform = "number"                           # or "age_band" ("[70-80)" -> 75)
 //! edges = [0, 18, 40, 65, 80, 120]                # optional: histogram bins of `fedcare explore`
+//! [[numeric]]
+//! name = "admitted_at"
+//! transform = "earlier_in_group"                 # ln(1 + the group's rows with a smaller value here, in this file)
 //! [[categorical]]
 //! name = "sex"
 //! vocabulary = ["F", "M"]                        # one-hot over these, plus "other or missing"
@@ -63,6 +66,10 @@ pub enum Transform {
     AgeBand,
     /// An ICD-9 code such as `250.83`, `V57` or `E909`, as its chapter group (a category).
     Icd9Group,
+    /// On a numeric column: `ln(1 + n)`, where n is the number of rows of the same group
+    /// (patient) in the same file with a smaller value in this column. On `encounter_id`: the
+    /// patient's earlier encounters. Needs the schema's `group`.
+    EarlierInGroup,
 }
 
 /// A numeric column.
@@ -85,10 +92,18 @@ impl NumericColumn {
         Self { name: name.into(), transform, edges: None }
     }
 
+    /// The model input's name: the header name, or `earlier_in_group(name)`.
+    pub fn feature_name(&self) -> String {
+        match self.transform {
+            Transform::EarlierInGroup => format!("earlier_in_group({})", self.name),
+            _ => self.name.clone(),
+        }
+    }
+
     /// The column as `fedcare explore` counts it.
     pub fn explore_spec(&self) -> ColumnSpec {
         ColumnSpec {
-            name: self.name.clone(),
+            name: self.feature_name(),
             kind: ColumnKind::Numeric { edges: self.edges.clone().unwrap_or_default(), bins: DEFAULT_BINS },
         }
     }
@@ -133,6 +148,9 @@ impl CategoricalColumn {
     pub fn validate(&self) -> Result<(), SchemaError> {
         let column = || self.name.clone();
         match self.top_k_shape() {
+            _ if self.transform == Transform::EarlierInGroup => {
+                Err(SchemaError::EarlierInGroupKind { column: column() })
+            }
             Some(_) if !self.vocabulary.is_empty() => Err(SchemaError::VocabularyAndTopK { column: column() }),
             Some(shape) => shape.validate().map_err(|source| SchemaError::TopK { column: column(), source }),
             None if self.buckets.is_some() => Err(SchemaError::BucketsWithoutTopK { column: column() }),
@@ -305,6 +323,16 @@ pub const DIABETES130_HEADER: [&str; 50] = [
 /// The 23 medication columns (values `No`, `Steady`, `Up`, `Down`).
 pub const DIABETES130_MEDICATIONS: core::ops::Range<usize> = 24..47;
 
+/// The payer codes of the published file.
+pub const DIABETES130_PAYERS: [&str; 17] =
+    ["MC", "HM", "SP", "BC", "MD", "CP", "UN", "CM", "OG", "PO", "DM", "CH", "WC", "OT", "MP", "SI", "FR"];
+
+/// `top_k` of each diagnosis column's codes in the built-in schema.
+pub const DIABETES130_CODES: u32 = 20;
+
+/// `top_k` of `medical_specialty` (72 values in the published file) in the built-in schema.
+pub const DIABETES130_SPECIALTIES: u32 = 30;
+
 /// Discharge dispositions after which a readmission cannot happen (death, hospice).
 pub const DIABETES130_NOT_READMITTABLE: [&str; 6] = ["11", "13", "14", "19", "20", "21"];
 
@@ -317,8 +345,16 @@ fn ids(range: core::ops::RangeInclusive<u32>) -> Vec<String> {
 }
 
 impl Schema {
-    /// The built-in schema of `diabetic_data.csv`; `drop_not_readmittable` drops encounters
-    /// that ended in death or hospice.
+    /// The built-in schema of `diabetic_data.csv` (`diabetes130/v2`, 359 inputs);
+    /// `drop_not_readmittable` drops encounters that ended in death or hospice.
+    ///
+    /// Numeric: the eight counts, the age band's midpoint and the patient's earlier encounters in
+    /// the file. Categorical: race, gender, admission type, discharge disposition, admission
+    /// source, the 30 most frequent medical specialties, glucose and A1C results, each diagnosis
+    /// as its ICD-9 chapter group and again as one of the 20 most frequent codes, the 23
+    /// medications, change, diabetesMed and the payer. The `top_k` columns' values are chosen
+    /// by the federation (setup session). v1 had no earlier encounters, codes or payer and ten
+    /// specialties (257 inputs); measured on the published file in README ("Real data").
     pub fn diabetes130(drop_not_readmittable: bool) -> Self {
         let h = |i: usize| DIABETES130_HEADER[i].to_string();
         let steps = |from: u32, to: u32, step: usize| (from..=to).step_by(step).map(f64::from).collect::<Vec<_>>();
@@ -340,7 +376,18 @@ impl Schema {
             edges: Some(steps(0, 100, 10)),
             ..NumericColumn::new(h(4), Transform::AgeBand)
         }))
+        // The patient's earlier encounters in the file (encounter ids grow with time), as
+        // ln(1 + n); the bins are those of n = 0, 1, 2, 3, 5, 10, 20, 40.
+        .chain(core::iter::once(NumericColumn {
+            edges: Some([0.0f64, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 40.0].iter().map(|n| n.ln_1p()).collect()),
+            ..NumericColumn::new(h(0), Transform::EarlierInGroup)
+        }))
         .collect();
+        let top_k = |i: usize, k: u32, buckets: u32| CategoricalColumn {
+            top_k: Some(k),
+            buckets: Some(buckets),
+            ..CategoricalColumn::with_vocabulary(h(i), Vec::new(), Transform::Number)
+        };
         let categorical_plain =
             |i: usize, vocabulary: Vec<String>| CategoricalColumn::with_vocabulary(h(i), vocabulary, Transform::Number);
         let mut categorical = vec![
@@ -349,32 +396,23 @@ impl Schema {
             categorical_plain(6, ids(1..=8)),
             categorical_plain(7, ids(1..=30)),
             categorical_plain(8, ids(1..=26)),
-            categorical_plain(
-                11,
-                words(&[
-                    "InternalMedicine",
-                    "Emergency/Trauma",
-                    "Family/GeneralPractice",
-                    "Cardiology",
-                    "Surgery-General",
-                    "Nephrology",
-                    "Orthopedics",
-                    "Radiologist",
-                    "Pulmonology",
-                    "Psychiatry",
-                ]),
-            ),
+            top_k(11, DIABETES130_SPECIALTIES, 1024),
             categorical_plain(22, words(&["None", "Norm", ">200", ">300"])),
             categorical_plain(23, words(&["None", "Norm", ">7", ">8"])),
         ];
         for i in [18, 19, 20] {
             categorical.push(CategoricalColumn::with_vocabulary(h(i), words(&ICD9_GROUPS), Transform::Icd9Group));
         }
+        // Besides their chapter groups, the federation's most frequent codes of each diagnosis.
+        for i in [18, 19, 20] {
+            categorical.push(top_k(i, DIABETES130_CODES, 4096));
+        }
         for i in DIABETES130_MEDICATIONS {
             categorical.push(categorical_plain(i, words(&["No", "Steady", "Up", "Down"])));
         }
         categorical.push(categorical_plain(47, words(&["No", "Ch"])));
         categorical.push(categorical_plain(48, words(&["No", "Yes"])));
+        categorical.push(categorical_plain(10, words(&DIABETES130_PAYERS)));
         let drop_if = if drop_not_readmittable {
             let mut rule = vec![h(7)];
             rule.extend(words(&DIABETES130_NOT_READMITTABLE));
@@ -383,7 +421,7 @@ impl Schema {
             Vec::new()
         };
         Self {
-            id: "diabetes130/v1".into(),
+            id: "diabetes130/v2".into(),
             label: LabelColumn { column: h(49), positive: words(&["<30"]) },
             group: Some(h(1)),
             missing: default_missing(),
@@ -404,6 +442,9 @@ impl Schema {
             column.validate()?;
         }
         for column in &schema.numeric {
+            if column.transform == Transform::EarlierInGroup && schema.group.is_none() {
+                return Err(SchemaError::EarlierInGroupWithoutGroup { column: column.name.clone() });
+            }
             if column.edges.is_some() {
                 column.explore_spec().validate().map_err(|_| SchemaError::Edges { column: column.name.clone() })?;
             }
@@ -454,7 +495,7 @@ impl Schema {
 
     /// The name of every model input, in order.
     pub fn feature_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.numeric.iter().map(|c| c.name.clone()).collect();
+        let mut names: Vec<String> = self.numeric.iter().map(NumericColumn::feature_name).collect();
         for column in &self.categorical {
             match column.top_k {
                 Some(k) => names.extend((1..=k).map(|i| format!("{}=top{i}", column.name))),
@@ -522,6 +563,9 @@ pub struct ParsedRecord {
     /// Which categorical values were outside their vocabulary (not missing; always `false` for a
     /// `top_k` column, whose slots are chosen later).
     pub unknown: Vec<bool>,
+    /// Per `earlier_in_group` numeric column (in order), this row's value there; the column's
+    /// numeric value stays `None` until [`crate::read_csv`] has seen the whole file.
+    pub order_keys: Vec<f64>,
     /// 1.0 for positive.
     pub label: f32,
     /// The group (patient) id, if the schema has one.
@@ -550,8 +594,17 @@ impl Schema {
         }
         let missing = |text: &str| self.missing.iter().any(|m| m == text.trim());
         let mut numeric = Vec::with_capacity(self.numeric.len());
+        let mut order_keys = Vec::new();
         for (spec, &at) in self.numeric.iter().zip(&bound.numeric) {
             let text = &record[at];
+            let not_a_number = || RowError::NotANumber { column: spec.name.clone(), text: text.to_owned() };
+            if spec.transform == Transform::EarlierInGroup {
+                // The order of a group's rows: every row needs its place.
+                let key = text.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(not_a_number)?;
+                order_keys.push(key);
+                numeric.push(None);
+                continue;
+            }
             if missing(text) {
                 numeric.push(None);
                 continue;
@@ -560,9 +613,7 @@ impl Schema {
                 Transform::AgeBand => age_band_midpoint(text),
                 _ => text.trim().parse::<f32>().ok().filter(|v| v.is_finite()),
             };
-            let value =
-                value.ok_or_else(|| RowError::NotANumber { column: spec.name.clone(), text: text.to_owned() })?;
-            numeric.push(Some(value));
+            numeric.push(Some(value.ok_or_else(not_a_number)?));
         }
         let mut categories = Vec::with_capacity(self.categorical.len());
         let mut unknown = Vec::with_capacity(self.categorical.len());
@@ -600,7 +651,7 @@ impl Schema {
         }
         let label = if self.label.positive.iter().any(|p| p == label_text) { 1.0 } else { 0.0 };
         let group = bound.group.map(|at| record[at].trim().to_string());
-        Ok(RecordOutcome::Keep(ParsedRecord { numeric, categories, unknown, label, group }))
+        Ok(RecordOutcome::Keep(ParsedRecord { numeric, categories, unknown, order_keys, label, group }))
     }
 }
 
@@ -623,7 +674,7 @@ mod tests {
 
     #[test]
     fn schemas_by_name() {
-        assert_eq!(Schema::by_name("diabetes130").unwrap().width(), 257);
+        assert_eq!(Schema::by_name("diabetes130").unwrap().width(), 359);
         assert!(Schema::by_name("diabetes130-all").unwrap().drop_if.is_empty());
         assert!(!Schema::diabetes130(true).drop_if.is_empty());
         let error = Schema::by_name("/nonexistent/schema.toml").unwrap_err();

@@ -76,6 +76,28 @@ impl Table {
         self.lines.push(line);
     }
 
+    /// Sets numeric column `column` of every row to `ln(1 + n)`, n the rows of the same group
+    /// with a smaller key (`keys`: one per row); rows with equal keys do not count each other.
+    pub(crate) fn set_earlier_in_group(&mut self, column: usize, keys: &[f64]) {
+        let mut order: Vec<usize> = (0..self.rows()).collect();
+        order.sort_by(|&a, &b| self.groups[a].cmp(&self.groups[b]).then(keys[a].total_cmp(&keys[b])));
+        // The place in `order` of the group's first row, and of the first row with this key.
+        let (mut group_start, mut key_start) = (0, 0);
+        for (place, &row) in order.iter().enumerate() {
+            let previous = place.checked_sub(1).map(|p| order[p]);
+            match previous {
+                Some(p) if self.groups[p] == self.groups[row] => {
+                    if keys[p] < keys[row] {
+                        key_start = place;
+                    }
+                }
+                _ => (group_start, key_start) = (place, place),
+            }
+            let earlier = (key_start - group_start) as f64;
+            self.numeric[row * self.numeric_columns + column] = Some(earlier.ln_1p() as f32);
+        }
+    }
+
     /// Rows.
     pub fn rows(&self) -> usize {
         self.labels.len()
@@ -309,5 +331,54 @@ mod tests {
         let bad = SCHEMA.replace("edges = [20, 40, 60]", "edges = [20, 20]");
         let error = Schema::from_toml(&bad).unwrap_err().to_string();
         assert!(error.contains("\"age\"") && error.contains("ascending"), "{error}");
+    }
+
+    #[test]
+    fn earlier_in_group_counts_a_groups_rows_with_smaller_keys_in_any_file_order() {
+        let schema = Schema::from_toml(
+            r#"
+            id = "visits/v1"
+            label = { column = "back", positive = ["yes"] }
+            group = "patient"
+            [[numeric]]
+            name = "visit"
+            transform = "earlier_in_group"
+            [[categorical]]
+            name = "sex"
+            vocabulary = ["F", "M"]
+        "#,
+        )
+        .unwrap();
+        assert_eq!(schema.feature_names()[0], "earlier_in_group(visit)");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        // Patient a: visits 30, 10, 20, 20 (file order); b: one visit; c: 5 and 7.
+        std::fs::write(
+            &path,
+            "visit,patient,sex,back\n30,a,F,no\n10,a,F,no\n99,b,M,yes\n20,a,F,no\n7,c,M,no\n20,a,F,yes\n5,c,M,no\n",
+        )
+        .unwrap();
+        let (table, _) = read_csv(&path, &schema, BadRows::Reject).unwrap();
+        let earlier: Vec<f32> = table.numeric.iter().map(|v| v.unwrap().exp_m1().round()).collect();
+        assert_eq!(earlier, [3.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]);
+        assert!((table.numeric[0].unwrap() - 4f32.ln()).abs() < 1e-6, "ln(1 + 3)");
+        // A row without its place is a bad row; the transform needs a group and a numeric column.
+        std::fs::write(&path, "visit,patient,sex,back\n?,a,F,no\n").unwrap();
+        let error = read_csv(&path, &schema, BadRows::Reject).unwrap_err().to_string();
+        assert!(error.contains("\"visit\"") && error.contains("a.csv:2:"), "{error}");
+        let text = r#"
+            id = "visits/v1"
+            label = { column = "back", positive = ["yes"] }
+            [[numeric]]
+            name = "visit"
+            transform = "earlier_in_group"
+        "#;
+        let error = Schema::from_toml(text).unwrap_err().to_string();
+        assert!(error.contains("no group"), "{error}");
+        let categorical = text
+            .replace("[[numeric]]", "group = \"patient\"\n[[categorical]]")
+            .replace("transform", "top_k = 3\ntransform");
+        let error = Schema::from_toml(&categorical).unwrap_err().to_string();
+        assert!(error.contains("only on a numeric column"), "{error}");
     }
 }

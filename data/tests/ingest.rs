@@ -10,6 +10,18 @@ fn cohort_file(dir: &std::path::Path) -> std::path::PathBuf {
     synth::write_cohort(dir, 2, 300, 11).unwrap().remove(0)
 }
 
+/// The `top_k` columns' slots as this one table would choose them (a federation chooses from
+/// every hospital's counts).
+fn chosen_here(table: &fedcare_data::Table, schema: &Schema) -> Vec<Vec<u32>> {
+    let shapes = schema.top_k_shapes();
+    table
+        .bucket_counts(schema)
+        .iter()
+        .zip(&shapes)
+        .map(|(counts, shape)| fedcare_data::top_k::choose_top_k(counts, shape.k as usize))
+        .collect()
+}
+
 #[test]
 fn the_synthetic_cohort_loads_in_the_uci_schema() {
     let dir = tempfile::tempdir().unwrap();
@@ -19,12 +31,15 @@ fn the_synthetic_cohort_loads_in_the_uci_schema() {
     assert!(table.rows() > 150, "{report:?}");
     assert_eq!(report.skipped_count, 0);
     assert!(report.dropped > 0, "death/hospice encounters are dropped");
-    assert!(report.unknown_categories.contains_key("medical_specialty"), "rare specialties are counted");
+    assert!(report.unknown_categories.is_empty(), "every value is in its vocabulary: {report:?}");
     let patients: BTreeSet<&String> = table.groups().iter().collect();
     assert!(patients.len() < table.rows(), "repeat patients");
 
     let stats: Vec<ColumnStats> = table.numeric_moments().iter().map(|m| m.stats()).collect();
-    let data = table.to_dataset(&schema, &stats).unwrap();
+    let chosen = chosen_here(&table, &schema);
+    assert_eq!(chosen.len(), 4, "medical_specialty and the three diagnoses' codes");
+    assert!(chosen.iter().all(|c| !c.is_empty()));
+    let data = table.to_dataset_with(&schema, &stats, &chosen).unwrap();
     assert_eq!(data.width(), schema.width());
     let rate = data.positives() as f64 / data.rows() as f64;
     assert!((0.04..0.25).contains(&rate), "readmission rate {rate}");
@@ -144,6 +159,7 @@ fn predict_writes_the_file_line_for_lf_and_crlf_files() {
     let spec = ModelSpec::mlp(schema.width(), &[4]).unwrap();
     let mut model = ModelFile::new(spec.clone(), fedcare_core::rng::init_params(&spec, 3), schema.id.clone()).unwrap();
     model.feature_scaling = table.numeric_moments().iter().map(|m| m.stats()).collect();
+    model.category_buckets = chosen_here(&table, &schema);
     let scores = |input: &std::path::Path, name: &str| {
         let out = dir.path().join(name);
         fedcare_data::predict::predict_file(&model, &schema, input, &out, BadRows::Reject).unwrap();
@@ -167,7 +183,7 @@ fn predict_writes_the_file_line_for_lf_and_crlf_files() {
     let mut unscaled = model.clone();
     unscaled.feature_scaling.clear();
     let error = fedcare_data::predict::predict_file(&unscaled, &schema, &lf, &out, BadRows::Reject).unwrap_err();
-    assert!(error.to_string().contains("scaling of numeric features for 0, the schema has 9"), "{error}");
+    assert!(error.to_string().contains("scaling of numeric features for 0, the schema has 10"), "{error}");
     assert!(!out.exists(), "nothing is written for a refused model");
 }
 

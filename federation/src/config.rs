@@ -18,7 +18,7 @@
 //! job = "train"                     # or "explore": count every column of the schema, train nothing
 //! [explore] min_cell = 10           # an exploration's reports show no count below this
 //! [model]   input_width = 16, hidden = [32, 16]          # hidden = [] is logistic regression
-//! [training] epochs = 1, batch_size = 64, optimizer = "adam" | "sgd", learning_rate = 0.01, ...
+//! [training] epochs = 1, batch_size = 256, optimizer = "adam" | "sgd", learning_rate = 0.01, ...
 //! [server]  rule = "fedavg" | "fedprox" | "fedadam", and that rule's settings (defaults below)
 //! [tls]     ca = "pki/ca.pem", cert = "pki/aggregator.pem", key = "pki/aggregator.key"
 //! ```
@@ -126,7 +126,7 @@ impl Default for TrainingSettings {
     fn default() -> Self {
         Self {
             epochs: 1,
-            batch_size: 64,
+            batch_size: 256,
             optimizer: LocalOptimizer::Adam,
             learning_rate: 0.01,
             momentum: 0.9,

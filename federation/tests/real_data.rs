@@ -80,6 +80,8 @@ fn the_published_file_split_into_five_sites_trains_a_model_that_ranks_and_calibr
     eprintln!(
         "real file: secure AUROC {secure:.4} (plaintext {plaintext:.4}); held-out patients: AUROC {auroc:.4}, ECE {ece:.4}"
     );
-    assert!(auroc >= 0.66, "held-out AUROC {auroc:.4}");
+    // Centralized gradient boosting on the reference features of the same kind of split: 0.672
+    // (benches/real_data.py); the floor was 0.66.
+    assert!(auroc >= 0.672, "held-out AUROC {auroc:.4}");
     assert!(ece <= 0.02, "held-out expected calibration error {ece:.4}");
 }
