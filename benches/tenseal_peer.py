@@ -8,9 +8,9 @@
 TenSEAL (NVFlare's HE filters): CKKS, poly modulus degree 8192, coefficient moduli [60, 40, 40],
 global scale 2^40, symmetric encryption, `n_threads` threads. Each figure is the median of
 `--repeats` runs on this machine, with fedcare's `bench-crypto` run the same number of times in the
-same call; the ratios are TenSEAL's time over fedcare's (above 1: fedcare is faster). fedcare's
-crypto is single-threaded today, whatever `--threads` says (the issue that makes it use every core
-is open): its row says so. Not a cargo test; prints the CPU model and whether it has AVX-512.
+same call, both on `--threads` threads (fedcare's `bench-crypto --threads`, TenSEAL's
+`n_threads`); the ratios are TenSEAL's time over fedcare's (above 1: fedcare is faster). Not a
+cargo test; prints the CPU model and whether it has AVX-512.
 """
 
 import argparse
@@ -74,9 +74,9 @@ FEDCARE_ROWS = {
 }
 
 
-def fedcare_once(binary: str, values: int, parties: int) -> dict:
+def fedcare_once(binary: str, values: int, parties: int, threads: int) -> dict:
     out = subprocess.run(
-        [binary, "bench-crypto", "--values", str(values), "--parties", str(parties)],
+        [binary, "bench-crypto", "--values", str(values), "--parties", str(parties), "--threads", str(threads)],
         check=True,
         capture_output=True,
         text=True,
@@ -105,14 +105,14 @@ def main() -> None:
 
     print(f"machine: {cpu()}")
     print(f"{args.values} values, {args.parties} parties, medians of {args.repeats} runs\n")
-    ours = medians([fedcare_once(args.fedcare, args.values, args.parties) for _ in range(args.repeats)])
+    ours = medians([fedcare_once(args.fedcare, args.values, args.parties, args.threads) for _ in range(args.repeats)])
     peer = medians([tenseal_once(args.values, args.parties, args.threads) for _ in range(args.repeats)])
 
-    print("fedcare bench-crypto (threshold RLWE, 1 thread)")
+    threads = f"{args.threads} thread{'s' if args.threads != 1 else ''}"
+    print(f"fedcare bench-crypto (threshold RLWE, {threads})")
     for name, value in ours.items():
         shown = f"{value * 1000:10.2f} ms" if "B/value" not in name and "on the wire" not in name else f"{value:10.2f} B/value"
         print(f"  {name:<48} {shown}")
-    threads = f"{args.threads} thread{'s' if args.threads != 1 else ''}"
     print(f"\nTenSEAL CKKS, NVFlare settings (N = 8192, [60, 40, 40], 2^40, symmetric, {threads})")
     for name, value in peer.items():
         if name == "bytes per value":

@@ -2,13 +2,15 @@
 //! collective key a party sums from the shares, encrypt (per party), aggregate (all
 //! ciphertexts), a party's fingerprint of its own masks, the mask check with the decryption
 //! share (per party), combine + decode, and the bytes per value on the wire (printed once per
-//! size).
+//! size). The parallel phases (encrypt, aggregate, decryption share, combine) run on 1 crypto
+//! thread and on one per core (`…/t1`, `…/tN`).
 //!
 //! Targets on the 2-core development machine (DESIGN §7): encrypt 1M ≤ 100 ms, decryption share
 //! 1M ≤ 60 ms, ≤ 16.5 B/value.
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fedcare_core::Codec;
+use fedcare_crypto::threads::CryptoPool;
 use fedcare_crypto::{
     AggregateBuilder, Challenge, Ciphertext, CollectivePublicKey, Crs, DecryptionShare, MaskCheck, MaskFingerprint,
     PARAMS_V1, PartyId, PartySession, PublicKeyShare, WireMessage,
@@ -85,6 +87,11 @@ fn aggregate(f: &Fixture, ciphertexts: &[Ciphertext]) -> fedcare_crypto::Aggrega
 fn crypto(c: &mut Criterion) {
     let mut group = c.benchmark_group("crypto");
     group.sample_size(10);
+    // One crypto thread, and one per core (a second pool only where there is more than one core).
+    let cores = fedcare_crypto::threads::default_threads();
+    let counts = if cores > 1 { vec![1, cores] } else { vec![1] };
+    let pools: Vec<CryptoPool> =
+        counts.into_iter().map(|t| CryptoPool::new(core::num::NonZeroUsize::new(t).unwrap()).unwrap()).collect();
     for values in [100_000usize, 1_000_000] {
         let mut f = fixture(values);
         let wire = f.ciphertexts[0].encode().unwrap().len();
@@ -105,46 +112,57 @@ fn crypto(c: &mut Criterion) {
                 BatchSize::PerIteration,
             );
         });
-        group.bench_function(BenchmarkId::new("encrypt", values), |b| {
-            b.iter_batched(
-                || fresh_party(&f),
-                |(mut session, key)| session.encrypt(&key, &f.words[0]).unwrap(),
-                BatchSize::PerIteration,
-            );
-        });
-        group.bench_function(BenchmarkId::new("aggregate-10", values), |b| {
-            b.iter(|| aggregate(&f, &f.ciphertexts));
-        });
+        for pool in &pools {
+            let threads = pool.threads();
+            group.bench_function(BenchmarkId::new(format!("encrypt/t{threads}"), values), |b| {
+                b.iter_batched(
+                    || fresh_party(&f),
+                    |(mut session, key)| pool.run(|| session.encrypt(&key, &f.words[0]).unwrap()),
+                    BatchSize::PerIteration,
+                );
+            });
+            group.bench_function(BenchmarkId::new(format!("aggregate-10/t{threads}"), values), |b| {
+                b.iter(|| pool.run(|| aggregate(&f, &f.ciphertexts)));
+            });
+        }
         group.bench_function(BenchmarkId::new("mask_fingerprint", values), |b| {
             b.iter(|| f.sessions[0].mask_fingerprint(&challenge()).unwrap());
         });
-        group.bench_function(BenchmarkId::new("mask_check+decryption_share", values), |b| {
-            b.iter_batched(
-                || {
-                    let (mut session, key) = fresh_party(&f);
-                    let mut ciphertexts = f.ciphertexts.clone();
-                    ciphertexts[0] = session.encrypt(&key, &f.words[0]).unwrap();
-                    let check = mask_check(core::iter::once(&session).chain(&f.sessions[1..]));
-                    // The aggregator's own key holders list: the same names as the fresh key.
-                    let mut builder = AggregateBuilder::new(PARAMS_V1, &key, values);
-                    for (i, c) in ciphertexts.iter().enumerate() {
-                        builder.add(id(i), c).unwrap();
-                    }
-                    (session, builder.finish().unwrap(), check)
-                },
-                |(mut session, aggregate, check)| session.decryption_share(aggregate.masks(), &check).unwrap(),
-                BatchSize::PerIteration,
-            );
-        });
+        for pool in &pools {
+            let threads = pool.threads();
+            group.bench_function(BenchmarkId::new(format!("mask_check+decryption_share/t{threads}"), values), |b| {
+                b.iter_batched(
+                    || {
+                        let (mut session, key) = fresh_party(&f);
+                        let mut ciphertexts = f.ciphertexts.clone();
+                        ciphertexts[0] = session.encrypt(&key, &f.words[0]).unwrap();
+                        let check = mask_check(core::iter::once(&session).chain(&f.sessions[1..]));
+                        // The aggregator's own key holders list: the same names as the fresh key.
+                        let mut builder = AggregateBuilder::new(PARAMS_V1, &key, values);
+                        for (i, c) in ciphertexts.iter().enumerate() {
+                            builder.add(id(i), c).unwrap();
+                        }
+                        (session, builder.finish().unwrap(), check)
+                    },
+                    |(mut session, aggregate, check)| {
+                        pool.run(|| session.decryption_share(aggregate.masks(), &check).unwrap())
+                    },
+                    BatchSize::PerIteration,
+                );
+            });
+        }
 
         // Shares of the fixture's round for combine + decode.
         let round = aggregate(&f, &f.ciphertexts);
         let check = mask_check(&f.sessions);
         let shares: Vec<DecryptionShare> =
             f.sessions.iter_mut().map(|s| s.decryption_share(round.masks(), &check).unwrap()).collect();
-        group.bench_function(BenchmarkId::new("combine_decode", values), |b| {
-            b.iter(|| f.codec.decode_sum(&round.combine(&shares).unwrap(), PARTIES as u32).unwrap());
-        });
+        for pool in &pools {
+            let threads = pool.threads();
+            group.bench_function(BenchmarkId::new(format!("combine_decode/t{threads}"), values), |b| {
+                b.iter(|| pool.run(|| f.codec.decode_sum(&round.combine(&shares).unwrap(), PARTIES as u32).unwrap()));
+            });
+        }
     }
     group.finish();
 }

@@ -27,10 +27,18 @@ pub(crate) struct Args {
     /// Seed of the random plaintexts (keys and noise always come from the OS).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Threads of the encrypted path (default: one per core).
+    #[arg(long)]
+    threads: Option<core::num::NonZeroUsize>,
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
-    print!("{}", measure(args.values, args.parties, args.seed)?.table());
+    let threads = args.threads.map_or_else(fedcare_crypto::threads::default_threads, core::num::NonZeroUsize::get);
+    let pool = fedcare_crypto::threads::CryptoPool::new(
+        core::num::NonZeroUsize::new(threads).unwrap_or(core::num::NonZeroUsize::MIN),
+    )?;
+    let report = pool.run(|| measure(args.values, args.parties, args.seed))?;
+    print!("{}", report.table(pool.threads()));
     Ok(())
 }
 
@@ -218,11 +226,11 @@ fn measure(values: usize, parties: usize, seed: u64) -> Result<CryptoBenchReport
 
 impl CryptoBenchReport {
     /// The report as a table.
-    fn table(&self) -> String {
+    fn table(&self, threads: usize) -> String {
         let ms = |d: Duration| format!("{:>10.2} ms", d.as_secs_f64() * 1e3);
         let per_value = |bytes: usize| format!("{:>10.2} B/value", bytes as f64 / self.values as f64);
         let mut out = format!(
-            "threshold encryption ({}), {} values, {} parties: the decrypted sum is exact\n\n",
+            "threshold encryption ({}), {} values, {} parties, {threads} crypto threads: the decrypted sum is exact\n\n",
             PARAMS_V1.name, self.values, self.parties
         );
         let rows = [

@@ -37,6 +37,8 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> Result<()> {
     tls::install_crypto_provider();
     let config: HospitalConfig = config::load_with_env(&args.config)?;
+    let threads = fedcare_crypto::threads::set_threads(config.crypto_threads)?;
+    tracing::info!(threads, "crypto threads");
     let data = match &config.schema {
         Some(name) => {
             let schema = Schema::by_name(name)?;

@@ -28,6 +28,8 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> Result<()> {
     tls::install_crypto_provider();
     let mut config: AggregatorConfig = config::load_with_env(&args.config)?;
+    let threads = fedcare_crypto::threads::set_threads(config.crypto_threads)?;
+    tracing::info!(threads, "crypto threads");
     if let Some(name) = &config.schema {
         // The aggregator never reads patient data: only the schema's shape goes in its plan.
         let schema = fedcare_data::Schema::by_name(name)?;

@@ -13,11 +13,30 @@ use std::collections::BTreeMap;
 
 use tfhe::core_crypto::algorithms::slice_algorithms::slice_wrapping_add_assign;
 
+use rayon::prelude::*;
+
 use super::CryptoError;
 use super::check::{Challenge, MaskFingerprint};
 use super::ciphertext::{Ciphertext, ContributionHash, hash_words};
 use super::keys::{CollectivePublicKey, Crs, PartyId};
 use super::params::ThresholdParams;
+
+/// Words per parallel task of the element-wise passes of decryption (a few hundred KiB: large
+/// enough to outweigh scheduling, small enough to spread a model's vector over every thread).
+const CHUNK: usize = 1 << 15;
+
+/// `sum += added` element-wise (wrapping), counting in `carries` each word whose integer sum
+/// passed 2^64 (exactly when the wrapping sum came out below the added word). At most 64
+/// contributors (the noise budget), so a carry stays below 64. One thread: the pass is bound by
+/// memory, and splitting it over 2 threads made aggregation slower (2026-12-02, 2-core EPYC:
+/// 10 × 1M values in 83 ms against 71 ms); the ciphertext's hash runs beside it instead.
+fn add_counting_carries(sum: &mut [u64], carries: &mut [u8], added: &[u64]) {
+    // Two simple passes: both vectorize.
+    slice_wrapping_add_assign(sum, added);
+    for ((carry, &sum), &word) in carries.iter_mut().zip(sum.iter()).zip(added) {
+        *carry += u8::from(sum < word);
+    }
+}
 
 /// Sums the ciphertexts of one round. Holds no secret.
 ///
@@ -71,21 +90,17 @@ impl AggregateBuilder {
         if self.contributors.contains_key(&party) {
             return Err(CryptoError::Duplicate(party));
         }
-        let hash = ciphertext.hash();
         let masks = self.carries.len();
         let (sum_masks, sum_bodies) = self.sum.split_at_mut(masks);
         let (masks, bodies) = ciphertext.data.split_at(masks);
-        slice_wrapping_add_assign(sum_masks, masks);
-        // The wrapping sum passed 2^64 exactly when it came out below the added mask. At most 64
-        // contributors (the noise budget), so a carry stays below 64. (Two simple passes: both
-        // vectorize.)
-        for ((carry, &sum), &mask) in self.carries.iter_mut().zip(sum_masks.iter()).zip(masks) {
-            *carry += u8::from(sum < mask);
-        }
-        slice_wrapping_add_assign(sum_bodies, bodies);
-        for ((carry, &sum), &body) in self.body_carries.iter_mut().zip(sum_bodies.iter()).zip(bodies) {
-            *carry += u8::from(sum < body);
-        }
+        // The commitment and the sum read the same words: both at once, on the crypto threads.
+        let (hash, ()) = rayon::join(
+            || ciphertext.hash(),
+            || {
+                add_counting_carries(sum_masks, &mut self.carries, masks);
+                add_counting_carries(sum_bodies, &mut self.body_carries, bodies);
+            },
+        );
         self.contributors.insert(party, hash);
         Ok(hash)
     }
@@ -269,11 +284,17 @@ impl Aggregate {
         // At most 64 contributors: the lift `carries − borrows` stays within [−64, 63].
         let mut lifts: Vec<i8> = self.body_carries.iter().map(|&c| c as i8).collect();
         for share in seen.values() {
-            for ((phase, lift), &d) in phases.iter_mut().zip(lifts.iter_mut()).zip(&share.partial) {
-                let (difference, borrow) = phase.overflowing_sub(d);
-                *phase = difference;
-                *lift -= i8::from(borrow);
-            }
+            phases
+                .par_chunks_mut(CHUNK)
+                .zip(lifts.par_chunks_mut(CHUNK))
+                .zip(share.partial.par_chunks(CHUNK))
+                .for_each(|((phases, lifts), partial)| {
+                    for ((phase, lift), &d) in phases.iter_mut().zip(lifts.iter_mut()).zip(partial) {
+                        let (difference, borrow) = phase.overflowing_sub(d);
+                        *phase = difference;
+                        *lift -= i8::from(borrow);
+                    }
+                });
         }
         Ok(DecryptedSum::new(
             self.params,
@@ -309,11 +330,17 @@ impl Aggregate {
 
     /// `round((body − Σ partial) / Δ)` for every value, over the shares given (unchecked).
     pub(super) fn decode_phases<'a>(&self, shares: impl Iterator<Item = &'a DecryptionShare>) -> Vec<u64> {
+        let shares: Vec<&DecryptionShare> = shares.collect();
         let mut phases = self.bodies.clone();
-        for share in shares {
-            phases.iter_mut().zip(&share.partial).for_each(|(x, &d)| *x = x.wrapping_sub(d));
-        }
-        phases.into_iter().map(|x| self.params.delta.round(x)).collect()
+        phases.par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, phases)| {
+            let start = chunk * CHUNK;
+            for share in &shares {
+                let partial = &share.partial[start..start + phases.len()];
+                phases.iter_mut().zip(partial).for_each(|(x, &d)| *x = x.wrapping_sub(d));
+            }
+            phases.iter_mut().for_each(|x| *x = self.params.delta.round(*x));
+        });
+        phases
     }
 }
 

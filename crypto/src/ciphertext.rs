@@ -5,7 +5,9 @@
 //! (8 bytes per value in full bins): 16 bytes on the wire.
 //!
 //! Encryption uses tfhe's NTT-based re-randomization path under the collective public key:
-//! `mask = a ⊛ r + e1`, `body_j = (b ⊛ r)_rev(j) + e2_j + Δ·m_j` with a fresh binary `r`.
+//! `mask = a ⊛ r + e1`, `body_j = (b ⊛ r)_rev(j) + e2_j + Δ·m_j` with a fresh binary `r` per
+//! bin; the bins are encrypted in parallel on the current rayon pool (`crypto_threads`), each
+//! from its own seed, so the result does not depend on the number of threads.
 
 use tfhe::core_crypto::commons::generators::NoiseRandomGenerator;
 use tfhe::core_crypto::commons::math::random::Seed;
@@ -14,6 +16,8 @@ use tfhe::core_crypto::prelude::{
     DefaultRandomGenerator, LweCiphertextCount, LweCompactCiphertextList, LweCompactPublicKeyOwned, LweDimension,
     PlaintextList, TUniform,
 };
+
+use rayon::prelude::*;
 
 use super::CryptoError;
 use super::keys::{Crs, modulus};
@@ -77,47 +81,87 @@ pub(crate) fn le_bytes(words: &[u64]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
-/// Feeds `words` to `hasher` as little-endian bytes.
+/// Feeds `words` to `hasher` as little-endian bytes, on the crypto threads when there are
+/// several (BLAKE3's tree: the same hash however it is split).
 pub(crate) fn hash_words(hasher: &mut blake3::Hasher, words: &[u64]) {
-    hasher.update(&le_bytes(words));
+    if rayon::current_num_threads() > 1 {
+        hasher.update_rayon(&le_bytes(words));
+    } else {
+        hasher.update(&le_bytes(words));
+    }
 }
 
-/// Encrypts plaintext words (each `< 2^plaintext_bits`) under an expanded collective key.
+/// Encrypts plaintext words (each `< 2^plaintext_bits`) under an expanded collective key, with
+/// fresh randomness from the operating system.
 pub(crate) fn encrypt(
     params: &ThresholdParams,
     crs: Crs,
     key: &LweCompactPublicKeyOwned<u64>,
     words: &[u64],
 ) -> Result<Ciphertext, CryptoError> {
+    encrypt_seeded(params, crs, key, words, Seed(os_random_u128()))
+}
+
+/// [`encrypt`] with its randomness drawn from `seed`: the same seed gives the same ciphertext,
+/// bit for bit, whatever the number of threads of the current rayon pool.
+///
+/// The bins (one mask polynomial and up to `n` bodies each) are independent: each is encrypted
+/// on its own by tfhe's re-randomization path, with a noise generator seeded from `seed` and the
+/// bin's index ([`bin_seed`]), in parallel over the pool. Each bin draws the same distributions
+/// tfhe draws for it in a whole-list encryption (a fresh binary `r`, mask and body noise), so the
+/// noise bound is unchanged.
+pub(crate) fn encrypt_seeded(
+    params: &ThresholdParams,
+    crs: Crs,
+    key: &LweCompactPublicKeyOwned<u64>,
+    words: &[u64],
+    seed: Seed,
+) -> Result<Ciphertext, CryptoError> {
     if words.is_empty() {
         return Err(CryptoError::EmptyPlaintext);
     }
     let bits = params.plaintext_bits();
-    let plaintexts: Vec<u64> = words
-        .iter()
-        .enumerate()
-        .map(|(index, &word)| {
-            if word >> bits != 0 {
-                return Err(CryptoError::WordOutOfRange { index, word, bits });
-            }
-            Ok(word << params.delta.0)
-        })
-        .collect::<Result<_, _>>()?;
-    let mut list = LweCompactCiphertextList::new(
-        0u64,
-        LweDimension(params.n()).to_lwe_size(),
-        LweCiphertextCount(words.len()),
-        modulus(),
-    );
-    let mut noise = NoiseRandomGenerator::<DefaultRandomGenerator>::new_from_seed(Seed(os_random_u128()));
+    if let Some((index, &word)) = words.iter().enumerate().find(|(_, word)| *word >> bits != 0) {
+        return Err(CryptoError::WordOutOfRange { index, word, bits });
+    }
+    let n = params.n();
     let distribution = TUniform::<u64>::new(params.noise.0);
-    rerand_encrypt_lwe_compact_ciphertext_list_with_compact_public_key(
-        key,
-        &mut list,
-        &PlaintextList::from_container(plaintexts),
-        distribution,
-        distribution,
-        &mut noise,
+    let mut data = vec![0u64; params.ciphertext_words(words.len())];
+    let (masks, bodies) = data.split_at_mut(params.bins(words.len()) * n);
+    masks.par_chunks_mut(n).zip(bodies.par_chunks_mut(n)).zip(words.par_chunks(n)).enumerate().for_each(
+        |(bin, ((mask, body), words))| {
+            let plaintexts =
+                PlaintextList::from_container(words.iter().map(|&w| w << params.delta.0).collect::<Vec<_>>());
+            let mut list = LweCompactCiphertextList::new(
+                0u64,
+                LweDimension(n).to_lwe_size(),
+                LweCiphertextCount(words.len()),
+                modulus(),
+            );
+            let mut noise = NoiseRandomGenerator::<DefaultRandomGenerator>::new_from_seed(bin_seed(seed, bin));
+            rerand_encrypt_lwe_compact_ciphertext_list_with_compact_public_key(
+                key,
+                &mut list,
+                &plaintexts,
+                distribution,
+                distribution,
+                &mut noise,
+            );
+            let (bin_mask, bin_bodies) = list.as_ref().split_at(n);
+            mask.copy_from_slice(bin_mask);
+            body.copy_from_slice(bin_bodies);
+        },
     );
-    Ok(Ciphertext { params_id: params.id, crs, len: words.len(), data: list.into_container() })
+    Ok(Ciphertext { params_id: params.id, crs, len: words.len(), data })
+}
+
+/// The seed of bin `bin`'s randomness, derived from a whole vector's `seed` (BLAKE3 in
+/// key-derivation mode): independent bins, the same on every machine and thread count.
+pub(crate) fn bin_seed(seed: Seed, bin: usize) -> Seed {
+    let mut hasher = blake3::Hasher::new_derive_key("fedcare 2026 crypto bin seed v1");
+    hasher.update(&seed.0.to_le_bytes());
+    hasher.update(&(bin as u64).to_le_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    Seed(u128::from_le_bytes(first))
 }

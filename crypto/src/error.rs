@@ -177,6 +177,14 @@ pub enum CryptoError {
     /// An output check before this party made its decryption share.
     #[error("this party has not made its decryption share of this round")]
     OwnShareMissing,
+    /// The crypto threads cannot be set up (the pool exists already, or the OS refused a thread).
+    #[error("cannot set up {threads} crypto threads: {message}")]
+    Threads {
+        /// Threads asked for.
+        threads: usize,
+        /// rayon's reason.
+        message: String,
+    },
     /// Decoding the combined plaintext failed (a corrupted or incomplete aggregate).
     #[error("the combined plaintext does not decode: {0}")]
     Decode(#[from] fedcare_core::Error),

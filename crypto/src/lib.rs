@@ -56,6 +56,7 @@ mod keys;
 pub mod params;
 mod party;
 mod random;
+pub mod threads;
 pub mod wire;
 
 #[cfg(test)]

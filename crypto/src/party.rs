@@ -21,25 +21,46 @@ use tfhe::core_crypto::algorithms::slice_algorithms::slice_binary_semi_reverse_n
 use tfhe::core_crypto::commons::math::random::{RandomGenerator, Seed};
 use tfhe::core_crypto::prelude::{DefaultRandomGenerator, TUniform};
 
+use rayon::prelude::*;
+
 use super::CryptoError;
 use super::aggregate::{AggregateMasks, DecryptedSum, DecryptionShare};
 use super::check::{Challenge, MaskCheck, MaskFingerprint};
-use super::ciphertext::{Ciphertext, ContributionHash, encrypt};
+use super::ciphertext::{Ciphertext, ContributionHash, bin_seed, encrypt};
 use super::keys::{CollectivePublicKey, Crs, KeyShareCollector, PartyId, PublicKeyShare, SecretKeyShare};
 use super::params::ThresholdParams;
 use super::random::os_random_u128;
 
 /// Adds `⟨mask_j, s⟩` for every value `j` to `out`: per bin, the semi-reversed negacyclic product
-/// of the bin's mask polynomial with the key, whose coefficient `n−1−j` decrypts value `j`.
+/// of the bin's mask polynomial with the key, whose coefficient `n−1−j` decrypts value `j`. The
+/// bins run in parallel on the current rayon pool; each is exact, so the result does not depend
+/// on the number of threads.
 pub(super) fn add_mask_products(out: &mut [u64], masks: &[u64], key: &[u64]) {
     let n = key.len();
-    let mut product = vec![0u64; n];
-    for (mask, values) in masks.chunks_exact(n).zip(out.chunks_mut(n)) {
-        slice_binary_semi_reverse_negacyclic_convolution(&mut product, mask, key);
-        for (j, value) in values.iter_mut().enumerate() {
-            *value = value.wrapping_add(product[n - 1 - j]);
-        }
+    masks
+        .par_chunks_exact(n)
+        .zip(out.par_chunks_mut(n))
+        .for_each_init(|| vec![0u64; n], |product, (mask, values)| add_bin_product(values, product, mask, key));
+}
+
+/// [`add_mask_products`] for one bin, `product` being scratch space of `n` words.
+fn add_bin_product(values: &mut [u64], product: &mut [u64], mask: &[u64], key: &[u64]) {
+    let n = key.len();
+    slice_binary_semi_reverse_negacyclic_convolution(product, mask, key);
+    for (j, value) in values.iter_mut().enumerate() {
+        *value = value.wrapping_add(product[n - 1 - j]);
     }
+}
+
+/// A decryption share's values before the key's products: smudging noise below `bound`, each
+/// bin's drawn from its own seed derived from `seed`, in parallel; the same for any thread count.
+pub(super) fn smudging_noise(len: usize, n: usize, bound: u32, seed: Seed) -> Vec<u64> {
+    let mut partial = vec![0u64; len];
+    partial.par_chunks_mut(n).enumerate().for_each(|(bin, values)| {
+        let mut generator = RandomGenerator::<DefaultRandomGenerator>::new(bin_seed(seed, bin));
+        generator.fill_slice_with_random_from_distribution(values, TUniform::<u64>::new(bound));
+    });
+    partial
 }
 
 /// One party's state for one round. (Fields are visible to the `crypto` tests, which bypass
@@ -203,9 +224,7 @@ impl PartySession {
         // Taking the key out makes this the only share it ever makes; it is zeroized on drop.
         let secret = self.secret.take().ok_or(CryptoError::KeyShareSpent)?;
 
-        let mut partial = vec![0u64; aggregate.len];
-        let mut smudging = RandomGenerator::<DefaultRandomGenerator>::new(Seed(os_random_u128()));
-        smudging.fill_slice_with_random_from_distribution(&mut partial, TUniform::<u64>::new(budget.smudging.0));
+        let mut partial = smudging_noise(aggregate.len, n, budget.smudging.0, Seed(os_random_u128()));
         add_mask_products(&mut partial, &aggregate.masks, secret.coefficients());
         drop(secret);
         self.decryption =

@@ -14,6 +14,7 @@
 //! out_dir = "fedcare-out"           # metrics.jsonl, model.bin, aggregator.ckpt
 //! eval_bins = 1024                  # bins of the encrypted score histograms (AUROC, loss)
 //! seed = 0                          # initial model
+//! crypto_threads = 8                # optional: threads of the encrypted path (default: one per core)
 //! schema = "diabetes130"            # optional: the hospitals' schema (sets numeric_features, top_k)
 //! job = "train"                     # or "explore": count every column of the schema, train nothing
 //! [explore] min_cell = 10           # an exploration's reports show no count below this
@@ -35,7 +36,8 @@
 //! `hospital.toml`: `aggregator = "https://localhost:50051"`, `server_name = "localhost"`,
 //! `federation_id`, `[tls] ca, cert, key`, `trainer = "auto"` (or "gpu", "cpu"), optional
 //! `schema = "diabetes130"` and `bad_rows_limit = 100`, `state_dir = "fedcare-hospital"` (its
-//! decryption ledger), and `[consortium]`: the hospital's own roster (`members`: certificate
+//! decryption ledger), `crypto_threads` (the encrypted path's threads; default one per core,
+//! results the same whatever the number), and `[consortium]`: the hospital's own roster (`members`: certificate
 //! name = key fingerprint, as `fedcare keygen` prints them) and its bounds (`min_hospitals = 2`,
 //! `max_rounds = 10000`, `max_attempts = 16`, `max_params = 16777216`, `max_epochs = 100`). `examples/` holds both files with every
 //! key explained. Unknown keys and unknown names are refused with the list of valid ones.
@@ -286,6 +288,10 @@ pub struct AggregatorConfig {
     /// Seed of the initial model.
     #[serde(default)]
     pub seed: u64,
+    /// Threads of the encrypted path (aggregation, combination); `None`: one per core. The
+    /// results are the same whatever the number.
+    #[serde(default)]
+    pub crypto_threads: Option<core::num::NonZeroUsize>,
     /// Bins of the evaluation histograms.
     #[serde(default = "default_eval_bins")]
     pub eval_bins: u32,
@@ -634,6 +640,10 @@ pub struct HospitalConfig {
     /// Bad rows skipped (and counted) before the file is refused; 0 refuses at the first.
     #[serde(default = "default_bad_rows")]
     pub bad_rows_limit: usize,
+    /// Threads of the encrypted path (encryption, decryption share); `None`: one per core. The
+    /// results are the same whatever the number.
+    #[serde(default)]
+    pub crypto_threads: Option<core::num::NonZeroUsize>,
     /// Where this hospital keeps its state: the decryption ledger.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
@@ -958,6 +968,14 @@ mod tests {
         assert_eq!(hospital.trainer, TrainerChoice::Auto);
         assert_eq!(hospital.consortium.members.len(), 3);
         assert_eq!(hospital.consortium.min_hospitals, 3);
+        assert_eq!((aggregator.crypto_threads, hospital.crypto_threads), (None, None), "one thread per core");
+        let text = include_str!("../../examples/hospital.toml").replace("# crypto_threads = 8", "crypto_threads = 3");
+        let hospital: HospitalConfig = toml::from_str(&text).unwrap();
+        assert_eq!(hospital.crypto_threads.map(core::num::NonZeroUsize::get), Some(3));
+        let error = toml::from_str::<HospitalConfig>(&text.replace("crypto_threads = 3", "crypto_threads = 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("crypto_threads") && error.contains("nonzero"), "{error}");
     }
 
     #[test]

@@ -414,6 +414,7 @@ mod tests {
             join_timeout_secs: 10,
             out_dir: "out".into(),
             seed: 0,
+            crypto_threads: None,
             eval_bins: 16,
             schema_id: "s/v1".into(),
             numeric_features: 1,

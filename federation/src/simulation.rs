@@ -230,6 +230,7 @@ pub async fn run(
         join_timeout_secs: 30,
         out_dir: options.out.clone(),
         seed: options.seed,
+        crypto_threads: None,
         eval_bins: 1024,
         schema_id: schema.id.clone(),
         numeric_features: schema.numeric.len() as u32,

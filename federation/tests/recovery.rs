@@ -57,6 +57,7 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
         join_timeout_secs: 30,
         out_dir: dir.path().join("out"),
         seed: 0,
+        crypto_threads: None,
         eval_bins: 16,
         schema_id: "synthetic/v1".into(),
         numeric_features: 0,

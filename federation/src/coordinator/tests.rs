@@ -32,6 +32,7 @@ fn plan() -> Arc<FederationPlan> {
         join_timeout_secs: JOIN.as_secs(),
         out_dir: "unused".into(),
         seed: 0,
+        crypto_threads: None,
         eval_bins: 4,
         schema_id: "test/v1".into(),
         numeric_features: 0,

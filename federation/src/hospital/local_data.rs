@@ -214,6 +214,7 @@ mod tests {
             join_timeout_secs: 10,
             out_dir: "out".into(),
             seed: 0,
+            crypto_threads: None,
             eval_bins: 16,
             schema_id: schema_id.into(),
             numeric_features: schema.numeric.len() as u32,

@@ -19,6 +19,7 @@ pub(crate) fn plan(names: &[String], join_timeout_secs: u64, out: &Path, pki: &P
         join_timeout_secs,
         out_dir: out.to_path_buf(),
         seed: 0,
+        crypto_threads: None,
         eval_bins: 8,
         schema_id: "test".into(),
         numeric_features: 0,
