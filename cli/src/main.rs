@@ -147,8 +147,40 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_text(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes on one line, each cause once: a cause whose text the message before it
+/// already holds (typed errors put their source in their own message) is not repeated.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn an_error_names_each_cause_once() {
+        // A typed error that carries its source in its message, under a context that does not.
+        let schema = fedcare_data::Schema::by_name("/nonexistent/schema.toml").unwrap_err();
+        let error = anyhow::Error::new(schema).context("loading the schema");
+        let text = error_text(&error);
+        assert!(text.starts_with("loading the schema: cannot read /nonexistent/schema.toml: "), "{text}");
+        // The operating system's reason, the chain's last cause, appears once.
+        let os_reason = error.chain().last().unwrap().to_string();
+        assert_eq!(text.matches(&os_reason).count(), 1, "{text}");
+        assert_eq!(text.matches("/nonexistent/schema.toml").count(), 1, "{text}");
     }
 }
