@@ -89,9 +89,8 @@ fn crypto(c: &mut Criterion) {
     group.sample_size(10);
     // One crypto thread, and one per core (a second pool only where there is more than one core).
     let cores = fedcare_crypto::threads::default_threads();
-    let counts = if cores > 1 { vec![1, cores] } else { vec![1] };
-    let pools: Vec<CryptoPool> =
-        counts.into_iter().map(|t| CryptoPool::new(core::num::NonZeroUsize::new(t).unwrap()).unwrap()).collect();
+    let counts = if cores.get() > 1 { vec![core::num::NonZeroUsize::MIN, cores] } else { vec![cores] };
+    let pools: Vec<CryptoPool> = counts.into_iter().map(|t| CryptoPool::new(t).unwrap()).collect();
     for values in [100_000usize, 1_000_000] {
         let mut f = fixture(values);
         let wire = f.ciphertexts[0].encode().unwrap().len();

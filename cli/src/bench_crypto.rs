@@ -33,9 +33,8 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
-    let threads = args.threads.map_or_else(fedcare_crypto::threads::default_threads, core::num::NonZeroUsize::get);
     let pool = fedcare_crypto::threads::CryptoPool::new(
-        core::num::NonZeroUsize::new(threads).unwrap_or(core::num::NonZeroUsize::MIN),
+        args.threads.unwrap_or_else(fedcare_crypto::threads::default_threads),
     )?;
     let report = pool.run(|| measure(args.values, args.parties, args.seed))?;
     print!("{}", report.table(pool.threads()));

@@ -1,6 +1,6 @@
-//! How many threads the crypto passes use: encryption, decryption shares, aggregation and
-//! combination split their vectors into independent bins or chunks and run them on a rayon
-//! pool. Every pass is exact (wrapping sums) or draws each bin's randomness from its own seed, so
+//! How many threads the crypto passes use: encryption, decryption shares and combination split
+//! their vectors into independent bins or chunks, and aggregation hashes each ciphertext beside
+//! its sum, on a rayon pool. Every pass is exact (wrapping sums) or draws each bin's randomness from its own seed, so
 //! a result does not depend on the number of threads: the `crypto_threads` setting changes
 //! speed only.
 
@@ -12,13 +12,18 @@ use super::CryptoError;
 /// returns the number in use. Refused once the pool exists (the first pass creates it with one
 /// thread per core).
 pub fn set_threads(threads: Option<NonZeroUsize>) -> Result<usize, CryptoError> {
-    let count = threads.map_or_else(default_threads, NonZeroUsize::get);
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(count)
-        .thread_name(|i| format!("fedcare-crypto-{i}"))
-        .build_global()
-        .map_err(|e| CryptoError::Threads { threads: count, message: e.to_string() })?;
-    Ok(count)
+    let threads = threads.unwrap_or_else(default_threads);
+    builder(threads).build_global().map_err(|e| refused(threads, &e))?;
+    Ok(threads.get())
+}
+
+/// The pool's settings: `threads` threads named for the crypto.
+fn builder(threads: NonZeroUsize) -> rayon::ThreadPoolBuilder {
+    rayon::ThreadPoolBuilder::new().num_threads(threads.get()).thread_name(|i| format!("fedcare-crypto-{i}"))
+}
+
+fn refused(threads: NonZeroUsize, error: &rayon::ThreadPoolBuildError) -> CryptoError {
+    CryptoError::Threads { threads: threads.get(), message: error.to_string() }
 }
 
 /// A pool of crypto threads of its own (benchmarks, tests): work run in it leaves the process's
@@ -31,12 +36,7 @@ pub struct CryptoPool {
 impl CryptoPool {
     /// A pool of `threads` threads.
     pub fn new(threads: NonZeroUsize) -> Result<Self, CryptoError> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.get())
-            .thread_name(|i| format!("fedcare-crypto-{i}"))
-            .build()
-            .map_err(|e| CryptoError::Threads { threads: threads.get(), message: e.to_string() })?;
-        Ok(Self { pool })
+        Ok(Self { pool: builder(threads).build().map_err(|e| refused(threads, &e))? })
     }
 
     /// Its threads.
@@ -51,6 +51,6 @@ impl CryptoPool {
 }
 
 /// One thread per core the OS lets this process use (1 if it cannot tell).
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+pub fn default_threads() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }

@@ -68,8 +68,12 @@ pub fn read_csv(path: &Path, schema: &Schema, bad_rows: BadRows) -> Result<(Tabl
     let mut table = Table::empty_for(schema);
     let mut report = IngestReport::default();
     let mut record = csv::StringRecord::new();
-    // The `earlier_in_group` columns' keys, row by row: counted once the whole file is read.
-    let mut order_keys = Vec::new();
+    // Per `earlier_in_group` column, every row's key: counted once the whole file is read.
+    let earlier_columns: Vec<usize> = (schema.numeric.iter().enumerate())
+        .filter(|(_, c)| c.transform == Transform::EarlierInGroup)
+        .map(|(column, _)| column)
+        .collect();
+    let mut order_keys = vec![Vec::new(); earlier_columns.len()];
     while let Some((line, read)) = records.next_into(&mut record) {
         let outcome = read.and_then(|()| schema.parse_record(&bound, &record));
         match outcome {
@@ -79,7 +83,9 @@ pub fn read_csv(path: &Path, schema: &Schema, bad_rows: BadRows) -> Result<(Tabl
                         *report.unknown_categories.entry(column.name.clone()).or_default() += 1;
                     }
                 }
-                order_keys.extend_from_slice(&parsed.order_keys);
+                for (keys, &key) in order_keys.iter_mut().zip(&parsed.order_keys) {
+                    keys.push(key);
+                }
                 table.push(parsed, line);
                 report.rows += 1;
             }
@@ -101,11 +107,8 @@ pub fn read_csv(path: &Path, schema: &Schema, bad_rows: BadRows) -> Result<(Tabl
     if report.rows == 0 {
         return Err(DataError::NoRows { path: path.to_path_buf() });
     }
-    let earlier_columns = schema.numeric.iter().enumerate().filter(|(_, c)| c.transform == Transform::EarlierInGroup);
-    let per_row = order_keys.len() / report.rows;
-    for (key, (column, _)) in earlier_columns.enumerate() {
-        let keys: Vec<f64> = order_keys.iter().skip(key).step_by(per_row).copied().collect();
-        table.set_earlier_in_group(column, &keys);
+    for (&column, keys) in earlier_columns.iter().zip(&order_keys) {
+        table.set_earlier_in_group(column, keys);
     }
     Ok((table, report))
 }
