@@ -13,7 +13,7 @@ use fedcare_core::Codec;
 use fedcare_crypto::threads::CryptoPool;
 use fedcare_crypto::{
     AggregateBuilder, Challenge, Ciphertext, CollectivePublicKey, Crs, DecryptionShare, MaskCheck, MaskFingerprint,
-    PARAMS_V1, PartyId, PartySession, PublicKeyShare, WireMessage,
+    PARAMS_V2, PartyId, PartySession, PublicKeyShare, WireMessage,
 };
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -36,7 +36,7 @@ fn id(i: usize) -> PartyId {
 }
 
 fn fixture(values: usize) -> Fixture {
-    let codec = Codec::new(PARAMS_V1.codec_config()).unwrap();
+    let codec = Codec::new(PARAMS_V2.codec_config()).unwrap();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(values as u64);
     let words: Vec<Vec<u64>> = (0..PARTIES)
         .map(|_| {
@@ -46,7 +46,7 @@ fn fixture(values: usize) -> Fixture {
         .collect();
     let crs = Crs::random();
     let (mut sessions, shares): (Vec<_>, Vec<_>) =
-        (0..PARTIES).map(|i| PartySession::new(PARAMS_V1, id(i), crs, 2).unwrap()).unzip();
+        (0..PARTIES).map(|i| PartySession::new(PARAMS_V2, id(i), crs, 2).unwrap()).unzip();
     let keys: Vec<CollectivePublicKey> = sessions.iter_mut().map(|s| s.collective_key(&shares).unwrap()).collect();
     let key = keys[0].clone();
     let ciphertexts = sessions.iter_mut().zip(&words).map(|(s, w)| s.encrypt(&key, w).unwrap()).collect();
@@ -56,7 +56,7 @@ fn fixture(values: usize) -> Fixture {
 /// A fresh party 0 that has summed its collective key (with its new share in place of the
 /// fixture's), and that key.
 fn fresh_party(f: &Fixture) -> (PartySession, CollectivePublicKey) {
-    let (mut session, share) = PartySession::new(PARAMS_V1, id(0), f.crs, 2).unwrap();
+    let (mut session, share) = PartySession::new(PARAMS_V2, id(0), f.crs, 2).unwrap();
     let mut shares = f.shares.clone();
     shares[0] = share;
     let key = session.collective_key(&shares).unwrap();
@@ -77,7 +77,7 @@ fn mask_check<'a>(sessions: impl IntoIterator<Item = &'a PartySession>) -> MaskC
 }
 
 fn aggregate(f: &Fixture, ciphertexts: &[Ciphertext]) -> fedcare_crypto::Aggregate {
-    let mut builder = AggregateBuilder::new(PARAMS_V1, &f.key, ciphertexts[0].len());
+    let mut builder = AggregateBuilder::new(PARAMS_V2, &f.key, ciphertexts[0].len());
     for (i, c) in ciphertexts.iter().enumerate() {
         builder.add(id(i), c).unwrap();
     }
@@ -98,11 +98,11 @@ fn crypto(c: &mut Criterion) {
         group.throughput(Throughput::Elements(values as u64));
 
         group.bench_function(BenchmarkId::new("keygen", values), |b| {
-            b.iter(|| PartySession::new(PARAMS_V1, id(0), f.crs, 2).unwrap());
+            b.iter(|| PartySession::new(PARAMS_V2, id(0), f.crs, 2).unwrap());
         });
         group.bench_function(BenchmarkId::new("collective_key-10", values), |b| {
             b.iter_batched(
-                || PartySession::new(PARAMS_V1, id(0), f.crs, 2).unwrap(),
+                || PartySession::new(PARAMS_V2, id(0), f.crs, 2).unwrap(),
                 |(mut session, share)| {
                     let mut shares = f.shares.clone();
                     shares[0] = share;
@@ -137,7 +137,7 @@ fn crypto(c: &mut Criterion) {
                         ciphertexts[0] = session.encrypt(&key, &f.words[0]).unwrap();
                         let check = mask_check(core::iter::once(&session).chain(&f.sessions[1..]));
                         // The aggregator's own key holders list: the same names as the fresh key.
-                        let mut builder = AggregateBuilder::new(PARAMS_V1, &key, values);
+                        let mut builder = AggregateBuilder::new(PARAMS_V2, &key, values);
                         for (i, c) in ciphertexts.iter().enumerate() {
                             builder.add(id(i), c).unwrap();
                         }

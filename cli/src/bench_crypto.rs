@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use fedcare_core::Codec;
 use fedcare_crypto::{
-    AggregateBuilder, Challenge, Crs, DecryptedSum, DecryptionShare, MaskCheck, MaskFingerprint, PARAMS_V1, PartyId,
+    AggregateBuilder, Challenge, Crs, DecryptedSum, DecryptionShare, MaskCheck, MaskFingerprint, PARAMS_V2, PartyId,
     PartySession, WireLimits, WireMessage,
 };
 use rand::{RngExt, SeedableRng};
@@ -90,7 +90,7 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 /// Runs the protocol for `parties` parties with `values` random values each and checks exactness.
 fn measure(values: usize, parties: usize, seed: u64) -> Result<CryptoBenchReport> {
     ensure!(values > 0, "--values must be at least 1");
-    let params = PARAMS_V1;
+    let params = PARAMS_V2;
     params.noise_budget(parties).context("this party count is not supported")?;
     let codec = Codec::new(fedcare_core::CodecConfig { max_parties: parties as u32, ..params.codec_config() })?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
@@ -230,7 +230,7 @@ impl CryptoBenchReport {
         let per_value = |bytes: usize| format!("{:>10.2} B/value", bytes as f64 / self.values as f64);
         let mut out = format!(
             "threshold encryption ({}), {} values, {} parties, {threads} crypto threads: the decrypted sum is exact\n\n",
-            PARAMS_V1.name, self.values, self.parties
+            PARAMS_V2.name, self.values, self.parties
         );
         let rows = [
             ("key share generation (per party)", ms(self.keygen)),

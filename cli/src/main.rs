@@ -24,6 +24,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than the C library's allocator: the aggregator frees on one thread what
+/// another allocated (streamed chunks, decryption shares), which glibc's per-thread arenas keep
+/// resident.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// fedcare: federated training of readmission-risk models across hospitals, with encrypted
 /// model updates that only the hospitals together can decrypt.
 #[derive(Debug, Parser)]

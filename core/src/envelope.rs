@@ -65,15 +65,7 @@ impl Format {
             return Err(Error::FileTooLarge { size: bytes.len(), limit });
         }
         let header = bytes.get(..HEADER_LEN).ok_or(Error::Truncated { needed: HEADER_LEN, got: bytes.len() })?;
-        if header[..8] != self.magic {
-            return Err(Error::BadMagic { format: self.name });
-        }
-        let version = u16::from_le_bytes([header[8], header[9]]);
-        if version != self.version {
-            return Err(Error::UnsupportedVersion { format: self.name, found: version, supported: self.version });
-        }
-        let length = u32::from_le_bytes([header[10], header[11], header[12], header[13]]) as usize;
-        let checksum = u32::from_le_bytes([header[14], header[15], header[16], header[17]]);
+        let Header { length, checksum } = self.header(header)?;
         let payload = &bytes[HEADER_LEN..];
         if payload.len() < length {
             return Err(Error::Truncated { needed: HEADER_LEN + length, got: bytes.len() });
@@ -87,6 +79,33 @@ impl Format {
         }
         Ok(payload)
     }
+
+    /// The payload's length and checksum from an envelope's first [`HEADER_LEN`] bytes, after
+    /// checking the magic and the version: for a reader that takes the payload piece by piece
+    /// (it must then check the length and the checksum itself, as [`Self::open`] does).
+    pub fn header(&self, header: &[u8]) -> Result<Header> {
+        let header = header.get(..HEADER_LEN).ok_or(Error::Truncated { needed: HEADER_LEN, got: header.len() })?;
+        if header[..8] != self.magic {
+            return Err(Error::BadMagic { format: self.name });
+        }
+        let version = u16::from_le_bytes([header[8], header[9]]);
+        if version != self.version {
+            return Err(Error::UnsupportedVersion { format: self.name, found: version, supported: self.version });
+        }
+        Ok(Header {
+            length: u32::from_le_bytes([header[10], header[11], header[12], header[13]]) as usize,
+            checksum: u32::from_le_bytes([header[14], header[15], header[16], header[17]]),
+        })
+    }
+}
+
+/// What an envelope's header says of its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The payload's length in bytes.
+    pub length: usize,
+    /// The CRC-32 (IEEE) the payload must have.
+    pub checksum: u32,
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! [`Aggregate::decrypted`] keeps the unrounded phases with their integer lifts instead
 //! ([`DecryptedSum`]), for parties that check the output before they accept it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tfhe::core_crypto::algorithms::slice_algorithms::slice_wrapping_add_assign;
 
@@ -20,6 +20,7 @@ use super::check::{Challenge, MaskFingerprint};
 use super::ciphertext::{Ciphertext, ContributionHash, hash_words};
 use super::keys::{CollectivePublicKey, Crs, PartyId};
 use super::params::ThresholdParams;
+use super::streaming::ContributionStream;
 
 /// Words per parallel task of the element-wise passes of decryption (a few hundred KiB: large
 /// enough to outweigh scheduling, small enough to spread a model's vector over every thread).
@@ -42,6 +43,11 @@ fn add_counting_carries(sum: &mut [u64], carries: &mut [u8], added: &[u64]) {
 ///
 /// Every holder of a key share must contribute: decryption needs all key shares, so an aggregate
 /// missing a key holder's ciphertext could never be decrypted (the round restarts instead).
+///
+/// A ciphertext comes whole ([`Self::add`]) or streamed ([`Self::begin`], [`Self::add_run`] for
+/// every run of words as it arrives, then [`Self::commit`]): then the builder never holds more
+/// than the sum. A stream that fails after some of its words went in breaks the builder
+/// ([`Self::abandon`]): it refuses everything after, and the round must restart.
 #[derive(Debug)]
 pub struct AggregateBuilder {
     params: ThresholdParams,
@@ -54,6 +60,10 @@ pub struct AggregateBuilder {
     /// The same for every body (what the output check of [`DecryptedSum`] needs).
     body_carries: Vec<u8>,
     contributors: BTreeMap<PartyId, ContributionHash>,
+    /// Contributions being streamed in, and whether words of theirs are in the sum yet.
+    streaming: BTreeMap<PartyId, bool>,
+    /// Why the sum can no longer be trusted (a stream failed after adding words).
+    broken: Option<String>,
 }
 
 impl AggregateBuilder {
@@ -69,7 +79,96 @@ impl AggregateBuilder {
             carries: vec![0; size - len],
             body_carries: vec![0; len],
             contributors: BTreeMap::new(),
+            streaming: BTreeMap::new(),
+            broken: None,
         }
+    }
+
+    /// Refuses a party that cannot contribute now: one without a key share, one that already
+    /// contributed or is streaming, or anyone once the sum is broken.
+    fn check_contributor(&self, party: &PartyId) -> Result<(), CryptoError> {
+        if let Some(why) = &self.broken {
+            return Err(CryptoError::BrokenAggregate(why.clone()));
+        }
+        if !self.key_holders.contains(party) {
+            return Err(CryptoError::UnknownParty(party.clone()));
+        }
+        if self.contributors.contains_key(party) || self.streaming.contains_key(party) {
+            return Err(CryptoError::Duplicate(party.clone()));
+        }
+        Ok(())
+    }
+
+    /// Starts receiving `party`'s ciphertext piece by piece.
+    pub fn begin(&mut self, party: PartyId) -> Result<ContributionStream, CryptoError> {
+        self.check_contributor(&party)?;
+        self.streaming.insert(party.clone(), false);
+        Ok(ContributionStream::new(self.params, self.crs, self.len, party))
+    }
+
+    /// Adds the run of words the stream's last [`ContributionStream::read`] completed.
+    pub fn add_run(&mut self, stream: &ContributionStream) -> Result<(), CryptoError> {
+        let run = stream.run();
+        if let Some(why) = &self.broken {
+            return Err(CryptoError::BrokenAggregate(why.clone()));
+        }
+        let Some(touched) = self.streaming.get_mut(stream.party()) else {
+            return Err(CryptoError::Malformed("a run of a contribution that is not being received"));
+        };
+        let end = run.start + run.words.len();
+        if end > self.sum.len() {
+            return Err(CryptoError::Malformed("a run beyond the ciphertext's end"));
+        }
+        *touched |= !run.is_empty();
+        let masks = self.carries.len();
+        // The run may straddle the masks' end: each part with its own carries.
+        let split = masks.clamp(run.start, end) - run.start;
+        let (mask_words, body_words) = run.words.split_at(split);
+        if !mask_words.is_empty() {
+            let range = run.start..run.start + mask_words.len();
+            add_counting_carries(&mut self.sum[range.clone()], &mut self.carries[range], mask_words);
+        }
+        if !body_words.is_empty() {
+            let from = run.start + split;
+            let range = from..from + body_words.len();
+            let carries = from - masks..from - masks + body_words.len();
+            add_counting_carries(&mut self.sum[range], &mut self.body_carries[carries], body_words);
+        }
+        Ok(())
+    }
+
+    /// Ends a stream: its party becomes a contributor if every byte came and checked out;
+    /// otherwise it is abandoned ([`Self::abandon`]) and the error returned.
+    pub fn commit(&mut self, stream: ContributionStream) -> Result<ContributionHash, CryptoError> {
+        let party = stream.party().clone();
+        if let Some(why) = &self.broken {
+            return Err(CryptoError::BrokenAggregate(why.clone()));
+        }
+        match stream.finish() {
+            Ok(hash) => {
+                self.streaming.remove(&party);
+                self.contributors.insert(party, hash);
+                Ok(hash)
+            }
+            Err(error) => {
+                self.abandon(&party, &error.to_string());
+                Err(error)
+            }
+        }
+    }
+
+    /// Gives up on `party`'s stream (it failed, or its connection went): harmless while none
+    /// of its words went into the sum (the party may send it again); otherwise the sum is
+    /// broken for good.
+    pub fn abandon(&mut self, party: &PartyId, why: &str) {
+        if self.streaming.remove(party) == Some(true) && self.broken.is_none() {
+            self.broken = Some(format!("{party}'s contribution failed after part of it was added ({why})"));
+        }
+    }
+
+    /// Why the sum is broken, if it is.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
     }
 
     /// Adds one party's ciphertext, refusing another round's, another parameter set's, one of
@@ -84,12 +183,7 @@ impl AggregateBuilder {
         if ciphertext.len != self.len || ciphertext.data.len() != self.sum.len() {
             return Err(CryptoError::LengthMismatch { expected: self.len, got: ciphertext.len });
         }
-        if !self.key_holders.contains(&party) {
-            return Err(CryptoError::UnknownParty(party));
-        }
-        if self.contributors.contains_key(&party) {
-            return Err(CryptoError::Duplicate(party));
-        }
+        self.check_contributor(&party)?;
         let masks = self.carries.len();
         let (sum_masks, sum_bodies) = self.sum.split_at_mut(masks);
         let (masks, bodies) = ciphertext.data.split_at(masks);
@@ -117,6 +211,9 @@ impl AggregateBuilder {
 
     /// The finished aggregate; refused while a key holder has not contributed.
     pub fn finish(self) -> Result<Aggregate, CryptoError> {
+        if let Some(why) = self.broken {
+            return Err(CryptoError::BrokenAggregate(why));
+        }
         if let Some(missing) = self.missing().next() {
             return Err(CryptoError::MissingContribution(missing.clone()));
         }
@@ -279,31 +376,22 @@ impl Aggregate {
     /// contributors' signed fingerprints before it accepts the sum ([`DecryptedSum`]). Refuses
     /// the shares [`Self::combine`] refuses.
     pub fn decrypted(&self, shares: &[DecryptionShare]) -> Result<DecryptedSum, CryptoError> {
-        let seen = self.every_share(shares)?;
-        let mut phases = self.bodies.clone();
-        // At most 64 contributors: the lift `carries − borrows` stays within [−64, 63].
-        let mut lifts: Vec<i8> = self.body_carries.iter().map(|&c| c as i8).collect();
-        for share in seen.values() {
-            phases
-                .par_chunks_mut(CHUNK)
-                .zip(lifts.par_chunks_mut(CHUNK))
-                .zip(share.partial.par_chunks(CHUNK))
-                .for_each(|((phases, lifts), partial)| {
-                    for ((phase, lift), &d) in phases.iter_mut().zip(lifts.iter_mut()).zip(partial) {
-                        let (difference, borrow) = phase.overflowing_sub(d);
-                        *phase = difference;
-                        *lift -= i8::from(borrow);
-                    }
-                });
+        let mut decryption = self.start_decryption();
+        for share in self.every_share(shares)?.into_values() {
+            decryption.subtract(self, share)?;
         }
-        Ok(DecryptedSum::new(
-            self.params,
-            self.masks.crs,
-            self.masks.digest,
-            self.masks.contributors.len(),
-            phases,
-            lifts,
-        ))
+        decryption.finish(self)
+    }
+
+    /// A decryption that takes the shares one at a time as they arrive ([`Decryption`]).
+    pub fn start_decryption(&self) -> Decryption {
+        Decryption {
+            aggregate_digest: self.masks.digest,
+            phases: self.bodies.clone(),
+            // At most 64 contributors: the lift `carries − borrows` stays within [−64, 63].
+            lifts: self.body_carries.iter().map(|&c| c as i8).collect(),
+            seen: BTreeSet::new(),
+        }
     }
 
     /// Refuses a share of another parameter set, round or aggregate, from a party that did not
@@ -341,6 +429,68 @@ impl Aggregate {
             phases.iter_mut().for_each(|x| *x = self.params.delta.round(*x));
         });
         phases
+    }
+}
+
+/// An aggregate's decryption in progress: the summed bodies minus the shares subtracted so far,
+/// with their integer lifts. Each share is checked and subtracted as it arrives and need not be
+/// kept, so the aggregator holds one vector whatever the number of contributors; the order of
+/// the shares does not change the result.
+#[derive(Debug, Clone)]
+pub struct Decryption {
+    aggregate_digest: [u8; 32],
+    phases: Vec<u64>,
+    lifts: Vec<i8>,
+    seen: BTreeSet<PartyId>,
+}
+
+impl Decryption {
+    /// Checks `share` against `aggregate` (the one this decryption started from) as
+    /// [`Aggregate::check_share`] does, refuses a second share of a party, and subtracts it.
+    pub fn subtract(&mut self, aggregate: &Aggregate, share: &DecryptionShare) -> Result<(), CryptoError> {
+        if aggregate.masks.digest != self.aggregate_digest {
+            return Err(CryptoError::ForeignAggregate(share.party.clone()));
+        }
+        aggregate.check_share(share)?;
+        if self.seen.contains(&share.party) {
+            return Err(CryptoError::Duplicate(share.party.clone()));
+        }
+        self.phases
+            .par_chunks_mut(CHUNK)
+            .zip(self.lifts.par_chunks_mut(CHUNK))
+            .zip(share.partial.par_chunks(CHUNK))
+            .for_each(|((phases, lifts), partial)| {
+                for ((phase, lift), &d) in phases.iter_mut().zip(lifts.iter_mut()).zip(partial) {
+                    let (difference, borrow) = phase.overflowing_sub(d);
+                    *phase = difference;
+                    *lift -= i8::from(borrow);
+                }
+            });
+        self.seen.insert(share.party.clone());
+        Ok(())
+    }
+
+    /// Whether `party`'s share has been subtracted.
+    pub fn has(&self, party: &PartyId) -> bool {
+        self.seen.contains(party)
+    }
+
+    /// The decrypted sum, once every contributor's share is in.
+    pub fn finish(self, aggregate: &Aggregate) -> Result<DecryptedSum, CryptoError> {
+        if let Some((missing, _)) = aggregate.masks.contributors.iter().find(|(p, _)| !self.seen.contains(p)) {
+            return Err(CryptoError::MissingShare(missing.clone()));
+        }
+        if aggregate.masks.digest != self.aggregate_digest {
+            return Err(CryptoError::Malformed("a decryption finished against another aggregate"));
+        }
+        Ok(DecryptedSum::new(
+            aggregate.params,
+            aggregate.masks.crs,
+            self.aggregate_digest,
+            aggregate.masks.contributors.len(),
+            self.phases,
+            self.lifts,
+        ))
     }
 }
 

@@ -1,8 +1,11 @@
 //! Packed ciphertexts: one compact ciphertext list holding any number of encrypted values.
 //!
 //! Layout (tfhe's `LweCompactCiphertextList` container): `bins = ⌈len/n⌉` mask polynomials of
-//! `n` coefficients, then `len` bodies. A value costs one body (8 bytes) plus its share of a mask
-//! (8 bytes per value in full bins): 16 bytes on the wire.
+//! `n` coefficients, then `len` bodies. Every mask coefficient is rounded to its top
+//! [`ThresholdParams::mask_bits`] and every body to its top [`ThresholdParams::body_bits`] as it
+//! is made (modulus switching; the noise budget accounts for it), and the wire carries only those
+//! bits: a value costs its body (39 bits) plus its share of a mask (56 bits per value in full
+//! bins), under 12 bytes.
 //!
 //! Encryption uses tfhe's NTT-based re-randomization path under the collective public key:
 //! `mask = a ⊛ r + e1`, `body_j = (b ⊛ r)_rev(j) + e2_j + Δ·m_j` with a fresh binary `r` per
@@ -62,14 +65,21 @@ impl Ciphertext {
 
     /// The commitment the party keeps and the aggregate lists.
     pub fn hash(&self) -> ContributionHash {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"fedcare/ciphertext/v1");
-        hasher.update(&self.params_id.to_le_bytes());
-        hasher.update(&self.crs.0.to_le_bytes());
-        hasher.update(&(self.len as u64).to_le_bytes());
+        let mut hasher = hash_prefix(self.params_id, self.crs, self.len);
         hash_words(&mut hasher, &self.data);
         ContributionHash(*hasher.finalize().as_bytes())
     }
+}
+
+/// A [`ContributionHash`]'s hasher before the ciphertext's words (which follow as little-endian
+/// bytes, masks then bodies).
+pub(crate) fn hash_prefix(params_id: u16, crs: Crs, len: usize) -> blake3::Hasher {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"fedcare/ciphertext/v1");
+    hasher.update(&params_id.to_le_bytes());
+    hasher.update(&crs.0.to_le_bytes());
+    hasher.update(&(len as u64).to_le_bytes());
+    hasher
 }
 
 /// `words` as little-endian bytes: borrowed on little-endian machines, copied elsewhere.
@@ -147,9 +157,11 @@ pub(crate) fn encrypt_seeded(
                 distribution,
                 &mut noise,
             );
+            // Modulus switching: what goes on the wire is rounded here, so the party's hash and
+            // fingerprints cover exactly the words the aggregator adds.
             let (bin_mask, bin_bodies) = list.as_ref().split_at(n);
-            mask.copy_from_slice(bin_mask);
-            body.copy_from_slice(bin_bodies);
+            mask.iter_mut().zip(bin_mask).for_each(|(out, &word)| *out = params.mask_bits.round(word));
+            body.iter_mut().zip(bin_bodies).for_each(|(out, &word)| *out = params.body_bits.round(word));
         },
     );
     Ok(Ciphertext { params_id: params.id, crs, len: words.len(), data })

@@ -92,6 +92,9 @@ pub enum CryptoError {
         /// The message's.
         got: u16,
     },
+    /// A message names a parameter set this build does not know.
+    #[error("parameter set {0} is not known to this build of fedcare")]
+    UnknownParams(u16),
     /// A message has another kind than expected.
     #[error("expected a {expected} message, got kind {got}")]
     WrongKind {
@@ -153,6 +156,9 @@ pub enum CryptoError {
     /// (every key share is needed), so the round must restart with fresh keys.
     #[error("party {0} holds a key share but contributed no ciphertext")]
     MissingContribution(PartyId),
+    /// A streamed contribution failed after part of it was added: the sum is lost.
+    #[error("the round's sum is broken: {0}")]
+    BrokenAggregate(String),
     /// The aggregate's contributors are not exactly the parties of the round's collective key.
     #[error("the aggregate's contributors are not the round's key holders")]
     ContributorsMismatch,

@@ -86,10 +86,16 @@ impl Drop for SecretKeyShare {
 }
 
 impl SecretKeyShare {
-    /// A fresh binary secret key from the operating system's CSPRNG.
+    /// A fresh binary secret key of Hamming weight at most `n/2` from the operating system's
+    /// CSPRNG: a uniform binary key, complemented when it is heavier (what the noise budget
+    /// assumes; see [`crate::params`] for why this costs at most one bit of security).
     pub(crate) fn generate(params: &ThresholdParams) -> Self {
         let mut generator = SecretRandomGenerator::<DefaultRandomGenerator>::new(Seed(os_random_u128()));
-        let key = allocate_and_generate_new_binary_lwe_secret_key(LweDimension(params.n()), &mut generator);
+        let mut key = allocate_and_generate_new_binary_lwe_secret_key(LweDimension(params.n()), &mut generator);
+        let weight: u64 = key.as_ref().iter().sum();
+        if weight > params.n() as u64 / 2 {
+            key.as_mut().iter_mut().for_each(|bit| *bit ^= 1);
+        }
         Self { key }
     }
 

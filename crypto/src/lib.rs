@@ -53,20 +53,23 @@ pub mod check;
 mod ciphertext;
 mod error;
 mod keys;
+mod packing;
 pub mod params;
 mod party;
 mod random;
+mod streaming;
 pub mod threads;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Aggregate, AggregateBuilder, AggregateMasks, DecryptedSum, DecryptionShare};
+pub use aggregate::{Aggregate, AggregateBuilder, AggregateMasks, DecryptedSum, Decryption, DecryptionShare};
 pub use check::{Challenge, MaskCheck, MaskFingerprint};
 pub use ciphertext::{Ciphertext, ContributionHash};
 pub use error::CryptoError;
 pub use keys::{CollectivePublicKey, Crs, KeyShareCollector, MAX_PARTY_ID_LEN, PartyId, PublicKeyShare};
-pub use params::{DeltaLog2, NoiseBudget, NoiseLog2, PARAMS_V1, PartyCount, PolynomialSize, ThresholdParams};
+pub use params::{DeltaLog2, NoiseBudget, NoiseLog2, PARAMS_V2, PartyCount, PolynomialSize, ThresholdParams, WireBits};
 pub use party::PartySession;
+pub use streaming::{ContributionStream, WordRun};
 pub use wire::{WireLimits, WireMessage};

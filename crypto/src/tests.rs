@@ -21,10 +21,10 @@ fn party(i: usize) -> PartyId {
 /// `parties` fresh sessions, their public shares, and the collective key each summed itself.
 fn key_generation(parties: usize, crs: Crs) -> (Vec<PartySession>, Vec<PublicKeyShare>, CollectivePublicKey) {
     let (mut sessions, shares): (Vec<_>, Vec<_>) =
-        (0..parties).map(|i| PartySession::new(PARAMS_V1, party(i), crs, 2.min(parties)).unwrap()).unzip();
+        (0..parties).map(|i| PartySession::new(PARAMS_V2, party(i), crs, 2.min(parties)).unwrap()).unzip();
     let keys: Vec<CollectivePublicKey> = sessions.iter_mut().map(|s| s.collective_key(&shares).unwrap()).collect();
     assert!(keys.windows(2).all(|w| w[0] == w[1]), "every party sums the same key");
-    let mut collector = KeyShareCollector::new(PARAMS_V1, crs);
+    let mut collector = KeyShareCollector::new(PARAMS_V2, crs);
     shares.iter().for_each(|share| collector.add(share.clone()).unwrap());
     assert_eq!(collector.collective_key().unwrap(), keys[0], "the aggregator sums the same key");
     (sessions, shares, keys[0].clone())
@@ -32,7 +32,7 @@ fn key_generation(parties: usize, crs: Crs) -> (Vec<PartySession>, Vec<PublicKey
 
 fn run_round(parties: usize, words: &[Vec<u64>]) -> Round {
     let (mut sessions, _, key) = key_generation(parties, Crs::random());
-    let mut builder = AggregateBuilder::new(PARAMS_V1, &key, words[0].len());
+    let mut builder = AggregateBuilder::new(PARAMS_V2, &key, words[0].len());
     for (session, words) in sessions.iter_mut().zip(words) {
         let ciphertext = session.encrypt(&key, words).unwrap();
         builder.add(session.id().clone(), &ciphertext).unwrap();
@@ -63,7 +63,7 @@ fn decrypt(round: &mut Round) -> Vec<u64> {
 
 /// Each party's random f32 vector (with extreme values mixed in), encoded by the codec.
 fn encoded_updates(parties: usize, len: usize, seed: u64) -> (Codec, Vec<Vec<u64>>) {
-    let codec = Codec::new(CodecConfig { max_parties: parties as u32, ..PARAMS_V1.codec_config() }).unwrap();
+    let codec = Codec::new(CodecConfig { max_parties: parties as u32, ..PARAMS_V2.codec_config() }).unwrap();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let limit = codec.max_value() as f32;
     let updates = (0..parties)
@@ -114,7 +114,7 @@ fn exact_sums_for_10_parties() {
 #[test]
 fn exact_sums_for_64_parties_at_the_extremes() {
     // Every party at the same extreme: the largest sums the plaintext space must hold.
-    let codec = Codec::new(PARAMS_V1.codec_config()).unwrap();
+    let codec = Codec::new(PARAMS_V2.codec_config()).unwrap();
     let limit = codec.max_value() as f32;
     let values: Vec<f32> = (0..300).map(|i| if i % 2 == 0 { limit } else { -limit }).collect();
     let update = codec.encode(&values, 1.0).unwrap().words;
@@ -237,14 +237,14 @@ fn a_party_refuses_foreign_small_or_repeated_decryptions() {
 #[test]
 fn messages_of_another_round_or_parameter_set_are_refused() {
     let crs = Crs::random();
-    let (mut session, share) = PartySession::new(PARAMS_V1, party(0), crs, 2).unwrap();
-    let mut other_round = KeyShareCollector::new(PARAMS_V1, Crs(crs.0 + 1));
+    let (mut session, share) = PartySession::new(PARAMS_V2, party(0), crs, 2).unwrap();
+    let mut other_round = KeyShareCollector::new(PARAMS_V2, Crs(crs.0 + 1));
     assert_eq!(other_round.add(share.clone()), Err(CryptoError::WrongCrs));
 
-    let mut collector = KeyShareCollector::new(PARAMS_V1, crs);
+    let mut collector = KeyShareCollector::new(PARAMS_V2, crs);
     collector.add(share.clone()).unwrap();
     assert_eq!(collector.add(share.clone()), Err(CryptoError::Duplicate(party(0))));
-    let (_, share_b) = PartySession::new(PARAMS_V1, party(1), crs, 2).unwrap();
+    let (_, share_b) = PartySession::new(PARAMS_V2, party(1), crs, 2).unwrap();
     collector.add(share_b.clone()).unwrap();
     // The aggregator's key is not trusted: the party encrypts only under the key it summed.
     let key = collector.collective_key().unwrap();
@@ -259,30 +259,30 @@ fn messages_of_another_round_or_parameter_set_are_refused() {
     let ciphertext = session.encrypt(&key, &[1, 2, 3]).unwrap();
     assert_eq!(session.encrypt(&key, &[1, 2, 3]).unwrap_err(), CryptoError::AlreadyContributed);
     let other_key = CollectivePublicKey { crs: Crs(crs.0 + 1), ..key.clone() };
-    let mut builder = AggregateBuilder::new(PARAMS_V1, &other_key, 3);
+    let mut builder = AggregateBuilder::new(PARAMS_V2, &other_key, 3);
     assert_eq!(builder.add(party(0), &ciphertext), Err(CryptoError::WrongCrs));
-    let mut builder = AggregateBuilder::new(PARAMS_V1, &key, 4);
+    let mut builder = AggregateBuilder::new(PARAMS_V2, &key, 4);
     assert!(matches!(builder.add(party(0), &ciphertext), Err(CryptoError::LengthMismatch { .. })));
-    let mut builder = AggregateBuilder::new(PARAMS_V1, &key, 3);
+    let mut builder = AggregateBuilder::new(PARAMS_V2, &key, 3);
     assert_eq!(builder.add(party(7), &ciphertext), Err(CryptoError::UnknownParty(party(7))));
     builder.add(party(0), &ciphertext).unwrap();
     assert_eq!(builder.add(party(0), &ciphertext), Err(CryptoError::Duplicate(party(0))));
     // Party 1 holds a key share but has not contributed: the aggregate could never decrypt.
     assert_eq!(builder.finish().unwrap_err(), CryptoError::MissingContribution(party(1)));
 
-    let (mut outsider, _) = PartySession::new(PARAMS_V1, party(9), crs, 2).unwrap();
+    let (mut outsider, _) = PartySession::new(PARAMS_V2, party(9), crs, 2).unwrap();
     assert_eq!(outsider.encrypt(&key, &[1]).unwrap_err(), CryptoError::UnverifiedKey);
-    let (mut fresh, fresh_share) = PartySession::new(PARAMS_V1, party(1), crs, 2).unwrap();
+    let (mut fresh, fresh_share) = PartySession::new(PARAMS_V2, party(1), crs, 2).unwrap();
     let key = fresh.collective_key(&[share.clone(), fresh_share]).unwrap();
     assert!(matches!(fresh.encrypt(&key, &[1 << 30]), Err(CryptoError::WordOutOfRange { index: 0, .. })));
     assert_eq!(fresh.encrypt(&key, &[]).unwrap_err(), CryptoError::EmptyPlaintext);
 
     // Another parameter set on the wire.
-    let other = ThresholdParams { id: 99, ..PARAMS_V1 };
+    let other = ThresholdParams { id: 99, ..PARAMS_V2 };
     let bytes = share.encode().unwrap();
     assert_eq!(
         PublicKeyShare::decode(&bytes, &other, &WireLimits::default()),
-        Err(CryptoError::WrongParams { expected: 99, got: 1 })
+        Err(CryptoError::WrongParams { expected: 99, got: PARAMS_V2.id })
     );
 }
 
@@ -291,7 +291,7 @@ fn every_message_round_trips_and_truncations_and_excess_are_refused() {
     let parties = 2;
     let updates = vec![vec![1u64; 9000]; parties];
     let (mut sessions, shares, key) = key_generation(parties, Crs::random());
-    let mut builder = AggregateBuilder::new(PARAMS_V1, &key, 9000);
+    let mut builder = AggregateBuilder::new(PARAMS_V2, &key, 9000);
     let mut ciphertexts = Vec::new();
     for (s, u) in sessions.iter_mut().zip(&updates) {
         let c = s.encrypt(&key, u).unwrap();
@@ -307,9 +307,9 @@ fn every_message_round_trips_and_truncations_and_excess_are_refused() {
     fn check<M: WireMessage + PartialEq + core::fmt::Debug>(message: &M, limits: &WireLimits) {
         use fedcare_core::Error as EnvelopeError;
         let bytes = message.encode().unwrap();
-        assert_eq!(&M::decode(&bytes, &PARAMS_V1, limits).unwrap(), message);
+        assert_eq!(&M::decode(&bytes, &PARAMS_V2, limits).unwrap(), message);
         for cut in [0, 3, HEADER_LEN - 1, HEADER_LEN, HEADER_LEN + 17, bytes.len() / 2, bytes.len() - 1] {
-            let err = M::decode(&bytes[..cut], &PARAMS_V1, limits).unwrap_err();
+            let err = M::decode(&bytes[..cut], &PARAMS_V2, limits).unwrap_err();
             assert!(
                 matches!(err, CryptoError::Envelope(EnvelopeError::Truncated { .. })),
                 "{} cut at {cut}: {err:?}",
@@ -318,28 +318,28 @@ fn every_message_round_trips_and_truncations_and_excess_are_refused() {
         }
         let mut long = bytes.clone();
         long.push(0);
-        let err = M::decode(&long, &PARAMS_V1, limits).unwrap_err();
+        let err = M::decode(&long, &PARAMS_V2, limits).unwrap_err();
         assert_eq!(err, CryptoError::Envelope(EnvelopeError::TrailingBytes { count: 1 }));
         let mut version = bytes.clone();
         version[8] = 9;
-        let err = M::decode(&version, &PARAMS_V1, limits).unwrap_err();
+        let err = M::decode(&version, &PARAMS_V2, limits).unwrap_err();
         assert!(matches!(err, CryptoError::Envelope(EnvelopeError::UnsupportedVersion { found: 9, .. })), "{err:?}");
         let mut magic = bytes.clone();
         magic[0] = b'X';
-        let err = M::decode(&magic, &PARAMS_V1, limits).unwrap_err();
+        let err = M::decode(&magic, &PARAMS_V2, limits).unwrap_err();
         assert_eq!(err, CryptoError::Envelope(EnvelopeError::BadMagic { format: "crypto message" }));
         let mut flipped = bytes.clone();
         flipped[HEADER_LEN + 1] ^= 4;
-        let err = M::decode(&flipped, &PARAMS_V1, limits).unwrap_err();
+        let err = M::decode(&flipped, &PARAMS_V2, limits).unwrap_err();
         assert!(matches!(err, CryptoError::Envelope(EnvelopeError::ChecksumMismatch { .. })), "{err:?}");
         // Another kind behind a valid envelope.
         let mut payload = wire::FORMAT.open(&bytes, usize::MAX).unwrap().to_vec();
         payload[2] = if payload[2] == 5 { 1 } else { payload[2] + 1 };
         let other_kind = wire::FORMAT.seal(&payload).unwrap();
-        assert!(matches!(M::decode(&other_kind, &PARAMS_V1, limits), Err(CryptoError::WrongKind { .. })));
+        assert!(matches!(M::decode(&other_kind, &PARAMS_V2, limits), Err(CryptoError::WrongKind { .. })));
         // Fields cut short behind a valid envelope.
         let short = wire::FORMAT.seal(&payload[..payload.len() - 1]).unwrap();
-        let err = M::decode(&short, &PARAMS_V1, limits).unwrap_err();
+        let err = M::decode(&short, &PARAMS_V2, limits).unwrap_err();
         assert!(matches!(err, CryptoError::Truncated { .. } | CryptoError::WrongKind { .. }), "{err:?}");
     }
     check(&shares[0], &limits);
@@ -351,17 +351,17 @@ fn every_message_round_trips_and_truncations_and_excess_are_refused() {
     // A ciphertext claiming more values than the limit is refused before any allocation.
     let small = WireLimits { max_values: 8999 };
     assert!(matches!(
-        Ciphertext::decode(&ciphertexts[0].encode().unwrap(), &PARAMS_V1, &small),
+        Ciphertext::decode(&ciphertexts[0].encode().unwrap(), &PARAMS_V2, &small),
         Err(CryptoError::TooLarge { .. })
     ));
     // A value count that lies, behind a valid envelope: refused by the limit, not allocated.
     let mut payload = wire::FORMAT.open(&ciphertexts[0].encode().unwrap(), usize::MAX).unwrap().to_vec();
     payload[19..27].copy_from_slice(&(u64::MAX).to_le_bytes());
     let lying = wire::FORMAT.seal(&payload).unwrap();
-    assert!(matches!(Ciphertext::decode(&lying, &PARAMS_V1, &limits), Err(CryptoError::TooLarge { .. })));
-    // Size on the wire: 16 bytes per value plus one mask's padding and a header.
+    assert!(matches!(Ciphertext::decode(&lying, &PARAMS_V2, &limits), Err(CryptoError::TooLarge { .. })));
+    // Size on the wire: 56 bits per mask coefficient (two bins of 8192), 39 per body, a header.
     let size = ciphertexts[0].encode().unwrap().len();
-    assert_eq!(size, HEADER_LEN + 16 + 8 + (2 * 8192 + 9000) * 8);
+    assert_eq!(size, HEADER_LEN + 16 + 8 + 2 * 8192 * 7 + (9000 * 39usize).div_ceil(8));
 }
 
 mod slot_mapping {
@@ -380,7 +380,7 @@ mod slot_mapping {
         let len = 8192 + 300;
         let words: Vec<u64> = (0..len as u64).map(|i| (i * 7919) % (1 << 30)).collect();
         let ciphertext = sessions[0].encrypt(&key, &words).unwrap();
-        let n = PARAMS_V1.n();
+        let n = PARAMS_V2.n();
         let (masks, bodies) = ciphertext.data.split_at(ciphertext.data.len() - len);
 
         // tfhe: expand the compact list, decrypt each LWE ciphertext under s = Σ s_i.
@@ -415,7 +415,7 @@ mod slot_mapping {
         let mismatches = our_phases.iter().zip(&tfhe_phases).filter(|(a, b)| a != b).count();
         assert_eq!(mismatches, 0, "{mismatches} of {len} phases differ from tfhe's");
 
-        let decoded: Vec<u64> = our_phases.iter().map(|&p| PARAMS_V1.delta.round(p)).collect();
+        let decoded: Vec<u64> = our_phases.iter().map(|&p| PARAMS_V2.delta.round(p)).collect();
         assert!(decoded == words, "phases do not decode to the plaintext");
     }
 }
@@ -429,11 +429,11 @@ mod hostile_bytes {
     fn decode_all(bytes: &[u8]) -> [Result<(), CryptoError>; 5] {
         let limits = WireLimits { max_values: 1 << 16 };
         [
-            PublicKeyShare::decode(bytes, &PARAMS_V1, &limits).map(drop),
-            CollectivePublicKey::decode(bytes, &PARAMS_V1, &limits).map(drop),
-            Ciphertext::decode(bytes, &PARAMS_V1, &limits).map(drop),
-            AggregateMasks::decode(bytes, &PARAMS_V1, &limits).map(drop),
-            DecryptionShare::decode(bytes, &PARAMS_V1, &limits).map(drop),
+            PublicKeyShare::decode(bytes, &PARAMS_V2, &limits).map(drop),
+            CollectivePublicKey::decode(bytes, &PARAMS_V2, &limits).map(drop),
+            Ciphertext::decode(bytes, &PARAMS_V2, &limits).map(drop),
+            AggregateMasks::decode(bytes, &PARAMS_V2, &limits).map(drop),
+            DecryptionShare::decode(bytes, &PARAMS_V2, &limits).map(drop),
         ]
     }
 
@@ -442,7 +442,7 @@ mod hostile_bytes {
         /// of another kind refuses them by their kind, its own by their fields.
         #[test]
         fn random_bodies_never_panic(kind in 1u8..=5, body in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let mut payload = PARAMS_V1.id.to_le_bytes().to_vec();
+            let mut payload = PARAMS_V2.id.to_le_bytes().to_vec();
             payload.push(kind);
             payload.extend_from_slice(&body);
             let bytes = wire::FORMAT.seal(&payload).unwrap();
@@ -474,7 +474,7 @@ fn every_party_checks_the_decrypted_sum_and_refuses_a_forged_one() {
     let sum = round.aggregate.decrypted(&shares).unwrap();
     assert_eq!(sum.words(), round.aggregate.combine(&shares).unwrap());
     let bytes = sum.encode().unwrap();
-    let sum = DecryptedSum::decode(&bytes, &PARAMS_V1, &WireLimits::default()).unwrap();
+    let sum = DecryptedSum::decode(&bytes, &PARAMS_V2, &WireLimits::default()).unwrap();
 
     let challenge = Challenge::new(*blake3::hash(b"output challenge").as_bytes());
     let contributions = round
@@ -500,7 +500,7 @@ fn every_party_checks_the_decrypted_sum_and_refuses_a_forged_one() {
     other.aggregate_digest = [9; 32];
     assert_eq!(round.sessions[0].check_sum(&other, &check), Err(CryptoError::ForeignAggregate(party(0))));
     let short = &bytes[..bytes.len() - 1];
-    assert!(DecryptedSum::decode(short, &PARAMS_V1, &WireLimits::default()).is_err());
+    assert!(DecryptedSum::decode(short, &PARAMS_V2, &WireLimits::default()).is_err());
 }
 
 /// Encryption (from fixed seeds), aggregation, decryption shares (fixed smudging seeds) and
@@ -513,12 +513,12 @@ fn every_pass_is_bit_identical_whatever_the_thread_count() {
 
     let parties = 3;
     let (sessions, _, key) = key_generation(parties, Crs::random());
-    let n = PARAMS_V1.n();
+    let n = PARAMS_V2.n();
     let len = 2 * n + 123;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
     let words: Vec<Vec<u64>> =
         (0..parties).map(|_| (0..len).map(|_| rng.random_range(0..1u64 << 20)).collect()).collect();
-    let expanded = key.expand(&PARAMS_V1);
+    let expanded = key.expand(&PARAMS_V2);
     let run = |threads: usize| {
         let pool = threads::CryptoPool::new(NonZeroUsize::new(threads).unwrap()).unwrap();
         assert_eq!(pool.threads(), threads);
@@ -526,10 +526,10 @@ fn every_pass_is_bit_identical_whatever_the_thread_count() {
             let ciphertexts: Vec<Ciphertext> = words
                 .iter()
                 .enumerate()
-                .map(|(i, w)| super::ciphertext::encrypt_seeded(&PARAMS_V1, key.crs, &expanded, w, Seed(i as u128 + 1)))
+                .map(|(i, w)| super::ciphertext::encrypt_seeded(&PARAMS_V2, key.crs, &expanded, w, Seed(i as u128 + 1)))
                 .collect::<Result<_, _>>()
                 .unwrap();
-            let mut builder = AggregateBuilder::new(PARAMS_V1, &key, len);
+            let mut builder = AggregateBuilder::new(PARAMS_V2, &key, len);
             for (session, ciphertext) in sessions.iter().zip(&ciphertexts) {
                 builder.add(session.id().clone(), ciphertext).unwrap();
             }
@@ -546,7 +546,7 @@ fn every_pass_is_bit_identical_whatever_the_thread_count() {
                         session.secret.as_ref().unwrap().coefficients(),
                     );
                     DecryptionShare {
-                        params_id: PARAMS_V1.id,
+                        params_id: PARAMS_V2.id,
                         crs: key.crs,
                         party: session.id().clone(),
                         aggregate_digest: masks.digest,
@@ -575,6 +575,146 @@ fn every_pass_is_bit_identical_whatever_the_thread_count() {
     let expected: Vec<u64> = (0..len).map(|j| words.iter().map(|w| w[j]).sum::<u64>()).collect();
     assert!(one.4 == expected, "the combined words are the plaintexts' sum");
     // Another seed gives another ciphertext (the seed is used).
-    let other = super::ciphertext::encrypt_seeded(&PARAMS_V1, key.crs, &expanded, &words[0], Seed(9)).unwrap();
+    let other = super::ciphertext::encrypt_seeded(&PARAMS_V2, key.crs, &expanded, &words[0], Seed(9)).unwrap();
     assert!(other.data != one.0[0]);
+}
+
+#[test]
+fn key_shares_are_light_and_ciphertexts_are_rounded_to_their_wire_bits() {
+    let (mut sessions, _, key) = key_generation(3, Crs::random());
+    for session in &sessions {
+        let weight: u64 = session.secret.as_ref().unwrap().coefficients().iter().sum();
+        assert!(weight <= PARAMS_V2.n() as u64 / 2, "a key share of weight {weight}");
+    }
+    let len = 8192 + 5;
+    let words: Vec<u64> = (0..len as u64).map(|i| (i * 104729) % (1 << 30)).collect();
+    let ciphertext = sessions[0].encrypt(&key, &words).unwrap();
+    let (masks, bodies) = ciphertext.data.split_at(ciphertext.data.len() - len);
+    assert!(masks.iter().all(|&w| PARAMS_V2.mask_bits.holds(w)), "a mask coefficient with its low bits set");
+    assert!(bodies.iter().all(|&w| PARAMS_V2.body_bits.holds(w)), "a body with its low bits set");
+    // The rounding is real: the top bits vary (not all words were cleared).
+    assert!(masks.iter().any(|&w| w != 0) && bodies.iter().any(|&w| w != 0));
+}
+
+/// Streams `bytes` into `builder` for `party` in pieces of `piece` bytes.
+fn stream_in(
+    builder: &mut AggregateBuilder,
+    party: PartyId,
+    bytes: &[u8],
+    piece: usize,
+) -> Result<ContributionHash, CryptoError> {
+    let mut stream = builder.begin(party)?;
+    for chunk in bytes.chunks(piece) {
+        match stream.read(chunk) {
+            Ok(()) => builder.add_run(&stream)?,
+            Err(error) => {
+                builder.abandon(stream.party(), &error.to_string());
+                return Err(error);
+            }
+        }
+    }
+    builder.commit(stream)
+}
+
+#[test]
+fn streamed_contributions_sum_exactly_as_whole_ones_in_pieces_of_any_size() {
+    let (codec, updates) = encoded_updates(3, 8192 + 777, 11);
+    let (mut sessions, _, key) = key_generation(3, Crs::random());
+    let ciphertexts: Vec<Ciphertext> =
+        sessions.iter_mut().zip(&updates).map(|(s, w)| s.encrypt(&key, w).unwrap()).collect();
+    let mut whole = AggregateBuilder::new(PARAMS_V2, &key, updates[0].len());
+    for (session, ciphertext) in sessions.iter().zip(&ciphertexts) {
+        whole.add(session.id().clone(), ciphertext).unwrap();
+    }
+    let whole = whole.finish().unwrap();
+    // Pieces that split the head, the masks' end and a word; and whole messages.
+    for piece in [1 << 20, 4099, 45, 7] {
+        let mut streamed = AggregateBuilder::new(PARAMS_V2, &key, updates[0].len());
+        for (session, ciphertext) in sessions.iter().zip(&ciphertexts) {
+            let hash = stream_in(&mut streamed, session.id().clone(), &ciphertext.encode().unwrap(), piece).unwrap();
+            assert_eq!(hash, ciphertext.hash(), "the streamed hash is the ciphertext's");
+        }
+        let streamed = streamed.finish().unwrap();
+        assert_eq!(streamed.masks(), whole.masks(), "pieces of {piece} bytes: other masks or carries");
+    }
+    let mut round = Round { sessions, aggregate: whole };
+    let words = decrypt(&mut round);
+    let mut expected = vec![0u64; updates[0].len()];
+    updates.iter().for_each(|u| codec.add_assign(&mut expected, u).unwrap());
+    assert!(words == expected);
+}
+
+#[test]
+fn a_stream_refused_at_its_head_leaves_the_sum_and_one_broken_later_breaks_it() {
+    let len = 300;
+    let (mut sessions, _, key) = key_generation(2, Crs::random());
+    let words: Vec<u64> = (0..len as u64).collect();
+    let bytes = sessions[0].encrypt(&key, &words).unwrap().encode().unwrap();
+    let mut builder = AggregateBuilder::new(PARAMS_V2, &key, len);
+    let id = sessions[0].id().clone();
+
+    // Another round's ciphertext, or one of another length: refused before any word; the same
+    // party may then send its real one.
+    let (mut other, _, other_key) = key_generation(2, Crs::random());
+    let foreign = other[0].encrypt(&other_key, &words).unwrap().encode().unwrap();
+    assert_eq!(stream_in(&mut builder, id.clone(), &foreign, 64).unwrap_err(), CryptoError::WrongCrs);
+    let shorter = sessions[1].encrypt(&key, &words[..299]).unwrap().encode().unwrap();
+    assert!(matches!(stream_in(&mut builder, id.clone(), &shorter, 64), Err(CryptoError::LengthMismatch { .. })));
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(
+        matches!(stream_in(&mut builder, id.clone(), &trailing, 1 << 20), Err(CryptoError::TrailingBytes { count: 1 })),
+        "a byte beyond the end"
+    );
+    assert!(builder.broken().is_none(), "a piece is refused whole: nothing of it went in");
+    stream_in(&mut builder, id.clone(), &bytes, 1 << 20).unwrap();
+
+    // A stream that stops midway, once words went in: the sum is broken for everyone after.
+    let mut builder = AggregateBuilder::new(PARAMS_V2, &key, len);
+    let mut stream = builder.begin(id.clone()).unwrap();
+    stream.read(&bytes[..bytes.len() / 2]).unwrap();
+    builder.add_run(&stream).unwrap();
+    assert!(builder.commit(stream).is_err(), "a stream that ended early");
+    assert!(matches!(builder.begin(sessions[1].id().clone()), Err(CryptoError::BrokenAggregate(_))));
+    assert!(matches!(builder.finish(), Err(CryptoError::BrokenAggregate(_))));
+
+    // A byte changed in transit: the checksum catches it at the end, and the sum is broken.
+    let mut builder = AggregateBuilder::new(PARAMS_V2, &key, len);
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 1;
+    assert!(matches!(stream_in(&mut builder, id.clone(), &flipped, 1000), Err(CryptoError::Envelope(_))));
+    assert!(builder.broken().is_some());
+
+    // A stream abandoned before any word (its connection went at once): nothing lost.
+    let mut builder = AggregateBuilder::new(PARAMS_V2, &key, len);
+    let mut stream = builder.begin(id.clone()).unwrap();
+    stream.read(&bytes[..20]).unwrap();
+    assert!(stream.run().is_empty());
+    assert!(matches!(builder.begin(id.clone()), Err(CryptoError::Duplicate(_))), "one stream per party");
+    builder.abandon(&id, "the connection closed");
+    assert!(builder.broken().is_none());
+    stream_in(&mut builder, id, &bytes, 333).unwrap();
+}
+
+#[test]
+fn shares_subtracted_as_they_arrive_give_the_same_sum_in_any_order() {
+    let (_, updates) = encoded_updates(3, 500, 5);
+    let mut round = run_round(3, &updates);
+    let masks = round.aggregate.masks().clone();
+    let shares = shares_of(&mut round.sessions, &masks);
+    let all_at_once = round.aggregate.decrypted(&shares).unwrap();
+    let mut decryption = round.aggregate.start_decryption();
+    for share in shares.iter().rev() {
+        decryption.subtract(&round.aggregate, share).unwrap();
+    }
+    assert!(matches!(decryption.subtract(&round.aggregate, &shares[0]), Err(CryptoError::Duplicate(_))));
+    assert_eq!(decryption.finish(&round.aggregate).unwrap(), all_at_once);
+
+    let mut partial = round.aggregate.start_decryption();
+    partial.subtract(&round.aggregate, &shares[1]).unwrap();
+    assert!(matches!(partial.finish(&round.aggregate), Err(CryptoError::MissingShare(_))));
+    let other = run_round(3, &updates);
+    let mut foreign = other.aggregate.start_decryption();
+    assert!(matches!(foreign.subtract(&round.aggregate, &shares[0]), Err(CryptoError::ForeignAggregate(_))));
 }

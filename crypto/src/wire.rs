@@ -6,10 +6,12 @@
 //! payload: parameter set id u16 | kind u8 | the kind's fields:
 //! kind 1 PublicKeyShare      : crs u128 | party | body n × u64
 //! kind 2 CollectivePublicKey : crs u128 | parties u16 | party × parties | body n × u64
-//! kind 3 Ciphertext          : crs u128 | len u64 | (⌈len/n⌉·n + len) × u64   (masks, then bodies)
-//! kind 4 AggregateMasks      : crs u128 | len u64 | contributors u16 | (party | hash 32 B) × contributors | ⌈len/n⌉·n × u64 masks | ⌈len/n⌉·n × u8 carries
+//! kind 3 Ciphertext          : crs u128 | len u64 | masks ⌈len/n⌉·n × packed(mask_bits) | bodies len × packed(body_bits)
+//! kind 4 AggregateMasks      : crs u128 | len u64 | contributors u16 | (party | hash 32 B) × contributors | masks ⌈len/n⌉·n × packed(mask_bits) | ⌈len/n⌉·n × u8 carries
 //! kind 5 DecryptionShare     : crs u128 | party | aggregate digest 32 B | len u64 | len × u64
 //! party: length u8 (1..=128) | UTF-8 bytes.   All integers little-endian.
+//! packed(b): the top b bits of every (rounded) word, back to back, zero-padded to a byte
+//!            ([`crate::packing`]); b is the parameter set's (56 for masks, 39 for bodies).
 //! ```
 //!
 //! Decoding refuses a message larger than [`WireLimits`] allows *before* reading or allocating
@@ -23,11 +25,12 @@ use super::CryptoError;
 use super::aggregate::{AggregateMasks, DecryptedSum, DecryptionShare};
 use super::ciphertext::{Ciphertext, ContributionHash, le_bytes};
 use super::keys::{CollectivePublicKey, Crs, MAX_PARTY_ID_LEN, PartyId, PublicKeyShare};
-use super::params::ThresholdParams;
+use super::packing::{pack, unpack};
+use super::params::{ThresholdParams, WireBits, packed_bytes};
 
 /// The wire format version this build writes and reads (2: inside the common envelope; 3:
-/// aggregate masks carry their carries).
-pub const WIRE_VERSION: u16 = 3;
+/// aggregate masks carry their carries; 4: masks and bodies bit-packed at their wire bits).
+pub const WIRE_VERSION: u16 = 4;
 /// The envelope of every crypto message.
 pub const FORMAT: Format = Format { magic: *b"FEDCWIRE", version: WIRE_VERSION, name: "crypto message" };
 /// Bytes before a message's fields: the envelope, the parameter set id and the kind.
@@ -98,6 +101,9 @@ impl Writer<'_> {
     }
     fn words(&mut self, words: &[u64]) {
         self.0.extend_from_slice(&le_bytes(words));
+    }
+    fn packed(&mut self, words: &[u64], bits: WireBits) {
+        pack(words, bits, self.0);
     }
 }
 
@@ -175,6 +181,10 @@ impl<'a> Reader<'a> {
         // Invariant: `chunks_exact(8)` yields 8-byte slices, so the conversion cannot fail.
         Ok(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect())
     }
+    /// Exactly `count` words packed at `bits` bits.
+    fn packed(&mut self, count: usize, bits: WireBits) -> Result<Vec<u64>, CryptoError> {
+        unpack(self.take(packed_bytes(count, bits))?, count, bits)
+    }
     fn finish(self) -> Result<(), CryptoError> {
         match self.bytes.len() - self.at {
             0 => Ok(()),
@@ -247,10 +257,13 @@ impl WireMessage for Ciphertext {
     const NAME: &'static str = "ciphertext";
 
     fn encode(&self) -> Result<Vec<u8>, CryptoError> {
-        Writer::seal::<Self>(self.params_id, 24 + self.data.len() * 8, |w| {
+        let params = ThresholdParams::by_id(self.params_id).ok_or(CryptoError::UnknownParams(self.params_id))?;
+        let (masks, bodies) = self.data.split_at(self.data.len() - self.len);
+        Writer::seal::<Self>(self.params_id, 24 + params.ciphertext_wire_bytes(self.len), |w| {
             w.crs(self.crs);
             w.u64(self.len as u64);
-            w.words(&self.data);
+            w.packed(masks, params.mask_bits);
+            w.packed(bodies, params.body_bits);
         })
     }
 
@@ -258,7 +271,8 @@ impl WireMessage for Ciphertext {
         let mut r = Reader::open::<Self>(bytes, params, limit_for(limits.max_values, params))?;
         let crs = r.crs()?;
         let len = r.value_count(limits)?;
-        let data = r.words(params.ciphertext_words(len))?;
+        let mut data = r.packed(params.bins(len) * params.n(), params.mask_bits)?;
+        data.extend(r.packed(len, params.body_bits)?);
         r.finish()?;
         Ok(Self { params_id: params.id, crs, len, data })
     }
@@ -269,7 +283,10 @@ impl WireMessage for AggregateMasks {
     const NAME: &'static str = "aggregate masks";
 
     fn encode(&self) -> Result<Vec<u8>, CryptoError> {
-        Writer::seal::<Self>(self.params_id, 26 + self.contributors.len() * 161 + self.masks.len() * 9, |w| {
+        let params = ThresholdParams::by_id(self.params_id).ok_or(CryptoError::UnknownParams(self.params_id))?;
+        let size =
+            26 + self.contributors.len() * 161 + packed_bytes(self.masks.len(), params.mask_bits) + self.masks.len();
+        Writer::seal::<Self>(self.params_id, size, |w| {
             w.crs(self.crs);
             w.u64(self.len as u64);
             // At most max_parties (64) contributors: the builder's noise check refuses more.
@@ -278,7 +295,7 @@ impl WireMessage for AggregateMasks {
                 w.party(party);
                 w.bytes(&hash.0);
             }
-            w.words(&self.masks);
+            w.packed(&self.masks, params.mask_bits);
             w.bytes(&self.carries);
         })
     }
@@ -297,7 +314,7 @@ impl WireMessage for AggregateMasks {
         if !contributors.windows(2).all(|w| w[0].0 < w[1].0) {
             return Err(CryptoError::Malformed("aggregate contributors are not sorted and distinct"));
         }
-        let masks = r.words(params.bins(len) * params.n())?;
+        let masks = r.packed(params.bins(len) * params.n(), params.mask_bits)?;
         let carries = r.take(masks.len())?.to_vec();
         if carries.iter().any(|&c| usize::from(c) >= count) {
             return Err(CryptoError::Malformed("a carry larger than the contributors allow"));

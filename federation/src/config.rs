@@ -56,7 +56,7 @@ use std::path::{Path, PathBuf};
 
 use fedcare_core::explore::{ColumnSpec, DEFAULT_MIN_CELL};
 use fedcare_core::{Codec, CodecConfig, ModelSpec, OptimizerConfig, ServerOptimizerConfig, TopKShape};
-use fedcare_crypto::PARAMS_V1;
+use fedcare_crypto::PARAMS_V2;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, FederationError, Result, TrustError};
@@ -469,7 +469,7 @@ impl AggregatorConfig {
         if unique.len() != hospitals.len() {
             return Err(invalid("hospitals", format!("{:?}", self.hospitals), "distinct names"));
         }
-        let max_parties = PARAMS_V1.max_parties.0;
+        let max_parties = PARAMS_V2.max_parties.0;
         if hospitals.len() > max_parties {
             return Err(invalid("hospitals", hospitals.len(), format!("at most {max_parties} hospitals")));
         }
@@ -528,8 +528,8 @@ impl AggregatorConfig {
         t.optimizer().validate()?;
         let server = self.server.server_optimizer();
         fedcare_core::ServerOptimizer::new(server, 0)?;
-        let codec = PARAMS_V1.codec_config();
-        PARAMS_V1.check_codec(&codec)?;
+        let codec = PARAMS_V2.codec_config();
+        PARAMS_V2.check_codec(&codec)?;
         let job = match self.job {
             JobKind::Train => Job::Train,
             JobKind::Explore => {
@@ -557,7 +557,10 @@ impl AggregatorConfig {
             explore: if job == Job::Train { Vec::new() } else { self.explore.columns.clone() },
         };
         let longest = layout.longest();
-        let max_upload_bytes = (PARAMS_V1.ciphertext_words(longest) as u64) * 8 + 4096;
+        // The largest upload: a ciphertext (its packed words), a decrypted sum (9 B a value) or a
+        // signed key share (n words).
+        let largest = PARAMS_V2.ciphertext_wire_bytes(longest).max(9 * longest).max(8 * PARAMS_V2.n());
+        let max_upload_bytes = largest as u64 + 4096;
         Ok(FederationPlan {
             config: self.clone(),
             hospitals,

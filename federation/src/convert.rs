@@ -7,7 +7,7 @@ use fedcare_core::explore::{ColumnKind, ColumnSpec};
 use fedcare_core::{
     CodecConfig, ModelSpec, OptimizerConfig, ServerOptimizer, ServerOptimizerConfig, TopKShape, TrainConfig,
 };
-use fedcare_crypto::{Crs, PARAMS_V1};
+use fedcare_crypto::{Crs, PARAMS_V2};
 use fedcare_proto::v1;
 
 use crate::config::{FederationPlan, LocalOptimizer};
@@ -222,7 +222,7 @@ pub fn federation_config(plan: &FederationPlan) -> v1::FederationConfig {
             max_parties: codec.max_parties,
             plaintext_bits: codec.plaintext_bits,
         }),
-        crypto_params_id: u32::from(PARAMS_V1.id),
+        crypto_params_id: u32::from(PARAMS_V2.id),
         rounds: config.rounds,
         patience: config.patience.unwrap_or(0),
         training: Some(v1::TrainingConfig {
@@ -316,11 +316,11 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
     let model = config.model.as_ref().ok_or_else(|| missing("model"))?;
     let hidden: Vec<usize> = model.hidden.iter().map(|&h| h as usize).collect();
     let spec = ModelSpec::mlp(model.input_width as usize, &hidden)?;
-    if u32::from(PARAMS_V1.id) != config.crypto_params_id {
+    if u32::from(PARAMS_V2.id) != config.crypto_params_id {
         return Err(invalid(
             "crypto_params_id",
             config.crypto_params_id,
-            format!("{} ({})", PARAMS_V1.id, PARAMS_V1.name),
+            format!("{} ({})", PARAMS_V2.id, PARAMS_V2.name),
         ));
     }
     let c = config.codec.as_ref().ok_or_else(|| missing("codec"))?;
@@ -330,7 +330,7 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
         max_parties: c.max_parties,
         plaintext_bits: c.plaintext_bits,
     };
-    PARAMS_V1.check_codec(&codec)?;
+    PARAMS_V2.check_codec(&codec)?;
     let t = config.training.as_ref().ok_or_else(|| missing("training settings"))?;
     let optimizer = match v1::Optimizer::try_from(t.optimizer) {
         Ok(v1::Optimizer::Adam) => OptimizerConfig::adam(t.learning_rate),

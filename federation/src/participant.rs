@@ -33,7 +33,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fedcare_core::{Codec, ModelFile};
 use fedcare_crypto::{
-    AggregateMasks, Challenge, CollectivePublicKey, Crs, DecryptedSum, MaskCheck, MaskFingerprint, PARAMS_V1, PartyId,
+    AggregateMasks, Challenge, CollectivePublicKey, Crs, DecryptedSum, MaskCheck, MaskFingerprint, PARAMS_V2, PartyId,
     PartySession, PublicKeyShare, WireLimits, WireMessage,
 };
 use serde::{Deserialize, Serialize};
@@ -358,7 +358,7 @@ impl Participant {
             return Err(TrustError::SlotSpent { federation: federation.clone(), round, kind }.into());
         }
         let id = PartyId::new(self.me.as_str())?;
-        let (party, share) = PartySession::new(PARAMS_V1, id, Crs(context.crs), self.min_hospitals)?;
+        let (party, share) = PartySession::new(PARAMS_V2, id, Crs(context.crs), self.min_hospitals)?;
         let own_share = share.encode()?;
         let upload = self.sign(&context, Claim::KeyShare(own_share.clone()));
         self.round = Some(Round {
@@ -450,7 +450,7 @@ impl Participant {
         let mut share_bytes = Vec::new();
         for (signer, claim) in statements {
             let Claim::KeyShare(bytes) = claim else { unreachable_step()? };
-            let share = PublicKeyShare::decode(&bytes, &PARAMS_V1, &WireLimits::default())?;
+            let share = PublicKeyShare::decode(&bytes, &PARAMS_V2, &WireLimits::default())?;
             if share.party().as_str() != signer.as_str() {
                 return Err(
                     TrustError::WrongStatement { signer, why: "a key share made for another party".into() }.into()
@@ -515,7 +515,7 @@ impl Participant {
     pub fn challenge(&mut self, task: &Task) -> Result<Vec<u8>> {
         let [masks] = sections::<1>(task, "challenge")?;
         let limits = WireLimits { max_values: (self.settings.max_upload_bytes / 8) as usize };
-        let masks = AggregateMasks::decode(masks, &PARAMS_V1, &limits)?;
+        let masks = AggregateMasks::decode(masks, &PARAMS_V2, &limits)?;
         let round = self.round(task, "challenge")?;
         let transcript = round.transcript.ok_or(TrustError::OutOfOrder { step: "challenge" })?;
         let contributors: Vec<&str> = masks.contributors().iter().map(|(p, _)| p.as_str()).collect();
@@ -584,7 +584,7 @@ impl Participant {
     pub fn sum_challenge(&mut self, task: &Task) -> Result<Vec<u8>> {
         let [sum] = sections::<1>(task, "result")?;
         let limits = WireLimits { max_values: (self.settings.max_upload_bytes / 8) as usize };
-        let sum = DecryptedSum::decode(sum, &PARAMS_V1, &limits)?;
+        let sum = DecryptedSum::decode(sum, &PARAMS_V2, &limits)?;
         let round = self.round(task, "result")?;
         let transcript = round.transcript.ok_or(TrustError::OutOfOrder { step: "result" })?;
         match round.aggregate {

@@ -2,11 +2,13 @@
 //! key and never reads patient data.
 //!
 //! Each request becomes an [`Event`]; the coordinator's lock is held only while it handles one
-//! (cheap bookkeeping), never across an await. The work its [`Action`]s ask for runs off the
-//! async executor (`spawn_blocking`) and outside that lock: decoding uploads, adding ciphertexts
-//! (into the session's own sum, locked only by the adds), finishing the aggregate, combining the
-//! decryption shares, and writing snapshots (one writer, in order, so the files on disk always
-//! move forward). Task payloads are shared [`Bytes`]: every hospital's stream is slices of one
+//! (cheap bookkeeping), never across an await. The work its [`Action`]s ask for runs outside that
+//! lock: a contribution is decoded and added into the session's own sum chunk by chunk as it
+//! arrives (a fraction of a millisecond a chunk, locked only by the adds), so the aggregator
+//! never holds a whole ciphertext; decoding the other uploads and subtracting each decryption
+//! share (at most [`BUFFERED_UPLOADS`] of them held at once), finishing the aggregate and the
+//! decryption run off the async executor (`spawn_blocking`), and snapshots are written by one
+//! writer, in order, so the files on disk always move forward. Task payloads are shared [`Bytes`]: every hospital's stream is slices of one
 //! buffer. Node identity comes from [`crate::identity::authenticate`], one interceptor.
 
 use core::pin::Pin;
@@ -16,7 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
-use fedcare_crypto::{Crs, CryptoError, WireLimits};
+use fedcare_crypto::{ContributionHash, Crs, CryptoError, PartyId, WireLimits};
+use fedcare_proto::CHUNK_BYTES;
 use fedcare_proto::v1::{self, federation_server::Federation};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::{Stream, StreamExt};
@@ -27,8 +30,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::FederationPlan;
 use crate::convert;
-use crate::coordinator::{Action, Coordinator, Event, Outcome, decrypt_sum};
-use crate::error::{FederationError, Refusal, Result};
+use crate::coordinator::{Action, Coordinator, Event, Outcome, SharedBuilder, Verified, decrypt_sum};
+use crate::error::{FederationError, Refusal, Result, TransferError};
 use crate::identity::{InProcessListener, authenticate, peer};
 use crate::listener::ConnectionLimits;
 use crate::metrics::Metrics;
@@ -40,6 +43,12 @@ use crate::transfer::{Assembler, chunks};
 /// How long the aggregator waits, after the end, for every hospital to fetch its final task.
 const FINAL_DELIVERY: Duration = Duration::from_secs(5);
 
+/// Uploads larger than one chunk (decryption shares, recovered sums) held whole at once while
+/// they are verified; the others wait, unread (HTTP/2 holds their senders back), so the
+/// aggregator's memory does not grow with the number of hospitals. Contributions are not held:
+/// they go into the sum as they arrive ([`stream_contribution`]).
+const BUFFERED_UPLOADS: usize = 2;
+
 struct Shared {
     plan: Arc<FederationPlan>,
     federation: v1::FederationConfig,
@@ -47,6 +56,8 @@ struct Shared {
     coordinator: Mutex<Coordinator>,
     changed: watch::Sender<u64>,
     uploading: Mutex<BTreeSet<NodeId>>,
+    /// Permits to hold a large upload whole while it is verified ([`BUFFERED_UPLOADS`]).
+    buffers: tokio::sync::Semaphore,
     snapshots: mpsc::UnboundedSender<Box<Snapshot>>,
     writer: Mutex<Option<mpsc::UnboundedReceiver<Box<Snapshot>>>>,
     metrics: Arc<Metrics>,
@@ -108,10 +119,10 @@ impl Shared {
                         let _ = shared.event(Event::AggregateReady { session, result });
                     });
                 }
-                Action::DecryptSum { session, aggregate, shares } => {
+                Action::DecryptSum { session, aggregate, decryption } => {
                     let shared = self.clone();
                     tokio::spawn(async move {
-                        let result = blocking(move || decrypt_sum(&aggregate, &shares)).await;
+                        let result = blocking(move || decrypt_sum(&aggregate, &decryption)).await;
                         let _ = shared.event(Event::SumDecrypted { session, result });
                     });
                 }
@@ -180,6 +191,7 @@ impl AggregatorServer {
             coordinator: Mutex::new(coordinator),
             changed,
             uploading: Mutex::default(),
+            buffers: tokio::sync::Semaphore::new(BUFFERED_UPLOADS),
             snapshots,
             writer: Mutex::new(Some(writer)),
             metrics,
@@ -453,12 +465,21 @@ impl Federation for AggregatorServer {
             return Err(Status::internal("the coordinator asked for no verification"));
         };
         let _in_flight = UploadSlot::take(&self.shared, &node)?;
-        let mut assembler = Assembler::new(total, self.shared.plan.max_upload_bytes).map_err(Refusal::from)?;
+        let cap = self.shared.plan.max_upload_bytes;
+        if let Some((party, builder)) = ticket.contribution() {
+            let reception = Reception { shared: self.shared.clone(), session: ticket.session, party, builder };
+            let hash = stream_contribution(reception, total, cap, &mut stream).await?;
+            let upload = Verified::Contribution(hash);
+            self.shared.event(Event::UploadVerified { ticket, upload, bytes: total })?;
+            return Ok(Response::new(v1::UploadReply {}));
+        }
+        let _buffer = match total > CHUNK_BYTES as u64 {
+            true => Some(self.shared.buffers.acquire().await.map_err(|_| Status::unavailable("shutting down"))?),
+            false => None,
+        };
+        let mut assembler = Assembler::new(total, cap).map_err(Refusal::from)?;
         while let Some(chunk) = stream.next().await {
-            match chunk?.part {
-                Some(v1::upload_chunk::Part::Data(data)) => assembler.push(&data).map_err(Refusal::from)?,
-                _ => return Err(Refusal::Stream("a second header in one upload").into()),
-            }
+            assembler.push(&data_of(chunk)?).map_err(Refusal::from)?;
         }
         let bytes: Bytes = assembler.finish().map_err(Refusal::from)?;
         let size = bytes.len() as u64;
@@ -490,4 +511,62 @@ impl Federation for AggregatorServer {
         self.shared.event(Event::Leave { node, federation_id, reason })?;
         Ok(Response::new(v1::LeaveReply {}))
     }
+}
+
+/// The data of an upload's chunk after its header.
+fn data_of(chunk: core::result::Result<v1::UploadChunk, Status>) -> core::result::Result<Bytes, Status> {
+    match chunk?.part {
+        Some(v1::upload_chunk::Part::Data(data)) => Ok(data),
+        _ => Err(Refusal::Stream("a second header in one upload").into()),
+    }
+}
+
+/// One contribution being streamed into its session's sum. Dropped before it is committed (its
+/// upload failed, or the connection went and the handler with it), it abandons the stream; if
+/// that breaks the sum, the coordinator hears of it and restarts the round.
+struct Reception {
+    shared: Arc<Shared>,
+    session: SessionId,
+    party: PartyId,
+    builder: SharedBuilder,
+}
+
+impl Drop for Reception {
+    fn drop(&mut self) {
+        if let Some(why) = self.builder.abandon(&self.party, "its upload did not complete") {
+            let _ = self.shared.event(Event::AggregateBroken { session: self.session, why });
+        }
+    }
+}
+
+/// Receives a contribution of `total` bytes (at most `cap`) into its session's sum as its
+/// chunks arrive: each chunk is decoded and added at once, and only the sum is kept.
+async fn stream_contribution(
+    reception: Reception,
+    total: u64,
+    cap: u64,
+    stream: &mut Streaming<v1::UploadChunk>,
+) -> core::result::Result<ContributionHash, Status> {
+    let invalid = |source| Refusal::Invalid { what: "contribution", source };
+    if total > cap {
+        return Err(Refusal::from(TransferError::TooLarge { total, limit: cap }).into());
+    }
+    let mut ciphertext = reception.builder.begin(reception.party.clone()).map_err(invalid)?;
+    let mut received = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let data = data_of(chunk)?;
+        received += data.len() as u64;
+        if received > total {
+            return Err(Refusal::from(TransferError::Overflow { expected: total }).into());
+        }
+        // Here, not on the blocking pool: a chunk is a fraction of a millisecond of work, and
+        // one stream keeps one buffer (handing chunks to other threads let the allocator's
+        // per-thread caches grow the aggregator's memory round after round).
+        reception.builder.add_piece(&mut ciphertext, &data).map_err(invalid)?;
+    }
+    if received != total {
+        return Err(Refusal::from(TransferError::Short { got: received, expected: total }).into());
+    }
+    // A failed commit has abandoned the stream itself; the reception's drop reports the sum.
+    reception.builder.commit(ciphertext).map_err(invalid).map_err(Into::into)
 }

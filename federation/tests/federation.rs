@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use fedcare_crypto::{Crs, PARAMS_V1, PartyId, PartySession, WireMessage};
+use fedcare_crypto::{Crs, PARAMS_V2, PartyId, PartySession, WireMessage};
 use fedcare_data::{BadRows, Schema, read_csv, split_seed};
 mod common;
 
@@ -258,7 +258,7 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
     let session: v1::Session = task.session.unwrap().into();
     let crs: Crs = task.crs.unwrap();
     let signed_share = |name: &str| {
-        let (_party, share) = PartySession::new(PARAMS_V1, PartyId::new(name).unwrap(), crs, 2).unwrap();
+        let (_party, share) = PartySession::new(PARAMS_V2, PartyId::new(name).unwrap(), crs, 2).unwrap();
         let statement = Statement {
             federation_id: "test".into(),
             session: task.session.unwrap(),
@@ -343,7 +343,7 @@ async fn a_thousand_hostile_uploads_leave_the_federation_healthy() {
         if i % 3 == 0 {
             // A valid envelope with this parameter set and a random kind, so that random fields
             // reach the decoders.
-            let mut payload = PARAMS_V1.id.to_le_bytes().to_vec();
+            let mut payload = PARAMS_V2.id.to_le_bytes().to_vec();
             payload.push(rng.random_range(1..=5));
             payload.extend_from_slice(&data);
             data = fedcare_crypto::wire::FORMAT.seal(&payload).unwrap();

@@ -14,8 +14,10 @@ pub mod v1 {
     tonic::include_proto!("fedcare.v1");
 }
 
-/// Bytes of payload per chunk message.
-pub const CHUNK_BYTES: usize = 1 << 20;
+/// Bytes of payload per chunk message. Each stream in flight holds about one encoded chunk at
+/// each end: with 32 hospitals sending or fetching at once, the aggregator's peak memory in the
+/// 32 × 1M load test was 214–237 MiB with 256 KiB chunks and 236–254 MiB with 1 MiB ones.
+pub const CHUNK_BYTES: usize = 1 << 18;
 
 /// The largest gRPC message either end decodes: one chunk plus headers.
 pub const MAX_MESSAGE_BYTES: usize = CHUNK_BYTES + (64 << 10);

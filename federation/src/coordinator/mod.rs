@@ -46,8 +46,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use fedcare_crypto::{
-    Aggregate, AggregateBuilder, Ciphertext, CollectivePublicKey, ContributionHash, Crs, CryptoError, DecryptedSum,
-    DecryptionShare, KeyShareCollector, PARAMS_V1, PartyId, PublicKeyShare, WireLimits, WireMessage,
+    Aggregate, AggregateBuilder, Ciphertext, CollectivePublicKey, ContributionHash, ContributionStream, Crs,
+    CryptoError, DecryptedSum, Decryption, DecryptionShare, KeyShareCollector, PARAMS_V2, PartyId, PublicKeyShare,
+    WireLimits, WireMessage,
 };
 
 use crate::config::FederationPlan;
@@ -70,41 +71,93 @@ pub const MAX_ATTEMPTS: u32 = 16;
 /// Where the coordinator gets each session's common reference string.
 pub type CrsSource = Box<dyn FnMut() -> Crs + Send>;
 
-/// A ciphertext sum shared between the coordinator and the worker that adds contributions to
-/// it off the state lock.
-#[derive(Debug, Clone)]
-pub struct SharedBuilder(Arc<Mutex<Option<AggregateBuilder>>>);
+/// A session's work in progress (its sum, its decryption) shared between the coordinator and
+/// the workers that feed it off the state lock; gone once finished, or after a panic midway.
+#[derive(Debug)]
+pub struct SharedWork<T>(Arc<Mutex<Option<T>>>);
 
-impl SharedBuilder {
-    fn new(builder: AggregateBuilder) -> Self {
-        Self(Arc::new(Mutex::new(Some(builder))))
+impl<T> Clone for SharedWork<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T> SharedWork<T> {
+    fn new(work: T) -> Self {
+        Self(Arc::new(Mutex::new(Some(work))))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<AggregateBuilder>> {
-        // A poisoned lock means an add panicked midway: the sum may be inconsistent. Refuse to
+    /// Runs `f` on the work, refusing once it is finished.
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> Result<R, CryptoError>) -> Result<R, CryptoError> {
+        // A poisoned lock means a pass panicked midway: the work may be inconsistent. Refuse to
         // go on with it (the round restarts).
-        self.0.lock().unwrap_or_else(|poisoned| {
+        let mut guard = self.0.lock().unwrap_or_else(|poisoned| {
             let mut guard = poisoned.into_inner();
             *guard = None;
             guard
-        })
+        });
+        guard.as_mut().map_or(Err(CryptoError::Malformed("the round's sum is already finished")), f)
     }
 
-    /// Adds one party's ciphertext (CPU work: call it off the async executor).
+    /// Takes the work out to finish it.
+    fn take(&self) -> Result<T, CryptoError> {
+        let mut guard = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.take().ok_or(CryptoError::Malformed("the round's sum is already finished"))
+    }
+}
+
+/// A session's ciphertext sum, fed whole ciphertexts or streamed ones (CPU work: call its
+/// methods off the async executor).
+pub type SharedBuilder = SharedWork<AggregateBuilder>;
+
+impl SharedBuilder {
+    /// Adds one party's whole ciphertext.
     pub fn add(&self, party: PartyId, ciphertext: &Ciphertext) -> Result<ContributionHash, CryptoError> {
-        match self.lock().as_mut() {
-            Some(builder) => builder.add(party, ciphertext),
-            None => Err(CryptoError::Malformed("the aggregate is already finished")),
-        }
+        self.with(|builder| builder.add(party, ciphertext))
     }
 
-    /// The finished aggregate and its masks' wire bytes (CPU work: call it off the async
-    /// executor).
+    /// Starts receiving `party`'s ciphertext piece by piece ([`AggregateBuilder::begin`]).
+    pub fn begin(&self, party: PartyId) -> Result<ContributionStream, CryptoError> {
+        self.with(|builder| builder.begin(party))
+    }
+
+    /// Reads one piece of a streamed ciphertext and adds the words it completed. A piece
+    /// refused here leaves nothing of it in the sum (the stream must then be abandoned).
+    pub fn add_piece(&self, stream: &mut ContributionStream, piece: &[u8]) -> Result<(), CryptoError> {
+        stream.read(piece)?;
+        self.with(|builder| builder.add_run(stream))
+    }
+
+    /// Ends a streamed ciphertext ([`AggregateBuilder::commit`]).
+    pub fn commit(&self, stream: ContributionStream) -> Result<ContributionHash, CryptoError> {
+        self.with(|builder| builder.commit(stream))
+    }
+
+    /// Gives up on `party`'s stream; says why the sum is broken if it now is.
+    pub fn abandon(&self, party: &PartyId, why: &str) -> Option<String> {
+        self.with(|builder| {
+            builder.abandon(party, why);
+            Ok(builder.broken().map(str::to_owned))
+        })
+        .unwrap_or(None)
+    }
+
+    /// The finished aggregate and its masks' wire bytes.
     pub fn finish(&self) -> Result<(Arc<Aggregate>, Bytes), CryptoError> {
-        let builder = self.lock().take().ok_or(CryptoError::Malformed("the aggregate is already finished"))?;
-        let aggregate = builder.finish()?;
+        let aggregate = self.take()?.finish()?;
         let masks = Bytes::from(aggregate.masks().encode()?);
         Ok((Arc::new(aggregate), masks))
+    }
+}
+
+/// A session's decryption, each share subtracted as it is verified and then dropped (CPU work:
+/// call its methods off the async executor).
+pub type SharedDecryption = SharedWork<Decryption>;
+
+impl SharedDecryption {
+    /// Checks one party's share against `aggregate` and subtracts it.
+    pub fn subtract(&self, aggregate: &Aggregate, share: &DecryptionShare) -> Result<(), CryptoError> {
+        self.with(|decryption| decryption.subtract(aggregate, share))
     }
 }
 
@@ -121,6 +174,7 @@ pub struct UploadTicket {
     step: Option<Step>,
     federation_id: String,
     builder: Option<SharedBuilder>,
+    decryption: Option<(Arc<Aggregate>, SharedDecryption)>,
 }
 
 impl UploadTicket {
@@ -137,7 +191,7 @@ impl UploadTicket {
                 let Claim::KeyShare(share) = &statement.claim else {
                     return Err(Refusal::BadStatement("not a key share".into()));
                 };
-                let share = PublicKeyShare::decode(share, &PARAMS_V1, limits).map_err(invalid)?;
+                let share = PublicKeyShare::decode(share, &PARAMS_V2, limits).map_err(invalid)?;
                 if share.party() != &party {
                     return Err(Refusal::ForeignParty { what });
                 }
@@ -148,20 +202,23 @@ impl UploadTicket {
                 Ok(Verified::Statement(self.statement(bytes, step)?.0))
             }
             UploadKind::Contribution => {
-                let ciphertext = Ciphertext::decode(bytes, &PARAMS_V1, limits).map_err(invalid)?;
+                let ciphertext = Ciphertext::decode(bytes, &PARAMS_V2, limits).map_err(invalid)?;
                 let builder = self.builder.as_ref().ok_or(Refusal::WrongPhase { phase: "contribution" })?;
                 Ok(Verified::Contribution(builder.add(party, &ciphertext).map_err(invalid)?))
             }
             UploadKind::DecryptionShare => {
-                let share = DecryptionShare::decode(bytes, &PARAMS_V1, limits).map_err(invalid)?;
+                let share = DecryptionShare::decode(bytes, &PARAMS_V2, limits).map_err(invalid)?;
                 if share.party() != &party {
                     return Err(Refusal::ForeignParty { what });
                 }
-                Ok(Verified::DecryptionShare(share))
+                let (aggregate, decryption) =
+                    self.decryption.as_ref().ok_or(Refusal::WrongPhase { phase: "decryption share" })?;
+                decryption.subtract(aggregate, &share).map_err(invalid)?;
+                Ok(Verified::DecryptionShare)
             }
             UploadKind::Sum if bytes.is_empty() => Ok(Verified::Sum(None)),
             UploadKind::Sum => {
-                let sum = DecryptedSum::decode(bytes, &PARAMS_V1, limits).map_err(invalid)?;
+                let sum = DecryptedSum::decode(bytes, &PARAMS_V2, limits).map_err(invalid)?;
                 Ok(Verified::Sum(Some(Box::new((Bytes::copy_from_slice(bytes), sum)))))
             }
         }
@@ -169,6 +226,13 @@ impl UploadTicket {
 }
 
 impl UploadTicket {
+    /// For a contribution: its party and the session's sum, to stream the ciphertext into it
+    /// as it arrives ([`SharedBuilder::begin`]) instead of verifying it whole.
+    pub fn contribution(&self) -> Option<(PartyId, SharedBuilder)> {
+        let builder = self.builder.clone().filter(|_| self.kind == UploadKind::Contribution)?;
+        Some((PartyId::new(self.node.as_str()).ok()?, builder))
+    }
+
     /// A signed statement of the ticket's node, federation and session for `step`, with a valid
     /// signature (the roster checks are the hospitals').
     fn statement(&self, bytes: &[u8], step: Step) -> Result<(Signed, Statement), Refusal> {
@@ -198,8 +262,8 @@ pub enum Verified {
     Statement(Signed),
     /// A contribution, already added to the session's sum.
     Contribution(ContributionHash),
-    /// A decryption share.
-    DecryptionShare(DecryptionShare),
+    /// A decryption share, already subtracted in the session's decryption.
+    DecryptionShare,
     /// A decrypted sum a hospital holds (its wire bytes and words), or none.
     Sum(Option<Box<(Bytes, DecryptedSum)>>),
 }
@@ -262,6 +326,14 @@ pub enum Event {
         /// The aggregate and its masks' wire bytes, or why it could not be finished.
         result: Result<(Arc<Aggregate>, Bytes), CryptoError>,
     },
+    /// A streamed contribution failed after part of it went into the session's sum: the sum is
+    /// lost and the round restarts.
+    AggregateBroken {
+        /// The session.
+        session: SessionId,
+        /// Why.
+        why: String,
+    },
     /// The shell decrypted the sum a [`Action::DecryptSum`] asked for.
     SumDecrypted {
         /// The session.
@@ -296,15 +368,15 @@ pub enum Action {
         /// Its sum.
         builder: SharedBuilder,
     },
-    /// Combine the shares and decode the sum with [`decrypt_sum`] off the executor, then send
-    /// [`Event::SumDecrypted`].
+    /// Finish the decryption and encode the sum with [`decrypt_sum`] off the executor, then
+    /// send [`Event::SumDecrypted`].
     DecryptSum {
         /// The session.
         session: SessionId,
         /// The aggregate.
         aggregate: Arc<Aggregate>,
-        /// Every contributor's decryption share.
-        shares: Vec<DecryptionShare>,
+        /// Its decryption, every contributor's share subtracted.
+        decryption: SharedDecryption,
     },
     /// Write the snapshot durably, after every earlier one, then send [`Event::Persisted`].
     Persist(Box<Snapshot>),
@@ -312,10 +384,10 @@ pub enum Action {
     Finished,
 }
 
-/// Combines `shares` of `aggregate`: the decrypted sum's wire form (what every hospital checks)
-/// and its plaintext words (CPU work: call it off the async executor).
-pub fn decrypt_sum(aggregate: &Aggregate, shares: &[DecryptionShare]) -> Result<(Bytes, Vec<u64>), CryptoError> {
-    let sum = aggregate.decrypted(shares)?;
+/// Finishes the decryption of `aggregate`: the decrypted sum's wire form (what every hospital
+/// checks) and its plaintext words (CPU work: call it off the async executor).
+pub fn decrypt_sum(aggregate: &Aggregate, decryption: &SharedDecryption) -> Result<(Bytes, Vec<u64>), CryptoError> {
+    let sum = decryption.take()?.finish(aggregate)?;
     Ok((Bytes::from(sum.encode()?), sum.words()))
 }
 
@@ -463,7 +535,7 @@ enum Phase {
     Decrypt {
         fingerprints: Bytes,
         aggregate: Arc<Aggregate>,
-        shares: BTreeMap<NodeId, DecryptionShare>,
+        decryption: SharedDecryption,
     },
     /// Every decryption share is in; the shell is decrypting the sum.
     Combining,
@@ -777,6 +849,10 @@ impl Coordinator {
                 Ok(Vec::new())
             }
             Event::AggregateReady { session, result } => Ok(self.aggregate_ready(session, result, now)),
+            Event::AggregateBroken { session, why } => match self.current(session).map(|s| &s.phase) {
+                Some(Phase::Contribute { .. }) => Ok(self.restart(Vec::new(), why, now)),
+                _ => Ok(Vec::new()),
+            },
             Event::SumDecrypted { session, result } => Ok(self.sum_decrypted(session, result, now)),
             Event::Persisted { result } => Ok(self.persisted(result)),
             Event::Tick => Ok(self.tick(now)),
@@ -898,15 +974,19 @@ impl Coordinator {
         if session.submitted.contains(&node) {
             return Err(Refusal::AlreadyUploaded(node));
         }
+        let mut decryption = None;
         let (kind, step, builder) = match (&session.phase, header.kind) {
             (Phase::KeyGen { .. }, Some(kind @ UploadKind::KeyShare)) => (kind, Some(Step::KeyShare), None),
             (Phase::Confirm { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Transcript), None),
             (Phase::Contribute { builder, .. }, Some(kind @ UploadKind::Contribution)) => {
                 (kind, None, Some(builder.clone()))
             }
+            (Phase::Decrypt { aggregate, decryption: running, .. }, Some(kind @ UploadKind::DecryptionShare)) => {
+                decryption = Some((aggregate.clone(), running.clone()));
+                (kind, None, None)
+            }
             (Phase::Challenge { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Challenge), None),
             (Phase::Prove { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Fingerprint), None),
-            (Phase::Decrypt { .. }, Some(kind @ UploadKind::DecryptionShare)) => (kind, None, None),
             (Phase::Recover { .. }, Some(kind @ UploadKind::Sum)) => (kind, None, None),
             (Phase::Result { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::SumChallenge), None),
             (Phase::Attest { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::SumFingerprint), None),
@@ -914,7 +994,7 @@ impl Coordinator {
             _ => return Err(Refusal::WrongPhase { phase: session.phase.name() }),
         };
         let federation_id = self.plan.config.federation_id.clone();
-        Ok(UploadTicket { session: session.id, node, kind, step, federation_id, builder })
+        Ok(UploadTicket { session: session.id, node, kind, step, federation_id, builder, decryption })
     }
 
     fn accept(
@@ -953,12 +1033,7 @@ impl Coordinator {
                 statements.insert(node.clone(), signed);
             }
             (Phase::Contribute { .. }, Verified::Contribution(_hash)) => {}
-            (Phase::Decrypt { aggregate, shares, .. }, Verified::DecryptionShare(share)) => {
-                aggregate
-                    .check_share(&share)
-                    .map_err(|source| Refusal::Invalid { what: "decryption share", source })?;
-                shares.insert(node.clone(), share);
-            }
+            (Phase::Decrypt { .. }, Verified::DecryptionShare) => {}
             (Phase::Recover { sum, all_hold }, Verified::Sum(held)) => {
                 let fits = |held: &(Bytes, DecryptedSum)| {
                     held.1.crs() == session.crs && held.1.contributors() == session.participants.len()
@@ -1002,7 +1077,7 @@ impl Coordinator {
             },
             Phase::Confirm { key, statements, .. } => {
                 let len = self.plan.layout.len(session.kind);
-                let builder = SharedBuilder::new(AggregateBuilder::new(PARAMS_V1, &key, len));
+                let builder = SharedBuilder::new(AggregateBuilder::new(PARAMS_V2, &key, len));
                 session.phase = Phase::Contribute { transcripts: encode_bundle(statements.values()), builder };
                 Vec::new()
             }
@@ -1022,9 +1097,9 @@ impl Coordinator {
                 });
                 self.persist()
             }
-            Phase::Decrypt { aggregate, shares, .. } => {
+            Phase::Decrypt { aggregate, decryption, .. } => {
                 session.phase = Phase::Combining;
-                vec![Action::DecryptSum { session: id, aggregate, shares: shares.into_values().collect() }]
+                vec![Action::DecryptSum { session: id, aggregate, decryption }]
             }
             Phase::Recover { sum: Some(held), all_hold: true } => {
                 // One copy is enough: every hospital checks it again.
@@ -1242,7 +1317,8 @@ impl Coordinator {
                     && let Phase::Sealing { fingerprints, aggregate } =
                         core::mem::replace(&mut session.phase, Phase::Aggregating)
                 {
-                    session.phase = Phase::Decrypt { fingerprints, aggregate, shares: BTreeMap::new() };
+                    let decryption = SharedDecryption::new(aggregate.start_decryption());
+                    session.phase = Phase::Decrypt { fingerprints, aggregate, decryption };
                 }
                 Vec::new()
             }
@@ -1274,7 +1350,7 @@ impl Coordinator {
             crs,
             participants: self.active.clone(),
             submitted: BTreeSet::new(),
-            phase: Phase::KeyGen { collector: KeyShareCollector::new(PARAMS_V1, crs), statements: Statements::new() },
+            phase: Phase::KeyGen { collector: KeyShareCollector::new(PARAMS_V2, crs), statements: Statements::new() },
             model,
             server,
             state,

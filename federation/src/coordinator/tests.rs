@@ -183,8 +183,8 @@ fn carry_out(c: &mut Coordinator, actions: Vec<Action>, now: Instant) -> Vec<Sna
             Action::FinishAggregate { session, builder } => {
                 c.handle(Event::AggregateReady { session, result: builder.finish() }, now).unwrap()
             }
-            Action::DecryptSum { session, aggregate, shares } => {
-                let result = decrypt_sum(&aggregate, &shares);
+            Action::DecryptSum { session, aggregate, decryption } => {
+                let result = decrypt_sum(&aggregate, &decryption);
                 c.handle(Event::SumDecrypted { session, result }, now).unwrap()
             }
             Action::Persist(snapshot) => {
@@ -675,4 +675,29 @@ fn a_dropped_hospital_that_asks_again_takes_part_from_the_next_session_with_the_
     }
     assert!(c.is_finished() && c.outcome().failure.is_none(), "{:?}", c.outcome().failure);
     assert_eq!(c.records()[2].hospitals, 3, "round 2 with c again");
+}
+
+#[test]
+fn a_streamed_contribution_that_breaks_off_midway_restarts_the_round() {
+    let (mut c, start, mut hospitals) = started();
+    phases(&mut c, &mut hospitals, 2, start);
+    // Hospital a streams its contribution as the shell does, a piece at a time; the stream
+    // stops halfway, after words went into the sum.
+    let task = c.task_for(&node("a")).unwrap();
+    let (kind, bytes) = hospitals[0].answer(&c, &task);
+    let header =
+        UploadHeader { federation_id: "fed".into(), session: task.session, node: "a".into(), kind: Some(kind) };
+    let mut actions = c.handle(Event::UploadStarted { node: node("a"), header }, start).unwrap();
+    let Some(Action::Verify(ticket)) = actions.pop() else { panic!("no verification asked") };
+    let (party, builder) = ticket.contribution().expect("a contribution is streamed");
+    let mut stream = builder.begin(party.clone()).unwrap();
+    builder.add_piece(&mut stream, &bytes[..bytes.len() / 2]).unwrap();
+    let why = builder.abandon(&party, "the connection closed").expect("the sum is broken");
+    // Another hospital's contribution is refused now, and the round restarts with fresh keys.
+    let task_b = c.task_for(&node("b")).unwrap();
+    let (kind_b, bytes_b) = hospitals[1].answer(&c, &task_b);
+    assert!(upload(&mut c, "b", task_b.session, kind_b, &bytes_b, start).is_err());
+    let session = task.session.unwrap();
+    c.handle(Event::AggregateBroken { session, why }, start).unwrap();
+    assert_eq!(running(&c), SessionId { round: session.round, attempt: session.attempt + 1 });
 }
