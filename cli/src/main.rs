@@ -24,12 +24,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-/// mimalloc rather than the C library's allocator: the aggregator frees on one thread what
-/// another allocated (streamed chunks, decryption shares), which glibc's per-thread arenas keep
-/// resident.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// fedcare: federated training of readmission-risk models across hospitals, with encrypted
 /// model updates that only the hospitals together can decrypt.
 #[derive(Debug, Parser)]
@@ -116,6 +110,21 @@ pub(crate) async fn shutdown_signal() {
 /// The multi-threaded async runtime the network commands run on.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// Blocking threads of the aggregator's runtime (decoding uploads, finishing the aggregate and
+/// the decryption, writing snapshots). Few: every thread that touches the large buffers gets
+/// its own allocator arena, which keeps what it once held. In the 32 × 1M load test the
+/// aggregator's peak RSS was 315 MiB with tokio's default (up to 512 threads), 212–238 with 4.
+const AGGREGATOR_BLOCKING_THREADS: usize = 4;
+
+/// The aggregator's runtime: [`runtime`] with [`AGGREGATOR_BLOCKING_THREADS`].
+pub(crate) fn aggregator_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(AGGREGATOR_BLOCKING_THREADS)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn run(command: Command) -> Result<()> {

@@ -46,7 +46,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let plan = config.plan().with_context(|| format!("invalid configuration in {}", args.config.display()))?;
     let server_tls = tls::server_tls(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
     let aggregator = AggregatorServer::new(plan)?;
-    let outcome = crate::runtime()?.block_on(serve(&config, aggregator, server_tls))?;
+    let outcome = crate::aggregator_runtime()?.block_on(serve(&config, aggregator, server_tls))?;
     match outcome.failure {
         Some(Failure::Interrupted) => {
             println!("stopped by a signal after {} sessions; start again to resume", outcome.records.len());

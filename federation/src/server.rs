@@ -40,8 +40,9 @@ use crate::protocol::{NodeId, RoundRecord, SessionId, TaskKind};
 use crate::tls::ServerTls;
 use crate::transfer::{Assembler, chunks};
 
-/// How long the aggregator waits, after the end, for every hospital to fetch its final task.
-const FINAL_DELIVERY: Duration = Duration::from_secs(5);
+/// How long the aggregator waits at most, after the end, for every hospital to fetch its final
+/// task (it leaves as soon as all have; 5 s was too short for 32 hospitals sharing 2 cores).
+const FINAL_DELIVERY: Duration = Duration::from_secs(30);
 
 /// Uploads larger than one chunk (decryption shares, recovered sums) held whole at once while
 /// they are verified; the others wait, unread (HTTP/2 holds their senders back), so the
