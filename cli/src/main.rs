@@ -115,7 +115,8 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Blocking threads of the aggregator's runtime (decoding uploads, finishing the aggregate and
 /// the decryption, writing snapshots). Few: every thread that touches the large buffers gets
 /// its own allocator arena, which keeps what it once held. In the 32 × 1M load test the
-/// aggregator's peak RSS was 315 MiB with tokio's default (up to 512 threads), 212–238 with 4.
+/// aggregator's peak RSS was 315 MiB with tokio's default (up to 512 threads), 212–260 with 4
+/// (nine runs, 2026-12-02).
 const AGGREGATOR_BLOCKING_THREADS: usize = 4;
 
 /// The aggregator's runtime: [`runtime`] with [`AGGREGATOR_BLOCKING_THREADS`].

@@ -115,26 +115,31 @@ impl AggregateBuilder {
         let Some(touched) = self.streaming.get_mut(stream.party()) else {
             return Err(CryptoError::Malformed("a run of a contribution that is not being received"));
         };
-        let end = run.start + run.words.len();
-        if end > self.sum.len() {
+        if run.start + run.words.len() > self.sum.len() {
             return Err(CryptoError::Malformed("a run beyond the ciphertext's end"));
         }
         *touched |= !run.is_empty();
+        self.add_words(run.start, &run.words);
+        Ok(())
+    }
+
+    /// Adds consecutive words of a ciphertext from word `start` (within the sum) into the sum,
+    /// counting the carries of the masks' and the bodies' words apart; the words may straddle
+    /// the masks' end.
+    fn add_words(&mut self, start: usize, words: &[u64]) {
         let masks = self.carries.len();
-        // The run may straddle the masks' end: each part with its own carries.
-        let split = masks.clamp(run.start, end) - run.start;
-        let (mask_words, body_words) = run.words.split_at(split);
+        let end = start + words.len();
+        let split = masks.clamp(start, end) - start;
+        let (mask_words, body_words) = words.split_at(split);
         if !mask_words.is_empty() {
-            let range = run.start..run.start + mask_words.len();
+            let range = start..start + mask_words.len();
             add_counting_carries(&mut self.sum[range.clone()], &mut self.carries[range], mask_words);
         }
         if !body_words.is_empty() {
-            let from = run.start + split;
-            let range = from..from + body_words.len();
+            let from = start + split;
             let carries = from - masks..from - masks + body_words.len();
-            add_counting_carries(&mut self.sum[range], &mut self.body_carries[carries], body_words);
+            add_counting_carries(&mut self.sum[from..end], &mut self.body_carries[carries], body_words);
         }
-        Ok(())
     }
 
     /// Ends a stream: its party becomes a contributor if every byte came and checked out;
@@ -184,17 +189,8 @@ impl AggregateBuilder {
             return Err(CryptoError::LengthMismatch { expected: self.len, got: ciphertext.len });
         }
         self.check_contributor(&party)?;
-        let masks = self.carries.len();
-        let (sum_masks, sum_bodies) = self.sum.split_at_mut(masks);
-        let (masks, bodies) = ciphertext.data.split_at(masks);
         // The commitment and the sum read the same words: both at once, on the crypto threads.
-        let (hash, ()) = rayon::join(
-            || ciphertext.hash(),
-            || {
-                add_counting_carries(sum_masks, &mut self.carries, masks);
-                add_counting_carries(sum_bodies, &mut self.body_carries, bodies);
-            },
-        );
+        let (hash, ()) = rayon::join(|| ciphertext.hash(), || self.add_words(0, &ciphertext.data));
         self.contributors.insert(party, hash);
         Ok(hash)
     }
@@ -377,7 +373,7 @@ impl Aggregate {
     /// the shares [`Self::combine`] refuses.
     pub fn decrypted(&self, shares: &[DecryptionShare]) -> Result<DecryptedSum, CryptoError> {
         let mut decryption = self.start_decryption();
-        for share in self.every_share(shares)?.into_values() {
+        for share in shares {
             decryption.subtract(self, share)?;
         }
         decryption.finish(self)

@@ -14,12 +14,11 @@
 use fedcare_core::envelope;
 
 use super::CryptoError;
-use super::WireMessage as _;
 use super::ciphertext::{ContributionHash, hash_prefix, le_bytes};
 use super::keys::{Crs, PartyId};
 use super::packing::Unpacker;
 use super::params::{ThresholdParams, packed_bytes};
-use super::wire::{FORMAT, HEADER_LEN};
+use super::wire::{FORMAT, HEADER_LEN, ciphertext_head};
 
 /// Bytes of a ciphertext message before its words: the envelope, parameter set and kind, the
 /// CRS and the value count.
@@ -137,21 +136,10 @@ impl ContributionStream {
         let header = FORMAT.header(&self.head).map_err(CryptoError::Envelope)?;
         let fields = &self.head[envelope::HEADER_LEN..];
         self.crc.update(fields);
-        let params_id = u16::from_le_bytes([fields[0], fields[1]]);
-        if params_id != self.params.id {
-            return Err(CryptoError::WrongParams { expected: self.params.id, got: params_id });
-        }
-        if fields[2] != crate::Ciphertext::KIND {
-            return Err(CryptoError::WrongKind { expected: crate::Ciphertext::NAME, got: fields[2] });
-        }
-        let mut crs = [0u8; 16];
-        crs.copy_from_slice(&fields[3..19]);
-        if Crs(u128::from_le_bytes(crs)) != self.crs {
+        let (crs, len) = ciphertext_head(fields, &self.params)?;
+        if crs != self.crs {
             return Err(CryptoError::WrongCrs);
         }
-        let mut len = [0u8; 8];
-        len.copy_from_slice(&fields[19..27]);
-        let len = u64::from_le_bytes(len);
         if len != self.len as u64 {
             return Err(CryptoError::LengthMismatch { expected: self.len, got: len.try_into().unwrap_or(usize::MAX) });
         }

@@ -121,6 +121,10 @@ impl<'a> Reader<'a> {
             return Err(CryptoError::TooLarge { size: bytes.len() as u64, limit });
         }
         let payload = FORMAT.open(bytes, usize::MAX).map_err(CryptoError::Envelope)?;
+        Self::fields::<M>(payload, params)
+    }
+    /// A reader of a payload's fields, after checking its parameter set and kind.
+    fn fields<M: WireMessage>(payload: &'a [u8], params: &ThresholdParams) -> Result<Self, CryptoError> {
         let mut reader = Self { bytes: payload, at: 0 };
         let params_id = reader.u16()?;
         if params_id != params.id {
@@ -276,6 +280,14 @@ impl WireMessage for Ciphertext {
         r.finish()?;
         Ok(Self { params_id: params.id, crs, len, data })
     }
+}
+
+/// The CRS and value count of a ciphertext message, from the start of its payload (the
+/// parameter set and the kind checked): what a receiver taking the words piece by piece checks
+/// before the first one ([`crate::ContributionStream`]).
+pub(crate) fn ciphertext_head(payload: &[u8], params: &ThresholdParams) -> Result<(Crs, u64), CryptoError> {
+    let mut r = Reader::fields::<Ciphertext>(payload, params)?;
+    Ok((r.crs()?, r.u64()?))
 }
 
 impl WireMessage for AggregateMasks {

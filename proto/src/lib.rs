@@ -16,7 +16,8 @@ pub mod v1 {
 
 /// Bytes of payload per chunk message. Each stream in flight holds about one encoded chunk at
 /// each end: with 32 hospitals sending or fetching at once, the aggregator's peak memory in the
-/// 32 × 1M load test was 214–237 MiB with 256 KiB chunks and 236–254 MiB with 1 MiB ones.
+/// 32 × 1M load test was 214–237 MiB with 256 KiB chunks and 236–254 MiB with 1 MiB ones (two
+/// runs each, 2026-12-02, then with mimalloc as the allocator, since dropped).
 pub const CHUNK_BYTES: usize = 1 << 18;
 
 /// The largest gRPC message either end decodes: one chunk plus headers.
