@@ -23,7 +23,7 @@ use fedcare_core::explore::{
     Cell, CellFigures, ColumnFigures, DEFAULT_MIN_CELL, ExploreReport, Figures, HIDDEN, number,
 };
 use fedcare_data::{BadRows, Schema, read_csv};
-use fedcare_federation::exploration::{self, EXPLORE_FILE, Exploration, ReportContext};
+use fedcare_federation::exploration::{self, EXPLORE_FILE};
 use fedcare_federation::simulation::{self, Progress, SimulateOptions};
 
 use crate::html::{self, LOCAL, POOLED, Series, escape};
@@ -102,17 +102,8 @@ fn explore_local(file: &Path, schema: Schema, args: &Args) -> Result<()> {
     let start = Instant::now();
     let (table, read) = read_csv(file, &schema, BadRows::from_limit(args.bad_rows_limit))?;
     eprintln!("read {}", read.summary());
-    let stats: Vec<_> = table.numeric_moments().iter().map(|m| m.stats()).collect();
-    let columns = fedcare_core::explore::resolve_columns(&schema.explore_columns(), &stats);
-    let counts = table.explore_counts(&schema, &columns)?;
     let name = file.file_stem().map_or("local".into(), |s| s.to_string_lossy().into_owned());
-    let context = ReportContext {
-        schema: schema.id.clone(),
-        label: schema.label_description(),
-        min_cell: args.min_cell,
-        hospitals: vec![name],
-    };
-    let report = exploration::report(&context, &Exploration { columns, counts }, None)?;
+    let report = exploration::local_report(&table, &schema, &name, args.min_cell)?;
     let (json, page) = write_outputs(&report, &args.out)?;
     println!(
         "explored {} rows, {} columns of {} in {:.2} s: wrote {} and {}",

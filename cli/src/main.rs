@@ -7,6 +7,7 @@ mod bench_train;
 mod certs;
 mod devices;
 mod explore;
+mod export;
 mod health;
 mod html;
 mod inspect;
@@ -79,6 +80,10 @@ enum Command {
     Report(report::Args),
     /// Print a model file's architecture, schema and metrics.
     Inspect(inspect::Args),
+    /// Write a model file as an ONNX graph on its encoded inputs (dense layers, ReLU, its
+    /// calibration, sigmoid), with the schema, input names and feature scaling in its metadata:
+    /// `fedcare export model.bin --onnx model.onnx`.
+    Export(export::Args),
     /// Run the threshold-encryption protocol once on this machine: check that the decrypted
     /// sum is exact and print the time of every phase and the bytes on the wire.
     BenchCrypto(bench_crypto::Args),
@@ -144,6 +149,7 @@ fn run(command: Command) -> Result<()> {
         Command::Predict(args) => predict::run(args),
         Command::Report(args) => report::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Export(args) => export::run(args),
         Command::BenchCrypto(args) => bench_crypto::run(args),
         Command::BenchTrain(args) => bench_train::run(args),
     }

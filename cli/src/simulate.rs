@@ -144,15 +144,11 @@ fn rule(arg: RuleArg, server_lr: Option<f32>) -> ServerRule {
         RuleArg::Fedadam => "fedadam",
     };
     // Invariant: the three names are ServerRule's own.
-    let mut rule = ServerRule::named(name).expect("a known rule");
-    if let Some(lr) = server_lr {
-        match &mut rule {
-            ServerRule::FedAvg(settings) => settings.lr = lr,
-            ServerRule::FedProx(settings) => settings.lr = lr,
-            ServerRule::FedAdam(settings) => settings.lr = lr,
-        }
+    let rule = ServerRule::named(name).expect("a known rule");
+    match server_lr {
+        Some(lr) => rule.with_learning_rate(lr),
+        None => rule,
     }
-    rule
 }
 
 /// The table's header line.

@@ -60,8 +60,13 @@ pub struct IngestReport {
 
 /// Reads `path` through `schema`.
 pub fn read_csv(path: &Path, schema: &Schema, bad_rows: BadRows) -> Result<(Table, IngestReport)> {
-    let bytes = read_file(path)?;
-    let mut records = Records::new(&bytes);
+    read_csv_bytes(&read_file(path)?, path, schema, bad_rows)
+}
+
+/// Reads a CSV file's `bytes` through `schema`, exactly as [`read_csv`] reads a file (a table
+/// handed over in memory, such as a DataFrame written as CSV); errors name `path` as its file.
+pub fn read_csv_bytes(bytes: &[u8], path: &Path, schema: &Schema, bad_rows: BadRows) -> Result<(Table, IngestReport)> {
+    let mut records = Records::new(bytes);
     let header_error = |source| DataError::Header { path: path.to_path_buf(), source };
     let header = records.header().map_err(header_error)?;
     let bound = schema.bind(&header).map_err(header_error)?;
@@ -111,6 +116,23 @@ pub fn read_csv(path: &Path, schema: &Schema, bad_rows: BadRows) -> Result<(Tabl
         table.set_earlier_in_group(column, keys);
     }
     Ok((table, report))
+}
+
+/// The file line of every record after the header of a CSV file's `bytes`, in order (whether
+/// it parses or not): the lines [`Table::lines`] gives its kept rows, so a row of the table is
+/// found among the file's records (a quoted field may span lines, so a line is not a record's
+/// position).
+pub fn record_lines(bytes: &[u8]) -> Vec<u64> {
+    let mut records = Records::new(bytes);
+    let mut lines = Vec::new();
+    if records.header().is_err() {
+        return lines;
+    }
+    let mut record = csv::StringRecord::new();
+    while let Some((line, _)) = records.next_into(&mut record) {
+        lines.push(line);
+    }
+    lines
 }
 
 impl IngestReport {

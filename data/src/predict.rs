@@ -13,11 +13,12 @@ use std::io::Read as _;
 use std::path::Path;
 
 use fedcare_core::model_file::DEFAULT_SIZE_LIMIT;
-use fedcare_core::{Evaluation, ModelFile, Network, loss::sigmoid};
+use fedcare_core::{Dataset, Evaluation, ModelFile, Network, loss::sigmoid};
 
 use crate::error::{DataError, Result};
 use crate::ingest::{BadRows, IngestReport, read_csv};
 use crate::schema::Schema;
+use crate::table::Table;
 
 /// Reads and decodes the model file at `path`, never reading more than the model file's size
 /// limit: an oversized file is refused, not truncated.
@@ -51,17 +52,38 @@ pub struct Scored {
     pub evaluation: Option<Evaluation>,
 }
 
+/// `table`'s rows as `model`'s inputs: numeric columns standardised with the model's feature
+/// scaling, `top_k` columns one-hot over its buckets (refuses a model that does not fit `schema`).
+pub fn encode(model: &ModelFile, schema: &Schema, table: &Table) -> Result<Dataset> {
+    check_model_fits(model, schema)?;
+    table.to_dataset_with(schema, &model.feature_scaling, &model.category_buckets)
+}
+
+/// `model`'s score of every row of `inputs`: its logit, calibrated by the model file's Platt
+/// scaling when it has one. The probability of the positive label is its sigmoid.
+pub fn scores(model: &ModelFile, inputs: &Dataset) -> Result<Vec<f32>> {
+    let raw = Network::new(&model.spec).predict(&model.params, inputs.features())?;
+    Ok(match model.calibration {
+        Some(platt) => raw.iter().map(|&z| platt.apply(z)).collect(),
+        None => raw,
+    })
+}
+
+/// The metrics of `scores` (logits, as [`scores`] gives them) against `inputs`' labels (`None`
+/// without rows).
+pub fn evaluate(scores: &[f32], inputs: &Dataset) -> Result<Option<Evaluation>> {
+    if scores.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Evaluation::from_logits(scores, inputs.labels())?))
+}
+
 /// Scores `data` with `model` and writes the scores to `out`.
 pub fn predict_file(model: &ModelFile, schema: &Schema, data: &Path, out: &Path, bad_rows: BadRows) -> Result<Scored> {
     check_model_fits(model, schema)?;
     let (table, report) = read_csv(data, schema, bad_rows)?;
-    let dataset = table.to_dataset_with(schema, &model.feature_scaling, &model.category_buckets)?;
-    let raw = Network::new(&model.spec).predict(&model.params, dataset.features())?;
-    // A calibrated model's scores are its calibrated logits.
-    let logits: Vec<f32> = match model.calibration {
-        Some(platt) => raw.iter().map(|&z| platt.apply(z)).collect(),
-        None => raw,
-    };
+    let dataset = encode(model, schema, &table)?;
+    let logits = scores(model, &dataset)?;
     // Written to a temporary file beside `out` and renamed over it: a crash leaves the old
     // scores or the new ones, never half of them.
     let write_error = |source| DataError::Write { path: out.to_path_buf(), source };
@@ -75,6 +97,5 @@ pub fn predict_file(model: &ModelFile, schema: &Schema, data: &Path, out: &Path,
     }
     let file = writer.into_inner().map_err(|e| write_error(e.into_error()))?;
     file.persist(out).map_err(|e| write_error(e.error))?;
-    let evaluation = if logits.is_empty() { None } else { Some(Evaluation::from_logits(&logits, dataset.labels())?) };
-    Ok(Scored { ingest: report, evaluation })
+    Ok(Scored { ingest: report, evaluation: evaluate(&logits, &dataset)? })
 }

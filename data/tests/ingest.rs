@@ -202,3 +202,32 @@ fn a_missing_column_is_named() {
         "{error}"
     );
 }
+
+#[test]
+fn bytes_in_memory_read_as_their_file_and_every_record_has_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cohort_file(dir.path());
+    let schema = Schema::diabetes130(true);
+    let bytes = std::fs::read(&path).unwrap();
+    let from_file = read_csv(&path, &schema, BadRows::Reject).unwrap();
+    let from_bytes = fedcare_data::read_csv_bytes(&bytes, std::path::Path::new("DataFrame"), &schema, BadRows::Reject);
+    assert_eq!(from_bytes.unwrap(), from_file);
+
+    // Every kept row's line is one of the records' lines, in order; dropped rows are not kept.
+    let lines = fedcare_data::record_lines(&bytes);
+    assert_eq!(lines.len(), from_file.1.rows + from_file.1.dropped);
+    assert_eq!(lines[0], 2);
+    let mut records = lines.iter();
+    assert!(from_file.0.lines().iter().all(|line| records.any(|l| l == line)));
+
+    // A quoted field over two lines: the next record's line counts both.
+    let text = "a,b\n1,\"x\ny\"\n2,z\r\n3,w\n";
+    assert_eq!(fedcare_data::record_lines(text.as_bytes()), [2, 4, 5]);
+
+    // Errors name the source given.
+    let header_only = b"encounter_id\n";
+    let error = fedcare_data::read_csv_bytes(header_only, std::path::Path::new("DataFrame"), &schema, BadRows::Reject)
+        .unwrap_err();
+    assert!(error.to_string().starts_with("DataFrame: "), "{error}");
+    assert!(matches!(error, DataError::Header { source: HeaderError::Differs { .. }, .. }), "{error:?}");
+}

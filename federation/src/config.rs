@@ -233,6 +233,16 @@ impl ServerRule {
         }
     }
 
+    /// The same rule with the server learning rate `lr` instead of its own.
+    pub fn with_learning_rate(mut self, lr: f32) -> Self {
+        match &mut self {
+            Self::FedAvg(settings) => settings.lr = lr,
+            Self::FedProx(settings) => settings.lr = lr,
+            Self::FedAdam(settings) => settings.lr = lr,
+        }
+        self
+    }
+
     /// The server optimizer's configuration.
     pub fn server_optimizer(&self) -> ServerOptimizerConfig {
         match *self {

@@ -1,0 +1,221 @@
+//! `fedcare.Model`: a model file loaded (what `fedcare inspect` shows), scoring a file or a
+//! DataFrame as `fedcare predict` does, its encoded inputs, its metrics on labelled rows, and
+//! its ONNX graph.
+
+use std::path::PathBuf;
+
+use fedcare_core::loss::sigmoid;
+use fedcare_core::metrics::expected_calibration_error;
+use fedcare_core::{Dataset, ModelFile};
+use fedcare_data::predict::{check_model_fits, encode, evaluate, read_model_file, scores};
+use fedcare_data::{BadRows, Schema};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::errors::{FedcareError, data_error, federation_error, without_gil};
+use crate::input::{Input, Read};
+
+/// The schema `predict`, `encode` and the rest read with unless told: `fedcare predict`'s.
+const DEFAULT_SCHEMA: &str = "diabetes130";
+
+/// A trained fedcare model (a `model.bin`).
+#[pyclass(module = "fedcare", frozen)]
+pub(crate) struct Model {
+    file: ModelFile,
+}
+
+#[pymethods]
+impl Model {
+    /// Loads a model file (the aggregator's `model.bin`, or the one a hospital received).
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        without_gil(py, || Ok(Self { file: read_model_file(&path).map_err(data_error)? }))
+    }
+
+    /// The id of the feature schema the model was trained on.
+    #[getter]
+    fn schema_id(&self) -> &str {
+        &self.file.schema_id
+    }
+
+    /// Encoded inputs per row.
+    #[getter]
+    fn input_width(&self) -> usize {
+        self.file.spec.input_width()
+    }
+
+    /// Hidden layer widths (empty: logistic regression).
+    #[getter]
+    fn hidden(&self) -> Vec<usize> {
+        self.file.spec.hidden().to_vec()
+    }
+
+    /// Parameters in all.
+    #[getter]
+    fn parameters(&self) -> usize {
+        self.file.spec.param_count()
+    }
+
+    /// The layer widths, input to output, as `fedcare inspect` prints them (`359-32-16-1`).
+    #[getter]
+    fn architecture(&self) -> String {
+        let spec = &self.file.spec;
+        let widths: Vec<String> =
+            core::iter::once(spec.input_width()).chain(spec.hidden().iter().copied()).map(|w| w.to_string()).collect();
+        format!("{}-1", widths.join("-"))
+    }
+
+    /// The federation's metrics of the model (`auroc`, `round`, ...).
+    #[getter]
+    fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        self.file.metrics.clone()
+    }
+
+    /// The federated mean and standard deviation each numeric input was standardised with, in
+    /// input order (the first inputs).
+    #[getter]
+    fn feature_scaling<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(pythonize::pythonize(py, &self.file.feature_scaling)?)
+    }
+
+    /// The Platt scaling of the scores (`{"a": .., "b": ..}`: probability `σ(a·z + b)`), or `None`.
+    #[getter]
+    fn calibration<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(pythonize::pythonize(py, &self.file.calibration)?)
+    }
+
+    /// The name of every encoded input, in order, as `schema` names them (it must be the
+    /// model's schema).
+    #[pyo3(signature = (schema = DEFAULT_SCHEMA))]
+    fn feature_names(&self, schema: &str) -> PyResult<Vec<String>> {
+        Ok(self.fitting_schema(schema)?.feature_names())
+    }
+
+    /// The probability of the positive label for every row of `data` (a CSV path or a
+    /// DataFrame), in order: NaN for a row the schema drops or a bad row skipped.
+    #[pyo3(signature = (data, schema = DEFAULT_SCHEMA, bad_rows_limit = 100))]
+    fn predict<'py>(
+        &self,
+        data: &Bound<'py, PyAny>,
+        schema: &str,
+        bad_rows_limit: usize,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let input = Input::from_python(data)?;
+        let py = data.py();
+        let (read, probabilities) = without_gil(py, || {
+            let (read, inputs) = self.read_encoded(&input, schema, bad_rows_limit)?;
+            let logits = scores(&self.file, &inputs).map_err(data_error)?;
+            let (records, positions) = read.positions();
+            let mut probabilities = vec![f64::NAN; records];
+            for (position, logit) in positions.into_iter().zip(logits) {
+                let position =
+                    position.ok_or_else(|| FedcareError::new_err("a scored row is not among the input's records"))?;
+                probabilities[position] = f64::from(sigmoid(logit));
+            }
+            Ok((read, probabilities))
+        })?;
+        read.warn_if_rows_skipped(py)?;
+        Ok(probabilities.into_pyarray(py))
+    }
+
+    /// The encoded inputs (`rows × input_width`, float32) of the rows `predict` scores (those
+    /// it does not give NaN), in order: what the ONNX graph takes.
+    #[pyo3(signature = (data, schema = DEFAULT_SCHEMA, bad_rows_limit = 100))]
+    fn encode<'py>(
+        &self,
+        data: &Bound<'py, PyAny>,
+        schema: &str,
+        bad_rows_limit: usize,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let input = Input::from_python(data)?;
+        let py = data.py();
+        let (read, features) = without_gil(py, || {
+            let (read, inputs) = self.read_encoded(&input, schema, bad_rows_limit)?;
+            let features = Array2::from_shape_vec((inputs.rows(), inputs.width()), inputs.features().to_vec())
+                .map_err(|e| FedcareError::new_err(e.to_string()))?;
+            Ok((read, features))
+        })?;
+        read.warn_if_rows_skipped(py)?;
+        Ok(features.into_pyarray(py))
+    }
+
+    /// The model's metrics on the labels of `data` (what `fedcare predict` prints): rows,
+    /// positives, AUROC, AUPRC, log loss, Brier score, accuracy, expected calibration error and
+    /// the ten calibration bins.
+    #[pyo3(signature = (data, schema = DEFAULT_SCHEMA, bad_rows_limit = 100))]
+    fn evaluate<'py>(
+        &self,
+        data: &Bound<'py, PyAny>,
+        schema: &str,
+        bad_rows_limit: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let input = Input::from_python(data)?;
+        let py = data.py();
+        let (read, evaluation) = without_gil(py, || {
+            let (read, inputs) = self.read_encoded(&input, schema, bad_rows_limit)?;
+            let logits = scores(&self.file, &inputs).map_err(data_error)?;
+            // Invariant: a read never gives a table without rows (it refuses the input).
+            let evaluation = evaluate(&logits, &inputs)
+                .map_err(data_error)?
+                .ok_or_else(|| FedcareError::new_err("no rows to evaluate"))?;
+            Ok((read, evaluation))
+        })?;
+        read.warn_if_rows_skipped(py)?;
+        let dict = pythonize::pythonize(py, &evaluation)?.cast_into::<PyDict>()?;
+        dict.set_item("expected_calibration_error", expected_calibration_error(&evaluation.calibration))?;
+        Ok(dict)
+    }
+
+    /// The model as an ONNX graph on its encoded inputs (see `encode`), with the schema, the
+    /// input names, the feature scaling and the calibration in its metadata: written to `path`
+    /// (atomically) when given, else returned as bytes.
+    #[pyo3(signature = (path = None, schema = DEFAULT_SCHEMA))]
+    fn to_onnx<'py>(
+        &self,
+        py: Python<'py>,
+        path: Option<PathBuf>,
+        schema: &str,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let names = self.fitting_schema(schema)?.feature_names();
+        let bytes = fedcare_onnx::export(&self.file, Some(&names)).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        match path {
+            Some(path) => {
+                without_gil(py, || {
+                    fedcare_federation::persistence::write_atomically(&path, &bytes).map_err(federation_error)
+                })?;
+                Ok(None)
+            }
+            None => Ok(Some(PyBytes::new(py, &bytes))),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        let auroc = self.file.metrics.get("auroc").map_or(String::new(), |a| format!(", AUROC {a:.4}"));
+        format!(
+            "<fedcare.Model {} on schema {:?}, {} parameters{auroc}>",
+            self.architecture(),
+            self.file.schema_id,
+            self.parameters()
+        )
+    }
+}
+
+impl Model {
+    /// `input` read through the schema `schema` names and encoded as the model's inputs.
+    fn read_encoded<'a>(&self, input: &'a Input, schema: &str, bad_rows_limit: usize) -> PyResult<(Read<'a>, Dataset)> {
+        let schema = self.fitting_schema(schema)?;
+        let read = input.read(&schema, BadRows::from_limit(bad_rows_limit)).map_err(data_error)?;
+        let inputs = encode(&self.file, &schema, &read.table).map_err(data_error)?;
+        Ok((read, inputs))
+    }
+
+    /// The schema `name` names, refused when the model does not fit it.
+    fn fitting_schema(&self, name: &str) -> PyResult<Schema> {
+        let schema = Schema::by_name(name).map_err(data_error)?;
+        check_model_fits(&self.file, &schema).map_err(data_error)?;
+        Ok(schema)
+    }
+}
