@@ -3,13 +3,19 @@
 //! as samples/s. A GPU epoch is a whole `train` call: shuffle, every step, parameters read back;
 //! the dataset is uploaded once beforehand.
 //!
+//! `dp-sgd-*` is the same epoch under DP-SGD (`train_private`): each row its own patient, sampled
+//! with probability 256/100,000 (so 391 steps of 256 rows on average), clipped and noised: the
+//! cost of per-example clipping beside the plain CPU epoch of batch 256.
+//!
 //! The peer is PyTorch on the same machine and model (`../shared/peers/torch_train_bench.py`).
 //! On a machine whose only adapter is lavapipe (software Vulkan), the GPU figures measure Mesa's
 //! CPU emulation, not a GPU: `fedcare-train-bench` prints the adapter beside the table.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fedcare_core::privacy::DpSgd;
+use fedcare_core::privacy::noise::NoiseKey;
 use fedcare_core::rng::init_params;
-use fedcare_core::{ModelSpec, OptimizerConfig, TrainConfig, train};
+use fedcare_core::{ModelSpec, OptimizerConfig, TrainConfig, train, train_private};
 use fedcare_data::plain::benchmark_problem;
 use fedcare_gpu_trainer::{GpuTrainer, Selection};
 
@@ -62,6 +68,16 @@ fn train_epoch(c: &mut Criterion) {
                     criterion::BatchSize::LargeInput,
                 );
             });
+            if batch_size == 256 {
+                let dp = DpSgd { sampling_rate: 256.0 / ROWS as f64, noise_multiplier: 1.0, clip_norm: 1.0 };
+                group.bench_with_input(BenchmarkId::new(format!("dp-sgd-{name}"), batch_size), &config, |b, config| {
+                    b.iter_batched_ref(
+                        || initial.clone(),
+                        |params| train_private(spec, params, &data, config, &dp, NoiseKey::from_u64(7)).unwrap(),
+                        criterion::BatchSize::LargeInput,
+                    );
+                });
+            }
         }
     }
     group.finish();

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::ValueEnum;
-use fedcare_federation::config::{ServerRule, TrainerChoice};
+use fedcare_federation::config::{PrivacyConfig, ServerRule, TrainerChoice};
 use fedcare_federation::protocol::RoundRecord;
 use fedcare_federation::simulation::{self, Progress, SimulateOptions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -128,6 +128,28 @@ pub(crate) struct Args {
     /// explore.html in --out, no count below 10 in them.
     #[arg(long)]
     explore: bool,
+    /// Train with patient-level DP-SGD, the noise chosen so that a patient's ε (at --delta)
+    /// after all rounds is at most this.
+    #[arg(long, value_parser = positive_number, conflicts_with = "noise_multiplier")]
+    epsilon: Option<f64>,
+    /// Train with DP-SGD at this noise multiplier σ (noise σ·C on each step's clipped sum).
+    #[arg(long, value_parser = positive_number)]
+    noise_multiplier: Option<f64>,
+    /// DP-SGD: the norm C each patient's gradient is clipped to.
+    #[arg(long, default_value_t = 5.0, value_parser = positive_number)]
+    clip_norm: f64,
+    /// DP-SGD: the probability that a step samples a patient (an epoch is 1/q steps).
+    #[arg(long, default_value_t = 0.02, value_parser = positive_number)]
+    sampling_rate: f64,
+    /// DP-SGD: δ of the reported (ε, δ).
+    #[arg(long, default_value_t = 1e-6, value_parser = positive_number)]
+    delta: f64,
+}
+
+/// A number above zero.
+fn positive_number(text: &str) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if value.is_finite() && value > 0.0 { Ok(value) } else { Err("must be a finite number above 0".into()) }
 }
 
 /// A learning rate: finite and above zero.
@@ -154,8 +176,8 @@ fn rule(arg: RuleArg, server_lr: Option<f32>) -> ServerRule {
 /// The table's header line.
 pub(crate) fn table_header() -> String {
     format!(
-        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
-        "round", "kind", "hospitals", "train loss", "AUROC", "AUPRC", "time s", "up MB", "down MB", "crypto s"
+        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7}",
+        "round", "kind", "hospitals", "train loss", "AUROC", "AUPRC", "time s", "up MB", "down MB", "crypto s", "ε"
     )
 }
 
@@ -164,7 +186,7 @@ pub(crate) fn table_header() -> String {
 pub(crate) fn table_row(record: &RoundRecord, crypto_seconds: Option<f64>) -> String {
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     format!(
-        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8.2} {:>9.2} {:>9.2} {:>9}",
+        "{:>5} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8.2} {:>9.2} {:>9.2} {:>9} {:>7}",
         record.round,
         if record.attempt > 0 { format!("{}*{}", record.kind, record.attempt) } else { record.kind.to_string() },
         record.hospitals,
@@ -174,7 +196,8 @@ pub(crate) fn table_row(record: &RoundRecord, crypto_seconds: Option<f64>) -> St
         record.seconds,
         record.bytes_up as f64 / 1e6,
         record.bytes_down as f64 / 1e6,
-        opt(crypto_seconds, 2)
+        opt(crypto_seconds, 2),
+        opt(record.epsilon, 3)
     )
 }
 
@@ -195,6 +218,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
         schema: args.schema.as_deref().map(fedcare_data::Schema::by_name).transpose()?,
         trainer: args.trainer.into(),
         explore: args.explore.then_some(fedcare_core::explore::DEFAULT_MIN_CELL),
+        privacy: (args.epsilon.is_some() || args.noise_multiplier.is_some()).then_some(PrivacyConfig {
+            sampling_rate: args.sampling_rate,
+            noise_multiplier: args.noise_multiplier.map(|sigma| sigma as f32),
+            target_epsilon: args.epsilon,
+            clip_norm: args.clip_norm as f32,
+            delta: args.delta,
+        }),
         ..SimulateOptions::default()
     };
     if options.explore.is_some() {
@@ -248,6 +278,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
             kept.round.saturating_sub(1),
             kept.auroc.unwrap_or(f64::NAN),
             kept.round
+        );
+    }
+    if let Some(epsilon) = report.outcome.records.last().and_then(|r| r.epsilon) {
+        println!(
+            "differential privacy: a patient's ε after every training round is {epsilon:.3} at δ = {:e} (DP-SGD, \
+             clip norm {}, sampling rate {})",
+            args.delta, args.clip_norm, args.sampling_rate
         );
     }
     println!("wrote {} and {}", args.out.join("metrics.jsonl").display(), args.out.join("model.bin").display());

@@ -148,6 +148,14 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// A dataset's group ids are not one per row.
+    #[error("{got} group ids for {expected} rows")]
+    GroupCount {
+        /// Rows of the dataset.
+        expected: usize,
+        /// Group ids given.
+        got: usize,
+    },
     /// Labels and scores differ in count.
     #[error("expected {expected} labels, got {got}")]
     LabelCount {

@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod model_file;
 pub mod nn;
 pub mod optim;
+pub mod privacy;
 pub mod rng;
 pub mod spec;
 pub mod stats;
@@ -58,7 +59,7 @@ pub use optim::{Optimizer, OptimizerConfig};
 pub use spec::{LayerShape, ModelSpec};
 pub use stats::{ColumnStats, Moments};
 pub use top_k::TopKShape;
-pub use train::{TrainConfig, TrainReport, train};
+pub use train::{TrainConfig, TrainReport, train, train_private};
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -38,15 +38,23 @@ pub fn bce_with_logits(logit: f32, label: f32, pos_weight: f32) -> f32 {
 /// # Panics
 /// If the three slices differ in length (caller bug).
 pub fn bce_with_logits_batch(logits: &[f32], labels: &[f32], pos_weight: f32, grad: &mut [f32]) -> f32 {
-    assert!(logits.len() == labels.len() && grad.len() == logits.len(), "batch slices differ in length");
     let scale = 1.0 / logits.len() as f32;
+    bce_with_logits_sum(logits, labels, pos_weight, scale, grad) * scale
+}
+
+/// Summed loss of a batch, and `scale · ∂loss/∂logit` of each row written to `grad`.
+///
+/// # Panics
+/// If the three slices differ in length (caller bug).
+pub fn bce_with_logits_sum(logits: &[f32], labels: &[f32], pos_weight: f32, scale: f32, grad: &mut [f32]) -> f32 {
+    assert!(logits.len() == labels.len() && grad.len() == logits.len(), "batch slices differ in length");
     let mut total = 0.0f32;
     for ((&z, &y), g) in logits.iter().zip(labels).zip(grad.iter_mut()) {
         total += bce_with_logits(z, y, pos_weight);
         let s = sigmoid(z);
         *g = (pos_weight * y * (s - 1.0) + (1.0 - y) * s) * scale;
     }
-    total * scale
+    total
 }
 
 /// Adds the L2 gradient `λ·W` (weights only) to `grad`; returns the penalty `λ/2·‖W‖²`.

@@ -9,8 +9,9 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::spec::{LayerShape, ModelSpec};
 use crate::{Error, Result};
@@ -101,8 +102,71 @@ impl Network {
         grad_logits: &[f32],
         grad: &mut [f32],
     ) -> Result<()> {
-        self.check_batch(params, x, rows)?;
         self.spec.check_params(grad)?;
+        self.propagate(params, x, rows, grad_logits, |layer, input, grad_z| {
+            let mut grad_w = view_mut(layer.fan_in, layer.fan_out, &mut grad[layer.weights()]);
+            general_mat_mul(1.0, &input.t(), &grad_z, 0.0, &mut grad_w);
+            let grad_b = &mut grad[layer.biases()];
+            grad_b.fill(0.0);
+            for row in grad_z.rows() {
+                grad_b.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+            }
+        })
+    }
+
+    /// The squared norm of each group's gradient for the batch of the last
+    /// [`forward`](Self::forward) call: the gradient of the sum of the losses of rows `group`
+    /// (contiguous ranges of the batch), given `∂loss/∂logit` per row.
+    ///
+    /// A dense layer's gradient for rows `R` is `Σ_{r∈R} a_r ⊗ δ_r` (weights) and `Σ δ_r` (bias),
+    /// `a_r` the layer's input and `δ_r` the gradient at its output, so its squared norm is
+    /// `Σ_{r,s∈R} (a_r·a_s + 1)(δ_r·δ_s)`: no row's gradient is formed, and a single row costs
+    /// `‖a_r‖² + 1` times `‖δ_r‖²`.
+    pub fn group_gradient_norms(
+        &mut self,
+        params: &[f32],
+        x: &[f32],
+        rows: usize,
+        grad_logits: &[f32],
+        groups: &[Range<usize>],
+    ) -> Result<Vec<f64>> {
+        if let Some(bad) = groups.iter().find(|g| g.start > g.end || g.end > rows) {
+            return Err(Error::BatchMismatch { expected: rows, got: bad.end });
+        }
+        let mut norms = vec![0.0f64; groups.len()];
+        let squares = |m: ArrayView2<'_, f32>| -> Vec<f32> {
+            m.rows().into_iter().map(|row| row.iter().map(|v| v * v).sum()).collect()
+        };
+        let dot = |a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>| -> f64 {
+            a.iter().zip(b.iter()).map(|(&u, &v)| f64::from(u) * f64::from(v)).sum()
+        };
+        self.propagate(params, x, rows, grad_logits, |_, input, grad_z| {
+            // A row's own term: (‖a_r‖² + 1)·‖δ_r‖²; the cross terms only within a group of several.
+            let (inputs, grads) = (squares(input), squares(grad_z));
+            for (norm, group) in norms.iter_mut().zip(groups) {
+                for r in group.clone() {
+                    *norm += f64::from(inputs[r] + 1.0) * f64::from(grads[r]);
+                    for s in group.clone().filter(|&s| s != r) {
+                        *norm += (dot(input.row(r), input.row(s)) + 1.0) * dot(grad_z.row(r), grad_z.row(s));
+                    }
+                }
+            }
+        })?;
+        Ok(norms)
+    }
+
+    /// Back-propagates `grad_logits` through the batch of the last forward call, calling
+    /// `visit(layer, input, grad_z)` for every layer from the last to the first with the layer's
+    /// input (`rows × fan_in`) and the gradient at its pre-activation output (`rows × fan_out`).
+    fn propagate(
+        &mut self,
+        params: &[f32],
+        x: &[f32],
+        rows: usize,
+        grad_logits: &[f32],
+        mut visit: impl FnMut(&LayerShape, ArrayView2<'_, f32>, ArrayView2<'_, f32>),
+    ) -> Result<()> {
+        self.check_batch(params, x, rows)?;
         if grad_logits.len() != rows || self.activations.last().map(Vec::len) != Some(rows) {
             return Err(Error::BatchMismatch { expected: rows, got: grad_logits.len() });
         }
@@ -111,18 +175,8 @@ impl Network {
         for index in (0..self.layers.len()).rev() {
             let layer = self.layers[index];
             let input = if index == 0 { x } else { &self.activations[index - 1][..] };
-            let input = view(rows, layer.fan_in, input);
             let grad_z = view(rows, layer.fan_out, &self.grad_out);
-
-            let mut grad_w = view_mut(layer.fan_in, layer.fan_out, &mut grad[layer.weights()]);
-            general_mat_mul(1.0, &input.t(), &grad_z, 0.0, &mut grad_w);
-
-            let grad_b = &mut grad[layer.biases()];
-            grad_b.fill(0.0);
-            for row in self.grad_out.chunks_exact(layer.fan_out) {
-                grad_b.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
-            }
-
+            visit(&layer, view(rows, layer.fan_in, input), grad_z);
             if index > 0 {
                 self.grad_in.clear();
                 self.grad_in.resize(rows * layer.fan_in, 0.0);

@@ -4,15 +4,21 @@
 //! of `batch_size` rows (the last one may be smaller). Each step: forward, mean
 //! `BCEWithLogits(pos_weight)` loss, backward, L2 and FedProx gradients, optimizer update.
 //! The FedProx anchor is the parameter vector training started from (the round's global model).
+//!
+//! [`train_private`] is DP-SGD ([`crate::privacy`]): each step samples patients with probability
+//! `q` instead of taking the next batch, clips each sampled patient's gradient and adds Gaussian
+//! noise; the penalties and the optimizer are the same.
 
 use alloc::vec;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
-use crate::loss::{add_l2, add_proximal, bce_with_logits_batch};
+use crate::loss::{add_l2, add_proximal, bce_with_logits_batch, bce_with_logits_sum};
 use crate::nn::Network;
 use crate::optim::{Optimizer, OptimizerConfig};
+use crate::privacy::DpSgd;
+use crate::privacy::noise::{NoiseKey, add_noise, sample_patients};
 use crate::rng::BatchOrder;
 use crate::spec::ModelSpec;
 use crate::{Error, Result};
@@ -78,14 +84,7 @@ pub struct TrainReport {
 /// Refuses a parameter vector or dataset that does not fit `spec`, an empty dataset, bad
 /// hyperparameters, and stops with [`Error::Diverged`] as soon as a batch loss is not finite.
 pub fn train(spec: &ModelSpec, params: &mut [f32], data: &Dataset, config: &TrainConfig) -> Result<TrainReport> {
-    config.validate()?;
-    spec.check_params(params)?;
-    if data.width() != spec.input_width() {
-        return Err(Error::FeatureWidth { expected: spec.input_width(), got: data.width() });
-    }
-    if data.rows() == 0 {
-        return Err(Error::EmptyDataset);
-    }
+    check_inputs(spec, params, data, config)?;
     let width = data.width();
     let anchor = if config.prox_mu > 0.0 { params.to_vec() } else { Vec::new() };
     let mut network = Network::new(spec);
@@ -122,6 +121,103 @@ pub fn train(spec: &ModelSpec, params: &mut [f32], data: &Dataset, config: &Trai
             report.steps += 1;
         }
         report.epoch_losses.push((epoch_loss / data.rows() as f64) as f32);
+    }
+    Ok(report)
+}
+
+/// Refuses bad hyperparameters, parameters or data that do not fit `spec`, and an empty dataset.
+fn check_inputs(spec: &ModelSpec, params: &[f32], data: &Dataset, config: &TrainConfig) -> Result<()> {
+    config.validate()?;
+    spec.check_params(params)?;
+    if data.width() != spec.input_width() {
+        return Err(Error::FeatureWidth { expected: spec.input_width(), got: data.width() });
+    }
+    if data.rows() == 0 {
+        return Err(Error::EmptyDataset);
+    }
+    Ok(())
+}
+
+/// Trains `params` on `data` with DP-SGD ([`crate::privacy`]): `epochs × dp.steps_per_epoch()`
+/// steps, each over the patients (the dataset's groups) that `key` samples with probability
+/// `dp.sampling_rate`, each patient's gradient clipped to `dp.clip_norm`, Gaussian noise of
+/// standard deviation `dp.noise_multiplier · dp.clip_norm` added to their sum, divided by the
+/// expected number of patients. `config.batch_size` and `config.seed` are not used: the key
+/// decides the batches, and must be secret. The same key gives the same bits.
+///
+/// The report's losses are over the rows each epoch's steps sampled.
+pub fn train_private(
+    spec: &ModelSpec,
+    params: &mut [f32],
+    data: &Dataset,
+    config: &TrainConfig,
+    dp: &DpSgd,
+    key: NoiseKey,
+) -> Result<TrainReport> {
+    check_inputs(spec, params, data, config)?;
+    dp.validate()?;
+    let patients = data.group_rows();
+    let expected = (dp.sampling_rate * patients.groups() as f64) as f32;
+    let noise_scale = dp.noise_multiplier * dp.clip_norm / expected;
+    let anchor = if config.prox_mu > 0.0 { params.to_vec() } else { Vec::new() };
+    let mut network = Network::new(spec);
+    let mut optimizer = Optimizer::new(config.optimizer, params.len())?;
+    let mut grad = vec![0.0f32; params.len()];
+    let mut batch_x = Vec::new();
+    let mut batch_y = Vec::new();
+    let mut grad_logits = Vec::new();
+    let mut batch_patients = Vec::new();
+    let mut sampled = Vec::new();
+    let mut report = TrainReport { epoch_losses: Vec::with_capacity(config.epochs as usize), steps: 0 };
+    let mut counter = 0u32;
+
+    for epoch in 0..config.epochs {
+        let (mut epoch_loss, mut epoch_rows) = (0.0f64, 0usize);
+        for step in 0..dp.steps_per_epoch() {
+            batch_x.clear();
+            batch_y.clear();
+            batch_patients.clear();
+            sample_patients(key, counter, patients.groups() as u32, dp.sampling_rate, &mut sampled);
+            for &patient in &sampled {
+                let start = batch_y.len();
+                for &row in patients.rows_of(patient as usize) {
+                    batch_x.extend_from_slice(data.row(row as usize));
+                    batch_y.push(data.labels()[row as usize]);
+                }
+                batch_patients.push(start..batch_y.len());
+            }
+            let n = batch_y.len();
+            if n == 0 {
+                grad.fill(0.0);
+            } else {
+                grad_logits.resize(n, 0.0);
+                let logits = network.forward(params, &batch_x, n)?;
+                let loss = bce_with_logits_sum(logits, &batch_y, config.pos_weight, 1.0, &mut grad_logits);
+                if !loss.is_finite() {
+                    return Err(Error::Diverged { epoch, step: step as usize });
+                }
+                epoch_loss += f64::from(loss);
+                epoch_rows += n;
+                // Each patient's rows scaled so that their gradient's norm is at most C, then
+                // divided by the expected number of patients.
+                let norms = network.group_gradient_norms(params, &batch_x, n, &grad_logits, &batch_patients)?;
+                for (rows, norm) in batch_patients.iter().zip(norms) {
+                    let norm = libm::sqrt(norm) as f32;
+                    let factor = if norm > dp.clip_norm { dp.clip_norm / norm } else { 1.0 } / expected;
+                    grad_logits[rows.clone()].iter_mut().for_each(|g| *g *= factor);
+                }
+                network.backward(params, &batch_x, n, &grad_logits, &mut grad)?;
+            }
+            add_noise(key, counter, noise_scale, &mut grad);
+            add_l2(spec, params, config.l2, &mut grad);
+            if config.prox_mu > 0.0 {
+                add_proximal(params, &anchor, config.prox_mu, &mut grad);
+            }
+            optimizer.step(params, &grad);
+            report.steps += 1;
+            counter = counter.wrapping_add(1);
+        }
+        report.epoch_losses.push(if epoch_rows == 0 { 0.0 } else { (epoch_loss / epoch_rows as f64) as f32 });
     }
     Ok(report)
 }

@@ -217,7 +217,8 @@ impl Table {
                 features[start + slot] = 1.0;
             }
         }
-        Ok(Dataset::new(features, self.labels.clone(), width)?)
+        // Each row's group (patient): DP-SGD samples and clips a patient's rows as one.
+        Ok(Dataset::new(features, self.labels.clone(), width)?.with_groups(&self.groups)?)
     }
 
     /// Splits by group (patient) so that no group is on both sides; deterministic for a seed.

@@ -4,6 +4,7 @@
 //! mapped to a default silently.
 
 use fedcare_core::explore::{ColumnKind, ColumnSpec};
+use fedcare_core::privacy::DpSgd;
 use fedcare_core::{
     CodecConfig, ModelSpec, OptimizerConfig, ServerOptimizer, ServerOptimizerConfig, TopKShape, TrainConfig,
 };
@@ -14,8 +15,8 @@ use crate::config::{FederationPlan, LocalOptimizer};
 use crate::coordinator::Status;
 use crate::error::ProtocolError;
 use crate::protocol::{
-    ContributionLayout, FederationSettings, Job, PublicFigures, SessionId, SessionKind, Task, TaskKind, UploadHeader,
-    UploadKind,
+    ContributionLayout, FederationSettings, Job, Privacy, PublicFigures, SessionId, SessionKind, Task, TaskKind,
+    UploadHeader, UploadKind,
 };
 
 fn invalid(field: &'static str, value: impl ToString, expected: impl Into<String>) -> ProtocolError {
@@ -225,6 +226,12 @@ pub fn federation_config(plan: &FederationPlan) -> v1::FederationConfig {
         crypto_params_id: u32::from(PARAMS_V2.id),
         rounds: config.rounds,
         patience: config.patience.unwrap_or(0),
+        privacy: plan.privacy.map(|p| v1::Privacy {
+            sampling_rate: p.dp_sgd.sampling_rate,
+            noise_multiplier: p.dp_sgd.noise_multiplier,
+            clip_norm: p.dp_sgd.clip_norm,
+            delta: p.delta,
+        }),
         training: Some(v1::TrainingConfig {
             epochs: t.epochs,
             batch_size: t.batch_size,
@@ -310,6 +317,20 @@ fn job_from_proto(config: &v1::FederationConfig) -> Result<(Job, Vec<ColumnSpec>
     Ok((Job::Explore { min_cell: exploration.min_cell, label: exploration.label.clone() }, columns))
 }
 
+/// DP-SGD's settings as received, checked.
+fn privacy_from_proto(privacy: &v1::Privacy) -> Result<Privacy, ProtocolError> {
+    let dp_sgd = DpSgd {
+        sampling_rate: privacy.sampling_rate,
+        noise_multiplier: privacy.noise_multiplier,
+        clip_norm: privacy.clip_norm,
+    };
+    dp_sgd.validate()?;
+    if !(privacy.delta > 0.0 && privacy.delta < 1.0) {
+        return Err(invalid("privacy delta", privacy.delta, "between 0 and 1 (exclusive)"));
+    }
+    Ok(Privacy { dp_sgd, delta: privacy.delta })
+}
+
 /// What a hospital makes of the configuration it received, checked field by field.
 pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSettings, ProtocolError> {
     let missing = |field| ProtocolError::Missing { message: "federation configuration", field };
@@ -373,8 +394,10 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
     // Validates the hyperparameters.
     ServerOptimizer::new(server, 0)?;
     let (job, explore) = job_from_proto(config)?;
+    let privacy = config.privacy.as_ref().map(privacy_from_proto).transpose()?;
     Ok(FederationSettings {
         job,
+        privacy,
         server,
         federation_id: config.federation_id.clone(),
         layout: ContributionLayout {
@@ -404,6 +427,7 @@ mod tests {
 
     fn plan() -> FederationPlan {
         AggregatorConfig {
+            privacy: None,
             federation_id: "f".into(),
             listen: "127.0.0.1:0".into(),
             hospitals: vec!["a".into(), "b".into()],

@@ -552,6 +552,21 @@ pub enum FederationError {
     /// A background task died.
     #[error("a background task failed: {0}")]
     Task(String),
+    /// Training on would spend more of a patient's privacy than this hospital allows.
+    #[error(
+        "this hospital's privacy budget: training round {round} would bring a patient's ε to {epsilon:.3} (δ = \
+         {delta:e}), above its max_epsilon of {max}; it takes part no more"
+    )]
+    PrivacyBudget {
+        /// The training round refused.
+        round: u32,
+        /// ε after that round (infinite without differential privacy).
+        epsilon: f64,
+        /// δ of that ε.
+        delta: f64,
+        /// The hospital's `max_epsilon`.
+        max: f64,
+    },
 }
 
 impl FederationError {

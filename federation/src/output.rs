@@ -16,7 +16,7 @@ use fedcare_core::{Codec, ModelFile, ModelSpec};
 
 use crate::exploration::Exploration;
 use crate::protocol::{
-    ContributionLayout, DecodedSum, PublicFigures, RoundRecord, SessionId, SessionKind, check_exploration,
+    ContributionLayout, DecodedSum, Privacy, PublicFigures, RoundRecord, SessionId, SessionKind, check_exploration,
 };
 use crate::selection::ServerState;
 use crate::transcript::{file_digest, state_digest};
@@ -45,6 +45,8 @@ pub struct SessionInputs<'a> {
     pub server: &'a ServerState,
     /// The public figures it started from.
     pub figures: &'a PublicFigures,
+    /// DP-SGD's settings and the local epochs of a round (`None`: no differential privacy).
+    pub privacy: Option<(Privacy, u32)>,
 }
 
 /// The state after a session, and its digests.
@@ -80,13 +82,15 @@ pub fn server_bytes(server: &ServerState) -> Vec<u8> {
 
 /// The model file of a state: the best model so far with its training rounds, metrics and
 /// Platt scaling (before any evaluation: the global parameters), the feature scaling and the
-/// `top_k` buckets.
+/// `top_k` buckets; with DP-SGD (`privacy`: its settings and the local epochs of a round), the ε
+/// of every training round released so far and its δ (metrics `epsilon`, `delta`).
 pub fn model_file(
     spec: &ModelSpec,
     schema_id: &str,
     global: &[f32],
     server: &ServerState,
     figures: &PublicFigures,
+    privacy: Option<(Privacy, u32)>,
 ) -> Result<ModelFile, fedcare_core::Error> {
     let mut model = match &server.best {
         Some(best) => {
@@ -103,6 +107,10 @@ pub fn model_file(
     };
     model.feature_scaling = figures.feature_stats.clone();
     model.category_buckets = figures.top_k.clone();
+    if let Some((privacy, epochs)) = privacy {
+        model.metrics.insert("epsilon".into(), privacy.epsilon_after(server.released_rounds, epochs));
+        model.metrics.insert("delta".into(), privacy.delta);
+    }
     Ok(model)
 }
 
@@ -142,10 +150,12 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
             record.set_evaluation(&evaluation);
             server.consider(inputs.session.round.saturating_sub(1), &global, &record);
             server.optimizer.apply(&mut global, &mean_update).map_err(|e| e.to_string())?;
+            server.released_rounds = inputs.session.round;
         }
         // The last evaluation: the best model is what the federation hands out.
         DecodedSum::Evaluate(evaluation) => {
             record.set_evaluation(&evaluation);
+            server.released_rounds = inputs.session.round.saturating_sub(1);
             server.consider(inputs.session.round.saturating_sub(1), &global, &record);
             if let Some(best) = &server.best {
                 global.clone_from(&best.params);
@@ -156,9 +166,14 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
             exploration = Some(Exploration { columns: layout.explore_columns(&figures), counts });
         }
     }
+    if let Some((privacy, epochs)) = inputs.privacy
+        && matches!(inputs.kind, SessionKind::Train | SessionKind::Evaluate)
+    {
+        record.epsilon = Some(privacy.epsilon_after(server.released_rounds, epochs));
+    }
     let state_bytes = (params_to_bytes(&global), Bytes::from(server_bytes(&server)));
     let state = state_digest(&state_bytes.0, &state_bytes.1, &figures);
-    let file = model_file(inputs.spec, inputs.schema_id, &global, &server, &figures)
+    let file = model_file(inputs.spec, inputs.schema_id, &global, &server, &figures, inputs.privacy)
         .map_err(|e| format!("the model file: {e}"))?;
     let file_digest = file_digest(&file).map_err(|e| format!("the model file: {e}"))?;
     Ok(SessionOutput { global, server, figures, record, state_bytes, state, file, file_digest, exploration })

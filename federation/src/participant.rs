@@ -654,6 +654,7 @@ impl Participant {
             global: &global,
             server,
             figures: &round.figures,
+            privacy: settings.privacy.map(|p| (p, settings.train.epochs)),
         };
         let output = session_output(&inputs, &words)
             .map_err(|why| FederationError::Task(format!("the checked sum of session {}: {why}", inputs.session)))?;

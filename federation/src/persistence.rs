@@ -37,7 +37,7 @@ pub const MODEL_FILE: &str = "model.bin";
 /// of the setup session in one record; 5: the opened decryption slot; 6: the hospitals'
 /// endorsements and the opened session's id, CRS and participants; 7: the server state holds the
 /// best model so far.
-pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 7, name: "checkpoint" };
+pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 8, name: "checkpoint" };
 /// The largest checkpoint read back (a 200M-parameter model with its optimizer state).
 const CHECKPOINT_LIMIT: usize = 4 << 30;
 /// The largest `metrics.jsonl` read (a federation writes well under 10 kB per round).
@@ -343,10 +343,10 @@ mod tests {
             Err(FederationError::Checkpoint { source: fedcare_core::Error::Truncated { .. }, .. })
         ));
         // A checkpoint of the previous version is refused by its version.
-        bytes[8..10].copy_from_slice(&6u16.to_le_bytes());
+        bytes[8..10].copy_from_slice(&7u16.to_le_bytes());
         std::fs::write(&path, &bytes).unwrap();
         let error = Checkpoint::load(dir.path()).unwrap_err().to_string();
-        assert!(error.contains("checkpoint format version 6 is not supported (this build reads 7)"), "{error}");
+        assert!(error.contains("checkpoint format version 7 is not supported (this build reads 8)"), "{error}");
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct ServerState {
     pub optimizer: ServerOptimizer,
     /// The best model evaluated so far; `None` before the first evaluation.
     pub best: Option<BestModel>,
+    /// Training rounds whose sum may have been decrypted so far: after training round `r`, `r`
+    /// (a round given up once its decryption opened counts too). DP-SGD's ε is that of these
+    /// rounds.
+    pub released_rounds: u32,
 }
 
 /// The best model evaluated so far and what its evaluation found.
@@ -45,7 +49,7 @@ pub struct BestModel {
 impl ServerState {
     /// The state before the first session.
     pub fn new(config: ServerOptimizerConfig, len: usize) -> fedcare_core::Result<Self> {
-        Ok(Self { optimizer: ServerOptimizer::new(config, len)?, best: None })
+        Ok(Self { optimizer: ServerOptimizer::new(config, len)?, best: None, released_rounds: 0 })
     }
 
     /// Checks a relayed state against the agreed rule and model size: the optimizer's state

@@ -20,7 +20,8 @@ use fedcare_data::{BadRows, Schema, read_csv};
 use fedcare_gpu_trainer::Selection;
 
 use crate::config::{
-    AggregatorConfig, ExploreSettings, JobKind, ModelConfig, ServerRule, TlsFiles, TrainerChoice, TrainingSettings,
+    AggregatorConfig, ExploreSettings, JobKind, ModelConfig, PrivacyConfig, ServerRule, TlsFiles, TrainerChoice,
+    TrainingSettings,
 };
 use crate::coordinator::Outcome;
 use crate::error::{FederationError, Result};
@@ -81,6 +82,10 @@ pub struct SimulateOptions {
     pub transport: Transport,
     /// Explore the data instead of training, showing no count below this (`min_cell`).
     pub explore: Option<u64>,
+    /// DP-SGD at every hospital (`None`: off).
+    pub privacy: Option<PrivacyConfig>,
+    /// Hospital `index`'s `max_epsilon` (tests of a hospital's privacy budget).
+    pub budget: Option<(usize, f64)>,
 }
 
 impl Default for SimulateOptions {
@@ -104,6 +109,8 @@ impl Default for SimulateOptions {
             schema: None,
             transport: Transport::Tls,
             explore: None,
+            privacy: None,
+            budget: None,
         }
     }
 }
@@ -220,6 +227,7 @@ pub async fn run(
     tls::generate_dev_pki(&pki, &names, &[])?;
 
     let config = AggregatorConfig {
+        privacy: options.privacy,
         federation_id: "fedcare-simulation".into(),
         listen: "127.0.0.1:0".into(),
         hospitals: names.clone(),
@@ -324,7 +332,10 @@ pub async fn run(
     for (index, ((table, connection), name)) in tables.into_iter().zip(connections).zip(&node_ids).enumerate() {
         let data = HospitalData::Table { table, schema: Box::new(schema.clone()) };
         let state = work.path().join("state").join(name.as_str());
-        let trust = tls::dev_trust(&pki, name.as_str(), &names, &state)?;
+        let mut trust = tls::dev_trust(&pki, name.as_str(), &names, &state)?;
+        if let Some((_, max)) = options.budget.filter(|&(budgeted, _)| budgeted == index) {
+            trust.consortium.max_epsilon = Some(max);
+        }
         let trainer = resolved.build(&selection)?;
         let mut node = HospitalNode::new(connection, &config.federation_id, data, trainer, trust);
         if let Some(observer) = &observer {

@@ -61,6 +61,7 @@ impl Run {
 
 fn config(names: &[String], rounds: u32, out: &Path, pki: &Path) -> AggregatorConfig {
     AggregatorConfig {
+        privacy: None,
         federation_id: "liar".into(),
         // Every hospital is needed: the first refusal ends the federation, so each hospital
         // meets the lie in the same session (no restart without it).

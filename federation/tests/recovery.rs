@@ -47,6 +47,7 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
     let names: Vec<String> = HOSPITALS.iter().map(|s| s.to_string()).collect();
     tls::generate_dev_pki(&dir.path().join("pki"), &names, &[]).unwrap();
     let config = AggregatorConfig {
+        privacy: None,
         federation_id: "recovery".into(),
         listen: "127.0.0.1:0".into(),
         hospitals: HOSPITALS.iter().map(|s| s.to_string()).collect(),

@@ -104,6 +104,11 @@ def simulate(
     out: PathLike = "fedcare-sim",
     trainer: Literal["cpu", "gpu", "auto"] = "cpu",
     explore: bool = False,
+    epsilon: Optional[float] = None,
+    noise_multiplier: Optional[float] = None,
+    clip_norm: float = 5.0,
+    sampling_rate: float = 0.02,
+    delta: float = 1e-6,
     progress: Union[None, bool, Callable[[Dict[str, Any]], None]] = None,
     as_frame: Optional[bool] = None,
 ) -> Any:
@@ -113,7 +118,9 @@ def simulate(
     returns the metrics as ``read_metrics`` does. ``hidden=()`` trains logistic regression.
     ``progress``: a line printed per session (the default, or True), nothing (False), or a
     callable given each session's record. Ctrl-C stops it (KeyboardInterrupt). With
-    ``explore=True`` it explores the data instead and returns what ``explore`` returns."""
+    ``explore=True`` it explores the data instead and returns what ``explore`` returns.
+    ``epsilon`` (or ``noise_multiplier``) trains with patient-level DP-SGD: each record's
+    ``epsilon`` is a patient's ε at ``delta`` so far."""
 
 def explore(
     *,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use fedcare_core::explore::DEFAULT_MIN_CELL;
-use fedcare_federation::config::{ServerRule, TrainerChoice};
+use fedcare_federation::config::{PrivacyConfig, ServerRule, TrainerChoice};
 use fedcare_federation::exploration;
 use fedcare_federation::persistence;
 use fedcare_federation::protocol::RoundRecord;
@@ -51,6 +51,11 @@ pub(crate) fn read_metrics(py: Python<'_>, path: PathBuf, as_frame: Option<bool>
     out = PathBuf::from("fedcare-sim"),
     trainer = "cpu",
     explore = false,
+    epsilon = None,
+    noise_multiplier = None,
+    clip_norm = 5.0,
+    sampling_rate = 0.02,
+    delta = 1e-6,
     progress = None,
     as_frame = None,
 ))]
@@ -73,6 +78,11 @@ pub(crate) fn simulate<'py>(
     out: PathBuf,
     trainer: &str,
     explore: bool,
+    epsilon: Option<f64>,
+    noise_multiplier: Option<f32>,
+    clip_norm: f32,
+    sampling_rate: f64,
+    delta: f64,
     progress: Option<Bound<'py, PyAny>>,
     as_frame: Option<bool>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -107,6 +117,13 @@ pub(crate) fn simulate<'py>(
         schema: schema.as_deref().map(fedcare_data::Schema::by_name).transpose().map_err(data_error)?,
         trainer,
         explore: explore.then_some(DEFAULT_MIN_CELL),
+        privacy: (epsilon.is_some() || noise_multiplier.is_some()).then_some(PrivacyConfig {
+            sampling_rate,
+            noise_multiplier,
+            target_epsilon: epsilon,
+            clip_norm,
+            delta,
+        }),
         ..SimulateOptions::default()
     };
     if explore {
@@ -258,13 +275,14 @@ fn run(py: Python<'_>, options: &SimulateOptions, progress: Option<&Bound<'_, Py
 fn session_line(record: &RoundRecord) -> String {
     let figure = |name: &str, value: Option<f64>| value.map_or(String::new(), |v| format!(", {name} {v:.4}"));
     format!(
-        "session {} ({}): {} hospitals{}{}{}, {:.2} s",
+        "session {} ({}): {} hospitals{}{}{}{}, {:.2} s",
         record.round,
         record.kind,
         record.hospitals,
         figure("train loss", record.train_loss),
         figure("AUROC", record.auroc),
         figure("AUPRC", record.auprc),
+        figure("ε", record.epsilon),
         record.seconds
     )
 }

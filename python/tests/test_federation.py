@@ -79,3 +79,17 @@ def test_a_federated_exploration_pools_what_each_hospital_counts(cohort, tmp_pat
     # The same through simulate's explore flag.
     again = fedcare.simulate(data=cohort["sites"], explore=True, out=tmp_path / "again", progress=False)
     assert again["figures"] == report["figures"]
+
+
+def test_simulate_with_differential_privacy_reports_each_rounds_epsilon(tmp_path):
+    metrics = fedcare.simulate(hospitals=3, rounds=2, rows=400, out=tmp_path, epsilon=8.0, progress=False,
+                               as_frame=False)
+    spent = [record["epsilon"] for record in metrics if record["kind"] == "train"]
+    assert len(spent) == 2 and 0.0 < spent[0] < spent[1] <= 8.0, spent
+    assert spent[1] > 7.9, "the noise is the least that keeps ε within the target"
+    assert metrics[0]["epsilon"] is None, "the setup session releases no model"
+    model = fedcare.Model.load(tmp_path / "model.bin")
+    assert model.metrics["epsilon"] == metrics[-1]["epsilon"] == spent[-1]
+    assert model.metrics["delta"] == 1e-6
+    with pytest.raises(ValueError, match="target_epsilon"):
+        fedcare.simulate(hospitals=2, rounds=1, rows=300, out=tmp_path / "tiny", epsilon=1e-9, progress=False)

@@ -1192,6 +1192,7 @@ impl Coordinator {
             global: &self.global,
             server: &self.server,
             figures: &self.figures,
+            privacy: self.plan.privacy.map(|p| (p, self.plan.config.training.epochs)),
         };
         match session_output(&inputs, &words) {
             Ok(output) => {
@@ -1277,7 +1278,9 @@ impl Coordinator {
 
     fn snapshot(&self) -> Result<Snapshot, fedcare_core::Error> {
         let config = &self.plan.config;
-        let mut model = model_file(&self.plan.spec, &config.schema_id, &self.global, &self.server, &self.figures)?;
+        let privacy = self.plan.privacy.map(|p| (p, config.training.epochs));
+        let mut model =
+            model_file(&self.plan.spec, &config.schema_id, &self.global, &self.server, &self.figures, privacy)?;
         model.endorsements = self.endorsements.to_vec();
         Ok(Snapshot {
             checkpoint: Checkpoint {

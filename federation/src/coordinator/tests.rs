@@ -22,6 +22,7 @@ const JOIN: Duration = Duration::from_secs(30);
 
 fn plan() -> Arc<FederationPlan> {
     let config = AggregatorConfig {
+        privacy: None,
         federation_id: "fed".into(),
         listen: "127.0.0.1:0".into(),
         hospitals: HOSPITALS.iter().map(|h| h.to_string()).collect(),

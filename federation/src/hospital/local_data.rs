@@ -204,6 +204,7 @@ mod tests {
 
     fn settings(schema: &Schema, schema_id: &str) -> FederationSettings {
         let plan = AggregatorConfig {
+            privacy: None,
             federation_id: "f".into(),
             listen: "127.0.0.1:0".into(),
             hospitals: vec!["a".into(), "b".into()],

@@ -8,6 +8,10 @@
 //! own patients with it. A hospital that cannot go on for a reason of its own (its data does
 //! not fit the federation, its trainer failed) tells the aggregator with `Leave`, so that the
 //! round goes on without it at once instead of at the phase deadline.
+//!
+//! In a federation with differential privacy it trains with DP-SGD under a key it draws from the
+//! operating system every round, and leaves before a training round that would bring its
+//! patients' ε past its own `max_epsilon` ([`crate::config::Consortium::check_privacy_budget`]).
 
 mod local_data;
 pub mod trainer;
@@ -19,6 +23,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use cpu_time::ThreadTime;
 use fedcare_core::explore::ExploreReport;
+use fedcare_core::privacy::noise::NoiseKey;
 use fedcare_core::{Codec, Dataset, ModelFile, Network};
 use fedcare_proto::v1::{self, federation_client::FederationClient};
 use tokio_stream::StreamExt;
@@ -381,6 +386,9 @@ impl HospitalNode {
                 settings.layout.explore_vector(local.explore_counts(&columns)?)?
             }
             SessionKind::Train | SessionKind::Evaluate => {
+                if kind == SessionKind::Train {
+                    self.trust.consortium.check_privacy_budget(settings, round)?;
+                }
                 let global = params_from_bytes(&agreed.model, settings.spec.param_count())?;
                 let (train, test) = local.datasets(figures)?;
                 let logits = Network::new(&settings.spec).predict(&global, test.features())?;
@@ -434,7 +442,16 @@ impl HospitalNode {
         }
         config.seed = settings.train.seed.wrapping_add(u64::from(round));
         let start = ThreadTime::now();
-        let report = self.trainer.train(&settings.spec, &mut local, train, &config)?;
+        let report = match &settings.privacy {
+            // A fresh secret key every round: nobody else can replay the sampling or the noise.
+            Some(privacy) => {
+                let mut seed = [0u8; 8];
+                getrandom::fill(&mut seed).map_err(|e| FederationError::Task(format!("no OS randomness: {e}")))?;
+                let key = NoiseKey::from_u64(u64::from_le_bytes(seed));
+                self.trainer.train_private(&settings.spec, &mut local, train, &config, &privacy.dp_sgd, key)?
+            }
+            None => self.trainer.train(&settings.spec, &mut local, train, &config)?,
+        };
         if let Ok(mut stats) = self.stats.lock() {
             stats.train += start.elapsed();
         }

@@ -6,6 +6,8 @@
 //! why ([`resolve`], once per process). Both train the same model with the same settings and
 //! batch order.
 
+use fedcare_core::privacy::DpSgd;
+use fedcare_core::privacy::noise::NoiseKey;
 use fedcare_core::{Dataset, ModelSpec, TrainConfig, TrainReport};
 use fedcare_gpu_trainer::{GpuDataset, GpuTrainer, Selection};
 
@@ -25,6 +27,21 @@ pub trait Trainer: Send + Sync {
         data: &Dataset,
         config: &TrainConfig,
     ) -> Result<TrainReport>;
+
+    /// Trains `params` with DP-SGD under the secret `key` ([`fedcare_core::train_private`]).
+    /// Every trainer runs it on the CPU: the GPU kernels of per-patient clipping are not written
+    /// yet.
+    fn train_private(
+        &mut self,
+        spec: &ModelSpec,
+        params: &mut [f32],
+        data: &Dataset,
+        config: &TrainConfig,
+        dp: &DpSgd,
+        key: NoiseKey,
+    ) -> Result<TrainReport> {
+        Ok(fedcare_core::train_private(spec, params, data, config, dp, key)?)
+    }
 }
 
 /// `fedcare-core`'s deterministic CPU trainer.

@@ -165,6 +165,10 @@ pub struct RoundRecord {
     /// model file carries the kept model's); `None` without an evaluation.
     #[serde(default)]
     pub platt: Option<Platt>,
+    /// With DP-SGD, ε (at the federation's δ) of every training round released once this
+    /// session's sum is decrypted: a patient's privacy loss so far.
+    #[serde(default)]
+    pub epsilon: Option<f64>,
     /// Seconds from the session's start to its decoded result.
     pub seconds: f64,
     /// Bytes the hospitals uploaded in the session.
@@ -190,6 +194,7 @@ impl RoundRecord {
             calibration: Vec::new(),
             roc: Vec::new(),
             platt: None,
+            epsilon: None,
             seconds: 0.0,
             bytes_up: 0,
             bytes_down: 0,
@@ -328,6 +333,24 @@ pub enum Job {
     },
 }
 
+/// DP-SGD as a federation runs it: the settings every hospital trains with, and the δ at which
+/// ε is reported. ε depends on these settings alone (every hospital samples patients at the same
+/// rate), so the aggregator, every hospital and the model file give the same figure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Privacy {
+    /// Sampling rate, noise multiplier and clip norm.
+    pub dp_sgd: fedcare_core::privacy::DpSgd,
+    /// δ of the reported (ε, δ).
+    pub delta: f64,
+}
+
+impl Privacy {
+    /// ε after `rounds` training rounds of `epochs` local epochs each.
+    pub fn epsilon_after(&self, rounds: u32, epochs: u32) -> f64 {
+        self.dp_sgd.epsilon_after_epochs(u64::from(rounds) * u64::from(epochs), self.delta)
+    }
+}
+
 /// What a hospital learns of the federation when it joins: everything it needs to take part.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FederationSettings {
@@ -357,6 +380,8 @@ pub struct FederationSettings {
     pub server: ServerOptimizerConfig,
     /// Training or exploration.
     pub job: Job,
+    /// DP-SGD's settings (`None`: training without differential privacy).
+    pub privacy: Option<Privacy>,
     /// BLAKE3 of the configuration's wire form: every participant's transcript covers it, so
     /// hospitals given different settings do not agree.
     pub digest: [u8; 32],

@@ -9,6 +9,7 @@ use fedcare_federation::tls;
 /// hospitals), writing to `out`, with the aggregator's certificate from the PKI in `pki`.
 pub(crate) fn plan(names: &[String], join_timeout_secs: u64, out: &Path, pki: &Path) -> AggregatorConfig {
     AggregatorConfig {
+        privacy: None,
         federation_id: "test".into(),
         listen: "127.0.0.1:0".into(),
         hospitals: names.to_vec(),
