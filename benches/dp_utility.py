@@ -17,21 +17,14 @@ for `--rounds` rounds, without DP or with
 import argparse
 import os
 import re
-import subprocess
 import tempfile
 import time
 import zipfile
 
+from fedcare_cli import fedcare
 from machine import cpu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def fedcare(binary: str, args: list, cwd: str) -> str:
-    done = subprocess.run([binary, *args], cwd=cwd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"fedcare {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
 
 
 def main() -> None:
