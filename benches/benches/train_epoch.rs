@@ -5,7 +5,8 @@
 //!
 //! `dp-sgd-*` is the same epoch under DP-SGD (`train_private`): each row its own patient, sampled
 //! with probability 256/100,000 (so 391 steps of 256 rows on average), clipped and noised: the
-//! cost of per-example clipping beside the plain CPU epoch of batch 256.
+//! cost of per-example clipping beside the plain CPU epoch of batch 256; `gpu-dp-sgd-*` the same
+//! on the GPU (patients sampled on the CPU, clipping and noise in WGSL).
 //!
 //! The peer is PyTorch on the same machine and model (`../shared/peers/torch_train_bench.py`).
 //! On a machine whose only adapter is lavapipe (software Vulkan), the GPU figures measure Mesa's
@@ -77,6 +78,19 @@ fn train_epoch(c: &mut Criterion) {
                         criterion::BatchSize::LargeInput,
                     );
                 });
+                if let (Some(gpu), Some(uploaded)) = (&gpu, &uploaded) {
+                    let id = BenchmarkId::new(format!("gpu-dp-sgd-{name}"), batch_size);
+                    group.bench_with_input(id, &config, |b, config| {
+                        b.iter_batched_ref(
+                            || initial.clone(),
+                            |params| {
+                                let key = NoiseKey::from_u64(7);
+                                gpu.train_private(spec, params, uploaded, &data, config, &dp, key).unwrap()
+                            },
+                            criterion::BatchSize::LargeInput,
+                        );
+                    });
+                }
             }
         }
     }

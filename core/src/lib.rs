@@ -59,7 +59,7 @@ pub use optim::{Optimizer, OptimizerConfig};
 pub use spec::{LayerShape, ModelSpec};
 pub use stats::{ColumnStats, Moments};
 pub use top_k::TopKShape;
-pub use train::{TrainConfig, TrainReport, train, train_private};
+pub use train::{TrainConfig, TrainReport, clipped_gradient, train, train_private};
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -18,7 +18,8 @@ use crate::loss::{add_l2, add_proximal, bce_with_logits_batch, bce_with_logits_s
 use crate::nn::Network;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::privacy::DpSgd;
-use crate::privacy::noise::{NoiseKey, add_noise, sample_patients};
+use crate::privacy::batches::{PatientBatch, PatientBatches};
+use crate::privacy::noise::{NoiseKey, add_noise};
 use crate::rng::BatchOrder;
 use crate::spec::ModelSpec;
 use crate::{Error, Result};
@@ -140,10 +141,10 @@ fn check_inputs(spec: &ModelSpec, params: &[f32], data: &Dataset, config: &Train
 
 /// Trains `params` on `data` with DP-SGD ([`crate::privacy`]): `epochs × dp.steps_per_epoch()`
 /// steps, each over the patients (the dataset's groups) that `key` samples with probability
-/// `dp.sampling_rate`, each patient's gradient clipped to `dp.clip_norm`, Gaussian noise of
-/// standard deviation `dp.noise_multiplier · dp.clip_norm` added to their sum, divided by the
-/// expected number of patients. `config.batch_size` and `config.seed` are not used: the key
-/// decides the batches, and must be secret. The same key gives the same bits.
+/// `dp.sampling_rate` ([`PatientBatches`]), each patient's gradient clipped to `dp.clip_norm`,
+/// Gaussian noise of standard deviation `dp.noise_multiplier · dp.clip_norm` added to their sum,
+/// divided by the expected number of patients. `config.batch_size` and `config.seed` are not
+/// used: the key decides the batches, and must be secret. The same key gives the same bits.
 ///
 /// The report's losses are over the rows each epoch's steps sampled.
 pub fn train_private(
@@ -156,57 +157,41 @@ pub fn train_private(
 ) -> Result<TrainReport> {
     check_inputs(spec, params, data, config)?;
     dp.validate()?;
-    let patients = data.group_rows();
-    let expected = (dp.sampling_rate * patients.groups() as f64) as f32;
+    let mut batches = PatientBatches::new(data, dp.sampling_rate, key);
+    let expected = dp.expected_patients(batches.patients());
     let noise_scale = dp.noise_multiplier * dp.clip_norm / expected;
     let anchor = if config.prox_mu > 0.0 { params.to_vec() } else { Vec::new() };
     let mut network = Network::new(spec);
     let mut optimizer = Optimizer::new(config.optimizer, params.len())?;
     let mut grad = vec![0.0f32; params.len()];
-    let mut batch_x = Vec::new();
-    let mut batch_y = Vec::new();
-    let mut grad_logits = Vec::new();
-    let mut batch_patients = Vec::new();
-    let mut sampled = Vec::new();
+    let mut batch = PatientBatch::default();
+    let mut scratch = ClipScratch::default();
     let mut report = TrainReport { epoch_losses: Vec::with_capacity(config.epochs as usize), steps: 0 };
     let mut counter = 0u32;
 
     for epoch in 0..config.epochs {
         let (mut epoch_loss, mut epoch_rows) = (0.0f64, 0usize);
         for step in 0..dp.steps_per_epoch() {
-            batch_x.clear();
-            batch_y.clear();
-            batch_patients.clear();
-            sample_patients(key, counter, patients.groups() as u32, dp.sampling_rate, &mut sampled);
-            for &patient in &sampled {
-                let start = batch_y.len();
-                for &row in patients.rows_of(patient as usize) {
-                    batch_x.extend_from_slice(data.row(row as usize));
-                    batch_y.push(data.labels()[row as usize]);
-                }
-                batch_patients.push(start..batch_y.len());
-            }
-            let n = batch_y.len();
-            if n == 0 {
+            batches.fill(counter, &mut batch);
+            if batch.rows.is_empty() {
                 grad.fill(0.0);
             } else {
-                grad_logits.resize(n, 0.0);
-                let logits = network.forward(params, &batch_x, n)?;
-                let loss = bce_with_logits_sum(logits, &batch_y, config.pos_weight, 1.0, &mut grad_logits);
+                let loss = clipped_sum(
+                    &mut network,
+                    params,
+                    data,
+                    &batch,
+                    config.pos_weight,
+                    dp.clip_norm,
+                    1.0 / expected,
+                    &mut scratch,
+                    &mut grad,
+                )?;
                 if !loss.is_finite() {
                     return Err(Error::Diverged { epoch, step: step as usize });
                 }
                 epoch_loss += f64::from(loss);
-                epoch_rows += n;
-                // Each patient's rows scaled so that their gradient's norm is at most C, then
-                // divided by the expected number of patients.
-                let norms = network.group_gradient_norms(params, &batch_x, n, &grad_logits, &batch_patients)?;
-                for (rows, norm) in batch_patients.iter().zip(norms) {
-                    let norm = libm::sqrt(norm) as f32;
-                    let factor = if norm > dp.clip_norm { dp.clip_norm / norm } else { 1.0 } / expected;
-                    grad_logits[rows.clone()].iter_mut().for_each(|g| *g *= factor);
-                }
-                network.backward(params, &batch_x, n, &grad_logits, &mut grad)?;
+                epoch_rows += batch.rows.len();
             }
             add_noise(key, counter, noise_scale, &mut grad);
             add_l2(spec, params, config.l2, &mut grad);
@@ -220,4 +205,74 @@ pub fn train_private(
         report.epoch_losses.push(if epoch_rows == 0 { 0.0 } else { (epoch_loss / epoch_rows as f64) as f32 });
     }
     Ok(report)
+}
+
+/// The sum over the patients of `batch` of each one's loss gradient (the sum over their rows,
+/// with `pos_weight`) clipped to norm `clip_norm`, penalties excluded, no noise: the CPU
+/// reference of the GPU trainer's clipping kernels. Also returns the batch's loss sum.
+pub fn clipped_gradient(
+    spec: &ModelSpec,
+    params: &[f32],
+    data: &Dataset,
+    batch: &PatientBatch,
+    pos_weight: f32,
+    clip_norm: f32,
+) -> Result<(f32, Vec<f32>)> {
+    let mut grad = vec![0.0f32; params.len()];
+    let loss = clipped_sum(
+        &mut Network::new(spec),
+        params,
+        data,
+        batch,
+        pos_weight,
+        clip_norm,
+        1.0,
+        &mut ClipScratch::default(),
+        &mut grad,
+    )?;
+    Ok((loss, grad))
+}
+
+/// Buffers of [`clipped_sum`], reused between steps.
+#[derive(Debug, Default)]
+struct ClipScratch {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    grad_logits: Vec<f32>,
+}
+
+/// Writes `scale` times the sum of the clipped patient gradients of `batch` (not empty) into
+/// `grad`; returns the batch's loss sum.
+#[allow(clippy::too_many_arguments)] // one step's inputs, named at the two call sites
+fn clipped_sum(
+    network: &mut Network,
+    params: &[f32],
+    data: &Dataset,
+    batch: &PatientBatch,
+    pos_weight: f32,
+    clip_norm: f32,
+    scale: f32,
+    scratch: &mut ClipScratch,
+    grad: &mut [f32],
+) -> Result<f32> {
+    let ClipScratch { x, y, grad_logits } = scratch;
+    x.clear();
+    y.clear();
+    for &row in &batch.rows {
+        x.extend_from_slice(data.row(row as usize));
+        y.push(data.labels()[row as usize]);
+    }
+    let n = y.len();
+    grad_logits.resize(n, 0.0);
+    let logits = network.forward(params, x, n)?;
+    let loss = bce_with_logits_sum(logits, y, pos_weight, 1.0, grad_logits);
+    // Each patient's rows scaled so that their gradient's norm is at most C.
+    let norms = network.group_gradient_norms(params, x, n, grad_logits, &batch.patients)?;
+    for (rows, norm) in batch.patients.iter().zip(norms) {
+        let norm = libm::sqrt(norm) as f32;
+        let factor = if norm > clip_norm { clip_norm / norm } else { 1.0 } * scale;
+        grad_logits[rows.clone()].iter_mut().for_each(|g| *g *= factor);
+    }
+    network.backward(params, x, n, grad_logits, grad)?;
+    Ok(loss)
 }

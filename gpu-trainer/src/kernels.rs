@@ -60,6 +60,12 @@ pub struct Kernels {
     pub advance: wgpu::ComputePipeline,
     /// Logit copy for scoring.
     pub collect_logits: wgpu::ComputePipeline,
+    /// DP-SGD: per-patient squared gradient norms, one layer at a time.
+    pub patient_norms: wgpu::ComputePipeline,
+    /// DP-SGD: per-patient clipping of the last layer's deltas.
+    pub clip_rows: wgpu::ComputePipeline,
+    /// DP-SGD: Gaussian noise on the gradient.
+    pub add_noise: wgpu::ComputePipeline,
 }
 
 fn uniform(binding: u32) -> wgpu::BindGroupLayoutEntry {
@@ -141,6 +147,9 @@ impl Kernels {
             update: build(fedcare_shaders::OPTIMIZER, &[]),
             advance: build(fedcare_shaders::ADVANCE, &[]),
             collect_logits: build(fedcare_shaders::COLLECT_LOGITS, &[]),
+            patient_norms: build(fedcare_shaders::PATIENT_NORMS, &[]),
+            clip_rows: build(fedcare_shaders::CLIP_ROWS, &[]),
+            add_noise: build(fedcare_shaders::ADD_NOISE, &[]),
             buffers_layout,
             layer_layout,
         })

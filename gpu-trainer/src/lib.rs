@@ -4,6 +4,8 @@
 //! `fedcare-shaders`: adapter choice ([`device`]), pipelines built once ([`kernels`]), the
 //! dataset uploaded once ([`GpuDataset`]), whole epochs recorded as batched dispatches with one
 //! submission each ([`GpuTrainer`]), then parameters, per-epoch losses and scores read back.
+//! DP-SGD (`GpuTrainer::train_private`) samples the same patients as the CPU, clips each one's
+//! gradient and adds the same Philox noise in WGSL.
 //!
 //! Guarantees: same model spec, flat parameter layout, hyperparameters and batch order as the
 //! CPU trainer (`fedcare_core::train`), so results agree up to float rounding — tests check every
@@ -15,6 +17,7 @@
 pub mod device;
 pub mod error;
 pub mod kernels;
+mod plan;
 pub mod testing;
 pub mod trainer;
 pub mod workspace;

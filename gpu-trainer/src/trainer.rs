@@ -7,6 +7,9 @@
 //! loss sums come back in one read. Results differ from the CPU trainer only by float rounding
 //! (different summation order and `exp`/`log`/`pow` implementations).
 
+use fedcare_core::privacy::DpSgd;
+use fedcare_core::privacy::batches::{PatientBatch, PatientBatches};
+use fedcare_core::privacy::noise::NoiseKey;
 use fedcare_core::rng::BatchOrder;
 use fedcare_core::{Dataset, Error as CoreError, ModelSpec, OptimizerConfig, TrainConfig, TrainReport};
 use fedcare_shaders::{MATMUL_TILE, MAX_LAYERS, NARROW_BELOW, RECORD_HEADER, SPLIT_ROWS, THREADS};
@@ -14,6 +17,7 @@ use fedcare_shaders::{MATMUL_TILE, MAX_LAYERS, NARROW_BELOW, RECORD_HEADER, SPLI
 use crate::device::{AdapterSummary, Gpu};
 use crate::error::{GpuError, Result};
 use crate::kernels::Kernels;
+use crate::plan::{EpochPlan, PlanLayout, check_patient_batch};
 use crate::workspace::{GpuDataset, Purpose, RunUniform, Workspace, check_spec, check_u32};
 
 /// Rows scored per step by [`GpuTrainer::predict`].
@@ -118,7 +122,15 @@ impl GpuTrainer {
             momentum,
             optimizer,
             layer_count: layers.len() as u32,
-            pad: [0; 2],
+            private: 0,
+            plan_offset: 0,
+            patients_offset: 0,
+            row_grad_offset: 0,
+            row_norm_offset: 0,
+            clip_norm: 0.0,
+            noise_scale: 0.0,
+            inv_expected: 0.0,
+            key: [0; 2],
             bias_ranges,
         })
     }
@@ -201,6 +213,163 @@ impl GpuTrainer {
         })?;
         params.copy_from_slice(&trained);
         Ok(report)
+    }
+
+    /// Trains `params` with DP-SGD exactly as `fedcare_core::train_private` does: the same
+    /// patient batches (from `data`, the dataset `uploaded` came from), per-patient clipping in
+    /// WGSL and the same Philox noise, so the two differ by float rounding only. On error
+    /// `params` is left as it was.
+    #[allow(clippy::too_many_arguments)] // train's arguments plus the CPU dataset and DP's two
+    pub fn train_private(
+        &self,
+        spec: &ModelSpec,
+        params: &mut [f32],
+        uploaded: &GpuDataset,
+        data: &Dataset,
+        config: &TrainConfig,
+        dp: &DpSgd,
+        key: NoiseKey,
+    ) -> Result<TrainReport> {
+        let (trained, report) = self.guarded("training with DP-SGD", || {
+            config.validate()?;
+            dp.validate()?;
+            Self::check_inputs(spec, params, uploaded)?;
+            Self::check_same_rows(uploaded, data)?;
+            let mut batches = PatientBatches::new(data, dp.sampling_rate, key);
+            let expected = dp.expected_patients(batches.patients());
+            let steps_per_epoch = dp.steps_per_epoch() as usize;
+            let mut plans = Vec::with_capacity(config.epochs as usize);
+            let mut batch = PatientBatch::default();
+            for epoch in 0..config.epochs as usize {
+                let mut plan = EpochPlan::default();
+                for step in 0..steps_per_epoch {
+                    batches.fill((epoch * steps_per_epoch + step) as u32, &mut batch);
+                    plan.push(&batch);
+                }
+                plans.push(plan);
+            }
+            let layout = PlanLayout::of(&plans, steps_per_epoch)?;
+            let mut run = self.run_uniform(spec, uploaded, layout.largest_step.max(1), config)?;
+            run.private = 1;
+            run.plan_offset = 0;
+            run.patients_offset = layout.patients_offset;
+            run.clip_norm = dp.clip_norm;
+            run.noise_scale = dp.noise_multiplier * dp.clip_norm / expected;
+            run.inv_expected = 1.0 / expected;
+            run.key = key.0;
+            let total_steps = steps_per_epoch * config.epochs as usize;
+            let purpose = Purpose::Private { steps: total_steps, order_words: layout.words };
+            let ws = Workspace::new(&self.device, &self.kernels, spec, params, uploaded, run, purpose)?;
+            if config.prox_mu > 0.0 {
+                self.queue.write_buffer(&ws.state, (2 * params.len() * 4) as u64, bytemuck::cast_slice(params));
+            }
+            for plan in &plans {
+                self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(&plan.words(&layout)));
+                self.queue.write_buffer(&ws.record, 0, bytemuck::bytes_of(&0u32)); // step within the epoch
+                let mut encoder =
+                    self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("epoch") });
+                {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("DP-SGD epoch"),
+                        timestamp_writes: None,
+                    });
+                    pass.set_bind_group(0, &ws.buffers_group, &[]);
+                    // Every pipeline expects a layer bound, even in a step without rows.
+                    if let Some(last) = ws.layer_groups.last() {
+                        pass.set_bind_group(1, last, &[]);
+                    }
+                    for &(_, rows) in &plan.steps {
+                        let rows = rows as usize;
+                        if rows > 0 {
+                            self.record_forward(&mut pass, &ws, rows);
+                            self.record_private_gradients(&mut pass, &ws, rows);
+                        }
+                        pass.set_pipeline(&self.kernels.add_noise);
+                        self.dispatch_per_element(&mut pass, ws.param_count);
+                        self.record_update(&mut pass, &ws);
+                        pass.set_pipeline(&self.kernels.advance);
+                        pass.dispatch_workgroups(1, 1, 1);
+                    }
+                }
+                self.queue.submit([encoder.finish()]);
+            }
+            let [trained, record] = self.read_back([(&ws.params, params.len()), (&ws.record, ws.record_words)])?;
+            let step_losses: &[f32] = bytemuck::cast_slice(&record[RECORD_HEADER..]);
+            let mut report =
+                TrainReport { epoch_losses: Vec::with_capacity(config.epochs as usize), steps: total_steps as u64 };
+            for (epoch, (losses, plan)) in step_losses.chunks(steps_per_epoch).zip(&plans).enumerate() {
+                if let Some(step) = losses.iter().position(|l| !l.is_finite()) {
+                    return Err(CoreError::Diverged { epoch: epoch as u32, step }.into());
+                }
+                let sum: f64 = losses.iter().map(|&l| f64::from(l)).sum();
+                let rows = plan.rows.len();
+                report.epoch_losses.push(if rows == 0 { 0.0 } else { (sum / rows as f64) as f32 });
+            }
+            Ok((bytemuck::cast_slice(&trained).to_vec(), report))
+        })?;
+        params.copy_from_slice(&trained);
+        Ok(report)
+    }
+
+    /// The loss sum and the sum of the patients' gradients each clipped to `clip_norm` (no
+    /// noise, no penalties) over `batch` (not empty): one DP-SGD step's kernels, for checking
+    /// them against `fedcare_core::clipped_gradient`.
+    pub fn clipped_gradient(
+        &self,
+        spec: &ModelSpec,
+        params: &[f32],
+        uploaded: &GpuDataset,
+        batch: &PatientBatch,
+        pos_weight: f32,
+        clip_norm: f32,
+    ) -> Result<(f32, Vec<f32>)> {
+        self.guarded("computing a clipped gradient", || {
+            Self::check_inputs(spec, params, uploaded)?;
+            check_patient_batch(batch, uploaded.rows())?;
+            let config = TrainConfig { pos_weight, ..TrainConfig::default() };
+            config.validate()?;
+            let dp = DpSgd { sampling_rate: 1.0, noise_multiplier: 1.0, clip_norm };
+            dp.validate()?;
+            let mut plan = EpochPlan::default();
+            plan.push(batch);
+            let plans = [plan];
+            let layout = PlanLayout::of(&plans, 1)?;
+            let mut run = self.run_uniform(spec, uploaded, batch.rows.len(), &config)?;
+            run.private = 1;
+            run.patients_offset = layout.patients_offset;
+            run.clip_norm = clip_norm;
+            run.inv_expected = 1.0;
+            let purpose = Purpose::Private { steps: 1, order_words: layout.words };
+            let ws = Workspace::new(&self.device, &self.kernels, spec, params, uploaded, run, purpose)?;
+            self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(&plans[0].words(&layout)));
+            let mut encoder =
+                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("clipped gradient") });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("clipped gradient"),
+                    timestamp_writes: None,
+                });
+                pass.set_bind_group(0, &ws.buffers_group, &[]);
+                self.record_forward(&mut pass, &ws, batch.rows.len());
+                self.record_private_gradients(&mut pass, &ws, batch.rows.len());
+            }
+            self.queue.submit([encoder.finish()]);
+            let [grad, record] = self.read_back([(&ws.grad, params.len()), (&ws.record, ws.record_words)])?;
+            Ok((f32::from_bits(record[RECORD_HEADER]), bytemuck::cast_slice(&grad).to_vec()))
+        })
+    }
+
+    fn check_same_rows(uploaded: &GpuDataset, data: &Dataset) -> Result<()> {
+        if uploaded.rows() != data.rows() || uploaded.width() != data.width() {
+            return Err(GpuError::Unsupported(format!(
+                "the uploaded dataset has {} rows of {} features, its CPU copy {} of {}",
+                uploaded.rows(),
+                uploaded.width(),
+                data.rows(),
+                data.width()
+            )));
+        }
+        Ok(())
     }
 
     /// The logit of every row of `data` under `params`.
@@ -297,6 +466,35 @@ impl GpuTrainer {
     fn record_gradients(&self, pass: &mut wgpu::ComputePass<'_>, ws: &Workspace, rows: usize) {
         pass.set_pipeline(&self.kernels.loss);
         pass.dispatch_workgroups(1, 1, 1);
+        self.record_backward(pass, ws, rows);
+    }
+
+    /// DP-SGD's loss and back-propagation of one patient batch of `rows` rows (not empty): the
+    /// per-patient norms layer by layer, the clipping of the last layer's deltas, then the
+    /// back-propagation of the clipped deltas into the gradient buffer (see `private.wgsl`).
+    fn record_private_gradients(&self, pass: &mut wgpu::ComputePass<'_>, ws: &Workspace, rows: usize) {
+        pass.set_pipeline(&self.kernels.loss);
+        pass.dispatch_workgroups(1, 1, 1);
+        for (index, (layer, group)) in ws.layers.iter().zip(&ws.layer_groups).enumerate().rev() {
+            pass.set_bind_group(1, group, &[]);
+            pass.set_pipeline(&self.kernels.patient_norms);
+            pass.dispatch_workgroups(groups(rows, THREADS), 1, 1);
+            if index > 0 {
+                pass.set_pipeline(&self.kernels.input_gradient);
+                pass.dispatch_workgroups(groups(layer.fan_in, MATMUL_TILE), groups(rows, MATMUL_TILE), 1);
+            }
+        }
+        if let Some(last) = ws.layer_groups.last() {
+            pass.set_bind_group(1, last, &[]);
+        }
+        pass.set_pipeline(&self.kernels.clip_rows);
+        pass.dispatch_workgroups(groups(rows, THREADS), 1, 1);
+        self.record_backward(pass, ws, rows);
+    }
+
+    /// Back-propagation of the last layer's deltas of one batch of `rows` rows: fills the
+    /// gradient buffer.
+    fn record_backward(&self, pass: &mut wgpu::ComputePass<'_>, ws: &Workspace, rows: usize) {
         for (index, (layer, group)) in ws.layers.iter().zip(&ws.layer_groups).enumerate().rev() {
             pass.set_bind_group(1, group, &[]);
             if layer.fan_out < NARROW_BELOW {

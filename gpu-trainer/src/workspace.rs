@@ -32,7 +32,15 @@ pub(crate) struct RunUniform {
     pub(crate) momentum: f32,
     pub(crate) optimizer: u32,
     pub(crate) layer_count: u32,
-    pub(crate) pad: [u32; 2],
+    pub(crate) private: u32,
+    pub(crate) plan_offset: u32,
+    pub(crate) patients_offset: u32,
+    pub(crate) row_grad_offset: u32,
+    pub(crate) row_norm_offset: u32,
+    pub(crate) clip_norm: f32,
+    pub(crate) noise_scale: f32,
+    pub(crate) inv_expected: f32,
+    pub(crate) key: [u32; 2],
     pub(crate) bias_ranges: [[u32; 4]; MAX_LAYERS],
 }
 
@@ -142,6 +150,14 @@ pub(crate) enum Purpose {
         /// Steps over all epochs.
         steps: usize,
     },
+    /// DP-SGD training (`private.wgsl`): per-row gradients and norms in `scratch`, and an
+    /// `order` of `order_words` holding an epoch's plan.
+    Private {
+        /// Steps over all epochs.
+        steps: usize,
+        /// Words of the largest epoch plan.
+        order_words: usize,
+    },
     /// Scoring every row once.
     Scoring,
 }
@@ -169,7 +185,7 @@ impl Workspace {
         spec: &ModelSpec,
         params: &[f32],
         data: &GpuDataset,
-        run: RunUniform,
+        mut run: RunUniform,
         purpose: Purpose,
     ) -> Result<Self> {
         let limits = device.limits();
@@ -197,17 +213,22 @@ impl Workspace {
             .map(|l| splits * l.fan_in * l.fan_out)
             .max()
             .unwrap_or(0);
-        let record_words = RECORD_HEADER
-            + match purpose {
-                Purpose::Training { steps } => steps,
-                Purpose::Scoring => data.rows(),
-            };
-        let state_len = if matches!(purpose, Purpose::Training { .. }) { 3 * param_count } else { 1 };
+        if let Purpose::Private { .. } = purpose {
+            run.row_grad_offset = check_u32("the per-row gradients", scratch_len)?;
+            run.row_norm_offset = check_u32("the per-row norms", scratch_len + batch)?;
+            scratch_len += 2 * batch;
+        }
+        let (record_words, state_len, order_len) = match purpose {
+            Purpose::Training { steps } => (RECORD_HEADER + steps, 3 * param_count, data.rows()),
+            Purpose::Private { steps, order_words } => (RECORD_HEADER + steps, 3 * param_count, order_words),
+            Purpose::Scoring => (RECORD_HEADER + data.rows(), 1, data.rows()),
+        };
         for (what, len) in [
             ("the activations and deltas of one batch", scratch_len),
             ("the parameters", param_count),
             ("the optimizer state", state_len),
             ("the training record", record_words),
+            ("the batch plan", order_len),
         ] {
             check_size(what, byte_len(len), &limits)?;
             check_u32(what, len)?;
@@ -230,7 +251,7 @@ impl Workspace {
         let grad = zeroed("grad", param_count, storage | wgpu::BufferUsages::COPY_SRC);
         let scratch = zeroed("scratch", scratch_len, storage);
         let state = zeroed("optimizer state", state_len, storage | wgpu::BufferUsages::COPY_DST);
-        let order = zeroed("order", data.rows(), storage | wgpu::BufferUsages::COPY_DST);
+        let order = zeroed("order", order_len, storage | wgpu::BufferUsages::COPY_DST);
         let record =
             zeroed("record", record_words, storage | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST);
         let run_buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {

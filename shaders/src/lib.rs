@@ -7,7 +7,8 @@
 //!
 //! What each kernel computes is documented at the top of its file; together they are the same
 //! maths as `fedcare_core`'s CPU trainer (forward, BCE-with-logits with `pos_weight`, backward,
-//! L2 and FedProx penalties, SGD/Adam with PyTorch's rules).
+//! L2 and FedProx penalties, SGD/Adam with PyTorch's rules), and DP-SGD's per-patient clipping
+//! and Philox noise (`fedcare_core::train_private`).
 #![forbid(unsafe_code)]
 #![no_std]
 
@@ -51,8 +52,15 @@ pub const ADVANCE: Kernel = kernel!("step.wgsl", "advance");
 /// Copies the current batch's logits out for scoring.
 pub const COLLECT_LOGITS: Kernel = kernel!("step.wgsl", "collect_logits");
 
+/// DP-SGD: each batch row's share of its patient's squared gradient norm, for the bound layer.
+pub const PATIENT_NORMS: Kernel = kernel!("private.wgsl", "patient_norms");
+/// DP-SGD: the last layer's deltas scaled so each patient's gradient norm is at most `C`.
+pub const CLIP_ROWS: Kernel = kernel!("private.wgsl", "clip_rows");
+/// DP-SGD: the Gaussian noise (Philox4x32-10, Box–Muller) added to the gradient.
+pub const ADD_NOISE: Kernel = kernel!("private.wgsl", "add_noise");
+
 /// Every kernel, for validation and for building pipelines.
-pub const ALL: [Kernel; 9] = [
+pub const ALL: [Kernel; 12] = [
     MATMUL,
     SPLIT_SUM,
     FORWARD_NARROW,
@@ -62,6 +70,9 @@ pub const ALL: [Kernel; 9] = [
     OPTIMIZER,
     ADVANCE,
     COLLECT_LOGITS,
+    PATIENT_NORMS,
+    CLIP_ROWS,
+    ADD_NOISE,
 ];
 
 /// Layers with fewer outputs than this use the narrow kernels for forward and weight gradient.

@@ -19,8 +19,17 @@ struct Run {
     momentum: f32,
     optimizer: u32,     // 0 = SGD with momentum, 1 = Adam
     layer_count: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // DP-SGD (see private.wgsl): 1 when the steps are patient batches, else 0 and unused.
+    private: u32,
+    plan_offset: u32,      // in `order`: per step (first position, rows)
+    patients_offset: u32,  // in `order`: per position (first, end) of its patient's positions
+    row_grad_offset: u32,  // in `scratch`: per batch row, ∂loss/∂logit before clipping
+    row_norm_offset: u32,  // in `scratch`: per batch row, its share of its patient's squared norm
+    clip_norm: f32,
+    noise_scale: f32,      // σ·C / expected patients
+    inv_expected: f32,     // 1 / expected patients
+    key0: u32,             // the Philox key of the noise
+    key1: u32,
     // Per layer: (first bias index, one past the last bias index, 0, 0).
     bias_ranges: array<vec4<u32>, 16>,
 }
@@ -78,13 +87,20 @@ fn workgroup_sum(thread: u32, value: f32) -> f32 {
     return partial[0];
 }
 
-// First dataset position (in `order`) of the current step.
+// First dataset position (in `order`) of the current step: fixed-size batches in order, or a
+// DP-SGD step's entry of the plan.
 fn step_base() -> u32 {
+    if run.private == 1u {
+        return order[run.plan_offset + 2u * record[0]];
+    }
     return record[0] * run.batch;
 }
 
 // Rows in the current step.
 fn step_rows(base: u32) -> u32 {
+    if run.private == 1u {
+        return order[run.plan_offset + 2u * record[0] + 1u];
+    }
     return min(run.batch, run.rows - base);
 }
 

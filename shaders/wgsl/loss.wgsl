@@ -3,7 +3,9 @@
 // One workgroup. For logit z and label y (PyTorch's BCEWithLogitsLoss):
 //   loss = w·y·softplus(−z) + (1 − y)·softplus(z),   ∂loss/∂z = w·y·(σ(z) − 1) + (1 − y)·σ(z)
 // The gradient of the *mean* loss (÷ rows) goes to the last layer's delta; the batch's loss
-// *sum* is recorded at record[2 + global step] for the per-epoch loss.
+// *sum* is recorded at record[2 + global step] for the per-epoch loss. Under DP-SGD the gradient
+// is of the loss *sum*, kept per row for the clipping (private.wgsl), whose squared norms start
+// at zero here.
 
 fn softplus(x: f32) -> f32 {
     return max(x, 0.0) + log(1.0 + exp(-abs(x)));
@@ -21,7 +23,7 @@ fn sigmoid(x: f32) -> f32 {
 fn loss_gradient(@builtin(local_invocation_index) thread: u32) {
     let base = step_base();
     let rows = step_rows(base);
-    let scale = 1.0 / f32(rows);
+    let scale = select(1.0 / f32(rows), 1.0, run.private == 1u);
     let w = run.pos_weight;
     var total = 0.0;
     for (var r = thread; r < rows; r += THREADS) {
@@ -29,7 +31,12 @@ fn loss_gradient(@builtin(local_invocation_index) thread: u32) {
         let y = labels[order[base + r]];
         total += w * y * softplus(-z) + (1.0 - y) * softplus(z);
         let s = sigmoid(z);
-        scratch[layer.delta_out_offset + r] = (w * y * (s - 1.0) + (1.0 - y) * s) * scale;
+        let gradient = (w * y * (s - 1.0) + (1.0 - y) * s) * scale;
+        scratch[layer.delta_out_offset + r] = gradient;
+        if run.private == 1u {
+            scratch[run.row_grad_offset + r] = gradient;
+            scratch[run.row_norm_offset + r] = 0.0;
+        }
     }
     let sum = workgroup_sum(thread, total);
     if thread == 0u {

@@ -27,6 +27,7 @@
 //! README.
 
 pub mod accountant;
+pub mod batches;
 pub mod noise;
 
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,12 @@ impl DpSgd {
     /// Steps of one epoch: `round(1/q)`, at least 1.
     pub fn steps_per_epoch(&self) -> u32 {
         (libm::round(1.0 / self.sampling_rate) as u32).max(1)
+    }
+
+    /// The expected number of patients a step samples out of `patients`, `q·P` (at least one):
+    /// what the clipped sum and its noise are divided by.
+    pub fn expected_patients(&self, patients: usize) -> f32 {
+        ((self.sampling_rate * patients as f64) as f32).max(1.0)
     }
 
     /// The accountant's view of these settings.

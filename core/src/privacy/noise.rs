@@ -10,7 +10,7 @@
 //! the counter-based generator of cuRAND, JAX and PyTorch, keyed by 64 bits the hospital draws
 //! from the operating system's CSPRNG for every round. The counter of a noise value is `(i / 4,
 //! step, 0, 0)` (Box–Muller makes two normals of two words); the counter of a patient's
-//! sampling draw is `(draw, step, 1, 0)` ([`sample_patients`]). A normal is `√(−2 ln u₁)·cos(2π u₂)` (or `sin`) in
+//! sampling draw is `(draw, step, 1, 0)` ([`sample_patients`]). A normal is `√(−2 ln u₁)·cos(π(2u₂ − 1))` (or `sin`) in
 //! `f32`, `uᵢ = (x + ½)/2³²` ∈ (0, 1): its tails end at 6.7 standard deviations.
 //!
 //! Pros: any value is computed alone, on any device, in any order; the GPU needs no upload of
@@ -72,7 +72,8 @@ fn open_unit(word: u32) -> f32 {
 /// Two standard normals of two words (Box–Muller: the cosine's and the sine's).
 fn box_muller(u1: u32, u2: u32) -> [f32; 2] {
     let radius = libm::sqrtf(-2.0 * libm::logf(open_unit(u1)));
-    let angle = 2.0 * core::f32::consts::PI * open_unit(u2);
+    // In (−π, π): the range where WGSL bounds `cos` and `sin`'s error, for the GPU's copy.
+    let angle = core::f32::consts::PI * (2.0 * open_unit(u2) - 1.0);
     [radius * libm::cosf(angle), radius * libm::sinf(angle)]
 }
 

@@ -28,9 +28,8 @@ pub trait Trainer: Send + Sync {
         config: &TrainConfig,
     ) -> Result<TrainReport>;
 
-    /// Trains `params` with DP-SGD under the secret `key` ([`fedcare_core::train_private`]).
-    /// Every trainer runs it on the CPU: the GPU kernels of per-patient clipping are not written
-    /// yet.
+    /// Trains `params` with DP-SGD under the secret `key` ([`fedcare_core::train_private`]; the
+    /// GPU trainer's kernels give the same result up to float rounding).
     fn train_private(
         &mut self,
         spec: &ModelSpec,
@@ -104,12 +103,38 @@ impl Trainer for GpuNodeTrainer {
         data: &Dataset,
         config: &TrainConfig,
     ) -> Result<TrainReport> {
+        self.with_resident(data, |trainer, uploaded| trainer.train(spec, params, uploaded, config))
+    }
+
+    fn train_private(
+        &mut self,
+        spec: &ModelSpec,
+        params: &mut [f32],
+        data: &Dataset,
+        config: &TrainConfig,
+        dp: &DpSgd,
+        key: NoiseKey,
+    ) -> Result<TrainReport> {
+        self.with_resident(data, |trainer, uploaded| {
+            trainer.train_private(spec, params, uploaded, data, config, dp, key)
+        })
+    }
+}
+
+impl GpuNodeTrainer {
+    /// Runs `work` on `data` uploaded to the device, reusing the upload while the data is the
+    /// same.
+    fn with_resident(
+        &mut self,
+        data: &Dataset,
+        work: impl FnOnce(&GpuTrainer, &GpuDataset) -> fedcare_gpu_trainer::Result<TrainReport>,
+    ) -> Result<TrainReport> {
         let hash = fingerprint(data);
         let uploaded = match self.resident.take() {
             Some((resident, uploaded)) if resident == hash => uploaded,
             _ => self.trainer.upload(data)?,
         };
-        let report = self.trainer.train(spec, params, &uploaded, config);
+        let report = work(&self.trainer, &uploaded);
         self.resident = Some((hash, uploaded));
         Ok(report?)
     }
@@ -208,10 +233,20 @@ mod tests {
         let first = trainer.resident.as_ref().map(|(hash, _)| *hash);
         trainer.train(&spec, &mut on_gpu.clone(), &data, &config).unwrap();
         assert_eq!(trainer.resident.as_ref().map(|(hash, _)| *hash), first, "same data: no new upload");
-        let mut on_cpu = start;
+        let mut on_cpu = start.clone();
         CpuTrainer.train(&spec, &mut on_cpu, &data, &config).unwrap();
         for (g, c) in on_gpu.iter().zip(&on_cpu) {
             assert!((g - c).abs() <= 1e-4 + 1e-3 * c.abs(), "gpu {g} vs cpu {c}");
+        }
+        // DP-SGD runs on the GPU too, on the resident data, with the CPU's result.
+        let dp = DpSgd { sampling_rate: 0.1, noise_multiplier: 1.0, clip_norm: 1.0 };
+        let key = NoiseKey::from_u64(3);
+        let (mut on_gpu, mut on_cpu) = (start.clone(), start);
+        trainer.train_private(&spec, &mut on_gpu, &data, &config, &dp, key).unwrap();
+        assert_eq!(trainer.resident.as_ref().map(|(hash, _)| *hash), first, "same data: no new upload");
+        CpuTrainer.train_private(&spec, &mut on_cpu, &data, &config, &dp, key).unwrap();
+        for (g, c) in on_gpu.iter().zip(&on_cpu) {
+            assert!((g - c).abs() <= 1e-4 + 1e-3 * c.abs(), "DP-SGD: gpu {g} vs cpu {c}");
         }
     }
 }
