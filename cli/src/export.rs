@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use fedcare_data::Schema;
 use fedcare_data::predict::{check_model_fits, read_model_file};
 use fedcare_federation::persistence::write_atomically;
 
@@ -22,11 +21,14 @@ pub(crate) struct Args {
     /// TOML path.
     #[arg(long, default_value = "diabetes130")]
     schema: String,
+    /// The file of the consortium's top_k key, for a model trained under one.
+    #[arg(long)]
+    top_k_key: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
     let model = read_model_file(&args.model)?;
-    let schema = Schema::by_name(&args.schema)?;
+    let schema = crate::top_k_key::schema(&args.schema, args.top_k_key.as_deref())?;
     check_model_fits(&model, &schema)?;
     let bytes = fedcare_onnx::export(&model, Some(&schema.feature_names()))?;
     write_atomically(&args.onnx, &bytes)?;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use fedcare_data::{BadRows, Schema, read_csv};
+use fedcare_data::{BadRows, read_csv};
 use fedcare_federation::config::{self, HospitalConfig};
 use fedcare_federation::hospital::{Connection, HospitalData, HospitalNode, trainer};
 use fedcare_federation::participant::{LEDGER_FILE, Trust};
@@ -41,7 +41,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
     tracing::info!(threads, "crypto threads");
     let data = match &config.schema {
         Some(name) => {
-            let schema = Schema::by_name(name)?;
+            let schema = crate::top_k_key::schema(name, config.top_k_key.as_deref())?;
+            crate::top_k_key::warn_if_unkeyed(&schema);
             let (table, report) = read_csv(&args.data, &schema, BadRows::from_limit(config.bad_rows_limit))?;
             eprintln!("read {}", report.summary());
             HospitalData::Table { table, schema: Box::new(schema) }

@@ -18,6 +18,7 @@ mod serve;
 mod simulate;
 mod split;
 mod synth;
+mod top_k_key;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -70,6 +71,10 @@ enum Command {
     Keygen(certs::KeygenArgs),
     /// Sign a hospital's certificate request with the consortium's CA; prints its roster line.
     Sign(certs::SignArgs),
+    /// Make the consortium's top_k key: the secret every hospital keys its top_k columns' hash
+    /// with (top_k_key in hospital.toml), so that pooled bucket counts cannot be matched to codes
+    /// by hashing a dictionary; prints the fingerprint the aggregator is given instead.
+    TopKKey(top_k_key::Args),
     /// Score a CSV with a trained model: writes `line,group,probability` rows, where `line` is the
     /// row's line in the file (the header is line 1; LF and CRLF files alike), and prints the
     /// model's AUROC, AUPRC and calibration error on the file's labels.
@@ -146,6 +151,7 @@ fn run(command: Command) -> Result<()> {
         Command::Certs(args) => certs::run(args),
         Command::Keygen(args) => certs::keygen(args),
         Command::Sign(args) => certs::sign(args),
+        Command::TopKKey(args) => top_k_key::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Report(args) => report::run(args),
         Command::Inspect(args) => inspect::run(args),

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use fedcare_data::BadRows;
 use fedcare_data::predict::{predict_file, read_model_file};
-use fedcare_data::{BadRows, Schema};
 
 /// `fedcare predict`'s arguments.
 #[derive(Debug, clap::Args)]
@@ -23,6 +23,10 @@ pub(crate) struct Args {
     /// The data's schema: diabetes130, diabetes130-all or a schema TOML path.
     #[arg(long, default_value = "diabetes130")]
     schema: String,
+    /// The file of the consortium's top_k key, for a model trained under one (its schema id ends
+    /// in +top_k-key:FINGERPRINT; `fedcare inspect` shows it).
+    #[arg(long)]
+    top_k_key: Option<PathBuf>,
     /// Bad rows skipped (and counted) before the file is refused; 0 refuses at the first.
     #[arg(long, default_value_t = 100)]
     bad_rows_limit: usize,
@@ -30,7 +34,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> Result<()> {
     let model = read_model_file(&args.model)?;
-    let schema = Schema::by_name(&args.schema)?;
+    let schema = crate::top_k_key::schema(&args.schema, args.top_k_key.as_deref())?;
     let scored = predict_file(&model, &schema, &args.data, &args.out, BadRows::from_limit(args.bad_rows_limit))?;
     println!("scored {} into {}", scored.ingest.summary(), args.out.display());
     if let Some(e) = &scored.evaluation {

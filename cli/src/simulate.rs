@@ -95,6 +95,12 @@ pub(crate) struct Args {
     /// TOML path.
     #[arg(long)]
     schema: Option<String>,
+    /// Hash the top_k columns under the consortium's key in this file (`fedcare top-k-key`
+    /// writes one): the model then needs it to score (`fedcare predict --top-k-key`). Here
+    /// every hospital and the aggregator are one process, so it protects nothing; it shows the
+    /// keyed federation.
+    #[arg(long)]
+    top_k_key: Option<PathBuf>,
     /// Hidden layer widths, comma-separated; '' or none: logistic regression.
     #[arg(long, default_value = "32,16")]
     hidden: HiddenLayers,
@@ -215,7 +221,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
         seed: args.seed,
         out: args.out.clone(),
         data: args.data,
-        schema: args.schema.as_deref().map(fedcare_data::Schema::by_name).transpose()?,
+        schema: match (&args.schema, &args.top_k_key) {
+            (None, None) => None,
+            (name, key) => Some(crate::top_k_key::schema(name.as_deref().unwrap_or("diabetes130"), key.as_deref())?),
+        },
         trainer: args.trainer.into(),
         explore: args.explore.then_some(fedcare_core::explore::DEFAULT_MIN_CELL),
         privacy: (args.epsilon.is_some() || args.noise_multiplier.is_some()).then_some(PrivacyConfig {

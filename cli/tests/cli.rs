@@ -1,6 +1,7 @@
 //! The command line as a user meets it: logistic regression from `--hidden ''`, clear refusals
 //! of bad arguments, keys that are never overwritten, one file split into sites that train a
-//! federation whose model is scored on the held-out patients.
+//! federation (its top_k columns under a consortium key) whose model is scored on the held-out
+//! patients.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -102,13 +103,35 @@ fn one_file_split_by_patient_trains_a_federation_that_predicts_its_held_out_pati
     assert!(split.status.success(), "{}", text(&split));
     let table = String::from_utf8_lossy(&split.stdout);
     assert!(table.contains("site-3.csv") && table.contains("holdout.csv"), "{table}");
-    let simulate =
-        fedcare(&["simulate", "--data", "split/sites", "--rounds", "2", "--hidden", "", "--out", "sim"], dir.path());
-    assert!(simulate.status.success(), "{}", text(&simulate));
-    let predict = fedcare(
-        &["predict", "--model", "sim/model.bin", "--data", "split/holdout.csv", "--out", "scores.csv"],
+    // The sites hash their top_k columns under a consortium key.
+    let key = fedcare(&["top-k-key", "--out", "top_k.key"], dir.path());
+    assert!(key.status.success(), "{}", text(&key));
+    let fingerprint = text(&key).lines().find_map(|l| l.strip_prefix("top_k_key_fingerprint = ")).unwrap().to_owned();
+    let again = fedcare(&["top-k-key", "--out", "top_k.key"], dir.path());
+    assert!(!again.status.success() && text(&again).contains("exists already"), "{}", text(&again));
+    let simulate = fedcare(
+        &[
+            "simulate",
+            "--data",
+            "split/sites",
+            "--top-k-key",
+            "top_k.key",
+            "--rounds",
+            "2",
+            "--hidden",
+            "",
+            "--out",
+            "sim",
+        ],
         dir.path(),
     );
+    assert!(simulate.status.success(), "{}", text(&simulate));
+    let inspect = fedcare(&["inspect", "sim/model.bin"], dir.path());
+    assert!(text(&inspect).contains(&format!("+top_k-key:{}", fingerprint.trim_matches('"'))), "{}", text(&inspect));
+    let scoring = ["predict", "--model", "sim/model.bin", "--data", "split/holdout.csv", "--out", "scores.csv"];
+    let unkeyed = fedcare(&scoring, dir.path());
+    assert!(!unkeyed.status.success() && text(&unkeyed).contains("give that key"), "{}", text(&unkeyed));
+    let predict = fedcare(&[&scoring[..], &["--top-k-key", "top_k.key"]].concat(), dir.path());
     assert!(predict.status.success(), "{}", text(&predict));
     let said = String::from_utf8_lossy(&predict.stdout);
     assert!(said.contains("AUROC 0.") && said.contains("expected calibration error"), "{said}");

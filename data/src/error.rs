@@ -277,6 +277,14 @@ pub enum DataError {
         /// The data's schema id.
         data: String,
     },
+    /// A model and data whose `top_k` columns were hashed under different keys (or one without).
+    #[error("{}", top_k_key_message(model.as_deref(), data.as_deref()))]
+    TopKKey {
+        /// The fingerprint of the model's key (`None`: unkeyed).
+        model: Option<String>,
+        /// The fingerprint of the key the data is read with (`None`: unkeyed).
+        data: Option<String>,
+    },
     /// A model file whose stored encoding does not fit the schema.
     #[error("the model stores {what} for {model}, the schema has {schema}")]
     ModelEncoding {
@@ -312,3 +320,20 @@ pub enum DataError {
 
 /// Result type of this crate.
 pub type Result<T, E = DataError> = core::result::Result<T, E>;
+
+fn top_k_key_message(model: Option<&str>, data: Option<&str>) -> String {
+    match (model, data) {
+        (Some(model), None) => format!(
+            "the model's top_k columns were hashed under the consortium's key (fingerprint {model}); give that key \
+             (fedcare predict --top-k-key FILE, top_k_key in hospital.toml)"
+        ),
+        (None, Some(data)) => {
+            format!("the model's top_k columns were hashed without a key; the data is read with key {data}: give none")
+        }
+        (model, data) => format!(
+            "the model's top_k columns were hashed under key {}, the data is read with key {}: another consortium's key",
+            model.unwrap_or("-"),
+            data.unwrap_or("-")
+        ),
+    }
+}

@@ -17,7 +17,7 @@ use fedcare_core::{Dataset, Evaluation, ModelFile, Network, loss::sigmoid};
 
 use crate::error::{DataError, Result};
 use crate::ingest::{BadRows, IngestReport, read_csv};
-use crate::schema::Schema;
+use crate::schema::{Schema, key_fingerprint_of};
 use crate::table::Table;
 
 /// Reads and decodes the model file at `path`, never reading more than the model file's size
@@ -33,6 +33,10 @@ pub fn read_model_file(path: &Path) -> Result<ModelFile> {
 /// Refuses a model whose schema, input width, scaling or buckets do not fit `schema`.
 pub fn check_model_fits(model: &ModelFile, schema: &Schema) -> Result<()> {
     if model.schema_id != schema.id {
+        let (model_key, data_key) = (key_fingerprint_of(&model.schema_id), key_fingerprint_of(&schema.id));
+        if model_key.is_some() || data_key.is_some() {
+            return Err(DataError::TopKKey { model: model_key.map(str::to_owned), data: data_key.map(str::to_owned) });
+        }
         return Err(DataError::ModelSchema { model: model.schema_id.clone(), data: schema.id.clone() });
     }
     let fits = |what, model: usize, schema: usize| {

@@ -52,6 +52,8 @@ use std::path::Path;
 
 use fedcare_core::explore::{ColumnKind, ColumnSpec, DEFAULT_BINS};
 use fedcare_core::top_k::{DEFAULT_BUCKETS, TopKShape};
+
+use crate::top_k::BucketKey;
 use serde::Deserialize;
 
 use crate::error::{DataError, HeaderError, RowError, SchemaError};
@@ -217,6 +219,24 @@ pub struct Schema {
     /// When set, the CSV header must be exactly these columns in this order.
     #[serde(default)]
     pub exact_header: Option<Vec<String>>,
+    /// The consortium's key of the `top_k` bucket hash (never in a schema file: set it with
+    /// [`Schema::with_bucket_key`], which also names the key in [`id`](Self::id)).
+    #[serde(skip)]
+    pub bucket_key: Option<BucketKey>,
+}
+
+/// What a keyed schema's id carries after the schema's own id: the key's fingerprint.
+pub const KEYED_ID_MARK: &str = "+top_k-key:";
+
+/// The id of schema `id` read with the `top_k` key of fingerprint `fingerprint`: what the
+/// aggregator, which holds only the fingerprint, configures for a keyed federation.
+pub fn keyed_schema_id(id: &str, fingerprint: &str) -> String {
+    format!("{id}{KEYED_ID_MARK}{fingerprint}")
+}
+
+/// The fingerprint of the `top_k` key a schema id names, if any.
+pub fn key_fingerprint_of(id: &str) -> Option<&str> {
+    id.split_once(KEYED_ID_MARK).map(|(_, fingerprint)| fingerprint)
 }
 
 fn default_missing() -> Vec<String> {
@@ -429,6 +449,7 @@ impl Schema {
             numeric,
             categorical,
             exact_header: Some(words(&DIABETES130_HEADER)),
+            bucket_key: None,
         }
     }
 
@@ -453,6 +474,20 @@ impl Schema {
             return Err(SchemaError::EmptyDropRule);
         }
         Ok(schema)
+    }
+
+    /// This schema with its `top_k` columns hashed under the consortium's `key`: when it has
+    /// `top_k` columns, its id gains the key's fingerprint ([`keyed_schema_id`]), so that data
+    /// read under another key (or none) is refused wherever ids are compared (the federation's
+    /// schema check, `fedcare predict`).
+    #[must_use]
+    pub fn with_bucket_key(mut self, key: BucketKey) -> Self {
+        if !self.top_k_shapes().is_empty() {
+            let base = self.id.split_once(KEYED_ID_MARK).map_or(self.id.as_str(), |(base, _)| base);
+            self.id = keyed_schema_id(base, &key.fingerprint());
+        }
+        self.bucket_key = Some(key);
+        self
     }
 
     /// A schema by name: `diabetes130`, `diabetes130-all`, or a schema TOML file's path.
@@ -633,7 +668,7 @@ impl Schema {
                 categories.push(if missing(text) {
                     shape.buckets as usize
                 } else {
-                    crate::top_k::bucket_of(&spec.name, value, shape.buckets) as usize
+                    crate::top_k::bucket_of(&spec.name, value, shape.buckets, self.bucket_key.as_ref()) as usize
                 });
                 continue;
             }
@@ -746,7 +781,7 @@ mod tests {
             Ok(RecordOutcome::Keep(parsed)) => (parsed.categories[0], parsed.unknown[0]),
             other => panic!("{other:?}"),
         };
-        assert_eq!(parse("ICU"), (crate::top_k::bucket_of("ward", "ICU", 16) as usize, false));
+        assert_eq!(parse("ICU"), (crate::top_k::bucket_of("ward", "ICU", 16, None) as usize, false));
         assert_eq!(parse(" ICU "), parse("ICU"));
         assert_eq!(parse("?"), (16, false), "missing is bucket `buckets`");
         assert_eq!(parse(""), (16, false));

@@ -325,7 +325,7 @@ mod tests {
         assert_eq!((counts.columns[2].cells.as_slice(), counts.columns[2].missing), ([1, 2, 1].as_slice(), 1));
         let ward = &counts.columns[3];
         assert_eq!((ward.cells.iter().sum::<u64>(), ward.missing), (4, 1));
-        assert_eq!(ward.cells[crate::top_k::bucket_of("ward", "icu", 16) as usize], 2);
+        assert_eq!(ward.cells[crate::top_k::bucket_of("ward", "icu", 16, None) as usize], 2);
         // Columns of another schema are refused.
         assert!(table.explore_counts(&schema, &columns[1..]).is_err());
         // Edges that are not edges are refused with the column's name.

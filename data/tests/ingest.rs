@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use fedcare_core::ColumnStats;
+use fedcare_core::{ColumnStats, ModelFile};
 use fedcare_data::{BadRows, DataError, HeaderError, Schema, read_csv, synth};
 
 fn cohort_file(dir: &std::path::Path) -> std::path::PathBuf {
@@ -150,7 +150,7 @@ fn lf_and_crlf_files_read_the_same_rows_with_the_same_lines() {
 /// `predict` writes each row's file line: the same for an LF and a CRLF copy of a file.
 #[test]
 fn predict_writes_the_file_line_for_lf_and_crlf_files() {
-    use fedcare_core::{ModelFile, ModelSpec};
+    use fedcare_core::ModelSpec;
     let dir = tempfile::tempdir().unwrap();
     let lf = cohort_file(dir.path());
     let crlf = to_crlf(&lf, "crlf.csv");
@@ -230,4 +230,43 @@ fn bytes_in_memory_read_as_their_file_and_every_record_has_its_line() {
         .unwrap_err();
     assert!(error.to_string().starts_with("DataFrame: "), "{error}");
     assert!(matches!(error, DataError::Header { source: HeaderError::Differs { .. }, .. }), "{error:?}");
+}
+
+#[test]
+fn a_keyed_schema_hashes_other_buckets_and_predict_needs_the_same_key() {
+    use fedcare_data::top_k::BucketKey;
+    let dir = tempfile::tempdir().unwrap();
+    let path = cohort_file(dir.path());
+    let plain = Schema::diabetes130(true);
+    let key = BucketKey::generate().unwrap();
+    let keyed = plain.clone().with_bucket_key(key.clone());
+    assert_eq!(keyed.id, format!("{}+top_k-key:{}", plain.id, key.fingerprint()));
+    assert_eq!(keyed.clone().with_bucket_key(key.clone()).id, keyed.id, "keying twice names one key");
+    let (plain_table, _) = read_csv(&path, &plain, BadRows::Reject).unwrap();
+    let (keyed_table, _) = read_csv(&path, &keyed, BadRows::Reject).unwrap();
+    // The same rows and the same totals, in other buckets.
+    let (plain_counts, keyed_counts) = (plain_table.bucket_counts(&plain), keyed_table.bucket_counts(&keyed));
+    for (p, k) in plain_counts.iter().zip(&keyed_counts) {
+        assert_eq!(p.iter().sum::<u64>(), k.iter().sum::<u64>());
+        assert_ne!(p, k, "a key moves the values to other buckets");
+    }
+    // A schema without top_k columns is not renamed by a key.
+    let numeric_only = Schema { categorical: Vec::new(), ..plain.clone() };
+    assert_eq!(numeric_only.clone().with_bucket_key(key.clone()).id, numeric_only.id);
+
+    let spec = fedcare_core::ModelSpec::logistic_regression(keyed.width()).unwrap();
+    let mut model = ModelFile::new(spec.clone(), fedcare_core::rng::init_params(&spec, 3), keyed.id.clone()).unwrap();
+    model.feature_scaling = keyed_table.numeric_moments().iter().map(|m| m.stats()).collect();
+    model.category_buckets = chosen_here(&keyed_table, &keyed);
+    let out = dir.path().join("scores.csv");
+    fedcare_data::predict::predict_file(&model, &keyed, &path, &out, BadRows::Reject).unwrap();
+    let cases = [
+        (plain.clone(), "give that key"),
+        (plain.clone().with_bucket_key(BucketKey::generate().unwrap()), "another consortium's key"),
+    ];
+    for (schema, says) in cases {
+        let error = fedcare_data::predict::predict_file(&model, &schema, &path, &out, BadRows::Reject).unwrap_err();
+        assert!(matches!(error, DataError::TopKKey { .. }) && error.to_string().contains(says), "{error}");
+        assert!(error.to_string().contains(&key.fingerprint()), "{error}");
+    }
 }

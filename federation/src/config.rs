@@ -16,6 +16,7 @@
 //! seed = 0                          # initial model
 //! crypto_threads = 8                # optional: threads of the encrypted path (default: one per core)
 //! schema = "diabetes130"            # optional: the hospitals' schema (sets numeric_features, top_k)
+//! top_k_key_fingerprint = "…"       # optional: the fingerprint of the hospitals' top_k key
 //! job = "train"                     # or "explore": count every column of the schema, train nothing
 //! [explore] min_cell = 10           # an exploration's reports show no count below this
 //! [model]   input_width = 16, hidden = [32, 16]          # hidden = [] is logistic regression
@@ -36,7 +37,7 @@
 
 //! `hospital.toml`: `aggregator = "https://localhost:50051"`, `server_name = "localhost"`,
 //! `federation_id`, `[tls] ca, cert, key`, `trainer = "auto"` (or "gpu", "cpu"), optional
-//! `schema = "diabetes130"` and `bad_rows_limit = 100`, `state_dir = "fedcare-hospital"` (its
+//! `schema = "diabetes130"`, `top_k_key` (the file of the consortium's `top_k` key) and `bad_rows_limit = 100`, `state_dir = "fedcare-hospital"` (its
 //! decryption ledger), `crypto_threads` (the encrypted path's threads; default one per core,
 //! results the same whatever the number), and `[consortium]`: the hospital's own roster (`members`: certificate
 //! name = key fingerprint, as `fedcare keygen` prints them) and its bounds (`min_hospitals = 2`,
@@ -404,6 +405,11 @@ pub struct AggregatorConfig {
     /// into `numeric_features`, `top_k` and `schema_id` (`fedcare serve` does).
     #[serde(default)]
     pub schema: Option<String>,
+    /// The fingerprint of the consortium's `top_k` key (`fedcare top-k-key` prints it; never the
+    /// key: the aggregator does not hold it). With `schema`, a schema with `top_k` columns is
+    /// named with it, so hospitals with another key, or none, are refused.
+    #[serde(default)]
+    pub top_k_key_fingerprint: Option<String>,
     /// Architecture.
     pub model: ModelConfig,
     /// Local training.
@@ -744,6 +750,11 @@ pub struct HospitalConfig {
     /// a numeric CSV with a 0/1 `label` column, used as it is.
     #[serde(default)]
     pub schema: Option<String>,
+    /// The file holding the consortium's `top_k` key (64 hex digits; `fedcare top-k-key` writes
+    /// one): every hospital of the consortium has the same, the aggregator only its fingerprint.
+    /// Absent: the `top_k` columns' buckets are an unkeyed hash anyone can compute.
+    #[serde(default)]
+    pub top_k_key: Option<PathBuf>,
     /// Bad rows skipped (and counted) before the file is refused; 0 refuses at the first.
     #[serde(default = "default_bad_rows")]
     pub bad_rows_limit: usize,

@@ -444,6 +444,7 @@ mod tests {
             numeric_features: 1,
             top_k: vec![TopKShape { buckets: 8, k: 2 }],
             schema: None,
+            top_k_key_fingerprint: None,
             model: ModelConfig { input_width: 5, hidden: vec![3] },
             training: TrainingSettings::default(),
             server: ServerRule::default(),

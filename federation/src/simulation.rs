@@ -244,6 +244,7 @@ pub async fn run(
         numeric_features: schema.numeric.len() as u32,
         top_k: schema.top_k_shapes(),
         schema: None,
+        top_k_key_fingerprint: None,
         model: ModelConfig { input_width: schema.width() as u32, hidden: options.hidden.clone() },
         training: TrainingSettings {
             epochs: options.epochs,

@@ -54,8 +54,9 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> FederationError + 
     move |source| FederationError::Write { path: path.to_path_buf(), source }
 }
 
-/// Writes a private key: created new (an existing file is never overwritten) with mode 0600.
-fn write_private(path: &Path, pem: &str) -> Result<()> {
+/// Writes a private key (or any secret): created new (an existing file is never overwritten)
+/// with mode 0600.
+pub fn write_private(path: &Path, pem: &str) -> Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -664,7 +664,7 @@ async fn top_k_buckets_chosen_through_the_secure_sum_are_the_pooled_top_k() {
     let chosen = &report.outcome.figures.top_k;
 
     // The plaintext reference: ward counts over the pooled training rows, summed per bucket.
-    let bucket = |ward: &str| bucket_of("ward", ward, 256);
+    let bucket = |ward: &str| bucket_of("ward", ward, 256, None);
     let mut pooled = BTreeMap::<u32, u64>::new();
     let mut tables = Vec::new();
     for name in names {

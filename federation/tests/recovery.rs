@@ -64,6 +64,7 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
         numeric_features: 0,
         top_k: Vec::new(),
         schema: None,
+        top_k_key_fingerprint: None,
         model: ModelConfig { input_width: 16, hidden: vec![8] },
         training: TrainingSettings::default(),
         server: ServerRule::default(),

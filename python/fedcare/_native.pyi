@@ -58,26 +58,36 @@ class Model:
     @property
     def calibration(self) -> Optional[Dict[str, float]]:
         """The Platt scaling ``{"a", "b"}`` of the scores (probability ``σ(a·z + b)``), or None."""
-    def feature_names(self, schema: str = "diabetes130") -> List[str]:
+    def feature_names(self, schema: str = "diabetes130", top_k_key: Optional[PathLike] = None) -> List[str]:
         """The name of every encoded input, in order; ``schema`` must be the model's."""
-    def predict(self, data: Data, schema: str = "diabetes130", bad_rows_limit: int = 100) -> npt.NDArray[np.float64]:
+    def predict(
+        self, data: Data, schema: str = "diabetes130", bad_rows_limit: int = 100, top_k_key: Optional[PathLike] = None
+    ) -> npt.NDArray[np.float64]:
         """The probability of the positive label for every row of ``data``, in order.
 
         ``data`` is a CSV file's path or a pandas DataFrame of the file's columns. A row the
         schema drops (diabetes130: death or hospice) or a bad row skipped gets NaN. The numbers
         are ``fedcare predict``'s. ``schema``: ``diabetes130``, ``diabetes130-all`` or a schema
-        TOML path. Raises SchemaError for a missing column or a model of another schema.
+        TOML path. ``top_k_key``: the file of the consortium's top_k key, for a model trained
+        under one (its schema id ends in ``+top_k-key:FINGERPRINT``). Raises SchemaError for a
+        missing column, a model of another schema or another top_k key.
         """
-    def encode(self, data: Data, schema: str = "diabetes130", bad_rows_limit: int = 100) -> npt.NDArray[np.float32]:
+    def encode(
+        self, data: Data, schema: str = "diabetes130", bad_rows_limit: int = 100, top_k_key: Optional[PathLike] = None
+    ) -> npt.NDArray[np.float32]:
         """The encoded inputs (rows × input_width) of the rows ``predict`` scores, in order."""
-    def evaluate(self, data: Data, schema: str = "diabetes130", bad_rows_limit: int = 100) -> Dict[str, Any]:
+    def evaluate(
+        self, data: Data, schema: str = "diabetes130", bad_rows_limit: int = 100, top_k_key: Optional[PathLike] = None
+    ) -> Dict[str, Any]:
         """Metrics on the labels of ``data``: rows, positives, auroc, auprc, log_loss, brier,
         accuracy, expected_calibration_error and the ten calibration bins."""
     @overload
-    def to_onnx(self, path: None = None, schema: str = "diabetes130") -> bytes: ...
+    def to_onnx(self, path: None = None, schema: str = "diabetes130", top_k_key: Optional[PathLike] = None) -> bytes: ...
     @overload
-    def to_onnx(self, path: PathLike, schema: str = "diabetes130") -> None: ...
-    def to_onnx(self, path: Optional[PathLike] = None, schema: str = "diabetes130") -> Optional[bytes]:
+    def to_onnx(self, path: PathLike, schema: str = "diabetes130", top_k_key: Optional[PathLike] = None) -> None: ...
+    def to_onnx(
+        self, path: Optional[PathLike] = None, schema: str = "diabetes130", top_k_key: Optional[PathLike] = None
+    ) -> Optional[bytes]:
         """The model as an ONNX graph on its encoded inputs (input ``features``, output
         ``probability``), with the schema, input names and feature scaling in its metadata:
         written to ``path`` when given, else returned."""
@@ -94,6 +104,7 @@ def simulate(
     rows: int = 3000,
     data: Optional[PathLike] = None,
     schema: Optional[str] = None,
+    top_k_key: Optional[PathLike] = None,
     hidden: Sequence[int] = (32, 16),
     epochs: int = 1,
     lr: float = 0.01,
@@ -120,7 +131,9 @@ def simulate(
     callable given each session's record. Ctrl-C stops it (KeyboardInterrupt). With
     ``explore=True`` it explores the data instead and returns what ``explore`` returns.
     ``epsilon`` (or ``noise_multiplier``) trains with patient-level DP-SGD: each record's
-    ``epsilon`` is a patient's ε at ``delta`` so far."""
+    ``epsilon`` is a patient's ε at ``delta`` so far. ``top_k_key``: the file of a top_k key
+    (``fedcare top-k-key``) the hospitals hash their top_k columns under; the model then needs
+    it to score (``Model.predict(..., top_k_key=...)``)."""
 
 def explore(
     *,

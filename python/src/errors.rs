@@ -48,6 +48,7 @@ pub(crate) fn data_error(error: fedcare_data::DataError) -> PyErr {
         | fedcare_data::DataError::Schema(_)
         | fedcare_data::DataError::Header { .. }
         | fedcare_data::DataError::ModelSchema { .. }
+        | fedcare_data::DataError::TopKKey { .. }
         | fedcare_data::DataError::ModelEncoding { .. } => SchemaError::new_err(message),
         fedcare_data::DataError::ModelFile { .. } => ModelFileError::new_err(message),
         fedcare_data::DataError::Argument { .. } | fedcare_data::DataError::Fraction { .. } => {

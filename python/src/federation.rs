@@ -41,6 +41,7 @@ pub(crate) fn read_metrics(py: Python<'_>, path: PathBuf, as_frame: Option<bool>
     rows = 3000,
     data = None,
     schema = None,
+    top_k_key = None,
     hidden = vec![32, 16],
     epochs = 1,
     lr = 0.01,
@@ -68,6 +69,7 @@ pub(crate) fn simulate<'py>(
     rows: usize,
     data: Option<PathBuf>,
     schema: Option<String>,
+    top_k_key: Option<PathBuf>,
     hidden: Vec<u32>,
     epochs: u32,
     lr: f32,
@@ -114,7 +116,13 @@ pub(crate) fn simulate<'py>(
         seed,
         out,
         data,
-        schema: schema.as_deref().map(fedcare_data::Schema::by_name).transpose().map_err(data_error)?,
+        schema: match (schema, top_k_key) {
+            (None, None) => None,
+            (name, key) => Some(crate::model::keyed_schema(
+                name.as_deref().unwrap_or(crate::model::DEFAULT_SCHEMA),
+                key.as_deref(),
+            )?),
+        },
         trainer,
         explore: explore.then_some(DEFAULT_MIN_CELL),
         privacy: (epsilon.is_some() || noise_multiplier.is_some()).then_some(PrivacyConfig {

@@ -2,12 +2,13 @@
 //! DataFrame as `fedcare predict` does, its encoded inputs, its metrics on labelled rows, and
 //! its ONNX graph.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use fedcare_core::loss::sigmoid;
 use fedcare_core::metrics::expected_calibration_error;
 use fedcare_core::{Dataset, ModelFile};
 use fedcare_data::predict::{check_model_fits, encode, evaluate, read_model_file, scores};
+use fedcare_data::top_k::BucketKey;
 use fedcare_data::{BadRows, Schema};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2};
@@ -19,7 +20,7 @@ use crate::errors::{FedcareError, data_error, federation_error, without_gil};
 use crate::input::{Input, Read};
 
 /// The schema `predict`, `encode` and the rest read with unless told: `fedcare predict`'s.
-const DEFAULT_SCHEMA: &str = "diabetes130";
+pub(crate) const DEFAULT_SCHEMA: &str = "diabetes130";
 
 /// A trained fedcare model (a `model.bin`).
 #[pyclass(module = "fedcare", frozen)]
@@ -89,24 +90,25 @@ impl Model {
 
     /// The name of every encoded input, in order, as `schema` names them (it must be the
     /// model's schema).
-    #[pyo3(signature = (schema = DEFAULT_SCHEMA))]
-    fn feature_names(&self, schema: &str) -> PyResult<Vec<String>> {
-        Ok(self.fitting_schema(schema)?.feature_names())
+    #[pyo3(signature = (schema = DEFAULT_SCHEMA, top_k_key = None))]
+    fn feature_names(&self, schema: &str, top_k_key: Option<PathBuf>) -> PyResult<Vec<String>> {
+        Ok(self.fitting_schema(schema, top_k_key.as_deref())?.feature_names())
     }
 
     /// The probability of the positive label for every row of `data` (a CSV path or a
     /// DataFrame), in order: NaN for a row the schema drops or a bad row skipped.
-    #[pyo3(signature = (data, schema = DEFAULT_SCHEMA, bad_rows_limit = 100))]
+    #[pyo3(signature = (data, schema = DEFAULT_SCHEMA, bad_rows_limit = 100, top_k_key = None))]
     fn predict<'py>(
         &self,
         data: &Bound<'py, PyAny>,
         schema: &str,
         bad_rows_limit: usize,
+        top_k_key: Option<PathBuf>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let input = Input::from_python(data)?;
         let py = data.py();
         let (read, probabilities) = without_gil(py, || {
-            let (read, inputs) = self.read_encoded(&input, schema, bad_rows_limit)?;
+            let (read, inputs) = self.read_encoded(&input, schema, top_k_key.as_deref(), bad_rows_limit)?;
             let logits = scores(&self.file, &inputs).map_err(data_error)?;
             let (records, positions) = read.positions();
             let mut probabilities = vec![f64::NAN; records];
@@ -123,17 +125,18 @@ impl Model {
 
     /// The encoded inputs (`rows × input_width`, float32) of the rows `predict` scores (those
     /// it does not give NaN), in order: what the ONNX graph takes.
-    #[pyo3(signature = (data, schema = DEFAULT_SCHEMA, bad_rows_limit = 100))]
+    #[pyo3(signature = (data, schema = DEFAULT_SCHEMA, bad_rows_limit = 100, top_k_key = None))]
     fn encode<'py>(
         &self,
         data: &Bound<'py, PyAny>,
         schema: &str,
         bad_rows_limit: usize,
+        top_k_key: Option<PathBuf>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let input = Input::from_python(data)?;
         let py = data.py();
         let (read, features) = without_gil(py, || {
-            let (read, inputs) = self.read_encoded(&input, schema, bad_rows_limit)?;
+            let (read, inputs) = self.read_encoded(&input, schema, top_k_key.as_deref(), bad_rows_limit)?;
             let features = Array2::from_shape_vec((inputs.rows(), inputs.width()), inputs.features().to_vec())
                 .map_err(|e| FedcareError::new_err(e.to_string()))?;
             Ok((read, features))
@@ -145,17 +148,18 @@ impl Model {
     /// The model's metrics on the labels of `data` (what `fedcare predict` prints): rows,
     /// positives, AUROC, AUPRC, log loss, Brier score, accuracy, expected calibration error and
     /// the ten calibration bins.
-    #[pyo3(signature = (data, schema = DEFAULT_SCHEMA, bad_rows_limit = 100))]
+    #[pyo3(signature = (data, schema = DEFAULT_SCHEMA, bad_rows_limit = 100, top_k_key = None))]
     fn evaluate<'py>(
         &self,
         data: &Bound<'py, PyAny>,
         schema: &str,
         bad_rows_limit: usize,
+        top_k_key: Option<PathBuf>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let input = Input::from_python(data)?;
         let py = data.py();
         let (read, evaluation) = without_gil(py, || {
-            let (read, inputs) = self.read_encoded(&input, schema, bad_rows_limit)?;
+            let (read, inputs) = self.read_encoded(&input, schema, top_k_key.as_deref(), bad_rows_limit)?;
             let logits = scores(&self.file, &inputs).map_err(data_error)?;
             // Invariant: a read never gives a table without rows (it refuses the input).
             let evaluation = evaluate(&logits, &inputs)
@@ -172,14 +176,15 @@ impl Model {
     /// The model as an ONNX graph on its encoded inputs (see `encode`), with the schema, the
     /// input names, the feature scaling and the calibration in its metadata: written to `path`
     /// (atomically) when given, else returned as bytes.
-    #[pyo3(signature = (path = None, schema = DEFAULT_SCHEMA))]
+    #[pyo3(signature = (path = None, schema = DEFAULT_SCHEMA, top_k_key = None))]
     fn to_onnx<'py>(
         &self,
         py: Python<'py>,
         path: Option<PathBuf>,
         schema: &str,
+        top_k_key: Option<PathBuf>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let names = self.fitting_schema(schema)?.feature_names();
+        let names = self.fitting_schema(schema, top_k_key.as_deref())?.feature_names();
         let bytes = fedcare_onnx::export(&self.file, Some(&names)).map_err(|e| PyValueError::new_err(e.to_string()))?;
         match path {
             Some(path) => {
@@ -204,18 +209,39 @@ impl Model {
 }
 
 impl Model {
-    /// `input` read through the schema `schema` names and encoded as the model's inputs.
-    fn read_encoded<'a>(&self, input: &'a Input, schema: &str, bad_rows_limit: usize) -> PyResult<(Read<'a>, Dataset)> {
-        let schema = self.fitting_schema(schema)?;
+    /// `input` read through the schema `schema` names (under the `top_k` key in the file
+    /// `top_k_key`) and encoded as the model's inputs.
+    fn read_encoded<'a>(
+        &self,
+        input: &'a Input,
+        schema: &str,
+        top_k_key: Option<&Path>,
+        bad_rows_limit: usize,
+    ) -> PyResult<(Read<'a>, Dataset)> {
+        let schema = self.fitting_schema(schema, top_k_key)?;
         let read = input.read(&schema, BadRows::from_limit(bad_rows_limit)).map_err(data_error)?;
         let inputs = encode(&self.file, &schema, &read.table).map_err(data_error)?;
         Ok((read, inputs))
     }
 
-    /// The schema `name` names, refused when the model does not fit it.
-    fn fitting_schema(&self, name: &str) -> PyResult<Schema> {
-        let schema = Schema::by_name(name).map_err(data_error)?;
+    /// The schema `name` names, keyed by the `top_k` key in the file `top_k_key` when given;
+    /// refused when the model does not fit it.
+    fn fitting_schema(&self, name: &str, top_k_key: Option<&Path>) -> PyResult<Schema> {
+        let schema = keyed_schema(name, top_k_key)?;
         check_model_fits(&self.file, &schema).map_err(data_error)?;
         Ok(schema)
+    }
+}
+
+/// The schema `name` names, its `top_k` columns hashed under the key in the file `top_k_key`
+/// when given.
+pub(crate) fn keyed_schema(name: &str, top_k_key: Option<&Path>) -> PyResult<Schema> {
+    let schema = Schema::by_name(name).map_err(data_error)?;
+    match top_k_key {
+        Some(path) => {
+            let key = BucketKey::read(path).map_err(|e| PyValueError::new_err(e.to_string()))?;
+            Ok(schema.with_bucket_key(key))
+        }
+        None => Ok(schema),
     }
 }

@@ -143,3 +143,23 @@ def test_scoring_releases_the_gil(models, cohort, tmp_path):
     assert span["end"] - span["start"] > 4 * margin, "the call is too short to tell"
     inside = [t for t in stamps if span["start"] + margin < t < span["end"] - margin]
     assert len(inside) > 100, (len(inside), span)
+
+
+def test_a_model_trained_under_a_top_k_key_scores_only_with_that_key(cohort, fedcare_bin, tmp_path):
+    key = tmp_path / "top_k.key"
+    subprocess.run([str(fedcare_bin), "top-k-key", "--out", str(key)], check=True, capture_output=True)
+    out = tmp_path / "keyed"
+    fedcare.simulate(data=cohort["sites"], top_k_key=key, hidden=(), rounds=1, out=out, progress=False, as_frame=False)
+    model = fedcare.Model.load(out / "model.bin")
+    assert "+top_k-key:" in model.schema_id
+    with pytest.raises(fedcare.SchemaError, match="give that key"):
+        model.predict(cohort["new"])
+    scores = model.predict(cohort["new"], top_k_key=key)
+    assert np.isfinite(scores).sum() > 100
+    other = tmp_path / "other.key"
+    other.write_text("ab" * 32)
+    with pytest.raises(fedcare.SchemaError, match="another consortium's key"):
+        model.predict(cohort["new"], top_k_key=other)
+    other.write_text("not a key")
+    with pytest.raises(ValueError, match="64 hex digits"):
+        model.predict(cohort["new"], top_k_key=other)

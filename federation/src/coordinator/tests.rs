@@ -39,6 +39,7 @@ fn plan() -> Arc<FederationPlan> {
         numeric_features: 0,
         top_k: Vec::new(),
         schema: None,
+        top_k_key_fingerprint: None,
         model: ModelConfig { input_width: 3, hidden: vec![] },
         training: TrainingSettings::default(),
         server: ServerRule::default(),

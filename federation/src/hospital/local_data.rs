@@ -4,6 +4,7 @@
 
 use fedcare_core::Dataset;
 use fedcare_core::explore::{ColumnSpec, ExploreCounts};
+use fedcare_data::schema::key_fingerprint_of;
 use fedcare_data::{Schema, Table, split_seed};
 
 use crate::error::{FederationError, ProtocolError, Result};
@@ -100,10 +101,23 @@ impl LocalData {
                 // A federation configured with a schema names it; the same shapes under another
                 // schema would mean other columns, other categories and other buckets.
                 if !settings.schema_id.is_empty() && settings.schema_id != schema.id {
+                    // The id names the top_k key's fingerprint: other keys hash codes elsewhere.
+                    let key =
+                        |id| key_fingerprint_of(id).map_or("no top_k key".to_owned(), |f| format!("top_k key {f}"));
+                    let keys = if key(&schema.id) == key(&settings.schema_id) {
+                        String::new()
+                    } else {
+                        format!(
+                            " (the federation's {}, this hospital's {}: every hospital needs the consortium's \
+                             top_k_key)",
+                            key(&settings.schema_id),
+                            key(&schema.id)
+                        )
+                    };
                     return Err(mismatch(
                         "schema",
                         format!("{:?} (this hospital's)", schema.id),
-                        format!("the federation trains on schema {:?}", settings.schema_id),
+                        format!("the federation trains on schema {:?}{keys}", settings.schema_id),
                     ));
                 }
                 if schema.numeric.len() != layout.numeric {
@@ -221,6 +235,7 @@ mod tests {
             numeric_features: schema.numeric.len() as u32,
             top_k: schema.top_k_shapes(),
             schema: None,
+            top_k_key_fingerprint: None,
             model: ModelConfig { input_width: schema.width() as u32, hidden: vec![] },
             training: TrainingSettings::default(),
             server: ServerRule::default(),
@@ -245,6 +260,10 @@ mod tests {
         assert!(error.contains("trains on schema \"other-registry/v1\"") && error.contains(&schema.id), "{error}");
         LocalData::new(&data, &settings(&schema, &schema.id), "a").unwrap();
         LocalData::new(&data, &settings(&schema, ""), "a").unwrap();
+        // A federation keyed by the consortium's top_k key refuses a hospital without it.
+        let keyed = schema.clone().with_bucket_key(fedcare_data::top_k::BucketKey::generate().unwrap());
+        let error = LocalData::new(&data, &settings(&schema, &keyed.id), "a").unwrap_err().to_string();
+        assert!(error.contains("this hospital's no top_k key") && error.contains("top_k_key)"), "{error}");
         // Plain numeric data cannot join a federation that standardises features.
         let plain = HospitalData::Ready(fedcare_data::plain::synthetic_hospital(0, 2, 50, 1));
         let error = LocalData::new(&plain, &settings(&schema, &schema.id), "a").unwrap_err().to_string();

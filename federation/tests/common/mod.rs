@@ -26,6 +26,7 @@ pub(crate) fn plan(names: &[String], join_timeout_secs: u64, out: &Path, pki: &P
         numeric_features: 0,
         top_k: Vec::new(),
         schema: None,
+        top_k_key_fingerprint: None,
         model: ModelConfig { input_width: 16, hidden: vec![] },
         training: TrainingSettings::default(),
         server: ServerRule::default(),
