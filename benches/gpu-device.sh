@@ -29,6 +29,9 @@ echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- 
 echo "== fedcare (CPU one thread vs GPU through wgpu)"
 "$binary" bench-train --repeats 5
 
+echo "== fedcare DP-SGD (per-patient clipping and noise; CPU one thread vs GPU)"
+"$binary" bench-train --repeats 3 --batch-sizes 256 --dp-sgd
+
 peer=""
 for candidate in shared/peers/torch_train_bench.py ../shared/peers/torch_train_bench.py; do
   [ -f "$candidate" ] && peer=$candidate && break

@@ -9,10 +9,13 @@
 //! Build here, copy the release `fedcare` binary and run it on a GPU machine (only the Vulkan
 //! loader and driver are needed there): `fedcare bench-train` (`FEDCARE_ADAPTER`, `WGPU_BACKEND`
 //! pick the adapter). `benches/gpu-device.sh` does that and runs the PyTorch peer beside it.
+//! `--dp-sgd` times DP-SGD epochs instead (`train_private` on both trainers).
 
 use std::time::Instant;
 
 use anyhow::Result;
+use fedcare_core::privacy::DpSgd;
+use fedcare_core::privacy::noise::NoiseKey;
 use fedcare_core::rng::init_params;
 use fedcare_core::{Dataset, ModelSpec, OptimizerConfig, TrainConfig};
 use fedcare_data::plain::benchmark_problem;
@@ -45,6 +48,10 @@ pub(crate) struct Args {
     /// Trainers to run.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,gpu")]
     trainers: Vec<Bench>,
+    /// Time DP-SGD epochs instead (each row its own patient, sampled at batch/rows, clipped to
+    /// norm 1, noise multiplier 1): the cost of per-patient clipping and noise on each trainer.
+    #[arg(long)]
+    dp_sgd: bool,
 }
 
 fn median_seconds(repeats: usize, mut epoch: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -87,8 +94,11 @@ pub(crate) fn run(args: Args) -> Result<()> {
     };
     let uploaded = gpu.as_ref().map(|g| g.upload(&data)).transpose()?;
     println!(
-        "problem: {} rows x {} features, Adam, pos_weight, one epoch per timing, median of {} after one warm-up",
-        args.rows, args.features, args.repeats
+        "problem: {} rows x {} features, Adam, pos_weight, one epoch per timing, median of {} after one warm-up{}",
+        args.rows,
+        args.features,
+        args.repeats,
+        if args.dp_sgd { "; DP-SGD (each row a patient, q = batch/rows, C = 1, sigma = 1)" } else { "" }
     );
     println!("{:<16} {:>6} {:>8} {:>12} {:>14} {:>10}", "model", "batch", "trainer", "epoch ms", "samples/s", "vs cpu");
     for (name, spec) in &models {
@@ -97,15 +107,29 @@ pub(crate) fn run(args: Args) -> Result<()> {
             let config = config(&data, batch_size);
             let mut cpu_rate = None;
             for trainer in &args.trainers {
+                let dp = DpSgd {
+                    sampling_rate: batch_size as f64 / args.rows as f64,
+                    noise_multiplier: 1.0,
+                    clip_norm: 1.0,
+                };
+                let key = NoiseKey::from_u64(7);
                 let seconds = match (trainer, &gpu, &uploaded) {
                     (Bench::Cpu, _, _) => median_seconds(args.repeats, || {
                         let mut params = initial.clone();
-                        fedcare_core::train(spec, &mut params, &data, &config)?;
+                        if args.dp_sgd {
+                            fedcare_core::train_private(spec, &mut params, &data, &config, &dp, key)?;
+                        } else {
+                            fedcare_core::train(spec, &mut params, &data, &config)?;
+                        }
                         Ok(())
                     })?,
                     (Bench::Gpu, Some(gpu), Some(uploaded)) => median_seconds(args.repeats, || {
                         let mut params = initial.clone();
-                        gpu.train(spec, &mut params, uploaded, &config)?;
+                        if args.dp_sgd {
+                            gpu.train_private(spec, &mut params, uploaded, &data, &config, &dp, key)?;
+                        } else {
+                            gpu.train(spec, &mut params, uploaded, &config)?;
+                        }
                         Ok(())
                     })?,
                     // Invariant: the GPU was opened above whenever it is asked for.
