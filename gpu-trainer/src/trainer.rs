@@ -172,44 +172,21 @@ impl GpuTrainer {
                 run,
                 Purpose::Training { steps: total_steps },
             )?;
-            if config.prox_mu > 0.0 {
-                self.queue.write_buffer(&ws.state, (2 * params.len() * 4) as u64, bytemuck::cast_slice(params));
-            }
+            self.write_anchor(&ws, config, params);
             let mut order = BatchOrder::new(config.seed, rows);
             for _ in 0..config.epochs {
-                self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(order.next_epoch()));
-                self.queue.write_buffer(&ws.record, 0, bytemuck::bytes_of(&0u32)); // step within the epoch
-                let mut encoder =
-                    self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("epoch") });
-                {
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("epoch"),
-                        timestamp_writes: None,
-                    });
-                    pass.set_bind_group(0, &ws.buffers_group, &[]);
+                self.record_epoch(&ws, order.next_epoch(), |pass| {
                     for step in 0..steps_per_epoch {
                         let step_rows = batch.min(rows - step * batch);
-                        self.record_forward(&mut pass, &ws, step_rows);
-                        self.record_gradients(&mut pass, &ws, step_rows);
-                        self.record_update(&mut pass, &ws);
+                        self.record_forward(pass, &ws, step_rows);
+                        self.record_gradients(pass, &ws, step_rows);
+                        self.record_update(pass, &ws);
                         pass.set_pipeline(&self.kernels.advance);
                         pass.dispatch_workgroups(1, 1, 1);
                     }
-                }
-                self.queue.submit([encoder.finish()]);
+                });
             }
-            let [trained, record] = self.read_back([(&ws.params, params.len()), (&ws.record, ws.record_words)])?;
-            let step_losses: &[f32] = bytemuck::cast_slice(&record[RECORD_HEADER..]);
-            let mut report =
-                TrainReport { epoch_losses: Vec::with_capacity(config.epochs as usize), steps: total_steps as u64 };
-            for (epoch, losses) in step_losses.chunks(steps_per_epoch).enumerate() {
-                if let Some(step) = losses.iter().position(|l| !l.is_finite()) {
-                    return Err(CoreError::Diverged { epoch: epoch as u32, step }.into());
-                }
-                let sum: f64 = losses.iter().map(|&l| f64::from(l)).sum();
-                report.epoch_losses.push((sum / rows as f64) as f32);
-            }
-            Ok((bytemuck::cast_slice(&trained).to_vec(), report))
+            self.trained(&ws, params.len(), steps_per_epoch, |_| rows)
         })?;
         params.copy_from_slice(&trained);
         Ok(report)
@@ -260,52 +237,24 @@ impl GpuTrainer {
             let total_steps = steps_per_epoch * config.epochs as usize;
             let purpose = Purpose::Private { steps: total_steps, order_words: layout.words };
             let ws = Workspace::new(&self.device, &self.kernels, spec, params, uploaded, run, purpose)?;
-            if config.prox_mu > 0.0 {
-                self.queue.write_buffer(&ws.state, (2 * params.len() * 4) as u64, bytemuck::cast_slice(params));
-            }
+            self.write_anchor(&ws, config, params);
             for plan in &plans {
-                self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(&plan.words(&layout)));
-                self.queue.write_buffer(&ws.record, 0, bytemuck::bytes_of(&0u32)); // step within the epoch
-                let mut encoder =
-                    self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("epoch") });
-                {
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("DP-SGD epoch"),
-                        timestamp_writes: None,
-                    });
-                    pass.set_bind_group(0, &ws.buffers_group, &[]);
-                    // Every pipeline expects a layer bound, even in a step without rows.
-                    if let Some(last) = ws.layer_groups.last() {
-                        pass.set_bind_group(1, last, &[]);
-                    }
+                self.record_epoch(&ws, &plan.words(&layout), |pass| {
                     for &(_, rows) in &plan.steps {
                         let rows = rows as usize;
                         if rows > 0 {
-                            self.record_forward(&mut pass, &ws, rows);
-                            self.record_private_gradients(&mut pass, &ws, rows);
+                            self.record_forward(pass, &ws, rows);
+                            self.record_private_gradients(pass, &ws, rows);
                         }
                         pass.set_pipeline(&self.kernels.add_noise);
-                        self.dispatch_per_element(&mut pass, ws.param_count);
-                        self.record_update(&mut pass, &ws);
+                        self.dispatch_per_element(pass, ws.param_count);
+                        self.record_update(pass, &ws);
                         pass.set_pipeline(&self.kernels.advance);
                         pass.dispatch_workgroups(1, 1, 1);
                     }
-                }
-                self.queue.submit([encoder.finish()]);
+                });
             }
-            let [trained, record] = self.read_back([(&ws.params, params.len()), (&ws.record, ws.record_words)])?;
-            let step_losses: &[f32] = bytemuck::cast_slice(&record[RECORD_HEADER..]);
-            let mut report =
-                TrainReport { epoch_losses: Vec::with_capacity(config.epochs as usize), steps: total_steps as u64 };
-            for (epoch, (losses, plan)) in step_losses.chunks(steps_per_epoch).zip(&plans).enumerate() {
-                if let Some(step) = losses.iter().position(|l| !l.is_finite()) {
-                    return Err(CoreError::Diverged { epoch: epoch as u32, step }.into());
-                }
-                let sum: f64 = losses.iter().map(|&l| f64::from(l)).sum();
-                let rows = plan.rows.len();
-                report.epoch_losses.push(if rows == 0 { 0.0 } else { (sum / rows as f64) as f32 });
-            }
-            Ok((bytemuck::cast_slice(&trained).to_vec(), report))
+            self.trained(&ws, params.len(), steps_per_epoch, |epoch| plans[epoch].rows.len())
         })?;
         params.copy_from_slice(&trained);
         Ok(report)
@@ -446,6 +395,57 @@ impl GpuTrainer {
             let loss_sum = f32::from_bits(record[RECORD_HEADER]);
             Ok((loss_sum / batch.len() as f32, bytemuck::cast_slice(&grad).to_vec()))
         })
+    }
+
+    /// Writes the FedProx anchor (the parameters training starts from) when `config` uses it.
+    fn write_anchor(&self, ws: &Workspace, config: &TrainConfig, params: &[f32]) {
+        if config.prox_mu > 0.0 {
+            self.queue.write_buffer(&ws.state, (2 * params.len() * 4) as u64, bytemuck::cast_slice(params));
+        }
+    }
+
+    /// One epoch: writes its `order` words, resets the step within the epoch, records its steps
+    /// with `steps` into one compute pass and submits it.
+    fn record_epoch(&self, ws: &Workspace, order: &[u32], steps: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+        self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(order));
+        self.queue.write_buffer(&ws.record, 0, bytemuck::bytes_of(&0u32)); // step within the epoch
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("epoch") });
+        {
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("epoch"), timestamp_writes: None });
+            pass.set_bind_group(0, &ws.buffers_group, &[]);
+            // Every pipeline expects a layer bound, even in a step without rows.
+            if let Some(last) = ws.layer_groups.last() {
+                pass.set_bind_group(1, last, &[]);
+            }
+            steps(&mut pass);
+        }
+        self.queue.submit([encoder.finish()]);
+    }
+
+    /// The trained parameters and the report, read back after every epoch was submitted: each
+    /// epoch's loss is the sum of its steps' over `epoch_rows(epoch)` rows (0 without rows);
+    /// a step whose loss is not finite is [`CoreError::Diverged`].
+    fn trained(
+        &self,
+        ws: &Workspace,
+        param_count: usize,
+        steps_per_epoch: usize,
+        epoch_rows: impl Fn(usize) -> usize,
+    ) -> Result<(Vec<f32>, TrainReport)> {
+        let [trained, record] = self.read_back([(&ws.params, param_count), (&ws.record, ws.record_words)])?;
+        let step_losses: &[f32] = bytemuck::cast_slice(&record[RECORD_HEADER..]);
+        let epochs = step_losses.len() / steps_per_epoch.max(1);
+        let mut report = TrainReport { epoch_losses: Vec::with_capacity(epochs), steps: step_losses.len() as u64 };
+        for (epoch, losses) in step_losses.chunks(steps_per_epoch).enumerate() {
+            if let Some(step) = losses.iter().position(|l| !l.is_finite()) {
+                return Err(CoreError::Diverged { epoch: epoch as u32, step }.into());
+            }
+            let sum: f64 = losses.iter().map(|&l| f64::from(l)).sum();
+            let rows = epoch_rows(epoch);
+            report.epoch_losses.push(if rows == 0 { 0.0 } else { (sum / rows as f64) as f32 });
+        }
+        Ok((bytemuck::cast_slice(&trained).to_vec(), report))
     }
 
     /// Forward pass of one batch of `rows` rows; leaves the last layer bound.
