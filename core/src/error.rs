@@ -175,6 +175,14 @@ pub enum Error {
         /// Gradients given.
         got: usize,
     },
+    /// A batch names a row the dataset does not have.
+    #[error("a batch names row {row} of a {rows}-row dataset")]
+    BatchRow {
+        /// The row named.
+        row: usize,
+        /// Rows in the dataset.
+        rows: usize,
+    },
     /// Training produced a non-finite loss (learning rate too high, or bad data).
     #[error("training diverged: non-finite loss at epoch {epoch}, step {step}")]
     Diverged {

@@ -209,7 +209,8 @@ pub fn train_private(
 
 /// The sum over the patients of `batch` of each one's loss gradient (the sum over their rows,
 /// with `pos_weight`) clipped to norm `clip_norm`, penalties excluded, no noise: the CPU
-/// reference of the GPU trainer's clipping kernels. Also returns the batch's loss sum.
+/// reference of the GPU trainer's clipping kernels. Also returns the batch's loss sum. Refuses
+/// parameters or data that do not fit `spec` and a batch naming rows `data` does not have.
 pub fn clipped_gradient(
     spec: &ModelSpec,
     params: &[f32],
@@ -218,6 +219,13 @@ pub fn clipped_gradient(
     pos_weight: f32,
     clip_norm: f32,
 ) -> Result<(f32, Vec<f32>)> {
+    spec.check_params(params)?;
+    if data.width() != spec.input_width() {
+        return Err(Error::FeatureWidth { expected: spec.input_width(), got: data.width() });
+    }
+    if let Some(&row) = batch.rows.iter().find(|&&row| row as usize >= data.rows()) {
+        return Err(Error::BatchRow { row: row as usize, rows: data.rows() });
+    }
     let mut grad = vec![0.0f32; params.len()];
     let loss = clipped_sum(
         &mut Network::new(spec),

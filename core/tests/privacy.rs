@@ -7,9 +7,10 @@ mod common;
 use fedcare_core::metrics::auroc;
 use fedcare_core::privacy::DpSgd;
 use fedcare_core::privacy::accountant::SampledGaussian;
+use fedcare_core::privacy::batches::PatientBatch;
 use fedcare_core::privacy::noise::NoiseKey;
 use fedcare_core::rng::init_params;
-use fedcare_core::{Dataset, Error, ModelSpec, Network, OptimizerConfig, TrainConfig, train_private};
+use fedcare_core::{Dataset, Error, ModelSpec, Network, OptimizerConfig, TrainConfig, clipped_gradient, train_private};
 
 /// `rows` rows in patients of 1 to 4 rows each.
 fn patients(data: Dataset, seed: u64) -> Dataset {
@@ -70,6 +71,8 @@ fn patient_gradient_norms_equal_those_of_gradients_formed_patient_by_patient() {
 
 #[test]
 fn after_clipping_no_patient_gradient_is_above_the_clip_norm() {
+    // What `train_private` steps with (`clipped_gradient`), one patient at a time: within C, and
+    // the patient's own gradient scaled by min(1, C/‖g‖).
     let data = patients(common::linear_problem(80, 4, 0.2, 5), 2);
     let spec = ModelSpec::mlp(4, &[8]).unwrap();
     let params = init_params(&spec, 1);
@@ -79,17 +82,22 @@ fn after_clipping_no_patient_gradient_is_above_the_clip_norm() {
     let mut clipped = 0;
     for g in 0..groups.groups() {
         let rows = groups.rows_of(g);
-        let norm = gradient_of(&mut network, &params, &data, rows, 1.0).iter().map(|v| v * v).sum::<f32>().sqrt();
+        let batch = PatientBatch { rows: rows.to_vec(), patients: core::iter::once(0..rows.len()).collect() };
+        let (_, after) = clipped_gradient(&spec, &params, &data, &batch, 1.0, clip).unwrap();
+        let norm_after = after.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!(norm_after <= clip * (1.0 + 1e-5), "patient {g}: {norm_after}");
+        let before = gradient_of(&mut network, &params, &data, rows, 1.0);
+        let norm = before.iter().map(|v| v * v).sum::<f32>().sqrt();
         let factor = if norm > clip { clip / norm } else { 1.0 };
         clipped += usize::from(norm > clip);
-        let after: f32 = gradient_of(&mut network, &params, &data, rows, 1.0)
-            .iter()
-            .map(|v| (v * factor).powi(2))
-            .sum::<f32>()
-            .sqrt();
-        assert!(after <= clip * (1.0 + 1e-5), "patient {g}: {after}");
+        for (a, b) in after.iter().zip(&before) {
+            assert!((a - b * factor).abs() <= 1e-6 + 1e-4 * (b * factor).abs(), "patient {g}: {a} vs {}", b * factor);
+        }
     }
     assert!(clipped > groups.groups() / 2, "the clip norm bites: {clipped} of {}", groups.groups());
+    let beyond = PatientBatch { rows: vec![0, 80], patients: vec![0..1, 1..2] };
+    let error = clipped_gradient(&spec, &params, &data, &beyond, 1.0, clip).unwrap_err();
+    assert!(matches!(error, Error::BatchRow { row: 80, rows: 80 }), "{error}");
 }
 
 #[test]
