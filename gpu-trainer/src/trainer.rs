@@ -123,7 +123,7 @@ impl GpuTrainer {
             optimizer,
             layer_count: layers.len() as u32,
             private: 0,
-            plan_offset: 0,
+            pad: 0,
             patients_offset: 0,
             row_grad_offset: 0,
             row_norm_offset: 0,
@@ -227,13 +227,7 @@ impl GpuTrainer {
             }
             let layout = PlanLayout::of(&plans, steps_per_epoch)?;
             let mut run = self.run_uniform(spec, uploaded, layout.largest_step.max(1), config)?;
-            run.private = 1;
-            run.plan_offset = 0;
-            run.patients_offset = layout.patients_offset;
-            run.clip_norm = dp.clip_norm;
-            run.noise_scale = dp.noise_multiplier * dp.clip_norm / expected;
-            run.inv_expected = 1.0 / expected;
-            run.key = key.0;
+            run.set_private(&layout, dp.clip_norm, dp.noise_multiplier * dp.clip_norm / expected, expected, key);
             let total_steps = steps_per_epoch * config.epochs as usize;
             let purpose = Purpose::Private { steps: total_steps, order_words: layout.words };
             let ws = Workspace::new(&self.device, &self.kernels, spec, params, uploaded, run, purpose)?;
@@ -284,25 +278,13 @@ impl GpuTrainer {
             let plans = [plan];
             let layout = PlanLayout::of(&plans, 1)?;
             let mut run = self.run_uniform(spec, uploaded, batch.rows.len(), &config)?;
-            run.private = 1;
-            run.patients_offset = layout.patients_offset;
-            run.clip_norm = clip_norm;
-            run.inv_expected = 1.0;
+            run.set_private(&layout, clip_norm, 0.0, 1.0, NoiseKey([0; 2]));
             let purpose = Purpose::Private { steps: 1, order_words: layout.words };
             let ws = Workspace::new(&self.device, &self.kernels, spec, params, uploaded, run, purpose)?;
-            self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(&plans[0].words(&layout)));
-            let mut encoder =
-                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("clipped gradient") });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("clipped gradient"),
-                    timestamp_writes: None,
-                });
-                pass.set_bind_group(0, &ws.buffers_group, &[]);
-                self.record_forward(&mut pass, &ws, batch.rows.len());
-                self.record_private_gradients(&mut pass, &ws, batch.rows.len());
-            }
-            self.queue.submit([encoder.finish()]);
+            self.record_epoch(&ws, &plans[0].words(&layout), |pass| {
+                self.record_forward(pass, &ws, batch.rows.len());
+                self.record_private_gradients(pass, &ws, batch.rows.len());
+            });
             let [grad, record] = self.read_back([(&ws.grad, params.len()), (&ws.record, ws.record_words)])?;
             Ok((f32::from_bits(record[RECORD_HEADER]), bytemuck::cast_slice(&grad).to_vec()))
         })
@@ -330,25 +312,16 @@ impl GpuTrainer {
             let run = self.run_uniform(spec, data, batch, &TrainConfig::default())?;
             let ws = Workspace::new(&self.device, &self.kernels, spec, params, data, run, Purpose::Scoring)?;
             let identity: Vec<u32> = (0..check_u32("rows", rows)?).collect();
-            self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(&identity));
-            let mut encoder =
-                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("scoring") });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("scoring"),
-                    timestamp_writes: None,
-                });
-                pass.set_bind_group(0, &ws.buffers_group, &[]);
+            self.record_epoch(&ws, &identity, |pass| {
                 for step in 0..rows.div_ceil(batch) {
                     let step_rows = batch.min(rows - step * batch);
-                    self.record_forward(&mut pass, &ws, step_rows);
+                    self.record_forward(pass, &ws, step_rows);
                     pass.set_pipeline(&self.kernels.collect_logits);
                     pass.dispatch_workgroups(groups(step_rows, THREADS), 1, 1);
                     pass.set_pipeline(&self.kernels.advance);
                     pass.dispatch_workgroups(1, 1, 1);
                 }
-            }
-            self.queue.submit([encoder.finish()]);
+            });
             let [record] = self.read_back([(&ws.record, ws.record_words)])?;
             Ok(bytemuck::cast_slice::<u32, f32>(&record[RECORD_HEADER..]).to_vec())
         })
@@ -378,19 +351,10 @@ impl GpuTrainer {
             let run = self.run_uniform(spec, data, batch.len(), &config)?;
             let ws =
                 Workspace::new(&self.device, &self.kernels, spec, params, data, run, Purpose::Training { steps: 1 })?;
-            self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(batch));
-            let mut encoder =
-                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gradient") });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("gradient"),
-                    timestamp_writes: None,
-                });
-                pass.set_bind_group(0, &ws.buffers_group, &[]);
-                self.record_forward(&mut pass, &ws, batch.len());
-                self.record_gradients(&mut pass, &ws, batch.len());
-            }
-            self.queue.submit([encoder.finish()]);
+            self.record_epoch(&ws, batch, |pass| {
+                self.record_forward(pass, &ws, batch.len());
+                self.record_gradients(pass, &ws, batch.len());
+            });
             let [grad, record] = self.read_back([(&ws.grad, params.len()), (&ws.record, ws.record_words)])?;
             let loss_sum = f32::from_bits(record[RECORD_HEADER]);
             Ok((loss_sum / batch.len() as f32, bytemuck::cast_slice(&grad).to_vec()))
@@ -404,8 +368,9 @@ impl GpuTrainer {
         }
     }
 
-    /// One epoch: writes its `order` words, resets the step within the epoch, records its steps
-    /// with `steps` into one compute pass and submits it.
+    /// One submission (a training epoch, a scoring pass, a checking step): writes its `order`
+    /// words, resets the step within the epoch, records its steps with `steps` into one compute
+    /// pass and submits it.
     fn record_epoch(&self, ws: &Workspace, order: &[u32], steps: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
         self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(order));
         self.queue.write_buffer(&ws.record, 0, bytemuck::bytes_of(&0u32)); // step within the epoch

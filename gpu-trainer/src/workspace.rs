@@ -7,12 +7,14 @@
 //! against the device's limits before anything is allocated.
 
 use bytemuck::{Pod, Zeroable};
+use fedcare_core::privacy::noise::NoiseKey;
 use fedcare_core::{Dataset, LayerShape, ModelSpec};
 use fedcare_shaders::{MAX_LAYERS, NARROW_BELOW, RECORD_HEADER, SPLIT_ROWS};
 use wgpu::util::DeviceExt;
 
 use crate::error::{GpuError, Result};
 use crate::kernels::Kernels;
+use crate::plan::PlanLayout;
 
 /// The `Run` uniform of `common.wgsl`.
 #[repr(C)]
@@ -33,7 +35,7 @@ pub(crate) struct RunUniform {
     pub(crate) optimizer: u32,
     pub(crate) layer_count: u32,
     pub(crate) private: u32,
-    pub(crate) plan_offset: u32,
+    pub(crate) pad: u32,
     pub(crate) patients_offset: u32,
     pub(crate) row_grad_offset: u32,
     pub(crate) row_norm_offset: u32,
@@ -42,6 +44,27 @@ pub(crate) struct RunUniform {
     pub(crate) inv_expected: f32,
     pub(crate) key: [u32; 2],
     pub(crate) bias_ranges: [[u32; 4]; MAX_LAYERS],
+}
+
+impl RunUniform {
+    /// Makes the run DP-SGD's (`private.wgsl`): steps from the plan of `layout`, each patient's
+    /// gradient clipped to `clip_norm`, noise of standard deviation `noise_scale` under `key`,
+    /// the clipped sum divided by `expected` patients.
+    pub(crate) fn set_private(
+        &mut self,
+        layout: &PlanLayout,
+        clip_norm: f32,
+        noise_scale: f32,
+        expected: f32,
+        key: NoiseKey,
+    ) {
+        self.private = 1;
+        self.patients_offset = layout.patients_offset;
+        self.clip_norm = clip_norm;
+        self.noise_scale = noise_scale;
+        self.inv_expected = 1.0 / expected;
+        self.key = key.0;
+    }
 }
 
 /// The `Layer` uniform of `common.wgsl`.

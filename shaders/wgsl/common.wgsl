@@ -21,7 +21,7 @@ struct Run {
     layer_count: u32,
     // DP-SGD (see private.wgsl): 1 when the steps are patient batches, else 0 and unused.
     private: u32,
-    plan_offset: u32,      // in `order`: per step (first position, rows)
+    _pad2: u32,            // (the plan's steps come first in `order`: (first position, rows) each)
     patients_offset: u32,  // in `order`: per position (first, end) of its patient's positions
     row_grad_offset: u32,  // in `scratch`: per batch row, ∂loss/∂logit before clipping
     row_norm_offset: u32,  // in `scratch`: per batch row, its share of its patient's squared norm
@@ -91,7 +91,7 @@ fn workgroup_sum(thread: u32, value: f32) -> f32 {
 // DP-SGD step's entry of the plan.
 fn step_base() -> u32 {
     if run.private == 1u {
-        return order[run.plan_offset + 2u * record[0]];
+        return order[2u * record[0]];
     }
     return record[0] * run.batch;
 }
@@ -99,7 +99,7 @@ fn step_base() -> u32 {
 // Rows in the current step.
 fn step_rows(base: u32) -> u32 {
     if run.private == 1u {
-        return order[run.plan_offset + 2u * record[0] + 1u];
+        return order[2u * record[0] + 1u];
     }
     return min(run.batch, run.rows - base);
 }
