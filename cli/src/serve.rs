@@ -33,21 +33,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
     if let Some(name) = &config.schema {
         // The aggregator never reads patient data: only the schema's shape goes in its plan.
         let schema = fedcare_data::Schema::by_name(name)?;
-        let id = match &config.top_k_key_fingerprint {
-            Some(fingerprint) if !schema.top_k_shapes().is_empty() => {
-                if fingerprint.len() != 16 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    anyhow::bail!(
-                        "invalid configuration in {}: top_k_key_fingerprint is 16 hex digits, as `fedcare top-k-key` \
-                         prints it; found {fingerprint:?}",
-                        args.config.display()
-                    );
-                }
-                fedcare_data::schema::keyed_schema_id(&schema.id, fingerprint)
-            }
-            _ => schema.id.clone(),
-        };
         let shape = SchemaShape {
-            id,
+            id: schema.id.clone(),
             width: schema.width(),
             numeric: schema.numeric.len(),
             top_k: schema.top_k_shapes(),

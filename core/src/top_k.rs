@@ -6,7 +6,13 @@
 //! plus one "other or missing" slot, so its width `k + 1` is fixed before any data is seen. The
 //! pooled counts come from the secure sum of the setup session; [`choose_top_k`] picks the
 //! buckets from them and [`slot_table`] maps every bucket to its slot.
+//!
+//! A consortium may key the hash with a secret the aggregator does not hold; the key's public
+//! fingerprint then names the schema ([`keyed_schema_id`]), so that the aggregator, which holds
+//! only the fingerprint, and the hospitals, which hold the key, name it alike.
 
+use alloc::format;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
@@ -17,6 +23,20 @@ use crate::{Error, Result};
 pub const DEFAULT_BUCKETS: u32 = 1024;
 /// The most buckets a `top_k` column may have (each costs two values in the setup vector).
 pub const MAX_BUCKETS: u32 = 1 << 16;
+
+/// What a keyed schema's id carries after the schema's own id: the key's fingerprint.
+pub const KEYED_ID_MARK: &str = "+top_k-key:";
+
+/// The id of schema `id` with its `top_k` columns hashed under the key of fingerprint
+/// `fingerprint`.
+pub fn keyed_schema_id(id: &str, fingerprint: &str) -> String {
+    format!("{id}{KEYED_ID_MARK}{fingerprint}")
+}
+
+/// The fingerprint of the `top_k` key a schema id names, if any.
+pub fn key_fingerprint_of(id: &str) -> Option<&str> {
+    id.split_once(KEYED_ID_MARK).map(|(_, fingerprint)| fingerprint)
+}
 
 /// The shape of one `top_k` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

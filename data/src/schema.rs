@@ -225,19 +225,8 @@ pub struct Schema {
     pub bucket_key: Option<BucketKey>,
 }
 
-/// What a keyed schema's id carries after the schema's own id: the key's fingerprint.
-pub const KEYED_ID_MARK: &str = "+top_k-key:";
-
-/// The id of schema `id` read with the `top_k` key of fingerprint `fingerprint`: what the
-/// aggregator, which holds only the fingerprint, configures for a keyed federation.
-pub fn keyed_schema_id(id: &str, fingerprint: &str) -> String {
-    format!("{id}{KEYED_ID_MARK}{fingerprint}")
-}
-
-/// The fingerprint of the `top_k` key a schema id names, if any.
-pub fn key_fingerprint_of(id: &str) -> Option<&str> {
-    id.split_once(KEYED_ID_MARK).map(|(_, fingerprint)| fingerprint)
-}
+/// The keyed schema id convention, `fedcare-core`'s (the aggregator applies it too).
+pub use fedcare_core::top_k::{KEYED_ID_MARK, key_fingerprint_of, keyed_schema_id};
 
 fn default_missing() -> Vec<String> {
     vec!["?".into(), String::new()]

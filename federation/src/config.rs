@@ -551,7 +551,19 @@ impl AggregatorConfig {
         }
         self.numeric_features = shape.numeric as u32;
         self.top_k = shape.top_k.clone();
-        self.schema_id = shape.id.clone();
+        self.schema_id = match &self.top_k_key_fingerprint {
+            Some(fingerprint) if !shape.top_k.is_empty() => {
+                if fingerprint.len() != 16 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(invalid(
+                        "top_k_key_fingerprint",
+                        format!("{fingerprint:?}"),
+                        "16 hex digits, as `fedcare top-k-key` prints it",
+                    ));
+                }
+                fedcare_core::top_k::keyed_schema_id(&shape.id, fingerprint)
+            }
+            _ => shape.id.clone(),
+        };
         self.explore.columns = shape.explore.clone();
         self.explore.label = shape.label.clone();
         Ok(())
@@ -1043,6 +1055,14 @@ mod tests {
         assert_eq!((config.numeric_features, config.schema_id.as_str()), (1, "wards/v1"));
         assert_eq!(config.top_k, [TopKShape { buckets: 64, k: 4 }]);
         config.plan().unwrap();
+        // The hospitals' top_k key names the schema by its fingerprint; a malformed one is refused.
+        let mut keyed = config.clone();
+        keyed.top_k_key_fingerprint = Some("7f0b1803d3bbb335".into());
+        keyed.apply_schema(&shape).unwrap();
+        assert_eq!(keyed.schema_id, "wards/v1+top_k-key:7f0b1803d3bbb335");
+        keyed.top_k_key_fingerprint = Some("the key itself".into());
+        let error = keyed.apply_schema(&shape).unwrap_err().to_string();
+        assert!(error.contains("top_k_key_fingerprint") && error.contains("16 hex digits"), "{error}");
         let wide = SchemaShape { width: 257, ..shape };
         let error = config.apply_schema(&wide).unwrap_err().to_string();
         assert!(error.contains("input_width = 6") && error.contains("257"), "{error}");
