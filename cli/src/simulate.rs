@@ -7,7 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::ValueEnum;
-use fedcare_federation::config::{PrivacyConfig, ServerRule, TrainerChoice};
+use fedcare_federation::config::{
+    DEFAULT_EVALUATION_BINS, DEFAULT_EVALUATION_NOISE, DEFAULT_POOLED_NOISE, DEFAULT_POOLED_ROWS_PER_PATIENT,
+    PrivacyConfig, ServerRule, TrainerChoice,
+};
 use fedcare_federation::protocol::RoundRecord;
 use fedcare_federation::simulation::{self, Progress, SimulateOptions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -150,6 +153,11 @@ pub(crate) struct Args {
     /// DP-SGD: δ of the reported (ε, δ).
     #[arg(long, default_value_t = 1e-6, value_parser = positive_number)]
     delta: f64,
+    /// With --epsilon or --noise-multiplier: each hospital's discrete Gaussian noise on the
+    /// pooled counts, moments and histograms, over their sensitivity; its ε is part of the
+    /// reported one (0: those statistics are exact and not protected).
+    #[arg(long, default_value_t = DEFAULT_POOLED_NOISE)]
+    pooled_noise: f64,
 }
 
 /// A number above zero.
@@ -233,6 +241,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
             target_epsilon: args.epsilon,
             clip_norm: args.clip_norm as f32,
             delta: args.delta,
+            pooled_noise: args.pooled_noise,
+            evaluation_noise: DEFAULT_EVALUATION_NOISE,
+            evaluation_bins: DEFAULT_EVALUATION_BINS,
+            pooled_rows_per_patient: DEFAULT_POOLED_ROWS_PER_PATIENT,
         }),
         ..SimulateOptions::default()
     };
@@ -292,8 +304,19 @@ pub(crate) fn run(args: Args) -> Result<()> {
     if let Some(epsilon) = report.outcome.records.last().and_then(|r| r.epsilon) {
         println!(
             "differential privacy: a patient's ε after every training round is {epsilon:.3} at δ = {:e} (DP-SGD, \
-             clip norm {}, sampling rate {})",
-            args.delta, args.clip_norm, args.sampling_rate
+             clip norm {}, sampling rate {}; {})",
+            args.delta,
+            args.clip_norm,
+            args.sampling_rate,
+            if args.pooled_noise > 0.0 {
+                format!(
+                    "pooled statistics noised, σ_p = {}, σ_e = {}, one row per patient: the rounds are not \
+                     evaluated and the final AUROC is an estimate",
+                    args.pooled_noise, DEFAULT_EVALUATION_NOISE
+                )
+            } else {
+                "pooled statistics exact, not protected".to_owned()
+            }
         );
     }
     println!("wrote {} and {}", args.out.join("metrics.jsonl").display(), args.out.join("model.bin").display());

@@ -83,7 +83,9 @@ pub struct NumericColumn {
     /// How its text becomes a number.
     #[serde(default = "number")]
     pub transform: Transform,
-    /// Histogram bin edges for `fedcare explore` (none: bins from the federated statistics).
+    /// Histogram bin edges for `fedcare explore` (none: bins from the federated statistics);
+    /// their span is also the range the pooled moments clamp values to under differential
+    /// privacy, which needs them.
     #[serde(default)]
     pub edges: Option<Vec<f64>>,
 }
@@ -92,6 +94,13 @@ impl NumericColumn {
     /// A column without explicit bin edges.
     pub fn new(name: impl Into<String>, transform: Transform) -> Self {
         Self { name: name.into(), transform, edges: None }
+    }
+
+    /// The range its values are clamped to in the pooled moments under noise: the span of its
+    /// `edges` (`None` without edges).
+    pub fn value_range(&self) -> Option<(f64, f64)> {
+        let edges = self.edges.as_ref()?;
+        Some((*edges.first()?, *edges.last()?))
     }
 
     /// The model input's name: the header name, or `earlier_in_group(name)`.

@@ -105,15 +105,40 @@ impl Table {
 
     /// Per numeric column, this hospital's share of the federation's statistics.
     pub fn numeric_moments(&self) -> Vec<Moments> {
+        self.numeric_moments_within(&vec![(f64::NEG_INFINITY, f64::INFINITY); self.numeric_columns])
+    }
+
+    /// [`Self::numeric_moments`] of the values clamped to each column's `(low, high)` range, so
+    /// that one row changes a column's sums by a known bound (the pooled statistics' noise).
+    pub fn numeric_moments_within(&self, ranges: &[(f64, f64)]) -> Vec<Moments> {
         let mut moments = vec![Moments::default(); self.numeric_columns];
         for row in self.numeric.chunks(self.numeric_columns.max(1)) {
-            for (m, value) in moments.iter_mut().zip(row) {
+            for ((m, value), &(low, high)) in moments.iter_mut().zip(row).zip(ranges) {
                 if let Some(v) = value {
-                    m.push(f64::from(*v));
+                    m.push(f64::from(*v).clamp(low, high));
                 }
             }
         }
         moments
+    }
+
+    /// The table of the given rows, in that order.
+    pub fn select(&self, rows: &[usize]) -> Table {
+        let mut selected = self.empty();
+        for &row in rows {
+            selected.push_row_of(self, row);
+        }
+        selected
+    }
+
+    fn push_row_of(&mut self, other: &Table, row: usize) {
+        self.numeric.extend_from_slice(&other.numeric[row * other.numeric_columns..(row + 1) * other.numeric_columns]);
+        self.categories.extend_from_slice(
+            &other.categories[row * other.categorical_columns..(row + 1) * other.categorical_columns],
+        );
+        self.labels.push(other.labels[row]);
+        self.groups.push(other.groups[row].clone());
+        self.lines.push(other.lines[row]);
     }
 
     /// Per `top_k` column (in schema order), this hospital's count of rows in each hash bucket
@@ -233,13 +258,7 @@ impl Table {
         let (mut train, mut test) = (self.empty(), self.empty());
         for row in 0..self.rows() {
             let side = if in_test(&self.groups[row]) { &mut test } else { &mut train };
-            side.numeric.extend_from_slice(&self.numeric[row * self.numeric_columns..(row + 1) * self.numeric_columns]);
-            side.categories.extend_from_slice(
-                &self.categories[row * self.categorical_columns..(row + 1) * self.categorical_columns],
-            );
-            side.labels.push(self.labels[row]);
-            side.groups.push(self.groups[row].clone());
-            side.lines.push(self.lines[row]);
+            side.push_row_of(self, row);
         }
         (train, test)
     }

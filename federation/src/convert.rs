@@ -4,7 +4,7 @@
 //! mapped to a default silently.
 
 use fedcare_core::explore::{ColumnKind, ColumnSpec};
-use fedcare_core::privacy::DpSgd;
+use fedcare_core::privacy::{DpSgd, PooledNoise};
 use fedcare_core::{
     CodecConfig, ModelSpec, OptimizerConfig, ServerOptimizer, ServerOptimizerConfig, TopKShape, TrainConfig,
 };
@@ -231,6 +231,9 @@ pub fn federation_config(plan: &FederationPlan) -> v1::FederationConfig {
             noise_multiplier: p.dp_sgd.noise_multiplier,
             clip_norm: p.dp_sgd.clip_norm,
             delta: p.delta,
+            pooled_noise: p.pooled.map_or(0.0, |pooled| pooled.multiplier),
+            evaluation_noise: p.pooled.map_or(0.0, |pooled| pooled.evaluation_multiplier),
+            pooled_rows_per_patient: p.pooled.map_or(0, |pooled| pooled.rows_per_patient),
         }),
         training: Some(v1::TrainingConfig {
             epochs: t.epochs,
@@ -247,7 +250,7 @@ pub fn federation_config(plan: &FederationPlan) -> v1::FederationConfig {
             seed: t.seed,
         }),
         min_hospitals: config.min_hospitals,
-        eval_bins: config.eval_bins,
+        eval_bins: plan.layout.bins as u32,
         schema_id: config.schema_id.clone(),
         max_upload_bytes: plan.max_upload_bytes,
         test_fraction: t.test_fraction,
@@ -317,8 +320,8 @@ fn job_from_proto(config: &v1::FederationConfig) -> Result<(Job, Vec<ColumnSpec>
     Ok((Job::Explore { min_cell: exploration.min_cell, label: exploration.label.clone() }, columns))
 }
 
-/// DP-SGD's settings as received, checked.
-fn privacy_from_proto(privacy: &v1::Privacy) -> Result<Privacy, ProtocolError> {
+/// The privacy settings as received, checked; `layout` tells the statistics the setup releases.
+fn privacy_from_proto(privacy: &v1::Privacy, layout: &ContributionLayout) -> Result<Privacy, ProtocolError> {
     let dp_sgd = DpSgd {
         sampling_rate: privacy.sampling_rate,
         noise_multiplier: privacy.noise_multiplier,
@@ -328,7 +331,15 @@ fn privacy_from_proto(privacy: &v1::Privacy) -> Result<Privacy, ProtocolError> {
     if !(privacy.delta > 0.0 && privacy.delta < 1.0) {
         return Err(invalid("privacy delta", privacy.delta, "between 0 and 1 (exclusive)"));
     }
-    Ok(Privacy { dp_sgd, delta: privacy.delta })
+    let pooled = (privacy.pooled_noise != 0.0).then_some(PooledNoise {
+        multiplier: privacy.pooled_noise,
+        evaluation_multiplier: privacy.evaluation_noise,
+        rows_per_patient: privacy.pooled_rows_per_patient,
+    });
+    if let Some(pooled) = pooled {
+        pooled.validate()?;
+    }
+    Ok(Privacy { dp_sgd, delta: privacy.delta, pooled, setup_statistics: layout.setup_statistics() })
 }
 
 /// What a hospital makes of the configuration it received, checked field by field.
@@ -394,19 +405,20 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
     // Validates the hyperparameters.
     ServerOptimizer::new(server, 0)?;
     let (job, explore) = job_from_proto(config)?;
-    let privacy = config.privacy.as_ref().map(privacy_from_proto).transpose()?;
+    let layout = ContributionLayout {
+        params: spec.param_count(),
+        bins: config.eval_bins as usize,
+        numeric: config.numeric_features as usize,
+        top_k,
+        explore,
+    };
+    let privacy = config.privacy.as_ref().map(|p| privacy_from_proto(p, &layout)).transpose()?;
     Ok(FederationSettings {
         job,
         privacy,
         server,
         federation_id: config.federation_id.clone(),
-        layout: ContributionLayout {
-            params: spec.param_count(),
-            bins: config.eval_bins as usize,
-            numeric: config.numeric_features as usize,
-            top_k,
-            explore,
-        },
+        layout,
         spec,
         codec,
         train,

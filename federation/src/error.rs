@@ -554,11 +554,12 @@ pub enum FederationError {
     Task(String),
     /// Training on would spend more of a patient's privacy than this hospital allows.
     #[error(
-        "this hospital's privacy budget: training round {round} would bring a patient's ε to {epsilon:.3} (δ = \
-         {delta:e}), above its max_epsilon of {max}; it takes part no more"
+        "this hospital's privacy budget: {session} would bring a patient's ε to {epsilon:.3} (δ = {delta:e}), above \
+         its max_epsilon of {max}; it takes part no more",
+        session = if *round == 0 { "the setup session's pooled counts".to_owned() } else { format!("training round {round}") }
     )]
     PrivacyBudget {
-        /// The training round refused.
+        /// The training round refused (0: the setup session).
         round: u32,
         /// ε after that round (infinite without differential privacy).
         epsilon: f64,

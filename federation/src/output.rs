@@ -131,7 +131,8 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
     let mut exploration = None;
     match decoded {
         DecodedSum::Setup(counts) => {
-            counts.check(inputs.contributors)?;
+            let noise = inputs.privacy.and_then(|(privacy, _)| privacy.pooled).map_or(0.0, |p| p.scale(1.0));
+            counts.check(inputs.contributors, noise)?;
             figures = PublicFigures {
                 train_rows: counts.train_rows,
                 test_rows: counts.test_rows,
@@ -147,8 +148,11 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
         // Session `r` evaluates the model it started from, which had `r − 1` training rounds.
         DecodedSum::Train { mean_update, train_loss, evaluation } => {
             record.train_loss = Some(train_loss);
-            record.set_evaluation(&evaluation);
-            server.consider(inputs.session.round.saturating_sub(1), &global, &record);
+            // Under pooled noise the rounds carry no evaluation (the tail is zeros).
+            if inputs.privacy.is_none_or(|(privacy, _)| privacy.evaluates_rounds()) {
+                record.set_evaluation(&evaluation);
+                server.consider(inputs.session.round.saturating_sub(1), &global, &record);
+            }
             server.optimizer.apply(&mut global, &mean_update).map_err(|e| e.to_string())?;
             server.released_rounds = inputs.session.round;
         }
@@ -166,9 +170,9 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
             exploration = Some(Exploration { columns: layout.explore_columns(&figures), counts });
         }
     }
-    if let Some((privacy, epochs)) = inputs.privacy
-        && matches!(inputs.kind, SessionKind::Train | SessionKind::Evaluate)
-    {
+    // Every session spends: the setup its pooled statistics (counted with the final evaluation's
+    // from the start), each training round its DP-SGD steps.
+    if let Some((privacy, epochs)) = inputs.privacy {
         record.epsilon = Some(privacy.epsilon_after(server.released_rounds, epochs));
     }
     let state_bytes = (params_to_bytes(&global), Bytes::from(server_bytes(&server)));

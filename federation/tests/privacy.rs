@@ -2,10 +2,10 @@
 //! far, the model file carries it, and a hospital stops taking part before its own budget would
 //! be exceeded while the federation goes on without it.
 
-use fedcare_core::privacy::DpSgd;
+use fedcare_core::privacy::{DpSgd, PooledNoise};
 use fedcare_federation::config::PrivacyConfig;
 use fedcare_federation::error::FederationError;
-use fedcare_federation::protocol::{Privacy, SessionKind};
+use fedcare_federation::protocol::{ContributionLayout, Privacy, SessionKind};
 use fedcare_federation::simulation::{self, SimulateOptions, Transport};
 
 fn options(out: &std::path::Path) -> SimulateOptions {
@@ -22,13 +22,32 @@ fn options(out: &std::path::Path) -> SimulateOptions {
             target_epsilon: None,
             clip_norm: 1.0,
             delta: 1e-5,
+            pooled_noise: 50.0,
+            evaluation_noise: 12.0,
+            evaluation_bins: 16,
+            pooled_rows_per_patient: 1,
         }),
         ..SimulateOptions::default()
     }
 }
 
+/// The settings of [`options`]: the synthetic cohort's Diabetes-130 schema releases its row
+/// counts, three moments of each numeric feature and each `top_k` column's buckets at setup.
 fn privacy() -> Privacy {
-    Privacy { dp_sgd: DpSgd { sampling_rate: 0.05, noise_multiplier: 1.1, clip_norm: 1.0 }, delta: 1e-5 }
+    let schema = fedcare_data::Schema::diabetes130(true);
+    let layout = ContributionLayout {
+        params: 0,
+        bins: 0,
+        numeric: schema.numeric.len(),
+        top_k: schema.top_k_shapes(),
+        explore: Vec::new(),
+    };
+    Privacy {
+        dp_sgd: DpSgd { sampling_rate: 0.05, noise_multiplier: 1.1, clip_norm: 1.0 },
+        delta: 1e-5,
+        pooled: Some(PooledNoise { multiplier: 50.0, evaluation_multiplier: 12.0, rows_per_patient: 1 }),
+        setup_statistics: layout.setup_statistics(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -53,8 +72,14 @@ async fn every_round_reports_the_epsilon_spent_and_the_model_file_carries_it() {
     // Every hospital received the file the aggregator wrote, ε included.
     let written = std::fs::read(out.path().join("model.bin")).unwrap();
     assert!(report.received.iter().all(|r| r.as_deref() == Some(written.as_slice())));
-    // The setup session releases no model.
-    assert_eq!(records[0].epsilon, None);
+    // The setup session releases no model, but its noisy pooled statistics (and, counted from
+    // the start, the final evaluation's) spend a little.
+    let setup = privacy().epsilon_after(0, 1);
+    assert_eq!(records[0].epsilon, Some(setup));
+    assert!(setup > 0.0 && setup < train[0].epsilon.unwrap(), "{setup}");
+    // With pooled noise the training rounds are not evaluated; the final evaluation is, noisily.
+    assert!(train.iter().all(|r| r.auroc.is_none() && r.test_loss.is_none()));
+    assert!(last.auroc.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

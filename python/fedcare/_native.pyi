@@ -120,6 +120,7 @@ def simulate(
     clip_norm: float = 5.0,
     sampling_rate: float = 0.02,
     delta: float = 1e-6,
+    pooled_noise: float = 50.0,
     progress: Union[None, bool, Callable[[Dict[str, Any]], None]] = None,
     as_frame: Optional[bool] = None,
 ) -> Any:
@@ -131,7 +132,8 @@ def simulate(
     callable given each session's record. Ctrl-C stops it (KeyboardInterrupt). With
     ``explore=True`` it explores the data instead and returns what ``explore`` returns.
     ``epsilon`` (or ``noise_multiplier``) trains with patient-level DP-SGD: each record's
-    ``epsilon`` is a patient's ε at ``delta`` so far. ``top_k_key``: the file of a top_k key
+    ``epsilon`` is a patient's ε at ``delta`` so far, the pooled statistics' discrete Gaussian
+    noise (``pooled_noise``; 0: exact, not protected) included. ``top_k_key``: the file of a top_k key
     (``fedcare top-k-key``) the hospitals hash their top_k columns under; the model then needs
     it to score (``Model.predict(..., top_k_key=...)``)."""
 

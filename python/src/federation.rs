@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use fedcare_core::explore::DEFAULT_MIN_CELL;
-use fedcare_federation::config::{PrivacyConfig, ServerRule, TrainerChoice};
+use fedcare_federation::config::{
+    DEFAULT_EVALUATION_BINS, DEFAULT_EVALUATION_NOISE, DEFAULT_POOLED_ROWS_PER_PATIENT, PrivacyConfig, ServerRule,
+    TrainerChoice,
+};
 use fedcare_federation::exploration;
 use fedcare_federation::persistence;
 use fedcare_federation::protocol::RoundRecord;
@@ -57,6 +60,7 @@ pub(crate) fn read_metrics(py: Python<'_>, path: PathBuf, as_frame: Option<bool>
     clip_norm = 5.0,
     sampling_rate = 0.02,
     delta = 1e-6,
+    pooled_noise = 50.0,
     progress = None,
     as_frame = None,
 ))]
@@ -85,6 +89,7 @@ pub(crate) fn simulate<'py>(
     clip_norm: f32,
     sampling_rate: f64,
     delta: f64,
+    pooled_noise: f64,
     progress: Option<Bound<'py, PyAny>>,
     as_frame: Option<bool>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -131,6 +136,10 @@ pub(crate) fn simulate<'py>(
             target_epsilon: epsilon,
             clip_norm,
             delta,
+            pooled_noise,
+            evaluation_noise: DEFAULT_EVALUATION_NOISE,
+            evaluation_bins: DEFAULT_EVALUATION_BINS,
+            pooled_rows_per_patient: DEFAULT_POOLED_ROWS_PER_PATIENT,
         }),
         ..SimulateOptions::default()
     };

@@ -87,7 +87,10 @@ def test_simulate_with_differential_privacy_reports_each_rounds_epsilon(tmp_path
     spent = [record["epsilon"] for record in metrics if record["kind"] == "train"]
     assert len(spent) == 2 and 0.0 < spent[0] < spent[1] <= 8.0, spent
     assert spent[1] > 7.9, "the noise is the least that keeps ε within the target"
-    assert metrics[0]["epsilon"] is None, "the setup session releases no model"
+    assert 0.0 < metrics[0]["epsilon"] < spent[0], "the setup's noisy pooled statistics spend a little"
+    assert all(record["auroc"] is None for record in metrics if record["kind"] == "train"), \
+        "with pooled noise the rounds are not evaluated"
+    assert metrics[-1]["auroc"] is not None
     model = fedcare.Model.load(tmp_path / "model.bin")
     assert model.metrics["epsilon"] == metrics[-1]["epsilon"] == spent[-1]
     assert model.metrics["delta"] == 1e-6

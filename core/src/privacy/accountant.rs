@@ -139,20 +139,29 @@ pub struct SampledGaussian {
 impl SampledGaussian {
     /// ε after `steps` steps, at `delta`.
     pub fn epsilon(&self, steps: u64, delta: f64) -> f64 {
-        if steps == 0 {
+        self.epsilon_with(steps, 0.0, delta)
+    }
+
+    /// ε after `steps` steps composed with mechanisms of `rho`-zCDP in all (the pooled
+    /// statistics' discrete Gaussians: RDP `ρ·α` at every order `α`), at `delta`.
+    pub fn epsilon_with(&self, steps: u64, rho: f64, delta: f64) -> f64 {
+        if steps == 0 && rho == 0.0 {
             return 0.0;
         }
         let steps = steps as f64;
-        let curve = orders().map(|alpha| (alpha, steps * step_rdp(self.sampling_rate, self.noise_multiplier, alpha)));
+        let step =
+            |alpha| if steps == 0.0 { 0.0 } else { steps * step_rdp(self.sampling_rate, self.noise_multiplier, alpha) };
+        let curve = orders().map(|alpha| (alpha, step(alpha) + rho * alpha));
         epsilon_of_rdp(curve, delta).0
     }
 
-    /// The smallest noise multiplier (to 0.1 %) with which `steps` steps at `sampling_rate` stay
-    /// within `target_epsilon` at `delta`; `None` when even a multiplier of 1000 does not (or the
-    /// target is not above 0).
-    pub fn noise_for(target_epsilon: f64, sampling_rate: f64, steps: u64, delta: f64) -> Option<f64> {
-        let within =
-            |sigma: f64| Self { sampling_rate, noise_multiplier: sigma }.epsilon(steps, delta) <= target_epsilon;
+    /// The smallest noise multiplier (to 0.1 %) with which `steps` steps at `sampling_rate`,
+    /// composed with `rho`-zCDP of other mechanisms, stay within `target_epsilon` at `delta`;
+    /// `None` when even a multiplier of 1000 does not (or the target is not above 0).
+    pub fn noise_for(target_epsilon: f64, sampling_rate: f64, steps: u64, rho: f64, delta: f64) -> Option<f64> {
+        let within = |sigma: f64| {
+            Self { sampling_rate, noise_multiplier: sigma }.epsilon_with(steps, rho, delta) <= target_epsilon
+        };
         let (mut low, mut high) = (0.01, 1000.0);
         if target_epsilon.is_nan() || target_epsilon <= 0.0 || !within(high) {
             return None;
@@ -200,11 +209,31 @@ mod tests {
 
     #[test]
     fn the_noise_for_a_target_meets_it_and_a_little_less_does_not() {
-        let sigma = SampledGaussian::noise_for(3.0, 0.01, 2000, 1e-6).unwrap();
+        let sigma = SampledGaussian::noise_for(3.0, 0.01, 2000, 0.0, 1e-6).unwrap();
         let at = |sigma| SampledGaussian { sampling_rate: 0.01, noise_multiplier: sigma }.epsilon(2000, 1e-6);
         assert!(at(sigma) <= 3.0);
         assert!(at(sigma / 1.01) > 3.0, "{sigma}");
-        assert_eq!(SampledGaussian::noise_for(0.0, 0.01, 10, 1e-6), None);
-        assert_eq!(SampledGaussian::noise_for(1e-9, 1.0, 1_000_000, 1e-12), None);
+        assert_eq!(SampledGaussian::noise_for(0.0, 0.01, 10, 0.0, 1e-6), None);
+        assert_eq!(SampledGaussian::noise_for(1e-9, 1.0, 1_000_000, 0.0, 1e-12), None);
+        // Other mechanisms' ρ leave less for DP-SGD: more noise for the same target.
+        let composed = SampledGaussian::noise_for(3.0, 0.01, 2000, 0.01, 1e-6).unwrap();
+        assert!(composed > sigma * 1.01, "{composed} against {sigma}");
+        let with =
+            |sigma| SampledGaussian { sampling_rate: 0.01, noise_multiplier: sigma }.epsilon_with(2000, 0.01, 1e-6);
+        assert!(with(composed) <= 3.0 && with(composed / 1.01) > 3.0);
+    }
+
+    #[test]
+    fn zcdp_alone_converts_like_a_gaussian_and_adds_to_the_steps() {
+        let mechanism = SampledGaussian { sampling_rate: 0.01, noise_multiplier: 1.0 };
+        // ρ-zCDP alone: the conversion of the curve ρ·α, about ρ + 2·sqrt(ρ·ln(1/δ)) and below it.
+        let alone = mechanism.epsilon_with(0, 0.01, 1e-6);
+        let classic = 0.01 + 2.0 * libm::sqrt(0.01 * libm::log(1e6));
+        assert!(alone < classic && alone > 0.8 * classic, "{alone} against {classic}");
+        // Composition costs more than either part and less than their sum.
+        let steps = mechanism.epsilon(1000, 1e-6);
+        let both = mechanism.epsilon_with(1000, 0.01, 1e-6);
+        assert!(both > steps && both > alone && both < steps + alone, "{steps} + {alone} -> {both}");
+        assert_eq!(mechanism.epsilon_with(0, 0.0, 1e-6), 0.0);
     }
 }

@@ -21,14 +21,27 @@
 //! the sum of several rows' and is clipped as one, which needs the cross terms of their rows
 //! (cheap: patients have few rows); the batch size varies from step to step (its mean is `q·P`).
 //!
-//! What is not covered by this module: the figures a federation decrypts besides the model (the
-//! row counts, moments and histograms of the setup and evaluation sessions, and the training
-//! loss): those are the pooled statistics, protected separately or named as not protected in
-//! README.
+//! # The pooled statistics: [`PooledNoise`]
+//! Besides the model, a federation decrypts pooled integer statistics: the setup session's row
+//! counts, feature moments and `top_k` bucket counts, and every evaluation's score histograms.
+//! Each hospital counts at most `rows_per_patient` rows of a patient (its first ones) in them,
+//! so one patient changes one statistic (a vector of counts, or one feature's sum) by at most
+//! `Δ = rows_per_patient · (the most one row adds)`, and adds exact discrete Gaussian noise of
+//! scale `σ_p·Δ` to it before encryption (`σ_e·Δ` on the final evaluation's histograms; the
+//! training rounds are not evaluated under this noise). Each statistic is then
+//! `1/(2σ_p²)`-zCDP (`1/(2σ_e²)`) for that hospital's patients by its own noise alone (Canonne, Kamath and Steinke 2020,
+//! arXiv:2004.00010, Theorem 14), whatever the other hospitals and the aggregator do. The
+//! accountant adds `ρ·α` to DP-SGD's RDP at every order before converting to (ε, δ).
+//!
+//! What no noise covers: the training loss and the test loss the federation decrypts
+//! (README names them).
 
 pub mod accountant;
 pub mod batches;
 pub mod noise;
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
@@ -86,5 +99,65 @@ impl DpSgd {
     /// ε at `delta` after `epochs` local epochs (over all rounds).
     pub fn epsilon_after_epochs(&self, epochs: u64, delta: f64) -> f64 {
         self.mechanism().epsilon(epochs.saturating_mul(u64::from(self.steps_per_epoch())), delta)
+    }
+}
+
+/// The noise on the pooled statistics (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PooledNoise {
+    /// `σ_p`: each hospital's noise on a setup statistic over the statistic's sensitivity (> 0).
+    pub multiplier: f64,
+    /// `σ_e`: the same for the final evaluation's histograms (> 0; one statistic, usually given
+    /// less noise than the setup's many).
+    pub evaluation_multiplier: f64,
+    /// The rows of one patient a hospital counts (its first ones; at least 1).
+    pub rows_per_patient: u32,
+}
+
+impl PooledNoise {
+    /// Checks every field's range.
+    pub fn validate(&self) -> Result<()> {
+        for (name, value) in
+            [("pooled noise multiplier", self.multiplier), ("evaluation noise multiplier", self.evaluation_multiplier)]
+        {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(Error::InvalidHyperparameter { name, value });
+            }
+        }
+        if self.rows_per_patient == 0 {
+            return Err(Error::InvalidHyperparameter { name: "pooled rows_per_patient", value: 0.0 });
+        }
+        Ok(())
+    }
+
+    /// The noise's scale on a setup statistic that one row changes by at most `per_row`:
+    /// `σ_p · rows_per_patient · per_row`.
+    pub fn scale(&self, per_row: f64) -> f64 {
+        self.multiplier * f64::from(self.rows_per_patient) * per_row
+    }
+
+    /// The noise's scale on an evaluation histogram's cells: `σ_e · rows_per_patient`.
+    pub fn evaluation_scale(&self) -> f64 {
+        self.evaluation_multiplier * f64::from(self.rows_per_patient)
+    }
+
+    /// The rows a hospital counts in its pooled statistics: the first `rows_per_patient` rows of
+    /// every patient (`groups[row]`, any ids), in row order.
+    pub fn counted_rows<T: Ord>(&self, groups: &[T]) -> Vec<usize> {
+        let mut seen: BTreeMap<&T, u32> = BTreeMap::new();
+        (0..groups.len())
+            .filter(|&row| {
+                let count = seen.entry(&groups[row]).or_insert(0);
+                *count += 1;
+                *count <= self.rows_per_patient
+            })
+            .collect()
+    }
+
+    /// ρ (zCDP) of a federation's pooled statistics: `setup_statistics` of the setup session,
+    /// `setup_statistics / (2σ_p²)`, and the final evaluation's histograms, `1 / (2σ_e²)`.
+    pub fn rho(&self, setup_statistics: u64) -> f64 {
+        let rho = |statistics: f64, sigma: f64| statistics / (2.0 * sigma * sigma);
+        rho(setup_statistics as f64, self.multiplier) + rho(1.0, self.evaluation_multiplier)
     }
 }

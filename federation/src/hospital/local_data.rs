@@ -1,6 +1,10 @@
 //! A hospital's rows as the federation needs them: its train/test split (by patient for schema
 //! data), its share of the setup session's counts, the model inputs once the federation's
 //! statistics and `top_k` buckets are known, and an exploration's counts of all its rows.
+//!
+//! Under pooled noise the setup counts count at most `rows_per_patient` rows of a patient and
+//! clamp each numeric feature to its schema range, so that one patient's change to each is
+//! bounded ([`fedcare_core::privacy::PooledNoise`]); the rows trained on are all of them.
 
 use fedcare_core::Dataset;
 use fedcare_core::explore::{ColumnSpec, ExploreCounts};
@@ -39,6 +43,9 @@ impl HospitalData {
 #[derive(Debug)]
 pub struct LocalData {
     counts: SetupCounts,
+    /// Per numeric feature, the largest magnitude its clamped values have in `counts` (empty
+    /// without pooled noise).
+    moment_bounds: Vec<f64>,
     split: Split,
     /// The exploration's counts of this hospital's rows, once made.
     explored: Option<ExploreCounts>,
@@ -95,7 +102,7 @@ impl LocalData {
                         "schema data: an exploration counts the columns of a schema",
                     ));
                 }
-                Ok(Self { counts, split: Split::Ready(train, test), explored: None })
+                Ok(Self { counts, moment_bounds: Vec::new(), split: Split::Ready(train, test), explored: None })
             }
             HospitalData::Table { table, schema } => {
                 // A federation configured with a schema names it; the same shapes under another
@@ -148,14 +155,45 @@ impl LocalData {
                     }
                 }
                 let (train, test) = table.split_for_evaluation(f64::from(settings.test_fraction), seed)?;
-                let counts = SetupCounts {
-                    train_rows: train.rows() as u64,
-                    test_rows: test.rows() as u64,
-                    moments: train.numeric_moments(),
-                    bucket_counts: train.bucket_counts(schema),
+                let (counts, moment_bounds) = match settings.privacy.and_then(|p| p.pooled) {
+                    None => (
+                        SetupCounts {
+                            train_rows: train.rows() as u64,
+                            test_rows: test.rows() as u64,
+                            moments: train.numeric_moments(),
+                            bucket_counts: train.bucket_counts(schema),
+                        },
+                        Vec::new(),
+                    ),
+                    Some(pooled) => {
+                        let ranges = schema
+                            .numeric
+                            .iter()
+                            .map(|column| {
+                                column.value_range().ok_or_else(|| {
+                                    mismatch(
+                                        "numeric column",
+                                        format!("{} without edges", column.name),
+                                        "edges (their span is the range its values are clamped to in the noisy \
+                                         pooled moments)",
+                                    )
+                                })
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        let counted_train = train.select(&pooled.counted_rows(train.groups()));
+                        let counted_test_rows = pooled.counted_rows(test.groups()).len();
+                        let counts = SetupCounts {
+                            train_rows: counted_train.rows() as u64,
+                            test_rows: counted_test_rows as u64,
+                            moments: counted_train.numeric_moments_within(&ranges),
+                            bucket_counts: counted_train.bucket_counts(schema),
+                        };
+                        (counts, ranges.iter().map(|(low, high)| low.abs().max(high.abs())).collect())
+                    }
                 };
                 Ok(Self {
                     counts,
+                    moment_bounds,
                     split: Split::Table(Box::new(TableSplit { train, test, schema: (**schema).clone(), built: None })),
                     explored: None,
                 })
@@ -163,9 +201,15 @@ impl LocalData {
         }
     }
 
-    /// This hospital's setup counts (its share of the federation's totals).
+    /// This hospital's setup counts (its share of the federation's totals, before noise).
     pub fn counts(&self) -> &SetupCounts {
         &self.counts
+    }
+
+    /// Per numeric feature, the largest magnitude of its clamped values in [`Self::counts`]
+    /// (empty without pooled noise).
+    pub fn moment_bounds(&self) -> &[f64] {
+        &self.moment_bounds
     }
 
     /// This hospital's counts of all its rows (training and held out) on the exploration's

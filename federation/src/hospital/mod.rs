@@ -10,10 +10,13 @@
 //! round goes on without it at once instead of at the phase deadline.
 //!
 //! In a federation with differential privacy it trains with DP-SGD under a key it draws from the
-//! operating system every round, and leaves before a training round that would bring its
-//! patients' ε past its own `max_epsilon` ([`crate::config::Consortium::check_privacy_budget`]).
+//! operating system every round, adds exact discrete Gaussian noise to the pooled statistics it
+//! contributes (setup counts and moments, evaluation histograms; [`pooled_noise`]), and leaves
+//! before a training round that would bring its patients' ε past its own `max_epsilon`
+//! ([`crate::config::Consortium::check_privacy_budget`]).
 
 mod local_data;
+mod pooled_noise;
 pub mod trainer;
 
 use core::time::Duration;
@@ -42,6 +45,7 @@ use crate::protocol::{
     UploadHeader, UploadKind,
 };
 use crate::transfer::{Assembler, chunks, params_from_bytes, split_sections};
+use pooled_noise::PooledSampler;
 
 /// What a hospital measured, for progress tables.
 #[derive(Debug, Default, Clone)]
@@ -379,22 +383,43 @@ impl HospitalNode {
         node: &str,
     ) -> Result<Vec<u8>> {
         let (kind, round, figures) = (agreed.kind, agreed.session.round, &agreed.figures);
+        // In training, the setup's pooled statistics are the first release ("round 0"), each
+        // training round the next. (An exploration's counts are exact: README says so.)
+        match kind {
+            SessionKind::Setup if settings.job == Job::Train => {
+                self.trust.consortium.check_privacy_budget(settings, 0)?
+            }
+            SessionKind::Setup => {}
+            SessionKind::Train => self.trust.consortium.check_privacy_budget(settings, round)?,
+            SessionKind::Evaluate | SessionKind::Explore => {}
+        }
+        let sampler = settings.privacy.and_then(|p| p.pooled).map(PooledSampler::new);
         let values = match kind {
-            SessionKind::Setup => settings.layout.setup_vector(local.counts())?,
+            SessionKind::Setup => match &sampler {
+                Some(sampler) => {
+                    settings.layout.setup_vector(&sampler.setup(local.counts(), local.moment_bounds())?)?
+                }
+                None => settings.layout.setup_vector(local.counts())?,
+            },
             SessionKind::Explore => {
                 let columns = settings.layout.explore_columns(figures);
                 settings.layout.explore_vector(local.explore_counts(&columns)?)?
             }
             SessionKind::Train | SessionKind::Evaluate => {
-                if kind == SessionKind::Train {
-                    self.trust.consortium.check_privacy_budget(settings, round)?;
-                }
                 let global = params_from_bytes(&agreed.model, settings.spec.param_count())?;
+                let counted_train_rows = local.counts().train_rows;
                 let (train, test) = local.datasets(figures)?;
-                let logits = Network::new(&settings.spec).predict(&global, test.features())?;
-                let evaluation = LocalEvaluation::of_logits(&logits, test.labels(), settings.layout.bins);
+                // Under pooled noise a training round evaluates nothing: its tail is zeros.
+                let evaluation =
+                    if kind == SessionKind::Train && settings.privacy.is_some_and(|p| !p.evaluates_rounds()) {
+                        LocalEvaluation::of_logits(&[], &[], settings.layout.bins)
+                    } else {
+                        let logits = Network::new(&settings.spec).predict(&global, test.features())?;
+                        local_evaluation(&logits, test, settings.layout.bins, sampler.as_ref())?
+                    };
                 if kind == SessionKind::Train {
-                    self.train_vector(settings, figures, &global, train, &evaluation, round, node)?
+                    let weight = counted_train_rows as f64 / figures.train_rows as f64;
+                    self.train_vector(settings, figures, &global, train, weight, &evaluation, round, node)?
                 } else {
                     settings.layout.evaluate_vector(&evaluation, figures.test_rows)?
                 }
@@ -426,15 +451,14 @@ impl HospitalNode {
         figures: &PublicFigures,
         global: &[f32],
         train: &Dataset,
+        weight: f64,
         evaluation: &LocalEvaluation,
         round: u32,
         node: &str,
     ) -> Result<Vec<f64>> {
-        let total = figures.train_rows;
-        if total == 0 {
+        if figures.train_rows == 0 {
             return Err(ProtocolError::Missing { message: "training task", field: "total training rows" }.into());
         }
-        let weight = train.rows() as f64 / total as f64;
         let mut local = global.to_vec();
         let mut config = settings.train;
         if config.pos_weight == 0.0 {
@@ -469,6 +493,26 @@ impl HospitalNode {
         let loss = f64::from(report.epoch_losses.last().copied().unwrap_or(0.0));
         Ok(settings.layout.train_vector(&delta, loss, weight, evaluation, figures.test_rows)?)
     }
+}
+
+/// This hospital's evaluation of `logits` on its `test` rows: with pooled noise, of the rows it
+/// counts (at most `rows_per_patient` a patient) with noise on every histogram cell.
+fn local_evaluation(
+    logits: &[f32],
+    test: &Dataset,
+    bins: usize,
+    sampler: Option<&PooledSampler>,
+) -> Result<LocalEvaluation> {
+    let Some(sampler) = sampler else { return Ok(LocalEvaluation::of_logits(logits, test.labels(), bins)) };
+    let rows = match test.groups() {
+        Some(groups) => sampler.counted_rows(groups),
+        None => (0..test.rows()).collect(),
+    };
+    let logits: Vec<f32> = rows.iter().map(|&row| logits[row]).collect();
+    let labels: Vec<f32> = rows.iter().map(|&row| test.labels()[row]).collect();
+    let mut evaluation = LocalEvaluation::of_logits(&logits, &labels, bins);
+    evaluation.noise = sampler.histogram(2 * bins)?;
+    Ok(evaluation)
 }
 
 /// The final model file, checked: the federation's model, and the output this hospital checked

@@ -6,7 +6,8 @@
 //! ```text
 //! setup:    [train rows, test rows, per numeric feature: present, Σx, Σx²,
 //!            per top_k column: rows per hash bucket] -> exact totals
-//!           (integers as 20-bit limbs; x and x² in fixed point with 8 fractional bits)
+//!           (integers as 20-bit limbs; x and x² in fixed point with 8 fractional bits; counts
+//!           are 40-bit two's complement, so that a hospital's noisy count may be negative)
 //! train:    [Δθ · n_k/N (params) | train_loss · n_k/N | evaluation tail] -> FedAvg mean update
 //! evaluate: [evaluation tail]
 //! explore:  [rows, positives, per column: missing, missing positives, rows per cell,
@@ -19,6 +20,11 @@
 //! for 10 hospitals), and to counts accurate to a fraction of a row beyond. From the decoded
 //! histograms [`fedcare_core::ScoreHistogram`] derives the AUROC and AUPRC (each with a binning
 //! error bound), a calibration table and a thinned ROC curve.
+//!
+//! Under differential privacy each hospital adds integer noise to its counts and histogram cells
+//! before they are encoded ([`fedcare_core::privacy::PooledNoise`]): the totals decode exactly
+//! to the true totals plus the hospitals' noise while `|total| < 2^39` (any 64 hospitals' counts),
+//! and counts below zero are read as zero.
 
 use fedcare_core::explore::{ColumnSpec, ExploreCounts};
 use fedcare_core::loss::bce_with_logits;
@@ -30,8 +36,10 @@ use crate::error::ProtocolError;
 /// Bits of one limb: integers travel as limbs of 20 bits, each encoded as `limb / 2^20` (exact
 /// in the codec, whose values carry 23-bit integers), so their sums decode exactly.
 const LIMB_BITS: u32 = 20;
-/// Limbs of a count (up to 2^40).
+/// Limbs of a count: 40-bit two's complement (totals up to ±2^39).
 const COUNT_LIMBS: usize = 2;
+/// Bits of a count.
+const COUNT_BITS: u32 = LIMB_BITS * COUNT_LIMBS as u32;
 /// Limbs of a signed 64-bit sum (two's complement; the limb sums recombine modulo 2^64).
 const SUM_LIMBS: usize = 4;
 /// Values per numeric feature in the setup vector.
@@ -51,6 +59,14 @@ fn from_limbs(values: &[f64]) -> u64 {
     })
 }
 
+/// A summed count: its 40-bit two's complement total, read as zero below zero (a noisy total of
+/// a rare cell; clamping is post-processing and costs no privacy).
+fn count_from_limbs(values: &[f64]) -> u64 {
+    let shift = 64 - COUNT_BITS;
+    let signed = (from_limbs(values) << shift) as i64 >> shift;
+    signed.max(0) as u64
+}
+
 /// The counts of the setup session: one hospital's (what it contributes) or the federation's
 /// (their decrypted sum, exact).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,27 +84,39 @@ pub struct SetupCounts {
 impl SetupCounts {
     /// Cheap sanity bounds on the federation's decoded counts, so that one hospital's
     /// out-of-range encoding is refused with a clear message instead of silently scaling every
-    /// update: every hospital trains on at least one row, no total reaches 2^40 (the limbs'
+    /// update: every hospital trains on at least one row, no total reaches 2^39 (the limbs'
     /// range), no feature is present in more rows than there are, and no `top_k` column counts
-    /// more rows than there are. (A hospital that lies within these bounds is not caught: that
-    /// needs range proofs.)
-    pub fn check(&self, hospitals: usize) -> Result<(), String> {
-        let limit = 1u64 << (LIMB_BITS * COUNT_LIMBS as u32);
-        if self.train_rows < hospitals as u64 || self.train_rows >= limit || self.test_rows >= limit {
+    /// more rows than there are. With `noise` (each hospital's noise's standard deviation on a
+    /// count, 0 without) one row in all is enough, each comparison allows eight standard
+    /// deviations of the difference of two noisy totals, and a `top_k` column's buckets are
+    /// bounded one by one. (A hospital that lies within these bounds is not caught: that needs
+    /// range proofs.)
+    pub fn check(&self, hospitals: usize, noise: f64) -> Result<(), String> {
+        let limit = 1u64 << (COUNT_BITS - 1);
+        // Eight standard deviations of the difference of two noisy totals.
+        let slack = (8.0 * noise * ((2 * hospitals) as f64).sqrt()).ceil() as u64;
+        let fewest = if noise > 0.0 { 1 } else { hospitals as u64 };
+        if self.train_rows < fewest || self.train_rows >= limit || self.test_rows >= limit {
             return Err(format!(
                 "the decoded row counts ({} training, {} held out) are impossible for {hospitals} hospitals: one hospital's setup encoding is out of range",
                 self.train_rows, self.test_rows
             ));
         }
-        if let Some((feature, m)) = self.moments.iter().enumerate().find(|(_, m)| m.count > self.train_rows) {
+        if let Some((feature, m)) = self.moments.iter().enumerate().find(|(_, m)| m.count > self.train_rows + slack) {
             return Err(format!(
                 "numeric feature {feature} is present in {} of {} rows: one hospital's setup encoding is out of range",
                 m.count, self.train_rows
             ));
         }
         for (column, counts) in self.bucket_counts.iter().enumerate() {
-            let total = counts.iter().try_fold(0u64, |sum, &c| sum.checked_add(c)).unwrap_or(u64::MAX);
-            if total > self.train_rows {
+            // Noisy counts are read as zero below zero, which biases a column's total upwards:
+            // under noise each bucket is bounded instead.
+            let total = if noise > 0.0 {
+                counts.iter().copied().max().unwrap_or(0)
+            } else {
+                counts.iter().try_fold(0u64, |sum, &c| sum.checked_add(c)).unwrap_or(u64::MAX)
+            };
+            if total > self.train_rows.saturating_add(slack) {
                 return Err(format!(
                     "top_k column {column} counts {total} of {} rows: one hospital's setup encoding is out of range",
                     self.train_rows
@@ -104,7 +132,7 @@ impl SetupCounts {
 /// the cells and the missing rows add up to the rows, no cell has more positives than rows, and a
 /// numeric column's moments count its present values.
 pub fn check_exploration(counts: &ExploreCounts, hospitals: usize) -> Result<(), String> {
-    let limit = 1u64 << (LIMB_BITS * COUNT_LIMBS as u32);
+    let limit = 1u64 << COUNT_BITS;
     let out_of_range = |what: String| Err(format!("{what}: one hospital's exploration encoding is out of range"));
     if counts.rows < hospitals as u64 || counts.rows >= limit || counts.positives > counts.rows {
         return out_of_range(format!(
@@ -131,13 +159,16 @@ pub struct LocalEvaluation {
     pub loss_sum: f64,
     /// Positives and negatives per score bin.
     pub histogram: ScoreHistogram,
+    /// Integer noise added to each cell when it is contributed, positives' bins then negatives'
+    /// (empty: none).
+    pub noise: Vec<i64>,
 }
 
 impl LocalEvaluation {
     /// Bins the probabilities of `logits` by label and sums their log losses.
     pub fn of_logits(logits: &[f32], labels: &[f32], bins: usize) -> Self {
         let loss_sum = logits.iter().zip(labels).map(|(&z, &y)| f64::from(bce_with_logits(z, y, 1.0))).sum();
-        Self { loss_sum, histogram: ScoreHistogram::of_logits(logits, labels, bins) }
+        Self { loss_sum, histogram: ScoreHistogram::of_logits(logits, labels, bins), noise: Vec::new() }
     }
 }
 
@@ -190,6 +221,14 @@ impl ContributionLayout {
     /// Values of the evaluation tail.
     fn tail_len(&self) -> usize {
         1 + 2 * self.bins
+    }
+
+    /// The statistics the setup session releases, each changed by one patient by at most its
+    /// noise's sensitivity: the row counts (training and held out: a patient is on one side),
+    /// each numeric feature's present count, sum and sum of squares, and each `top_k` column's
+    /// bucket counts.
+    pub fn setup_statistics(&self) -> u32 {
+        (1 + 3 * self.numeric + self.top_k.len()) as u32
     }
 
     /// Values of the setup vector.
@@ -313,12 +352,16 @@ impl ContributionLayout {
     fn push_tail(&self, values: &mut Vec<f64>, evaluation: &LocalEvaluation, total_test_rows: u64) {
         let t = total_test_rows.max(1) as f64;
         values.push(evaluation.loss_sum / t);
-        values.extend(evaluation.histogram.positives.iter().map(|&c| c as f64 / t));
-        values.extend(evaluation.histogram.negatives.iter().map(|&c| c as f64 / t));
+        let cells = evaluation.histogram.positives.iter().chain(&evaluation.histogram.negatives);
+        let noise = evaluation.noise.iter().copied().chain(core::iter::repeat(0));
+        values.extend(cells.zip(noise).map(|(&c, z)| (c as f64 + z as f64) / t));
     }
 
     fn check_evaluation(&self, evaluation: &LocalEvaluation) -> Result<(), ProtocolError> {
-        if evaluation.histogram.bins() != self.bins || evaluation.histogram.negatives.len() != self.bins {
+        if evaluation.histogram.bins() != self.bins
+            || evaluation.histogram.negatives.len() != self.bins
+            || !(evaluation.noise.is_empty() || evaluation.noise.len() == 2 * self.bins)
+        {
             return Err(ProtocolError::Invalid {
                 field: "evaluation bins",
                 value: evaluation.histogram.bins().to_string(),
@@ -393,7 +436,7 @@ impl ContributionLayout {
         let moments = features
             .chunks_exact(PER_FEATURE)
             .map(|f| Moments {
-                count: from_limbs(&f[..COUNT_LIMBS]),
+                count: count_from_limbs(&f[..COUNT_LIMBS]),
                 sum: from_limbs(&f[COUNT_LIMBS..COUNT_LIMBS + SUM_LIMBS]) as i64,
                 squares: from_limbs(&f[COUNT_LIMBS + SUM_LIMBS..]) as i64,
             })
@@ -401,12 +444,12 @@ impl ContributionLayout {
         let mut bucket_counts = Vec::with_capacity(self.top_k.len());
         for shape in &self.top_k {
             let (column, rest) = buckets.split_at(COUNT_LIMBS * shape.buckets as usize);
-            bucket_counts.push(column.chunks_exact(COUNT_LIMBS).map(from_limbs).collect());
+            bucket_counts.push(column.chunks_exact(COUNT_LIMBS).map(count_from_limbs).collect());
             buckets = rest;
         }
         SetupCounts {
-            train_rows: from_limbs(&counts[..COUNT_LIMBS]),
-            test_rows: from_limbs(&counts[COUNT_LIMBS..]),
+            train_rows: count_from_limbs(&counts[..COUNT_LIMBS]),
+            test_rows: count_from_limbs(&counts[COUNT_LIMBS..]),
             moments,
             bucket_counts,
         }
@@ -426,7 +469,7 @@ impl ContributionLayout {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn layout(params: usize, bins: usize, numeric: usize, top_k: Vec<TopKShape>) -> ContributionLayout {
@@ -504,6 +547,63 @@ mod tests {
         assert!(layout.explore_vector(&ExploreCounts::default()).is_err(), "counts of another shape");
     }
 
+    /// The decoded sum of `vectors` as the federation computes it: each encoded by the default
+    /// codec (64 parties at most), summed modulo the plaintext space, decoded.
+    pub(crate) fn sum_through_codec(vectors: &[Vec<f64>]) -> Vec<f64> {
+        let codec = fedcare_core::Codec::new(fedcare_core::CodecConfig::default()).unwrap();
+        let mut sum = vec![0u64; vectors[0].len()];
+        for values in vectors {
+            let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+            let encoded = codec.encode(&values, 1.0).unwrap();
+            assert_eq!(encoded.clipped, 0);
+            codec.add_assign(&mut sum, &encoded.words).unwrap();
+        }
+        let integers = codec.decode_sum_integers(&sum, vectors.len() as u32).unwrap();
+        integers.iter().map(|&i| i as f64 * codec.resolution()).collect()
+    }
+
+    #[test]
+    fn noisy_counts_of_64_hospitals_decode_without_overflow() {
+        let layout = layout(0, 4, 1, vec![TopKShape { buckets: 3, k: 1 }]);
+        // What a hospital's noise does to its counts: wrapping addition, a negative result
+        // carried as its two's complement.
+        let hospital = |h: i64, rows: u64, noise: i64| SetupCounts {
+            train_rows: rows.wrapping_add_signed(noise),
+            test_rows: (rows / 4).wrapping_add_signed(-noise),
+            moments: vec![Moments {
+                count: rows.wrapping_add_signed(noise - 3),
+                sum: -(1 << 40) + noise * 1_000_000,
+                squares: (1 << 50) + noise,
+            }],
+            // One bucket far below zero for every hospital, one near the limit, one mixed.
+            bucket_counts: vec![vec![
+                0u64.wrapping_add_signed(-5_000 - h),
+                (rows / 2).wrapping_add_signed(noise),
+                3u64.wrapping_add_signed(if h % 2 == 0 { -40 } else { 40 }),
+            ]],
+        };
+        // 64 hospitals of 2^33 rows each: totals up to 2^39 − 1, the largest the limbs carry.
+        let (rows, hospitals) = ((1u64 << 33) - 1, 64i64);
+        let noise = |h: i64| (h - 32) * 997;
+        let vectors: Vec<Vec<f64>> =
+            (0..hospitals).map(|h| layout.setup_vector(&hospital(h, rows, noise(h))).unwrap()).collect();
+        let DecodedSum::Setup(total) = layout.decode(SessionKind::Setup, &sum_through_codec(&vectors), 0).unwrap()
+        else {
+            panic!("not a setup sum")
+        };
+        let noise_sum: i64 = (0..hospitals).map(noise).sum();
+        let exact = |per_hospital: u64, noise: i64| (per_hospital as i64 * hospitals + noise) as u64;
+        assert_eq!(total.train_rows, exact(rows, noise_sum));
+        assert!(total.train_rows < 1 << 39);
+        assert_eq!(total.test_rows, exact(rows / 4, -noise_sum));
+        assert_eq!(total.moments[0].count, exact(rows, noise_sum - 3 * hospitals));
+        assert_eq!(total.moments[0].sum, -(1 << 40) * hospitals + noise_sum * 1_000_000);
+        assert_eq!(total.moments[0].squares, (1 << 50) * hospitals + noise_sum);
+        // A total below zero reads as zero; the others are exact.
+        assert_eq!(total.bucket_counts, [vec![0, exact(rows / 2, noise_sum), 3 * 64]]);
+        total.check(64, 100.0).unwrap();
+    }
+
     #[test]
     fn impossible_setup_totals_are_refused_with_the_reason() {
         let sane = SetupCounts {
@@ -512,14 +612,25 @@ mod tests {
             moments: vec![Moments { count: 10, sum: 0, squares: 0 }],
             bucket_counts: vec![vec![4, 6]],
         };
-        sane.check(3).unwrap();
-        assert!(sane.check(11).unwrap_err().contains("impossible for 11 hospitals"));
+        sane.check(3, 0.0).unwrap();
+        assert!(sane.check(11, 0.0).unwrap_err().contains("impossible for 11 hospitals"));
+        // With noise, eight standard deviations of it are allowed, and one row in all is enough.
+        sane.check(11, 1.0).unwrap();
+        let noisy = SetupCounts { moments: vec![Moments { count: 10 + 37, sum: 0, squares: 0 }], ..sane.clone() };
+        noisy.check(3, 2.0).unwrap();
+        assert!(noisy.check(3, 1.0).unwrap_err().contains("numeric feature 0"));
+        // Under noise a top_k column's buckets are bounded one by one (zeroed negatives add up).
+        let spread = SetupCounts { bucket_counts: vec![vec![9; 1000]], ..sane.clone() };
+        spread.check(3, 5.0).unwrap();
+        assert!(spread.check(3, 0.0).is_err());
+        let one_wrapped = SetupCounts { bucket_counts: vec![vec![(1 << 39) - 1, 0]], ..sane.clone() };
+        assert!(one_wrapped.check(3, 5.0).unwrap_err().contains("top_k column 0"));
         let present = SetupCounts { moments: vec![Moments { count: 11, sum: 0, squares: 0 }], ..sane.clone() };
-        assert!(present.check(3).unwrap_err().contains("numeric feature 0"));
+        assert!(present.check(3, 0.0).unwrap_err().contains("numeric feature 0"));
         let buckets = SetupCounts { bucket_counts: vec![vec![u64::MAX, 1]], ..sane.clone() };
-        assert!(buckets.check(3).unwrap_err().contains("top_k column 0"));
+        assert!(buckets.check(3, 0.0).unwrap_err().contains("top_k column 0"));
         let huge = SetupCounts { train_rows: 1 << 40, ..sane };
-        assert!(huge.check(3).is_err());
+        assert!(huge.check(3, 0.0).is_err());
     }
 
     #[test]

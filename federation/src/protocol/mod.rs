@@ -333,21 +333,38 @@ pub enum Job {
     },
 }
 
-/// DP-SGD as a federation runs it: the settings every hospital trains with, and the δ at which
-/// ε is reported. ε depends on these settings alone (every hospital samples patients at the same
-/// rate), so the aggregator, every hospital and the model file give the same figure.
+/// Differential privacy as a federation runs it: the DP-SGD settings every hospital trains with,
+/// the noise every hospital adds to the pooled statistics, and the δ at which ε is reported. ε
+/// depends on these settings and the layout alone (every hospital samples patients at the same
+/// rate and noises the same statistics), so the aggregator, every hospital and the model file
+/// give the same figure.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Privacy {
     /// Sampling rate, noise multiplier and clip norm.
     pub dp_sgd: fedcare_core::privacy::DpSgd,
     /// δ of the reported (ε, δ).
     pub delta: f64,
+    /// The noise on the pooled statistics (`None`: they are decrypted exact, and README's
+    /// "what is not protected" applies to them).
+    pub pooled: Option<fedcare_core::privacy::PooledNoise>,
+    /// The statistics the setup session releases ([`ContributionLayout::setup_statistics`]).
+    pub setup_statistics: u32,
 }
 
 impl Privacy {
-    /// ε after `rounds` training rounds of `epochs` local epochs each.
+    /// ε after `rounds` training rounds of `epochs` local epochs each: DP-SGD's steps composed
+    /// with the pooled statistics, the setup's and the final evaluation's, counted from the
+    /// start. (With pooled noise the training rounds evaluate nothing: a noisy evaluation every
+    /// round would cost a statistic each and choose the model by its noise.)
     pub fn epsilon_after(&self, rounds: u32, epochs: u32) -> f64 {
-        self.dp_sgd.epsilon_after_epochs(u64::from(rounds) * u64::from(epochs), self.delta)
+        let steps = u64::from(rounds) * u64::from(epochs) * u64::from(self.dp_sgd.steps_per_epoch());
+        let rho = self.pooled.map_or(0.0, |pooled| pooled.rho(u64::from(self.setup_statistics)));
+        self.dp_sgd.mechanism().epsilon_with(steps, rho, self.delta)
+    }
+
+    /// Whether the training rounds carry an evaluation: not under pooled noise.
+    pub fn evaluates_rounds(&self) -> bool {
+        self.pooled.is_none()
     }
 }
 

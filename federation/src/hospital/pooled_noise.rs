@@ -1,0 +1,187 @@
+//! A hospital's noise on the pooled statistics it contributes: exact discrete Gaussian samples
+//! (`opendp`'s sampler, which draws from the operating system's randomness), added to its
+//! counts, moments and histogram cells before they are encoded and encrypted.
+//!
+//! Guarantees: every count (rows, present values, bucket rows) gets noise of scale `σ_p·L`, a
+//! histogram cell `σ_e·L`, a feature's sum `σ_p·L·⌈256·B⌉` and its sum of squares `σ_p·L·⌈256·B²⌉`,
+//! where `L` is the rows counted per patient and `B` the largest magnitude of the feature's
+//! clamped values: each is one patient's most change of the statistic times `σ_p`
+//! ([`fedcare_core::privacy::PooledNoise`]). The noise is integer and exact (no floating-point
+//! sampler: Mironov 2012), and is this hospital's own: its patients keep that protection if
+//! every other party colludes. Wrapping arithmetic carries a negative noisy count as the two's
+//! complement the contribution encodes.
+
+use dashu::integer::IBig;
+use dashu::rational::RBig;
+use fedcare_core::privacy::PooledNoise;
+use fedcare_core::stats::MOMENT_SCALE;
+
+use crate::error::{FederationError, Result};
+use crate::protocol::SetupCounts;
+
+/// Draws a hospital's noise for the pooled statistics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PooledSampler {
+    noise: PooledNoise,
+}
+
+impl PooledSampler {
+    /// The sampler of `noise`.
+    pub(crate) fn new(noise: PooledNoise) -> Self {
+        Self { noise }
+    }
+
+    /// The rows this hospital counts of rows whose patients are `groups`.
+    pub(crate) fn counted_rows<T: Ord>(&self, groups: &[T]) -> Vec<usize> {
+        self.noise.counted_rows(groups)
+    }
+
+    /// One exact discrete Gaussian draw for a setup statistic one row changes by at most
+    /// `per_row`.
+    fn draw(&self, per_row: f64) -> Result<i64> {
+        self.draw_scaled(self.noise.scale(per_row))
+    }
+
+    /// One exact discrete Gaussian draw of `scale`.
+    fn draw_scaled(&self, scale: f64) -> Result<i64> {
+        let failed = |what: String| FederationError::Task(format!("the pooled statistics' noise: {what}"));
+        let scale = RBig::try_from(scale).map_err(|e| failed(format!("scale {scale}: {e:?}")))?;
+        let sample: IBig = opendp::traits::samplers::sample_discrete_gaussian(scale)
+            .map_err(|e| failed(format!("the discrete Gaussian sampler: {e}")))?;
+        i64::try_from(sample).map_err(|e| failed(format!("a draw beyond 64 bits: {e:?}")))
+    }
+
+    /// `count` plus noise, wrapping (a negative result is its two's complement).
+    fn noisy_count(&self, count: u64) -> Result<u64> {
+        Ok(count.wrapping_add_signed(self.draw(1.0)?))
+    }
+
+    /// This hospital's setup counts with noise on every count and moment; `bounds` is each
+    /// numeric feature's largest magnitude after clamping.
+    pub(crate) fn setup(&self, counts: &SetupCounts, bounds: &[f64]) -> Result<SetupCounts> {
+        let mut noisy = counts.clone();
+        noisy.train_rows = self.noisy_count(counts.train_rows)?;
+        noisy.test_rows = self.noisy_count(counts.test_rows)?;
+        for (moments, &bound) in noisy.moments.iter_mut().zip(bounds) {
+            moments.count = self.noisy_count(moments.count)?;
+            moments.sum = moments.sum.wrapping_add(self.draw((bound * MOMENT_SCALE).ceil())?);
+            moments.squares = moments.squares.wrapping_add(self.draw((bound * bound * MOMENT_SCALE).ceil())?);
+        }
+        for count in noisy.bucket_counts.iter_mut().flatten() {
+            *count = self.noisy_count(*count)?;
+        }
+        Ok(noisy)
+    }
+
+    /// Noise for the `cells` cells of an evaluation's histograms.
+    pub(crate) fn histogram(&self, cells: usize) -> Result<Vec<i64>> {
+        (0..cells).map(|_| self.draw_scaled(self.noise.evaluation_scale())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fedcare_core::{Moments, ScoreHistogram, TopKShape};
+
+    use super::*;
+    use crate::protocol::contribution::tests::sum_through_codec;
+    use crate::protocol::{ContributionLayout, DecodedSum, LocalEvaluation, SessionKind};
+
+    /// The mean and variance of `samples`.
+    fn mean_and_variance(samples: &[f64]) -> (f64, f64) {
+        let n = samples.len() as f64;
+        let mean = samples.iter().sum::<f64>() / n;
+        (mean, samples.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0))
+    }
+
+    /// Checks that `differences` (noisy total − exact total, over runs) have mean 0 within four
+    /// standard errors and the variance `variance` within `tolerance` (relative).
+    fn assert_noise(what: &str, differences: &[f64], variance: f64, tolerance: f64) {
+        let (mean, observed) = mean_and_variance(differences);
+        let standard_error = (variance / differences.len() as f64).sqrt();
+        assert!(mean.abs() < 4.0 * standard_error, "{what}: mean {mean}, standard error {standard_error}");
+        assert!(
+            (observed / variance - 1.0).abs() < tolerance,
+            "{what}: variance {observed}, expected {variance} within {tolerance}"
+        );
+        assert!(differences.iter().all(|d| d.fract() == 0.0), "{what}: integer noise");
+    }
+
+    #[test]
+    fn noisy_totals_differ_from_the_exact_ones_as_the_configured_noise_says() {
+        let noise = PooledNoise { multiplier: 2.0, evaluation_multiplier: 1.0, rows_per_patient: 2 };
+        let sampler = PooledSampler::new(noise);
+        let layout = ContributionLayout {
+            params: 0,
+            bins: 4,
+            numeric: 1,
+            top_k: vec![TopKShape { buckets: 8, k: 2 }],
+            explore: Vec::new(),
+        };
+        let (hospitals, runs, bound) = (5usize, 400, 10.0);
+        let exact = SetupCounts {
+            train_rows: 1000,
+            test_rows: 250,
+            moments: vec![Moments { count: 990, sum: 1_234_567, squares: 98_765_432 }],
+            bucket_counts: vec![(0..8).map(|b| 200 + 10 * b).collect()],
+        };
+        let (mut rows, mut buckets, mut sums, mut squares) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let vectors: Vec<Vec<f64>> = (0..hospitals)
+                .map(|_| layout.setup_vector(&sampler.setup(&exact, &[bound]).unwrap()).unwrap())
+                .collect();
+            let DecodedSum::Setup(total) = layout.decode(SessionKind::Setup, &sum_through_codec(&vectors), 0).unwrap()
+            else {
+                panic!("not a setup sum")
+            };
+            let h = hospitals as f64;
+            rows.push(total.train_rows as f64 - h * exact.train_rows as f64);
+            rows.push(total.test_rows as f64 - h * exact.test_rows as f64);
+            rows.push(total.moments[0].count as f64 - h * exact.moments[0].count as f64);
+            sums.push(total.moments[0].sum as f64 - h * exact.moments[0].sum as f64);
+            squares.push(total.moments[0].squares as f64 - h * exact.moments[0].squares as f64);
+            for (noisy, &count) in total.bucket_counts[0].iter().zip(&exact.bucket_counts[0]) {
+                buckets.push(*noisy as f64 - h * count as f64);
+            }
+        }
+        // Each hospital's count noise has scale σ_p·L = 4: the total's variance is H·16.
+        let count_variance = hospitals as f64 * noise.scale(1.0).powi(2);
+        assert_noise("row counts", &rows, count_variance, 0.15);
+        assert_noise("bucket counts", &buckets, count_variance, 0.1);
+        // A sum's noise has scale σ_p·L·⌈256·B⌉, a sum of squares' σ_p·L·⌈256·B²⌉.
+        assert_noise("sums", &sums, hospitals as f64 * noise.scale(2560.0).powi(2), 0.3);
+        assert_noise("squares", &squares, hospitals as f64 * noise.scale(25_600.0).powi(2), 0.3);
+    }
+
+    #[test]
+    fn noisy_histograms_sum_to_the_exact_cells_plus_the_hospitals_noise() {
+        let noise = PooledNoise { multiplier: 1.0, evaluation_multiplier: 3.0, rows_per_patient: 1 };
+        let sampler = PooledSampler::new(noise);
+        let bins = 8;
+        let layout = ContributionLayout { params: 0, bins, numeric: 0, top_k: Vec::new(), explore: Vec::new() };
+        let histogram = ScoreHistogram { positives: vec![100; bins], negatives: vec![900; bins] };
+        let (hospitals, runs) = (4usize, 150);
+        let test_rows = (hospitals * 1000 * bins) as u64;
+        let mut differences = Vec::new();
+        for _ in 0..runs {
+            let vectors: Vec<Vec<f64>> = (0..hospitals)
+                .map(|_| {
+                    let evaluation = LocalEvaluation {
+                        loss_sum: 1.0,
+                        histogram: histogram.clone(),
+                        noise: sampler.histogram(2 * bins).unwrap(),
+                    };
+                    layout.evaluate_vector(&evaluation, test_rows).unwrap()
+                })
+                .collect();
+            let DecodedSum::Evaluate(total) =
+                layout.decode(SessionKind::Evaluate, &sum_through_codec(&vectors), test_rows).unwrap()
+            else {
+                panic!("not an evaluation")
+            };
+            let cells = total.histogram.positives.iter().map(|&c| c as f64 - 400.0);
+            differences.extend(cells.chain(total.histogram.negatives.iter().map(|&c| c as f64 - 3600.0)));
+        }
+        assert_noise("histogram cells", &differences, hospitals as f64 * 9.0, 0.1);
+    }
+}
