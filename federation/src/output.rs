@@ -45,7 +45,7 @@ pub struct SessionInputs<'a> {
     pub server: &'a ServerState,
     /// The public figures it started from.
     pub figures: &'a PublicFigures,
-    /// DP-SGD's settings and the local epochs of a round (`None`: no differential privacy).
+    /// The privacy settings and the local epochs of a round (`None`: no differential privacy).
     pub privacy: Option<(Privacy, u32)>,
 }
 
@@ -82,8 +82,9 @@ pub fn server_bytes(server: &ServerState) -> Vec<u8> {
 
 /// The model file of a state: the best model so far with its training rounds, metrics and
 /// Platt scaling (before any evaluation: the global parameters), the feature scaling and the
-/// `top_k` buckets; with DP-SGD (`privacy`: its settings and the local epochs of a round), the ε
-/// of every training round released so far and its δ (metrics `epsilon`, `delta`).
+/// `top_k` buckets; with differential privacy (`privacy`: its settings and the local epochs of a
+/// round), the ε of every training round released so far and of the pooled statistics, and its δ
+/// (metrics `epsilon`, `delta`).
 pub fn model_file(
     spec: &ModelSpec,
     schema_id: &str,

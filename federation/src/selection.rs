@@ -11,6 +11,10 @@
 //! the rest of the state. No hospital's validation rows leave it: only the pooled score
 //! histogram is decrypted. With a `patience`, training stops once that many evaluations in a row
 //! found nothing better ([`training_ends`]).
+//!
+//! Under differential privacy with noisy pooled statistics the training rounds are not
+//! evaluated (a noisy evaluation each round would spend ε and choose by its noise): the only
+//! evaluation is the final one, so the model handed out is the last.
 
 use fedcare_core::{Platt, ServerOptimizer, ServerOptimizerConfig};
 use serde::{Deserialize, Serialize};
