@@ -743,22 +743,22 @@ impl AggregatorConfig {
             top_k: self.top_k.clone(),
             explore: if job == Job::Train { Vec::new() } else { self.explore.columns.clone() },
         };
-        if let Some(privacy) = self.privacy.as_ref().filter(|p| p.pooled_noise != 0.0) {
-            if !(2..=4096).contains(&privacy.evaluation_bins) {
-                return Err(invalid("[privacy] evaluation_bins", privacy.evaluation_bins, "2 to 4096"));
-            }
-            layout.bins = privacy.evaluation_bins as usize;
-        }
         let privacy = match (&self.privacy, &job) {
-            (Some(privacy), Job::Train) => {
-                let privacy = privacy.resolve(self.rounds, t.epochs, layout.setup_statistics())?;
-                if !privacy.evaluates_rounds() && self.patience.is_some() {
-                    return Err(invalid(
-                        "patience",
-                        "with [privacy] pooled_noise",
-                        "no patience (with pooled noise the rounds are not evaluated: set pooled_noise = 0 to \
-                         evaluate them exactly, unprotected)",
-                    ));
+            (Some(config), Job::Train) => {
+                let privacy = config.resolve(self.rounds, t.epochs, layout.setup_statistics())?;
+                if !privacy.evaluates_rounds() {
+                    if self.patience.is_some() {
+                        return Err(invalid(
+                            "patience",
+                            "with [privacy] pooled_noise",
+                            "no patience (with pooled noise the rounds are not evaluated: set pooled_noise = 0 to \
+                             evaluate them exactly, unprotected)",
+                        ));
+                    }
+                    if !(2..=4096).contains(&config.evaluation_bins) {
+                        return Err(invalid("[privacy] evaluation_bins", config.evaluation_bins, "2 to 4096"));
+                    }
+                    layout.bins = config.evaluation_bins as usize;
                 }
                 Some(privacy)
             }

@@ -43,9 +43,6 @@ impl HospitalData {
 #[derive(Debug)]
 pub struct LocalData {
     counts: SetupCounts,
-    /// Per numeric feature, the largest magnitude its clamped values have in `counts` (empty
-    /// without pooled noise).
-    moment_bounds: Vec<f64>,
     split: Split,
     /// The exploration's counts of this hospital's rows, once made.
     explored: Option<ExploreCounts>,
@@ -102,7 +99,7 @@ impl LocalData {
                         "schema data: an exploration counts the columns of a schema",
                     ));
                 }
-                Ok(Self { counts, moment_bounds: Vec::new(), split: Split::Ready(train, test), explored: None })
+                Ok(Self { counts, split: Split::Ready(train, test), explored: None })
             }
             HospitalData::Table { table, schema } => {
                 // A federation configured with a schema names it; the same shapes under another
@@ -155,45 +152,42 @@ impl LocalData {
                     }
                 }
                 let (train, test) = table.split_for_evaluation(f64::from(settings.test_fraction), seed)?;
-                let (counts, moment_bounds) = match settings.privacy.and_then(|p| p.pooled) {
-                    None => (
-                        SetupCounts {
-                            train_rows: train.rows() as u64,
-                            test_rows: test.rows() as u64,
-                            moments: train.numeric_moments(),
-                            bucket_counts: train.bucket_counts(schema),
-                        },
-                        Vec::new(),
-                    ),
-                    Some(pooled) => {
-                        let ranges = schema
-                            .numeric
-                            .iter()
-                            .map(|column| {
-                                column.value_range().ok_or_else(|| {
-                                    mismatch(
-                                        "numeric column",
-                                        format!("{} without edges", column.name),
-                                        "edges (their span is the range its values are clamped to in the noisy \
-                                         pooled moments)",
-                                    )
-                                })
+                // Under pooled noise: at most `rows_per_patient` rows of a patient, values clamped
+                // to their schema ranges.
+                let pooled = settings.privacy.and_then(|p| p.pooled);
+                let ranges = match pooled {
+                    Some(_) => schema
+                        .numeric
+                        .iter()
+                        .map(|column| {
+                            column.value_range().ok_or_else(|| {
+                                mismatch(
+                                    "numeric column",
+                                    format!("{} without edges", column.name),
+                                    "edges (their span is the range its values are clamped to in the noisy pooled \
+                                     moments)",
+                                )
                             })
-                            .collect::<Result<Vec<_>>>()?;
-                        let counted_train = train.select(&pooled.counted_rows(train.groups()));
-                        let counted_test_rows = pooled.counted_rows(test.groups()).len();
-                        let counts = SetupCounts {
-                            train_rows: counted_train.rows() as u64,
-                            test_rows: counted_test_rows as u64,
-                            moments: counted_train.numeric_moments_within(&ranges),
-                            bucket_counts: counted_train.bucket_counts(schema),
-                        };
-                        (counts, ranges.iter().map(|(low, high)| low.abs().max(high.abs())).collect())
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                    None => vec![(f64::NEG_INFINITY, f64::INFINITY); schema.numeric.len()],
+                };
+                let selected;
+                let (counted_train, counted_test_rows) = match pooled {
+                    Some(pooled) => {
+                        selected = train.select(&pooled.counted_rows(train.groups()));
+                        (&selected, pooled.counted_rows(test.groups()).len())
                     }
+                    None => (&train, test.rows()),
+                };
+                let counts = SetupCounts {
+                    train_rows: counted_train.rows() as u64,
+                    test_rows: counted_test_rows as u64,
+                    moments: counted_train.numeric_moments_within(&ranges),
+                    bucket_counts: counted_train.bucket_counts(schema),
                 };
                 Ok(Self {
                     counts,
-                    moment_bounds,
                     split: Split::Table(Box::new(TableSplit { train, test, schema: (**schema).clone(), built: None })),
                     explored: None,
                 })
@@ -206,10 +200,12 @@ impl LocalData {
         &self.counts
     }
 
-    /// Per numeric feature, the largest magnitude of its clamped values in [`Self::counts`]
-    /// (empty without pooled noise).
-    pub fn moment_bounds(&self) -> &[f64] {
-        &self.moment_bounds
+    /// Per numeric feature, the largest magnitude of its values clamped to the schema's range, as
+    /// [`Self::counts`] has them under pooled noise (empty for data without a schema).
+    pub fn moment_bounds(&self) -> Vec<f64> {
+        let Split::Table(split) = &self.split else { return Vec::new() };
+        let bound = |(low, high): (f64, f64)| low.abs().max(high.abs());
+        split.schema.numeric.iter().map(|column| column.value_range().map_or(f64::INFINITY, bound)).collect()
     }
 
     /// This hospital's counts of all its rows (training and held out) on the exploration's

@@ -385,19 +385,19 @@ impl HospitalNode {
         let (kind, round, figures) = (agreed.kind, agreed.session.round, &agreed.figures);
         // In training, the setup's pooled statistics are the first release ("round 0"), each
         // training round the next. (An exploration's counts are exact: README says so.)
-        match kind {
-            SessionKind::Setup if settings.job == Job::Train => {
-                self.trust.consortium.check_privacy_budget(settings, 0)?
-            }
-            SessionKind::Setup => {}
-            SessionKind::Train => self.trust.consortium.check_privacy_budget(settings, round)?,
-            SessionKind::Evaluate | SessionKind::Explore => {}
+        let release = match kind {
+            SessionKind::Setup if settings.job == Job::Train => Some(0),
+            SessionKind::Train => Some(round),
+            SessionKind::Setup | SessionKind::Evaluate | SessionKind::Explore => None,
+        };
+        if let Some(release) = release {
+            self.trust.consortium.check_privacy_budget(settings, release)?;
         }
         let sampler = settings.privacy.and_then(|p| p.pooled).map(PooledSampler::new);
         let values = match kind {
             SessionKind::Setup => match &sampler {
                 Some(sampler) => {
-                    settings.layout.setup_vector(&sampler.setup(local.counts(), local.moment_bounds())?)?
+                    settings.layout.setup_vector(&sampler.setup(local.counts(), &local.moment_bounds())?)?
                 }
                 None => settings.layout.setup_vector(local.counts())?,
             },

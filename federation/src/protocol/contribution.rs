@@ -8,7 +8,8 @@
 //!            per top_k column: rows per hash bucket] -> exact totals
 //!           (integers as 20-bit limbs; x and x² in fixed point with 8 fractional bits; counts
 //!           are 40-bit two's complement, so that a hospital's noisy count may be negative)
-//! train:    [Δθ · n_k/N (params) | train_loss · n_k/N | evaluation tail] -> FedAvg mean update
+//! train:    [Δθ · n_k/N (params) | train_loss · n_k/N | evaluation tail (zeros under pooled
+//!            noise: the rounds are not evaluated)] -> FedAvg mean update
 //! evaluate: [evaluation tail]
 //! explore:  [rows, positives, per column: missing, missing positives, rows per cell,
 //!            positives per cell, and for a numeric column its present count, Σx, Σx²]
