@@ -12,7 +12,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use fedcare_core::ModelFile;
-use fedcare_federation::config::Consortium;
 use fedcare_federation::transcript::endorsements;
 
 /// `fedcare inspect`'s arguments.
@@ -38,7 +37,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         println!("endorsed:   no");
         return Ok(());
     }
-    let roster = args.members.as_deref().map(Consortium::load_roster).transpose()?;
+    let roster = args.members.as_deref().map(fedcare_federation::config::load_roster).transpose()?;
     let statements = endorsements(&model)
         .with_context(|| format!("{} is not what the federation endorsed", args.model.display()))?;
     let first = &statements[0].1;

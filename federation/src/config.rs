@@ -56,7 +56,6 @@
 //! `FEDCARE_SERVER_NAME`, `FEDCARE_STATE_DIR` for a hospital. A variable that is set wins over
 //! the file.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use fedcare_core::explore::{ColumnSpec, DEFAULT_MIN_CELL};
@@ -66,7 +65,9 @@ use fedcare_core::{Codec, CodecConfig, ModelSpec, OptimizerConfig, ServerOptimiz
 use fedcare_crypto::PARAMS_V2;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ConfigError, FederationError, Result, TrustError};
+pub use fedcare_protocol::roster::Consortium;
+
+use crate::error::{ConfigError, FederationError, Result};
 use crate::protocol::{ContributionLayout, Job, NodeId, Privacy};
 
 /// Paths of a party's TLS material.
@@ -879,124 +880,37 @@ fn default_state_dir() -> PathBuf {
     "fedcare-hospital".into()
 }
 
-/// The consortium as one hospital pins it: who may take part (certificate name and key
-/// fingerprint), and the bounds of what this hospital agrees to. The aggregator cannot change
-/// any of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Consortium {
-    /// The members: certificate name = key fingerprint (`sha256:…`).
-    pub members: BTreeMap<String, crate::signing::Fingerprint>,
-    /// The fewest hospitals a session may have for this hospital to take part.
-    #[serde(default = "default_consortium_min")]
-    pub min_hospitals: usize,
-    /// The most training rounds it accepts.
-    #[serde(default = "default_max_rounds")]
-    pub max_rounds: u32,
-    /// The most attempts of one round it takes part in.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-    /// The largest model, in parameters.
-    #[serde(default = "default_max_params")]
-    pub max_params: u64,
-    /// The most local epochs per round.
-    #[serde(default = "default_max_epochs")]
-    pub max_epochs: u32,
-    /// The most privacy this hospital lets its patients spend: it takes part in no training
-    /// round after which ε (at the federation's δ) would exceed this, and in none at all of a
-    /// federation without differential privacy (absent: no limit).
-    #[serde(default)]
-    pub max_epsilon: Option<f64>,
+/// A roster from a file: a `members.toml` (`name = "sha256:…"` lines, as `fedcare certs`
+/// writes it) or a hospital's configuration (its `[consortium]`).
+pub fn load_roster(path: &Path) -> Result<Consortium> {
+    #[derive(Deserialize)]
+    struct WithConsortium {
+        consortium: Consortium,
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|source| FederationError::Read { path: path.to_path_buf(), source })?;
+    if let Ok(hospital) = toml::from_str::<WithConsortium>(&text) {
+        return Ok(hospital.consortium);
+    }
+    toml::from_str(&text).map(Consortium::new).map_err(|e| FederationError::ConfigFile {
+        path: path.to_path_buf(),
+        message: format!("neither a members.toml nor a hospital configuration with [consortium]: {e}"),
+    })
 }
 
-fn default_consortium_min() -> usize {
-    2
-}
-fn default_max_rounds() -> u32 {
-    10_000
-}
-fn default_max_attempts() -> u32 {
-    crate::coordinator::MAX_ATTEMPTS
-}
-fn default_max_params() -> u64 {
-    1 << 24
-}
-fn default_max_epochs() -> u32 {
-    100
-}
-
-impl Consortium {
-    /// A roster of `members` with the default bounds.
-    pub fn new(members: BTreeMap<String, crate::signing::Fingerprint>) -> Self {
-        Self {
-            members,
-            min_hospitals: default_consortium_min(),
-            max_rounds: default_max_rounds(),
-            max_attempts: default_max_attempts(),
-            max_params: default_max_params(),
-            max_epochs: default_max_epochs(),
-            max_epsilon: None,
-        }
-    }
-
-    /// Refuses a signed statement from anyone off the roster, with a key other than the one it
-    /// pins, or whose signature does not verify.
-    pub fn check(&self, signed: &crate::signing::Signed) -> core::result::Result<(), TrustError> {
-        let name = signed.signer.as_str();
-        let pinned = *self.members.get(name).ok_or_else(|| TrustError::NotOnRoster { name: name.into() })?;
-        let found = signed.public_key.fingerprint();
-        if found != pinned {
-            return Err(TrustError::KeyMismatch { name: name.into(), found, pinned });
-        }
-        signed.verify()
-    }
-
-    /// A roster from a file: a `members.toml` (`name = "sha256:…"` lines, as `fedcare certs`
-    /// writes it) or a hospital's configuration (its `[consortium]`).
-    pub fn load_roster(path: &Path) -> Result<Self> {
-        #[derive(Deserialize)]
-        struct WithConsortium {
-            consortium: Consortium,
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| FederationError::Read { path: path.to_path_buf(), source })?;
-        if let Ok(hospital) = toml::from_str::<WithConsortium>(&text) {
-            return Ok(hospital.consortium);
-        }
-        toml::from_str(&text).map(Self::new).map_err(|e| FederationError::ConfigFile {
-            path: path.to_path_buf(),
-            message: format!("neither a members.toml nor a hospital configuration with [consortium]: {e}"),
-        })
-    }
-
-    /// The fewest hospitals this hospital accepts in a federation that asks for `federation_min`.
-    pub fn min_participants(&self, federation_min: usize) -> usize {
-        self.min_hospitals.max(federation_min).max(2)
-    }
-
-    /// Refuses settings beyond this hospital's bounds.
-    pub fn check_settings(
-        &self,
-        settings: &crate::protocol::FederationSettings,
-    ) -> core::result::Result<(), TrustError> {
-        let bound = |what, got: u64, max: u64| {
-            if got > max { Err(TrustError::OutOfBounds { what, got, max }) } else { Ok(()) }
-        };
-        bound("the model's parameter count", settings.spec.param_count() as u64, self.max_params)?;
-        bound("the number of rounds", u64::from(settings.rounds), u64::from(self.max_rounds))?;
-        bound("local epochs per round", settings.train.epochs as u64, u64::from(self.max_epochs))
-    }
-
-    /// Refuses training round `round` when the ε of every round up to it would exceed this
-    /// hospital's `max_epsilon` (every round of a federation without differential privacy).
-    pub fn check_privacy_budget(&self, settings: &crate::protocol::FederationSettings, round: u32) -> Result<()> {
-        let Some(max) = self.max_epsilon else { return Ok(()) };
-        let (epsilon, delta) = match settings.privacy {
-            Some(privacy) => (privacy.epsilon_after(round, settings.train.epochs), privacy.delta),
-            None => (f64::INFINITY, 0.0),
-        };
-        if epsilon > max { Err(FederationError::PrivacyBudget { round, epsilon, delta, max }) } else { Ok(()) }
-    }
+/// Refuses training round `round` when the ε of every round up to it would exceed this
+/// hospital's `max_epsilon` (every round of a federation without differential privacy).
+pub fn check_privacy_budget(
+    consortium: &Consortium,
+    settings: &crate::protocol::FederationSettings,
+    round: u32,
+) -> Result<()> {
+    let Some(max) = consortium.max_epsilon else { return Ok(()) };
+    let (epsilon, delta) = match settings.privacy {
+        Some(privacy) => (privacy.epsilon_after(round, settings.train.epochs), privacy.delta),
+        None => (f64::INFINITY, 0.0),
+    };
+    if epsilon > max { Err(FederationError::PrivacyBudget { round, epsilon, delta, max }) } else { Ok(()) }
 }
 
 fn default_aggregator() -> String {
@@ -1123,6 +1037,8 @@ pub fn load_with_overrides<T: serde::de::DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn config(extra: &str) -> core::result::Result<AggregatorConfig, toml::de::Error> {
@@ -1243,18 +1159,18 @@ mod tests {
         assert_eq!(settings.layout, plan.layout, "with the evaluation's bins under pooled noise");
         assert_eq!(plan.layout.bins, 16);
         let mut consortium = Consortium::new(BTreeMap::new());
-        consortium.check_privacy_budget(&settings, 10).unwrap();
+        check_privacy_budget(&consortium, &settings, 10).unwrap();
         let privacy = settings.privacy.unwrap();
         consortium.max_epsilon = Some((privacy.epsilon_after(3, 1) + privacy.epsilon_after(4, 1)) / 2.0);
-        consortium.check_privacy_budget(&settings, 3).unwrap();
-        let error = consortium.check_privacy_budget(&settings, 4).unwrap_err();
+        check_privacy_budget(&consortium, &settings, 3).unwrap();
+        let error = check_privacy_budget(&consortium, &settings, 4).unwrap_err();
         assert!(matches!(error, FederationError::PrivacyBudget { round: 4, .. }), "{error}");
         let plain = config("").unwrap().plan().unwrap();
         let plain = crate::convert::settings_from_proto(&crate::convert::federation_config(&plain)).unwrap();
-        let error = consortium.check_privacy_budget(&plain, 1).unwrap_err();
+        let error = check_privacy_budget(&consortium, &plain, 1).unwrap_err();
         assert!(matches!(error, FederationError::PrivacyBudget { epsilon, .. } if epsilon.is_infinite()), "{error}");
         // The setup's exact counts are refused too, and the message names the setup session.
-        let error = consortium.check_privacy_budget(&plain, 0).unwrap_err().to_string();
+        let error = check_privacy_budget(&consortium, &plain, 0).unwrap_err().to_string();
         assert!(error.contains("the setup session's pooled counts"), "{error}");
         // With pooled noise the setup alone spends some ε.
         assert!(privacy.pooled.is_some() && privacy.epsilon_after(0, 1) > 0.0);

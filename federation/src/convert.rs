@@ -23,16 +23,14 @@ fn invalid(field: &'static str, value: impl ToString, expected: impl Into<String
     ProtocolError::Invalid { field, value: value.to_string(), expected: expected.into() }
 }
 
-impl From<SessionId> for v1::Session {
-    fn from(id: SessionId) -> Self {
-        Self { round: id.round, attempt: id.attempt }
-    }
+/// A session id's wire form.
+pub fn session_to_proto(id: SessionId) -> v1::Session {
+    v1::Session { round: id.round, attempt: id.attempt }
 }
 
-impl From<v1::Session> for SessionId {
-    fn from(session: v1::Session) -> Self {
-        Self { round: session.round, attempt: session.attempt }
-    }
+/// A session id from its wire form.
+pub fn session_from_proto(session: v1::Session) -> SessionId {
+    SessionId { round: session.round, attempt: session.attempt }
 }
 
 fn session_kind_to_proto(kind: SessionKind) -> v1::RoundKind {
@@ -107,7 +105,7 @@ fn upload_kind_to_proto(kind: UploadKind) -> v1::UploadKind {
 pub fn upload_header_to_proto(header: &UploadHeader, total_bytes: u64) -> v1::UploadHeader {
     v1::UploadHeader {
         federation_id: header.federation_id.clone(),
-        session: header.session.map(Into::into),
+        session: header.session.map(session_to_proto),
         node_id: header.node.clone(),
         kind: header.kind.map_or(v1::UploadKind::Unspecified, upload_kind_to_proto) as i32,
         total_bytes,
@@ -127,7 +125,7 @@ pub fn upload_header_from_proto(header: &v1::UploadHeader) -> UploadHeader {
     };
     UploadHeader {
         federation_id: header.federation_id.clone(),
-        session: header.session.map(Into::into),
+        session: header.session.map(session_from_proto),
         node: header.node_id.clone(),
         kind,
     }
@@ -166,7 +164,7 @@ fn figures_from_header(header: &v1::TaskHeader) -> Result<PublicFigures, Protoco
 pub fn task_header(task: &Task) -> v1::TaskHeader {
     let mut header = v1::TaskHeader {
         kind: task_kind_to_proto(task.kind) as i32,
-        session: task.session.map(Into::into),
+        session: task.session.map(session_to_proto),
         round_kind: task.session_kind.map_or(v1::RoundKind::Unspecified, session_kind_to_proto) as i32,
         crs: task.crs.map(|crs| bytes::Bytes::copy_from_slice(&crs.0.to_le_bytes())).unwrap_or_default(),
         section_sizes: task.sections.iter().map(|s| s.len() as u64).collect(),
@@ -190,7 +188,7 @@ pub fn task_from_proto(header: &v1::TaskHeader, sections: Vec<bytes::Bytes>) -> 
     };
     Ok(Task {
         kind: task_kind_from_proto(header.kind)?,
-        session: header.session.map(Into::into),
+        session: header.session.map(session_from_proto),
         session_kind: session_kind_from_proto(header.round_kind)?,
         crs,
         figures: figures_from_header(header)?,
@@ -202,7 +200,7 @@ pub fn task_from_proto(header: &v1::TaskHeader, sections: Vec<bytes::Bytes>) -> 
 /// The status reply.
 pub fn status_to_proto(status: &Status) -> v1::StatusReply {
     v1::StatusReply {
-        session: status.session.map(Into::into),
+        session: status.session.map(session_to_proto),
         phase: task_kind_to_proto(status.phase) as i32,
         active_hospitals: status.active.iter().map(|n| n.as_str().to_owned()).collect(),
         rounds_done: status.rounds_done,

@@ -1,416 +1,81 @@
 //! The error types of `fedcare-federation`.
 //!
-//! - [`Refusal`]: why the aggregator refused one request of a peer (bad peer data or a request
-//!   out of turn). It travels to the peer as a gRPC status whose `fedcare-refusal` metadata names
-//!   the variant, so the peer reacts to the kind, never to the message text.
-//! - [`ConfigError`]: a configuration that cannot work (caller misuse, found before any network).
-//! - [`ProtocolError`]: the other side sent something this side cannot use.
+//! - [`Refusal`], [`ConfigError`], [`ProtocolError`], [`TrustError`], [`TransferError`]: the
+//!   protocol's own ([`fedcare_protocol::error`]), re-exported. A refusal travels to the peer as a
+//!   gRPC status whose `fedcare-refusal` metadata names the variant ([`refusal_status`]), so the
+//!   peer reacts to the kind, never to the message text ([`status_is`]).
 //! - [`FederationError`]: everything a role can fail with, each wrapping the above or the error
 //!   of the layer below (crypto, data, files, transport).
 
 use std::path::PathBuf;
 
-use crate::protocol::{NodeId, SessionId};
+pub use fedcare_protocol::error::{ConfigError, ProtocolError, Refusal, TransferError, TrustError};
 
 /// The metadata key that names a refusal's kind on the wire.
 pub const REFUSAL_METADATA: &str = "fedcare-refusal";
 
-/// Why the aggregator refused one request. The round it concerns is left intact.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Refusal {
-    /// The caller presented no client certificate.
-    #[error("a client certificate is required")]
-    NoCertificate,
-    /// The client certificate names nobody.
-    #[error("unusable client certificate: {0}")]
-    BadCertificate(String),
-    /// The certificate's node is not on the federation's roster.
-    #[error("{0:?} is not enrolled in this federation")]
-    NotEnrolled(NodeId),
-    /// The request names another federation.
-    #[error("unknown federation {0:?}")]
-    UnknownFederation(String),
-    /// The node must join (again) before anything else: it never joined, or the aggregator
-    /// restarted since.
-    #[error("join first")]
-    NotJoined,
-    /// No session is running.
-    #[error("no round is running")]
-    NoSession,
-    /// The request belongs to another session than the running one.
-    #[error("upload for session {got:?}, the current one is {current}")]
-    WrongSession {
-        /// The session the request names.
-        got: Option<SessionId>,
-        /// The running session.
-        current: SessionId,
-    },
-    /// The node is not a participant of the running session.
-    #[error("{node} is not part of round {round}")]
-    NotParticipant {
-        /// The node.
-        node: NodeId,
-        /// The running round.
-        round: u32,
-    },
-    /// The node has already uploaded in this phase.
-    #[error("{0} already uploaded in this phase")]
-    AlreadyUploaded(NodeId),
-    /// The upload is of another kind than the phase expects.
-    #[error("the round is in its {phase} phase")]
-    WrongPhase {
-        /// The running phase.
-        phase: &'static str,
-    },
-    /// The upload's header names another node than the certificate.
-    #[error("header names node {header:?}, the certificate {certificate:?}")]
-    NodeMismatch {
-        /// The node the header names.
-        header: String,
-        /// The certificate's node.
-        certificate: NodeId,
-    },
-    /// The node has an upload in flight already.
-    #[error("{0} already has an upload in flight")]
-    UploadInFlight(NodeId),
-    /// The upload stream is malformed (no header first, two headers).
-    #[error("malformed upload stream: {0}")]
-    Stream(&'static str),
-    /// The upload's size is over the limit or disagrees with its header.
-    #[error(transparent)]
-    Transfer(#[from] TransferError),
-    /// The upload's bytes are not a valid message of the expected kind for this session.
-    #[error("invalid {what}: {source}")]
-    Invalid {
-        /// What was expected ("key share", "contribution", "decryption share").
-        what: &'static str,
-        /// What is wrong with it.
-        source: fedcare_crypto::CryptoError,
-    },
-    /// A signed statement that is not the uploader's, does not verify or is not for this step.
-    #[error("invalid signed statement: {0}")]
-    BadStatement(String),
-    /// A message made by another party than the uploader.
-    #[error("{what} made for another party")]
-    ForeignParty {
-        /// What was uploaded.
-        what: &'static str,
-    },
-    /// The federation has ended.
-    #[error("the federation has ended")]
-    Ended,
-    /// The aggregator is shutting down (a restarted one resumes: reconnect).
-    #[error("the aggregator is shutting down")]
-    ShuttingDown,
-}
-
-impl Refusal {
-    /// The stable name of the variant, as sent in the `fedcare-refusal` metadata.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::NoCertificate => "no-certificate",
-            Self::BadCertificate(_) => "bad-certificate",
-            Self::NotEnrolled(_) => "not-enrolled",
-            Self::UnknownFederation(_) => "unknown-federation",
-            Self::NotJoined => "not-joined",
-            Self::NoSession => "no-session",
-            Self::WrongSession { .. } => "wrong-session",
-            Self::NotParticipant { .. } => "not-participant",
-            Self::AlreadyUploaded(_) => "already-uploaded",
-            Self::WrongPhase { .. } => "wrong-phase",
-            Self::NodeMismatch { .. } => "node-mismatch",
-            Self::UploadInFlight(_) => "upload-in-flight",
-            Self::Stream(_) => "stream",
-            Self::Transfer(_) => "transfer",
-            Self::Invalid { .. } => "invalid",
-            Self::BadStatement(_) => "bad-statement",
-            Self::ForeignParty { .. } => "foreign-party",
-            Self::Ended => "ended",
-            Self::ShuttingDown => "shutting-down",
-        }
-    }
-
-    /// The gRPC status code of the refusal.
-    pub fn code(&self) -> tonic::Code {
-        use tonic::Code;
-        match self {
-            Self::NoCertificate | Self::BadCertificate(_) => Code::Unauthenticated,
-            Self::NotEnrolled(_)
-            | Self::NotParticipant { .. }
-            | Self::NodeMismatch { .. }
-            | Self::ForeignParty { .. } => Code::PermissionDenied,
-            Self::UnknownFederation(_)
-            | Self::NotJoined
-            | Self::NoSession
-            | Self::WrongSession { .. }
-            | Self::WrongPhase { .. }
-            | Self::Ended => Code::FailedPrecondition,
-            Self::AlreadyUploaded(_) => Code::AlreadyExists,
-            Self::UploadInFlight(_) => Code::ResourceExhausted,
-            Self::Stream(_) | Self::Invalid { .. } | Self::BadStatement(_) => Code::InvalidArgument,
-            Self::Transfer(error) => error.code(),
-            Self::ShuttingDown => Code::Unavailable,
-        }
-    }
-
-    /// The kinds of refusal that only say the session a request was made for is over (the round
-    /// restarted or moved on): the hospital goes on with its next task.
-    pub const STALE: [&'static str; 4] = ["no-session", "wrong-session", "wrong-phase", "not-participant"];
-
-    /// Whether a status from the aggregator is a refusal of one of the [`Self::STALE`] kinds.
-    pub fn status_is_stale(status: &tonic::Status) -> bool {
-        Self::STALE.iter().any(|kind| Self::status_is(status, kind))
-    }
-
-    /// Whether a status from the aggregator is this kind of refusal.
-    pub fn status_is(status: &tonic::Status, kind: &str) -> bool {
-        status.metadata().get(REFUSAL_METADATA).and_then(|v| v.to_str().ok()) == Some(kind)
+/// The gRPC status code of a refusal.
+pub fn refusal_code(refusal: &Refusal) -> tonic::Code {
+    use tonic::Code;
+    match refusal {
+        Refusal::NoCertificate | Refusal::BadCertificate(_) => Code::Unauthenticated,
+        Refusal::NotEnrolled(_)
+        | Refusal::NotParticipant { .. }
+        | Refusal::NodeMismatch { .. }
+        | Refusal::ForeignParty { .. } => Code::PermissionDenied,
+        Refusal::UnknownFederation(_)
+        | Refusal::NotJoined
+        | Refusal::NoSession
+        | Refusal::WrongSession { .. }
+        | Refusal::WrongPhase { .. }
+        | Refusal::Ended => Code::FailedPrecondition,
+        Refusal::AlreadyUploaded(_) => Code::AlreadyExists,
+        Refusal::UploadInFlight(_) => Code::ResourceExhausted,
+        Refusal::Stream(_) | Refusal::Invalid { .. } | Refusal::BadStatement(_) => Code::InvalidArgument,
+        Refusal::Transfer(error) => transfer_code(error),
+        Refusal::ShuttingDown => Code::Unavailable,
+        _ => Code::Internal,
     }
 }
 
-impl From<Refusal> for tonic::Status {
-    fn from(refusal: Refusal) -> Self {
-        let mut status = tonic::Status::new(refusal.code(), refusal.to_string());
-        status.metadata_mut().insert(REFUSAL_METADATA, tonic::metadata::MetadataValue::from_static(refusal.kind()));
-        status
+/// Whether a status from the aggregator is a refusal of one of the [`Refusal::STALE`] kinds.
+pub fn status_is_stale(status: &tonic::Status) -> bool {
+    Refusal::STALE.iter().any(|kind| status_is(status, kind))
+}
+
+/// Whether a status from the aggregator is this kind of refusal.
+pub fn status_is(status: &tonic::Status, kind: &str) -> bool {
+    status.metadata().get(REFUSAL_METADATA).and_then(|v| v.to_str().ok()) == Some(kind)
+}
+
+/// A refusal as the gRPC status the peer receives: its code, its message and its kind in the
+/// `fedcare-refusal` metadata.
+pub fn refusal_status(refusal: Refusal) -> tonic::Status {
+    let mut status = tonic::Status::new(refusal_code(&refusal), refusal.to_string());
+    status.metadata_mut().insert(REFUSAL_METADATA, tonic::metadata::MetadataValue::from_static(refusal.kind()));
+    status
+}
+
+/// A refusal turned into the status the peer receives ([`refusal_status`]), for `?` and
+/// `.map_err` in the service's handlers.
+pub trait IntoStatus<T> {
+    /// The result with its refusal as a status.
+    fn into_status(self) -> Result<T, tonic::Status>;
+}
+
+impl<T> IntoStatus<T> for Result<T, Refusal> {
+    fn into_status(self) -> Result<T, tonic::Status> {
+        self.map_err(refusal_status)
     }
 }
 
-/// A chunked transfer that does not add up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TransferError {
-    /// The header announces more bytes than the receiver accepts.
-    #[error("payload of {total} bytes exceeds the limit of {limit}")]
-    TooLarge {
-        /// Bytes announced.
-        total: u64,
-        /// The receiver's limit.
-        limit: u64,
-    },
-    /// The stream carries more bytes than announced.
-    #[error("stream carries more than the {expected} bytes its header announced")]
-    Overflow {
-        /// Bytes announced.
-        expected: u64,
-    },
-    /// The stream ended before the announced total.
-    #[error("stream ended after {got} of {expected} bytes")]
-    Short {
-        /// Bytes received.
-        got: u64,
-        /// Bytes announced.
-        expected: u64,
-    },
-    /// Section sizes that do not add up to the payload.
-    #[error("payload of {payload} bytes does not hold sections of {sections} bytes")]
-    Sections {
-        /// Bytes of the payload.
-        payload: u64,
-        /// Sum of the section sizes.
-        sections: u64,
-    },
-}
-
-impl TransferError {
-    /// The gRPC status code of the error.
-    pub fn code(&self) -> tonic::Code {
-        match self {
-            Self::TooLarge { .. } | Self::Overflow { .. } => tonic::Code::OutOfRange,
-            Self::Short { .. } | Self::Sections { .. } => tonic::Code::DataLoss,
-        }
+/// The gRPC status code of a transfer that does not add up.
+fn transfer_code(error: &TransferError) -> tonic::Code {
+    match error {
+        TransferError::TooLarge { .. } | TransferError::Overflow { .. } => tonic::Code::OutOfRange,
+        TransferError::Short { .. } | TransferError::Sections { .. } => tonic::Code::DataLoss,
+        _ => tonic::Code::InvalidArgument,
     }
-}
-
-/// A configuration that cannot work.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A setting is out of its range.
-    #[error("{key} = {value}: {expected}")]
-    Invalid {
-        /// The setting.
-        key: &'static str,
-        /// Its value.
-        value: String,
-        /// What it must be.
-        expected: String,
-    },
-    /// A name that cannot be a node id or a certificate name.
-    #[error("invalid name {0:?}: use 1 to 64 letters, digits, '-' or '.'")]
-    Name(String),
-    /// The model or training settings are refused by `fedcare-core`.
-    #[error("invalid model or training settings: {0}")]
-    Model(#[from] fedcare_core::Error),
-    /// The crypto parameters cannot carry the configuration.
-    #[error("invalid encryption settings: {0}")]
-    Crypto(#[from] fedcare_crypto::CryptoError),
-}
-
-/// The other side sent something this side cannot use.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProtocolError {
-    /// A field is missing from a message.
-    #[error("the {message} carries no {field}")]
-    Missing {
-        /// The message.
-        message: &'static str,
-        /// The field.
-        field: &'static str,
-    },
-    /// A field holds a value this build does not know or cannot use.
-    #[error("{field} = {value}: {expected}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// Its value.
-        value: String,
-        /// What it must be.
-        expected: String,
-    },
-    /// A task's payload has the wrong sections.
-    #[error("a {task} task carries {got} sections, expected {expected}")]
-    Sections {
-        /// The task's kind.
-        task: &'static str,
-        /// Sections received.
-        got: usize,
-        /// Sections expected.
-        expected: usize,
-    },
-    /// A chunked transfer that does not add up.
-    #[error(transparent)]
-    Transfer(#[from] TransferError),
-    /// A crypto message that does not decode.
-    #[error(transparent)]
-    Crypto(#[from] fedcare_crypto::CryptoError),
-    /// A model file or parameter vector that does not decode or fit.
-    #[error("unusable model: {0}")]
-    Model(#[from] fedcare_core::Error),
-}
-
-/// Why a hospital refuses what a (possibly lying) aggregator asks of it. Each names what was
-/// wrong; the hospital leaves the federation with it, having released nothing that decrypts.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TrustError {
-    /// A participant is not on this hospital's roster.
-    #[error("{name} takes part but is not on this hospital's roster")]
-    NotOnRoster {
-        /// The participant.
-        name: String,
-    },
-    /// A participant's key is not the one the roster pins.
-    #[error("{name} signs with key {found}, the roster pins {pinned}")]
-    KeyMismatch {
-        /// The participant.
-        name: String,
-        /// The fingerprint of the key it used.
-        found: crate::signing::Fingerprint,
-        /// The roster's fingerprint.
-        pinned: crate::signing::Fingerprint,
-    },
-    /// A signature does not verify.
-    #[error("the signature of {signer}'s statement does not verify")]
-    BadSignature {
-        /// Who it claims to be from.
-        signer: crate::protocol::NodeId,
-    },
-    /// A relayed statement is not what this step of this session needs.
-    #[error("{signer}'s statement is not for this step of this session: {why}")]
-    WrongStatement {
-        /// Who signed it.
-        signer: crate::protocol::NodeId,
-        /// What differs.
-        why: String,
-    },
-    /// Fewer participants than this hospital's own minimum.
-    #[error("{got} hospitals take part; this hospital's consortium settings require at least {min}")]
-    TooFewParticipants {
-        /// Participants.
-        got: usize,
-        /// This hospital's minimum.
-        min: usize,
-    },
-    /// The participants of a later step are not those of the first.
-    #[error("the participants changed within the session: {expected:?} then {got:?}")]
-    ParticipantsChanged {
-        /// The key holders.
-        expected: Vec<String>,
-        /// The signers of this step.
-        got: Vec<String>,
-    },
-    /// Another participant signed another transcript: the aggregator showed hospitals different
-    /// views of the round.
-    #[error(
-        "{signer} agreed to another round transcript than this hospital's: the aggregator showed them different inputs"
-    )]
-    TranscriptMismatch {
-        /// The participant whose digest differs.
-        signer: crate::protocol::NodeId,
-    },
-    /// This hospital's own statement is missing from a relayed set, or was changed.
-    #[error("this hospital's own {what} is missing from what the aggregator relayed")]
-    OwnStatementMissing {
-        /// What was missing.
-        what: &'static str,
-    },
-    /// This hospital already made a decryption share for this slot.
-    #[error(
-        "already made a decryption share for round {round} ({kind}) of federation {federation:?}; a second one could reveal one hospital's update"
-    )]
-    SlotSpent {
-        /// The federation.
-        federation: String,
-        /// The round.
-        round: u32,
-        /// The session kind.
-        kind: crate::protocol::SessionKind,
-    },
-    /// Past this hospital's bounds.
-    #[error("{what} is {got}, this hospital accepts at most {max}")]
-    OutOfBounds {
-        /// What.
-        what: &'static str,
-        /// The value asked.
-        got: u64,
-        /// This hospital's bound.
-        max: u64,
-    },
-    /// A step came out of order.
-    #[error("a {step} task came before its session's earlier steps")]
-    OutOfOrder {
-        /// The step.
-        step: &'static str,
-    },
-    /// What the aggregator hands out is not what this hospital computed from the checked sum.
-    #[error("the aggregator's {what} is not the one this hospital computed from the checked sum of session {session}")]
-    OutputMismatch {
-        /// What differs (the global model, the server state, the public figures, the model file).
-        what: &'static str,
-        /// The session whose output this hospital checked.
-        session: crate::protocol::SessionId,
-    },
-    /// The aggregator refers to a state instead of sending it, and this hospital holds none
-    /// with that digest.
-    #[error("the aggregator refers to a federation state this hospital does not hold")]
-    UnknownState,
-    /// A model file whose endorsements do not show that the federation computed it.
-    #[error("the final model is not endorsed by the federation: {why}")]
-    NotEndorsed {
-        /// What is wrong with its endorsements.
-        why: String,
-    },
-    /// The decryption ledger cannot be read or written.
-    #[error("the decryption ledger {}: {why}", path.display())]
-    Ledger {
-        /// The ledger file.
-        path: std::path::PathBuf,
-        /// What failed.
-        why: String,
-    },
 }
 
 /// Everything a role of the federation can fail with.
@@ -552,6 +217,10 @@ pub enum FederationError {
     /// A background task died.
     #[error("a background task failed: {0}")]
     Task(String),
+    /// The hospital's protocol logic failed for a reason of its own (its random source, its
+    /// signing key, an output it cannot compute).
+    #[error(transparent)]
+    Participant(fedcare_protocol::Error),
     /// Training on would spend more of a patient's privacy than this hospital allows.
     #[error(
         "this hospital's privacy budget: {session} would bring a patient's ε to {epsilon:.3} (δ = {delta:e}), above \
@@ -570,6 +239,20 @@ pub enum FederationError {
     },
 }
 
+impl From<fedcare_protocol::Error> for FederationError {
+    fn from(error: fedcare_protocol::Error) -> Self {
+        use fedcare_protocol::Error as E;
+        match error {
+            E::Config(e) => Self::Config(e),
+            E::Protocol(e) => Self::Protocol(e),
+            E::Trust(e) => Self::Trust(e),
+            E::Crypto(e) => Self::Crypto(e),
+            E::Core(e) => Self::Core(e),
+            other => Self::Participant(other),
+        }
+    }
+}
+
 impl FederationError {
     /// Whether the error means the aggregator went away (retry) rather than refused something
     /// (stop): the transport failed, the connection broke, or the aggregator restarted and
@@ -585,7 +268,7 @@ impl FederationError {
                 // An HTTP/2 stream reset by an aggregator going away arrives as `Internal` with the
                 // h2 error as its source; the aggregator's own errors carry no source.
                 let reset = status.code() == tonic::Code::Internal && core::error::Error::source(status).is_some();
-                transport || reset || Refusal::status_is(status, Refusal::NotJoined.kind())
+                transport || reset || status_is(status, Refusal::NotJoined.kind())
             }
             _ => false,
         }
@@ -598,6 +281,7 @@ pub type Result<T, E = FederationError> = core::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{NodeId, SessionId};
 
     #[test]
     fn a_refusal_travels_with_its_kind_and_stale_ones_are_known() {
@@ -610,17 +294,14 @@ mod tests {
             Refusal::NotParticipant { node: node.clone(), round: 1 },
         ];
         for refusal in stale {
-            let status = tonic::Status::from(refusal.clone());
-            assert!(Refusal::status_is_stale(&status), "{refusal:?}");
-            assert_eq!(status.code(), refusal.code());
+            let status = refusal_status(refusal.clone());
+            assert!(status_is_stale(&status), "{refusal:?}");
+            assert_eq!(status.code(), refusal_code(&refusal));
         }
         for refusal in [Refusal::NotJoined, Refusal::AlreadyUploaded(node), Refusal::Ended] {
-            assert!(!Refusal::status_is_stale(&tonic::Status::from(refusal.clone())), "{refusal:?}");
+            assert!(!status_is_stale(&refusal_status(refusal.clone())), "{refusal:?}");
         }
-        assert!(Refusal::status_is(&Refusal::NotJoined.into(), "not-joined"));
-        assert!(
-            !Refusal::status_is(&tonic::Status::failed_precondition("join first"), "not-joined"),
-            "text is not a kind"
-        );
+        assert!(status_is(&refusal_status(Refusal::NotJoined), "not-joined"));
+        assert!(!status_is(&tonic::Status::failed_precondition("join first"), "not-joined"), "text is not a kind");
     }
 }

@@ -18,7 +18,7 @@ use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
-use crate::error::{FederationError, Refusal};
+use crate::error::{FederationError, IntoStatus as _, Refusal, refusal_status};
 use crate::protocol::NodeId;
 
 /// The caller of a request, as [`authenticate`] found it.
@@ -31,12 +31,12 @@ pub fn authenticate(mut request: Request<()>) -> Result<Request<()>, Status> {
     let name = match request.extensions().get::<InProcessPeer>() {
         Some(link) => link.0.clone(),
         None => {
-            let certs = request.peer_certs().ok_or(Refusal::NoCertificate)?;
-            let leaf = certs.first().ok_or(Refusal::NoCertificate)?;
-            crate::tls::name_from_der(leaf.as_ref()).map_err(Refusal::BadCertificate)?
+            let certs = request.peer_certs().ok_or(Refusal::NoCertificate).into_status()?;
+            let leaf = certs.first().ok_or(Refusal::NoCertificate).into_status()?;
+            crate::tls::name_from_der(leaf.as_ref()).map_err(Refusal::BadCertificate).into_status()?
         }
     };
-    let node = node_id(&name)?;
+    let node = node_id(&name).into_status()?;
     request.extensions_mut().insert(Peer(node));
     Ok(request)
 }
@@ -48,7 +48,7 @@ fn node_id(name: &str) -> Result<NodeId, Refusal> {
 
 /// The caller of `request` (put there by [`authenticate`]).
 pub fn peer<T>(request: &Request<T>) -> Result<NodeId, Status> {
-    request.extensions().get::<Peer>().map(|peer| peer.0.clone()).ok_or_else(|| Refusal::NoCertificate.into())
+    request.extensions().get::<Peer>().map(|peer| peer.0.clone()).ok_or_else(|| refusal_status(Refusal::NoCertificate))
 }
 
 /// The connection info of an in-process connection: the node name it was opened for.

@@ -31,7 +31,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::config::FederationPlan;
 use crate::convert;
 use crate::coordinator::{Action, Coordinator, Event, Outcome, SharedBuilder, Verified, decrypt_sum};
-use crate::error::{FederationError, Refusal, Result, TransferError};
+use crate::error::{FederationError, IntoStatus as _, Refusal, Result, TransferError, refusal_status};
 use crate::identity::{InProcessListener, authenticate, peer};
 use crate::listener::ConnectionLimits;
 use crate::metrics::Metrics;
@@ -395,7 +395,7 @@ impl Federation for AggregatorServer {
     async fn join(&self, request: Request<v1::JoinRequest>) -> core::result::Result<Response<v1::JoinReply>, Status> {
         let node = peer(&request)?;
         let federation_id = request.into_inner().federation_id;
-        self.shared.event(Event::Join { node: node.clone(), federation_id })?;
+        self.shared.event(Event::Join { node: node.clone(), federation_id }).into_status()?;
         Ok(Response::new(v1::JoinReply {
             node_id: node.as_str().to_owned(),
             config: Some(self.shared.federation.clone()),
@@ -411,15 +411,16 @@ impl Federation for AggregatorServer {
         let node = peer(&request)?;
         let request = request.into_inner();
         if request.federation_id != self.shared.plan.config.federation_id {
-            return Err(Refusal::UnknownFederation(request.federation_id).into());
+            return Err(refusal_status(Refusal::UnknownFederation(request.federation_id)));
         }
-        self.shared.event(Event::Asked { node: node.clone() })?;
-        let after: Option<(SessionId, i32)> = request.after.map(|s| (s.into(), request.after_kind));
+        self.shared.event(Event::Asked { node: node.clone() }).into_status()?;
+        let after: Option<(SessionId, i32)> =
+            request.after.map(|s| (convert::session_from_proto(s), request.after_kind));
         let wait = Duration::from_millis(u64::from(request.wait_ms)).min(MAX_WAIT);
         let mut changed = self.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
         let task = loop {
-            let task = self.shared.coordinator().task_for(&node)?;
+            let task = self.shared.coordinator().task_for(&node).into_status()?;
             let seen = match (task.session, after) {
                 (Some(session), Some((after, kind))) => {
                     session == after && kind == convert::task_kind_to_proto(task.kind) as i32
@@ -457,38 +458,39 @@ impl Federation for AggregatorServer {
         let header = match stream.next().await {
             Some(Ok(v1::UploadChunk { part: Some(v1::upload_chunk::Part::Header(header)) })) => header,
             Some(Err(status)) => return Err(status),
-            _ => return Err(Refusal::Stream("an upload starts with its header").into()),
+            _ => return Err(refusal_status(Refusal::Stream("an upload starts with its header"))),
         };
         let total = header.total_bytes;
         let started = Event::UploadStarted { node: node.clone(), header: convert::upload_header_from_proto(&header) };
-        let actions = self.shared.coordinator().handle(started, Instant::now())?;
+        let actions = self.shared.coordinator().handle(started, Instant::now()).into_status()?;
         let Some(Action::Verify(ticket)) = actions.into_iter().next() else {
             return Err(Status::internal("the coordinator asked for no verification"));
         };
-        let _in_flight = UploadSlot::take(&self.shared, &node)?;
+        let _in_flight = UploadSlot::take(&self.shared, &node).into_status()?;
         let cap = self.shared.plan.max_upload_bytes;
         if let Some((party, builder)) = ticket.contribution() {
             let reception = Reception { shared: self.shared.clone(), session: ticket.session, party, builder };
             let hash = stream_contribution(reception, total, cap, &mut stream).await?;
             let upload = Verified::Contribution(hash);
-            self.shared.event(Event::UploadVerified { ticket, upload, bytes: total })?;
+            self.shared.event(Event::UploadVerified { ticket, upload, bytes: total }).into_status()?;
             return Ok(Response::new(v1::UploadReply {}));
         }
         let _buffer = match total > CHUNK_BYTES as u64 {
             true => Some(self.shared.buffers.acquire().await.map_err(|_| Status::unavailable("shutting down"))?),
             false => None,
         };
-        let mut assembler = Assembler::new(total, cap).map_err(Refusal::from)?;
+        let mut assembler = Assembler::new(total, cap).map_err(Refusal::from).into_status()?;
         while let Some(chunk) = stream.next().await {
-            assembler.push(&data_of(chunk)?).map_err(Refusal::from)?;
+            assembler.push(&data_of(chunk)?).map_err(Refusal::from).into_status()?;
         }
-        let bytes: Bytes = assembler.finish().map_err(Refusal::from)?;
+        let bytes: Bytes = assembler.finish().map_err(Refusal::from).into_status()?;
         let size = bytes.len() as u64;
         let limits = self.shared.limits;
         let (ticket, upload) = tokio::task::spawn_blocking(move || ticket.verify(&bytes, &limits).map(|v| (ticket, v)))
             .await
-            .map_err(|_| Status::internal("the verification worker failed"))??;
-        self.shared.event(Event::UploadVerified { ticket, upload, bytes: size })?;
+            .map_err(|_| Status::internal("the verification worker failed"))?
+            .into_status()?;
+        self.shared.event(Event::UploadVerified { ticket, upload, bytes: size }).into_status()?;
         Ok(Response::new(v1::UploadReply {}))
     }
 
@@ -497,7 +499,7 @@ impl Federation for AggregatorServer {
         request: Request<v1::StatusRequest>,
     ) -> core::result::Result<Response<v1::StatusReply>, Status> {
         let node = peer(&request)?;
-        let status = self.shared.coordinator().status(&node)?;
+        let status = self.shared.coordinator().status(&node).into_status()?;
         Ok(Response::new(convert::status_to_proto(&status)))
     }
 
@@ -509,7 +511,7 @@ impl Federation for AggregatorServer {
         let v1::LeaveRequest { federation_id, reason } = request.into_inner();
         // The reason is the peer's text: keep a bounded amount of it for the log.
         let reason: String = reason.chars().take(500).collect();
-        self.shared.event(Event::Leave { node, federation_id, reason })?;
+        self.shared.event(Event::Leave { node, federation_id, reason }).into_status()?;
         Ok(Response::new(v1::LeaveReply {}))
     }
 }
@@ -518,7 +520,7 @@ impl Federation for AggregatorServer {
 fn data_of(chunk: core::result::Result<v1::UploadChunk, Status>) -> core::result::Result<Bytes, Status> {
     match chunk?.part {
         Some(v1::upload_chunk::Part::Data(data)) => Ok(data),
-        _ => Err(Refusal::Stream("a second header in one upload").into()),
+        _ => Err(refusal_status(Refusal::Stream("a second header in one upload"))),
     }
 }
 
@@ -550,24 +552,24 @@ async fn stream_contribution(
 ) -> core::result::Result<ContributionHash, Status> {
     let invalid = |source| Refusal::Invalid { what: "contribution", source };
     if total > cap {
-        return Err(Refusal::from(TransferError::TooLarge { total, limit: cap }).into());
+        return Err(refusal_status(Refusal::from(TransferError::TooLarge { total, limit: cap })));
     }
-    let mut ciphertext = reception.builder.begin(reception.party.clone()).map_err(invalid)?;
+    let mut ciphertext = reception.builder.begin(reception.party.clone()).map_err(invalid).into_status()?;
     let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
         let data = data_of(chunk)?;
         received += data.len() as u64;
         if received > total {
-            return Err(Refusal::from(TransferError::Overflow { expected: total }).into());
+            return Err(refusal_status(Refusal::from(TransferError::Overflow { expected: total })));
         }
         // Here, not on the blocking pool: a chunk is a fraction of a millisecond of work, and
         // one stream keeps one buffer (handing chunks to other threads let the allocator's
         // per-thread caches grow the aggregator's memory round after round).
-        reception.builder.add_piece(&mut ciphertext, &data).map_err(invalid)?;
+        reception.builder.add_piece(&mut ciphertext, &data).map_err(invalid).into_status()?;
     }
     if received != total {
-        return Err(Refusal::from(TransferError::Short { got: received, expected: total }).into());
+        return Err(refusal_status(Refusal::from(TransferError::Short { got: received, expected: total })));
     }
     // A failed commit has abandoned the stream itself; the reception's drop reports the sum.
-    reception.builder.commit(ciphertext).map_err(invalid).map_err(Into::into)
+    reception.builder.commit(ciphertext).map_err(invalid).into_status()
 }

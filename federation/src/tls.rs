@@ -24,7 +24,7 @@ use crate::config::Consortium;
 use crate::error::{FederationError, Result};
 use crate::participant::Trust;
 use crate::protocol::NodeId;
-use crate::signing::{Fingerprint, SigningKey, certificate_fingerprint};
+use crate::signing::{Fingerprint, Signer as _, SigningKey, certificate_fingerprint};
 
 /// File names inside a PKI directory.
 pub mod files {

@@ -1,5 +1,5 @@
-//! Chunked transfer of large payloads over the gRPC streams, with explicit size caps, and the
-//! byte form of a model's parameters.
+//! Chunked transfer of large payloads over the gRPC streams, with explicit size caps (the byte
+//! form of a model's parameters is [`fedcare_protocol::params`]'s).
 //!
 //! A payload of several sections (a collective key, a model, a ciphertext…) goes as a header
 //! message followed by data messages of at most [`CHUNK_BYTES`] bytes. Sections are shared
@@ -11,7 +11,9 @@
 use bytes::{Bytes, BytesMut};
 use fedcare_proto::CHUNK_BYTES;
 
-use crate::error::{ProtocolError, TransferError};
+pub use fedcare_protocol::params::{params_from_bytes, params_to_bytes};
+
+use crate::error::TransferError;
 
 /// The chunks of the concatenation of `sections`, each at most [`CHUNK_BYTES`]: slices of the
 /// sections (a chunk never spans two sections).
@@ -80,31 +82,6 @@ pub fn split_sections(payload: &Bytes, sizes: &[u64]) -> Result<Vec<Bytes>, Tran
     Ok(out)
 }
 
-/// `f32` parameters as little-endian bytes.
-pub fn params_to_bytes(params: &[f32]) -> Bytes {
-    if cfg!(target_endian = "little") {
-        Bytes::copy_from_slice(bytemuck::cast_slice(params))
-    } else {
-        params.iter().flat_map(|p| p.to_le_bytes()).collect::<Vec<u8>>().into()
-    }
-}
-
-/// Little-endian bytes as `f32` parameters, checking the count and finiteness.
-pub fn params_from_bytes(bytes: &[u8], expected: usize) -> Result<Vec<f32>, ProtocolError> {
-    if bytes.len() != expected * 4 {
-        return Err(ProtocolError::Invalid {
-            field: "model",
-            value: format!("{} bytes", bytes.len()),
-            expected: format!("{} bytes ({expected} parameters)", expected * 4),
-        });
-    }
-    let params: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    if let Some(index) = params.iter().position(|p| !p.is_finite()) {
-        return Err(ProtocolError::Model(fedcare_core::Error::NonFiniteValue { index }));
-    }
-    Ok(params)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,14 +107,5 @@ mod tests {
         short.push(&[0; 4]).unwrap();
         assert_eq!(short.push(&[0; 7]).unwrap_err(), TransferError::Overflow { expected: 10 });
         assert_eq!(short.finish().unwrap_err(), TransferError::Short { got: 4, expected: 10 });
-    }
-
-    #[test]
-    fn parameters_round_trip_and_bad_models_are_refused() {
-        let params = [0.5f32, -1.25, 3.0];
-        assert_eq!(params_from_bytes(&params_to_bytes(&params), 3).unwrap(), params);
-        assert!(matches!(params_from_bytes(&params_to_bytes(&params), 4), Err(ProtocolError::Invalid { .. })));
-        let nan = params_to_bytes(&[1.0, f32::NAN]);
-        assert!(matches!(params_from_bytes(&nan, 2), Err(ProtocolError::Model(_))));
     }
 }

@@ -255,7 +255,7 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
 
     let task = fetch_task(&mut a, "test", None).await.unwrap();
     assert_eq!(task.kind, TaskKind::KeyGen);
-    let session: v1::Session = task.session.unwrap().into();
+    let session = fedcare_federation::convert::session_to_proto(task.session.unwrap());
     let crs: Crs = task.crs.unwrap();
     let signed_share = |name: &str| {
         let (_party, share) = PartySession::new(PARAMS_V2, PartyId::new(name).unwrap(), crs, 2).unwrap();
@@ -267,7 +267,7 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
             claim: Claim::KeyShare(share.encode().unwrap()),
         };
         let key = SigningKey::from_pem_file(&tls::party_files(f.pki.path(), name).1).unwrap();
-        postcard::to_allocvec(&statement.sign(&NodeId::new(name).unwrap(), &key)).unwrap()
+        postcard::to_allocvec(&statement.sign(&NodeId::new(name).unwrap(), &key).unwrap()).unwrap()
     };
     let share = signed_share("hospital-a");
     let key_share = v1::UploadKind::KeyShare;
@@ -293,7 +293,7 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
     let status =
         upload(&mut late, "hospital-late", session, key_share, share.len() as u64, share.clone()).await.unwrap_err();
     assert_eq!((status.code(), status.message()), (Code::FailedPrecondition, "join first"));
-    assert!(fedcare_federation::Refusal::status_is(&status, "not-joined"), "the refusal's kind travels: {status:?}");
+    assert!(fedcare_federation::error::status_is(&status, "not-joined"), "the refusal's kind travels: {status:?}");
     late.join(v1::JoinRequest { federation_id: "test".into() }).await.unwrap();
     let status =
         upload(&mut late, "hospital-late", session, key_share, share.len() as u64, share.clone()).await.unwrap_err();
@@ -333,7 +333,7 @@ async fn a_thousand_hostile_uploads_leave_the_federation_healthy() {
             break task;
         }
     };
-    let session: v1::Session = task.session.unwrap().into();
+    let session = fedcare_federation::convert::session_to_proto(task.session.unwrap());
 
     let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(42);
     let mut refused = std::collections::HashMap::<Code, usize>::new();

@@ -153,7 +153,7 @@ async fn a_collective_key_from_a_substituted_share_is_refused() {
             if let Claim::KeyShare(bytes) = &mut statement.claim {
                 bytes[40] ^= 1;
             }
-            *own = statement.sign(&own.signer, &liar_key());
+            *own = statement.sign(&own.signer, &liar_key()).unwrap();
         }
         task.sections[0] = encode_bundle(&bundle);
     });

@@ -65,8 +65,8 @@ use crate::transcript::{Claim, Statement, Step, encode_bundle, state_digest};
 use crate::transfer::params_to_bytes;
 
 /// Attempts of one round before the federation gives up on it (each restart has fresh keys; a
-/// round fails this often only when something is persistently wrong).
-pub const MAX_ATTEMPTS: u32 = 16;
+/// round fails this often only when something is persistently wrong): the protocol's bound.
+pub use crate::protocol::MAX_ATTEMPTS;
 
 /// Where the coordinator gets each session's common reference string.
 pub type CrsSource = Box<dyn FnMut() -> Crs + Send>;

@@ -11,9 +11,10 @@ use fedcare_crypto::{Crs, WireLimits};
 
 use super::*;
 use crate::config::{AggregatorConfig, Consortium, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
-use crate::participant::{Participant, Trust};
-use crate::protocol::{LocalEvaluation, SetupCounts};
-use crate::signing::SigningKey;
+use crate::error::TrustError;
+use crate::participant::{Participant, Reply, Trust};
+use crate::protocol::{LocalEvaluation, PublicFigures, SetupCounts};
+use crate::signing::{Signer as _, SigningKey};
 use crate::transfer::params_from_bytes;
 
 const HOSPITALS: [&str; 3] = ["a", "b", "c"];
@@ -49,6 +50,11 @@ fn plan() -> Arc<FederationPlan> {
         explore: Default::default(),
     };
     Arc::new(config.plan().unwrap())
+}
+
+/// A seeded random source: the tests' challenge randomness, the same every run.
+fn test_rng() -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(7)
 }
 
 fn node(name: &str) -> NodeId {
@@ -102,7 +108,7 @@ impl Hospital {
             let index = HOSPITALS.iter().position(|h| *h == self.name).unwrap();
             let trust = Trust { key: keys[index].clone(), consortium: consortium.clone(), ledger: None };
             let settings = crate::convert::settings_from_proto(&crate::convert::federation_config(&c.plan)).unwrap();
-            Participant::new(node(self.name), &trust, settings).unwrap()
+            trust.participant(node(self.name), settings).unwrap()
         })
     }
 
@@ -115,18 +121,9 @@ impl Hospital {
     fn try_answer(&mut self, c: &Coordinator, task: &Task) -> crate::Result<(UploadKind, Vec<u8>)> {
         let plan = c.plan.clone();
         let participant = self.participant(c);
-        Ok(match task.kind {
-            TaskKind::KeyGen => (UploadKind::KeyShare, participant.key_gen(task)?),
-            TaskKind::Confirm => (UploadKind::Statement, participant.confirm(task)?),
-            TaskKind::Challenge => (UploadKind::Statement, participant.challenge(task)?),
-            TaskKind::Prove => (UploadKind::Statement, participant.prove(task)?),
-            TaskKind::Decrypt => (UploadKind::DecryptionShare, participant.decrypt(task)?),
-            TaskKind::Result => (UploadKind::Statement, participant.sum_challenge(task)?),
-            TaskKind::Attest => (UploadKind::Statement, participant.sum_fingerprint(task)?),
-            TaskKind::Accept => (UploadKind::Statement, participant.endorse(task)?),
-            TaskKind::Recover => (UploadKind::Sum, participant.held_sum(task)?),
-            TaskKind::Contribute => {
-                let agreed = participant.agree(task)?;
+        Ok(match participant.handle(task, &mut test_rng())? {
+            Reply::Upload(kind, bytes) => (kind, bytes),
+            Reply::Contribute(agreed) => {
                 let layout = &plan.layout;
                 let evaluation = LocalEvaluation::of_logits(&[-1.0, 2.0], &[0.0, 1.0], layout.bins);
                 let figures = &agreed.figures;
@@ -150,9 +147,9 @@ impl Hospital {
                 };
                 let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
                 let words = plan.codec.encode(&values, 1.0).unwrap().words;
-                (UploadKind::Contribution, participant.encrypt(agreed.session, &words)?)
+                (UploadKind::Contribution, participant.contribute(agreed.session, &words)?)
             }
-            other => panic!("{} cannot answer a {other:?} task", self.name),
+            other => panic!("{} cannot answer a {:?} task: {other:?}", self.name, task.kind),
         })
     }
 }
@@ -511,7 +508,11 @@ fn shutdown_abandons_the_running_session() {
         UploadHeader { federation_id: "fed".into(), session: None, node: "a".into(), kind: Some(UploadKind::KeyShare) };
     let refusal = c.handle(Event::UploadStarted { node: node("a"), header }, start).unwrap_err();
     assert_eq!(refusal, Refusal::ShuttingDown);
-    assert_eq!(refusal.code(), tonic::Code::Unavailable, "a hospital retries, as when the aggregator is gone");
+    assert_eq!(
+        crate::error::refusal_code(&refusal),
+        tonic::Code::Unavailable,
+        "a hospital retries, as when the aggregator is gone"
+    );
 }
 
 #[test]
@@ -702,4 +703,61 @@ fn a_streamed_contribution_that_breaks_off_midway_restarts_the_round() {
     let session = task.session.unwrap();
     c.handle(Event::AggregateBroken { session, why }, start).unwrap();
     assert_eq!(running(&c), SessionId { round: session.round, attempt: session.attempt + 1 });
+}
+
+/// The participant as a state machine: at every step of a session, a task of any other step
+/// (the same session, the task's own sections) finds no state that takes it and is refused as
+/// out of order, and the refusal leaves the state as it was (the session then completes).
+#[test]
+fn each_step_is_taken_only_in_its_state_and_a_refusal_changes_nothing() {
+    let steps = [
+        TaskKind::Confirm,
+        TaskKind::Contribute,
+        TaskKind::Challenge,
+        TaskKind::Prove,
+        TaskKind::Decrypt,
+        TaskKind::Result,
+        TaskKind::Attest,
+        TaskKind::Accept,
+    ];
+    let (mut c, start, mut hospitals) = started();
+    let mut refused = 0;
+    for _ in 0..SESSION {
+        let task = c.task_for(&node("a")).unwrap();
+        // From the decryption share on, a `Result` of the same session is taken again (an
+        // aggregator that restarted hands the sum out anew).
+        let decrypted = matches!(task.kind, TaskKind::Result | TaskKind::Attest | TaskKind::Accept);
+        for &other in steps.iter().filter(|&&k| k != task.kind && !(decrypted && k == TaskKind::Result)) {
+            let wrong = Task { kind: other, ..task.clone() };
+            let error = hospitals[0].try_answer(&c, &wrong).unwrap_err();
+            assert!(
+                matches!(error, FederationError::Trust(TrustError::OutOfOrder { .. })),
+                "a {other:?} task during the {:?} step: {error}",
+                task.kind
+            );
+            refused += 1;
+        }
+        // Encryption is taken only once every participant agreed.
+        let error = hospitals[0].participant(&c).contribute(task.session.unwrap(), &[0; 4]).unwrap_err();
+        assert!(matches!(error, fedcare_protocol::Error::Trust(TrustError::OutOfOrder { step: "encryption" })));
+        phase(&mut c, &mut hospitals, start);
+    }
+    // Eight at the key generation, seven at the next six steps, six at the last two (where the
+    // result is taken again).
+    assert_eq!(refused, 8 + 6 * 7 + 2 * 6);
+    assert_eq!(c.records().len(), 1, "the session completed after all the refusals");
+    // After its output is endorsed, every step of the session but the result is refused.
+    let done = Task {
+        kind: TaskKind::Accept,
+        session: Some(SessionId { round: 0, attempt: 0 }),
+        session_kind: Some(SessionKind::Setup),
+        crs: Some(Crs(1)),
+        figures: PublicFigures::default(),
+        sections: vec![Bytes::new()],
+        message: String::new(),
+    };
+    for &other in steps.iter().filter(|&&k| k != TaskKind::Result) {
+        let error = hospitals[0].try_answer(&c, &Task { kind: other, ..done.clone() }).unwrap_err();
+        assert!(matches!(error, FederationError::Trust(TrustError::OutOfOrder { .. })), "{other:?}: {error}");
+    }
 }

@@ -13,7 +13,7 @@
 //! operating system every round, adds exact discrete Gaussian noise to the pooled statistics it
 //! contributes (setup counts and moments, evaluation histograms; [`pooled_noise`]), and leaves
 //! before a training round that would bring its patients' ε past its own `max_epsilon`
-//! ([`crate::config::Consortium::check_privacy_budget`]).
+//! ([`crate::config::check_privacy_budget`]).
 
 mod local_data;
 mod pooled_noise;
@@ -36,10 +36,10 @@ pub use local_data::{HospitalData, LocalData};
 pub use trainer::{CpuTrainer, GpuNodeTrainer, Trainer};
 
 use crate::convert;
-use crate::error::{FederationError, ProtocolError, Refusal, Result};
+use crate::error::{FederationError, ProtocolError, Result};
 use crate::exploration::ReportContext;
 use crate::identity::InProcessLink;
-use crate::participant::{Agreed, Participant, Trust};
+use crate::participant::{Agreed, FinalFile, Participant, Reply, Trust};
 use crate::protocol::{
     FederationSettings, Job, LocalEvaluation, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind,
     UploadHeader, UploadKind,
@@ -259,7 +259,7 @@ impl HospitalNode {
         let me = NodeId::new(node.as_str())?;
         let mut participant = match self.participant.take() {
             Some(kept) if kept.me() == &me && kept.settings_digest() == settings.digest => kept,
-            _ => Participant::new(me, &self.trust, settings.clone())?,
+            _ => self.trust.participant(me, settings.clone())?,
         };
         let result = self.follow_tasks(&mut client, &node, &settings, &codec, &mut local, &mut participant).await;
         self.participant = Some(participant);
@@ -294,46 +294,25 @@ impl HospitalNode {
             let missing = |field| ProtocolError::Missing { message: "task", field };
             let start = ThreadTime::now();
             // The checks and the crypto are CPU-bound: keep them off the async workers' queue.
-            let upload = match task.kind {
-                TaskKind::KeyGen => Some((UploadKind::KeyShare, participant.key_gen(&task)?)),
-                TaskKind::Confirm => {
-                    Some((UploadKind::Statement, tokio::task::block_in_place(|| participant.confirm(&task))?))
-                }
-                TaskKind::Contribute => {
-                    let agreed = participant.agree(&task)?;
+            // The challenge randomness comes from the operating system; its failure is an error.
+            let reply = tokio::task::block_in_place(|| participant.handle(&task, &mut rand::rngs::SysRng))?;
+            let upload = match reply {
+                Reply::Nothing => None,
+                Reply::Upload(kind, bytes) => Some((kind, bytes)),
+                Reply::Contribute(agreed) => {
                     self.add_crypto_time(start);
                     let ciphertext = tokio::task::block_in_place(|| {
                         self.contribute(settings, codec, &agreed, local, participant, node)
                     })?;
                     Some((UploadKind::Contribution, ciphertext))
                 }
-                TaskKind::Challenge => {
-                    Some((UploadKind::Statement, tokio::task::block_in_place(|| participant.challenge(&task))?))
-                }
-                TaskKind::Prove => {
-                    Some((UploadKind::Statement, tokio::task::block_in_place(|| participant.prove(&task))?))
-                }
-                TaskKind::Decrypt => {
-                    Some((UploadKind::DecryptionShare, tokio::task::block_in_place(|| participant.decrypt(&task))?))
-                }
-                TaskKind::Result => {
-                    Some((UploadKind::Statement, tokio::task::block_in_place(|| participant.sum_challenge(&task))?))
-                }
-                TaskKind::Attest => {
-                    Some((UploadKind::Statement, tokio::task::block_in_place(|| participant.sum_fingerprint(&task))?))
-                }
-                TaskKind::Accept => {
-                    Some((UploadKind::Statement, tokio::task::block_in_place(|| participant.endorse(&task))?))
-                }
-                TaskKind::Recover => Some((UploadKind::Sum, participant.held_sum(&task)?)),
-                TaskKind::Done => {
+                Reply::Done(file) => {
                     tracing::info!(%node, "federation done");
-                    let mut model = final_model(&task, settings, participant)?;
-                    model.exploration = exploration_report(settings, participant, local, node)?;
-                    return Ok(model);
+                    let FinalFile { bytes, model } = *file;
+                    let exploration = exploration_report(settings, participant, local, node)?;
+                    return Ok(FinalModel { bytes, model, exploration });
                 }
-                TaskKind::Failed => return Err(FederationError::Stopped(task.message)),
-                TaskKind::Wait => None,
+                Reply::Stopped(message) => return Err(FederationError::Stopped(message)),
             };
             if task.kind != TaskKind::Contribute {
                 self.add_crypto_time(start);
@@ -353,7 +332,7 @@ impl HospitalNode {
                     }
                     // The round moved on while this node worked (another hospital left or missed
                     // a deadline, and the round restarted): nothing is wrong with this node.
-                    Err(FederationError::Rpc { status, .. }) if Refusal::status_is_stale(&status) => {
+                    Err(FederationError::Rpc { status, .. }) if crate::error::status_is_stale(&status) => {
                         tracing::info!(%node, "the round moved on ({}); fetching the next task", status.message());
                     }
                     Err(error) => return Err(error),
@@ -391,7 +370,7 @@ impl HospitalNode {
             SessionKind::Setup | SessionKind::Evaluate | SessionKind::Explore => None,
         };
         if let Some(release) = release {
-            self.trust.consortium.check_privacy_budget(settings, release)?;
+            crate::config::check_privacy_budget(&self.trust.consortium, settings, release)?;
         }
         let sampler = settings.privacy.and_then(|p| p.pooled).map(PooledSampler::new);
         let values = match kind {
@@ -439,7 +418,7 @@ impl HospitalNode {
             tracing::warn!(%node, clipped = encoded.clipped, "update values clipped to the codec's range");
         }
         let start = ThreadTime::now();
-        let ciphertext = participant.encrypt(agreed.session, &encoded.words)?;
+        let ciphertext = participant.contribute(agreed.session, &encoded.words)?;
         self.add_crypto_time(start);
         Ok(ciphertext)
     }
@@ -515,25 +494,6 @@ fn local_evaluation(
     Ok(evaluation)
 }
 
-/// The final model file, checked: the federation's model, and the output this hospital checked
-/// and endorsed (or endorsed by its roster's hospitals, [`Participant::check_final`]).
-fn final_model(task: &Task, settings: &FederationSettings, participant: &Participant) -> Result<FinalModel> {
-    let [bytes] = task.sections.as_slice() else {
-        return Err(ProtocolError::Sections { task: "final", got: task.sections.len(), expected: 1 }.into());
-    };
-    let model = ModelFile::from_bytes(bytes).map_err(ProtocolError::Model)?;
-    if model.spec != settings.spec {
-        return Err(ProtocolError::Invalid {
-            field: "final model",
-            value: format!("{} parameters", model.params.len()),
-            expected: format!("the federation's model of {} parameters", settings.spec.param_count()),
-        }
-        .into());
-    }
-    participant.check_final(&model)?;
-    Ok(FinalModel { bytes: bytes.clone(), model, exploration: None })
-}
-
 /// After an exploration, its report: the pooled counts this hospital checked, with its own
 /// counts beside them (`None` for training, or when it did not take part in the exploration).
 fn exploration_report(
@@ -583,7 +543,7 @@ pub async fn fetch_task(
 ) -> Result<Task> {
     let request = v1::TaskRequest {
         federation_id: federation_id.to_owned(),
-        after: after.map(|(s, _)| s.into()),
+        after: after.map(|(s, _)| convert::session_to_proto(s)),
         after_kind: after.map_or(0, |(_, k)| convert::task_kind_to_proto(k) as i32),
         wait_ms: POLL_MS,
     };

@@ -84,8 +84,8 @@ mod tests {
     use fedcare_core::{Moments, ScoreHistogram, TopKShape};
 
     use super::*;
-    use crate::protocol::contribution::tests::sum_through_codec;
     use crate::protocol::{ContributionLayout, DecodedSum, LocalEvaluation, SessionKind};
+    use fedcare_protocol::testing::sum_through_codec;
 
     /// The mean and variance of `samples`.
     fn mean_and_variance(samples: &[f64]) -> (f64, f64) {

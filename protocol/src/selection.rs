@@ -19,7 +19,7 @@
 use fedcare_core::{Platt, ServerOptimizer, ServerOptimizerConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::RoundRecord;
+use crate::record::RoundRecord;
 
 /// What the server carries from one session to the next: the server optimizer's state and the
 /// best model so far.
@@ -124,7 +124,7 @@ pub fn kept_record(records: &[RoundRecord]) -> Option<&RoundRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{SessionId, SessionKind};
+    use crate::ids::{SessionId, SessionKind};
 
     fn record(round: u32, auroc: Option<f64>) -> RoundRecord {
         let kind = if round == 4 { SessionKind::Evaluate } else { SessionKind::Train };

@@ -548,23 +548,10 @@ pub(crate) mod tests {
         assert!(layout.explore_vector(&ExploreCounts::default()).is_err(), "counts of another shape");
     }
 
-    /// The decoded sum of `vectors` as the federation computes it: each encoded by the default
-    /// codec (64 parties at most), summed modulo the plaintext space, decoded.
-    pub(crate) fn sum_through_codec(vectors: &[Vec<f64>]) -> Vec<f64> {
-        let codec = fedcare_core::Codec::new(fedcare_core::CodecConfig::default()).unwrap();
-        let mut sum = vec![0u64; vectors[0].len()];
-        for values in vectors {
-            let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-            let encoded = codec.encode(&values, 1.0).unwrap();
-            assert_eq!(encoded.clipped, 0);
-            codec.add_assign(&mut sum, &encoded.words).unwrap();
-        }
-        let integers = codec.decode_sum_integers(&sum, vectors.len() as u32).unwrap();
-        integers.iter().map(|&i| i as f64 * codec.resolution()).collect()
-    }
-
     #[test]
     fn noisy_counts_of_64_hospitals_decode_without_overflow() {
+        use crate::testing::sum_through_codec;
+
         let layout = layout(0, 4, 1, vec![TopKShape { buckets: 3, k: 1 }]);
         // What a hospital's noise does to its counts: wrapping addition, a negative result
         // carried as its two's complement.

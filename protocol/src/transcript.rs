@@ -34,8 +34,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ProtocolError, TrustError};
-use crate::protocol::{NodeId, PublicFigures, SessionId, SessionKind};
-use crate::signing::{Signed, SigningKey};
+use crate::signing::{Signed, Signer};
+use crate::{NodeId, PublicFigures, SessionId, SessionKind};
 
 /// The steps of a session at which hospitals sign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +165,7 @@ pub struct Statement {
 
 impl Statement {
     /// The statement signed by `signer` with `key`.
-    pub fn sign(&self, signer: &NodeId, key: &SigningKey) -> Signed {
+    pub fn sign(&self, signer: &NodeId, key: &dyn Signer) -> Result<Signed, crate::Error> {
         // Invariant: postcard serializes these plain types into a Vec without failing.
         Signed::new(signer.clone(), key, postcard::to_allocvec(self).unwrap_or_default())
     }

@@ -15,12 +15,12 @@ use fedcare_core::top_k::choose_top_k;
 use fedcare_core::{Codec, ModelFile, ModelSpec};
 
 use crate::exploration::Exploration;
-use crate::protocol::{
-    ContributionLayout, DecodedSum, Privacy, PublicFigures, RoundRecord, SessionId, SessionKind, check_exploration,
-};
+use crate::params::params_to_bytes;
 use crate::selection::ServerState;
 use crate::transcript::{file_digest, state_digest};
-use crate::transfer::params_to_bytes;
+use crate::{
+    ContributionLayout, DecodedSum, Privacy, PublicFigures, RoundRecord, SessionId, SessionKind, check_exploration,
+};
 
 /// What a session's inputs were: the state every participant signed.
 #[derive(Debug, Clone, Copy)]
@@ -117,7 +117,7 @@ pub fn model_file(
 
 /// Decodes the checked plaintext `words` of a session and applies them: the figures for setup,
 /// the server rule for training, the metrics for both training and evaluation. Refuses a sum
-/// that does not decode or fails the sanity bounds ([`crate::protocol::SetupCounts::check`]).
+/// that does not decode or fails the sanity bounds ([`crate::SetupCounts::check`]).
 pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<SessionOutput, String> {
     let integers = inputs.codec.decode_sum_integers(words, inputs.contributors as u32).map_err(|e| e.to_string())?;
     let scale = inputs.codec.resolution();

@@ -1,0 +1,94 @@
+//! Who and what a message is about: a node ([`NodeId`]), what a session computes
+//! ([`SessionKind`]), which attempt at which round it is ([`SessionId`]) and what is planned next
+//! ([`Planned`]). One type each, used by both roles.
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A node's identity: the name in its mTLS certificate (a hospital's node id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// A node id of 1 to 64 letters, digits, `-` or `.`, not starting with `-`.
+    pub fn new(name: impl Into<String>) -> Result<Self, crate::error::ConfigError> {
+        let name = name.into();
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            && !name.starts_with('-');
+        if valid { Ok(Self(name)) } else { Err(crate::error::ConfigError::Name(name)) }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+/// What a session computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionKind {
+    /// Before training: the secure sum of the hospitals' row counts, feature moments and `top_k`
+    /// bucket counts.
+    Setup,
+    /// One round of local training: the secure sum of the weighted updates and evaluations.
+    Train,
+    /// After training: the secure evaluation of the final model.
+    Evaluate,
+    /// An exploration's one session after setup: the secure sum of every column's counts.
+    Explore,
+}
+
+impl SessionKind {
+    /// The kind's name, as in `metrics.jsonl`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Setup => "setup",
+            Self::Train => "train",
+            Self::Evaluate => "evaluate",
+            Self::Explore => "explore",
+        }
+    }
+}
+
+impl fmt::Display for SessionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so that tables can align it (`{:>9}`).
+        f.pad(self.name())
+    }
+}
+
+/// One attempt at one round. A round that loses a hospital restarts as the next attempt, with
+/// fresh keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SessionId {
+    /// 0: setup; 1..=rounds: training; the round after the last training round (rounds + 1, or
+    /// earlier when `patience` stopped training): final evaluation.
+    pub round: u32,
+    /// Restarts of this round before this attempt.
+    pub attempt: u32,
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.round, self.attempt)
+    }
+}
+
+/// A session planned next: its round and kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Planned {
+    /// The round.
+    pub round: u32,
+    /// What it computes.
+    pub kind: SessionKind,
+}

@@ -1,0 +1,55 @@
+//! # fedcare-protocol
+//!
+//! The federation's sans-IO heart: what both roles agree on and how a hospital decides, with no
+//! socket, file, clock or OS random source inside (a `clippy.toml` in this crate makes each of
+//! them a lint error; the shells in `fedcare-federation` pass time and randomness in).
+//!
+//! - Who and what: [`ids`] (nodes, sessions), [`task`] (what the aggregator asks, what an upload
+//!   announces), [`settings`] (the federation's settings, job and privacy, the public figures),
+//!   [`record`] (what a session measured).
+//! - What a hospital contributes to each kind of session and how the sum is read back:
+//!   [`contribution`]; a model's parameters as bytes: [`params`].
+//! - Signed statements: keys and signatures ([`signing`]), the statements of every step, the
+//!   round transcript and the digests endorsements cover ([`transcript`]), the roster a
+//!   hospital pins ([`roster`]).
+//! - The session rules, applied alike by the aggregator and every hospital to a checked sum:
+//!   [`output`] (the next global model, server state and model file) and [`selection`] (the best
+//!   model so far, when training ends); an exploration's pooled counts ([`exploration`]).
+//! - The hospital's side of the protocol as a state machine: [`participant`], with its
+//!   decryption ledger behind the [`ledger::Ledger`] trait.
+//!
+//! Guarantees:
+//! - Peer data is never trusted: every decode has a size cap and every relayed statement is
+//!   checked against the hospital's own roster before use.
+//! - A hospital's participant takes each task only in the state its step needs: a task out of
+//!   order finds no state that accepts it, and is refused with [`error::TrustError::OutOfOrder`].
+//! - A decryption share leaves the participant only after the ledger has recorded its slot.
+//! - A failing random source is an error ([`error::Error::Random`]), never a default value.
+#![forbid(unsafe_code)]
+
+pub mod contribution;
+pub mod error;
+pub mod exploration;
+pub mod ids;
+pub mod ledger;
+pub mod output;
+pub mod params;
+pub mod participant;
+pub mod record;
+pub mod roster;
+pub mod selection;
+pub mod settings;
+pub mod signing;
+pub mod task;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod transcript;
+
+pub use contribution::{
+    ContributionLayout, DecodedSum, GlobalEvaluation, LocalEvaluation, SetupCounts, check_exploration,
+};
+pub use error::{ConfigError, Error, ProtocolError, Refusal, Result, TransferError, TrustError};
+pub use ids::{NodeId, Planned, SessionId, SessionKind};
+pub use record::{CALIBRATION_BINS, ROC_POINTS, RoundRecord};
+pub use settings::{FederationSettings, Job, MAX_ATTEMPTS, Privacy, PublicFigures};
+pub use task::{Task, TaskKind, UploadHeader, UploadKind};

@@ -1,0 +1,114 @@
+//! What a federation agreed to run ([`FederationSettings`], the same for every role), what it is
+//! for ([`Job`]), its differential privacy ([`Privacy`]) and the figures its setup session makes
+//! public ([`PublicFigures`]).
+
+use fedcare_core::{CodecConfig, ColumnStats, ModelSpec, ServerOptimizerConfig, TrainConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::contribution::ContributionLayout;
+
+/// The most attempts of one round: the coordinator gives a round up after this many, and a
+/// hospital's default bound ([`crate::roster::Consortium::max_attempts`]).
+pub const MAX_ATTEMPTS: u32 = 16;
+
+/// What the setup session makes public to the federation: the pooled counts, the federated
+/// statistics of every numeric feature and the buckets chosen for every `top_k` column. Every
+/// task carries them; they are the same for every hospital.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PublicFigures {
+    /// Training rows of all hospitals (0 before setup).
+    pub train_rows: u64,
+    /// Held-out rows of all hospitals (0 before setup).
+    pub test_rows: u64,
+    /// The federated mean and standard deviation of each numeric feature.
+    pub feature_stats: Vec<ColumnStats>,
+    /// Per `top_k` column, the buckets chosen, in slot order.
+    pub top_k: Vec<Vec<u32>>,
+}
+
+/// What a federation is for.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Job {
+    /// Train the model (setup, the training rounds, the final evaluation).
+    #[default]
+    Train,
+    /// Explore the data (setup, then one session of every column's counts); nothing is
+    /// trained.
+    Explore {
+        /// The smallest pooled count a report shows.
+        min_cell: u64,
+        /// What the label's positives are, for reports (`readmitted = <30`).
+        label: String,
+    },
+}
+
+/// Differential privacy as a federation runs it: the DP-SGD settings every hospital trains with,
+/// the noise every hospital adds to the pooled statistics, and the δ at which ε is reported. ε
+/// depends on these settings and the layout alone (every hospital samples patients at the same
+/// rate and noises the same statistics), so the aggregator, every hospital and the model file
+/// give the same figure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Privacy {
+    /// Sampling rate, noise multiplier and clip norm.
+    pub dp_sgd: fedcare_core::privacy::DpSgd,
+    /// δ of the reported (ε, δ).
+    pub delta: f64,
+    /// The noise on the pooled statistics (`None`: they are decrypted exact, and README's
+    /// "what is not protected" applies to them).
+    pub pooled: Option<fedcare_core::privacy::PooledNoise>,
+    /// The statistics the setup session releases ([`ContributionLayout::setup_statistics`]).
+    pub setup_statistics: u32,
+}
+
+impl Privacy {
+    /// ε after `rounds` training rounds of `epochs` local epochs each: DP-SGD's steps composed
+    /// with the pooled statistics, the setup's and the final evaluation's, counted from the
+    /// start. (With pooled noise the training rounds evaluate nothing: a noisy evaluation every
+    /// round would cost a statistic each and choose the model by its noise.)
+    pub fn epsilon_after(&self, rounds: u32, epochs: u32) -> f64 {
+        let steps = u64::from(rounds) * u64::from(epochs) * u64::from(self.dp_sgd.steps_per_epoch());
+        let rho = self.pooled.map_or(0.0, |pooled| pooled.rho(u64::from(self.setup_statistics)));
+        self.dp_sgd.mechanism().epsilon_with(steps, rho, self.delta)
+    }
+
+    /// Whether the training rounds carry an evaluation: not under pooled noise.
+    pub fn evaluates_rounds(&self) -> bool {
+        self.pooled.is_none()
+    }
+}
+
+/// What a hospital learns of the federation when it joins: everything it needs to take part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FederationSettings {
+    /// The federation.
+    pub federation_id: String,
+    /// The model.
+    pub spec: ModelSpec,
+    /// The codec of every contribution.
+    pub codec: CodecConfig,
+    /// Local training (`seed` is the federation's training seed; a round adds its number).
+    pub train: TrainConfig,
+    /// The layout of every contribution.
+    pub layout: ContributionLayout,
+    /// The fewest contributors an aggregate may have for this hospital to help decrypt it.
+    pub min_hospitals: usize,
+    /// The largest upload the aggregator accepts, in bytes.
+    pub max_upload_bytes: u64,
+    /// Fraction of each hospital's rows held out for evaluation.
+    pub test_fraction: f32,
+    /// The schema the federation trains on (empty: any).
+    pub schema_id: String,
+    /// Training rounds.
+    pub rounds: u32,
+    /// Evaluations without a better AUROC after which training stops (`None`: every round).
+    pub patience: Option<u32>,
+    /// The server rule every hospital applies to the checked sum.
+    pub server: ServerOptimizerConfig,
+    /// Training or exploration.
+    pub job: Job,
+    /// DP-SGD's settings (`None`: training without differential privacy).
+    pub privacy: Option<Privacy>,
+    /// BLAKE3 of the configuration's wire form: every participant's transcript covers it, so
+    /// hospitals given different settings do not agree.
+    pub digest: [u8; 32],
+}
