@@ -45,7 +45,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     }
     let plan = config.plan().with_context(|| format!("invalid configuration in {}", args.config.display()))?;
     let server_tls = tls::server_tls(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
-    let aggregator = AggregatorServer::new(plan)?;
+    let aggregator = AggregatorServer::new(plan, &config.out_dir)?;
     let outcome = crate::aggregator_runtime()?.block_on(serve(&config, aggregator, server_tls))?;
     match outcome.failure {
         Some(Failure::Interrupted) => {

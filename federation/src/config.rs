@@ -56,19 +56,22 @@
 //! `FEDCARE_SERVER_NAME`, `FEDCARE_STATE_DIR` for a hospital. A variable that is set wins over
 //! the file.
 
+use core::time::Duration;
 use std::path::{Path, PathBuf};
 
 use fedcare_core::explore::{ColumnSpec, DEFAULT_MIN_CELL};
 use fedcare_core::privacy::accountant::SampledGaussian;
 use fedcare_core::privacy::{DpSgd, PooledNoise};
-use fedcare_core::{Codec, CodecConfig, ModelSpec, OptimizerConfig, ServerOptimizerConfig, TopKShape};
+use fedcare_core::{ModelSpec, OptimizerConfig, ServerOptimizerConfig, TopKShape, TrainConfig};
 use fedcare_crypto::PARAMS_V2;
 use serde::{Deserialize, Serialize};
 
+pub use fedcare_protocol::FederationPlan;
 pub use fedcare_protocol::roster::Consortium;
 
+use crate::convert;
 use crate::error::{ConfigError, FederationError, Result};
-use crate::protocol::{ContributionLayout, Job, NodeId, Privacy};
+use crate::protocol::{ContributionLayout, FederationSettings, Job, NodeId, Privacy};
 
 /// Paths of a party's TLS material.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -773,52 +776,40 @@ impl AggregatorConfig {
         // signed key share (n words).
         let largest = PARAMS_V2.ciphertext_wire_bytes(longest).max(9 * longest).max(8 * PARAMS_V2.n());
         let max_upload_bytes = largest as u64 + 4096;
-        Ok(FederationPlan {
-            config: self.clone(),
-            hospitals,
+        let train = TrainConfig {
+            epochs: t.epochs,
+            batch_size: t.batch_size as usize,
+            optimizer: t.optimizer(),
+            pos_weight: t.pos_weight,
+            l2: t.l2,
+            prox_mu: self.server.prox_mu(),
+            seed: t.seed,
+        };
+        let mut settings = FederationSettings {
+            federation_id: self.federation_id.clone(),
             spec,
-            codec: Codec::new(codec)?,
+            codec,
+            train,
             layout,
-            server,
+            min_hospitals: self.min_hospitals as usize,
             max_upload_bytes,
+            test_fraction: t.test_fraction,
+            schema_id: self.schema_id.clone(),
+            rounds: self.rounds,
+            patience: self.patience,
+            server,
             job,
             privacy,
+            digest: [0; 32],
+        };
+        settings.digest = convert::settings_digest(&settings);
+        Ok(FederationPlan {
+            settings,
+            hospitals,
+            seed: self.seed,
+            join_timeout: Duration::from_secs(self.join_timeout_secs),
+            phase_timeout: Duration::from_secs(self.phase_timeout_secs),
         })
-    }
-}
-
-/// A validated federation: the configuration and everything derived from it.
-#[derive(Debug, Clone)]
-pub struct FederationPlan {
-    /// The configuration it was made from.
-    pub config: AggregatorConfig,
-    /// The enrolled hospitals.
-    pub hospitals: Vec<NodeId>,
-    /// The model.
-    pub spec: ModelSpec,
-    /// The fixed-point codec of every contribution.
-    pub codec: Codec,
-    /// The layout of every contribution.
-    pub layout: ContributionLayout,
-    /// The server optimizer.
-    pub server: ServerOptimizerConfig,
-    /// The largest upload accepted, in bytes.
-    pub max_upload_bytes: u64,
-    /// Training or exploration.
-    pub job: Job,
-    /// DP-SGD's settings (`None`: off).
-    pub privacy: Option<Privacy>,
-}
-
-impl FederationPlan {
-    /// The codec's configuration.
-    pub fn codec_config(&self) -> CodecConfig {
-        self.codec.config()
-    }
-
-    /// Whether `node` is enrolled.
-    pub fn is_enrolled(&self, node: &NodeId) -> bool {
-        self.hospitals.contains(node)
     }
 }
 
@@ -1126,11 +1117,11 @@ mod tests {
     #[test]
     fn privacy_takes_a_noise_multiplier_or_finds_one_for_a_target_epsilon() {
         let plan = config("rounds = 5\n[privacy]\nnoise_multiplier = 1.5").unwrap().plan().unwrap();
-        let privacy = plan.privacy.unwrap();
+        let privacy = plan.settings.privacy.unwrap();
         assert_eq!(privacy.dp_sgd, DpSgd { sampling_rate: 0.02, noise_multiplier: 1.5, clip_norm: 5.0 });
         assert_eq!(privacy.delta, 1e-6);
         let plan = config("rounds = 5\n[privacy]\ntarget_epsilon = 3.0\nsampling_rate = 0.02").unwrap().plan().unwrap();
-        let privacy = plan.privacy.unwrap();
+        let privacy = plan.settings.privacy.unwrap();
         // 5 rounds of one epoch of 50 steps.
         let spent = privacy.epsilon_after(5, 1);
         assert!(spent <= 3.0 && spent > 2.9, "{spent}");
@@ -1154,10 +1145,9 @@ mod tests {
     #[test]
     fn a_hospital_refuses_a_round_past_its_budget_and_any_round_without_privacy() {
         let plan = config("rounds = 10\n[privacy]\nnoise_multiplier = 1.0").unwrap().plan().unwrap();
-        let settings = crate::convert::settings_from_proto(&crate::convert::federation_config(&plan)).unwrap();
-        assert_eq!(settings.privacy, plan.privacy, "the settings travel to the hospitals");
-        assert_eq!(settings.layout, plan.layout, "with the evaluation's bins under pooled noise");
-        assert_eq!(plan.layout.bins, 16);
+        let settings = crate::convert::settings_from_proto(&crate::convert::settings_to_proto(&plan.settings)).unwrap();
+        assert_eq!(settings, plan.settings, "the settings travel to the hospitals whole");
+        assert_eq!(settings.layout.bins, 16, "with the evaluation's bins under pooled noise");
         let mut consortium = Consortium::new(BTreeMap::new());
         check_privacy_budget(&consortium, &settings, 10).unwrap();
         let privacy = settings.privacy.unwrap();
@@ -1166,7 +1156,7 @@ mod tests {
         let error = check_privacy_budget(&consortium, &settings, 4).unwrap_err();
         assert!(matches!(error, FederationError::PrivacyBudget { round: 4, .. }), "{error}");
         let plain = config("").unwrap().plan().unwrap();
-        let plain = crate::convert::settings_from_proto(&crate::convert::federation_config(&plain)).unwrap();
+        let plain = plain.settings;
         let error = check_privacy_budget(&consortium, &plain, 1).unwrap_err();
         assert!(matches!(error, FederationError::PrivacyBudget { epsilon, .. } if epsilon.is_infinite()), "{error}");
         // The setup's exact counts are refused too, and the message names the setup session.
@@ -1201,7 +1191,7 @@ mod tests {
         let text = format!("[tls]\nca = \"ca.pem\"\ncert = \"h.pem\"\nkey = \"h.key\"\n{roster}");
         let config: HospitalConfig = toml::from_str(&text).unwrap();
         assert_eq!(config.trainer, TrainerChoice::Auto);
-        assert_eq!(config.consortium.max_attempts, crate::coordinator::MAX_ATTEMPTS);
+        assert_eq!(config.consortium.max_attempts, crate::protocol::MAX_ATTEMPTS);
         let error = toml::from_str::<HospitalConfig>(&text.replace("sha256:00", "sha256:zz")).unwrap_err().to_string();
         assert!(error.contains("not a key fingerprint"), "{error}");
         let text = text.as_str();

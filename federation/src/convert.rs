@@ -11,7 +11,6 @@ use fedcare_core::{
 use fedcare_crypto::{Crs, PARAMS_V2};
 use fedcare_proto::v1;
 
-use crate::config::{FederationPlan, LocalOptimizer};
 use crate::coordinator::Status;
 use crate::error::ProtocolError;
 use crate::protocol::{
@@ -207,14 +206,22 @@ pub fn status_to_proto(status: &Status) -> v1::StatusReply {
     }
 }
 
-/// The configuration every hospital receives when it joins.
-pub fn federation_config(plan: &FederationPlan) -> v1::FederationConfig {
-    let config = &plan.config;
-    let t = &config.training;
-    let codec = plan.codec_config();
+/// The settings' wire form, what a hospital receives when it joins ([`settings_from_proto`]
+/// reads it back to the same settings).
+pub fn settings_to_proto(settings: &FederationSettings) -> v1::FederationConfig {
+    let t = &settings.train;
+    let codec = settings.codec;
+    let (optimizer, learning_rate, momentum) = match t.optimizer {
+        OptimizerConfig::Adam { lr, .. } => (v1::Optimizer::Adam, lr, 0.0),
+        OptimizerConfig::Sgd { lr, momentum } => (v1::Optimizer::Sgd, lr, momentum),
+    };
+    let layout = &settings.layout;
     v1::FederationConfig {
-        federation_id: config.federation_id.clone(),
-        model: Some(v1::ModelSpec { input_width: config.model.input_width, hidden: config.model.hidden.clone() }),
+        federation_id: settings.federation_id.clone(),
+        model: Some(v1::ModelSpec {
+            input_width: settings.spec.input_width() as u32,
+            hidden: settings.spec.hidden().iter().map(|&h| h as u32).collect(),
+        }),
         codec: Some(v1::CodecConfig {
             value_bits: codec.value_bits,
             frac_bits: codec.frac_bits,
@@ -222,9 +229,9 @@ pub fn federation_config(plan: &FederationPlan) -> v1::FederationConfig {
             plaintext_bits: codec.plaintext_bits,
         }),
         crypto_params_id: u32::from(PARAMS_V2.id),
-        rounds: config.rounds,
-        patience: config.patience.unwrap_or(0),
-        privacy: plan.privacy.map(|p| v1::Privacy {
+        rounds: settings.rounds,
+        patience: settings.patience.unwrap_or(0),
+        privacy: settings.privacy.map(|p| v1::Privacy {
             sampling_rate: p.dp_sgd.sampling_rate,
             noise_multiplier: p.dp_sgd.noise_multiplier,
             clip_norm: p.dp_sgd.clip_norm,
@@ -235,26 +242,23 @@ pub fn federation_config(plan: &FederationPlan) -> v1::FederationConfig {
         }),
         training: Some(v1::TrainingConfig {
             epochs: t.epochs,
-            batch_size: t.batch_size,
-            optimizer: match t.optimizer {
-                LocalOptimizer::Adam => v1::Optimizer::Adam,
-                LocalOptimizer::Sgd => v1::Optimizer::Sgd,
-            } as i32,
-            learning_rate: t.learning_rate,
-            momentum: t.momentum,
+            batch_size: t.batch_size as u32,
+            optimizer: optimizer as i32,
+            learning_rate,
+            momentum,
             l2: t.l2,
-            prox_mu: config.server.prox_mu(),
+            prox_mu: t.prox_mu,
             pos_weight: t.pos_weight,
             seed: t.seed,
         }),
-        min_hospitals: config.min_hospitals,
-        eval_bins: plan.layout.bins as u32,
-        schema_id: config.schema_id.clone(),
-        max_upload_bytes: plan.max_upload_bytes,
-        test_fraction: t.test_fraction,
-        numeric_features: config.numeric_features,
-        top_k_columns: config.top_k.iter().map(|s| v1::TopKColumn { buckets: s.buckets, k: s.k }).collect(),
-        server_rule: Some(match plan.server {
+        min_hospitals: settings.min_hospitals as u32,
+        eval_bins: layout.bins as u32,
+        schema_id: settings.schema_id.clone(),
+        max_upload_bytes: settings.max_upload_bytes,
+        test_fraction: settings.test_fraction,
+        numeric_features: layout.numeric as u32,
+        top_k_columns: layout.top_k.iter().map(|s| v1::TopKColumn { buckets: s.buckets, k: s.k }).collect(),
+        server_rule: Some(match settings.server {
             ServerOptimizerConfig::FedAvg { lr } => {
                 v1::ServerRule { kind: v1::ServerRuleKind::FedAvg as i32, lr, ..Default::default() }
             }
@@ -262,15 +266,22 @@ pub fn federation_config(plan: &FederationPlan) -> v1::FederationConfig {
                 v1::ServerRule { kind: v1::ServerRuleKind::FedAdam as i32, lr, beta1, beta2, tau }
             }
         }),
-        exploration: match &plan.job {
+        exploration: match &settings.job {
             Job::Train => None,
             Job::Explore { min_cell, label } => Some(v1::Exploration {
                 min_cell: *min_cell,
                 label: label.clone(),
-                columns: plan.layout.explore.iter().map(explore_column_to_proto).collect(),
+                columns: layout.explore.iter().map(explore_column_to_proto).collect(),
             }),
         },
     }
+}
+
+/// The digest every participant's transcript covers: BLAKE3 of the settings' wire form, as the
+/// aggregator sends it and each hospital receives it ([`settings_from_proto`] computes the same
+/// from the bytes it received).
+pub fn settings_digest(settings: &FederationSettings) -> [u8; 32] {
+    *blake3::hash(&prost::Message::encode_to_vec(&settings_to_proto(settings))).as_bytes()
 }
 
 /// Most columns an exploration may count.
@@ -435,7 +446,7 @@ mod tests {
     use super::*;
     use crate::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
 
-    fn plan() -> FederationPlan {
+    fn plan() -> crate::config::FederationPlan {
         AggregatorConfig {
             privacy: None,
             federation_id: "f".into(),
@@ -470,12 +481,10 @@ mod tests {
     #[test]
     fn the_joined_configuration_round_trips_and_unknown_values_are_refused() {
         let plan = plan();
-        let wire = federation_config(&plan);
+        let wire = settings_to_proto(&plan.settings);
         let settings = settings_from_proto(&wire).unwrap();
-        assert_eq!(settings.spec, plan.spec);
-        assert_eq!(settings.layout, plan.layout);
-        assert_eq!(settings.codec, plan.codec_config());
-        assert_eq!(settings.train.optimizer, plan.config.training.optimizer());
+        assert_eq!(settings, plan.settings, "every setting, the digest of the wire form among them");
+        assert_eq!(settings.train.optimizer, TrainingSettings::default().optimizer());
         assert_eq!((settings.rounds, settings.patience), (3, Some(7)));
         let mut unknown = wire.clone();
         unknown.training.as_mut().unwrap().optimizer = 7;

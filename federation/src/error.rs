@@ -298,6 +298,8 @@ mod tests {
             assert!(status_is_stale(&status), "{refusal:?}");
             assert_eq!(status.code(), refusal_code(&refusal));
         }
+        // A shutting-down aggregator: the hospital retries, as when the aggregator is gone.
+        assert_eq!(refusal_code(&Refusal::ShuttingDown), tonic::Code::Unavailable);
         for refusal in [Refusal::NotJoined, Refusal::AlreadyUploaded(node), Refusal::Ended] {
             assert!(!status_is_stale(&refusal_status(refusal.clone())), "{refusal:?}");
         }

@@ -31,7 +31,6 @@
 
 pub mod config;
 pub mod convert;
-pub mod coordinator;
 pub mod error;
 pub mod exploration;
 pub mod health;
@@ -52,6 +51,6 @@ pub mod transfer;
 /// The protocol's types and rules, pure ([`fedcare_protocol`]), under the paths this crate has
 /// always offered them.
 pub use fedcare_protocol as protocol;
-pub use fedcare_protocol::{output, selection, transcript};
+pub use fedcare_protocol::{coordinator, output, selection, transcript};
 
 pub use error::{FederationError, Refusal, Result};

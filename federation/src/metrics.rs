@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 
 use tonic::codegen::http;
 
+pub use crate::coordinator::Census;
 use crate::error::REFUSAL_METADATA;
 use crate::protocol::{RoundRecord, SessionId, SessionKind, TaskKind};
 
@@ -31,22 +32,6 @@ fn label(name: &'static str, value: impl Into<String>) -> Labels {
 fn phase_histogram() -> Histogram {
     // 10 ms to about 20 min: a phase waits on the slowest hospital's training or network.
     Histogram::new(exponential_buckets(0.01, 2.0, 18))
-}
-
-/// What the metrics need to know of the coordinator at one moment (cheap: taken twice per
-/// event).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Census {
-    /// The running session and its phase.
-    pub phase: Option<(SessionId, TaskKind)>,
-    /// Hospitals that joined.
-    pub joined: usize,
-    /// Hospitals taking part.
-    pub active: usize,
-    /// Hospitals dropped so far.
-    pub dropped: u64,
-    /// Sessions completed (the coordinator's records).
-    pub sessions: usize,
 }
 
 /// The aggregator's metrics: cheap to update from any thread, encoded on demand.

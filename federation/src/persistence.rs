@@ -18,13 +18,10 @@ use std::io::Write as _;
 use std::path::Path;
 
 use bytes::Bytes;
-use fedcare_core::ModelFile;
-use fedcare_core::envelope::Format;
-use serde::{Deserialize, Serialize};
+pub use fedcare_protocol::checkpoint::{CHECKPOINT_FORMAT, CHECKPOINT_LIMIT, Checkpoint, OpenedSession, Snapshot};
 
 use crate::error::{FederationError, Result};
-use crate::protocol::{NodeId, Planned, PublicFigures, RoundRecord, SessionId};
-use crate::selection::ServerState;
+use crate::protocol::RoundRecord;
 
 /// File name of the checkpoint inside the aggregator's output directory.
 pub const CHECKPOINT_FILE: &str = "aggregator.ckpt";
@@ -33,66 +30,8 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 /// File name of the model inside the aggregator's output directory.
 pub const MODEL_FILE: &str = "model.bin";
 
-/// The checkpoint's envelope. 4: the common envelope, typed session kinds, the public figures
-/// of the setup session in one record; 5: the opened decryption slot; 6: the hospitals'
-/// endorsements and the opened session's id, CRS and participants; 7: the server state holds the
-/// best model so far.
-pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 8, name: "checkpoint" };
-/// The largest checkpoint read back (a 200M-parameter model with its optimizer state).
-const CHECKPOINT_LIMIT: usize = 4 << 30;
 /// The largest `metrics.jsonl` read (a federation writes well under 10 kB per round).
 const METRICS_LIMIT: u64 = 256 << 20;
-
-/// The resumable state of a federation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// The federation it belongs to.
-    pub federation_id: String,
-    /// Parameters of the model (checked against the configuration on resume).
-    pub param_count: u64,
-    /// The next session; `None` when the federation has finished.
-    pub next: Option<Planned>,
-    /// The global parameters.
-    pub global: Vec<f32>,
-    /// The server state: the optimizer's and the best model so far.
-    pub server: ServerState,
-    /// What the setup session made public.
-    pub figures: PublicFigures,
-    /// Completed sessions.
-    pub records: Vec<RoundRecord>,
-    /// The session whose decryption was opened (written before any hospital may release a
-    /// decryption share) and that had not completed: it is never run again.
-    pub opened: Option<Planned>,
-    /// The hospitals' endorsements of the last completed session's output (a relayed bundle of
-    /// signed statements; empty before the first): the model file carries them.
-    #[serde(with = "serde_bytes")]
-    pub endorsements: Vec<u8>,
-    /// What a restarted aggregator needs of the opened session to resume its result from the
-    /// hospitals that hold it (set with `opened`).
-    pub resumable: Option<OpenedSession>,
-}
-
-/// The session whose decryption was opened: its id, CRS and participants.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OpenedSession {
-    /// The session.
-    pub session: SessionId,
-    /// Its CRS.
-    pub crs: u128,
-    /// Its participants.
-    pub participants: Vec<NodeId>,
-}
-
-/// What the aggregator writes after a session: the checkpoint and the model file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
-    /// The checkpoint (its records are `metrics.jsonl`).
-    pub checkpoint: Checkpoint,
-    /// The model file.
-    pub model: ModelFile,
-    /// An exploration's report, once its session completed (`explore.json`).
-    pub exploration: Option<fedcare_core::explore::ExploreReport>,
-}
 
 /// Writes `bytes` to `path` atomically and durably.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -108,34 +47,23 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-impl Checkpoint {
-    /// The checkpoint's bytes.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let payload =
-            postcard::to_allocvec(self).map_err(|e| FederationError::Core(fedcare_core::Error::Malformed(e)))?;
-        Ok(CHECKPOINT_FORMAT.seal(&payload)?)
+/// Reads the checkpoint in `dir`, if there is one; a damaged one is an error, never ignored.
+pub fn load_checkpoint(dir: &Path) -> Result<Option<Checkpoint>> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let damaged = |source| FederationError::Checkpoint { path: path.clone(), source };
+    let size = match std::fs::metadata(&path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(FederationError::Read { path, source }),
+    };
+    if size > CHECKPOINT_LIMIT as u64 {
+        return Err(damaged(fedcare_core::Error::FileTooLarge {
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            limit: CHECKPOINT_LIMIT,
+        }));
     }
-
-    /// Reads the checkpoint in `dir`, if there is one; a damaged one is an error, never ignored.
-    pub fn load(dir: &Path) -> Result<Option<Self>> {
-        let path = dir.join(CHECKPOINT_FILE);
-        let damaged = |source| FederationError::Checkpoint { path: path.clone(), source };
-        let size = match std::fs::metadata(&path) {
-            Ok(meta) => meta.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(FederationError::Read { path, source }),
-        };
-        if size > CHECKPOINT_LIMIT as u64 {
-            return Err(damaged(fedcare_core::Error::FileTooLarge {
-                size: usize::try_from(size).unwrap_or(usize::MAX),
-                limit: CHECKPOINT_LIMIT,
-            }));
-        }
-        let bytes = std::fs::read(&path).map_err(|source| FederationError::Read { path: path.clone(), source })?;
-        let payload = CHECKPOINT_FORMAT.open(&bytes, CHECKPOINT_LIMIT).map_err(damaged)?;
-        let checkpoint = postcard::from_bytes(payload).map_err(|e| damaged(fedcare_core::Error::Malformed(e)))?;
-        Ok(Some(checkpoint))
-    }
+    let bytes = std::fs::read(&path).map_err(|source| FederationError::Read { path: path.clone(), source })?;
+    Checkpoint::from_bytes(&bytes).map(Some).map_err(damaged)
 }
 
 /// Writes a snapshot into `dir` (metrics, model, then the checkpoint); returns the model file's
@@ -274,9 +202,11 @@ fn check_record(record: &RoundRecord, line: usize) -> Result<(), MetricsError> {
 
 #[cfg(test)]
 mod tests {
+    use fedcare_core::{ColumnStats, ModelFile, ServerOptimizerConfig};
+
     use super::*;
-    use crate::protocol::SessionKind;
-    use fedcare_core::{ColumnStats, ServerOptimizerConfig};
+    use crate::protocol::{NodeId, Planned, PublicFigures, SessionId, SessionKind};
+    use crate::selection::ServerState;
 
     fn checkpoint() -> Checkpoint {
         Checkpoint {
@@ -318,20 +248,20 @@ mod tests {
     #[test]
     fn a_checkpoint_round_trips_and_damage_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(Checkpoint::load(dir.path()).unwrap().is_none());
+        assert!(load_checkpoint(dir.path()).unwrap().is_none());
         let checkpoint = checkpoint();
         save(dir.path(), &checkpoint);
         // A crash in the middle of the next write leaves a stray temporary file: ignored.
         std::fs::write(dir.path().join(".tmpXYZ"), b"FEDCCKPT\x01").unwrap();
-        assert_eq!(Checkpoint::load(dir.path()).unwrap(), Some(checkpoint.clone()));
+        assert_eq!(load_checkpoint(dir.path()).unwrap(), Some(checkpoint.clone()));
         save(dir.path(), &checkpoint);
-        assert_eq!(Checkpoint::load(dir.path()).unwrap(), Some(checkpoint));
+        assert_eq!(load_checkpoint(dir.path()).unwrap(), Some(checkpoint));
         let path = dir.path().join(CHECKPOINT_FILE);
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let error = Checkpoint::load(dir.path()).unwrap_err();
+        let error = load_checkpoint(dir.path()).unwrap_err();
         assert!(matches!(
             error,
             FederationError::Checkpoint { source: fedcare_core::Error::ChecksumMismatch { .. }, .. }
@@ -339,13 +269,13 @@ mod tests {
         assert!(error.to_string().contains("move it away"), "{error}");
         std::fs::write(&path, &bytes[..10]).unwrap();
         assert!(matches!(
-            Checkpoint::load(dir.path()),
+            load_checkpoint(dir.path()),
             Err(FederationError::Checkpoint { source: fedcare_core::Error::Truncated { .. }, .. })
         ));
         // A checkpoint of the previous version is refused by its version.
         bytes[8..10].copy_from_slice(&7u16.to_le_bytes());
         std::fs::write(&path, &bytes).unwrap();
-        let error = Checkpoint::load(dir.path()).unwrap_err().to_string();
+        let error = load_checkpoint(dir.path()).unwrap_err().to_string();
         assert!(error.contains("checkpoint format version 7 is not supported (this build reads 8)"), "{error}");
     }
 
@@ -358,7 +288,7 @@ mod tests {
         let opened = Snapshot { checkpoint: checkpoint(), model: model.clone(), exploration: None };
         persist(dir.path(), &opened).unwrap();
         assert!(!dir.path().join(MODEL_FILE).exists() && !dir.path().join(METRICS_FILE).exists());
-        assert_eq!(Checkpoint::load(dir.path()).unwrap(), Some(opened.checkpoint));
+        assert_eq!(load_checkpoint(dir.path()).unwrap(), Some(opened.checkpoint));
         let snapshot = Snapshot {
             checkpoint: Checkpoint { opened: None, ..checkpoint() },
             model: model.clone(),
@@ -369,7 +299,7 @@ mod tests {
         assert_eq!(ModelFile::from_bytes(&bytes).unwrap(), model);
         let metrics = std::fs::read_to_string(dir.path().join(METRICS_FILE)).unwrap();
         assert_eq!(parse_metrics(&metrics).unwrap(), snapshot.checkpoint.records);
-        assert_eq!(Checkpoint::load(dir.path()).unwrap(), Some(snapshot.checkpoint));
+        assert_eq!(load_checkpoint(dir.path()).unwrap(), Some(snapshot.checkpoint));
     }
 
     #[test]
@@ -395,7 +325,7 @@ mod tests {
         fn random_files_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join(CHECKPOINT_FILE), &bytes).unwrap();
-            let result = Checkpoint::load(dir.path());
+            let result = load_checkpoint(dir.path());
             proptest::prop_assert!(matches!(result, Err(FederationError::Checkpoint { .. })), "{result:?}");
         }
     }

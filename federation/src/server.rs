@@ -14,6 +14,7 @@
 use core::pin::Pin;
 use core::time::Duration;
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -35,7 +36,7 @@ use crate::error::{FederationError, IntoStatus as _, Refusal, Result, TransferEr
 use crate::identity::{InProcessListener, authenticate, peer};
 use crate::listener::ConnectionLimits;
 use crate::metrics::Metrics;
-use crate::persistence::{Checkpoint, Snapshot, persist};
+use crate::persistence::{CHECKPOINT_FILE, Snapshot, load_checkpoint, persist};
 use crate::protocol::{NodeId, RoundRecord, SessionId, TaskKind};
 use crate::tls::ServerTls;
 use crate::transfer::{Assembler, chunks};
@@ -52,6 +53,8 @@ const BUFFERED_UPLOADS: usize = 2;
 
 struct Shared {
     plan: Arc<FederationPlan>,
+    /// Where the checkpoint, metrics and model file are written.
+    out_dir: PathBuf,
     federation: v1::FederationConfig,
     limits: WireLimits,
     coordinator: Mutex<Coordinator>,
@@ -166,19 +169,25 @@ impl Drop for UploadSlot {
 }
 
 impl AggregatorServer {
-    /// An aggregator for `plan`: creates its output directory and resumes from the checkpoint
-    /// there, if any (refusing one of another federation or model).
-    pub fn new(plan: FederationPlan) -> Result<Self> {
-        Self::with_crs(plan, Box::new(Crs::random))
+    /// An aggregator for `plan` writing into `out_dir`: creates the directory and resumes from
+    /// the checkpoint there, if any (refusing one of another federation or model).
+    pub fn new(plan: FederationPlan, out_dir: &Path) -> Result<Self> {
+        Self::with_crs(plan, out_dir, Box::new(Crs::random))
     }
 
     /// [`Self::new`] with the sessions' CRS drawn from `crs` (tests).
-    pub fn with_crs(plan: FederationPlan, crs: crate::coordinator::CrsSource) -> Result<Self> {
-        let out = &plan.config.out_dir;
-        std::fs::create_dir_all(out).map_err(|source| FederationError::Write { path: out.clone(), source })?;
-        let resume = Checkpoint::load(out)?;
+    pub fn with_crs(plan: FederationPlan, out_dir: &Path, crs: crate::coordinator::CrsSource) -> Result<Self> {
+        std::fs::create_dir_all(out_dir)
+            .map_err(|source| FederationError::Write { path: out_dir.to_path_buf(), source })?;
+        let resume = load_checkpoint(out_dir)?;
         let plan = Arc::new(plan);
-        let mut coordinator = Coordinator::new(plan.clone(), resume, Instant::now(), crs)?;
+        let mut coordinator =
+            Coordinator::new(plan.clone(), resume, Instant::now(), crs).map_err(|error| match error {
+                fedcare_protocol::Error::ForeignCheckpoint { expected, found } => {
+                    FederationError::ForeignCheckpoint { path: out_dir.join(CHECKPOINT_FILE), expected, found }
+                }
+                other => other.into(),
+            })?;
         let initial = coordinator.start();
         // The metrics start from what the coordinator holds (a resumed checkpoint's sessions).
         let metrics = Arc::new(Metrics::new());
@@ -186,9 +195,10 @@ impl AggregatorServer {
         let (snapshots, writer) = mpsc::unbounded_channel();
         let (changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
-            federation: convert::federation_config(&plan),
-            limits: WireLimits { max_values: (plan.max_upload_bytes / 8) as usize },
+            federation: convert::settings_to_proto(&plan.settings),
+            limits: WireLimits { max_values: (plan.settings.max_upload_bytes / 8) as usize },
             plan,
+            out_dir: out_dir.to_path_buf(),
             coordinator: Mutex::new(coordinator),
             changed,
             uploading: Mutex::default(),
@@ -206,16 +216,14 @@ impl AggregatorServer {
         self.shared.changed.subscribe()
     }
 
+    /// The running session and its phase, and whether the federation has ended.
+    pub fn position(&self) -> (Option<(SessionId, TaskKind)>, bool) {
+        self.shared.coordinator().position()
+    }
+
     /// The aggregator's metrics (served by [`crate::metrics::serve`] where configured).
     pub fn metrics(&self) -> Arc<Metrics> {
         self.shared.metrics.clone()
-    }
-
-    /// Makes this aggregator lie (the attack tests only: a compromised aggregator with one
-    /// transition changed).
-    #[doc(hidden)]
-    pub fn set_liar(&self, liar: crate::coordinator::Liar) {
-        self.shared.coordinator().set_liar(liar);
     }
 
     /// The sessions completed so far.
@@ -327,7 +335,7 @@ impl AggregatorServer {
         let shared = self.shared.clone();
         Some(tokio::spawn(async move {
             while let Some(snapshot) = snapshots.recv().await {
-                let dir = shared.plan.config.out_dir.clone();
+                let dir = shared.out_dir.clone();
                 let result = tokio::task::spawn_blocking(move || persist(&dir, &snapshot))
                     .await
                     .unwrap_or_else(|e| Err(FederationError::Task(e.to_string())))
@@ -410,7 +418,7 @@ impl Federation for AggregatorServer {
     ) -> core::result::Result<Response<Self::NextTaskStream>, Status> {
         let node = peer(&request)?;
         let request = request.into_inner();
-        if request.federation_id != self.shared.plan.config.federation_id {
+        if request.federation_id != self.shared.plan.settings.federation_id {
             return Err(refusal_status(Refusal::UnknownFederation(request.federation_id)));
         }
         self.shared.event(Event::Asked { node: node.clone() }).into_status()?;
@@ -467,7 +475,7 @@ impl Federation for AggregatorServer {
             return Err(Status::internal("the coordinator asked for no verification"));
         };
         let _in_flight = UploadSlot::take(&self.shared, &node).into_status()?;
-        let cap = self.shared.plan.max_upload_bytes;
+        let cap = self.shared.plan.settings.max_upload_bytes;
         if let Some((party, builder)) = ticket.contribution() {
             let reception = Reception { shared: self.shared.clone(), session: ticket.session, party, builder };
             let hash = stream_contribution(reception, total, cap, &mut stream).await?;

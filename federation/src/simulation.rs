@@ -278,7 +278,7 @@ pub async fn run(
             Err(source) => return Err(FederationError::Write { path, source }),
         }
     }
-    let aggregator = AggregatorServer::new(plan)?;
+    let aggregator = AggregatorServer::new(plan, &options.out)?;
 
     // One trainer choice for the federation, said once; one trainer per hospital.
     let selection = Selection::from_env();

@@ -141,7 +141,7 @@ async fn start_tls_federation(hospitals: &[&str]) -> TlsFederation {
     tls::generate_dev_pki(pki.path(), &names, &[]).unwrap();
     let config = plan(&names, 2, out.path(), pki.path());
     let server_tls = tls::server_tls(&config.tls.ca, &config.tls.cert, &config.tls.key).unwrap();
-    let aggregator = AggregatorServer::new(config.plan().unwrap()).unwrap();
+    let aggregator = AggregatorServer::new(config.plan().unwrap(), &config.out_dir).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://localhost:{}", listener.local_addr().unwrap().port());
     tokio::spawn(async move { aggregator.serve(listener, server_tls).await });
@@ -179,7 +179,7 @@ fn start_in_process(hospitals: &[&str], join_timeout_secs: u64, phase_timeout_se
     let names: Vec<String> = hospitals.iter().map(|s| s.to_string()).collect();
     tls::generate_dev_pki(&out.path().join("pki"), &names, &[]).unwrap();
     let config = AggregatorConfig { phase_timeout_secs, ..plan(&names, join_timeout_secs, out.path(), out.path()) };
-    let aggregator = AggregatorServer::new(config.plan().unwrap()).unwrap();
+    let aggregator = AggregatorServer::new(config.plan().unwrap(), &config.out_dir).unwrap();
     let (link, listener) = in_process();
     let serving = tokio::spawn(async move { aggregator.serve_in_process(listener, core::future::pending()).await });
     InProcessFederation { link, names, out, serving }
@@ -711,7 +711,7 @@ async fn top_k_buckets_chosen_through_the_secure_sum_are_the_pooled_top_k() {
         }
     }
     // The checkpoint and the model file keep the chosen buckets; predict maps with them.
-    let checkpoint = fedcare_federation::persistence::Checkpoint::load(out.path()).unwrap().unwrap();
+    let checkpoint = fedcare_federation::persistence::load_checkpoint(out.path()).unwrap().unwrap();
     assert_eq!(&checkpoint.figures.top_k, chosen);
     let model = fedcare_data::predict::read_model_file(&out.path().join("model.bin")).unwrap();
     assert_eq!(&model.category_buckets, chosen);
@@ -833,7 +833,7 @@ async fn an_idle_aggregator_wakes_nobody() {
     let out = tempfile::tempdir().unwrap();
     let names = vec!["hospital-a".to_string(), "hospital-b".to_string()];
     let config = plan(&names, 60, out.path(), out.path());
-    let aggregator = AggregatorServer::new(config.plan().unwrap()).unwrap();
+    let aggregator = AggregatorServer::new(config.plan().unwrap(), &config.out_dir).unwrap();
     let mut changes = aggregator.subscribe();
     let (_link, listener) = in_process();
     let serving = {

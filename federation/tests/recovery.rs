@@ -5,12 +5,10 @@
 //! moment, are tested in `fedcare-cli`.)
 
 use core::time::Duration;
-use std::sync::Mutex;
 use std::time::Instant;
 
 mod common;
 
-use fedcare_federation::coordinator::Liar;
 use fedcare_federation::protocol::TaskKind;
 
 use fedcare_federation::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
@@ -73,7 +71,7 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
         job: Default::default(),
         explore: Default::default(),
     };
-    let aggregator = AggregatorServer::new(config.plan().unwrap()).unwrap();
+    let aggregator = AggregatorServer::new(config.plan().unwrap(), &config.out_dir).unwrap();
     let (link, listener) = in_process();
     let serving = {
         let aggregator = aggregator.clone();
@@ -120,18 +118,24 @@ async fn an_aggregator_stopped_after_the_result_went_out_resumes_it_from_the_hos
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
 
-    // The first aggregator stops as round 1's attestation tasks go out: every hospital has
-    // made its decryption share and received the decrypted sum, the aggregator's copy is lost.
+    // The first aggregator stops as round 1 reaches its attestation: every hospital has made
+    // its decryption share and received the decrypted sum, the aggregator's copy is lost.
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let stop = Mutex::new(Some(stop));
-    let first = AggregatorServer::new(config.plan().unwrap()).unwrap();
-    first.set_liar(Liar {
-        task: Some(Box::new(move |_, task| {
-            if task.kind == TaskKind::Attest && task.session.is_some_and(|s| s.round == 1) {
-                stop.lock().unwrap().take().map(|stop| stop.send(()));
+    let first = AggregatorServer::new(config.plan().unwrap(), &config.out_dir).unwrap();
+    tokio::spawn({
+        let first = first.clone();
+        async move {
+            let mut changed = first.subscribe();
+            loop {
+                if matches!(first.position().0, Some((session, TaskKind::Attest)) if session.round == 1) {
+                    let _ = stop.send(());
+                    return;
+                }
+                if changed.changed().await.is_err() {
+                    return;
+                }
             }
-        })),
-        ..Liar::default()
+        }
     });
     let serving = tokio::spawn({
         let tls = server_tls();
@@ -156,7 +160,7 @@ async fn an_aggregator_stopped_after_the_result_went_out_resumes_it_from_the_hos
 
     // Started again on the same port and out_dir: it resumes round 1 from the hospitals' copy.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let second = AggregatorServer::new(config.plan().unwrap()).unwrap();
+    let second = AggregatorServer::new(config.plan().unwrap(), &config.out_dir).unwrap();
     let outcome = second.serve(listener, server_tls()).await.unwrap();
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
     let sessions: Vec<(u32, SessionKind, u32)> = outcome.records.iter().map(|r| (r.round, r.kind, r.attempt)).collect();

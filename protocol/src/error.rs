@@ -359,7 +359,8 @@ impl Refusal {
     pub const STALE: [&'static str; 4] = ["no-session", "wrong-session", "wrong-phase", "not-participant"];
 }
 
-/// Everything a hospital's [`crate::participant::Participant`] can fail with.
+/// Everything the protocol's state machines can fail with ([`crate::participant::Participant`]
+/// and [`crate::coordinator::Coordinator::new`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -384,6 +385,14 @@ pub enum Error {
     /// A signing key could not sign.
     #[error("cannot sign: {0}")]
     Sign(String),
+    /// A checkpoint of another federation or model than the plan's.
+    #[error("a checkpoint of {found}, the plan is of {expected}")]
+    ForeignCheckpoint {
+        /// What the plan describes.
+        expected: String,
+        /// What the checkpoint describes.
+        found: String,
+    },
     /// The checked sum of a session does not give a usable output.
     #[error("the checked sum of session {session}: {why}")]
     Output {

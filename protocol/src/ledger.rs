@@ -41,6 +41,13 @@ pub struct MemoryLedger {
     spent: BTreeSet<Slot>,
 }
 
+impl MemoryLedger {
+    /// The slots recorded, in order.
+    pub fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.spent.iter()
+    }
+}
+
 impl Ledger for MemoryLedger {
     fn contains(&self, slot: &Slot) -> bool {
         self.spent.contains(slot)

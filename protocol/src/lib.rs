@@ -15,8 +15,12 @@
 //! - The session rules, applied alike by the aggregator and every hospital to a checked sum:
 //!   [`output`] (the next global model, server state and model file) and [`selection`] (the best
 //!   model so far, when training ends); an exploration's pooled counts ([`exploration`]).
+//! - The aggregator's side as a state machine: [`coordinator`] (`handle(event, now) -> actions`),
+//!   with the state it has its shell write ([`checkpoint`]).
 //! - The hospital's side of the protocol as a state machine: [`participant`], with its
 //!   decryption ledger behind the [`ledger::Ledger`] trait.
+//! - With the `testing` feature: an in-memory federation, coordinator and participants with a
+//!   filter on the tasks between them ([`driver`]), and helpers ([`testing`]).
 //!
 //! Guarantees:
 //! - Peer data is never trusted: every decode has a size cap and every relayed statement is
@@ -27,7 +31,11 @@
 //! - A failing random source is an error ([`error::Error::Random`]), never a default value.
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod contribution;
+pub mod coordinator;
+#[cfg(any(test, feature = "testing"))]
+pub mod driver;
 pub mod error;
 pub mod exploration;
 pub mod ids;
@@ -51,5 +59,5 @@ pub use contribution::{
 pub use error::{ConfigError, Error, ProtocolError, Refusal, Result, TransferError, TrustError};
 pub use ids::{NodeId, Planned, SessionId, SessionKind};
 pub use record::{CALIBRATION_BINS, ROC_POINTS, RoundRecord};
-pub use settings::{FederationSettings, Job, MAX_ATTEMPTS, Privacy, PublicFigures};
+pub use settings::{FederationPlan, FederationSettings, Job, MAX_ATTEMPTS, Privacy, PublicFigures};
 pub use task::{Task, TaskKind, UploadHeader, UploadKind};

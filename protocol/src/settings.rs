@@ -2,10 +2,13 @@
 //! for ([`Job`]), its differential privacy ([`Privacy`]) and the figures its setup session makes
 //! public ([`PublicFigures`]).
 
+use core::time::Duration;
+
 use fedcare_core::{CodecConfig, ColumnStats, ModelSpec, ServerOptimizerConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::contribution::ContributionLayout;
+use crate::ids::NodeId;
 
 /// The most attempts of one round: the coordinator gives a round up after this many, and a
 /// hospital's default bound ([`crate::roster::Consortium::max_attempts`]).
@@ -111,4 +114,27 @@ pub struct FederationSettings {
     /// BLAKE3 of the configuration's wire form: every participant's transcript covers it, so
     /// hospitals given different settings do not agree.
     pub digest: [u8; 32],
+}
+
+/// What the aggregator runs: the settings every hospital takes part under (the same type the
+/// hospitals receive), and what only the coordinator needs beside them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FederationPlan {
+    /// What every hospital takes part under.
+    pub settings: FederationSettings,
+    /// The enrolled hospitals.
+    pub hospitals: Vec<NodeId>,
+    /// The seed of the initial model.
+    pub seed: u64,
+    /// How long the first session waits for every enrolled hospital to join.
+    pub join_timeout: Duration,
+    /// How long a phase waits for its participants before it drops the late ones.
+    pub phase_timeout: Duration,
+}
+
+impl FederationPlan {
+    /// Whether `node` is enrolled.
+    pub fn is_enrolled(&self, node: &NodeId) -> bool {
+        self.hospitals.contains(node)
+    }
 }

@@ -286,7 +286,7 @@ mod tests {
         }
         .plan()
         .unwrap();
-        crate::convert::settings_from_proto(&crate::convert::federation_config(&plan)).unwrap()
+        plan.settings
     }
 
     #[test]

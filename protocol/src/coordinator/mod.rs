@@ -1,7 +1,7 @@
 //! The coordinator: the aggregator's protocol logic as a pure state machine. Events go in
 //! through [`Coordinator::handle`] with the time passed in, [`Action`]s come out; there is no
 //! socket, clock, disk or thread inside, so every transition is tested directly
-//! (`coordinator/tests.rs`). The tonic server ([`crate::server`]) is a thin shell that turns
+//! (`coordinator/tests.rs`). The aggregator's tonic server (in `fedcare-federation`) is a thin shell that turns
 //! requests into events and carries out the actions — the heavy ones (verifying an upload,
 //! adding a ciphertext, finishing the aggregate, combining the shares, writing files) off the
 //! async executor and outside the lock that guards this state.
@@ -39,7 +39,6 @@
 mod tests;
 
 use core::fmt;
-use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -51,22 +50,21 @@ use fedcare_crypto::{
     WireLimits, WireMessage,
 };
 
-use crate::config::FederationPlan;
-use crate::error::{FederationError, Refusal};
+use fedcare_core::Codec;
+
+use crate::checkpoint::{Checkpoint, OpenedSession, Snapshot};
+use crate::error::{Error, Refusal};
 use crate::exploration::{Exploration, ReportContext};
 use crate::output::{SessionInputs, SessionOutput, model_file, server_bytes, session_output};
-use crate::persistence::{Checkpoint, OpenedSession, Snapshot};
-use crate::protocol::{
-    Job, NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task, TaskKind, UploadHeader, UploadKind,
-};
+use crate::params::params_to_bytes;
 use crate::selection::{ServerState, kept_record, training_ends};
+use crate::settings::FederationPlan;
 use crate::signing::Signed;
 use crate::transcript::{Claim, Statement, Step, encode_bundle, state_digest};
-use crate::transfer::params_to_bytes;
-
-/// Attempts of one round before the federation gives up on it (each restart has fresh keys; a
-/// round fails this often only when something is persistently wrong): the protocol's bound.
-pub use crate::protocol::MAX_ATTEMPTS;
+use crate::{
+    Job, MAX_ATTEMPTS, NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task, TaskKind,
+    UploadHeader, UploadKind,
+};
 
 /// Where the coordinator gets each session's common reference string.
 pub type CrsSource = Box<dyn FnMut() -> Crs + Send>;
@@ -497,6 +495,22 @@ pub struct Status {
     pub rounds_done: u32,
 }
 
+/// What the metrics need to know of the coordinator at one moment (cheap: taken twice per
+/// event).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// The running session and its phase.
+    pub phase: Option<(SessionId, TaskKind)>,
+    /// Hospitals that joined.
+    pub joined: usize,
+    /// Hospitals taking part.
+    pub active: usize,
+    /// Hospitals dropped so far.
+    pub dropped: u64,
+    /// Sessions completed (the coordinator's records).
+    pub sessions: usize,
+}
+
 /// Signed statements of one step, by signer.
 type Statements = BTreeMap<NodeId, Signed>;
 
@@ -613,21 +627,6 @@ impl Phase {
     }
 }
 
-/// Rewrites a task before it goes out to a node.
-pub type TaskLie = Box<dyn Fn(&NodeId, &mut Task) + Send + Sync>;
-
-/// A test aggregator that lies: hooks the attack tests use to play a compromised aggregator
-/// with one transition changed. Never set outside tests.
-#[doc(hidden)]
-#[derive(Default)]
-pub struct Liar {
-    /// Changes every task before it goes out to a node.
-    pub task: Option<TaskLie>,
-    /// After this round's sum is decrypted, runs the round again (as if it had to restart)
-    /// instead of going on.
-    pub rerun_round: Option<u32>,
-}
-
 struct Session {
     id: SessionId,
     kind: SessionKind,
@@ -655,6 +654,8 @@ enum Ending {
 /// The aggregator's state and protocol logic.
 pub struct Coordinator {
     plan: Arc<FederationPlan>,
+    /// The codec of every contribution (from the plan's settings).
+    codec: Codec,
     crs: CrsSource,
     started_at: Instant,
     joined: BTreeSet<NodeId>,
@@ -690,7 +691,6 @@ pub struct Coordinator {
     holders: BTreeSet<NodeId>,
     /// An exploration's pooled counts and the hospitals counted, once its session completed.
     exploration: Option<(Exploration, Vec<NodeId>)>,
-    liar: Liar,
 }
 
 impl Coordinator {
@@ -701,12 +701,13 @@ impl Coordinator {
         resume: Option<Checkpoint>,
         now: Instant,
         crs: CrsSource,
-    ) -> Result<Self, FederationError> {
-        let config = &plan.config;
-        let params = plan.spec.param_count();
+    ) -> Result<Self, Error> {
+        let settings = &plan.settings;
+        let params = settings.spec.param_count();
         let mut coordinator = Self {
-            global: fedcare_core::rng::init_params(&plan.spec, config.seed),
-            server: ServerState::new(plan.server, params)?,
+            global: fedcare_core::rng::init_params(&settings.spec, plan.seed),
+            server: ServerState::new(settings.server, params)?,
+            codec: Codec::new(settings.codec)?,
             plan: plan.clone(),
             crs,
             started_at: now,
@@ -728,17 +729,14 @@ impl Coordinator {
             endorsements: Bytes::new(),
             holders: BTreeSet::new(),
             exploration: None,
-            liar: Liar::default(),
         };
         if let Some(checkpoint) = resume {
-            let path = config.out_dir.join(crate::persistence::CHECKPOINT_FILE);
             let describe = |id: &str, params: u64| format!("federation {id:?} with {params} parameters");
-            let foreign = |found: String| FederationError::ForeignCheckpoint {
-                path: path.clone(),
-                expected: describe(&config.federation_id, params as u64),
+            let foreign = |found: String| Error::ForeignCheckpoint {
+                expected: describe(&settings.federation_id, params as u64),
                 found,
             };
-            if checkpoint.federation_id != config.federation_id
+            if checkpoint.federation_id != settings.federation_id
                 || checkpoint.param_count != params as u64
                 || checkpoint.global.len() != params
             {
@@ -747,8 +745,8 @@ impl Coordinator {
             let after_setup = checkpoint.next != Some(Planned { round: 0, kind: SessionKind::Setup });
             if after_setup {
                 let figures = &checkpoint.figures;
-                let shapes = &plan.layout.top_k;
-                let fits = figures.feature_stats.len() == plan.layout.numeric
+                let shapes = &settings.layout.top_k;
+                let fits = figures.feature_stats.len() == settings.layout.numeric
                     && figures.top_k.len() == shapes.len()
                     && shapes.iter().zip(&figures.top_k).enumerate().all(|(i, (s, c))| s.check_choice(i, c).is_ok());
                 if !fits {
@@ -789,23 +787,18 @@ impl Coordinator {
         Ok(coordinator)
     }
 
-    /// Makes this coordinator lie (attack tests only).
-    #[doc(hidden)]
-    pub fn set_liar(&mut self, liar: Liar) {
-        self.liar = liar;
-    }
-
     /// The session planned after `done` completed (or was given up after its decryption opened).
     fn after(&self, done: Planned) -> Option<Planned> {
-        let rounds = self.plan.config.rounds;
+        let settings = &self.plan.settings;
+        let rounds = settings.rounds;
         match done.kind {
-            SessionKind::Setup => match self.plan.job {
+            SessionKind::Setup => match settings.job {
                 Job::Train => Some(Planned { round: 1, kind: SessionKind::Train }),
                 Job::Explore { .. } => Some(Planned { round: 1, kind: SessionKind::Explore }),
             },
             SessionKind::Train => {
                 let best = self.server.best.as_ref().map(|b| b.trained_rounds);
-                let kind = if training_ends(done.round, rounds, self.plan.config.patience, best) {
+                let kind = if training_ends(done.round, rounds, settings.patience, best) {
                     SessionKind::Evaluate
                 } else {
                     SessionKind::Train
@@ -868,7 +861,7 @@ impl Coordinator {
     }
 
     fn check_federation(&self, federation_id: &str) -> Result<(), Refusal> {
-        if federation_id != self.plan.config.federation_id {
+        if federation_id != self.plan.settings.federation_id {
             return Err(Refusal::UnknownFederation(federation_id.to_owned()));
         }
         Ok(())
@@ -993,7 +986,7 @@ impl Coordinator {
             (Phase::Accept { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Output), None),
             _ => return Err(Refusal::WrongPhase { phase: session.phase.name() }),
         };
-        let federation_id = self.plan.config.federation_id.clone();
+        let federation_id = self.plan.settings.federation_id.clone();
         Ok(UploadTicket { session: session.id, node, kind, step, federation_id, builder, decryption })
     }
 
@@ -1056,7 +1049,7 @@ impl Coordinator {
 
     /// Moves the session on once every participant has submitted in its phase.
     fn advance(&mut self, now: Instant) -> Vec<Action> {
-        let phase_timeout = Duration::from_secs(self.plan.config.phase_timeout_secs);
+        let phase_timeout = self.plan.phase_timeout;
         let Some(session) = self.session.as_mut() else { return Vec::new() };
         if session.submitted != session.participants {
             return Vec::new();
@@ -1076,7 +1069,7 @@ impl Coordinator {
                 Err(error) => self.restart(Vec::new(), format!("the collective key: {error}"), now),
             },
             Phase::Confirm { key, statements, .. } => {
-                let len = self.plan.layout.len(session.kind);
+                let len = self.plan.settings.layout.len(session.kind);
                 let builder = SharedBuilder::new(AggregateBuilder::new(PARAMS_V2, &key, len));
                 session.phase = Phase::Contribute { transcripts: encode_bundle(statements.values()), builder };
                 Vec::new()
@@ -1170,29 +1163,20 @@ impl Coordinator {
             Ok(decrypted) => decrypted,
             Err(error) => return self.restart(Vec::new(), format!("the decrypted sum: {error}"), now),
         };
-        if self.liar.rerun_round.is_some_and(|round| round == id.round) {
-            self.liar.rerun_round = None;
-            tracing::warn!(session = %id, "LIAR: running a decrypted round again");
-            let kind = self.session.as_ref().map_or(SessionKind::Train, |s| s.kind);
-            self.opened = None;
-            self.resumable = None;
-            self.start_session(Planned { round: id.round, kind }, id.attempt + 1, now);
-            return Vec::new();
-        }
         // Invariant: `current` just found the session.
         let Some(session) = self.session.as_mut() else { return Vec::new() };
         let inputs = SessionInputs {
-            spec: &self.plan.spec,
-            schema_id: &self.plan.config.schema_id,
-            layout: &self.plan.layout,
-            codec: &self.plan.codec,
+            spec: &self.plan.settings.spec,
+            schema_id: &self.plan.settings.schema_id,
+            layout: &self.plan.settings.layout,
+            codec: &self.codec,
             session: session.id,
             kind: session.kind,
             contributors: session.participants.len(),
             global: &self.global,
             server: &self.server,
             figures: &self.figures,
-            privacy: self.plan.privacy.map(|p| (p, self.plan.config.training.epochs)),
+            privacy: self.plan.settings.privacy.map(|p| (p, self.plan.settings.train.epochs)),
         };
         match session_output(&inputs, &words) {
             Ok(output) => {
@@ -1277,10 +1261,10 @@ impl Coordinator {
     }
 
     fn snapshot(&self) -> Result<Snapshot, fedcare_core::Error> {
-        let config = &self.plan.config;
-        let privacy = self.plan.privacy.map(|p| (p, config.training.epochs));
+        let config = &self.plan.settings;
+        let privacy = config.privacy.map(|p| (p, config.train.epochs));
         let mut model =
-            model_file(&self.plan.spec, &config.schema_id, &self.global, &self.server, &self.figures, privacy)?;
+            model_file(&config.spec, &config.schema_id, &self.global, &self.server, &self.figures, privacy)?;
         model.endorsements = self.endorsements.to_vec();
         Ok(Snapshot {
             checkpoint: Checkpoint {
@@ -1301,7 +1285,7 @@ impl Coordinator {
                 .exploration
                 .as_ref()
                 .and_then(|(exploration, hospitals)| {
-                    let context = ReportContext::of_job(&config.schema_id, &self.plan.job, hospitals)?;
+                    let context = ReportContext::of_job(&config.schema_id, &config.job, hospitals)?;
                     Some(crate::exploration::report(&context, exploration, None))
                 })
                 .transpose()?,
@@ -1358,7 +1342,7 @@ impl Coordinator {
             server,
             state,
             started: now,
-            deadline: now + Duration::from_secs(self.plan.config.phase_timeout_secs),
+            deadline: now + self.plan.phase_timeout,
             bytes_up: 0,
             bytes_down: 0,
         });
@@ -1390,7 +1374,7 @@ impl Coordinator {
                 self.dropped += 1;
             }
         }
-        let needed = self.plan.config.min_hospitals as usize;
+        let needed = self.plan.settings.min_hospitals;
         if self.active.len() < needed {
             let remaining = self.active.len();
             return self.fail(Failure::TooFewRemain { round: session.id.round, remaining, needed, dropped });
@@ -1442,11 +1426,10 @@ impl Coordinator {
     /// without enough.
     fn maybe_start(&mut self, now: Instant) -> Vec<Action> {
         let Some(next) = self.next else { return Vec::new() };
-        let config = &self.plan.config;
-        let needed = config.min_hospitals as usize;
+        let needed = self.plan.settings.min_hospitals;
         let enough = self.joined.len() >= needed;
         let accounted = self.plan.hospitals.iter().all(|h| self.joined.contains(h) || self.left.contains_key(h));
-        let timed_out = now >= self.started_at + Duration::from_secs(config.join_timeout_secs);
+        let timed_out = now >= self.started_at + self.plan.join_timeout;
         if enough && (accounted || timed_out) {
             self.active = self.joined.clone();
             if let Some(opened) = self.recovering.take() {
@@ -1456,7 +1439,7 @@ impl Coordinator {
             Vec::new()
         } else if timed_out {
             let joined = self.joined.len();
-            self.fail(Failure::TooFewJoined { joined, needed, waited_secs: config.join_timeout_secs })
+            self.fail(Failure::TooFewJoined { joined, needed, waited_secs: self.plan.join_timeout.as_secs() })
         } else {
             Vec::new()
         }
@@ -1481,9 +1464,6 @@ impl Coordinator {
                 {
                     task.kind = TaskKind::Done;
                     task.sections = vec![model.clone()];
-                }
-                if let Some(lie) = &self.liar.task {
-                    lie(node, &mut task);
                 }
                 return Ok(task);
             }
@@ -1521,9 +1501,6 @@ impl Coordinator {
         task.session = Some(session.id);
         task.session_kind = Some(session.kind);
         task.crs = Some(session.crs);
-        if let Some(lie) = &self.liar.task {
-            lie(node, &mut task);
-        }
         Ok(task)
     }
 
@@ -1539,8 +1516,8 @@ impl Coordinator {
     }
 
     /// What the metrics count of the coordinator now.
-    pub fn census(&self) -> crate::metrics::Census {
-        crate::metrics::Census {
+    pub fn census(&self) -> Census {
+        Census {
             phase: self.session.as_ref().map(|s| (s.id, s.phase.task_kind())),
             joined: self.joined.len(),
             active: self.active.len(),
@@ -1588,7 +1565,7 @@ impl Coordinator {
         }
         match &self.session {
             Some(session) => session.phase.waits_on_nodes().then_some(session.deadline),
-            None => Some(self.started_at + Duration::from_secs(self.plan.config.join_timeout_secs)),
+            None => Some(self.started_at + self.plan.join_timeout),
         }
     }
 

@@ -1,69 +1,37 @@
 //! Every transition of the coordinator, driven directly: real threshold encryption, no socket,
-//! no clock (time is passed in), no disk (snapshots are acknowledged by hand).
+//! no clock (time is passed in), no disk (snapshots are acknowledged by hand). The hospitals are
+//! the in-memory driver's ([`crate::driver`]).
 
 use core::time::Duration;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
-
-use std::sync::OnceLock;
 
 use fedcare_crypto::{Crs, WireLimits};
 
 use super::*;
-use crate::config::{AggregatorConfig, Consortium, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
+use crate::driver::{self, TestKey, carry_out, node, test_keys, test_plan, test_settings, upload};
 use crate::error::TrustError;
-use crate::participant::{Participant, Reply, Trust};
-use crate::protocol::{LocalEvaluation, PublicFigures, SetupCounts};
-use crate::signing::{Signer as _, SigningKey};
-use crate::transfer::params_from_bytes;
+use crate::participant::Participant;
+use crate::roster::Consortium;
+use crate::{Error, PublicFigures};
 
 const HOSPITALS: [&str; 3] = ["a", "b", "c"];
 const PHASE: Duration = Duration::from_secs(10);
 const JOIN: Duration = Duration::from_secs(30);
 
 fn plan() -> Arc<FederationPlan> {
-    let config = AggregatorConfig {
-        privacy: None,
-        federation_id: "fed".into(),
-        listen: "127.0.0.1:0".into(),
-        hospitals: HOSPITALS.iter().map(|h| h.to_string()).collect(),
-        min_hospitals: 2,
-        rounds: 1,
-        patience: None,
-        phase_timeout_secs: PHASE.as_secs(),
-        join_timeout_secs: JOIN.as_secs(),
-        out_dir: "unused".into(),
-        seed: 0,
-        crypto_threads: None,
-        eval_bins: 4,
-        schema_id: "test/v1".into(),
-        numeric_features: 0,
-        top_k: Vec::new(),
-        schema: None,
-        top_k_key_fingerprint: None,
-        model: ModelConfig { input_width: 3, hidden: vec![] },
-        training: TrainingSettings::default(),
-        server: ServerRule::default(),
-        tls: TlsFiles { ca: "ca".into(), cert: "c".into(), key: "k".into() },
-        operations: Default::default(),
-        job: Default::default(),
-        explore: Default::default(),
-    };
-    Arc::new(config.plan().unwrap())
+    Arc::new(test_plan(&HOSPITALS, test_settings(1)))
 }
 
-/// A seeded random source: the tests' challenge randomness, the same every run.
-fn test_rng() -> rand::rngs::StdRng {
-    rand::SeedableRng::seed_from_u64(7)
-}
-
-fn node(name: &str) -> NodeId {
-    NodeId::new(name).unwrap()
+/// The tests' base instant: time moves only as a test says.
+#[allow(clippy::disallowed_methods)]
+fn start_time() -> Instant {
+    Instant::now()
 }
 
 /// A coordinator whose CRS counts up from 1, and the time it started.
 fn coordinator() -> (Coordinator, Instant) {
-    let start = Instant::now();
+    let start = start_time();
     let mut next = 0u128;
     let crs = Box::new(move || {
         next += 1;
@@ -77,133 +45,43 @@ fn join(c: &mut Coordinator, name: &str, now: Instant) -> Vec<Action> {
 }
 
 /// The hospitals' signing keys (made once) and the roster of all three.
-fn keys() -> &'static (Vec<Arc<SigningKey>>, Consortium) {
-    static KEYS: OnceLock<(Vec<Arc<SigningKey>>, Consortium)> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let keys: Vec<Arc<SigningKey>> = HOSPITALS
-            .iter()
-            .map(|_| Arc::new(SigningKey::from_pem(&rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap()))
-            .collect();
-        let members = HOSPITALS.iter().zip(&keys).map(|(h, k)| (h.to_string(), k.public_key().fingerprint())).collect();
-        (keys, Consortium::new(members))
-    })
+fn keys() -> &'static (Vec<Arc<TestKey>>, Consortium) {
+    static KEYS: OnceLock<(Vec<Arc<TestKey>>, Consortium)> = OnceLock::new();
+    KEYS.get_or_init(|| test_keys(&HOSPITALS))
 }
 
-/// One hospital's side: the real participant logic (checks, signatures, crypto, ledger in
-/// memory) and the contribution layout.
+/// One hospital's side: the driver's hospital (the real participant logic, a ledger in memory,
+/// a fixed contribution) for one of the three.
 struct Hospital {
     name: &'static str,
-    participant: Option<Participant>,
+    inner: driver::Hospital,
 }
 
 impl Hospital {
     fn new(name: &'static str) -> Self {
-        Self { name, participant: None }
+        let (keys, consortium) = keys();
+        let index = HOSPITALS.iter().position(|h| *h == name).unwrap();
+        Self { name, inner: driver::Hospital::new(name, keys[index].clone(), consortium.clone()) }
     }
 
     /// The hospital's participant, made at its first task (as at its join).
     fn participant(&mut self, c: &Coordinator) -> &mut Participant {
-        self.participant.get_or_insert_with(|| {
-            let (keys, consortium) = keys();
-            let index = HOSPITALS.iter().position(|h| *h == self.name).unwrap();
-            let trust = Trust { key: keys[index].clone(), consortium: consortium.clone(), ledger: None };
-            let settings = crate::convert::settings_from_proto(&crate::convert::federation_config(&c.plan)).unwrap();
-            trust.participant(node(self.name), settings).unwrap()
-        })
+        self.inner.participant(&c.plan.settings)
     }
 
     /// The bytes this hospital uploads for `task`.
     fn answer(&mut self, c: &Coordinator, task: &Task) -> (UploadKind, Vec<u8>) {
-        self.try_answer(c, task).unwrap_or_else(|e| panic!("{} refused a {:?} task: {e}", self.name, task.kind))
+        self.inner.answer(&c.plan.settings, task)
     }
 
     /// What this hospital uploads for `task`, or why it refuses.
-    fn try_answer(&mut self, c: &Coordinator, task: &Task) -> crate::Result<(UploadKind, Vec<u8>)> {
-        let plan = c.plan.clone();
-        let participant = self.participant(c);
-        Ok(match participant.handle(task, &mut test_rng())? {
-            Reply::Upload(kind, bytes) => (kind, bytes),
-            Reply::Contribute(agreed) => {
-                let layout = &plan.layout;
-                let evaluation = LocalEvaluation::of_logits(&[-1.0, 2.0], &[0.0, 1.0], layout.bins);
-                let figures = &agreed.figures;
-                let values = match agreed.kind {
-                    SessionKind::Setup => layout
-                        .setup_vector(&SetupCounts { train_rows: 10, test_rows: 2, ..SetupCounts::default() })
-                        .unwrap(),
-                    SessionKind::Train => {
-                        let global = params_from_bytes(&agreed.model, layout.params).unwrap();
-                        assert_eq!(global.len(), layout.params);
-                        let delta = vec![0.25; layout.params];
-                        let weight = 10.0 / figures.train_rows as f64;
-                        layout.train_vector(&delta, 0.5, weight, &evaluation, figures.test_rows).unwrap()
-                    }
-                    SessionKind::Evaluate => layout.evaluate_vector(&evaluation, figures.test_rows).unwrap(),
-                    SessionKind::Explore => {
-                        let mut counts = fedcare_core::explore::ExploreCounts::zeros(&layout.explore);
-                        counts.rows = 12;
-                        layout.explore_vector(&counts).unwrap()
-                    }
-                };
-                let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-                let words = plan.codec.encode(&values, 1.0).unwrap().words;
-                (UploadKind::Contribution, participant.contribute(agreed.session, &words)?)
-            }
-            other => panic!("{} cannot answer a {:?} task: {other:?}", self.name, task.kind),
-        })
+    fn try_answer(&mut self, c: &Coordinator, task: &Task) -> Result<(UploadKind, Vec<u8>), Error> {
+        self.inner.try_answer(&c.plan.settings, task)
     }
 }
 
 /// Phases of one session.
 const SESSION: usize = 9;
-
-/// Uploads `bytes` as `kind` from `name` the way the shell does (admit, verify, accept).
-fn upload(
-    c: &mut Coordinator,
-    name: &str,
-    session: Option<SessionId>,
-    kind: UploadKind,
-    bytes: &[u8],
-    now: Instant,
-) -> Result<Vec<Action>, Refusal> {
-    let header = UploadHeader { federation_id: "fed".into(), session, node: name.into(), kind: Some(kind) };
-    let mut actions = c.handle(Event::UploadStarted { node: node(name), header }, now)?;
-    let Some(Action::Verify(ticket)) = actions.pop() else { panic!("no verification asked") };
-    let upload = ticket.verify(bytes, &WireLimits::default())?;
-    c.handle(Event::UploadVerified { ticket, upload, bytes: bytes.len() as u64 }, now)
-}
-
-/// Carries out the heavy actions the way the shell does; returns the snapshots to persist.
-fn carry_out(c: &mut Coordinator, actions: Vec<Action>, now: Instant) -> Vec<Snapshot> {
-    let mut snapshots = Vec::new();
-    let mut queue = actions;
-    while let Some(action) = queue.pop() {
-        let more = match action {
-            Action::FinishAggregate { session, builder } => {
-                c.handle(Event::AggregateReady { session, result: builder.finish() }, now).unwrap()
-            }
-            Action::DecryptSum { session, aggregate, decryption } => {
-                let result = decrypt_sum(&aggregate, &decryption);
-                c.handle(Event::SumDecrypted { session, result }, now).unwrap()
-            }
-            Action::Persist(snapshot) => {
-                // Written at once, as the shell does, except the federation's final snapshot,
-                // which the tests acknowledge themselves.
-                let more = if snapshot.checkpoint.next.is_some() {
-                    let bytes = Bytes::from(snapshot.model.to_bytes().unwrap());
-                    c.handle(Event::Persisted { result: Ok(bytes) }, now).unwrap()
-                } else {
-                    Vec::new()
-                };
-                snapshots.push(*snapshot);
-                more
-            }
-            Action::Verify(_) | Action::Finished => Vec::new(),
-        };
-        queue.extend(more);
-    }
-    snapshots
-}
 
 /// Every listed hospital answers its current task once; returns the snapshots made.
 fn phase(c: &mut Coordinator, hospitals: &mut [Hospital], now: Instant) -> Vec<Snapshot> {
@@ -234,10 +112,7 @@ fn started() -> (Coordinator, Instant, [Hospital; 3]) {
 }
 
 fn acknowledge(c: &mut Coordinator, snapshots: Vec<Snapshot>) {
-    for snapshot in snapshots {
-        let bytes = Bytes::from(snapshot.model.to_bytes().unwrap());
-        c.handle(Event::Persisted { result: Ok(bytes) }, Instant::now()).unwrap();
-    }
+    driver::acknowledge(c, snapshots, start_time());
 }
 
 fn all_join(c: &mut Coordinator, now: Instant) {
@@ -268,7 +143,7 @@ fn a_federation_runs_setup_training_and_evaluation_to_the_end() {
     assert_eq!((c.figures.train_rows, c.figures.test_rows), (30, 6), "three hospitals' exact counts");
     // The mean update is the weighted mean of 0.25 per parameter (weights 1/3 each): the state
     // the evaluation started from.
-    let initial = fedcare_core::rng::init_params(&c.plan.spec, 0);
+    let initial = fedcare_core::rng::init_params(&c.plan.settings.spec, 0);
     let trained = snapshots.iter().find(|s| s.checkpoint.next.is_some_and(|n| n.kind == SessionKind::Evaluate));
     for (after, before) in trained.unwrap().checkpoint.global.iter().zip(&initial) {
         assert!((after - before - 0.25).abs() < 1e-5, "{after} vs {before} + 0.25");
@@ -508,11 +383,6 @@ fn shutdown_abandons_the_running_session() {
         UploadHeader { federation_id: "fed".into(), session: None, node: "a".into(), kind: Some(UploadKind::KeyShare) };
     let refusal = c.handle(Event::UploadStarted { node: node("a"), header }, start).unwrap_err();
     assert_eq!(refusal, Refusal::ShuttingDown);
-    assert_eq!(
-        crate::error::refusal_code(&refusal),
-        tonic::Code::Unavailable,
-        "a hospital retries, as when the aggregator is gone"
-    );
 }
 
 #[test]
@@ -526,7 +396,7 @@ fn a_checkpoint_resumes_and_a_foreign_one_is_refused() {
     assert_eq!(resumed.outcome().global, c.outcome().global);
     let foreign = Checkpoint { federation_id: "another".into(), ..checkpoint.clone() };
     let error = Coordinator::new(plan(), Some(foreign), start, Box::new(|| Crs(9))).unwrap_err();
-    assert!(matches!(error, FederationError::ForeignCheckpoint { .. }), "{error}");
+    assert!(matches!(error, Error::ForeignCheckpoint { .. }), "{error}");
     let resized = Checkpoint { param_count: 99, ..checkpoint };
     assert!(Coordinator::new(plan(), Some(resized), start, Box::new(|| Crs(9))).is_err());
     assert!(resumed.is_persisted(), "a resumed coordinator has nothing pending");
@@ -585,7 +455,7 @@ fn a_hospital_that_rejoins_takes_the_state_only_with_its_peers_endorsements() {
     // "c" restarts before round 1's key generation: a fresh participant, no state of its own.
     let (mut c, start, mut hospitals) = started();
     phases(&mut c, &mut hospitals, SESSION, start);
-    hospitals[2].participant = None;
+    hospitals[2].inner.restart();
     assert!(join(&mut c, "c", start).is_empty(), "it had not started the session yet");
     phase(&mut c, &mut hospitals, start);
     let mut confirm = c.task_for(&node("c")).unwrap();
@@ -731,7 +601,7 @@ fn each_step_is_taken_only_in_its_state_and_a_refusal_changes_nothing() {
             let wrong = Task { kind: other, ..task.clone() };
             let error = hospitals[0].try_answer(&c, &wrong).unwrap_err();
             assert!(
-                matches!(error, FederationError::Trust(TrustError::OutOfOrder { .. })),
+                matches!(error, Error::Trust(TrustError::OutOfOrder { .. })),
                 "a {other:?} task during the {:?} step: {error}",
                 task.kind
             );
@@ -739,7 +609,7 @@ fn each_step_is_taken_only_in_its_state_and_a_refusal_changes_nothing() {
         }
         // Encryption is taken only once every participant agreed.
         let error = hospitals[0].participant(&c).contribute(task.session.unwrap(), &[0; 4]).unwrap_err();
-        assert!(matches!(error, fedcare_protocol::Error::Trust(TrustError::OutOfOrder { step: "encryption" })));
+        assert!(matches!(error, Error::Trust(TrustError::OutOfOrder { step: "encryption" })));
         phase(&mut c, &mut hospitals, start);
     }
     // Eight at the key generation, seven at the next six steps, six at the last two (where the
@@ -758,6 +628,6 @@ fn each_step_is_taken_only_in_its_state_and_a_refusal_changes_nothing() {
     };
     for &other in steps.iter().filter(|&&k| k != TaskKind::Result) {
         let error = hospitals[0].try_answer(&c, &Task { kind: other, ..done.clone() }).unwrap_err();
-        assert!(matches!(error, FederationError::Trust(TrustError::OutOfOrder { .. })), "{other:?}: {error}");
+        assert!(matches!(error, Error::Trust(TrustError::OutOfOrder { .. })), "{other:?}: {error}");
     }
 }

@@ -1,0 +1,285 @@
+//! A lying aggregator against honest hospitals, in memory: the real coordinator and the real
+//! participants of the driver ([`fedcare_protocol::driver`]), each attack a filter on the tasks
+//! between them. Each test checks that every honest hospital refuses, names the reason, and —
+//! before it refuses — has released nothing that decrypts one hospital's data: no decryption
+//! share was made for the attacked session (its ledger holds no slot of it).
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use fedcare_crypto::CryptoError;
+use fedcare_protocol::driver::{Driver, Ending, TaskFilter, TestKey, test_settings};
+use fedcare_protocol::ledger::Slot;
+use fedcare_protocol::transcript::{Claim, Statement, decode_bundle, encode_bundle, endorsements};
+use fedcare_protocol::{Error, NodeId, SessionId, SessionKind, Task, TaskKind, TrustError};
+
+const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];
+/// Enough phases for setup, the training rounds and the evaluation, with room to spare.
+const PHASES: usize = 80;
+
+/// The tests' base instant: time moves only as a test says.
+#[allow(clippy::disallowed_methods)]
+fn now() -> Instant {
+    Instant::now()
+}
+
+/// A federation of [`HOSPITALS`] (and `strangers`, enrolled by the aggregator but on no
+/// hospital's roster) over `rounds` training rounds, every hospital needed (so the first refusal
+/// ends it: each hospital meets the lie in the same session), with `filter` in the aggregator.
+fn federation(filter: Option<TaskFilter>, rounds: u32, strangers: &[&str]) -> Driver {
+    let mut settings = test_settings(rounds);
+    settings.min_hospitals = HOSPITALS.len();
+    let mut driver = Driver::with_strangers(&HOSPITALS, strangers, settings, filter, now());
+    driver.run(PHASES);
+    driver
+}
+
+/// A filter that rewrites the tasks of `kind` with `lie`.
+fn lie_on(kind: TaskKind, mut lie: impl FnMut(&NodeId, &mut Task) + 'static) -> Option<TaskFilter> {
+    Some(Box::new(move |node, task| {
+        if task.kind == kind {
+            lie(node, task)
+        }
+    }))
+}
+
+/// Every hospital refused with an error that `expected` accepts, or was stopped because the
+/// federation ended when the first refusal made it too small (it then never met the lie, and
+/// released nothing either); at least one refused.
+fn all_refused(driver: &Driver, expected: impl Fn(&Error) -> bool) {
+    let mut refused = 0;
+    for (hospital, ending) in driver.hospitals.iter().zip(&driver.endings).take(HOSPITALS.len()) {
+        match ending {
+            Ending::Refused(error) if expected(error) => refused += 1,
+            Ending::Stopped(why) if why.contains("hospitals remain") => {}
+            other => panic!("{}: expected a refusal, got {other:?}", hospital.name),
+        }
+    }
+    assert!(refused > 0, "no hospital refused: {:?}", driver.endings);
+}
+
+/// No hospital made a decryption share for any session but `slots` (round, kind).
+fn ledgers_hold_only(driver: &Driver, slots: &[(u32, SessionKind)]) {
+    for hospital in driver.hospitals.iter().take(HOSPITALS.len()) {
+        let held: Vec<(u32, SessionKind)> = hospital.ledger().iter().map(|s: &Slot| (s.round, s.kind)).collect();
+        assert_eq!(held, slots, "{}'s ledger", hospital.name);
+    }
+}
+
+/// The wire payload of a crypto message (inside its envelope), changed by `change`.
+fn rewrap(bytes: &Bytes, change: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    let envelope = fedcare_crypto::wire::FORMAT;
+    let mut payload = envelope.open(bytes, usize::MAX).unwrap().to_vec();
+    change(&mut payload);
+    Bytes::from(envelope.seal(&payload).unwrap())
+}
+
+#[test]
+fn an_honest_federation_completes_and_its_model_file_is_endorsed_by_every_hospital() {
+    let driver = federation(None, 1, &[]);
+    assert!(driver.endings.iter().all(|e| matches!(e, Ending::Done)), "{:?}", driver.endings);
+    let setup = (0, SessionKind::Setup);
+    ledgers_hold_only(&driver, &[setup, (1, SessionKind::Train), (2, SessionKind::Evaluate)]);
+    let last = driver.snapshots.last().unwrap();
+    let signers: Vec<String> =
+        endorsements(&last.model).unwrap().iter().map(|(signed, _)| signed.signer.to_string()).collect();
+    assert_eq!(signers, HOSPITALS);
+}
+
+#[test]
+fn a_collective_key_from_a_substituted_share_is_refused() {
+    // The aggregator replaces hospital-a's key share with one of its own making, under
+    // hospital-a's name: a key it could decrypt everything with.
+    let liar = Arc::new(TestKey::generate());
+    let driver = federation(
+        lie_on(TaskKind::Confirm, move |_, task| {
+            let mut bundle = decode_bundle(&task.sections[0]).unwrap();
+            if let Some(own) = bundle.iter_mut().find(|s| s.signer.as_str() == "hospital-a") {
+                let mut statement = Statement::of(own).unwrap();
+                if let Claim::KeyShare(bytes) = &mut statement.claim {
+                    bytes[40] ^= 1;
+                }
+                *own = statement.sign(&own.signer, liar.as_ref()).unwrap();
+            }
+            task.sections[0] = encode_bundle(&bundle);
+        }),
+        1,
+        &[],
+    );
+    all_refused(&driver, |e| matches!(e, Error::Trust(TrustError::KeyMismatch { name, .. }) if name == "hospital-a"));
+    ledgers_hold_only(&driver, &[]);
+
+    // Relabelled with the real key but changed bytes: the signature breaks.
+    let driver = federation(
+        lie_on(TaskKind::Confirm, |_, task| {
+            let mut bundle = decode_bundle(&task.sections[0]).unwrap();
+            if let Some(own) = bundle.iter_mut().find(|s| s.signer.as_str() == "hospital-b") {
+                let at = own.message.len() - 100;
+                own.message[at] ^= 1;
+            }
+            task.sections[0] = encode_bundle(&bundle);
+        }),
+        1,
+        &[],
+    );
+    all_refused(
+        &driver,
+        |e| matches!(e, Error::Trust(TrustError::BadSignature { signer }) if signer.as_str() == "hospital-b"),
+    );
+    ledgers_hold_only(&driver, &[]);
+}
+
+#[test]
+fn masks_with_one_coefficient_changed_are_refused_before_any_decryption_share() {
+    // Δ·2^6 added to one coefficient of the honest mask sum: one decryption would give the sum
+    // in the low bits and the collective secret key in the high bits.
+    let driver = federation(
+        lie_on(TaskKind::Challenge, |_, task| {
+            task.sections[0] = rewrap(&task.sections[0], |payload| {
+                // The payload ends with the masks (8 bytes each) and then one carry byte per
+                // mask coefficient: one bin of 8192 coefficients for this model.
+                let at = payload.len() - 8192 - 8;
+                let word = u64::from_le_bytes(payload[at..at + 8].try_into().unwrap()).wrapping_add(1 << 40);
+                payload[at..at + 8].copy_from_slice(&word.to_le_bytes());
+            });
+        }),
+        1,
+        &[],
+    );
+    all_refused(&driver, |e| matches!(e, Error::Crypto(CryptoError::ForgedMasks)));
+    ledgers_hold_only(&driver, &[]);
+}
+
+#[test]
+fn different_views_of_the_round_are_caught_by_the_signed_transcript() {
+    // hospital-b is told the federation has a thousand times more rows: its update would be
+    // rounded to nothing and the decrypted sum would be the others' alone.
+    let driver = federation(
+        lie_on(TaskKind::Confirm, |node, task| {
+            if node.as_str() == "hospital-b" && task.figures.train_rows > 0 {
+                task.figures.train_rows *= 1000;
+            }
+        }),
+        1,
+        &[],
+    );
+    // The others see hospital-b's transcript differ; hospital-b itself sees figures that are not
+    // the ones it computed from the setup session's checked sum.
+    all_refused(&driver, |e| {
+        matches!(e, Error::Trust(TrustError::TranscriptMismatch { .. } | TrustError::OutputMismatch { .. }))
+    });
+    // The setup session (before the lie) decrypted normally; round 1 never reached decryption.
+    ledgers_hold_only(&driver, &[(0, SessionKind::Setup)]);
+}
+
+#[test]
+fn a_round_run_again_after_its_decryption_is_refused() {
+    // Once round 1 is decrypted, the aggregator starts round 1 again (a new attempt) instead of
+    // round 2: a second decryption of the same round over another set of hospitals would give
+    // the difference of the two sums.
+    let driver = federation(
+        lie_on(TaskKind::KeyGen, |_, task| {
+            if task.session.is_some_and(|s| s.round == 2) {
+                task.session = Some(SessionId { round: 1, attempt: 1 });
+                task.session_kind = Some(SessionKind::Train);
+            }
+        }),
+        2,
+        &[],
+    );
+    all_refused(&driver, |e| matches!(e, Error::Trust(TrustError::SlotSpent { round: 1, .. })));
+    ledgers_hold_only(&driver, &[(0, SessionKind::Setup), (1, SessionKind::Train)]);
+}
+
+#[test]
+fn statements_of_another_session_are_refused() {
+    // The aggregator keeps the setup session's signed key shares and relays them again in
+    // round 1, as if they were fresh.
+    let kept: Arc<Mutex<Option<Bytes>>> = Arc::default();
+    let driver = federation(
+        lie_on(TaskKind::Confirm, move |_, task| {
+            let mut kept = kept.lock().unwrap();
+            match (&*kept, task.session.unwrap().round) {
+                (None, 0) => *kept = Some(task.sections[0].clone()),
+                (Some(old), 1) => task.sections[0] = old.clone(),
+                _ => {}
+            }
+        }),
+        1,
+        &[],
+    );
+    all_refused(
+        &driver,
+        |e| matches!(e, Error::Trust(TrustError::WrongStatement { why, .. }) if why.contains("session 0.0")),
+    );
+    ledgers_hold_only(&driver, &[(0, SessionKind::Setup)]);
+}
+
+#[test]
+fn a_participant_the_aggregator_enrolls_but_no_roster_lists_is_refused() {
+    // "mallory" is enrolled by the aggregator, but no hospital's own roster lists it.
+    let driver = federation(None, 1, &["mallory"]);
+    all_refused(&driver, |e| matches!(e, Error::Trust(TrustError::NotOnRoster { name }) if name == "mallory"));
+    ledgers_hold_only(&driver, &[]);
+}
+
+#[test]
+fn a_forged_decrypted_sum_is_refused_by_every_hospital() {
+    // params id (2), kind (1), CRS (16), aggregate digest (32), contributors (2), length (8),
+    // then the values.
+    const FIRST_VALUE: usize = 2 + 1 + 16 + 32 + 2 + 8;
+    // The aggregator hands out the setup session's decrypted sum with one value moved by one
+    // unit of Δ: other row counts, other statistics, and so another model later.
+    let driver = federation(
+        lie_on(TaskKind::Result, |_, task| {
+            task.sections[0] = rewrap(&task.sections[0], |payload| {
+                let at = FIRST_VALUE;
+                let word = u64::from_le_bytes(payload[at..at + 8].try_into().unwrap()).wrapping_add(1 << 34);
+                payload[at..at + 8].copy_from_slice(&word.to_le_bytes());
+            });
+        }),
+        1,
+        &[],
+    );
+    all_refused(&driver, |e| matches!(e, Error::Crypto(CryptoError::ForgedSum)));
+    // The shares of the checked masks were released (that decrypts only the sum); nothing else.
+    ledgers_hold_only(&driver, &[(0, SessionKind::Setup)]);
+
+    // One hospital shown another sum than the others: caught when the commitments are relayed.
+    let driver = federation(
+        lie_on(TaskKind::Result, |node, task| {
+            if node.as_str() == "hospital-c" {
+                task.sections[0] = rewrap(&task.sections[0], |payload| payload[FIRST_VALUE] ^= 1);
+            }
+        }),
+        1,
+        &[],
+    );
+    all_refused(
+        &driver,
+        |e| matches!(e, Error::Trust(TrustError::WrongStatement { why, .. }) if why.contains("decrypted sum")),
+    );
+}
+
+#[test]
+fn a_tampered_final_model_is_refused_and_its_endorsements_say_so() {
+    // One parameter changed in the final model every hospital is handed.
+    let tamper = |bytes: &[u8]| {
+        let mut file = fedcare_core::ModelFile::from_bytes(bytes).unwrap();
+        file.params[0] += 0.5;
+        Bytes::from(file.to_bytes().unwrap())
+    };
+    let driver =
+        federation(lie_on(TaskKind::Done, move |_, task| task.sections[0] = tamper(&task.sections[0])), 1, &[]);
+    all_refused(
+        &driver,
+        |e| matches!(e, Error::Trust(TrustError::NotEndorsed { why }) if why.contains("another model file")),
+    );
+    let honest = &driver.snapshots.last().unwrap().model;
+    let mut tampered = honest.clone();
+    tampered.params[0] += 0.5;
+    assert!(
+        matches!(endorsements(&tampered), Err(TrustError::NotEndorsed { why }) if why.contains("another model file"))
+    );
+}
