@@ -16,6 +16,9 @@
 //! limit, magic, version, length, checksum), then the payload is decoded and the spec must be
 //! valid, the parameters fit it and be finite, the scaling finite with positive deviations and
 //! the buckets distinct and fit the input width.
+//!
+//! Golden vectors of every version still read, with the program that makes them, are in
+//! `core/tests/golden/formats/`.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;

@@ -9,6 +9,7 @@
 //! kind 3 Ciphertext          : crs u128 | len u64 | masks ⌈len/n⌉·n × packed(mask_bits) | bodies len × packed(body_bits)
 //! kind 4 AggregateMasks      : crs u128 | len u64 | contributors u16 | (party | hash 32 B) × contributors | masks ⌈len/n⌉·n × packed(mask_bits) | ⌈len/n⌉·n × u8 carries
 //! kind 5 DecryptionShare     : crs u128 | party | aggregate digest 32 B | len u64 | len × u64
+//! kind 6 DecryptedSum        : crs u128 | aggregate digest 32 B | contributors u16 | len u64 | phases len × u64 | lifts len × i8
 //! party: length u8 (1..=128) | UTF-8 bytes.   All integers little-endian.
 //! packed(b): the top b bits of every (rounded) word, back to back, zero-padded to a byte
 //!            ([`crate::packing`]); b is the parameter set's (56 for masks, 39 for bodies).
@@ -18,6 +19,8 @@
 //! anything for it, checks the envelope, then the parameter set and the kind, requires the exact
 //! length the fields imply, and never panics. The CRS is checked by the receiver (collector,
 //! aggregate builder or party session), which knows the round.
+//!
+//! Golden vectors of every kind, with the program that makes them, are in `crypto/tests/golden/`.
 
 use fedcare_core::envelope::Format;
 
