@@ -9,6 +9,12 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
     let descriptors = protox::compile(protos, ["."])?;
     // `bytes` fields are `bytes::Bytes`: a payload chunk is a slice of a shared buffer, so the
     // aggregator sends one model to every hospital without copying it per hospital.
-    tonic_prost_build::configure().bytes(".fedcare.v1").compile_fds(descriptors)?;
+    // The client and server only with the `grpc` feature: without it, the messages alone.
+    let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
+    tonic_prost_build::configure()
+        .build_client(grpc)
+        .build_server(grpc)
+        .bytes(".fedcare.v1")
+        .compile_fds(descriptors)?;
     Ok(())
 }

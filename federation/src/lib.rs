@@ -30,7 +30,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod convert;
 pub mod error;
 pub mod exploration;
 pub mod health;
@@ -46,11 +45,10 @@ pub mod signing;
 #[cfg(feature = "hospital")]
 pub mod simulation;
 pub mod tls;
-pub mod transfer;
 
 /// The protocol's types and rules, pure ([`fedcare_protocol`]), under the paths this crate has
 /// always offered them.
 pub use fedcare_protocol as protocol;
-pub use fedcare_protocol::{coordinator, output, selection, transcript};
+pub use fedcare_protocol::{convert, coordinator, output, selection, transcript, transfer};
 
 pub use error::{FederationError, Refusal, Result};

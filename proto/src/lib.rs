@@ -1,7 +1,8 @@
 //! # fedcare-proto
 //!
 //! The `fedcare.v1.Federation` gRPC service and its messages (`fedcare/v1/federation.proto`),
-//! generated with tonic at build time by protox, without a system `protoc`.
+//! generated with tonic at build time by protox, without a system `protoc`. Without the `grpc`
+//! feature (on by default) the crate is the messages alone, with no network code.
 //!
 //! Message-size limits are not set here: both ends set them explicitly on the generated
 //! client and server wrappers (`max_decoding_message_size`), and large payloads travel in
@@ -11,7 +12,7 @@
 /// Generated code of package `fedcare.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 pub mod v1 {
-    tonic::include_proto!("fedcare.v1");
+    include!(concat!(env!("OUT_DIR"), "/fedcare.v1.rs"));
 }
 
 /// Bytes of payload per chunk message. Each stream in flight holds about one encoded chunk at

@@ -9,6 +9,9 @@
 //!   [`record`] (what a session measured).
 //! - What a hospital contributes to each kind of session and how the sum is read back:
 //!   [`contribution`]; a model's parameters as bytes: [`params`].
+//! - The wire: every conversion to and from the `fedcare.v1` messages, checked field by field
+//!   ([`convert`]), and payloads cut into chunks and put together again under a cap
+//!   ([`transfer`]). The gRPC streams themselves are the shells'.
 //! - Signed statements: keys and signatures ([`signing`]), the statements of every step, the
 //!   round transcript and the digests endorsements cover ([`transcript`]), the roster a
 //!   hospital pins ([`roster`]).
@@ -33,6 +36,7 @@
 
 pub mod checkpoint;
 pub mod contribution;
+pub mod convert;
 pub mod coordinator;
 #[cfg(any(test, feature = "testing"))]
 pub mod driver;
@@ -52,6 +56,7 @@ pub mod task;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod transcript;
+pub mod transfer;
 
 pub use contribution::{
     ContributionLayout, DecodedSum, GlobalEvaluation, LocalEvaluation, SetupCounts, check_exploration,

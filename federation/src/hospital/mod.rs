@@ -40,11 +40,12 @@ use crate::error::{FederationError, ProtocolError, Result};
 use crate::exploration::ReportContext;
 use crate::identity::InProcessLink;
 use crate::participant::{Agreed, FinalFile, Participant, Reply, Trust};
+use crate::protocol::params::params_from_bytes;
 use crate::protocol::{
     FederationSettings, Job, LocalEvaluation, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind,
     UploadHeader, UploadKind,
 };
-use crate::transfer::{Assembler, chunks, params_from_bytes, split_sections};
+use crate::transfer::{Assembler, chunks, split_sections};
 use pooled_noise::PooledSampler;
 
 /// What a hospital measured, for progress tables.

@@ -13,7 +13,7 @@ use fedcare_proto::v1;
 
 use crate::coordinator::Status;
 use crate::error::ProtocolError;
-use crate::protocol::{
+use crate::{
     ContributionLayout, FederationSettings, Job, Privacy, PublicFigures, SessionId, SessionKind, Task, TaskKind,
     UploadHeader, UploadKind,
 };
@@ -444,47 +444,31 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
 
-    fn plan() -> crate::config::FederationPlan {
-        AggregatorConfig {
-            privacy: None,
-            federation_id: "f".into(),
-            listen: "127.0.0.1:0".into(),
-            hospitals: vec!["a".into(), "b".into()],
-            min_hospitals: 2,
-            rounds: 3,
-            patience: Some(7),
-            phase_timeout_secs: 10,
-            join_timeout_secs: 10,
-            out_dir: "out".into(),
-            seed: 0,
-            crypto_threads: None,
-            eval_bins: 16,
-            schema_id: "s/v1".into(),
-            numeric_features: 1,
+    /// Settings with every kind of field set: a hidden layer, a numeric feature, a `top_k`
+    /// column, patience; the digest that of their wire form.
+    fn settings() -> FederationSettings {
+        let mut settings = crate::driver::test_settings(3);
+        settings.spec = ModelSpec::mlp(5, &[3]).unwrap();
+        settings.layout = ContributionLayout {
+            params: settings.spec.param_count(),
+            bins: 16,
+            numeric: 1,
             top_k: vec![TopKShape { buckets: 8, k: 2 }],
-            schema: None,
-            top_k_key_fingerprint: None,
-            model: ModelConfig { input_width: 5, hidden: vec![3] },
-            training: TrainingSettings::default(),
-            server: ServerRule::default(),
-            tls: TlsFiles { ca: "ca".into(), cert: "c".into(), key: "k".into() },
-            operations: Default::default(),
-            job: Default::default(),
-            explore: Default::default(),
-        }
-        .plan()
-        .unwrap()
+            explore: Vec::new(),
+        };
+        settings.patience = Some(7);
+        settings.train.optimizer = OptimizerConfig::Sgd { lr: 0.05, momentum: 0.9 };
+        settings.digest = settings_digest(&settings);
+        settings
     }
 
     #[test]
     fn the_joined_configuration_round_trips_and_unknown_values_are_refused() {
-        let plan = plan();
-        let wire = settings_to_proto(&plan.settings);
+        let sent = settings();
+        let wire = settings_to_proto(&sent);
         let settings = settings_from_proto(&wire).unwrap();
-        assert_eq!(settings, plan.settings, "every setting, the digest of the wire form among them");
-        assert_eq!(settings.train.optimizer, TrainingSettings::default().optimizer());
+        assert_eq!(settings, sent, "every setting, the digest of the wire form among them");
         assert_eq!((settings.rounds, settings.patience), (3, Some(7)));
         let mut unknown = wire.clone();
         unknown.training.as_mut().unwrap().optimizer = 7;

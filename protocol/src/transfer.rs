@@ -1,5 +1,5 @@
-//! Chunked transfer of large payloads over the gRPC streams, with explicit size caps (the byte
-//! form of a model's parameters is [`fedcare_protocol::params`]'s).
+//! Chunked transfer of large payloads over the gRPC streams, with explicit size caps: what the
+//! shells cut into chunk messages and put together again, without the streams themselves.
 //!
 //! A payload of several sections (a collective key, a model, a ciphertext…) goes as a header
 //! message followed by data messages of at most [`CHUNK_BYTES`] bytes. Sections are shared
@@ -10,8 +10,6 @@
 
 use bytes::{Bytes, BytesMut};
 use fedcare_proto::CHUNK_BYTES;
-
-pub use fedcare_protocol::params::{params_from_bytes, params_to_bytes};
 
 use crate::error::TransferError;
 
