@@ -185,7 +185,8 @@ pub async fn run(
                 options.hospitals,
                 options.rows,
                 options.seed,
-            )?
+            )
+            .map_err(fedcare_hospital::data_error)?
         }
     };
     if !(2..=64).contains(&files.len()) {

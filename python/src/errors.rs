@@ -62,7 +62,10 @@ pub(crate) fn data_error(error: fedcare_data::DataError) -> PyErr {
 /// settings that cannot work as `ValueError`.
 pub(crate) fn federation_error(error: fedcare_federation::error::FederationError) -> PyErr {
     match error {
-        fedcare_federation::error::FederationError::Data(error) => data_error(error),
+        fedcare_federation::error::FederationError::Data(error) => match error.downcast::<fedcare_data::DataError>() {
+            Ok(error) => data_error(*error),
+            Err(other) => DataError::new_err(other.to_string()),
+        },
         fedcare_federation::error::FederationError::Config(error) => PyValueError::new_err(error.to_string()),
         other => FederationError::new_err(other.to_string()),
     }

@@ -13,6 +13,7 @@ use fedcare_gpu_trainer::{GpuDataset, GpuTrainer, Selection};
 
 use crate::config::TrainerChoice;
 use crate::error::Result;
+use crate::trainer_error;
 
 /// Trains a model's parameters in place on local data.
 pub trait Trainer: Send + Sync {
@@ -132,11 +133,11 @@ impl GpuNodeTrainer {
         let hash = fingerprint(data);
         let uploaded = match self.resident.take() {
             Some((resident, uploaded)) if resident == hash => uploaded,
-            _ => self.trainer.upload(data)?,
+            _ => self.trainer.upload(data).map_err(trainer_error)?,
         };
         let report = work(&self.trainer, &uploaded);
         self.resident = Some((hash, uploaded));
-        Ok(report?)
+        report.map_err(trainer_error)
     }
 }
 
@@ -161,7 +162,7 @@ pub fn resolve(choice: TrainerChoice, selection: &Selection) -> Result<(Resolved
     match choice {
         TrainerChoice::Cpu => Ok((Resolved::Cpu, "cpu: as configured".to_owned())),
         TrainerChoice::Gpu => {
-            let index = preferred?;
+            let index = preferred.map_err(trainer_error)?;
             Ok((Resolved::Gpu, format!("gpu ({}): as configured", adapters[index])))
         }
         TrainerChoice::Auto => match preferred.ok().map(|index| &adapters[index]).filter(|a| a.is_hardware()) {
@@ -184,8 +185,8 @@ impl Resolved {
         match self {
             Self::Cpu => Ok(Box::new(CpuTrainer)),
             Self::Gpu => {
-                let gpu = fedcare_gpu_trainer::device::open(selection)?;
-                Ok(Box::new(GpuNodeTrainer::new(GpuTrainer::new(gpu)?)))
+                let gpu = fedcare_gpu_trainer::device::open(selection).map_err(trainer_error)?;
+                Ok(Box::new(GpuNodeTrainer::new(GpuTrainer::new(gpu).map_err(trainer_error)?)))
             }
         }
     }
@@ -208,7 +209,7 @@ mod tests {
     #[test]
     fn without_an_adapter_gpu_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
         let error = choose(TrainerChoice::Gpu, &nothing()).err().expect("no adapter");
-        assert!(matches!(error, crate::error::FederationError::Gpu(_)), "{error}");
+        assert!(error.trainer_error::<fedcare_gpu_trainer::GpuError>().is_some(), "{error}");
         assert!(error.to_string().contains("no GPU adapter found"), "{error}");
         let (trainer, why) = choose(TrainerChoice::Auto, &nothing()).unwrap();
         assert_eq!(trainer.name(), "cpu");

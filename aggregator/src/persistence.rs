@@ -20,7 +20,7 @@ use std::path::Path;
 use bytes::Bytes;
 pub use fedcare_protocol::checkpoint::{CHECKPOINT_FORMAT, CHECKPOINT_LIMIT, Checkpoint, OpenedSession, Snapshot};
 
-use crate::error::{FederationError, Result};
+use crate::error::{FederationError, MetricsError, Result};
 use crate::protocol::RoundRecord;
 
 /// File name of the checkpoint inside the aggregator's output directory.
@@ -97,48 +97,6 @@ pub fn metrics_text(records: &[RoundRecord]) -> String {
     lines
 }
 
-/// Why a `metrics.jsonl` cannot be used.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum MetricsError {
-    /// A line is not a round record.
-    #[error("line {line}: not a round record: {message}")]
-    NotARecord {
-        /// 1-based line.
-        line: usize,
-        /// The JSON parser's explanation.
-        message: String,
-    },
-    /// A record holds a figure outside its range.
-    #[error("line {line}: round {round}: {what} {value} is {expected}")]
-    OutOfRange {
-        /// 1-based line.
-        line: usize,
-        /// The record's round.
-        round: u32,
-        /// Which figure.
-        what: &'static str,
-        /// Its value.
-        value: String,
-        /// What is wrong with it.
-        expected: &'static str,
-    },
-    /// The file holds no record.
-    #[error("no round records")]
-    Empty,
-    /// The file is larger than a federation ever writes.
-    #[error("{size} bytes, more than the {limit} read")]
-    TooLarge {
-        /// Its size.
-        size: u64,
-        /// The limit.
-        limit: u64,
-    },
-    /// The file is not UTF-8 text.
-    #[error("not UTF-8 text")]
-    NotText,
-}
-
 /// Reads `metrics.jsonl`: one [`RoundRecord`] per non-empty line.
 pub fn read_metrics(path: &Path) -> Result<Vec<RoundRecord>> {
     let read_error = |source| FederationError::Read { path: path.to_path_buf(), source };
@@ -206,7 +164,7 @@ mod tests {
 
     use super::*;
     use crate::protocol::{NodeId, Planned, PublicFigures, SessionId, SessionKind};
-    use crate::selection::ServerState;
+    use fedcare_protocol::selection::ServerState;
 
     fn checkpoint() -> Checkpoint {
         Checkpoint {
@@ -215,7 +173,7 @@ mod tests {
             next: Some(Planned { round: 2, kind: SessionKind::Train }),
             global: vec![0.5, -1.0, 2.0],
             server: ServerState {
-                best: Some(crate::selection::BestModel {
+                best: Some(fedcare_protocol::selection::BestModel {
                     trained_rounds: 1,
                     auroc: 0.625,
                     auprc: Some(0.25),

@@ -101,3 +101,14 @@ impl Trust {
         Ok(Participant::new(me, &trust, settings, ledger)?)
     }
 }
+
+/// What hospital `name` of a development PKI in `dir` trusts: its own key, the PKI's
+/// hospitals as its roster, and a ledger in `state_dir`.
+pub fn dev_trust(dir: &Path, name: &str, hospitals: &[String], state_dir: &Path) -> Result<Trust> {
+    let (_, key) = fedcare_net::tls::party_files(dir, name);
+    Ok(Trust {
+        key: std::sync::Arc::new(SigningKey::from_pem_file(&key)?),
+        consortium: fedcare_net::tls::dev_consortium(dir, hospitals)?,
+        ledger: Some(state_dir.join(LEDGER_FILE)),
+    })
+}

@@ -20,11 +20,10 @@ use rcgen::{
 };
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
-use crate::config::Consortium;
 use crate::error::{FederationError, Result};
-use crate::participant::Trust;
-use crate::protocol::NodeId;
 use crate::signing::{Fingerprint, Signer as _, SigningKey, certificate_fingerprint};
+use fedcare_protocol::NodeId;
+use fedcare_protocol::roster::Consortium;
 
 /// File names inside a PKI directory.
 pub mod files {
@@ -222,17 +221,6 @@ pub fn dev_consortium(dir: &Path, hospitals: &[String]) -> Result<Consortium> {
         members.insert(name.clone(), fingerprint);
     }
     Ok(Consortium::new(members))
-}
-
-/// What hospital `name` of a development PKI in `dir` trusts: its own key, the PKI's
-/// hospitals as its roster, and a ledger in `state_dir`.
-pub fn dev_trust(dir: &Path, name: &str, hospitals: &[String], state_dir: &Path) -> Result<Trust> {
-    let (_, key) = party_files(dir, name);
-    Ok(Trust {
-        key: std::sync::Arc::new(SigningKey::from_pem_file(&key)?),
-        consortium: dev_consortium(dir, hospitals)?,
-        ledger: Some(state_dir.join(crate::participant::LEDGER_FILE)),
-    })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

@@ -14,9 +14,9 @@ use fedcare_core::privacy::DpSgd;
 use fedcare_core::privacy::noise::NoiseKey;
 use fedcare_core::rng::init_params;
 use fedcare_core::{Dataset, ModelSpec, Network, OptimizerConfig, TrainConfig};
-use fedcare_federation::FederationError;
-use fedcare_federation::hospital::{CpuTrainer, GpuNodeTrainer, Trainer};
 use fedcare_gpu_trainer::{GpuError, GpuTrainer};
+use fedcare_hospital::error::FederationError;
+use fedcare_hospital::{CpuTrainer, GpuNodeTrainer, Trainer};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -79,8 +79,8 @@ fn assert_close(what: &str, got: &[f32], reference: &[f32], tolerance: Tolerance
 
 /// The `fedcare-core` error inside a trainer's error, whichever trainer made it.
 fn core_error(error: &FederationError) -> Option<&fedcare_core::Error> {
-    match error {
-        FederationError::Core(error) | FederationError::Gpu(GpuError::Core(error)) => Some(error),
+    match (error, error.trainer_error::<GpuError>()) {
+        (FederationError::Core(error), _) | (_, Some(GpuError::Core(error))) => Some(error),
         _ => None,
     }
 }

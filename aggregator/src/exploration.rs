@@ -1,7 +1,7 @@
 //! An exploration's report on disk: written as `explore.json` ([`write_report`]) and read back
 //! ([`read_report`]); the pooled counts and the report made of them are
-//! [`fedcare_protocol::exploration`]'s, and a hospital's report of its own table alone is
-//! [`local_report`].
+//! [`fedcare_protocol::exploration`]'s (a hospital's report of its own table alone is the
+//! hospital's shell's).
 //!
 //! The aggregator writes the pooled report into its output directory; a hospital that took part
 //! writes its own, with its own figures on the same bins beside the pooled ones (computed on its
@@ -19,28 +19,6 @@ use crate::persistence::write_atomically;
 pub const EXPLORE_FILE: &str = "explore.json";
 /// The largest report read back.
 const REPORT_LIMIT: u64 = 64 << 20;
-
-/// The report of one hospital's own `table` (what `fedcare explore --local` writes), named
-/// `hospital`: every column of `schema` counted on its bins, a numeric column without edges on
-/// bins over this table's own mean ± 3 standard deviations. Nothing leaves the machine.
-#[cfg(feature = "hospital")]
-pub fn local_report(
-    table: &fedcare_data::Table,
-    schema: &fedcare_data::Schema,
-    hospital: &str,
-    min_cell: u64,
-) -> Result<ExploreReport> {
-    let stats: Vec<_> = table.numeric_moments().iter().map(|m| m.stats()).collect();
-    let columns = fedcare_core::explore::resolve_columns(&schema.explore_columns(), &stats);
-    let counts = table.explore_counts(schema, &columns)?;
-    let context = ReportContext {
-        schema: schema.id.clone(),
-        label: schema.label_description(),
-        min_cell,
-        hospitals: vec![hospital.to_owned()],
-    };
-    Ok(report(&context, &Exploration { columns, counts }, None)?)
-}
 
 /// Writes `report` as `explore.json` in `dir` (atomically); returns the file's path.
 pub fn write_report(dir: &Path, report: &ExploreReport) -> Result<PathBuf> {

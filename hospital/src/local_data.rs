@@ -11,6 +11,7 @@ use fedcare_core::explore::{ColumnSpec, ExploreCounts};
 use fedcare_data::schema::key_fingerprint_of;
 use fedcare_data::{Schema, Table, split_seed};
 
+use crate::data_error;
 use crate::error::{FederationError, ProtocolError, Result};
 use crate::protocol::{FederationSettings, PublicFigures, SetupCounts};
 
@@ -86,7 +87,8 @@ impl LocalData {
                         ),
                     ));
                 }
-                let (train, test) = fedcare_data::plain::split(data, settings.test_fraction, seed)?;
+                let (train, test) =
+                    fedcare_data::plain::split(data, settings.test_fraction, seed).map_err(data_error)?;
                 let counts = SetupCounts {
                     train_rows: train.rows() as u64,
                     test_rows: test.rows() as u64,
@@ -151,7 +153,8 @@ impl LocalData {
                         ));
                     }
                 }
-                let (train, test) = table.split_for_evaluation(f64::from(settings.test_fraction), seed)?;
+                let (train, test) =
+                    table.split_for_evaluation(f64::from(settings.test_fraction), seed).map_err(data_error)?;
                 // Under pooled noise: at most `rows_per_patient` rows of a patient, values clamped
                 // to their schema ranges.
                 let pooled = settings.privacy.and_then(|p| p.pooled);
@@ -214,8 +217,8 @@ impl LocalData {
         let Split::Table(split) = &self.split else {
             return Err(mismatch("hospital data", "a plain numeric CSV", "schema data to explore"));
         };
-        let mut counts = split.train.explore_counts(&split.schema, columns)?;
-        counts.add(&split.test.explore_counts(&split.schema, columns)?)?;
+        let mut counts = split.train.explore_counts(&split.schema, columns).map_err(data_error)?;
+        counts.add(&split.test.explore_counts(&split.schema, columns).map_err(data_error)?)?;
         Ok(self.explored.insert(counts))
     }
 
@@ -239,7 +242,9 @@ impl LocalData {
                         ));
                     }
                     // The encoding checks the buckets against the schema's shapes.
-                    let encode = |table: &Table| table.to_dataset_with(schema, &figures.feature_stats, &figures.top_k);
+                    let encode = |table: &Table| {
+                        table.to_dataset_with(schema, &figures.feature_stats, &figures.top_k).map_err(data_error)
+                    };
                     *built = Some((figures.clone(), encode(train)?, encode(test)?));
                 }
                 // Invariant: the branch above just filled it.
@@ -253,7 +258,7 @@ impl LocalData {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
+    use fedcare_aggregator::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
     use fedcare_data::{BadRows, read_csv};
 
     fn settings(schema: &Schema, schema_id: &str) -> FederationSettings {

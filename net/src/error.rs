@@ -1,4 +1,5 @@
-//! The error types of `fedcare-federation`.
+//! The error type of the federation's shells ([`FederationError`]: the aggregator's and the
+//! hospital's), and how a refusal travels as a gRPC status.
 //!
 //! - [`Refusal`], [`ConfigError`], [`ProtocolError`], [`TrustError`], [`TransferError`]: the
 //!   protocol's own ([`fedcare_protocol::error`]), re-exported. A refusal travels to the peer as a
@@ -78,6 +79,48 @@ fn transfer_code(error: &TransferError) -> tonic::Code {
     }
 }
 
+/// Why a `metrics.jsonl` cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// A line is not a round record.
+    #[error("line {line}: not a round record: {message}")]
+    NotARecord {
+        /// 1-based line.
+        line: usize,
+        /// The JSON parser's explanation.
+        message: String,
+    },
+    /// A record holds a figure outside its range.
+    #[error("line {line}: round {round}: {what} {value} is {expected}")]
+    OutOfRange {
+        /// 1-based line.
+        line: usize,
+        /// The record's round.
+        round: u32,
+        /// Which figure.
+        what: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        expected: &'static str,
+    },
+    /// The file holds no record.
+    #[error("no round records")]
+    Empty,
+    /// The file is larger than a federation ever writes.
+    #[error("{size} bytes, more than the {limit} read")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The file is not UTF-8 text.
+    #[error("not UTF-8 text")]
+    NotText,
+}
+
 /// Everything a role of the federation can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -147,7 +190,7 @@ pub enum FederationError {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        source: crate::persistence::MetricsError,
+        source: MetricsError,
     },
     /// A certificate or key cannot be made or used.
     #[error("TLS: {0}")]
@@ -199,21 +242,22 @@ pub enum FederationError {
     Stopped(String),
     /// A federation that ended early (the simulation's verdict).
     #[error("the federation stopped early: {0}")]
-    Ended(crate::coordinator::Failure),
+    Ended(fedcare_protocol::coordinator::Failure),
     /// The threshold encryption refused an operation.
     #[error(transparent)]
     Crypto(#[from] fedcare_crypto::CryptoError),
     /// `fedcare-core` refused an operation (training, a model file).
     #[error(transparent)]
     Core(#[from] fedcare_core::Error),
-    /// The hospital's data cannot be used.
-    #[cfg(feature = "hospital")]
+    /// The hospital's data cannot be used: a `fedcare_data::DataError` (this layer knows no
+    /// patient data; the hospital's shell puts it here, and a caller takes it back out with
+    /// [`FederationError::data_error`]).
     #[error(transparent)]
-    Data(#[from] fedcare_data::DataError),
-    /// The GPU trainer failed.
-    #[cfg(feature = "hospital")]
+    Data(Box<dyn core::error::Error + Send + Sync>),
+    /// The hospital's trainer failed: a `fedcare_gpu_trainer::GpuError` (likewise,
+    /// [`FederationError::trainer_error`]).
     #[error(transparent)]
-    Gpu(#[from] fedcare_gpu_trainer::GpuError),
+    Trainer(Box<dyn core::error::Error + Send + Sync>),
     /// A background task died.
     #[error("a background task failed: {0}")]
     Task(String),
@@ -254,6 +298,23 @@ impl From<fedcare_protocol::Error> for FederationError {
 }
 
 impl FederationError {
+    /// The data error inside a [`FederationError::Data`], of the type the hospital put there.
+    pub fn data_error<E: core::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::Data(error) => error.downcast_ref(),
+            _ => None,
+        }
+    }
+
+    /// The trainer's error inside a [`FederationError::Trainer`], of the type the hospital put
+    /// there.
+    pub fn trainer_error<E: core::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::Trainer(error) => error.downcast_ref(),
+            _ => None,
+        }
+    }
+
     /// Whether the error means the aggregator went away (retry) rather than refused something
     /// (stop): the transport failed, the connection broke, or the aggregator restarted and
     /// forgot this node.
@@ -281,7 +342,7 @@ pub type Result<T, E = FederationError> = core::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{NodeId, SessionId};
+    use fedcare_protocol::{NodeId, SessionId};
 
     #[test]
     fn a_refusal_travels_with_its_kind_and_stale_ones_are_known() {

@@ -19,7 +19,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use crate::error::{FederationError, IntoStatus as _, Refusal, refusal_status};
-use crate::protocol::NodeId;
+use fedcare_protocol::NodeId;
 
 /// The caller of a request, as [`authenticate`] found it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,3 +1,5 @@
+//! # fedcare-hospital
+//!
 //! A hospital node: joins the federation over mTLS, and for each task trains locally, encrypts
 //! its weighted update, and makes decryption shares — only after checking everything the
 //! aggregator relayed against its own roster, transcript and ledger ([`crate::participant`]).
@@ -15,9 +17,18 @@
 //! before a training round that would bring its patients' ε past its own `max_epsilon`
 //! ([`crate::config::check_privacy_budget`]).
 
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod exploration;
 mod local_data;
+pub mod participant;
 mod pooled_noise;
 pub mod trainer;
+
+pub use fedcare_net::{error, identity, signing, tls};
+pub use fedcare_protocol as protocol;
+pub use fedcare_protocol::{convert, transfer};
 
 use core::time::Duration;
 use std::sync::{Arc, Mutex};
@@ -35,9 +46,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 pub use local_data::{HospitalData, LocalData};
 pub use trainer::{CpuTrainer, GpuNodeTrainer, Trainer};
 
-use crate::convert;
 use crate::error::{FederationError, ProtocolError, Result};
-use crate::exploration::ReportContext;
 use crate::identity::InProcessLink;
 use crate::participant::{Agreed, FinalFile, Participant, Reply, Trust};
 use crate::protocol::params::params_from_bytes;
@@ -46,7 +55,20 @@ use crate::protocol::{
     UploadHeader, UploadKind,
 };
 use crate::transfer::{Assembler, chunks, split_sections};
+use fedcare_protocol::exploration::{ReportContext, report};
 use pooled_noise::PooledSampler;
+
+/// A data error as the shells' error ([`FederationError::Data`]; [`FederationError::data_error`]
+/// takes it back out).
+pub fn data_error(error: fedcare_data::DataError) -> FederationError {
+    FederationError::Data(Box::new(error))
+}
+
+/// A GPU trainer's error as the shells' error ([`FederationError::Trainer`];
+/// [`FederationError::trainer_error`] takes it back out).
+pub fn trainer_error(error: fedcare_gpu_trainer::GpuError) -> FederationError {
+    FederationError::Trainer(Box::new(error))
+}
 
 /// What a hospital measured, for progress tables.
 #[derive(Debug, Default, Clone)]
@@ -511,7 +533,7 @@ fn exploration_report(
         return Ok(None);
     };
     let Some(context) = ReportContext::of_job(&settings.schema_id, &settings.job, hospitals) else { return Ok(None) };
-    Ok(Some(crate::exploration::report(&context, pooled, Some((node, own)))?))
+    Ok(Some(report(&context, pooled, Some((node, own)))?))
 }
 
 /// Uploads `bytes` in chunks after its header.

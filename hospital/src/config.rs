@@ -1,0 +1,214 @@
+//! A hospital's configuration (`hospital.toml`), the roster it pins and its privacy budget.
+//!
+//! `hospital.toml`: `aggregator = "https://localhost:50051"`, `server_name = "localhost"`,
+//! `federation_id`, `[tls] ca, cert, key`, `trainer = "auto"` (or "gpu", "cpu"), optional
+//! `schema = "diabetes130"`, `top_k_key` (the file of the consortium's `top_k` key) and `bad_rows_limit = 100`, `state_dir = "fedcare-hospital"` (its
+//! decryption ledger), `crypto_threads` (the encrypted path's threads; default one per core,
+//! results the same whatever the number), and `[consortium]`: the hospital's own roster (`members`: certificate
+//! name = key fingerprint, as `fedcare keygen` prints them) and its bounds (`min_hospitals = 2`,
+//! `max_rounds = 10000`, `max_attempts = 16`, `max_params = 16777216`, `max_epochs = 100`, and
+//! optionally `max_epsilon`: the most ε its patients may spend under DP-SGD). `examples/` holds both files with every
+//! key explained. Unknown keys and unknown names are refused with the list of valid ones.
+//!
+//!
+//! The keys an environment variable may replace are [`HospitalConfig`]'s [`EnvOverrides`].
+
+use std::path::{Path, PathBuf};
+
+pub use fedcare_net::config::{
+    EnvKey, EnvOverrides, EnvValue, TlsFiles, env_key, load, load_with_env, load_with_overrides,
+};
+pub use fedcare_protocol::roster::Consortium;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FederationError, Result};
+
+fn default_federation_id() -> String {
+    "fedcare".into()
+}
+
+/// Which trainer a hospital uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainerChoice {
+    /// The GPU when a hardware adapter exists, else the CPU.
+    #[default]
+    Auto,
+    /// The GPU (any adapter, a software one included).
+    Gpu,
+    /// The CPU.
+    Cpu,
+}
+
+/// `hospital.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HospitalConfig {
+    /// The aggregator's URL.
+    #[serde(default = "default_aggregator")]
+    pub aggregator: String,
+    /// The name the aggregator's certificate must carry.
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+    /// Federation to join.
+    #[serde(default = "default_federation_id")]
+    pub federation_id: String,
+    /// The local trainer.
+    #[serde(default)]
+    pub trainer: TrainerChoice,
+    /// The data's schema (`"diabetes130"`, `"diabetes130-all"` or a schema TOML path); absent:
+    /// a numeric CSV with a 0/1 `label` column, used as it is.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// The file holding the consortium's `top_k` key (64 hex digits; `fedcare top-k-key` writes
+    /// one): every hospital of the consortium has the same, the aggregator only its fingerprint.
+    /// Absent: the `top_k` columns' buckets are an unkeyed hash anyone can compute.
+    #[serde(default)]
+    pub top_k_key: Option<PathBuf>,
+    /// Bad rows skipped (and counted) before the file is refused; 0 refuses at the first.
+    #[serde(default = "default_bad_rows")]
+    pub bad_rows_limit: usize,
+    /// Threads of the encrypted path (encryption, decryption share); `None`: one per core. The
+    /// results are the same whatever the number.
+    #[serde(default)]
+    pub crypto_threads: Option<core::num::NonZeroUsize>,
+    /// Where this hospital keeps its state: the decryption ledger.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The consortium this hospital pins.
+    pub consortium: Consortium,
+    /// TLS material (its key is also the hospital's signing key).
+    pub tls: TlsFiles,
+}
+
+fn default_state_dir() -> PathBuf {
+    "fedcare-hospital".into()
+}
+
+/// A roster from a file: a `members.toml` (`name = "sha256:…"` lines, as `fedcare certs`
+/// writes it) or a hospital's configuration (its `[consortium]`).
+pub fn load_roster(path: &Path) -> Result<Consortium> {
+    #[derive(Deserialize)]
+    struct WithConsortium {
+        consortium: Consortium,
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|source| FederationError::Read { path: path.to_path_buf(), source })?;
+    if let Ok(hospital) = toml::from_str::<WithConsortium>(&text) {
+        return Ok(hospital.consortium);
+    }
+    toml::from_str(&text).map(Consortium::new).map_err(|e| FederationError::ConfigFile {
+        path: path.to_path_buf(),
+        message: format!("neither a members.toml nor a hospital configuration with [consortium]: {e}"),
+    })
+}
+
+/// Refuses training round `round` when the ε of every round up to it would exceed this
+/// hospital's `max_epsilon` (every round of a federation without differential privacy).
+pub fn check_privacy_budget(
+    consortium: &Consortium,
+    settings: &crate::protocol::FederationSettings,
+    round: u32,
+) -> Result<()> {
+    let Some(max) = consortium.max_epsilon else { return Ok(()) };
+    let (epsilon, delta) = match settings.privacy {
+        Some(privacy) => (privacy.epsilon_after(round, settings.train.epochs), privacy.delta),
+        None => (f64::INFINITY, 0.0),
+    };
+    if epsilon > max { Err(FederationError::PrivacyBudget { round, epsilon, delta, max }) } else { Ok(()) }
+}
+
+fn default_aggregator() -> String {
+    "https://localhost:50051".into()
+}
+fn default_server_name() -> String {
+    "localhost".into()
+}
+fn default_bad_rows() -> usize {
+    100
+}
+
+impl EnvOverrides for HospitalConfig {
+    const ENV: &'static [EnvKey] = &[
+        env_key("FEDCARE_FEDERATION_ID", "federation_id", EnvValue::Text),
+        env_key("FEDCARE_AGGREGATOR", "aggregator", EnvValue::Text),
+        env_key("FEDCARE_SERVER_NAME", "server_name", EnvValue::Text),
+        env_key("FEDCARE_STATE_DIR", "state_dir", EnvValue::Text),
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use fedcare_aggregator::config::AggregatorConfig;
+
+    use super::*;
+
+    /// An aggregator's configuration of two hospitals (the settings hospitals receive come from
+    /// its plan).
+    fn aggregator(extra: &str) -> core::result::Result<AggregatorConfig, toml::de::Error> {
+        toml::from_str(&format!(
+            "hospitals = [\"a\", \"b\"]\n{extra}\n[model]\ninput_width = 6\n\
+             [tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n"
+        ))
+    }
+
+    #[test]
+    fn a_hospital_refuses_a_round_past_its_budget_and_any_round_without_privacy() {
+        let plan = aggregator("rounds = 10\n[privacy]\nnoise_multiplier = 1.0").unwrap().plan().unwrap();
+        let settings = fedcare_protocol::convert::settings_from_proto(&fedcare_protocol::convert::settings_to_proto(
+            &plan.settings,
+        ))
+        .unwrap();
+        assert_eq!(settings, plan.settings, "the settings travel to the hospitals whole");
+        assert_eq!(settings.layout.bins, 16, "with the evaluation's bins under pooled noise");
+        let mut consortium = Consortium::new(BTreeMap::new());
+        check_privacy_budget(&consortium, &settings, 10).unwrap();
+        let privacy = settings.privacy.unwrap();
+        consortium.max_epsilon = Some((privacy.epsilon_after(3, 1) + privacy.epsilon_after(4, 1)) / 2.0);
+        check_privacy_budget(&consortium, &settings, 3).unwrap();
+        let error = check_privacy_budget(&consortium, &settings, 4).unwrap_err();
+        assert!(matches!(error, FederationError::PrivacyBudget { round: 4, .. }), "{error}");
+        let plain = aggregator("").unwrap().plan().unwrap();
+        let plain = plain.settings;
+        let error = check_privacy_budget(&consortium, &plain, 1).unwrap_err();
+        assert!(matches!(error, FederationError::PrivacyBudget { epsilon, .. } if epsilon.is_infinite()), "{error}");
+        // The setup's exact counts are refused too, and the message names the setup session.
+        let error = check_privacy_budget(&consortium, &plain, 0).unwrap_err().to_string();
+        assert!(error.contains("the setup session's pooled counts"), "{error}");
+        // With pooled noise the setup alone spends some ε.
+        assert!(privacy.pooled.is_some() && privacy.epsilon_after(0, 1) > 0.0);
+    }
+
+    #[test]
+    fn the_example_configuration_parses() {
+        let hospital: HospitalConfig = toml::from_str(include_str!("../../examples/hospital.toml")).unwrap();
+        assert_eq!(hospital.trainer, TrainerChoice::Auto);
+        assert_eq!(hospital.consortium.members.len(), 3);
+        assert_eq!(hospital.consortium.min_hospitals, 3);
+        assert_eq!(hospital.crypto_threads, None, "one thread per core");
+        let text = include_str!("../../examples/hospital.toml").replace("# crypto_threads = 8", "crypto_threads = 3");
+        let hospital: HospitalConfig = toml::from_str(&text).unwrap();
+        assert_eq!(hospital.crypto_threads.map(core::num::NonZeroUsize::get), Some(3));
+        let error = toml::from_str::<HospitalConfig>(&text.replace("crypto_threads = 3", "crypto_threads = 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("crypto_threads") && error.contains("nonzero"), "{error}");
+    }
+
+    #[test]
+    fn a_hospital_config_refuses_an_unknown_trainer_and_a_bad_fingerprint() {
+        let roster =
+            "[consortium.members]\nh = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\n";
+        let text = format!("[tls]\nca = \"ca.pem\"\ncert = \"h.pem\"\nkey = \"h.key\"\n{roster}");
+        let config: HospitalConfig = toml::from_str(&text).unwrap();
+        assert_eq!(config.trainer, TrainerChoice::Auto);
+        assert_eq!(config.consortium.max_attempts, crate::protocol::MAX_ATTEMPTS);
+        let error = toml::from_str::<HospitalConfig>(&text.replace("sha256:00", "sha256:zz")).unwrap_err().to_string();
+        assert!(error.contains("not a key fingerprint"), "{error}");
+        let text = text.as_str();
+        let error = toml::from_str::<HospitalConfig>(&format!("trainer = \"tpu\"\n{text}")).unwrap_err().to_string();
+        assert!(error.contains("auto") && error.contains("gpu") && error.contains("cpu"), "{error}");
+    }
+}
