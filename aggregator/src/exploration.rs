@@ -13,7 +13,7 @@ use fedcare_core::explore::{ExploreReport, REPORT_FORMAT};
 pub use fedcare_protocol::exploration::{Exploration, ReportContext, report};
 
 use crate::error::{FederationError, Result};
-use crate::persistence::write_atomically;
+use fedcare_net::files::write_atomically;
 
 /// File name of an exploration's report.
 pub const EXPLORE_FILE: &str = "explore.json";

@@ -14,11 +14,12 @@
 //! decrypted sum they hold ([`Checkpoint::resumable`]) and finishes the session from it when
 //! every one holds it, or moves on to the next round.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use bytes::Bytes;
 pub use fedcare_protocol::checkpoint::{CHECKPOINT_FORMAT, CHECKPOINT_LIMIT, Checkpoint, OpenedSession, Snapshot};
+
+pub use fedcare_net::files::write_atomically;
 
 use crate::error::{FederationError, MetricsError, Result};
 use crate::protocol::RoundRecord;
@@ -32,20 +33,6 @@ pub const MODEL_FILE: &str = "model.bin";
 
 /// The largest `metrics.jsonl` read (a federation writes well under 10 kB per round).
 const METRICS_LIMIT: u64 = 256 << 20;
-
-/// Writes `bytes` to `path` atomically and durably.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let failed = |source| FederationError::Write { path: path.to_path_buf(), source };
-    let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(directory).map_err(failed)?;
-    file.write_all(bytes).and_then(|()| file.as_file().sync_all()).map_err(failed)?;
-    file.persist(path).map_err(|e| failed(e.error))?;
-    // Make the rename itself durable; not every platform can open a directory.
-    if let Ok(directory) = std::fs::File::open(directory) {
-        let _ = directory.sync_all();
-    }
-    Ok(())
-}
 
 /// Reads the checkpoint in `dir`, if there is one; a damaged one is an error, never ignored.
 pub fn load_checkpoint(dir: &Path) -> Result<Option<Checkpoint>> {

@@ -283,6 +283,12 @@ pub enum FederationError {
     },
 }
 
+impl From<fedcare_protocol::InvalidName> for FederationError {
+    fn from(error: fedcare_protocol::InvalidName) -> Self {
+        Self::Config(error.into())
+    }
+}
+
 impl From<fedcare_protocol::Error> for FederationError {
     fn from(error: fedcare_protocol::Error) -> Self {
         use fedcare_protocol::Error as E;

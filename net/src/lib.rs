@@ -5,7 +5,8 @@
 //! keeps it): the shells' error type and how a refusal travels as a gRPC status ([`error`]),
 //! mTLS — certificates, keys, rustls and tonic configurations, the development PKI ([`tls`]) —,
 //! the peer-identity interceptor and the in-process transport ([`identity`]), the signing key a
-//! hospital reads from its key file ([`signing`]), and configuration files ([`config`]).
+//! hospital reads from its key file ([`signing`]), configuration files ([`config`]) and atomic
+//! writes ([`files`]).
 //!
 //! Guarantees:
 //! - A node's identity is its mTLS certificate's name, read in one interceptor; handlers never
@@ -16,6 +17,7 @@
 
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod identity;
 pub mod signing;
 pub mod tls;

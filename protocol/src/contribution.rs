@@ -470,7 +470,7 @@ impl ContributionLayout {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     fn layout(params: usize, bins: usize, numeric: usize, top_k: Vec<TopKShape>) -> ContributionLayout {

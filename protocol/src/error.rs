@@ -72,6 +72,12 @@ pub enum ConfigError {
     Crypto(#[from] fedcare_crypto::CryptoError),
 }
 
+impl From<crate::ids::InvalidName> for ConfigError {
+    fn from(error: crate::ids::InvalidName) -> Self {
+        Self::Name(error.0)
+    }
+}
+
 /// The other side sent something this side cannot use.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -132,9 +138,9 @@ pub enum TrustError {
         /// The participant.
         name: String,
         /// The fingerprint of the key it used.
-        found: crate::signing::Fingerprint,
+        found: crate::ids::Fingerprint,
         /// The roster's fingerprint.
-        pinned: crate::signing::Fingerprint,
+        pinned: crate::ids::Fingerprint,
     },
     /// A signature does not verify.
     #[error("the signature of {signer}'s statement does not verify")]

@@ -1,6 +1,7 @@
-//! Who and what a message is about: a node ([`NodeId`]), what a session computes
-//! ([`SessionKind`]), which attempt at which round it is ([`SessionId`]) and what is planned next
-//! ([`Planned`]). One type each, used by both roles.
+//! Who and what a message is about: a node ([`NodeId`]) and its key's pin ([`Fingerprint`]),
+//! what a session computes ([`SessionKind`]), which attempt at which round it is ([`SessionId`])
+//! and what is planned next ([`Planned`]). One type each, used by both roles. This module
+//! imports no other of the crate: every other may import it.
 
 use core::fmt;
 
@@ -12,13 +13,13 @@ pub struct NodeId(String);
 
 impl NodeId {
     /// A node id of 1 to 64 letters, digits, `-` or `.`, not starting with `-`.
-    pub fn new(name: impl Into<String>) -> Result<Self, crate::error::ConfigError> {
+    pub fn new(name: impl Into<String>) -> Result<Self, InvalidName> {
         let name = name.into();
         let valid = !name.is_empty()
             && name.len() <= 64
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
             && !name.starts_with('-');
-        if valid { Ok(Self(name)) } else { Err(crate::error::ConfigError::Name(name)) }
+        if valid { Ok(Self(name)) } else { Err(InvalidName(name)) }
     }
 
     /// The id as text.
@@ -30,6 +31,58 @@ impl NodeId {
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(&self.0)
+    }
+}
+
+/// A name that cannot be a node id or a certificate name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid name {0:?}: use 1 to 64 letters, digits, '-' or '.'")]
+pub struct InvalidName(pub String);
+
+/// SHA-256 of a public key's DER `SubjectPublicKeyInfo`, written `sha256:<64 hex digits>`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sha256:")?;
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl core::str::FromStr for Fingerprint {
+    type Err = String;
+
+    fn from_str(text: &str) -> core::result::Result<Self, String> {
+        let hex = text.strip_prefix("sha256:").unwrap_or(text);
+        let bad = || format!("{text:?} is not a key fingerprint (sha256: and 64 hex digits)");
+        if hex.len() != 64 || !hex.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Self(out))
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> core::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> core::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 

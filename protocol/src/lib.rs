@@ -62,7 +62,7 @@ pub use contribution::{
     ContributionLayout, DecodedSum, GlobalEvaluation, LocalEvaluation, SetupCounts, check_exploration,
 };
 pub use error::{ConfigError, Error, ProtocolError, Refusal, Result, TransferError, TrustError};
-pub use ids::{NodeId, Planned, SessionId, SessionKind};
+pub use ids::{Fingerprint, InvalidName, NodeId, Planned, SessionId, SessionKind};
 pub use record::{CALIBRATION_BINS, ROC_POINTS, RoundRecord};
 pub use settings::{FederationPlan, FederationSettings, Job, MAX_ATTEMPTS, Privacy, PublicFigures};
 pub use task::{Task, TaskKind, UploadHeader, UploadKind};

@@ -17,6 +17,7 @@ use ring::signature::ECDSA_P256_SHA256_FIXED;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, TrustError};
+pub use crate::ids::Fingerprint;
 use crate::ids::NodeId;
 
 /// The DER prefix of a P-256 `SubjectPublicKeyInfo` before its 65-byte uncompressed point.
@@ -58,53 +59,6 @@ impl PublicKey {
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         let signed = [DOMAIN, message].concat();
         ring::signature::UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.0).verify(&signed, signature).is_ok()
-    }
-}
-
-/// SHA-256 of a public key's DER `SubjectPublicKeyInfo`, written `sha256:<64 hex digits>`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Fingerprint(pub [u8; 32]);
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("sha256:")?;
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl core::str::FromStr for Fingerprint {
-    type Err = String;
-
-    fn from_str(text: &str) -> core::result::Result<Self, String> {
-        let hex = text.strip_prefix("sha256:").unwrap_or(text);
-        let bad = || format!("{text:?} is not a key fingerprint (sha256: and 64 hex digits)");
-        if hex.len() != 64 || !hex.is_ascii() {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(Self(out))
-    }
-}
-
-impl Serialize for Fingerprint {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> core::result::Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Fingerprint {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> core::result::Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
