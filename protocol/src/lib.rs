@@ -2,7 +2,8 @@
 //!
 //! The federation's sans-IO heart: what both roles agree on and how a hospital decides, with no
 //! socket, file, clock or OS random source inside (a `clippy.toml` in this crate makes each of
-//! them a lint error; the shells in `fedcare-federation` pass time and randomness in).
+//! them a lint error; the shells, `fedcare-aggregator` and `fedcare-hospital`, pass time and
+//! randomness in).
 //!
 //! - Who and what: [`ids`] (nodes, sessions), [`task`] (what the aggregator asks, what an upload
 //!   announces), [`settings`] (the federation's settings, job and privacy, the public figures),

@@ -1,7 +1,7 @@
 //! The coordinator: the aggregator's protocol logic as a pure state machine. Events go in
 //! through [`Coordinator::handle`] with the time passed in, [`Action`]s come out; there is no
 //! socket, clock, disk or thread inside, so every transition is tested directly
-//! (`coordinator/tests.rs`). The aggregator's tonic server (in `fedcare-federation`) is a thin shell that turns
+//! (`coordinator/tests.rs`). The aggregator's tonic server (in `fedcare-aggregator`) is a thin shell that turns
 //! requests into events and carries out the actions — the heavy ones (verifying an upload,
 //! adding a ciphertext, finishing the aggregate, combining the shares, writing files) off the
 //! async executor and outside the lock that guards this state.
