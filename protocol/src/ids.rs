@@ -8,7 +8,11 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 /// A node's identity: the name in its mTLS certificate (a hospital's node id).
+///
+/// Decoding checks the name as [`NodeId::new`] does: a peer's message cannot carry a node id
+/// that the constructor would refuse.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct NodeId(String);
 
 impl NodeId {
@@ -25,6 +29,20 @@ impl NodeId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for NodeId {
+    type Error = InvalidName;
+
+    fn try_from(name: String) -> Result<Self, InvalidName> {
+        Self::new(name)
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(id: NodeId) -> Self {
+        id.0
     }
 }
 
