@@ -107,8 +107,8 @@ def top_values(frame, column: str, k: int) -> list:
 def features(frame, top=None):
     """Model inputs of a raw frame (numerics not yet standardised) and its labels.
 
-    `top=None`: the reference features (DESIGN's v1 schema, the figures in the data's README:
-    diagnoses as chapter groups only, ten specialties). Otherwise fedcare's built-in schema
+    `top=None`: the reference features (the v1 schema of docs/design.md §7, the figures in the
+    data's README: diagnoses as chapter groups only, ten specialties). Otherwise fedcare's built-in schema
     `diabetes130/v2`, with `top` the `top_k` columns' values chosen on the training rows: the
     patient's earlier encounters in the file as ln(1 + n), the 30 most frequent specialties, each
     diagnosis's 20 most frequent codes besides its group, and the payer.

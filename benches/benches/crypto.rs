@@ -5,7 +5,7 @@
 //! size). The parallel phases (encrypt, aggregate, decryption share, combine) run on 1 crypto
 //! thread and on one per core (`…/t1`, `…/tN`).
 //!
-//! Targets on the 2-core development machine (DESIGN §7): encrypt 1M ≤ 100 ms, decryption share
+//! Targets on the 2-core development machine (docs/design.md §10): encrypt 1M ≤ 100 ms, decryption share
 //! 1M ≤ 60 ms, ≤ 16.5 B/value.
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

@@ -34,7 +34,7 @@ pub struct CodecConfig {
 
 impl Default for CodecConfig {
     /// 24-bit values with 20 fractional bits (range ±8, resolution 2^−20 ≈ 9.5e−7) for up to 64
-    /// parties in a 30-bit plaintext space (DESIGN §4).
+    /// parties in a 30-bit plaintext space (docs/design.md §5, §6).
     fn default() -> Self {
         Self { value_bits: 24, frac_bits: 20, max_parties: 64, plaintext_bits: 30 }
     }

@@ -1,7 +1,7 @@
 //! Feature schemas: which CSV columns are numeric, which are categorical (with their
 //! vocabularies, or `top_k`), which is the label and which groups rows (a patient id, for
 //! splitting), and the built-in schema of the UCI "Diabetes 130-US hospitals 1999–2008" file
-//! (DESIGN §6).
+//! (docs/design.md §7).
 //!
 //! A schema TOML file (`schema = "path.toml"` in both roles' configurations):
 //! ```toml

@@ -11,7 +11,7 @@
 //! arXiv:2004.00010), minimised over the orders.
 //!
 //! The orders and the conversion are those of Google's `dp-accounting` (`RdpAccountant` with its
-//! default orders, add-or-remove-one neighbours), so the two agree: `core/tests/accountant.rs`
+//! default orders, add-or-remove-one neighbours), so the two agree: `core/tests/privacy.rs`
 //! checks this module against golden values that `dp-accounting` computed
 //! (`core/tests/golden/make_rdp_golden.py` made them), within 1 %.
 //!
