@@ -745,11 +745,7 @@ impl AggregatorConfig {
             }
             (None, _) => None,
         };
-        let longest = layout.longest();
-        // The largest upload: a ciphertext (its packed words), a decrypted sum (9 B a value) or a
-        // signed key share (n words).
-        let largest = PARAMS_V2.ciphertext_wire_bytes(longest).max(9 * longest).max(8 * PARAMS_V2.n());
-        let max_upload_bytes = largest as u64 + 4096;
+        let max_upload_bytes = layout.max_upload_bytes();
         let train = TrainConfig {
             epochs: t.epochs,
             batch_size: t.batch_size as usize,

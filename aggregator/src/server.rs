@@ -196,7 +196,7 @@ impl AggregatorServer {
         let (changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             federation: convert::settings_to_proto(&plan.settings),
-            limits: WireLimits { max_values: (plan.settings.max_upload_bytes / 8) as usize },
+            limits: plan.settings.wire_limits(),
             plan,
             out_dir: out_dir.to_path_buf(),
             coordinator: Mutex::new(coordinator),

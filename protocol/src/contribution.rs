@@ -323,6 +323,17 @@ impl ContributionLayout {
             .unwrap_or(0)
     }
 
+    /// The largest upload the aggregator accepts for this layout, in bytes: a ciphertext of the
+    /// longest contribution (its packed words), a decrypted sum (9 bytes a value) or a signed key
+    /// share (n words), whichever is largest, with 4 KiB for the headers and signatures. Every
+    /// limit on uploads and relayed messages derives from it ([`crate::FederationSettings::wire_limits`]).
+    pub fn max_upload_bytes(&self) -> u64 {
+        let longest = self.longest();
+        let params = fedcare_crypto::PARAMS_V2;
+        let largest = params.ciphertext_wire_bytes(longest).max(9 * longest).max(8 * params.n());
+        largest as u64 + 4096
+    }
+
     /// A hospital's setup vector; refuses counts of another shape than the layout's.
     pub fn setup_vector(&self, counts: &SetupCounts) -> Result<Vec<f64>, ProtocolError> {
         let shape_ok = counts.moments.len() == self.numeric

@@ -129,9 +129,7 @@ pub fn test_settings(rounds: u32) -> FederationSettings {
     let codec: CodecConfig = PARAMS_V2.codec_config();
     let layout =
         ContributionLayout { params: spec.param_count(), bins: 4, numeric: 0, top_k: Vec::new(), explore: Vec::new() };
-    let longest = layout.longest();
-    let max_upload_bytes =
-        PARAMS_V2.ciphertext_wire_bytes(longest).max(9 * longest).max(8 * PARAMS_V2.n()) as u64 + 4096;
+    let max_upload_bytes = layout.max_upload_bytes();
     FederationSettings {
         federation_id: FEDERATION.into(),
         spec,

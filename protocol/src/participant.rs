@@ -626,12 +626,6 @@ impl Participant {
         Ok(agreed)
     }
 
-    /// The largest decoded sum or masks this hospital reads: what the aggregator accepts as an
-    /// upload, in 8-byte values.
-    fn wire_limits(&self) -> WireLimits {
-        WireLimits { max_values: (self.settings.max_upload_bytes / 8) as usize }
-    }
-
     /// The challenge step: commits to the aggregate masks received, with fresh randomness.
     /// Section: the aggregate masks.
     fn challenge(&mut self, task: &Task, rng: &mut impl TryCryptoRng) -> Result<Vec<u8>> {
@@ -640,7 +634,7 @@ impl Participant {
             return Err(out_of_order("challenge"));
         }
         let [masks] = sections::<1>(task, "challenge")?;
-        let masks = AggregateMasks::decode(masks, &PARAMS_V2, &self.wire_limits())?;
+        let masks = AggregateMasks::decode(masks, &PARAMS_V2, &self.settings.wire_limits())?;
         let contributors: Vec<&str> = masks.contributors().iter().map(|(p, _)| p.as_str()).collect();
         if !contributors.iter().copied().eq(running.members.iter().map(NodeId::as_str)) {
             return Err(TrustError::ParticipantsChanged {
@@ -732,7 +726,7 @@ impl Participant {
             _ => return Err(out_of_order("result")),
         };
         let [sum] = sections::<1>(task, "result")?;
-        let sum = DecryptedSum::decode(sum, &PARAMS_V2, &self.wire_limits())?;
+        let sum = DecryptedSum::decode(sum, &PARAMS_V2, &self.settings.wire_limits())?;
         if aggregate != sum.aggregate_digest() {
             let why = "a decrypted sum of other aggregate masks".into();
             return Err(TrustError::WrongStatement { signer: self.me.clone(), why }.into());

@@ -116,6 +116,14 @@ pub struct FederationSettings {
     pub digest: [u8; 32],
 }
 
+impl FederationSettings {
+    /// The most values a decoded upload or relayed crypto message may hold: what
+    /// [`FederationSettings::max_upload_bytes`] allows at 8 bytes a value.
+    pub fn wire_limits(&self) -> fedcare_crypto::WireLimits {
+        fedcare_crypto::WireLimits { max_values: usize::try_from(self.max_upload_bytes / 8).unwrap_or(usize::MAX) }
+    }
+}
+
 /// What the aggregator runs: the settings every hospital takes part under (the same type the
 /// hospitals receive), and what only the coordinator needs beside them.
 #[derive(Debug, Clone, PartialEq)]
