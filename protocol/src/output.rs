@@ -12,26 +12,21 @@
 
 use bytes::Bytes;
 use fedcare_core::top_k::choose_top_k;
-use fedcare_core::{Codec, ModelFile, ModelSpec};
+use fedcare_core::{Codec, ModelFile};
 
 use crate::exploration::Exploration;
 use crate::params::params_to_bytes;
 use crate::selection::ServerState;
 use crate::transcript::{file_digest, state_digest};
-use crate::{
-    ContributionLayout, DecodedSum, Privacy, PublicFigures, RoundRecord, SessionId, SessionKind, check_exploration,
-};
+use crate::{DecodedSum, FederationSettings, PublicFigures, RoundRecord, SessionId, SessionKind, check_exploration};
 
 /// What a session's inputs were: the state every participant signed.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionInputs<'a> {
-    /// The model's architecture.
-    pub spec: &'a ModelSpec,
-    /// The schema id written into the model file.
-    pub schema_id: &'a str,
-    /// The contribution layout.
-    pub layout: &'a ContributionLayout,
-    /// The contribution codec.
+    /// The federation's settings: the model, the schema id written into the model file, the
+    /// contribution layout, the privacy settings and the local epochs of a round.
+    pub settings: &'a FederationSettings,
+    /// The contribution codec (made from the settings).
     pub codec: &'a Codec,
     /// The session.
     pub session: SessionId,
@@ -45,8 +40,6 @@ pub struct SessionInputs<'a> {
     pub server: &'a ServerState,
     /// The public figures it started from.
     pub figures: &'a PublicFigures,
-    /// The privacy settings and the local epochs of a round (`None`: no differential privacy).
-    pub privacy: Option<(Privacy, u32)>,
 }
 
 /// The state after a session, and its digests.
@@ -80,19 +73,24 @@ pub fn server_bytes(server: &ServerState) -> Vec<u8> {
     postcard::to_allocvec(server).unwrap_or_default()
 }
 
+/// The ε of every training round released so far (`released_rounds` of `epochs` local epochs
+/// each) and of the pooled statistics, under the federation's privacy settings (`None` without
+/// differential privacy).
+pub fn epsilon(settings: &FederationSettings, released_rounds: u32) -> Option<f64> {
+    settings.privacy.map(|privacy| privacy.epsilon_after(released_rounds, settings.train.epochs))
+}
+
 /// The model file of a state: the best model so far with its training rounds, metrics and
 /// Platt scaling (before any evaluation: the global parameters), the feature scaling and the
-/// `top_k` buckets; with differential privacy (`privacy`: its settings and the local epochs of a
-/// round), the ε of every training round released so far and of the pooled statistics, and its δ
+/// `top_k` buckets; with differential privacy, the [`epsilon`] of the released rounds and its δ
 /// (metrics `epsilon`, `delta`).
 pub fn model_file(
-    spec: &ModelSpec,
-    schema_id: &str,
+    settings: &FederationSettings,
     global: &[f32],
     server: &ServerState,
     figures: &PublicFigures,
-    privacy: Option<(Privacy, u32)>,
 ) -> Result<ModelFile, fedcare_core::Error> {
+    let (spec, schema_id) = (&settings.spec, settings.schema_id.as_str());
     let mut model = match &server.best {
         Some(best) => {
             let mut model = ModelFile::new(spec.clone(), best.params.clone(), schema_id)?;
@@ -108,8 +106,8 @@ pub fn model_file(
     };
     model.feature_scaling = figures.feature_stats.clone();
     model.category_buckets = figures.top_k.clone();
-    if let Some((privacy, epochs)) = privacy {
-        model.metrics.insert("epsilon".into(), privacy.epsilon_after(server.released_rounds, epochs));
+    if let (Some(epsilon), Some(privacy)) = (epsilon(settings, server.released_rounds), settings.privacy) {
+        model.metrics.insert("epsilon".into(), epsilon);
         model.metrics.insert("delta".into(), privacy.delta);
     }
     Ok(model)
@@ -122,7 +120,7 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
     let integers = inputs.codec.decode_sum_integers(words, inputs.contributors as u32).map_err(|e| e.to_string())?;
     let scale = inputs.codec.resolution();
     let values: Vec<f64> = integers.iter().map(|&i| i as f64 * scale).collect();
-    let layout = inputs.layout;
+    let layout = &inputs.settings.layout;
     let decoded =
         layout.decode(inputs.kind, &values, inputs.figures.test_rows).map_err(|e| format!("the decrypted sum: {e}"))?;
     let mut record = RoundRecord::new(inputs.session, inputs.kind, inputs.contributors);
@@ -132,7 +130,7 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
     let mut exploration = None;
     match decoded {
         DecodedSum::Setup(counts) => {
-            let noise = inputs.privacy.and_then(|(privacy, _)| privacy.pooled).map_or(0.0, |p| p.scale(1.0));
+            let noise = inputs.settings.privacy.and_then(|privacy| privacy.pooled).map_or(0.0, |p| p.scale(1.0));
             counts.check(inputs.contributors, noise)?;
             figures = PublicFigures {
                 train_rows: counts.train_rows,
@@ -150,7 +148,7 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
         DecodedSum::Train { mean_update, train_loss, evaluation } => {
             record.train_loss = Some(train_loss);
             // Under pooled noise the rounds carry no evaluation (the tail is zeros).
-            if inputs.privacy.is_none_or(|(privacy, _)| privacy.evaluates_rounds()) {
+            if inputs.settings.privacy.is_none_or(|privacy| privacy.evaluates_rounds()) {
                 record.set_evaluation(&evaluation);
                 server.consider(inputs.session.round.saturating_sub(1), &global, &record);
             }
@@ -173,13 +171,10 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
     }
     // Every session spends: the setup its pooled statistics (counted with the final evaluation's
     // from the start), each training round its DP-SGD steps.
-    if let Some((privacy, epochs)) = inputs.privacy {
-        record.epsilon = Some(privacy.epsilon_after(server.released_rounds, epochs));
-    }
+    record.epsilon = epsilon(inputs.settings, server.released_rounds);
     let state_bytes = (params_to_bytes(&global), Bytes::from(server_bytes(&server)));
     let state = state_digest(&state_bytes.0, &state_bytes.1, &figures);
-    let file = model_file(inputs.spec, inputs.schema_id, &global, &server, &figures, inputs.privacy)
-        .map_err(|e| format!("the model file: {e}"))?;
+    let file = model_file(inputs.settings, &global, &server, &figures).map_err(|e| format!("the model file: {e}"))?;
     let file_digest = file_digest(&file).map_err(|e| format!("the model file: {e}"))?;
     Ok(SessionOutput { global, server, figures, record, state_bytes, state, file, file_digest, exploration })
 }

@@ -781,9 +781,7 @@ impl Participant {
         let settings = &self.settings;
         let global = params_from_bytes(&running.model, settings.spec.param_count())?;
         let inputs = SessionInputs {
-            spec: &settings.spec,
-            schema_id: &settings.schema_id,
-            layout: &settings.layout,
+            settings,
             codec: &self.codec,
             session: running.context.session,
             kind: running.context.kind,
@@ -791,7 +789,6 @@ impl Participant {
             global: &global,
             server: &running.server,
             figures: &running.figures,
-            privacy: settings.privacy.map(|p| (p, settings.train.epochs)),
         };
         let output = session_output(&inputs, &words).map_err(|why| Error::Output { session: inputs.session, why })?;
         let claim = Claim::Output {

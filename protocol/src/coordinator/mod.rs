@@ -1166,9 +1166,7 @@ impl Coordinator {
         // Invariant: `current` just found the session.
         let Some(session) = self.session.as_mut() else { return Vec::new() };
         let inputs = SessionInputs {
-            spec: &self.plan.settings.spec,
-            schema_id: &self.plan.settings.schema_id,
-            layout: &self.plan.settings.layout,
+            settings: &self.plan.settings,
             codec: &self.codec,
             session: session.id,
             kind: session.kind,
@@ -1176,7 +1174,6 @@ impl Coordinator {
             global: &self.global,
             server: &self.server,
             figures: &self.figures,
-            privacy: self.plan.settings.privacy.map(|p| (p, self.plan.settings.train.epochs)),
         };
         match session_output(&inputs, &words) {
             Ok(output) => {
@@ -1262,9 +1259,7 @@ impl Coordinator {
 
     fn snapshot(&self) -> Result<Snapshot, fedcare_core::Error> {
         let config = &self.plan.settings;
-        let privacy = config.privacy.map(|p| (p, config.train.epochs));
-        let mut model =
-            model_file(&config.spec, &config.schema_id, &self.global, &self.server, &self.figures, privacy)?;
+        let mut model = model_file(config, &self.global, &self.server, &self.figures)?;
         model.endorsements = self.endorsements.to_vec();
         Ok(Snapshot {
             checkpoint: Checkpoint {
