@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use fedcare_federation::config::{self, AggregatorConfig, SchemaShape};
+use fedcare_federation::config::{self, AggregatorConfig};
 use fedcare_federation::coordinator::{Failure, Outcome};
 use fedcare_federation::server::AggregatorServer;
 use fedcare_federation::{health, metrics, tls};
@@ -33,15 +33,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
     if let Some(name) = &config.schema {
         // The aggregator never reads patient data: only the schema's shape goes in its plan.
         let schema = fedcare_data::Schema::by_name(name)?;
-        let shape = SchemaShape {
-            id: schema.id.clone(),
-            width: schema.width(),
-            numeric: schema.numeric.len(),
-            top_k: schema.top_k_shapes(),
-            explore: schema.explore_columns(),
-            label: schema.label_description(),
-        };
-        config.apply_schema(&shape).with_context(|| format!("invalid configuration in {}", args.config.display()))?;
+        config
+            .apply_schema(&config::schema_shape(&schema))
+            .with_context(|| format!("invalid configuration in {}", args.config.display()))?;
     }
     let plan = config.plan().with_context(|| format!("invalid configuration in {}", args.config.display()))?;
     let server_tls = tls::server_tls(&config.tls.ca, &config.tls.cert, &config.tls.key)?;

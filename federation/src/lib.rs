@@ -29,6 +29,20 @@ pub use error::{FederationError, Refusal, Result};
 pub mod config {
     pub use fedcare_aggregator::config::*;
     pub use fedcare_hospital::config::{HospitalConfig, TrainerChoice, check_privacy_budget, load_roster};
+
+    /// The shape of `schema` as the aggregator's configuration takes it
+    /// ([`AggregatorConfig::apply_schema`]): read here, where the schema is, so that the
+    /// aggregator's crate never depends on the patient-data crate.
+    pub fn schema_shape(schema: &fedcare_data::Schema) -> SchemaShape {
+        SchemaShape {
+            id: schema.id.clone(),
+            width: schema.width(),
+            numeric: schema.numeric.len(),
+            top_k: schema.top_k_shapes(),
+            explore: schema.explore_columns(),
+            label: schema.label_description(),
+        }
+    }
 }
 
 /// mTLS ([`fedcare_net::tls`]) and a development hospital's trust in its PKI

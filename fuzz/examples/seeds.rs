@@ -25,7 +25,7 @@ use fedcare_core::{ColumnStats, ModelFile, ModelSpec, Platt, ServerOptimizerConf
 use fedcare_crypto::wire::WireMessage;
 use fedcare_crypto::{AggregateMasks, DecryptedSum, PARAMS_V2, WireLimits};
 use fedcare_data::{BadRows, Schema, read_csv_bytes};
-use fedcare_federation::config::{AggregatorConfig, JobKind, SchemaShape};
+use fedcare_federation::config::{AggregatorConfig, JobKind, schema_shape};
 use fedcare_federation::convert;
 use fedcare_federation::persistence::metrics_text;
 use fedcare_federation::transfer::chunks;
@@ -397,16 +397,7 @@ fn text_seeds(seeds: &mut Seeds) {
     explore.job = JobKind::Explore;
     explore.model.input_width = schema.width() as u32;
     explore.model.hidden = Vec::new();
-    explore
-        .apply_schema(&SchemaShape {
-            id: schema.id.clone(),
-            width: schema.width(),
-            numeric: schema.numeric.len(),
-            top_k: schema.top_k_shapes(),
-            explore: schema.explore_columns(),
-            label: schema.label_description(),
-        })
-        .expect("the small schema's shape");
+    explore.apply_schema(&schema_shape(&schema)).expect("the small schema's shape");
     let plan = explore.plan().expect("an exploration plan");
     let reply = v1::JoinReply { node_id: "general".into(), config: Some(convert::settings_to_proto(&plan.settings)) };
     seeds.add("proto_join_reply", "explore", reply.encode_to_vec());

@@ -507,12 +507,12 @@ impl Driver {
             if self.endings.iter().all(|e| !matches!(e, Ending::Running)) {
                 return;
             }
+            let made = self.snapshots.len();
             self.phase();
+            // The federation's final snapshot is acknowledged as soon as it is made.
             let finals: Vec<Snapshot> =
-                self.snapshots.iter().filter(|s| s.checkpoint.next.is_none()).cloned().collect();
-            if !finals.is_empty() && !self.coordinator.is_persisted() {
-                acknowledge(&mut self.coordinator, finals, self.now);
-            }
+                self.snapshots[made..].iter().filter(|s| s.checkpoint.next.is_none()).cloned().collect();
+            acknowledge(&mut self.coordinator, finals, self.now);
         }
     }
 
