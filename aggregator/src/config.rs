@@ -770,7 +770,7 @@ impl AggregatorConfig {
             server,
             job,
             privacy,
-            digest: [0; 32],
+            digest: fedcare_protocol::SettingsDigest([0; 32]),
         };
         settings.digest = convert::settings_digest(&settings);
         Ok(FederationPlan {

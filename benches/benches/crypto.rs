@@ -15,6 +15,7 @@ use fedcare_crypto::{
     AggregateBuilder, Challenge, Ciphertext, CollectivePublicKey, Crs, DecryptionShare, MaskCheck, MaskFingerprint,
     PARAMS_V2, PartyId, PartySession, PublicKeyShare, WireMessage,
 };
+use rand::rngs::SysRng;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -46,7 +47,7 @@ fn fixture(values: usize) -> Fixture {
         .collect();
     let crs = Crs::random();
     let (mut sessions, shares): (Vec<_>, Vec<_>) =
-        (0..PARTIES).map(|i| PartySession::new(PARAMS_V2, id(i), crs, 2).unwrap()).unzip();
+        (0..PARTIES).map(|i| PartySession::new(PARAMS_V2, id(i), crs, 2, &mut SysRng).unwrap()).unzip();
     let keys: Vec<CollectivePublicKey> = sessions.iter_mut().map(|s| s.collective_key(&shares).unwrap()).collect();
     let key = keys[0].clone();
     let ciphertexts = sessions.iter_mut().zip(&words).map(|(s, w)| s.encrypt(&key, w).unwrap()).collect();
@@ -56,7 +57,7 @@ fn fixture(values: usize) -> Fixture {
 /// A fresh party 0 that has summed its collective key (with its new share in place of the
 /// fixture's), and that key.
 fn fresh_party(f: &Fixture) -> (PartySession, CollectivePublicKey) {
-    let (mut session, share) = PartySession::new(PARAMS_V2, id(0), f.crs, 2).unwrap();
+    let (mut session, share) = PartySession::new(PARAMS_V2, id(0), f.crs, 2, &mut SysRng).unwrap();
     let mut shares = f.shares.clone();
     shares[0] = share;
     let key = session.collective_key(&shares).unwrap();
@@ -98,11 +99,11 @@ fn crypto(c: &mut Criterion) {
         group.throughput(Throughput::Elements(values as u64));
 
         group.bench_function(BenchmarkId::new("keygen", values), |b| {
-            b.iter(|| PartySession::new(PARAMS_V2, id(0), f.crs, 2).unwrap());
+            b.iter(|| PartySession::new(PARAMS_V2, id(0), f.crs, 2, &mut SysRng).unwrap());
         });
         group.bench_function(BenchmarkId::new("collective_key-10", values), |b| {
             b.iter_batched(
-                || PartySession::new(PARAMS_V2, id(0), f.crs, 2).unwrap(),
+                || PartySession::new(PARAMS_V2, id(0), f.crs, 2, &mut SysRng).unwrap(),
                 |(mut session, share)| {
                     let mut shares = f.shares.clone();
                     shares[0] = share;

@@ -12,6 +12,7 @@ use fedcare_crypto::{
     AggregateBuilder, Challenge, Crs, DecryptedSum, DecryptionShare, MaskCheck, MaskFingerprint, PARAMS_V2, PartyId,
     PartySession, WireLimits, WireMessage,
 };
+use rand::rngs::SysRng;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -108,7 +109,7 @@ fn measure(values: usize, parties: usize, seed: u64) -> Result<CryptoBenchReport
     let mut keygen = Vec::with_capacity(parties);
     for i in 0..parties {
         let id = PartyId::new(format!("party-{i}"))?;
-        let (result, time) = timed(|| PartySession::new(params, id, crs, 2.min(parties)));
+        let (result, time) = timed(|| PartySession::new(params, id, crs, 2.min(parties), &mut SysRng));
         let (session, share) = result?;
         keygen.push(time);
         shares.push(share);

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use fedcare_data::{BadRows, read_csv};
 use fedcare_federation::config::{self, HospitalConfig};
 use fedcare_federation::hospital::{Connection, HospitalData, HospitalNode, trainer};
-use fedcare_federation::participant::{LEDGER_FILE, Trust};
+use fedcare_federation::participant::{HospitalTrust, LEDGER_FILE};
 use fedcare_federation::persistence::write_atomically;
 use fedcare_federation::signing::SigningKey;
 use fedcare_federation::tls;
@@ -56,7 +56,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let choice = args.trainer.map_or(config.trainer, Into::into);
     let (trainer, why) = trainer::choose(choice, &Selection::from_env()).context("choosing the trainer")?;
     eprintln!("trainer: {why}");
-    let trust = Trust {
+    let trust = HospitalTrust {
         key: std::sync::Arc::new(SigningKey::from_pem_file(&config.tls.key)?),
         consortium: config.consortium.clone(),
         ledger: Some(config.state_dir.join(LEDGER_FILE)),

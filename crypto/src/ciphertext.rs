@@ -25,7 +25,6 @@ use rayon::prelude::*;
 use super::CryptoError;
 use super::keys::{Crs, modulus};
 use super::params::ThresholdParams;
-use super::random::os_random_u128;
 
 /// A commitment to one party's ciphertext: BLAKE3 of its parameters, CRS, length and data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,17 +98,6 @@ pub(crate) fn hash_words(hasher: &mut blake3::Hasher, words: &[u64]) {
     } else {
         hasher.update(&le_bytes(words));
     }
-}
-
-/// Encrypts plaintext words (each `< 2^plaintext_bits`) under an expanded collective key, with
-/// fresh randomness from the operating system.
-pub(crate) fn encrypt(
-    params: &ThresholdParams,
-    crs: Crs,
-    key: &LweCompactPublicKeyOwned<u64>,
-    words: &[u64],
-) -> Result<Ciphertext, CryptoError> {
-    encrypt_seeded(params, crs, key, words, Seed(os_random_u128()))
 }
 
 /// [`encrypt`] with its randomness drawn from `seed`: the same seed gives the same ciphertext,

@@ -194,4 +194,7 @@ pub enum CryptoError {
     /// Decoding the combined plaintext failed (a corrupted or incomplete aggregate).
     #[error("the combined plaintext does not decode: {0}")]
     Decode(#[from] fedcare_core::Error),
+    /// The caller's random source failed: no key, encryption or noise is drawn in its place.
+    #[error("the random source failed: {0}")]
+    Random(String),
 }

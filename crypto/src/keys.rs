@@ -20,7 +20,7 @@ use zeroize::Zeroize;
 
 use super::CryptoError;
 use super::params::ThresholdParams;
-use super::random::{OsSeeder, os_random_u128};
+use super::random::{Purpose, SessionRandomness, os_random_u128};
 
 /// The longest party id, in bytes.
 pub const MAX_PARTY_ID_LEN: usize = 128;
@@ -86,11 +86,11 @@ impl Drop for SecretKeyShare {
 }
 
 impl SecretKeyShare {
-    /// A fresh binary secret key of Hamming weight at most `n/2` from the operating system's
-    /// CSPRNG: a uniform binary key, complemented when it is heavier (what the noise budget
-    /// assumes; see [`crate::params`] for why this costs at most one bit of security).
-    pub(crate) fn generate(params: &ThresholdParams) -> Self {
-        let mut generator = SecretRandomGenerator::<DefaultRandomGenerator>::new(Seed(os_random_u128()));
+    /// A fresh binary secret key of Hamming weight at most `n/2` from the session's randomness:
+    /// a uniform binary key, complemented when it is heavier (what the noise budget assumes; see
+    /// [`crate::params`] for why this costs at most one bit of security).
+    pub(crate) fn generate(params: &ThresholdParams, randomness: &SessionRandomness) -> Self {
+        let mut generator = SecretRandomGenerator::<DefaultRandomGenerator>::new(randomness.seed(Purpose::SecretKey));
         let mut key = allocate_and_generate_new_binary_lwe_secret_key(LweDimension(params.n()), &mut generator);
         let weight: u64 = key.as_ref().iter().sum();
         if weight > params.n() as u64 / 2 {
@@ -105,14 +105,21 @@ impl SecretKeyShare {
     }
 
     /// This key's public key share for `crs`.
-    pub(crate) fn public_share(&self, params: &ThresholdParams, party: PartyId, crs: Crs) -> PublicKeyShare {
+    pub(crate) fn public_share(
+        &self,
+        params: &ThresholdParams,
+        party: PartyId,
+        crs: Crs,
+        randomness: &SessionRandomness,
+    ) -> PublicKeyShare {
         let mut seeded = SeededLweCompactPublicKey::new(
             0u64,
             LweDimension(params.n()),
             CompressionSeed::from(Seed(crs.0)),
             modulus(),
         );
-        generate_seeded_lwe_compact_public_key(&self.key, &mut seeded, TUniform::new(params.noise.0), &mut OsSeeder);
+        let mut seeder = randomness.seeder(Purpose::KeyShareNoise);
+        generate_seeded_lwe_compact_public_key(&self.key, &mut seeded, TUniform::new(params.noise.0), &mut seeder);
         PublicKeyShare { params_id: params.id, crs, party, body: seeded.into_container() }
     }
 }

@@ -21,15 +21,16 @@ use tfhe::core_crypto::algorithms::slice_algorithms::slice_binary_semi_reverse_n
 use tfhe::core_crypto::commons::math::random::{RandomGenerator, Seed};
 use tfhe::core_crypto::prelude::{DefaultRandomGenerator, TUniform};
 
+use rand_core::TryCryptoRng;
 use rayon::prelude::*;
 
 use super::CryptoError;
 use super::aggregate::{AggregateMasks, DecryptedSum, DecryptionShare};
 use super::check::{Challenge, MaskCheck, MaskFingerprint};
-use super::ciphertext::{Ciphertext, ContributionHash, bin_seed, encrypt};
+use super::ciphertext::{Ciphertext, ContributionHash, bin_seed, encrypt_seeded};
 use super::keys::{CollectivePublicKey, Crs, KeyShareCollector, PartyId, PublicKeyShare, SecretKeyShare};
 use super::params::ThresholdParams;
-use super::random::os_random_u128;
+use super::random::{Purpose, SessionRandomness};
 
 /// Adds `⟨mask_j, s⟩` for every value `j` to `out`: per bin, the semi-reversed negacyclic product
 /// of the bin's mask polynomial with the key, whose coefficient `n−1−j` decrypts value `j`. The
@@ -80,6 +81,8 @@ pub struct PartySession {
     pub(super) contribution: Option<Contribution>,
     /// This party's decryption share: of which aggregate, and its values.
     decryption: Option<Decryption>,
+    /// Where its key share, encryption and smudging noise come from.
+    randomness: SessionRandomness,
 }
 
 /// What a party remembers of its decryption share (for the output check).
@@ -104,16 +107,21 @@ impl PartySession {
     /// Starts a round: draws a fresh secret key share and returns the public share to publish.
     ///
     /// `min_parties` is the fewest contributors an aggregate may have for this party to help
-    /// decrypt it (at least 2: a one-party "aggregate" is that party's own update).
+    /// decrypt it (at least 2: a one-party "aggregate" is that party's own update). `rng` is the
+    /// caller's cryptographic random source: the session draws 32 bytes from it, once, for its
+    /// key share, its encryption and its smudging noise ([`crate::random`]); its failure is
+    /// [`CryptoError::Random`].
     pub fn new(
         params: ThresholdParams,
         id: PartyId,
         crs: Crs,
         min_parties: usize,
+        rng: &mut impl TryCryptoRng,
     ) -> Result<(Self, PublicKeyShare), CryptoError> {
         params.noise_budget(min_parties.max(1))?;
-        let secret = SecretKeyShare::generate(&params);
-        let share = secret.public_share(&params, id.clone(), crs);
+        let randomness = SessionRandomness::draw(rng)?;
+        let secret = SecretKeyShare::generate(&params, &randomness);
+        let share = secret.public_share(&params, id.clone(), crs, &randomness);
         let session = Self {
             params,
             id,
@@ -124,6 +132,7 @@ impl PartySession {
             key: None,
             contribution: None,
             decryption: None,
+            randomness,
         };
         Ok((session, share))
     }
@@ -166,7 +175,8 @@ impl PartySession {
         if self.contribution.is_some() {
             return Err(CryptoError::AlreadyContributed);
         }
-        let ciphertext = encrypt(&self.params, self.crs, &key.expand(&self.params), words)?;
+        let seed = self.randomness.seed(Purpose::Encryption);
+        let ciphertext = encrypt_seeded(&self.params, self.crs, &key.expand(&self.params), words, seed)?;
         let (masks, bodies) = ciphertext.data.split_at(ciphertext.data.len() - ciphertext.len);
         self.contribution = Some(Contribution {
             hash: ciphertext.hash(),
@@ -224,7 +234,7 @@ impl PartySession {
         // Taking the key out makes this the only share it ever makes; it is zeroized on drop.
         let secret = self.secret.take().ok_or(CryptoError::KeyShareSpent)?;
 
-        let mut partial = smudging_noise(aggregate.len, n, budget.smudging.0, Seed(os_random_u128()));
+        let mut partial = smudging_noise(aggregate.len, n, budget.smudging.0, self.randomness.seed(Purpose::Smudging));
         add_mask_products(&mut partial, &aggregate.masks, secret.coefficients());
         drop(secret);
         self.decryption =

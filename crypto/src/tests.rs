@@ -2,6 +2,7 @@
 //! bypass a safety check to show what it protects (a missing share gives garbage).
 
 use fedcare_core::{Codec, CodecConfig};
+use rand::rngs::SysRng;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -21,7 +22,7 @@ fn party(i: usize) -> PartyId {
 /// `parties` fresh sessions, their public shares, and the collective key each summed itself.
 fn key_generation(parties: usize, crs: Crs) -> (Vec<PartySession>, Vec<PublicKeyShare>, CollectivePublicKey) {
     let (mut sessions, shares): (Vec<_>, Vec<_>) =
-        (0..parties).map(|i| PartySession::new(PARAMS_V2, party(i), crs, 2.min(parties)).unwrap()).unzip();
+        (0..parties).map(|i| PartySession::new(PARAMS_V2, party(i), crs, 2.min(parties), &mut SysRng).unwrap()).unzip();
     let keys: Vec<CollectivePublicKey> = sessions.iter_mut().map(|s| s.collective_key(&shares).unwrap()).collect();
     assert!(keys.windows(2).all(|w| w[0] == w[1]), "every party sums the same key");
     let mut collector = KeyShareCollector::new(PARAMS_V2, crs);
@@ -234,17 +235,64 @@ fn a_party_refuses_foreign_small_or_repeated_decryptions() {
     assert_eq!(round.aggregate.combine(&shares).unwrap(), vec![15u64; 10]);
 }
 
+/// A source that repeats one byte (deterministic, for this test only), or fails.
+struct ByteSource(Option<u8>);
+
+impl rand_core::TryRng for ByteSource {
+    type Error = std::io::Error;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut bytes = [0; 4];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut bytes = [0; 8];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        let byte = self.0.ok_or_else(|| std::io::Error::other("no randomness"))?;
+        dst.fill(byte);
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for ByteSource {}
+
+/// A party's randomness is its caller's: the same source gives the same key share and the same
+/// ciphertext, another source another, and a failing source is an error, never a default.
+#[test]
+fn a_party_draws_its_randomness_from_its_caller() {
+    let crs = Crs(5);
+    let start = |byte| PartySession::new(PARAMS_V2, party(0), crs, 2, &mut ByteSource(Some(byte))).unwrap();
+    let ((mut first, share), (mut again, same)) = (start(1), start(1));
+    assert_eq!(share, same);
+    assert_ne!(start(2).1, share);
+    let key = first.collective_key(core::slice::from_ref(&share)).unwrap();
+    again.collective_key(core::slice::from_ref(&share)).unwrap();
+    let words = [1, 2, 3];
+    assert_eq!(
+        first.encrypt(&key, &words).unwrap().encode().unwrap(),
+        again.encrypt(&key, &words).unwrap().encode().unwrap()
+    );
+    let failed = PartySession::new(PARAMS_V2, party(0), crs, 2, &mut ByteSource(None)).unwrap_err();
+    assert_eq!(failed, CryptoError::Random("no randomness".into()));
+}
+
 #[test]
 fn messages_of_another_round_or_parameter_set_are_refused() {
     let crs = Crs::random();
-    let (mut session, share) = PartySession::new(PARAMS_V2, party(0), crs, 2).unwrap();
+    let (mut session, share) = PartySession::new(PARAMS_V2, party(0), crs, 2, &mut SysRng).unwrap();
     let mut other_round = KeyShareCollector::new(PARAMS_V2, Crs(crs.0 + 1));
     assert_eq!(other_round.add(share.clone()), Err(CryptoError::WrongCrs));
 
     let mut collector = KeyShareCollector::new(PARAMS_V2, crs);
     collector.add(share.clone()).unwrap();
     assert_eq!(collector.add(share.clone()), Err(CryptoError::Duplicate(party(0))));
-    let (_, share_b) = PartySession::new(PARAMS_V2, party(1), crs, 2).unwrap();
+    let (_, share_b) = PartySession::new(PARAMS_V2, party(1), crs, 2, &mut SysRng).unwrap();
     collector.add(share_b.clone()).unwrap();
     // The aggregator's key is not trusted: the party encrypts only under the key it summed.
     let key = collector.collective_key().unwrap();
@@ -270,9 +318,9 @@ fn messages_of_another_round_or_parameter_set_are_refused() {
     // Party 1 holds a key share but has not contributed: the aggregate could never decrypt.
     assert_eq!(builder.finish().unwrap_err(), CryptoError::MissingContribution(party(1)));
 
-    let (mut outsider, _) = PartySession::new(PARAMS_V2, party(9), crs, 2).unwrap();
+    let (mut outsider, _) = PartySession::new(PARAMS_V2, party(9), crs, 2, &mut SysRng).unwrap();
     assert_eq!(outsider.encrypt(&key, &[1]).unwrap_err(), CryptoError::UnverifiedKey);
-    let (mut fresh, fresh_share) = PartySession::new(PARAMS_V2, party(1), crs, 2).unwrap();
+    let (mut fresh, fresh_share) = PartySession::new(PARAMS_V2, party(1), crs, 2, &mut SysRng).unwrap();
     let key = fresh.collective_key(&[share.clone(), fresh_share]).unwrap();
     assert!(matches!(fresh.encrypt(&key, &[1 << 30]), Err(CryptoError::WordOutOfRange { index: 0, .. })));
     assert_eq!(fresh.encrypt(&key, &[]).unwrap_err(), CryptoError::EmptyPlaintext);

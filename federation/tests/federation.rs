@@ -188,7 +188,7 @@ fn start_in_process(hospitals: &[&str], join_timeout_secs: u64, phase_timeout_se
 impl InProcessFederation {
     /// What hospital `name` trusts: its key from the federation's PKI, every hospital as its
     /// roster, a ledger of its own.
-    fn trust(&self, name: &str) -> fedcare_federation::participant::Trust {
+    fn trust(&self, name: &str) -> fedcare_federation::participant::HospitalTrust {
         let dir = self.out.path();
         tls::dev_trust(&dir.join("pki"), name, &self.names, &dir.join("state").join(name)).unwrap()
     }
@@ -258,7 +258,8 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
     let session = fedcare_federation::convert::session_to_proto(task.session.unwrap());
     let crs: Crs = task.crs.unwrap();
     let signed_share = |name: &str| {
-        let (_party, share) = PartySession::new(PARAMS_V2, PartyId::new(name).unwrap(), crs, 2).unwrap();
+        let (_party, share) =
+            PartySession::new(PARAMS_V2, PartyId::new(name).unwrap(), crs, 2, &mut rand::rngs::SysRng).unwrap();
         let statement = Statement {
             federation_id: "test".into(),
             session: task.session.unwrap(),

@@ -42,12 +42,12 @@ use fedcare_federation::convert;
 use fedcare_federation::persistence::{metrics_text, parse_metrics};
 use fedcare_federation::transfer::{Assembler, split_sections};
 use fedcare_proto::v1;
-use fedcare_protocol::NodeId;
 use fedcare_protocol::checkpoint::{CHECKPOINT_FORMAT, Checkpoint};
 use fedcare_protocol::roster::Consortium;
 use fedcare_protocol::selection::ServerState;
 use fedcare_protocol::signing::Signed;
 use fedcare_protocol::transcript::{Claim, Endorsed, Statement, check_endorsements, decode_bundle, encode_bundle};
+use fedcare_protocol::{FileDigest, NodeId, StateDigest};
 use prost::Message;
 
 /// The largest input a target reads; larger ones return at once.
@@ -378,7 +378,7 @@ pub fn statement_bundle(data: &[u8]) {
         }
         Err(_) => None,
     };
-    let (state, file) = first_output.unwrap_or_default();
+    let (state, file) = first_output.unwrap_or((StateDigest([0; 32]), FileDigest([0; 32])));
     let _ = check_endorsements(data, Endorsed::File(file));
     let _ = check_endorsements(data, Endorsed::State(state));
 }

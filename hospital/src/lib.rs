@@ -48,7 +48,7 @@ pub use trainer::{CpuTrainer, GpuNodeTrainer, Trainer};
 
 use crate::error::{FederationError, ProtocolError, Result};
 use crate::identity::InProcessLink;
-use crate::participant::{Agreed, FinalFile, Participant, Reply, Trust};
+use crate::participant::{Agreed, FinalFile, HospitalTrust, Participant, Reply};
 use crate::protocol::params::params_from_bytes;
 use crate::protocol::{
     FederationSettings, Job, LocalEvaluation, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind,
@@ -138,7 +138,7 @@ pub struct HospitalNode {
     federation_id: String,
     data: HospitalData,
     trainer: Box<dyn Trainer>,
-    trust: Trust,
+    trust: HospitalTrust,
     stats: Arc<Mutex<HospitalStats>>,
     observer: Option<UpdateObserver>,
     /// Stop answering after this many tasks (to test a node that vanishes).
@@ -163,7 +163,7 @@ impl HospitalNode {
         federation_id: &str,
         data: HospitalData,
         trainer: Box<dyn Trainer>,
-        trust: Trust,
+        trust: HospitalTrust,
     ) -> Self {
         Self {
             connection,

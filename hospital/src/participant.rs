@@ -80,7 +80,7 @@ impl Ledger for FileLedger {
 /// What a hospital trusts, from its own files: its signing key, the consortium it pins and
 /// where its decryption ledger lives.
 #[derive(Debug, Clone)]
-pub struct Trust {
+pub struct HospitalTrust {
     /// The hospital's signing key (its mTLS key).
     pub key: Arc<SigningKey>,
     /// The consortium it pins.
@@ -89,7 +89,7 @@ pub struct Trust {
     pub ledger: Option<PathBuf>,
 }
 
-impl Trust {
+impl HospitalTrust {
     /// The participant `me` of the federation of `settings`, with this hospital's key, roster
     /// and ledger.
     pub fn participant(&self, me: NodeId, settings: FederationSettings) -> Result<Participant> {
@@ -104,9 +104,9 @@ impl Trust {
 
 /// What hospital `name` of a development PKI in `dir` trusts: its own key, the PKI's
 /// hospitals as its roster, and a ledger in `state_dir`.
-pub fn dev_trust(dir: &Path, name: &str, hospitals: &[String], state_dir: &Path) -> Result<Trust> {
+pub fn dev_trust(dir: &Path, name: &str, hospitals: &[String], state_dir: &Path) -> Result<HospitalTrust> {
     let (_, key) = fedcare_net::tls::party_files(dir, name);
-    Ok(Trust {
+    Ok(HospitalTrust {
         key: std::sync::Arc::new(SigningKey::from_pem_file(&key)?),
         consortium: fedcare_net::tls::dev_consortium(dir, hospitals)?,
         ledger: Some(state_dir.join(LEDGER_FILE)),

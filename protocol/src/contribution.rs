@@ -32,7 +32,7 @@ use fedcare_core::loss::bce_with_logits;
 use fedcare_core::{Moments, ScoreHistogram, TopKShape};
 
 use super::{PublicFigures, SessionKind};
-use crate::error::ProtocolError;
+use crate::error::{OutOfRange, ProtocolError};
 
 /// Bits of one limb: integers travel as limbs of 20 bits, each encoded as `limb / 2^20` (exact
 /// in the codec, whose values carry 23-bit integers), so their sums decode exactly.
@@ -92,22 +92,16 @@ impl SetupCounts {
     /// deviations of the difference of two noisy totals, and a `top_k` column's buckets are
     /// bounded one by one. (A hospital that lies within these bounds is not caught: that needs
     /// range proofs.)
-    pub fn check(&self, hospitals: usize, noise: f64) -> Result<(), String> {
+    pub fn check(&self, hospitals: usize, noise: f64) -> Result<(), OutOfRange> {
         let limit = 1u64 << (COUNT_BITS - 1);
         // Eight standard deviations of the difference of two noisy totals.
         let slack = (8.0 * noise * ((2 * hospitals) as f64).sqrt()).ceil() as u64;
         let fewest = if noise > 0.0 { 1 } else { hospitals as u64 };
         if self.train_rows < fewest || self.train_rows >= limit || self.test_rows >= limit {
-            return Err(format!(
-                "the decoded row counts ({} training, {} held out) are impossible for {hospitals} hospitals: one hospital's setup encoding is out of range",
-                self.train_rows, self.test_rows
-            ));
+            return Err(OutOfRange::Rows { train: self.train_rows, test: self.test_rows, hospitals });
         }
         if let Some((feature, m)) = self.moments.iter().enumerate().find(|(_, m)| m.count > self.train_rows + slack) {
-            return Err(format!(
-                "numeric feature {feature} is present in {} of {} rows: one hospital's setup encoding is out of range",
-                m.count, self.train_rows
-            ));
+            return Err(OutOfRange::FeatureCount { feature, count: m.count, rows: self.train_rows });
         }
         for (column, counts) in self.bucket_counts.iter().enumerate() {
             // Noisy counts are read as zero below zero, which biases a column's total upwards:
@@ -118,10 +112,7 @@ impl SetupCounts {
                 counts.iter().try_fold(0u64, |sum, &c| sum.checked_add(c)).unwrap_or(u64::MAX)
             };
             if total > self.train_rows.saturating_add(slack) {
-                return Err(format!(
-                    "top_k column {column} counts {total} of {} rows: one hospital's setup encoding is out of range",
-                    self.train_rows
-                ));
+                return Err(OutOfRange::Buckets { column, total, rows: self.train_rows });
             }
         }
         Ok(())
@@ -132,14 +123,10 @@ impl SetupCounts {
 /// [`SetupCounts::check`]: at least one row per hospital, no total at 2^40, and in every column
 /// the cells and the missing rows add up to the rows, no cell has more positives than rows, and a
 /// numeric column's moments count its present values.
-pub fn check_exploration(counts: &ExploreCounts, hospitals: usize) -> Result<(), String> {
+pub fn check_exploration(counts: &ExploreCounts, hospitals: usize) -> Result<(), OutOfRange> {
     let limit = 1u64 << COUNT_BITS;
-    let out_of_range = |what: String| Err(format!("{what}: one hospital's exploration encoding is out of range"));
     if counts.rows < hospitals as u64 || counts.rows >= limit || counts.positives > counts.rows {
-        return out_of_range(format!(
-            "{} rows with {} positives for {hospitals} hospitals",
-            counts.rows, counts.positives
-        ));
+        return Err(OutOfRange::ExploreRows { rows: counts.rows, positives: counts.positives, hospitals });
     }
     for (index, column) in counts.columns.iter().enumerate() {
         let total = column.cells.iter().try_fold(column.missing, |sum, &c| sum.checked_add(c));
@@ -147,7 +134,7 @@ pub fn check_exploration(counts: &ExploreCounts, hospitals: usize) -> Result<(),
             && column.cells.iter().zip(&column.positives).all(|(count, positives)| positives <= count);
         let moments_fit = column.moments.count == 0 || column.moments.count == column.present();
         if total != Some(counts.rows) || !positives_fit || !moments_fit {
-            return out_of_range(format!("column {index} counts {total:?} of {} rows", counts.rows));
+            return Err(OutOfRange::ExploreColumn { column: index, total, rows: counts.rows });
         }
     }
     Ok(())
@@ -555,7 +542,7 @@ mod tests {
         check_exploration(&total, 2).unwrap();
         let mut broken = total.clone();
         broken.columns[1].cells[0] += 1;
-        assert!(check_exploration(&broken, 2).unwrap_err().contains("column 1"));
+        assert!(matches!(check_exploration(&broken, 2), Err(OutOfRange::ExploreColumn { column: 1, .. })));
         assert!(layout.explore_vector(&ExploreCounts::default()).is_err(), "counts of another shape");
     }
 
@@ -612,22 +599,22 @@ mod tests {
             bucket_counts: vec![vec![4, 6]],
         };
         sane.check(3, 0.0).unwrap();
-        assert!(sane.check(11, 0.0).unwrap_err().contains("impossible for 11 hospitals"));
+        assert_eq!(sane.check(11, 0.0), Err(OutOfRange::Rows { train: 10, test: 2, hospitals: 11 }));
         // With noise, eight standard deviations of it are allowed, and one row in all is enough.
         sane.check(11, 1.0).unwrap();
         let noisy = SetupCounts { moments: vec![Moments { count: 10 + 37, sum: 0, squares: 0 }], ..sane.clone() };
         noisy.check(3, 2.0).unwrap();
-        assert!(noisy.check(3, 1.0).unwrap_err().contains("numeric feature 0"));
+        assert!(matches!(noisy.check(3, 1.0), Err(OutOfRange::FeatureCount { feature: 0, count: 47, rows: 10 })));
         // Under noise a top_k column's buckets are bounded one by one (zeroed negatives add up).
         let spread = SetupCounts { bucket_counts: vec![vec![9; 1000]], ..sane.clone() };
         spread.check(3, 5.0).unwrap();
         assert!(spread.check(3, 0.0).is_err());
         let one_wrapped = SetupCounts { bucket_counts: vec![vec![(1 << 39) - 1, 0]], ..sane.clone() };
-        assert!(one_wrapped.check(3, 5.0).unwrap_err().contains("top_k column 0"));
+        assert!(matches!(one_wrapped.check(3, 5.0), Err(OutOfRange::Buckets { column: 0, .. })));
         let present = SetupCounts { moments: vec![Moments { count: 11, sum: 0, squares: 0 }], ..sane.clone() };
-        assert!(present.check(3, 0.0).unwrap_err().contains("numeric feature 0"));
+        assert!(matches!(present.check(3, 0.0), Err(OutOfRange::FeatureCount { feature: 0, .. })));
         let buckets = SetupCounts { bucket_counts: vec![vec![u64::MAX, 1]], ..sane.clone() };
-        assert!(buckets.check(3, 0.0).unwrap_err().contains("top_k column 0"));
+        assert!(matches!(buckets.check(3, 0.0), Err(OutOfRange::Buckets { column: 0, total: u64::MAX, rows: 10 })));
         let huge = SetupCounts { train_rows: 1 << 40, ..sane };
         assert!(huge.check(3, 0.0).is_err());
     }

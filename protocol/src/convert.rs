@@ -12,6 +12,7 @@ use fedcare_crypto::{Crs, PARAMS_V2};
 use fedcare_proto::v1;
 
 use crate::coordinator::Status;
+use crate::digest::SettingsDigest;
 use crate::error::ProtocolError;
 use crate::{
     ContributionLayout, FederationSettings, Job, Privacy, PublicFigures, SessionId, SessionKind, Task, TaskKind,
@@ -280,8 +281,8 @@ pub fn settings_to_proto(settings: &FederationSettings) -> v1::FederationConfig 
 /// The digest every participant's transcript covers: BLAKE3 of the settings' wire form, as the
 /// aggregator sends it and each hospital receives it ([`settings_from_proto`] computes the same
 /// from the bytes it received).
-pub fn settings_digest(settings: &FederationSettings) -> [u8; 32] {
-    *blake3::hash(&prost::Message::encode_to_vec(&settings_to_proto(settings))).as_bytes()
+pub fn settings_digest(settings: &FederationSettings) -> SettingsDigest {
+    SettingsDigest(*blake3::hash(&prost::Message::encode_to_vec(&settings_to_proto(settings))).as_bytes())
 }
 
 /// Most columns an exploration may count.
@@ -437,7 +438,7 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
         schema_id: config.schema_id.clone(),
         rounds: config.rounds,
         patience: (config.patience > 0).then_some(config.patience),
-        digest: *blake3::hash(&prost::Message::encode_to_vec(config)).as_bytes(),
+        digest: SettingsDigest(*blake3::hash(&prost::Message::encode_to_vec(config)).as_bytes()),
     })
 }
 

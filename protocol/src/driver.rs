@@ -108,6 +108,33 @@ impl TryRng for TestRng {
 
 impl TryCryptoRng for TestRng {}
 
+/// A random source that always fails, as an operating system without one would.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FailingRng;
+
+/// What [`FailingRng`] fails with.
+#[derive(Debug, thiserror::Error)]
+#[error("no random source (a test's failing source)")]
+pub struct NoRandomness;
+
+impl TryRng for FailingRng {
+    type Error = NoRandomness;
+
+    fn try_next_u32(&mut self) -> Result<u32, NoRandomness> {
+        Err(NoRandomness)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, NoRandomness> {
+        Err(NoRandomness)
+    }
+
+    fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), NoRandomness> {
+        Err(NoRandomness)
+    }
+}
+
+impl TryCryptoRng for FailingRng {}
+
 /// The federation id of every test plan.
 pub const FEDERATION: &str = "fed";
 
@@ -145,7 +172,7 @@ pub fn test_settings(rounds: u32) -> FederationSettings {
         server: ServerOptimizerConfig::FedAvg { lr: 1.0 },
         job: Job::Train,
         privacy: None,
-        digest: *blake3::hash(b"fedcare test settings").as_bytes(),
+        digest: crate::SettingsDigest(*blake3::hash(b"fedcare test settings").as_bytes()),
     }
 }
 

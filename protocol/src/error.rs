@@ -7,9 +7,12 @@
 //! - [`TransferError`]: a chunked transfer that does not add up.
 //! - [`Refusal`]: why the aggregator refused one request of a peer (bad peer data or a request
 //!   out of turn), with a stable kind the peer acts on, never the message text.
+//! - [`OutOfRange`]: a decoded sum no honest hospitals could have made.
+//! - [`InvalidServerState`]: a relayed server state that does not fit the agreed rule and model.
+//! - [`OutputError`]: why a checked sum gives no next state.
 //! - [`Error`]: everything the participant can fail with.
 
-use crate::ids::{NodeId, SessionId};
+use crate::ids::{NodeId, SessionId, TaskKind};
 
 /// A chunked transfer that does not add up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -213,7 +216,7 @@ pub enum TrustError {
     #[error("a {step} task came before its session's earlier steps")]
     OutOfOrder {
         /// The step.
-        step: &'static str,
+        step: TaskKind,
     },
     /// What the aggregator hands out is not what this hospital computed from the checked sum.
     #[error("the aggregator's {what} is not the one this hospital computed from the checked sum of session {session}")]
@@ -405,8 +408,114 @@ pub enum Error {
         /// The session.
         session: SessionId,
         /// What is wrong with it.
-        why: String,
+        #[source]
+        why: OutputError,
     },
+}
+
+/// A decoded sum outside what honest hospitals can produce: one hospital's encoding is out of
+/// range (the sanity bounds of `SetupCounts::check` and `check_exploration`; a hospital that
+/// lies within them is not caught: that needs range proofs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutOfRange {
+    /// Row counts no set of hospitals has.
+    #[error(
+        "the decoded row counts ({train} training, {test} held out) are impossible for {hospitals} hospitals: one hospital's setup encoding is out of range"
+    )]
+    Rows {
+        /// Training rows.
+        train: u64,
+        /// Held-out rows.
+        test: u64,
+        /// Hospitals in the sum.
+        hospitals: usize,
+    },
+    /// A numeric feature present in more rows than there are.
+    #[error(
+        "numeric feature {feature} is present in {count} of {rows} rows: one hospital's setup encoding is out of range"
+    )]
+    FeatureCount {
+        /// The feature's index.
+        feature: usize,
+        /// Rows it is present in.
+        count: u64,
+        /// Training rows.
+        rows: u64,
+    },
+    /// A `top_k` column counting more rows than there are.
+    #[error("top_k column {column} counts {total} of {rows} rows: one hospital's setup encoding is out of range")]
+    Buckets {
+        /// The column's index among the `top_k` columns.
+        column: usize,
+        /// Rows it counts.
+        total: u64,
+        /// Training rows.
+        rows: u64,
+    },
+    /// Exploration totals no set of hospitals has.
+    #[error(
+        "{rows} rows with {positives} positives for {hospitals} hospitals: one hospital's exploration encoding is out of range"
+    )]
+    ExploreRows {
+        /// Rows.
+        rows: u64,
+        /// Positive rows.
+        positives: u64,
+        /// Hospitals in the sum.
+        hospitals: usize,
+    },
+    /// An explored column whose cells do not add up to the rows.
+    #[error("column {column} counts {total:?} of {rows} rows: one hospital's exploration encoding is out of range")]
+    ExploreColumn {
+        /// The column's index.
+        column: usize,
+        /// Its cells and missing rows added up (`None`: past 2^64).
+        total: Option<u64>,
+        /// Rows.
+        rows: u64,
+    },
+}
+
+/// A relayed server state that does not fit the agreed rule and model size.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidServerState {
+    /// The optimizer's state is not the agreed rule's for this model.
+    #[error("the server optimizer's state: {0}")]
+    Optimizer(fedcare_core::Error),
+    /// The best model has another number of parameters than the model.
+    #[error("the best model has {got} parameters, the model {expected}")]
+    BestLength {
+        /// The best model's parameters.
+        got: usize,
+        /// The model's.
+        expected: usize,
+    },
+    /// The best model has a NaN or infinite parameter.
+    #[error("the best model has a non-finite parameter")]
+    BestNotFinite,
+    /// The best model's AUROC is not a probability.
+    #[error("the best model's AUROC {0} is outside [0, 1]")]
+    BestAuroc(f64),
+}
+
+/// Why a checked sum gives no next state (the same on the aggregator and on every hospital).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OutputError {
+    /// The plaintext words do not decode as the contributors' fixed-point sum.
+    #[error("the decrypted sum does not decode: {0}")]
+    Decode(fedcare_core::Error),
+    /// The decoded values do not fit the session's layout.
+    #[error("the decrypted sum: {0}")]
+    Layout(ProtocolError),
+    /// The decoded counts are out of range.
+    #[error(transparent)]
+    OutOfRange(#[from] OutOfRange),
+    /// The server rule refused the mean update.
+    #[error("the server rule: {0}")]
+    ServerRule(fedcare_core::Error),
+    /// The model file could not be made.
+    #[error("the model file: {0}")]
+    ModelFile(fedcare_core::Error),
 }
 
 /// Result type of the participant.

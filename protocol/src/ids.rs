@@ -1,7 +1,8 @@
 //! Who and what a message is about: a node ([`NodeId`]) and its key's pin ([`Fingerprint`]),
-//! what a session computes ([`SessionKind`]), which attempt at which round it is ([`SessionId`])
-//! and what is planned next ([`Planned`]). One type each, used by both roles. This module
-//! imports no other of the crate: every other may import it.
+//! what a session computes ([`SessionKind`]), which attempt at which round it is ([`SessionId`]),
+//! which step of it a task asks for ([`TaskKind`]) and what is planned next ([`Planned`]). One
+//! type each, used by both roles. This module imports no other of the crate: every other may
+//! import it.
 
 use core::fmt;
 
@@ -134,6 +135,68 @@ impl SessionKind {
 impl fmt::Display for SessionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `pad`, so that tables can align it (`{:>9}`).
+        f.pad(self.name())
+    }
+}
+
+/// The kind of task a node gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskKind {
+    /// Nothing new yet: ask again.
+    Wait,
+    /// Draw a fresh key share for the session's CRS and upload its public part, signed.
+    KeyGen,
+    /// Sections: every participant's signed key share, then the global model, the server
+    /// optimizer state and the hospitals' endorsements of that state (to a hospital that holds
+    /// the state: its digest alone). Upload the signed round transcript.
+    Confirm,
+    /// Section: every participant's signed transcript. Upload the encrypted contribution.
+    Contribute,
+    /// Section: the aggregate's masks. Upload a signed commitment with fresh randomness.
+    Challenge,
+    /// Section: every participant's signed commitment. Upload the signed mask fingerprint.
+    Prove,
+    /// Section: every participant's signed fingerprint. Upload a decryption share.
+    Decrypt,
+    /// Section: the decrypted sum, unrounded. Upload a signed commitment with fresh randomness.
+    Result,
+    /// Section: every participant's signed commitment. Upload the signed output fingerprint.
+    Attest,
+    /// Section: every participant's signed output fingerprint. Upload the signed output.
+    Accept,
+    /// The aggregator restarted after the session's result went out: upload the decrypted sum
+    /// this node holds of the session (nothing when it holds none).
+    Recover,
+    /// The federation is over; section: the final model file.
+    Done,
+    /// The federation stopped; see the message.
+    Failed,
+}
+
+impl TaskKind {
+    /// The step's name, for errors and logs: the one name of each step of a session, used by
+    /// the coordinator's phases, the participant's refusals and the statements' steps alike.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Wait => "wait",
+            Self::KeyGen => "key generation",
+            Self::Confirm => "confirmation",
+            Self::Contribute => "contribution",
+            Self::Challenge => "challenge",
+            Self::Prove => "proof",
+            Self::Decrypt => "decryption",
+            Self::Result => "result",
+            Self::Attest => "attestation",
+            Self::Accept => "acceptance",
+            Self::Recover => "recovery",
+            Self::Done => "final model",
+            Self::Failed => "failure",
+        }
+    }
+}
+
+impl fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.name())
     }
 }

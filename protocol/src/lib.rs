@@ -15,7 +15,8 @@
 //!   ([`transfer`]). The gRPC streams themselves are the shells'.
 //! - Signed statements: keys and signatures ([`signing`]), the statements of every step, the
 //!   round transcript and the digests endorsements cover ([`transcript`]), the roster a
-//!   hospital pins ([`roster`]).
+//!   hospital pins ([`roster`]); the digests and nonces statements bind, one type each
+//!   ([`digest`]).
 //! - The session rules, applied alike by the aggregator and every hospital to a checked sum:
 //!   [`output`] (the next global model, server state and model file) and [`selection`] (the best
 //!   model so far, when training ends); an exploration's pooled counts ([`exploration`]).
@@ -39,6 +40,7 @@ pub mod checkpoint;
 pub mod contribution;
 pub mod convert;
 pub mod coordinator;
+pub mod digest;
 #[cfg(any(test, feature = "testing"))]
 pub mod driver;
 pub mod error;
@@ -62,8 +64,14 @@ pub mod transfer;
 pub use contribution::{
     ContributionLayout, DecodedSum, GlobalEvaluation, LocalEvaluation, SetupCounts, check_exploration,
 };
-pub use error::{ConfigError, Error, ProtocolError, Refusal, Result, TransferError, TrustError};
-pub use ids::{Fingerprint, InvalidName, NodeId, Planned, SessionId, SessionKind};
+pub use digest::{
+    ChallengeSeed, FileDigest, MasksDigest, Nonce, SettingsDigest, StateDigest, SumDigest, TranscriptDigest,
+};
+pub use error::{
+    ConfigError, Error, InvalidServerState, OutOfRange, OutputError, ProtocolError, Refusal, Result, TransferError,
+    TrustError,
+};
+pub use ids::{Fingerprint, InvalidName, NodeId, Planned, SessionId, SessionKind, TaskKind};
 pub use record::{CALIBRATION_BINS, ROC_POINTS, RoundRecord};
 pub use settings::{FederationPlan, FederationSettings, Job, MAX_ATTEMPTS, Privacy, PublicFigures};
-pub use task::{Task, TaskKind, UploadHeader, UploadKind};
+pub use task::{Task, UploadHeader, UploadKind};

@@ -14,6 +14,8 @@ use bytes::Bytes;
 use fedcare_core::top_k::choose_top_k;
 use fedcare_core::{Codec, ModelFile};
 
+use crate::digest::{FileDigest, StateDigest};
+use crate::error::OutputError;
 use crate::exploration::Exploration;
 use crate::params::params_to_bytes;
 use crate::selection::ServerState;
@@ -57,11 +59,11 @@ pub struct SessionOutput {
     /// confirmation task cover).
     pub state_bytes: (Bytes, Bytes),
     /// [`state_digest`] of (global, server, figures).
-    pub state: [u8; 32],
+    pub state: StateDigest,
     /// The model file written after the session (not endorsed yet).
     pub file: ModelFile,
     /// [`file_digest`] of the model file.
-    pub file_digest: [u8; 32],
+    pub file_digest: FileDigest,
     /// An exploration session's pooled counts (kept in memory: a report on disk shows only
     /// what [`crate::exploration`] lets through).
     pub exploration: Option<Exploration>,
@@ -116,13 +118,12 @@ pub fn model_file(
 /// Decodes the checked plaintext `words` of a session and applies them: the figures for setup,
 /// the server rule for training, the metrics for both training and evaluation. Refuses a sum
 /// that does not decode or fails the sanity bounds ([`crate::SetupCounts::check`]).
-pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<SessionOutput, String> {
-    let integers = inputs.codec.decode_sum_integers(words, inputs.contributors as u32).map_err(|e| e.to_string())?;
+pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<SessionOutput, OutputError> {
+    let integers = inputs.codec.decode_sum_integers(words, inputs.contributors as u32).map_err(OutputError::Decode)?;
     let scale = inputs.codec.resolution();
     let values: Vec<f64> = integers.iter().map(|&i| i as f64 * scale).collect();
     let layout = &inputs.settings.layout;
-    let decoded =
-        layout.decode(inputs.kind, &values, inputs.figures.test_rows).map_err(|e| format!("the decrypted sum: {e}"))?;
+    let decoded = layout.decode(inputs.kind, &values, inputs.figures.test_rows).map_err(OutputError::Layout)?;
     let mut record = RoundRecord::new(inputs.session, inputs.kind, inputs.contributors);
     let mut global = inputs.global.to_vec();
     let mut server = inputs.server.clone();
@@ -152,7 +153,7 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
                 record.set_evaluation(&evaluation);
                 server.consider(inputs.session.round.saturating_sub(1), &global, &record);
             }
-            server.optimizer.apply(&mut global, &mean_update).map_err(|e| e.to_string())?;
+            server.optimizer.apply(&mut global, &mean_update).map_err(OutputError::ServerRule)?;
             server.released_rounds = inputs.session.round;
         }
         // The last evaluation: the best model is what the federation hands out.
@@ -174,7 +175,7 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
     record.epsilon = epsilon(inputs.settings, server.released_rounds);
     let state_bytes = (params_to_bytes(&global), Bytes::from(server_bytes(&server)));
     let state = state_digest(&state_bytes.0, &state_bytes.1, &figures);
-    let file = model_file(inputs.settings, &global, &server, &figures).map_err(|e| format!("the model file: {e}"))?;
-    let file_digest = file_digest(&file).map_err(|e| format!("the model file: {e}"))?;
+    let file = model_file(inputs.settings, &global, &server, &figures).map_err(OutputError::ModelFile)?;
+    let file_digest = file_digest(&file).map_err(OutputError::ModelFile)?;
     Ok(SessionOutput { global, server, figures, record, state_bytes, state, file, file_digest, exploration })
 }

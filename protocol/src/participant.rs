@@ -48,6 +48,9 @@ use fedcare_crypto::{
 };
 use rand_core::TryCryptoRng;
 
+use crate::digest::{
+    ChallengeSeed, FileDigest, MasksDigest, Nonce, SettingsDigest, StateDigest, SumDigest, TranscriptDigest,
+};
 use crate::error::{Error, ProtocolError, Result, TrustError};
 use crate::exploration::Exploration;
 use crate::ledger::{Ledger, Slot};
@@ -57,7 +60,7 @@ use crate::roster::Consortium;
 use crate::selection::{ServerState, training_ends};
 use crate::signing::Signer;
 use crate::transcript::{
-    Claim, Endorsed, Statement, Step, challenge_seed, check_endorsements, decode_bundle, file_digest, state_digest,
+    Claim, Endorsed, Statement, challenge_seed, check_endorsements, decode_bundle, file_digest, state_digest,
     transcript_digest,
 };
 use crate::{FederationSettings, Job, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind, UploadKind};
@@ -115,7 +118,7 @@ pub struct Trust {
 /// with the [`state_digest`] that also covers the public figures.
 #[derive(Debug, Clone)]
 struct Held {
-    digest: [u8; 32],
+    digest: StateDigest,
     model: Bytes,
     server: Bytes,
 }
@@ -133,7 +136,7 @@ impl Held {
 struct Verified {
     session: SessionId,
     states: [Held; 2],
-    files: Vec<[u8; 32]>,
+    files: Vec<FileDigest>,
 }
 
 /// A session after key generation: the statement context, the crypto party and the key share
@@ -153,7 +156,7 @@ struct Session {
     party: PartySession,
     /// The key holders, sorted: the participants of every later step.
     members: Vec<NodeId>,
-    transcript: [u8; 32],
+    transcript: TranscriptDigest,
     model: Bytes,
     server: ServerState,
     figures: PublicFigures,
@@ -164,43 +167,43 @@ struct Session {
 #[derive(Debug)]
 struct MaskCommitment {
     masks: AggregateMasks,
-    aggregate: [u8; 32],
-    nonce: [u8; 32],
+    aggregate: MasksDigest,
+    nonce: Nonce,
 }
 
 /// The aggregate masks under the joint challenge, and this hospital's fingerprint of its own.
 #[derive(Debug)]
 struct MaskProof {
     masks: AggregateMasks,
-    aggregate: [u8; 32],
-    seed: [u8; 32],
+    aggregate: MasksDigest,
+    seed: ChallengeSeed,
     fingerprint: MaskFingerprint,
 }
 
 /// The decrypted sum this hospital was handed and committed to, and its randomness.
 #[derive(Debug)]
 struct SumCommitment {
-    aggregate: [u8; 32],
+    aggregate: MasksDigest,
     sum: DecryptedSum,
-    digest: [u8; 32],
-    nonce: [u8; 32],
+    digest: SumDigest,
+    nonce: Nonce,
 }
 
 /// The decrypted sum of a session whose output this hospital endorsed (kept for an aggregator
 /// that restarts and asks for it back).
 #[derive(Debug)]
 struct HeldSum {
-    aggregate: [u8; 32],
+    aggregate: MasksDigest,
     sum: DecryptedSum,
 }
 
 /// The decrypted sum under the joint output challenge, and this hospital's fingerprint.
 #[derive(Debug)]
 struct SumProof {
-    aggregate: [u8; 32],
+    aggregate: MasksDigest,
     sum: DecryptedSum,
-    digest: [u8; 32],
-    seed: [u8; 32],
+    digest: SumDigest,
+    seed: ChallengeSeed,
     fingerprint: MaskFingerprint,
 }
 
@@ -225,7 +228,7 @@ enum State {
     /// Mask fingerprint published; waits for every participant's (`Decrypt`).
     Proved(Box<Session>, Box<MaskProof>),
     /// Decryption share made (the slot recorded); waits for the decrypted sum (`Result`).
-    Decrypted(Box<Session>, [u8; 32]),
+    Decrypted(Box<Session>, MasksDigest),
     /// Committed to the decrypted sum; waits for every participant's randomness (`Attest`).
     SumCommitted(Box<Session>, Box<SumCommitment>),
     /// Output fingerprint published; waits for every participant's (`Accept`).
@@ -271,7 +274,7 @@ impl State {
 
     /// Takes the session and the aggregate digest out of a state whose decryption share is made
     /// (a `Result` is taken again in these), leaving `Idle`.
-    fn take_decrypted(&mut self) -> Option<(Box<Session>, [u8; 32])> {
+    fn take_decrypted(&mut self) -> Option<(Box<Session>, MasksDigest)> {
         match mem::take(self) {
             Self::Decrypted(s, aggregate) => Some((s, aggregate)),
             Self::SumCommitted(s, c) => Some((s, c.aggregate)),
@@ -302,13 +305,13 @@ pub struct Participant {
 }
 
 /// 32 bytes from the shell's random source; its failure is an error, never zeros.
-fn fresh_nonce(rng: &mut impl TryCryptoRng) -> Result<[u8; 32]> {
+fn fresh_nonce(rng: &mut impl TryCryptoRng) -> Result<Nonce> {
     let mut nonce = [0u8; 32];
     rng.try_fill_bytes(&mut nonce).map_err(|e| Error::Random(e.to_string()))?;
-    Ok(nonce)
+    Ok(Nonce(nonce))
 }
 
-fn out_of_order(step: &'static str) -> Error {
+fn out_of_order(step: TaskKind) -> Error {
     TrustError::OutOfOrder { step }.into()
 }
 
@@ -360,7 +363,7 @@ impl Participant {
 
     /// The digest of the federation settings it was made for (a node that reconnects keeps its
     /// participant only for the same settings).
-    pub fn settings_digest(&self) -> [u8; 32] {
+    pub fn settings_digest(&self) -> SettingsDigest {
         self.settings.digest
     }
 
@@ -373,7 +376,7 @@ impl Participant {
             TaskKind::Failed => return Ok(Reply::Stopped(task.message.clone())),
             TaskKind::Done => return Ok(Reply::Done(Box::new(self.final_file(task)?))),
             TaskKind::Contribute => return Ok(Reply::Contribute(self.agree(task)?)),
-            TaskKind::KeyGen => (UploadKind::KeyShare, self.key_gen(task)?),
+            TaskKind::KeyGen => (UploadKind::KeyShare, self.key_gen(task, rng)?),
             TaskKind::Confirm => (UploadKind::Statement, self.confirm(task)?),
             TaskKind::Challenge => (UploadKind::Statement, self.challenge(task, rng)?),
             TaskKind::Prove => (UploadKind::Statement, self.prove(task)?),
@@ -389,9 +392,9 @@ impl Participant {
     /// Encrypts this hospital's encoded contribution to `session` under the key it summed: only
     /// after every participant agreed to the session ([`Reply::Contribute`]), once.
     pub fn contribute(&mut self, session: SessionId, words: &[u64]) -> Result<Vec<u8>> {
-        let State::Agreed(running, key) = &mut self.state else { return Err(out_of_order("encryption")) };
+        let State::Agreed(running, key) = &mut self.state else { return Err(out_of_order(TaskKind::Contribute)) };
         if running.context.session != session {
-            return Err(out_of_order("encryption"));
+            return Err(out_of_order(TaskKind::Contribute));
         }
         let ciphertext = running.party.encrypt(key, words)?.encode()?;
         let State::Agreed(running, _) = mem::take(&mut self.state) else { unreachable!("matched above") };
@@ -428,13 +431,13 @@ impl Participant {
     }
 
     /// The running session after its transcript, checked to be the task's.
-    fn running(&self, task: &Task, step: &'static str) -> Result<&Session> {
+    fn running(&self, task: &Task, step: TaskKind) -> Result<&Session> {
         self.state.session().filter(|s| Some(s.context.session) == task.session).ok_or_else(|| out_of_order(step))
     }
 
     /// The relayed statements of `step`, each from a roster member with its pinned key and a
     /// valid signature, for this session; sorted by signer, one each.
-    fn relayed(&self, bytes: &[u8], context: &Statement, step: Step) -> Result<Vec<(NodeId, Claim)>> {
+    fn relayed(&self, bytes: &[u8], context: &Statement, step: TaskKind) -> Result<Vec<(NodeId, Claim)>> {
         let mut out: Vec<(NodeId, Claim)> = Vec::new();
         for signed in decode_bundle(bytes)? {
             self.consortium.check(&signed)?;
@@ -463,7 +466,7 @@ impl Participant {
 
     /// Key generation, from any state (a new session replaces the running one): a fresh key
     /// share for the task's CRS, signed.
-    fn key_gen(&mut self, task: &Task) -> Result<Vec<u8>> {
+    fn key_gen(&mut self, task: &Task, rng: &mut impl TryCryptoRng) -> Result<Vec<u8>> {
         let context = self.context(task)?;
         let attempt = context.session.attempt;
         if attempt >= self.consortium.max_attempts {
@@ -477,7 +480,7 @@ impl Participant {
             );
         }
         let id = PartyId::new(self.me.as_str())?;
-        let (party, share) = PartySession::new(PARAMS_V2, id, Crs(context.crs), self.min_hospitals)?;
+        let (party, share) = PartySession::new(PARAMS_V2, id, Crs(context.crs), self.min_hospitals, rng)?;
         let own_share = share.encode()?;
         let upload = self.sign(&context, Claim::KeyShare(own_share.clone()))?;
         self.state = State::KeyShared(Box::new(KeyShared { context, party, own_share }));
@@ -496,20 +499,25 @@ impl Participant {
     /// shares, then either the global model, the server state and that state's
     /// endorsements, or (to a hospital that holds it) the state's digest alone.
     fn confirm(&mut self, task: &Task) -> Result<Vec<u8>> {
-        let State::KeyShared(keyed) = &self.state else { return Err(out_of_order("confirmation")) };
+        let State::KeyShared(keyed) = &self.state else { return Err(out_of_order(TaskKind::Confirm)) };
         if Some(keyed.context.session) != task.session {
-            return Err(out_of_order("confirmation"));
+            return Err(out_of_order(TaskKind::Confirm));
         }
         let context = keyed.context.clone();
         let (model, server, endorsements) = match task.sections.as_slice() {
             [_, model, server, endorsements] => (model.clone(), server.clone(), Some(endorsements)),
             [_, reference] => {
-                let held = self.verified.iter().flat_map(|v| &v.states).find(|h| h.digest[..] == reference[..]);
+                let held = self.verified.iter().flat_map(|v| &v.states).find(|h| h.digest.0[..] == reference[..]);
                 let held = held.ok_or(TrustError::UnknownState)?;
                 (held.model.clone(), held.server.clone(), None)
             }
             sections => {
-                return Err(ProtocolError::Sections { task: "confirmation", got: sections.len(), expected: 4 }.into());
+                return Err(ProtocolError::Sections {
+                    task: TaskKind::Confirm.name(),
+                    got: sections.len(),
+                    expected: 4,
+                }
+                .into());
             }
         };
         let shares = &task.sections[0];
@@ -523,10 +531,10 @@ impl Participant {
         })?;
         state.check(self.settings.server, self.settings.spec.param_count()).map_err(|why| ProtocolError::Invalid {
             field: "server state",
-            value: why,
+            value: why.to_string(),
             expected: "the agreed server rule's state and a best model of the model's size".into(),
         })?;
-        let statements = self.relayed(shares, &context, Step::KeyShare)?;
+        let statements = self.relayed(shares, &context, TaskKind::KeyGen)?;
         if statements.len() < self.min_hospitals {
             return Err(TrustError::TooFewParticipants { got: statements.len(), min: self.min_hospitals }.into());
         }
@@ -603,12 +611,12 @@ impl Participant {
     /// Before contributing: every participant signed this hospital's transcript. Section: the
     /// signed transcripts. Returns what was agreed.
     fn agree(&mut self, task: &Task) -> Result<Agreed> {
-        let State::Confirmed(running, _) = &self.state else { return Err(out_of_order("contribution")) };
+        let State::Confirmed(running, _) = &self.state else { return Err(out_of_order(TaskKind::Contribute)) };
         if Some(running.context.session) != task.session {
-            return Err(out_of_order("contribution"));
+            return Err(out_of_order(TaskKind::Contribute));
         }
-        let [transcripts] = sections::<1>(task, "contribution")?;
-        let statements = self.relayed(transcripts, &running.context, Step::Transcript)?;
+        let [transcripts] = sections::<1>(task)?;
+        let statements = self.relayed(transcripts, &running.context, TaskKind::Confirm)?;
         Self::same_members(&running.members, &statements)?;
         for (signer, claim) in statements {
             if claim != Claim::Transcript(running.transcript) {
@@ -629,11 +637,11 @@ impl Participant {
     /// The challenge step: commits to the aggregate masks received, with fresh randomness.
     /// Section: the aggregate masks.
     fn challenge(&mut self, task: &Task, rng: &mut impl TryCryptoRng) -> Result<Vec<u8>> {
-        let State::Contributed(running) = &self.state else { return Err(out_of_order("challenge")) };
+        let State::Contributed(running) = &self.state else { return Err(out_of_order(TaskKind::Challenge)) };
         if Some(running.context.session) != task.session {
-            return Err(out_of_order("challenge"));
+            return Err(out_of_order(TaskKind::Challenge));
         }
-        let [masks] = sections::<1>(task, "challenge")?;
+        let [masks] = sections::<1>(task)?;
         let masks = AggregateMasks::decode(masks, &PARAMS_V2, &self.settings.wire_limits())?;
         let contributors: Vec<&str> = masks.contributors().iter().map(|(p, _)| p.as_str()).collect();
         if !contributors.iter().copied().eq(running.members.iter().map(NodeId::as_str)) {
@@ -643,7 +651,7 @@ impl Participant {
             }
             .into());
         }
-        let aggregate = masks.digest();
+        let aggregate = MasksDigest(masks.digest());
         let nonce = fresh_nonce(rng)?;
         let upload =
             self.sign(&running.context, Claim::Challenge { transcript: running.transcript, aggregate, nonce })?;
@@ -655,14 +663,14 @@ impl Participant {
     /// The proof step: the joint challenge from every participant's randomness, and this
     /// hospital's fingerprint of its own masks under it. Section: the signed challenges.
     fn prove(&mut self, task: &Task) -> Result<Vec<u8>> {
-        let State::Committed(running, committed) = &self.state else { return Err(out_of_order("proof")) };
+        let State::Committed(running, committed) = &self.state else { return Err(out_of_order(TaskKind::Prove)) };
         if Some(running.context.session) != task.session {
-            return Err(out_of_order("proof"));
+            return Err(out_of_order(TaskKind::Prove));
         }
-        let [challenges] = sections::<1>(task, "proof")?;
-        let own = (running.transcript, committed.aggregate, committed.nonce);
-        let seed = self.joint_seed(challenges, running, Step::Challenge, own)?;
-        let fingerprint = running.party.mask_fingerprint(&Challenge::new(seed))?;
+        let [challenges] = sections::<1>(task)?;
+        let own = (running.transcript, committed.aggregate.0, committed.nonce);
+        let seed = self.joint_seed(challenges, running, TaskKind::Challenge, own)?;
+        let fingerprint = running.party.mask_fingerprint(&Challenge::new(seed.0))?;
         let claim = Claim::Fingerprint {
             transcript: running.transcript,
             aggregate: committed.aggregate,
@@ -680,14 +688,14 @@ impl Participant {
     /// in the ledger, and only then hands the decryption share out. Section: the signed
     /// fingerprints.
     fn decrypt(&mut self, task: &Task) -> Result<Vec<u8>> {
-        let State::Proved(running, proof) = &self.state else { return Err(out_of_order("decryption")) };
+        let State::Proved(running, proof) = &self.state else { return Err(out_of_order(TaskKind::Decrypt)) };
         if Some(running.context.session) != task.session {
-            return Err(out_of_order("decryption"));
+            return Err(out_of_order(TaskKind::Decrypt));
         }
-        let [fingerprints] = sections::<1>(task, "decryption")?;
-        let expected = (running.transcript, proof.aggregate, proof.seed);
-        let total = self.fingerprint_sum(fingerprints, running, Step::Fingerprint, expected, proof.fingerprint)?;
-        let check = MaskCheck { challenge: Challenge::new(proof.seed), contributions: total };
+        let [fingerprints] = sections::<1>(task)?;
+        let expected = (running.transcript, proof.aggregate.0, proof.seed);
+        let total = self.fingerprint_sum(fingerprints, running, TaskKind::Prove, expected, proof.fingerprint)?;
+        let check = MaskCheck { challenge: Challenge::new(proof.seed.0), contributions: total };
         let slot = self.slot(&running.context);
         let State::Proved(mut running, proof) = mem::take(&mut self.state) else { unreachable!("matched above") };
         // The share is made (the masks checked: forged ones are refused before the key share is
@@ -717,21 +725,21 @@ impl Participant {
     /// every state after the decryption share, of the same session: an aggregator that restarted
     /// hands the sum out again. Section: the decrypted sum.
     fn sum_challenge(&mut self, task: &Task, rng: &mut impl TryCryptoRng) -> Result<Vec<u8>> {
-        let running = self.running(task, "result")?;
+        let running = self.running(task, TaskKind::Result)?;
         let aggregate = match &self.state {
             State::Decrypted(_, aggregate) => *aggregate,
             State::SumCommitted(_, c) => c.aggregate,
             State::Attested(_, p) => p.aggregate,
             State::Endorsed(_, h) => h.aggregate,
-            _ => return Err(out_of_order("result")),
+            _ => return Err(out_of_order(TaskKind::Result)),
         };
-        let [sum] = sections::<1>(task, "result")?;
+        let [sum] = sections::<1>(task)?;
         let sum = DecryptedSum::decode(sum, &PARAMS_V2, &self.settings.wire_limits())?;
-        if aggregate != sum.aggregate_digest() {
+        if aggregate != MasksDigest(sum.aggregate_digest()) {
             let why = "a decrypted sum of other aggregate masks".into();
             return Err(TrustError::WrongStatement { signer: self.me.clone(), why }.into());
         }
-        let digest = sum.digest();
+        let digest = SumDigest(sum.digest());
         let nonce = fresh_nonce(rng)?;
         let upload =
             self.sign(&running.context, Claim::SumChallenge { transcript: running.transcript, sum: digest, nonce })?;
@@ -744,14 +752,14 @@ impl Participant {
     /// hospital's fingerprint of its bodies minus its decryption share under it. Section: the
     /// signed sum commitments.
     fn sum_fingerprint(&mut self, task: &Task) -> Result<Vec<u8>> {
-        let State::SumCommitted(running, committed) = &self.state else { return Err(out_of_order("attestation")) };
+        let State::SumCommitted(running, committed) = &self.state else { return Err(out_of_order(TaskKind::Attest)) };
         if Some(running.context.session) != task.session {
-            return Err(out_of_order("attestation"));
+            return Err(out_of_order(TaskKind::Attest));
         }
-        let [challenges] = sections::<1>(task, "attestation")?;
-        let own = (running.transcript, committed.digest, committed.nonce);
-        let seed = self.joint_seed(challenges, running, Step::SumChallenge, own)?;
-        let fingerprint = running.party.output_fingerprint(&Challenge::new(seed))?;
+        let [challenges] = sections::<1>(task)?;
+        let own = (running.transcript, committed.digest.0, committed.nonce);
+        let seed = self.joint_seed(challenges, running, TaskKind::Result, own)?;
+        let fingerprint = running.party.output_fingerprint(&Challenge::new(seed.0))?;
         let claim = Claim::SumFingerprint {
             transcript: running.transcript,
             sum: committed.digest,
@@ -769,14 +777,14 @@ impl Participant {
     /// fingerprints, applies the agreed rule to it and endorses the result. Section: the signed
     /// output fingerprints.
     fn endorse(&mut self, task: &Task) -> Result<Vec<u8>> {
-        let State::Attested(running, proof) = &self.state else { return Err(out_of_order("acceptance")) };
+        let State::Attested(running, proof) = &self.state else { return Err(out_of_order(TaskKind::Accept)) };
         if Some(running.context.session) != task.session {
-            return Err(out_of_order("acceptance"));
+            return Err(out_of_order(TaskKind::Accept));
         }
-        let [fingerprints] = sections::<1>(task, "acceptance")?;
-        let expected = (running.transcript, proof.digest, proof.seed);
-        let total = self.fingerprint_sum(fingerprints, running, Step::SumFingerprint, expected, proof.fingerprint)?;
-        let check = MaskCheck { challenge: Challenge::new(proof.seed), contributions: total };
+        let [fingerprints] = sections::<1>(task)?;
+        let expected = (running.transcript, proof.digest.0, proof.seed);
+        let total = self.fingerprint_sum(fingerprints, running, TaskKind::Attest, expected, proof.fingerprint)?;
+        let check = MaskCheck { challenge: Challenge::new(proof.seed.0), contributions: total };
         let words = running.party.check_sum(&proof.sum, &check)?;
         let settings = &self.settings;
         let global = params_from_bytes(&running.model, settings.spec.param_count())?;
@@ -806,7 +814,7 @@ impl Participant {
             .verified
             .as_ref()
             .and_then(|v| if v.session == session { v.files.get(1).copied() } else { v.files.first().copied() });
-        let files: Vec<[u8; 32]> = [output.file_digest].into_iter().chain(earlier).collect();
+        let files: Vec<FileDigest> = [output.file_digest].into_iter().chain(earlier).collect();
         self.verified = Some(Verified { session, states: [running.start.clone(), end], files });
         if let Some(exploration) = output.exploration {
             self.explored = Some((exploration, running.members.clone()));
@@ -821,7 +829,7 @@ impl Participant {
     /// this hospital checked and endorsed (or endorsed by its roster's hospitals,
     /// [`Self::check_final`]). Section: the model file.
     fn final_file(&self, task: &Task) -> Result<FinalFile> {
-        let [bytes] = sections::<1>(task, "final")?;
+        let [bytes] = sections::<1>(task)?;
         let model = ModelFile::from_bytes(bytes).map_err(ProtocolError::Model)?;
         if model.spec != self.settings.spec {
             return Err(ProtocolError::Invalid {
@@ -889,17 +897,17 @@ impl Participant {
         &self,
         bytes: &[u8],
         running: &Session,
-        step: Step,
-        own: ([u8; 32], [u8; 32], [u8; 32]),
-    ) -> Result<[u8; 32]> {
+        step: TaskKind,
+        own: (TranscriptDigest, [u8; 32], Nonce),
+    ) -> Result<ChallengeSeed> {
         let (transcript, target, own_nonce) = own;
         let statements = self.relayed(bytes, &running.context, step)?;
         Self::same_members(&running.members, &statements)?;
         let mut nonces = Vec::new();
         for (signer, claim) in statements {
             let (t, a, nonce) = match claim {
-                Claim::Challenge { transcript, aggregate, nonce } => (transcript, aggregate, nonce),
-                Claim::SumChallenge { transcript, sum, nonce } => (transcript, sum, nonce),
+                Claim::Challenge { transcript, aggregate, nonce } => (transcript, aggregate.0, nonce),
+                Claim::SumChallenge { transcript, sum, nonce } => (transcript, sum.0, nonce),
                 _ => return Err(relayed_step_changed()),
             };
             if t != transcript {
@@ -924,8 +932,8 @@ impl Participant {
         &self,
         bytes: &[u8],
         running: &Session,
-        step: Step,
-        expected: ([u8; 32], [u8; 32], [u8; 32]),
+        step: TaskKind,
+        expected: (TranscriptDigest, [u8; 32], ChallengeSeed),
         own: MaskFingerprint,
     ) -> Result<MaskFingerprint> {
         let (transcript, target, seed) = expected;
@@ -935,10 +943,10 @@ impl Participant {
         for (signer, claim) in statements {
             let (t, a, challenge, fingerprint) = match claim {
                 Claim::Fingerprint { transcript, aggregate, challenge, fingerprint } => {
-                    (transcript, aggregate, challenge, fingerprint)
+                    (transcript, aggregate.0, challenge, fingerprint)
                 }
                 Claim::SumFingerprint { transcript, sum, challenge, fingerprint } => {
-                    (transcript, sum, challenge, fingerprint)
+                    (transcript, sum.0, challenge, fingerprint)
                 }
                 _ => return Err(relayed_step_changed()),
             };
@@ -963,9 +971,9 @@ impl Participant {
 }
 
 /// What a challenge or fingerprint step is about.
-fn target_name(step: Step) -> &'static str {
+fn target_name(step: TaskKind) -> &'static str {
     match step {
-        Step::SumChallenge | Step::SumFingerprint => "decrypted sum",
+        TaskKind::Result | TaskKind::Attest => "decrypted sum",
         _ => "aggregate masks",
     }
 }
@@ -982,9 +990,9 @@ fn relayed_step_changed() -> Error {
 }
 
 /// The task's sections, exactly `N` of them.
-fn sections<'a, const N: usize>(task: &'a Task, what: &'static str) -> Result<&'a [Bytes; N]> {
+fn sections<const N: usize>(task: &Task) -> Result<&[Bytes; N]> {
     task.sections
         .as_slice()
         .try_into()
-        .map_err(|_| ProtocolError::Sections { task: what, got: task.sections.len(), expected: N }.into())
+        .map_err(|_| ProtocolError::Sections { task: task.kind.name(), got: task.sections.len(), expected: N }.into())
 }

@@ -19,6 +19,7 @@
 use fedcare_core::{Platt, ServerOptimizer, ServerOptimizerConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::error::InvalidServerState;
 use crate::record::RoundRecord;
 
 /// What the server carries from one session to the next: the server optimizer's state and the
@@ -58,17 +59,17 @@ impl ServerState {
 
     /// Checks a relayed state against the agreed rule and model size: the optimizer's state
     /// fits, and the best model has as many finite parameters and an AUROC in [0, 1].
-    pub fn check(&self, config: ServerOptimizerConfig, len: usize) -> Result<(), String> {
-        self.optimizer.check(config, len).map_err(|e| e.to_string())?;
+    pub fn check(&self, config: ServerOptimizerConfig, len: usize) -> Result<(), InvalidServerState> {
+        self.optimizer.check(config, len).map_err(InvalidServerState::Optimizer)?;
         if let Some(best) = &self.best {
             if best.params.len() != len {
-                return Err(format!("the best model has {} parameters, the model {len}", best.params.len()));
+                return Err(InvalidServerState::BestLength { got: best.params.len(), expected: len });
             }
             if !best.params.iter().all(|p| p.is_finite()) {
-                return Err("the best model has a non-finite parameter".into());
+                return Err(InvalidServerState::BestNotFinite);
             }
             if !(0.0..=1.0).contains(&best.auroc) {
-                return Err(format!("the best model's AUROC {} is outside [0, 1]", best.auroc));
+                return Err(InvalidServerState::BestAuroc(best.auroc));
             }
         }
         Ok(())
@@ -170,10 +171,12 @@ mod tests {
         let with = |best: BestModel| ServerState { best: Some(best), ..ServerState::new(config, 2).unwrap() };
         assert!(with(good.clone()).check(config, 2).is_ok());
         let short = with(BestModel { params: vec![0.5], ..good.clone() }).check(config, 2).unwrap_err();
-        assert!(short.contains("1 parameters, the model 2"), "{short}");
+        assert_eq!(short, InvalidServerState::BestLength { got: 1, expected: 2 });
+        assert!(short.to_string().contains("1 parameters, the model 2"), "{short}");
         let nan = with(BestModel { params: vec![f32::NAN, 1.0], ..good.clone() }).check(config, 2).unwrap_err();
-        assert!(nan.contains("non-finite"), "{nan}");
+        assert_eq!(nan, InvalidServerState::BestNotFinite);
         let auroc = with(BestModel { auroc: 1.5, ..good }).check(config, 2).unwrap_err();
-        assert!(auroc.contains("outside [0, 1]"), "{auroc}");
+        assert_eq!(auroc, InvalidServerState::BestAuroc(1.5));
+        assert!(auroc.to_string().contains("outside [0, 1]"), "{auroc}");
     }
 }

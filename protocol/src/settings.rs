@@ -113,7 +113,7 @@ pub struct FederationSettings {
     pub privacy: Option<Privacy>,
     /// BLAKE3 of the configuration's wire form: every participant's transcript covers it, so
     /// hospitals given different settings do not agree.
-    pub digest: [u8; 32],
+    pub digest: crate::digest::SettingsDigest,
 }
 
 impl FederationSettings {

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use fedcare_crypto::Crs;
 
+pub use crate::ids::TaskKind;
 use crate::ids::{SessionId, SessionKind};
 use crate::settings::PublicFigures;
 
@@ -46,40 +47,6 @@ pub struct UploadHeader {
     pub node: String,
     /// What it is (`None`: a kind this build does not know).
     pub kind: Option<UploadKind>,
-}
-
-/// The kind of task a node gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TaskKind {
-    /// Nothing new yet: ask again.
-    Wait,
-    /// Draw a fresh key share for the session's CRS and upload its public part, signed.
-    KeyGen,
-    /// Sections: every participant's signed key share, then the global model, the server
-    /// optimizer state and the hospitals' endorsements of that state (to a hospital that holds
-    /// the state: its digest alone). Upload the signed round transcript.
-    Confirm,
-    /// Section: every participant's signed transcript. Upload the encrypted contribution.
-    Contribute,
-    /// Section: the aggregate's masks. Upload a signed commitment with fresh randomness.
-    Challenge,
-    /// Section: every participant's signed commitment. Upload the signed mask fingerprint.
-    Prove,
-    /// Section: every participant's signed fingerprint. Upload a decryption share.
-    Decrypt,
-    /// Section: the decrypted sum, unrounded. Upload a signed commitment with fresh randomness.
-    Result,
-    /// Section: every participant's signed commitment. Upload the signed output fingerprint.
-    Attest,
-    /// Section: every participant's signed output fingerprint. Upload the signed output.
-    Accept,
-    /// The aggregator restarted after the session's result went out: upload the decrypted sum
-    /// this node holds of the session (nothing when it holds none).
-    Recover,
-    /// The federation is over; section: the final model file.
-    Done,
-    /// The federation stopped; see the message.
-    Failed,
 }
 
 /// A task for one node (what the aggregator sends, and what the node receives).

@@ -33,43 +33,12 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::digest::{
+    ChallengeSeed, FileDigest, MasksDigest, Nonce, SettingsDigest, StateDigest, SumDigest, TranscriptDigest,
+};
 use crate::error::{ProtocolError, TrustError};
 use crate::signing::{Signed, Signer};
-use crate::{NodeId, PublicFigures, SessionId, SessionKind};
-
-/// The steps of a session at which hospitals sign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Public key shares.
-    KeyShare,
-    /// The round transcript.
-    Transcript,
-    /// The mask challenge's randomness.
-    Challenge,
-    /// The mask fingerprints.
-    Fingerprint,
-    /// The output challenge's randomness.
-    SumChallenge,
-    /// The output fingerprints.
-    SumFingerprint,
-    /// The output endorsed.
-    Output,
-}
-
-impl Step {
-    /// The step's name, for errors.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::KeyShare => "key share",
-            Self::Transcript => "transcript",
-            Self::Challenge => "challenge",
-            Self::Fingerprint => "fingerprint",
-            Self::SumChallenge => "sum challenge",
-            Self::SumFingerprint => "sum fingerprint",
-            Self::Output => "output",
-        }
-    }
-}
+use crate::{NodeId, PublicFigures, SessionId, SessionKind, TaskKind};
 
 /// What a hospital states at one step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,24 +46,24 @@ pub enum Claim {
     /// Its public key share, in its wire form.
     KeyShare(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The round transcript digest it agrees to.
-    Transcript([u8; 32]),
+    Transcript(TranscriptDigest),
     /// The digest of the aggregate masks it received, and its fresh randomness.
     Challenge {
         /// The transcript digest.
-        transcript: [u8; 32],
+        transcript: TranscriptDigest,
         /// The aggregate masks' digest.
-        aggregate: [u8; 32],
+        aggregate: MasksDigest,
         /// 32 fresh random bytes.
-        nonce: [u8; 32],
+        nonce: Nonce,
     },
     /// Its own masks' fingerprint under the challenge.
     Fingerprint {
         /// The transcript digest.
-        transcript: [u8; 32],
+        transcript: TranscriptDigest,
         /// The aggregate masks' digest.
-        aggregate: [u8; 32],
+        aggregate: MasksDigest,
         /// The challenge seed.
-        challenge: [u8; 32],
+        challenge: ChallengeSeed,
         /// The fingerprint's bytes.
         #[serde(with = "serde_bytes")]
         fingerprint: Vec<u8>,
@@ -102,20 +71,20 @@ pub enum Claim {
     /// The digest of the decrypted sum it received, and its fresh randomness.
     SumChallenge {
         /// The transcript digest.
-        transcript: [u8; 32],
+        transcript: TranscriptDigest,
         /// The decrypted sum's digest.
-        sum: [u8; 32],
+        sum: SumDigest,
         /// 32 fresh random bytes.
-        nonce: [u8; 32],
+        nonce: Nonce,
     },
     /// Its fingerprint of its own bodies minus its decryption share under the output challenge.
     SumFingerprint {
         /// The transcript digest.
-        transcript: [u8; 32],
+        transcript: TranscriptDigest,
         /// The decrypted sum's digest.
-        sum: [u8; 32],
+        sum: SumDigest,
         /// The challenge seed.
-        challenge: [u8; 32],
+        challenge: ChallengeSeed,
         /// The fingerprint's bytes.
         #[serde(with = "serde_bytes")]
         fingerprint: Vec<u8>,
@@ -123,27 +92,27 @@ pub enum Claim {
     /// What the checked sum gives: the endorsement of the next state and model file.
     Output {
         /// The transcript digest.
-        transcript: [u8; 32],
+        transcript: TranscriptDigest,
         /// The decrypted sum's digest.
-        sum: [u8; 32],
+        sum: SumDigest,
         /// [`state_digest`] of the state after the session.
-        state: [u8; 32],
+        state: StateDigest,
         /// [`file_digest`] of the model file after the session.
-        file: [u8; 32],
+        file: FileDigest,
     },
 }
 
 impl Claim {
-    /// The step it belongs to.
-    pub fn step(&self) -> Step {
+    /// The step whose upload carries it: the task a hospital answers with it.
+    pub fn step(&self) -> TaskKind {
         match self {
-            Self::KeyShare(_) => Step::KeyShare,
-            Self::Transcript(_) => Step::Transcript,
-            Self::Challenge { .. } => Step::Challenge,
-            Self::Fingerprint { .. } => Step::Fingerprint,
-            Self::SumChallenge { .. } => Step::SumChallenge,
-            Self::SumFingerprint { .. } => Step::SumFingerprint,
-            Self::Output { .. } => Step::Output,
+            Self::KeyShare(_) => TaskKind::KeyGen,
+            Self::Transcript(_) => TaskKind::Confirm,
+            Self::Challenge { .. } => TaskKind::Challenge,
+            Self::Fingerprint { .. } => TaskKind::Prove,
+            Self::SumChallenge { .. } => TaskKind::Result,
+            Self::SumFingerprint { .. } => TaskKind::Attest,
+            Self::Output { .. } => TaskKind::Accept,
         }
     }
 }
@@ -179,7 +148,7 @@ impl Statement {
     }
 
     /// Refuses a statement of another federation, session, kind or CRS, or of another step.
-    pub fn check_context(&self, signer: &NodeId, expected: &Statement, step: Step) -> Result<(), TrustError> {
+    pub fn check_context(&self, signer: &NodeId, expected: &Statement, step: TaskKind) -> Result<(), TrustError> {
         let wrong = |why: String| Err(TrustError::WrongStatement { signer: signer.clone(), why });
         if self.federation_id != expected.federation_id {
             return wrong(format!("federation {:?}, not {:?}", self.federation_id, expected.federation_id));
@@ -194,7 +163,7 @@ impl Statement {
             return wrong("another CRS".into());
         }
         if self.claim.step() != step {
-            return wrong(format!("a {} statement where a {} one belongs", self.claim.step().name(), step.name()));
+            return wrong(format!("a statement of the {} step where the {step} step's belongs", self.claim.step()));
         }
         Ok(())
     }
@@ -230,13 +199,13 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<Signed>, ProtocolError> {
 /// The digest of everything a round depends on, as one hospital sees it: the settings, the
 /// session, every key share and the [`state_digest`] of the state it starts from.
 pub fn transcript_digest(
-    settings: &[u8; 32],
+    settings: &SettingsDigest,
     context: &Statement,
     shares: &[(NodeId, Vec<u8>)],
-    state: &[u8; 32],
-) -> [u8; 32] {
+    state: &StateDigest,
+) -> TranscriptDigest {
     let mut hasher = blake3::Hasher::new_derive_key("fedcare round transcript v2");
-    hasher.update(settings);
+    hasher.update(settings.as_bytes());
     hasher.update(&(context.federation_id.len() as u64).to_le_bytes());
     hasher.update(context.federation_id.as_bytes());
     hasher.update(&context.session.round.to_le_bytes());
@@ -249,47 +218,49 @@ pub fn transcript_digest(
         hasher.update(party.as_str().as_bytes());
         hasher.update(blake3::hash(share).as_bytes());
     }
-    hasher.update(state);
-    *hasher.finalize().as_bytes()
+    hasher.update(state.as_bytes());
+    TranscriptDigest(*hasher.finalize().as_bytes())
 }
 
-/// The mask challenge's seed: the transcript, the aggregate's digest and every participant's
-/// randomness (sorted by participant).
-pub fn challenge_seed(transcript: &[u8; 32], aggregate: &[u8; 32], nonces: &[(NodeId, [u8; 32])]) -> [u8; 32] {
+/// A joint challenge's seed: the transcript, `checked` (the digest of what the challenge checks:
+/// the aggregate masks' [`MasksDigest`], or the decrypted sum's [`SumDigest`]) and every
+/// participant's randomness (sorted by participant), so that it is fixed only after what it
+/// checks is.
+pub fn challenge_seed(transcript: &TranscriptDigest, checked: &[u8; 32], nonces: &[(NodeId, Nonce)]) -> ChallengeSeed {
     let mut hasher = blake3::Hasher::new_derive_key("fedcare mask challenge v1");
-    hasher.update(transcript);
-    hasher.update(aggregate);
+    hasher.update(transcript.as_bytes());
+    hasher.update(checked);
     for (party, nonce) in nonces {
         hasher.update(&(party.as_str().len() as u64).to_le_bytes());
         hasher.update(party.as_str().as_bytes());
-        hasher.update(nonce);
+        hasher.update(nonce.as_bytes());
     }
-    *hasher.finalize().as_bytes()
+    ChallengeSeed(*hasher.finalize().as_bytes())
 }
 
 /// The digest of a federation's state between sessions: the global model's bytes, the server
 /// optimizer's state and the public figures.
-pub fn state_digest(model: &[u8], server: &[u8], figures: &PublicFigures) -> [u8; 32] {
+pub fn state_digest(model: &[u8], server: &[u8], figures: &PublicFigures) -> StateDigest {
     let mut hasher = blake3::Hasher::new_derive_key("fedcare federation state v1");
     hasher.update(blake3::hash(model).as_bytes());
     hasher.update(blake3::hash(server).as_bytes());
     // Invariant: postcard serializes these plain types into a Vec without failing.
     hasher.update(&postcard::to_allocvec(figures).unwrap_or_default());
-    *hasher.finalize().as_bytes()
+    StateDigest(*hasher.finalize().as_bytes())
 }
 
 /// The digest hospitals endorse of a model file: BLAKE3 of its bytes without endorsements.
-pub fn file_digest(file: &fedcare_core::ModelFile) -> Result<[u8; 32], fedcare_core::Error> {
-    Ok(*blake3::hash(&file.endorsed_bytes()?).as_bytes())
+pub fn file_digest(file: &fedcare_core::ModelFile) -> Result<FileDigest, fedcare_core::Error> {
+    Ok(FileDigest(*blake3::hash(&file.endorsed_bytes()?).as_bytes()))
 }
 
 /// What an endorsement vouches for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endorsed {
     /// A model file, by its [`file_digest`].
-    File([u8; 32]),
+    File(FileDigest),
     /// A federation state, by its [`state_digest`].
-    State([u8; 32]),
+    State(StateDigest),
 }
 
 /// A bundle of endorsements, each checked: the signature verifies under the key it carries, the

@@ -60,7 +60,7 @@ use crate::params::params_to_bytes;
 use crate::selection::{ServerState, kept_record, training_ends};
 use crate::settings::FederationPlan;
 use crate::signing::Signed;
-use crate::transcript::{Claim, Statement, Step, encode_bundle, state_digest};
+use crate::transcript::{Claim, Statement, encode_bundle, state_digest};
 use crate::{
     Job, MAX_ATTEMPTS, NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task, TaskKind,
     UploadHeader, UploadKind,
@@ -169,7 +169,7 @@ pub struct UploadTicket {
     /// What it must be.
     pub kind: UploadKind,
     /// For a signed statement, the step it must belong to.
-    step: Option<Step>,
+    step: Option<TaskKind>,
     federation_id: String,
     builder: Option<SharedBuilder>,
     decryption: Option<(Arc<Aggregate>, SharedDecryption)>,
@@ -185,7 +185,7 @@ impl UploadTicket {
         let party = PartyId::new(self.node.as_str()).map_err(invalid)?;
         match self.kind {
             UploadKind::KeyShare => {
-                let (signed, statement) = self.statement(bytes, Step::KeyShare)?;
+                let (signed, statement) = self.statement(bytes, TaskKind::KeyGen)?;
                 let Claim::KeyShare(share) = &statement.claim else {
                     return Err(Refusal::BadStatement("not a key share".into()));
                 };
@@ -233,7 +233,7 @@ impl UploadTicket {
 
     /// A signed statement of the ticket's node, federation and session for `step`, with a valid
     /// signature (the roster checks are the hospitals').
-    fn statement(&self, bytes: &[u8], step: Step) -> Result<(Signed, Statement), Refusal> {
+    fn statement(&self, bytes: &[u8], step: TaskKind) -> Result<(Signed, Statement), Refusal> {
         let bad = |why: String| Refusal::BadStatement(why);
         let signed: Signed = postcard::from_bytes(bytes).map_err(|e| bad(format!("does not decode: {e}")))?;
         if signed.signer != self.node {
@@ -245,7 +245,7 @@ impl UploadTicket {
             return Err(bad(format!("made for session {} of {:?}", statement.session, statement.federation_id)));
         }
         if statement.claim.step() != step {
-            return Err(bad(format!("a {} statement in the {} step", statement.claim.step().name(), step.name())));
+            return Err(bad(format!("a statement of the {} step in the {step} step", statement.claim.step())));
         }
         Ok((signed, statement))
     }
@@ -578,19 +578,9 @@ enum Phase {
 }
 
 impl Phase {
+    /// The step's name ([`TaskKind::name`]).
     fn name(&self) -> &'static str {
-        match self {
-            Self::KeyGen { .. } => "key generation",
-            Self::Confirm { .. } => "confirmation",
-            Self::Contribute { .. } | Self::Aggregating => "contribution",
-            Self::Challenge { .. } => "challenge",
-            Self::Prove { .. } => "proof",
-            Self::Sealing { .. } | Self::Decrypt { .. } | Self::Combining => "decryption",
-            Self::Recover { .. } => "recovery",
-            Self::Result { .. } => "result",
-            Self::Attest { .. } => "attestation",
-            Self::Accept { .. } => "acceptance",
-        }
+        self.task_kind().name()
     }
 
     fn task_kind(&self) -> TaskKind {
@@ -969,8 +959,8 @@ impl Coordinator {
         }
         let mut decryption = None;
         let (kind, step, builder) = match (&session.phase, header.kind) {
-            (Phase::KeyGen { .. }, Some(kind @ UploadKind::KeyShare)) => (kind, Some(Step::KeyShare), None),
-            (Phase::Confirm { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Transcript), None),
+            (Phase::KeyGen { .. }, Some(kind @ UploadKind::KeyShare)) => (kind, Some(TaskKind::KeyGen), None),
+            (Phase::Confirm { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(TaskKind::Confirm), None),
             (Phase::Contribute { builder, .. }, Some(kind @ UploadKind::Contribution)) => {
                 (kind, None, Some(builder.clone()))
             }
@@ -978,12 +968,12 @@ impl Coordinator {
                 decryption = Some((aggregate.clone(), running.clone()));
                 (kind, None, None)
             }
-            (Phase::Challenge { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Challenge), None),
-            (Phase::Prove { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Fingerprint), None),
+            (Phase::Challenge { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(TaskKind::Challenge), None),
+            (Phase::Prove { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(TaskKind::Prove), None),
             (Phase::Recover { .. }, Some(kind @ UploadKind::Sum)) => (kind, None, None),
-            (Phase::Result { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::SumChallenge), None),
-            (Phase::Attest { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::SumFingerprint), None),
-            (Phase::Accept { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(Step::Output), None),
+            (Phase::Result { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(TaskKind::Result), None),
+            (Phase::Attest { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(TaskKind::Attest), None),
+            (Phase::Accept { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(TaskKind::Accept), None),
             _ => return Err(Refusal::WrongPhase { phase: session.phase.name() }),
         };
         let federation_id = self.plan.settings.federation_id.clone();
@@ -1180,7 +1170,7 @@ impl Coordinator {
                 session.phase = Phase::Result { sum, output: Box::new(output), statements: Statements::new() };
                 Vec::new()
             }
-            Err(why) => self.restart(Vec::new(), why, now),
+            Err(why) => self.restart(Vec::new(), why.to_string(), now),
         }
     }
 
@@ -1325,7 +1315,7 @@ impl Coordinator {
         // with the federated statistics) is endorsed like every other: it relays the state too.
         let model = params_to_bytes(&self.global);
         let server = Bytes::from(server_bytes(&self.server));
-        let state = Bytes::copy_from_slice(&state_digest(&model, &server, &self.figures));
+        let state = Bytes::copy_from_slice(state_digest(&model, &server, &self.figures).as_bytes());
         self.session = Some(Session {
             id,
             kind: planned.kind,

@@ -575,6 +575,31 @@ fn a_streamed_contribution_that_breaks_off_midway_restarts_the_round() {
     assert_eq!(running(&c), SessionId { round: session.round, attempt: session.attempt + 1 });
 }
 
+/// A random source that fails is an error where the participant draws from it (its key share at
+/// the key generation, its challenge randomness at the two commitments), never a default: nothing
+/// is uploaded and the state stays as it was, so the session completes with a working source.
+#[test]
+fn a_failing_random_source_is_an_error_and_changes_nothing() {
+    let (mut c, start, mut hospitals) = started();
+    let draws = [TaskKind::KeyGen, TaskKind::Challenge, TaskKind::Result];
+    let mut failed = Vec::new();
+    for _ in 0..SESSION {
+        let task = c.task_for(&node("a")).unwrap();
+        if draws.contains(&task.kind) {
+            let why = match hospitals[0].participant(&c).handle(&task, &mut driver::FailingRng) {
+                Err(Error::Crypto(fedcare_crypto::CryptoError::Random(why)) | Error::Random(why)) => why,
+                Err(other) => panic!("the {} step: {other}", task.kind),
+                Ok(_) => panic!("the {} step drew no randomness", task.kind),
+            };
+            assert!(why.contains("no random source"), "{why}");
+            failed.push(task.kind);
+        }
+        phase(&mut c, &mut hospitals, start);
+    }
+    assert_eq!(failed, draws);
+    assert_eq!(c.records().len(), 1, "the session completed after the failures");
+}
+
 /// The participant as a state machine: at every step of a session, a task of any other step
 /// (the same session, the task's own sections) finds no state that takes it and is refused as
 /// out of order, and the refusal leaves the state as it was (the session then completes).
@@ -609,7 +634,7 @@ fn each_step_is_taken_only_in_its_state_and_a_refusal_changes_nothing() {
         }
         // Encryption is taken only once every participant agreed.
         let error = hospitals[0].participant(&c).contribute(task.session.unwrap(), &[0; 4]).unwrap_err();
-        assert!(matches!(error, Error::Trust(TrustError::OutOfOrder { step: "encryption" })));
+        assert!(matches!(error, Error::Trust(TrustError::OutOfOrder { step: TaskKind::Contribute })));
         phase(&mut c, &mut hospitals, start);
     }
     // Eight at the key generation, seven at the next six steps, six at the last two (where the
