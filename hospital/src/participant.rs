@@ -3,16 +3,15 @@
 //! ledger, kept in a file ([`FileLedger`]) in the hospital's state directory.
 //!
 //! Guarantees:
-//! - A slot is in the ledger file, written and synced (with its directory when the file is new),
-//!   before the participant lets the decryption share for it leave.
+//! - A release is in the ledger file, written and synced (with its directory when the file is
+//!   new), before the participant lets the decryption share for it leave.
 //! - A ledger file that cannot be read is an error: the participant is not made without it.
 
-use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fedcare_protocol::ledger::{Ledger, MemoryLedger, Slot};
+use fedcare_protocol::ledger::{Ledger, MemoryLedger, Release};
 pub use fedcare_protocol::participant::{Agreed, FinalFile, Participant, Reply};
 
 use crate::config::Consortium;
@@ -23,25 +22,26 @@ use crate::signing::SigningKey;
 /// File name of the decryption ledger inside a hospital's state directory.
 pub const LEDGER_FILE: &str = "decryptions.jsonl";
 
-/// The decryption ledger in an append-only file: one JSON line per slot, synced before the share
-/// leaves.
+/// The release ledger in an append-only file: one JSON line per decryption share (its slot, start
+/// state and participants), synced before the share leaves. Lines written before the start state
+/// was recorded (slot only) still read, and still bind their slot.
 #[derive(Debug)]
 pub struct FileLedger {
     path: PathBuf,
-    spent: BTreeSet<Slot>,
+    releases: Vec<Release>,
 }
 
 impl FileLedger {
     /// The ledger in `path` (created when absent, with its directory).
     pub fn open(path: &Path) -> core::result::Result<Self, TrustError> {
         let error = |why: String| TrustError::Ledger { ledger: path.display().to_string(), why };
-        let mut spent = BTreeSet::new();
+        let mut releases = Vec::new();
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                    let slot: Slot =
+                    let release: Release =
                         serde_json::from_str(line).map_err(|e| error(format!("line {}: {e}", number + 1)))?;
-                    spent.insert(slot);
+                    releases.push(release);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -51,28 +51,28 @@ impl FileLedger {
             }
             Err(e) => return Err(error(e.to_string())),
         }
-        Ok(Self { path: path.to_path_buf(), spent })
+        Ok(Self { path: path.to_path_buf(), releases })
     }
 }
 
 impl Ledger for FileLedger {
-    fn contains(&self, slot: &Slot) -> bool {
-        self.spent.contains(slot)
+    fn releases(&self) -> Vec<Release> {
+        self.releases.clone()
     }
 
-    fn record(&mut self, slot: Slot) -> core::result::Result<(), TrustError> {
+    fn record(&mut self, release: Release) -> core::result::Result<(), TrustError> {
         let path = &self.path;
         let error = |e: std::io::Error| TrustError::Ledger { ledger: path.display().to_string(), why: e.to_string() };
         let created = !path.exists();
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(error)?;
-        // Invariant: a Slot always serializes.
-        let mut line = serde_json::to_string(&slot).unwrap_or_default();
+        // Invariant: a Release always serializes.
+        let mut line = serde_json::to_string(&release).unwrap_or_default();
         line.push('\n');
         file.write_all(line.as_bytes()).and_then(|()| file.sync_all()).map_err(error)?;
         if created && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(error)?;
         }
-        self.spent.insert(slot);
+        self.releases.push(release);
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ use crate::checkpoint::Snapshot;
 use crate::coordinator::{Action, Coordinator, Event, decrypt_sum};
 use crate::error::TrustError;
 use crate::error::{Error, Refusal};
-use crate::ledger::{Ledger, MemoryLedger, Slot};
+use crate::ledger::{Ledger, MemoryLedger, Release};
 use crate::params::params_from_bytes;
 use crate::participant::{Participant, Reply, Trust};
 use crate::roster::Consortium;
@@ -213,20 +213,13 @@ pub fn test_keys(names: &[&str]) -> (Vec<Arc<TestKey>>, Consortium) {
 #[derive(Debug, Clone, Default)]
 pub struct SharedLedger(Arc<Mutex<MemoryLedger>>);
 
-impl SharedLedger {
-    /// The slots recorded so far.
-    pub fn slots(&self) -> Vec<Slot> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).slots().cloned().collect()
-    }
-}
-
 impl Ledger for SharedLedger {
-    fn contains(&self, slot: &Slot) -> bool {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).contains(slot)
+    fn releases(&self) -> Vec<Release> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).releases()
     }
 
-    fn record(&mut self, slot: Slot) -> Result<(), TrustError> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).record(slot)
+    fn record(&mut self, release: Release) -> Result<(), TrustError> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).record(release)
     }
 }
 
@@ -273,9 +266,9 @@ impl Hospital {
         self.participant = None;
     }
 
-    /// The slots this hospital made decryption shares for.
-    pub fn ledger(&self) -> Vec<Slot> {
-        self.ledger.slots()
+    /// The releases this hospital made decryption shares for, in order.
+    pub fn ledger(&self) -> Vec<Release> {
+        self.ledger.releases()
     }
 
     /// The bytes this hospital uploads for `task`.

@@ -202,6 +202,25 @@ pub enum TrustError {
         /// The session kind.
         kind: crate::ids::SessionKind,
     },
+    /// A session from a state this hospital already released a sum from, with other
+    /// participants: the difference of the two sums would give one hospital's contribution.
+    #[error(
+        "round {round} ({kind}) starts from the state this hospital released round {earlier_round} ({earlier_kind}) from, with other participants ({earlier:?} then, {now:?} now): the difference of the two sums would reveal one hospital's data"
+    )]
+    StartReused {
+        /// The round of the refused session.
+        round: u32,
+        /// Its kind.
+        kind: crate::ids::SessionKind,
+        /// The round of the earlier release.
+        earlier_round: u32,
+        /// Its kind.
+        earlier_kind: crate::ids::SessionKind,
+        /// Its participants.
+        earlier: Vec<String>,
+        /// The refused session's participants.
+        now: Vec<String>,
+    },
     /// Past this hospital's bounds.
     #[error("{what} is {got}, this hospital accepts at most {max}")]
     OutOfBounds {

@@ -53,7 +53,7 @@ use crate::digest::{
 };
 use crate::error::{Error, ProtocolError, Result, TrustError};
 use crate::exploration::Exploration;
-use crate::ledger::{Ledger, Slot};
+use crate::ledger::{Ledger, Release, Slot};
 use crate::output::{SessionInputs, session_output};
 use crate::params::params_from_bytes;
 use crate::roster::Consortium;
@@ -473,12 +473,7 @@ impl Participant {
             let max = u64::from(self.consortium.max_attempts.saturating_sub(1));
             return Err(TrustError::OutOfBounds { what: "the attempt number", got: attempt.into(), max }.into());
         }
-        let slot = self.slot(&context);
-        if self.ledger.contains(&slot) {
-            return Err(
-                TrustError::SlotSpent { federation: slot.federation, round: slot.round, kind: slot.kind }.into()
-            );
-        }
+        self.slot(&context).check(&self.ledger.releases())?;
         let id = PartyId::new(self.me.as_str())?;
         let (party, share) = PartySession::new(PARAMS_V2, id, Crs(context.crs), self.min_hospitals, rng)?;
         let own_share = share.encode()?;
@@ -489,6 +484,15 @@ impl Participant {
 
     fn slot(&self, context: &Statement) -> Slot {
         Slot { federation: self.settings.federation_id.clone(), round: context.session.round, kind: context.kind }
+    }
+
+    /// What a decryption share of `running` would release.
+    fn release(&self, running: &Session) -> Release {
+        Release {
+            slot: self.slot(&running.context),
+            start: Some(running.start.digest),
+            members: running.members.clone(),
+        }
     }
 
     /// Confirmation: checks the relayed key shares, sums the collective key, checks the state
@@ -554,6 +558,12 @@ impl Participant {
         if !share_bytes.iter().any(|(n, b)| n == &self.me && b == &keyed.own_share) {
             return Err(TrustError::OwnStatementMissing { what: "key share" }.into());
         }
+        // The ledger's rules before anything of this session leaves (the decryption checks them
+        // again): no second share for the slot, no other participants from a start state
+        // released before.
+        let members: Vec<NodeId> = share_bytes.iter().map(|(n, _)| n.clone()).collect();
+        let release = Release { slot: self.slot(&context), start: Some(start.digest), members };
+        release.check(&self.ledger.releases())?;
         let digest = transcript_digest(&self.settings.digest, &context, &share_bytes, &start.digest);
         let upload = self.sign(&context, Claim::Transcript(digest))?;
         // Every check passed: the collective key is the last fallible step.
@@ -696,10 +706,11 @@ impl Participant {
         let expected = (running.transcript, proof.aggregate.0, proof.seed);
         let total = self.fingerprint_sum(fingerprints, running, TaskKind::Prove, expected, proof.fingerprint)?;
         let check = MaskCheck { challenge: Challenge::new(proof.seed.0), contributions: total };
-        let slot = self.slot(&running.context);
+        let release = self.release(running);
+        release.check(&self.ledger.releases())?;
         let State::Proved(mut running, proof) = mem::take(&mut self.state) else { unreachable!("matched above") };
         // The share is made (the masks checked: forged ones are refused before the key share is
-        // spent) but leaves this function only once the ledger has recorded the slot durably;
+        // spent) but leaves this function only once the ledger has recorded the release durably;
         // if recording fails, the share is dropped unsent and, its key share gone, the session
         // with it.
         let share = match running.party.decryption_share(&proof.masks, &check) {
@@ -710,12 +721,7 @@ impl Participant {
                 return Err(error.into());
             }
         };
-        if self.ledger.contains(&slot) {
-            return Err(
-                TrustError::SlotSpent { federation: slot.federation, round: slot.round, kind: slot.kind }.into()
-            );
-        }
-        self.ledger.record(slot)?;
+        self.ledger.record(release)?;
         let bytes = share.encode()?;
         self.state = State::Decrypted(running, proof.aggregate);
         Ok(bytes)

@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use fedcare_crypto::CryptoError;
 use fedcare_protocol::driver::{Driver, Ending, TaskFilter, TestKey, test_settings};
-use fedcare_protocol::ledger::Slot;
+use fedcare_protocol::ledger::Release;
 use fedcare_protocol::transcript::{Claim, Statement, decode_bundle, encode_bundle, endorsements};
 use fedcare_protocol::{Error, NodeId, SessionId, SessionKind, Task, TaskKind, TrustError};
 
@@ -62,7 +62,8 @@ fn all_refused(driver: &Driver, expected: impl Fn(&Error) -> bool) {
 /// No hospital made a decryption share for any session but `slots` (round, kind).
 fn ledgers_hold_only(driver: &Driver, slots: &[(u32, SessionKind)]) {
     for hospital in driver.hospitals.iter().take(HOSPITALS.len()) {
-        let held: Vec<(u32, SessionKind)> = hospital.ledger().iter().map(|s: &Slot| (s.round, s.kind)).collect();
+        let held: Vec<(u32, SessionKind)> =
+            hospital.ledger().iter().map(|r: &Release| (r.slot.round, r.slot.kind)).collect();
         assert_eq!(held, slots, "{}'s ledger", hospital.name);
     }
 }
@@ -282,4 +283,99 @@ fn a_tampered_final_model_is_refused_and_its_endorsements_say_so() {
     assert!(
         matches!(endorsements(&tampered), Err(TrustError::NotEndorsed { why }) if why.contains("another model file"))
     );
+}
+
+/// Four hospitals, three needed: one may leave and the federation goes on without it.
+const FOUR: [&str; 4] = ["hospital-a", "hospital-b", "hospital-c", "hospital-d"];
+
+/// A federation of [`FOUR`] over one training round, three of them needed, `filter` in the
+/// aggregator.
+fn four(filter: TaskFilter) -> Driver {
+    let mut settings = test_settings(1);
+    settings.min_hospitals = 3;
+    let mut driver = Driver::new(&FOUR, settings, Some(filter), now());
+    driver.run(PHASES);
+    driver
+}
+
+/// The (round, kind) of every release of each hospital.
+fn releases(driver: &Driver) -> Vec<Vec<(u32, SessionKind)>> {
+    driver
+        .hospitals
+        .iter()
+        .map(|h| h.ledger().iter().map(|r: &Release| (r.slot.round, r.slot.kind)).collect())
+        .collect()
+}
+
+/// A Confirm task's start state as the aggregator relayed it: the model, server state and
+/// endorsement sections, and the public figures.
+type StartState = (Vec<Bytes>, fedcare_protocol::PublicFigures);
+
+#[test]
+fn a_start_state_released_from_is_refused_with_another_set_whatever_the_session_is_called() {
+    // Attacks 2 and 3: the setup session's sum is released over all four hospitals. The
+    // aggregator makes hospital-d leave in round 1 (it corrupts d's confirmation), and runs the
+    // round's next attempt over the other three from the setup session's start state, labelled
+    // a setup session: the difference of the two setup sums would be d's exact counts, moments
+    // and buckets.
+    let setup_start: Arc<Mutex<Option<StartState>>> = Arc::default();
+    let driver = four(Box::new(move |node, task| {
+        let Some(session) = task.session else { return };
+        if session.round == 0 && task.kind == TaskKind::Confirm {
+            *setup_start.lock().unwrap() = Some((task.sections[1..].to_vec(), task.figures.clone()));
+        }
+        if session.round != 1 {
+            return;
+        }
+        if session.attempt == 0 && task.kind == TaskKind::Confirm && node.as_str() == "hospital-d" {
+            task.sections[0] = Bytes::from_static(b"not a bundle");
+        }
+        if session.attempt == 1 {
+            task.session_kind = Some(SessionKind::Setup);
+            if task.kind == TaskKind::Confirm {
+                let (start, figures) = setup_start.lock().unwrap().clone().expect("the setup ran");
+                task.sections.truncate(1);
+                task.sections.extend(start);
+                task.figures = figures;
+            }
+        }
+    }));
+    // The first to refuse leaves the other two too few: they are stopped before they meet it.
+    let mut refused = 0;
+    for (hospital, ending) in driver.hospitals.iter().zip(&driver.endings).take(3) {
+        match ending {
+            Ending::Refused(Error::Trust(TrustError::StartReused { earlier_round: 0, earlier, now, .. })) => {
+                assert_eq!((earlier.len(), now.len()), (4, 3), "{}", hospital.name);
+                refused += 1;
+            }
+            Ending::Stopped(why) if why.contains("hospitals remain") => {}
+            other => panic!("{}: expected a refusal of the reused start state, got {other:?}", hospital.name),
+        }
+    }
+    assert!(refused > 0, "{:?}", driver.endings);
+    assert!(matches!(driver.endings[3], Ending::Refused(Error::Protocol(_))), "{:?}", driver.endings[3]);
+    assert_eq!(releases(&driver), vec![vec![(0, SessionKind::Setup)]; 4], "nothing released twice from one state");
+}
+
+#[test]
+fn the_honest_coordinator_stops_rather_than_go_on_from_a_decrypted_state_without_a_hospital() {
+    // Attack 2 as the honest coordinator would make it: hospital-d leaves after round 1's
+    // decryption opened (it refuses its result); going on to the next session from the same
+    // state over the other three would release d's update as the difference. The coordinator
+    // stops instead, saying why.
+    let driver = four(Box::new(|node, task| {
+        if task.kind == TaskKind::Result && node.as_str() == "hospital-d" && task.session.is_some_and(|s| s.round == 1)
+        {
+            task.sections[0] = Bytes::from_static(b"not a decrypted sum");
+        }
+    }));
+    for (hospital, ending) in driver.hospitals.iter().zip(&driver.endings).take(3) {
+        match ending {
+            Ending::Stopped(why) => assert!(why.contains("with other hospitals"), "{}: {why}", hospital.name),
+            other => panic!("{}: expected the federation to stop, got {other:?}", hospital.name),
+        }
+    }
+    assert!(matches!(driver.endings[3], Ending::Refused(_)), "{:?}", driver.endings[3]);
+    let both = vec![(0, SessionKind::Setup), (1, SessionKind::Train)];
+    assert_eq!(releases(&driver), vec![both; 4]);
 }

@@ -1378,8 +1378,11 @@ impl Coordinator {
 
     /// A session whose decryption was opened failed: it can never run again (hospitals refuse
     /// a second decryption of one round). Training goes on with the next round (fresh keys, a
-    /// fresh training seed); a lost setup ends the federation; a lost final evaluation ends it
-    /// without that evaluation.
+    /// fresh training seed) from the same state, and so only with exactly the same hospitals:
+    /// each of them refuses to release from one state with two sets (`ledger::Release::check`),
+    /// whose sums' difference would be one hospital's contribution. A lost setup ends the
+    /// federation, as does a lost round when its hospitals changed; a lost final evaluation ends
+    /// it without that evaluation.
     fn give_up_round(&mut self, session: &Session, why: String, now: Instant) -> Vec<Action> {
         let done = Planned { round: session.id.round, kind: session.kind };
         self.opened = None;
@@ -1387,6 +1390,12 @@ impl Coordinator {
         // Without its setup a federation cannot go on; without its counts an exploration has
         // nothing to report.
         if matches!(session.kind, SessionKind::Setup | SessionKind::Explore) {
+            return self.fail(Failure::DecryptionLost { round: session.id.round, why });
+        }
+        if session.kind == SessionKind::Train && self.active != session.participants {
+            let why = format!(
+                "{why}; the next session would start from the same state with other hospitals, which would reveal one hospital's contribution"
+            );
             return self.fail(Failure::DecryptionLost { round: session.id.round, why });
         }
         tracing::warn!(session = %session.id, %why, "the round's decryption was opened: it is not run again, the federation moves on");
