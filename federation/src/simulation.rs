@@ -26,7 +26,8 @@ use crate::config::{
 use crate::coordinator::Outcome;
 use crate::error::{FederationError, Result};
 use crate::exploration::EXPLORE_FILE;
-use crate::hospital::{Connection, HospitalData, HospitalNode, HospitalStats, UpdateObserver, trainer};
+use crate::hospital::trainer::Trainer;
+use crate::hospital::{Connection, HospitalData, HospitalNode, HospitalStats, trainer};
 use crate::persistence::{CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE};
 use crate::protocol::{NodeId, RoundRecord};
 use crate::server::AggregatorServer;
@@ -68,8 +69,6 @@ pub struct SimulateOptions {
     pub out: PathBuf,
     /// Phase deadline in seconds.
     pub phase_timeout_secs: u64,
-    /// Fault injection: hospital `index` stops answering after `tasks` tasks.
-    pub vanish: Option<(usize, usize)>,
     /// Hospital CSV files (one per hospital, `*.csv`); `None`: a synthetic cohort in the
     /// Diabetes-130 schema, `rows` patients per average hospital.
     pub data: Option<PathBuf>,
@@ -103,7 +102,6 @@ impl Default for SimulateOptions {
             seed: 7,
             out: "fedcare-sim".into(),
             phase_timeout_secs: 60,
-            vanish: None,
             data: None,
             trainer: TrainerChoice::Cpu,
             schema: None,
@@ -149,11 +147,15 @@ pub struct SimulationReport {
     pub left_out: Vec<(PathBuf, String)>,
 }
 
-/// Runs a whole federation; `observer` sees every hospital's plaintext local update (tests),
-/// `progress` every completed session.
+/// Makes each hospital's trainer into the one it uses, given the hospital's node id: injected by
+/// tests that record what hospitals train on, or make one stall.
+pub type TrainerWrapper = dyn Fn(&NodeId, Box<dyn Trainer>) -> Box<dyn Trainer> + Sync;
+
+/// Runs a whole federation; `wrap` (when given) makes each hospital's trainer into the one it
+/// uses (tests), `progress` sees every completed session.
 pub async fn run(
     options: &SimulateOptions,
-    observer: Option<UpdateObserver>,
+    wrap: Option<&TrainerWrapper>,
     progress: Option<&(dyn Fn(Progress<'_>) + Sync)>,
 ) -> Result<SimulationReport> {
     tls::install_crypto_provider();
@@ -338,14 +340,11 @@ pub async fn run(
         if let Some((_, max)) = options.budget.filter(|&(budgeted, _)| budgeted == index) {
             trust.consortium.max_epsilon = Some(max);
         }
-        let trainer = resolved.build(&selection)?;
-        let mut node = HospitalNode::new(connection, &config.federation_id, data, trainer, trust);
-        if let Some(observer) = &observer {
-            node = node.with_observer(observer.clone());
+        let mut trainer = resolved.build(&selection)?;
+        if let Some(wrap) = wrap {
+            trainer = wrap(name, trainer);
         }
-        if options.vanish.is_some_and(|(vanishing, _)| vanishing == index) {
-            node.vanish_after_tasks = options.vanish.map(|(_, tasks)| tasks);
-        }
+        let node = HospitalNode::new(connection, &config.federation_id, data, trainer, trust);
         stats.push(node.stats());
         nodes.push(tokio::spawn(node.run()));
     }

@@ -11,10 +11,10 @@ use fedcare_data::{BadRows, Schema, read_csv, split_seed};
 mod common;
 
 use common::plan;
+use fedcare_core::{Dataset, ModelSpec, TrainConfig, TrainReport};
 use fedcare_federation::config::{AggregatorConfig, ServerRule, TrainingSettings};
-use fedcare_federation::hospital::{
-    Connection, HospitalData, HospitalNode, LocalUpdate, fetch_task, trainer::CpuTrainer,
-};
+use fedcare_federation::hospital::trainer::{CpuTrainer, Trainer};
+use fedcare_federation::hospital::{Connection, HospitalData, HospitalNode, fetch_task};
 use fedcare_federation::identity::{InProcessLink, in_process};
 use fedcare_federation::protocol::{NodeId, SessionKind, TaskKind};
 use fedcare_federation::server::AggregatorServer;
@@ -25,6 +25,78 @@ use fedcare_federation::transcript::{Claim, Statement};
 use fedcare_proto::v1::{self, federation_client::FederationClient};
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
+
+/// One local training as a hospital ran it: what it started from and what it changed.
+#[derive(Debug, Clone)]
+struct LocalUpdate {
+    /// The global model it started from.
+    global: Vec<f32>,
+    /// `local − global`, unweighted.
+    delta: Vec<f32>,
+    /// Training rows.
+    rows: usize,
+    /// The training inputs, as the hospital encoded them.
+    features: Vec<f32>,
+}
+
+/// A hospital's trainer with every local training recorded, by hospital, in order: injected
+/// through the one seam a hospital has for it, its `Trainer`.
+struct Recording {
+    node: String,
+    inner: Box<dyn Trainer>,
+    sink: Arc<Mutex<BTreeMap<String, Vec<LocalUpdate>>>>,
+}
+
+impl Trainer for Recording {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn train(
+        &mut self,
+        spec: &ModelSpec,
+        params: &mut [f32],
+        data: &Dataset,
+        config: &TrainConfig,
+    ) -> fedcare_federation::Result<TrainReport> {
+        let global = params.to_vec();
+        let report = self.inner.train(spec, params, data, config)?;
+        let delta = params.iter().zip(&global).map(|(l, g)| l - g).collect();
+        let update = LocalUpdate { global, delta, rows: data.rows(), features: data.features().to_vec() };
+        self.sink.lock().unwrap().entry(self.node.clone()).or_default().push(update);
+        Ok(report)
+    }
+}
+
+/// Every hospital's trainer recorded into `sink`.
+fn recording(
+    sink: Arc<Mutex<BTreeMap<String, Vec<LocalUpdate>>>>,
+) -> impl Fn(&NodeId, Box<dyn Trainer>) -> Box<dyn Trainer> + Sync {
+    move |node, inner| Box::new(Recording { node: node.to_string(), inner, sink: sink.clone() })
+}
+
+/// A trainer that stops answering: its first training blocks for `stall` (past the phase
+/// deadline), then fails, as a hospital whose machine hangs would.
+struct Stalling {
+    stall: core::time::Duration,
+}
+
+impl Trainer for Stalling {
+    fn name(&self) -> &str {
+        "stalling"
+    }
+
+    fn train(
+        &mut self,
+        _: &ModelSpec,
+        _: &mut [f32],
+        _: &Dataset,
+        _: &TrainConfig,
+    ) -> fedcare_federation::Result<TrainReport> {
+        std::thread::sleep(self.stall);
+        Err(fedcare_federation::FederationError::Task("the test's stalled trainer gave up".into()))
+    }
+}
 
 fn options(out: &std::path::Path) -> SimulateOptions {
     SimulateOptions {
@@ -43,14 +115,16 @@ fn options(out: &std::path::Path) -> SimulateOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_hospitals_three_rounds_over_mtls_match_plaintext_fedavg() {
     let out = tempfile::tempdir().unwrap();
-    let updates: Arc<Mutex<BTreeMap<(u32, String), LocalUpdate>>> = Arc::default();
-    let sink = updates.clone();
-    let observer = Arc::new(move |node: &str, update: &LocalUpdate| {
-        sink.lock().unwrap().insert((update.round, node.to_string()), update.clone());
-    });
+    let sink: Arc<Mutex<BTreeMap<String, Vec<LocalUpdate>>>> = Arc::default();
     let options = SimulateOptions { transport: Transport::Tls, ..options(out.path()) };
-    let report = simulation::run(&options, Some(observer), None).await.unwrap();
-    let updates = updates.lock().unwrap();
+    let report = simulation::run(&options, Some(&recording(sink.clone())), None).await.unwrap();
+    // By (round, hospital): no round restarted, so a hospital's n-th training is round n's.
+    let updates: BTreeMap<(u32, String), LocalUpdate> = sink
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(node, trained)| (1u32..).zip(trained).map(move |(round, u)| ((round, node.clone()), u.clone())))
+        .collect();
     assert_eq!(updates.len(), 9, "3 hospitals × 3 rounds of local updates");
 
     let mut expected = updates[&(1, "hospital-01".to_string())].global.clone();
@@ -114,10 +188,17 @@ async fn three_hospitals_three_rounds_over_mtls_match_plaintext_fedavg() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_vanishing_hospital_is_dropped_and_the_federation_finishes() {
     let out = tempfile::tempdir().unwrap();
-    // Setup takes 9 tasks; the 10th (round 1's key generation) is never answered.
-    let options = SimulateOptions { phase_timeout_secs: 3, vanish: Some((2, 9)), ..options(out.path()) };
+    // The third hospital's trainer hangs in round 1, past the 3 s phase deadline.
+    let options = SimulateOptions { phase_timeout_secs: 3, ..options(out.path()) };
+    let stall = |node: &NodeId, trainer: Box<dyn Trainer>| -> Box<dyn Trainer> {
+        if node.as_str() == "hospital-03" {
+            Box::new(Stalling { stall: core::time::Duration::from_secs(8) })
+        } else {
+            trainer
+        }
+    };
     let started = std::time::Instant::now();
-    let report = simulation::run(&options, None, None).await.unwrap();
+    let report = simulation::run(&options, Some(&stall), None).await.unwrap();
     let round_one = report.outcome.records.iter().find(|r| r.round == 1).unwrap();
     assert_eq!((round_one.attempt, round_one.hospitals), (1, 2));
     assert!(round_one.seconds < 3.0 + 30.0, "the round restarted after the deadline, not later");
@@ -649,11 +730,7 @@ async fn top_k_buckets_chosen_through_the_secure_sum_are_the_pooled_top_k() {
         .collect();
 
     let out = tempfile::tempdir().unwrap();
-    let seen: Arc<Mutex<BTreeMap<String, Vec<Vec<u32>>>>> = Arc::default();
-    let sink = seen.clone();
-    let observer = Arc::new(move |node: &str, update: &LocalUpdate| {
-        sink.lock().unwrap().insert(node.to_string(), update.top_k.clone());
-    });
+    let seen: Arc<Mutex<BTreeMap<String, Vec<LocalUpdate>>>> = Arc::default();
     let options = SimulateOptions {
         rounds: 1,
         hidden: vec![4],
@@ -661,7 +738,7 @@ async fn top_k_buckets_chosen_through_the_secure_sum_are_the_pooled_top_k() {
         schema: Some(schema.clone()),
         ..options(out.path())
     };
-    let report = simulation::run(&options, Some(observer), None).await.unwrap();
+    let report = simulation::run(&options, Some(&recording(seen.clone())), None).await.unwrap();
     let chosen = &report.outcome.figures.top_k;
 
     // The plaintext reference: ward counts over the pooled training rows, summed per bucket.
@@ -693,14 +770,19 @@ async fn top_k_buckets_chosen_through_the_secure_sum_are_the_pooled_top_k() {
     for (_, local_top) in &tables {
         assert_ne!(local_top, &expected, "the data should make the federation's top 3 differ from a hospital's");
     }
-    // Every hospital trained on inputs one-hot over the same buckets.
+    // Every hospital trained on inputs one-hot over the federation's buckets: what it trained on
+    // is its training split encoded with the chosen buckets, exactly.
+    let stats = &report.outcome.figures.feature_stats;
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 3);
-    for (node, top_k) in seen.iter() {
-        assert_eq!(top_k, chosen, "{node}");
+    for ((table, _), name) in tables.iter().zip(names) {
+        let (train, _) = table.split_by_group(0.2, split_seed(options.seed, name));
+        let inputs = train.to_dataset_with(&schema, stats, chosen).unwrap();
+        let trained = &seen[name];
+        assert_eq!(trained.len(), 1, "{name} trained once");
+        assert_eq!(trained[0].features, inputs.features(), "{name}");
     }
     // The layout: a ward's slot depends on the ward alone, the same in every hospital.
-    let stats = &report.outcome.figures.feature_stats;
     for ((table, _), wards) in tables.iter().zip(&wards) {
         let dataset = table.to_dataset_with(&schema, stats, chosen).unwrap();
         for (row, ward) in wards.iter().enumerate() {

@@ -83,24 +83,6 @@ pub struct HospitalStats {
     pub bytes_down: u64,
 }
 
-/// One local training result, for tests that recompute FedAvg in plaintext.
-#[derive(Debug, Clone)]
-pub struct LocalUpdate {
-    /// Training round.
-    pub round: u32,
-    /// The global model it started from.
-    pub global: Vec<f32>,
-    /// `local − global`, unweighted.
-    pub delta: Vec<f32>,
-    /// Training rows.
-    pub rows: usize,
-    /// Per `top_k` column, the buckets this hospital's inputs were one-hot over (from the task).
-    pub top_k: Vec<Vec<u32>>,
-}
-
-/// Observes a hospital's local updates.
-pub type UpdateObserver = Arc<dyn Fn(&str, &LocalUpdate) + Send + Sync>;
-
 /// How a hospital reaches the aggregator.
 #[derive(Debug, Clone)]
 pub enum Connection {
@@ -140,9 +122,6 @@ pub struct HospitalNode {
     trainer: Box<dyn Trainer>,
     trust: HospitalTrust,
     stats: Arc<Mutex<HospitalStats>>,
-    observer: Option<UpdateObserver>,
-    /// Stop answering after this many tasks (to test a node that vanishes).
-    pub vanish_after_tasks: Option<usize>,
     /// How long to keep reconnecting to an unreachable aggregator.
     pub reconnect_timeout: Duration,
     /// The protocol state kept across reconnections (an aggregator that restarts resumes a
@@ -172,17 +151,9 @@ impl HospitalNode {
             trainer,
             trust,
             stats: Arc::default(),
-            observer: None,
-            vanish_after_tasks: None,
             reconnect_timeout: Duration::from_secs(120),
             participant: None,
         }
-    }
-
-    /// Calls `observer` with every local update (tests).
-    pub fn with_observer(mut self, observer: UpdateObserver) -> Self {
-        self.observer = Some(observer);
-        self
     }
 
     /// The node's running statistics.
@@ -301,7 +272,6 @@ impl HospitalNode {
         participant: &mut Participant,
     ) -> Result<FinalModel> {
         let mut after: Option<(SessionId, TaskKind)> = None;
-        let mut tasks = 0usize;
         loop {
             let task = fetch_task(client, &self.federation_id, after).await?;
             if task.kind == TaskKind::Wait {
@@ -309,11 +279,6 @@ impl HospitalNode {
             }
             let downloaded: u64 = task.sections.iter().map(|s| s.len() as u64).sum();
             self.stats.lock().map(|mut s| s.bytes_down += downloaded).ok();
-            tasks += 1;
-            if self.vanish_after_tasks.is_some_and(|n| tasks > n) {
-                tracing::warn!(%node, "vanishing (test)");
-                core::future::pending::<()>().await;
-            }
             let missing = |field| ProtocolError::Missing { message: "task", field };
             let start = ThreadTime::now();
             // The checks and the crypto are CPU-bound: keep them off the async workers' queue.
@@ -421,7 +386,7 @@ impl HospitalNode {
                     };
                 if kind == SessionKind::Train {
                     let weight = counted_train_rows as f64 / figures.train_rows as f64;
-                    self.train_vector(settings, figures, &global, train, weight, &evaluation, round, node)?
+                    self.train_vector(settings, figures, &global, train, weight, &evaluation, round)?
                 } else {
                     settings.layout.evaluate_vector(&evaluation, figures.test_rows)?
                 }
@@ -456,7 +421,6 @@ impl HospitalNode {
         weight: f64,
         evaluation: &LocalEvaluation,
         round: u32,
-        node: &str,
     ) -> Result<Vec<f64>> {
         if figures.train_rows == 0 {
             return Err(ProtocolError::Missing { message: "training task", field: "total training rows" }.into());
@@ -482,16 +446,6 @@ impl HospitalNode {
             stats.train += start.elapsed();
         }
         let delta: Vec<f32> = local.iter().zip(global).map(|(l, g)| l - g).collect();
-        if let Some(observer) = &self.observer {
-            let update = LocalUpdate {
-                round,
-                global: global.to_vec(),
-                delta: delta.clone(),
-                rows: train.rows(),
-                top_k: figures.top_k.clone(),
-            };
-            observer(node, &update);
-        }
         let loss = f64::from(report.epoch_losses.last().copied().unwrap_or(0.0));
         Ok(settings.layout.train_vector(&delta, loss, weight, evaluation, figures.test_rows)?)
     }
