@@ -52,10 +52,10 @@ use serde::{Deserialize, Serialize};
 pub use fedcare_net::config::{
     EnvKey, EnvOverrides, EnvValue, TlsFiles, env_key, load, load_with_env, load_with_overrides,
 };
-pub use fedcare_protocol::FederationPlan;
 use fedcare_protocol::convert;
 pub use fedcare_protocol::roster::Consortium;
 use fedcare_protocol::{ContributionLayout, FederationSettings, Job, NodeId, Privacy};
+pub use fedcare_protocol::{FederationPlan, JobKind};
 
 use crate::error::ConfigError;
 
@@ -485,17 +485,6 @@ pub struct AggregatorConfig {
     /// DP-SGD at every hospital (`[privacy]`; absent: off).
     #[serde(default)]
     pub privacy: Option<PrivacyConfig>,
-}
-
-/// What a federation is for, as `aggregator.toml` says it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobKind {
-    /// Train the model.
-    #[default]
-    Train,
-    /// Count every column of the schema under the threshold encryption; train nothing.
-    Explore,
 }
 
 /// `[explore]` of `aggregator.toml`, and the schema's columns an exploration counts.

@@ -61,7 +61,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         consortium: config.consortium.clone(),
         ledger: Some(config.state_dir.join(LEDGER_FILE)),
     };
-    let node = HospitalNode::new(connection, &config.federation_id, data, trainer, trust);
+    let node = HospitalNode::new(connection, config.agreement(), data, trainer, trust);
     let model = crate::runtime()?.block_on(async {
         tokio::select! {
             model = node.run() => model.map(Some),

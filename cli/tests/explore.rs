@@ -87,7 +87,7 @@ key = "pki/aggregator.key"
     let mut joins = Vec::new();
     for (index, name) in ["h1", "h2", "h3"].iter().enumerate() {
         let config = format!(
-            "aggregator = \"https://localhost:{port}\"\nserver_name = \"localhost\"\nfederation_id = \"explore-test\"\n\
+            "aggregator = \"https://localhost:{port}\"\nserver_name = \"localhost\"\nfederation_id = \"explore-test\"\njob = \"explore\"\n\
              trainer = \"cpu\"\nschema = \"diabetes130\"\nstate_dir = \"{name}/state\"\n[consortium]\nmin_hospitals = 2\n\
              [consortium.members]{members}\n[tls]\nca = \"pki/ca.pem\"\ncert = \"pki/{name}.pem\"\nkey = \"pki/{name}.key\"\n"
         );

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use fedcare_federation::hospital::{Connection, FinalModel, HospitalData, HospitalNode, trainer::CpuTrainer};
+use fedcare_federation::protocol::Agreement;
 use fedcare_federation::tls;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -108,7 +109,9 @@ fn hospitals(dir: &Path, names: &[String], port: u16, rows: usize) -> Vec<Runnin
             };
             let data = HospitalData::Ready(fedcare_data::plain::synthetic_hospital(index, names.len(), rows, 5));
             let trust = tls::dev_trust(&pki, name, names, &dir.join("state").join(name)).unwrap();
-            tokio::spawn(HospitalNode::new(connection, "load", data, Box::new(CpuTrainer), trust).run())
+            tokio::spawn(
+                HospitalNode::new(connection, Agreement::train("load"), data, Box::new(CpuTrainer), trust).run(),
+            )
         })
         .collect()
 }

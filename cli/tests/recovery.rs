@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use fedcare_data::predict::read_model_file;
 use fedcare_federation::hospital::{Connection, FinalModel, HospitalData, HospitalNode, trainer::CpuTrainer};
+use fedcare_federation::protocol::Agreement;
 use fedcare_federation::tls;
 
 const HOSPITALS: [&str; 3] = ["h1", "h2", "h3"];
@@ -101,7 +102,7 @@ fn hospital_node(pki: &Path, port: u16, index: usize, run: &str) -> HospitalNode
     let names: Vec<String> = HOSPITALS.iter().map(|s| s.to_string()).collect();
     let state = pki.parent().unwrap().join("state").join(run).join(HOSPITALS[index]);
     let trust = tls::dev_trust(pki, HOSPITALS[index], &names, &state).unwrap();
-    HospitalNode::new(connection, "recovery", data, Box::new(CpuTrainer), trust)
+    HospitalNode::new(connection, Agreement::train("recovery"), data, Box::new(CpuTrainer), trust)
 }
 
 type Running = tokio::task::JoinHandle<fedcare_federation::Result<FinalModel>>;

@@ -29,6 +29,7 @@ use crate::exploration::EXPLORE_FILE;
 use crate::hospital::trainer::Trainer;
 use crate::hospital::{Connection, HospitalData, HospitalNode, HospitalStats, trainer};
 use crate::persistence::{CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE};
+use crate::protocol::Agreement;
 use crate::protocol::{NodeId, RoundRecord};
 use crate::server::AggregatorServer;
 use crate::tls;
@@ -330,6 +331,8 @@ pub async fn run(
         }
     };
 
+    // The hospitals agree to what the one running the simulation set up.
+    let agreed = Agreement { federation_id: config.federation_id.clone(), job: config.job };
     let mut stats: Vec<Arc<Mutex<HospitalStats>>> = Vec::new();
     let mut nodes = Vec::new();
     let (node_ids, tables): (Vec<NodeId>, Vec<_>) = hospitals.into_iter().unzip();
@@ -344,7 +347,7 @@ pub async fn run(
         if let Some(wrap) = wrap {
             trainer = wrap(name, trainer);
         }
-        let node = HospitalNode::new(connection, &config.federation_id, data, trainer, trust);
+        let node = HospitalNode::new(connection, agreed.clone(), data, trainer, trust);
         stats.push(node.stats());
         nodes.push(tokio::spawn(node.run()));
     }

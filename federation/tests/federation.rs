@@ -16,7 +16,7 @@ use fedcare_federation::config::{AggregatorConfig, ServerRule, TrainingSettings}
 use fedcare_federation::hospital::trainer::{CpuTrainer, Trainer};
 use fedcare_federation::hospital::{Connection, HospitalData, HospitalNode, fetch_task};
 use fedcare_federation::identity::{InProcessLink, in_process};
-use fedcare_federation::protocol::{NodeId, SessionKind, TaskKind};
+use fedcare_federation::protocol::{Agreement, NodeId, SessionKind, TaskKind};
 use fedcare_federation::server::AggregatorServer;
 use fedcare_federation::signing::SigningKey;
 use fedcare_federation::simulation::{self, SimulateOptions, Transport};
@@ -406,7 +406,7 @@ async fn a_thousand_hostile_uploads_leave_the_federation_healthy() {
     let node = |name: &str, index: usize| {
         let connection = Connection::InProcess { link: f.link.clone(), node: NodeId::new(name).unwrap() };
         let data = HospitalData::Ready(fedcare_data::plain::synthetic_hospital(index, 2, 300, 1));
-        HospitalNode::new(connection, "test", data, Box::new(CpuTrainer), f.trust(name))
+        HospitalNode::new(connection, Agreement::train("test"), data, Box::new(CpuTrainer), f.trust(name))
     };
     let b = tokio::spawn(node("hospital-b", 1).run());
     let task = loop {

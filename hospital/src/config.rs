@@ -1,7 +1,8 @@
 //! A hospital's configuration (`hospital.toml`), the roster it pins and its privacy budget.
 //!
 //! `hospital.toml`: `aggregator = "https://localhost:50051"`, `server_name = "localhost"`,
-//! `federation_id`, `[tls] ca, cert, key`, `trainer = "auto"` (or "gpu", "cpu"), optional
+//! `federation_id` and `job = "train"` (or "explore": the federation and job this hospital agreed
+//! to; another is refused), `[tls] ca, cert, key`, `trainer = "auto"` (or "gpu", "cpu"), optional
 //! `schema = "diabetes130"`, `top_k_key` (the file of the consortium's `top_k` key) and `bad_rows_limit = 100`, `state_dir = "fedcare-hospital"` (its
 //! decryption ledger), `crypto_threads` (the encrypted path's threads; default one per core,
 //! results the same whatever the number), and `[consortium]`: the hospital's own roster (`members`: certificate
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 pub use fedcare_net::config::{
     EnvKey, EnvOverrides, EnvValue, TlsFiles, env_key, load, load_with_env, load_with_overrides,
 };
+pub use fedcare_protocol::JobKind;
 pub use fedcare_protocol::roster::Consortium;
 use serde::{Deserialize, Serialize};
 
@@ -50,9 +52,14 @@ pub struct HospitalConfig {
     /// The name the aggregator's certificate must carry.
     #[serde(default = "default_server_name")]
     pub server_name: String,
-    /// Federation to join.
+    /// Federation to join: a federation of another id is refused, whatever the aggregator says
+    /// (this hospital's ledger and privacy budget are kept under it).
     #[serde(default = "default_federation_id")]
     pub federation_id: String,
+    /// The job this hospital agreed to (`"train"`, the default, or `"explore"`): a federation of
+    /// the other job is refused.
+    #[serde(default)]
+    pub job: JobKind,
     /// The local trainer.
     #[serde(default)]
     pub trainer: TrainerChoice,
@@ -128,6 +135,13 @@ fn default_bad_rows() -> usize {
     100
 }
 
+impl HospitalConfig {
+    /// The federation and job this hospital agreed to.
+    pub fn agreement(&self) -> fedcare_protocol::Agreement {
+        fedcare_protocol::Agreement { federation_id: self.federation_id.clone(), job: self.job }
+    }
+}
+
 impl EnvOverrides for HospitalConfig {
     const ENV: &'static [EnvKey] = &[
         env_key("FEDCARE_FEDERATION_ID", "federation_id", EnvValue::Text),
@@ -188,6 +202,11 @@ mod tests {
         assert_eq!(hospital.consortium.members.len(), 3);
         assert_eq!(hospital.consortium.min_hospitals, 3);
         assert_eq!(hospital.crypto_threads, None, "one thread per core");
+        assert_eq!(hospital.agreement(), fedcare_protocol::Agreement::train("fedcare-demo"));
+        let explore = include_str!("../../examples/hospital.toml").replace(r#"job = "train""#, r#"job = "explore""#);
+        assert_eq!(toml::from_str::<HospitalConfig>(&explore).unwrap().job, JobKind::Explore);
+        let error = toml::from_str::<HospitalConfig>(&explore.replace(r#""explore""#, r#""learn""#)).unwrap_err();
+        assert!(error.to_string().contains("train") && error.to_string().contains("explore"), "{error}");
         let text = include_str!("../../examples/hospital.toml").replace("# crypto_threads = 8", "crypto_threads = 3");
         let hospital: HospitalConfig = toml::from_str(&text).unwrap();
         assert_eq!(hospital.crypto_threads.map(core::num::NonZeroUsize::get), Some(3));

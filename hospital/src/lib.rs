@@ -51,7 +51,7 @@ use crate::identity::InProcessLink;
 use crate::participant::{Agreed, FinalFile, HospitalTrust, Participant, Reply};
 use crate::protocol::params::params_from_bytes;
 use crate::protocol::{
-    FederationSettings, Job, LocalEvaluation, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind,
+    Agreement, FederationSettings, Job, LocalEvaluation, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind,
     UploadHeader, UploadKind,
 };
 use crate::transfer::{Assembler, chunks, split_sections};
@@ -117,7 +117,9 @@ pub struct FinalModel {
 /// A hospital node.
 pub struct HospitalNode {
     connection: Connection,
-    federation_id: String,
+    /// The federation and job this hospital agreed to (its configuration's, never the
+    /// aggregator's word).
+    agreed: Agreement,
     data: HospitalData,
     trainer: Box<dyn Trainer>,
     trust: HospitalTrust,
@@ -135,18 +137,18 @@ const POLL_MS: u32 = 2000;
 type Client = FederationClient<Channel>;
 
 impl HospitalNode {
-    /// A node of federation `federation_id` that will train `data` with `trainer`, trusting
-    /// what `trust` says.
+    /// A node of the federation (and job) it `agreed` to that will train `data` with `trainer`,
+    /// trusting what `trust` says.
     pub fn new(
         connection: Connection,
-        federation_id: &str,
+        agreed: Agreement,
         data: HospitalData,
         trainer: Box<dyn Trainer>,
         trust: HospitalTrust,
     ) -> Self {
         Self {
             connection,
-            federation_id: federation_id.to_owned(),
+            agreed,
             data,
             trainer,
             trust,
@@ -220,7 +222,7 @@ impl HospitalNode {
     /// Tells the aggregator this node leaves and why (best effort: it may be gone too).
     async fn leave(&self, error: &FederationError) {
         let Ok(mut client) = self.connect().await else { return };
-        let request = v1::LeaveRequest { federation_id: self.federation_id.clone(), reason: error.to_string() };
+        let request = v1::LeaveRequest { federation_id: self.agreed.federation_id.clone(), reason: error.to_string() };
         if let Err(status) = client.leave(request).await {
             tracing::warn!("could not tell the aggregator this node leaves: {}", status.message());
         }
@@ -229,7 +231,7 @@ impl HospitalNode {
     async fn take_part(&mut self, lost_since: &mut Option<Instant>) -> Result<FinalModel> {
         let mut client = self.connect().await?;
         let reply = client
-            .join(v1::JoinRequest { federation_id: self.federation_id.clone() })
+            .join(v1::JoinRequest { federation_id: self.agreed.federation_id.clone() })
             .await
             .map_err(|status| FederationError::Rpc { call: "join", status })?
             .into_inner();
@@ -253,7 +255,7 @@ impl HospitalNode {
         let me = NodeId::new(node.as_str())?;
         let mut participant = match self.participant.take() {
             Some(kept) if kept.me() == &me && kept.settings_digest() == settings.digest => kept,
-            _ => self.trust.participant(me, settings.clone())?,
+            _ => self.trust.participant(me, &self.agreed, settings.clone())?,
         };
         let result = self.follow_tasks(&mut client, &node, &settings, &codec, &mut local, &mut participant).await;
         self.participant = Some(participant);
@@ -273,7 +275,7 @@ impl HospitalNode {
     ) -> Result<FinalModel> {
         let mut after: Option<(SessionId, TaskKind)> = None;
         loop {
-            let task = fetch_task(client, &self.federation_id, after).await?;
+            let task = fetch_task(client, &self.agreed.federation_id, after).await?;
             if task.kind == TaskKind::Wait {
                 continue;
             }
@@ -308,7 +310,7 @@ impl HospitalNode {
             let session = task.session.ok_or(missing("session"))?;
             if let Some((kind, bytes)) = upload {
                 let header = UploadHeader {
-                    federation_id: self.federation_id.clone(),
+                    federation_id: self.agreed.federation_id.clone(),
                     session: Some(session),
                     node: node.to_owned(),
                     kind: Some(kind),

@@ -16,7 +16,7 @@ pub use fedcare_protocol::participant::{Agreed, FinalFile, Participant, Reply};
 
 use crate::config::Consortium;
 use crate::error::{Result, TrustError};
-use crate::protocol::{FederationSettings, NodeId};
+use crate::protocol::{Agreement, FederationSettings, NodeId};
 use crate::signing::SigningKey;
 
 /// File name of the decryption ledger inside a hospital's state directory.
@@ -91,13 +91,17 @@ pub struct HospitalTrust {
 
 impl HospitalTrust {
     /// The participant `me` of the federation of `settings`, with this hospital's key, roster
-    /// and ledger.
-    pub fn participant(&self, me: NodeId, settings: FederationSettings) -> Result<Participant> {
+    /// and ledger, when the settings are of the federation and job it `agreed` to.
+    pub fn participant(&self, me: NodeId, agreed: &Agreement, settings: FederationSettings) -> Result<Participant> {
         let ledger: Box<dyn Ledger> = match &self.ledger {
             Some(path) => Box::new(FileLedger::open(path)?),
             None => Box::new(MemoryLedger::default()),
         };
-        let trust = fedcare_protocol::participant::Trust { key: self.key.clone(), consortium: self.consortium.clone() };
+        let trust = fedcare_protocol::participant::Trust {
+            key: self.key.clone(),
+            consortium: self.consortium.clone(),
+            agreed: agreed.clone(),
+        };
         Ok(Participant::new(me, &trust, settings, ledger)?)
     }
 }

@@ -29,6 +29,7 @@ use crate::ledger::{Ledger, MemoryLedger, Release};
 use crate::params::params_from_bytes;
 use crate::participant::{Participant, Reply, Trust};
 use crate::roster::Consortium;
+use crate::settings::Agreement;
 use crate::signing::{PublicKey, Signer};
 use crate::{
     ContributionLayout, FederationPlan, FederationSettings, Job, LocalEvaluation, NodeId, SessionId, SessionKind,
@@ -230,7 +231,9 @@ impl Ledger for SharedLedger {
 pub struct Hospital {
     /// Its node id's name.
     pub name: String,
-    trust: Trust,
+    /// What it trusts: its key, its roster, and the federation and job it agreed to (a training
+    /// federation [`FEDERATION`]).
+    pub trust: Trust,
     participant: Option<Participant>,
     ledger: SharedLedger,
     rng: TestRng,
@@ -242,7 +245,7 @@ impl Hospital {
         let seed = u64::from_le_bytes(blake3::hash(name.as_bytes()).as_bytes()[..8].try_into().unwrap_or_default());
         Self {
             name: name.into(),
-            trust: Trust { key, consortium },
+            trust: Trust { key, consortium, agreed: Agreement::train(FEDERATION) },
             participant: None,
             ledger: SharedLedger::default(),
             rng: TestRng::new(seed),
@@ -254,11 +257,17 @@ impl Hospital {
     /// # Panics
     /// When the participant refuses the settings or its key (a test's mistake).
     pub fn participant(&mut self, settings: &FederationSettings) -> &mut Participant {
-        let (name, trust, ledger) = (&self.name, &self.trust, &self.ledger);
-        self.participant.get_or_insert_with(|| {
-            Participant::new(node(name), trust, settings.clone(), Box::new(ledger.clone()))
-                .expect("a participant of the test federation")
-        })
+        self.try_participant(settings).expect("a participant of the test federation")
+    }
+
+    /// The hospital's participant for `settings`, made at its first task (as at its join), or
+    /// why it refuses them.
+    pub fn try_participant(&mut self, settings: &FederationSettings) -> Result<&mut Participant, Error> {
+        let participant = match self.participant.take() {
+            Some(kept) => kept,
+            None => Participant::new(node(&self.name), &self.trust, settings.clone(), Box::new(self.ledger.clone()))?,
+        };
+        Ok(self.participant.insert(participant))
     }
 
     /// Forgets the participant (a hospital that restarted without its state; its ledger stays).
@@ -286,7 +295,7 @@ impl Hospital {
     pub fn try_answer(&mut self, settings: &FederationSettings, task: &Task) -> Result<(UploadKind, Vec<u8>), Error> {
         let mut rng = self.rng.clone();
         let name = self.name.clone();
-        let participant = self.participant(settings);
+        let participant = self.try_participant(settings)?;
         let reply = participant.handle(task, &mut rng)?;
         let upload = match reply {
             Reply::Upload(kind, bytes) => (kind, bytes),

@@ -221,6 +221,17 @@ pub enum TrustError {
         /// The refused session's participants.
         now: Vec<String>,
     },
+    /// Settings of another federation or job than this hospital agreed to in its own
+    /// configuration.
+    #[error("the aggregator offers {what} {offered:?}; this hospital agreed to {agreed:?} (its hospital.toml)")]
+    NotAgreed {
+        /// What differs (`federation id`, `job`).
+        what: &'static str,
+        /// What this hospital agreed to.
+        agreed: String,
+        /// What the aggregator offers.
+        offered: String,
+    },
     /// Past this hospital's bounds.
     #[error("{what} is {got}, this hospital accepts at most {max}")]
     OutOfBounds {

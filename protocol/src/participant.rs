@@ -63,7 +63,9 @@ use crate::transcript::{
     Claim, Endorsed, Statement, challenge_seed, check_endorsements, decode_bundle, file_digest, state_digest,
     transcript_digest,
 };
-use crate::{FederationSettings, Job, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind, UploadKind};
+use crate::{
+    Agreement, FederationSettings, Job, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind, UploadKind,
+};
 
 /// What a hospital agreed to for a session: what it trains on and encrypts.
 #[derive(Debug, Clone)]
@@ -104,14 +106,16 @@ pub enum Reply {
     Stopped(String),
 }
 
-/// What a hospital trusts: its signing key and the consortium it pins. (Its decryption ledger
-/// is handed to [`Participant::new`] beside it.)
+/// What a hospital trusts: its signing key, the consortium it pins and what it agreed to take
+/// part in. (Its decryption ledger is handed to [`Participant::new`] beside it.)
 #[derive(Debug, Clone)]
 pub struct Trust {
     /// The hospital's signing key (its mTLS key).
     pub key: Arc<dyn Signer>,
     /// The consortium it pins.
     pub consortium: Consortium,
+    /// The federation and job it agreed to.
+    pub agreed: Agreement,
 }
 
 /// A federation state a hospital holds: the global model's bytes and the server state's,
@@ -316,9 +320,11 @@ fn out_of_order(step: TaskKind) -> Error {
 }
 
 impl Participant {
-    /// `me` in the federation of `settings`, with what it trusts and its ledger; refuses when its
-    /// own key is not the one its roster pins for `me`, or the settings are past its bounds.
+    /// `me` in the federation of `settings`, with what it trusts and its ledger; refuses settings
+    /// of another federation or job than it agreed to, a key that is not the one its roster pins
+    /// for `me`, and settings past its bounds.
     pub fn new(me: NodeId, trust: &Trust, settings: FederationSettings, ledger: Box<dyn Ledger>) -> Result<Self> {
+        trust.agreed.check(&settings)?;
         let (key, consortium) = (trust.key.clone(), trust.consortium.clone());
         let fingerprint = key.public_key().fingerprint();
         match consortium.members.get(me.as_str()) {

@@ -8,6 +8,7 @@ use fedcare_core::{CodecConfig, ColumnStats, ModelSpec, ServerOptimizerConfig, T
 use serde::{Deserialize, Serialize};
 
 use crate::contribution::ContributionLayout;
+use crate::error::TrustError;
 use crate::ids::NodeId;
 
 /// The most attempts of one round: the coordinator gives a round up after this many, and a
@@ -43,6 +44,74 @@ pub enum Job {
         /// What the label's positives are, for reports (`readmitted = <30`).
         label: String,
     },
+}
+
+impl Job {
+    /// Which job it is, without its settings.
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Self::Train => JobKind::Train,
+            Self::Explore { .. } => JobKind::Explore,
+        }
+    }
+}
+
+/// What a federation is for, as `aggregator.toml` and `hospital.toml` say it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Train the model.
+    #[default]
+    Train,
+    /// Count every column of the schema under the threshold encryption; train nothing.
+    Explore,
+}
+
+impl JobKind {
+    /// The job's name, as the configuration files write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Explore => "explore",
+        }
+    }
+}
+
+/// What a hospital agreed to take part in, from its own configuration, never from the
+/// aggregator: the federation (its ledger and its privacy budget are kept under this id) and the
+/// job. Settings that say otherwise are refused by name ([`Agreement::check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agreement {
+    /// The federation id.
+    pub federation_id: String,
+    /// The job.
+    pub job: JobKind,
+}
+
+impl Agreement {
+    /// A training federation `federation_id`.
+    pub fn train(federation_id: impl Into<String>) -> Self {
+        Self { federation_id: federation_id.into(), job: JobKind::Train }
+    }
+
+    /// Refuses settings of another federation or another job than this hospital agreed to: an
+    /// aggregator that hands out a new federation id would give it an empty ledger and a fresh
+    /// privacy budget.
+    pub fn check(&self, settings: &FederationSettings) -> Result<(), TrustError> {
+        if settings.federation_id != self.federation_id {
+            return Err(TrustError::NotAgreed {
+                what: "federation id",
+                agreed: self.federation_id.clone(),
+                offered: settings.federation_id.clone(),
+            });
+        }
+        let job = settings.job.kind();
+        if job != self.job {
+            let (agreed, offered) = (self.job.name().into(), job.name().into());
+            return Err(TrustError::NotAgreed { what: "job", agreed, offered });
+        }
+        Ok(())
+    }
 }
 
 /// Differential privacy as a federation runs it: the DP-SGD settings every hospital trains with,

@@ -12,7 +12,7 @@ use fedcare_crypto::CryptoError;
 use fedcare_protocol::driver::{Driver, Ending, TaskFilter, TestKey, test_settings};
 use fedcare_protocol::ledger::Release;
 use fedcare_protocol::transcript::{Claim, Statement, decode_bundle, encode_bundle, endorsements};
-use fedcare_protocol::{Error, NodeId, SessionId, SessionKind, Task, TaskKind, TrustError};
+use fedcare_protocol::{Error, JobKind, NodeId, SessionId, SessionKind, Task, TaskKind, TrustError};
 
 const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];
 /// Enough phases for setup, the training rounds and the evaluation, with room to spare.
@@ -378,4 +378,25 @@ fn the_honest_coordinator_stops_rather_than_go_on_from_a_decrypted_state_without
     assert!(matches!(driver.endings[3], Ending::Refused(_)), "{:?}", driver.endings[3]);
     let both = vec![(0, SessionKind::Setup), (1, SessionKind::Train)];
     assert_eq!(releases(&driver), vec![both; 4]);
+}
+
+#[test]
+fn another_federation_id_or_job_than_the_hospital_agreed_to_is_refused() {
+    // Attack 1: the aggregator hands the hospitals another federation id than the one their
+    // configuration names (an empty ledger namespace and a fresh privacy budget), or an
+    // exploration to hospitals that agreed to train. Each refuses before anything is released.
+    let agreed_elsewhere = |hospital: &mut fedcare_protocol::driver::Hospital| {
+        hospital.trust.agreed.federation_id = "the-federation-it-agreed-to".into();
+    };
+    let agreed_to_explore =
+        |hospital: &mut fedcare_protocol::driver::Hospital| hospital.trust.agreed.job = JobKind::Explore;
+    for (agree, what) in [(&agreed_elsewhere as &dyn Fn(&mut _), "federation id"), (&agreed_to_explore, "job")] {
+        let mut settings = test_settings(1);
+        settings.min_hospitals = HOSPITALS.len();
+        let mut driver = Driver::new(&HOSPITALS, settings, None, now());
+        driver.hospitals.iter_mut().for_each(agree);
+        driver.run(PHASES);
+        all_refused(&driver, |e| matches!(e, Error::Trust(TrustError::NotAgreed { what: w, .. }) if *w == what));
+        ledgers_hold_only(&driver, &[]);
+    }
 }
