@@ -242,6 +242,17 @@ pub enum TrustError {
         /// This hospital's bound.
         max: u64,
     },
+    /// A session the agreed job's schedule does not hold, or from a state the schedule does not
+    /// start it from.
+    #[error("session {session} ({kind}) is not in this hospital's schedule: {why}")]
+    OffSchedule {
+        /// The refused session.
+        session: SessionId,
+        /// Its kind.
+        kind: crate::ids::SessionKind,
+        /// Which rule it breaks.
+        why: String,
+    },
     /// A step came out of order.
     #[error("a {step} task came before its session's earlier steps")]
     OutOfOrder {

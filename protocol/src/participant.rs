@@ -32,10 +32,15 @@
 //!   of its own bodies minus its own decryption share under the second joint challenge, and
 //!   accepts the sum only when it matches the sum of the signed fingerprints; it then applies
 //!   the agreed rule itself ([`crate::output`]) and endorses the result's digests;
+//! - keeps to the agreed job's schedule ([`TrustError::OffSchedule`]): one setup, in round 0,
+//!   from the initial state; every later session from where the chain of states ends, the output
+//!   of the last session it endorsed (a hospital that joined later or missed sessions: one its
+//!   roster's majority endorsed), rounds going forward within the agreed rounds, nothing after
+//!   the final session, and no session of another job (an exploration in a training job);
 //! - refuses a next session whose global model, server state or public figures are not the ones
-//!   it computed (a hospital that joined later: that its roster's hospitals did not endorse),
-//!   and a final model file that is not the one it computed or, when it did not take part in
-//!   the last session, one that its roster's hospitals did not endorse for the final session.
+//!   it computed or its roster's majority endorsed, and a final model file that is not the one
+//!   it computed or, when it did not take part in the last session, one that its roster's
+//!   majority did not endorse for the final session.
 
 use core::mem;
 use std::sync::Arc;
@@ -139,6 +144,7 @@ impl Held {
 #[derive(Debug, Clone)]
 struct Verified {
     session: SessionId,
+    kind: SessionKind,
     states: [Held; 2],
     files: Vec<FileDigest>,
 }
@@ -532,7 +538,6 @@ impl Participant {
         };
         let shares = &task.sections[0];
         let start = Held::new(model, server, &task.figures);
-        self.check_start(&context, &start, endorsements)?;
         params_from_bytes(&start.model, self.settings.spec.param_count())?;
         let state: ServerState = postcard::from_bytes(&start.server).map_err(|e| ProtocolError::Invalid {
             field: "server state",
@@ -544,6 +549,7 @@ impl Participant {
             value: why.to_string(),
             expected: "the agreed server rule's state and a best model of the model's size".into(),
         })?;
+        self.check_start(&context, &start, &state, &task.figures, endorsements)?;
         let statements = self.relayed(shares, &context, TaskKind::KeyGen)?;
         if statements.len() < self.min_hospitals {
             return Err(TrustError::TooFewParticipants { got: statements.len(), min: self.min_hospitals }.into());
@@ -595,31 +601,87 @@ impl Participant {
         Ok(upload)
     }
 
-    /// Refuses a start state this hospital did not compute and its roster did not endorse as
-    /// the output of a later session than the last one it checked.
-    fn check_start(&self, context: &Statement, start: &Held, endorsements: Option<&Bytes>) -> Result<()> {
-        match (&self.verified, endorsements) {
-            // A hospital that missed sessions (dropped at a deadline, cut off by a partition)
-            // takes a later state only as the output its roster's hospitals endorsed, as a
-            // hospital that joined late does; an earlier one (a rollback) never.
-            (Some(verified), endorsements) if !verified.states.iter().any(|h| h.digest == start.digest) => {
-                let later = endorsements.is_some_and(|bundle| {
-                    self.endorsed_by_roster(bundle, Endorsed::State(start.digest)).is_ok_and(|statements| {
-                        statements.iter().all(|statement| statement.session.round > verified.session.round)
-                    })
-                });
-                if !later {
-                    let what = "global model, server state or public figures";
-                    return Err(TrustError::OutputMismatch { what, session: verified.session }.into());
+    /// The schedule of the agreed job, from this hospital's own state: which sessions it holds
+    /// and the state each starts from. A setup, in round 0, starts from the initial state (the
+    /// model the transcript binds, the rule's fresh server state, no figures); its ledger slot is
+    /// spent once, so it runs once. Every later session starts where the chain of states ends:
+    /// from the output of the last session this hospital endorsed, or of a later one its
+    /// roster's quorum endorsed; from the start of the last one only when that was a training
+    /// round (the aggregator gave it up and moved on). Nothing follows the final session, and
+    /// round numbers go forward along the chain within the agreed rounds.
+    fn check_start(
+        &self,
+        context: &Statement,
+        start: &Held,
+        server: &ServerState,
+        figures: &PublicFigures,
+        endorsements: Option<&Bytes>,
+    ) -> Result<()> {
+        let (session, kind) = (context.session, context.kind);
+        let off = |why: String| -> Result<()> { Err(TrustError::OffSchedule { session, kind, why }.into()) };
+        let mismatch = |session| -> Error {
+            TrustError::OutputMismatch { what: "global model, server state or public figures", session }.into()
+        };
+        let settings = &self.settings;
+        let round = session.round;
+        let in_job = match (kind, &settings.job) {
+            (SessionKind::Setup, _) => round == 0,
+            (SessionKind::Train, Job::Train) => (1..=settings.rounds).contains(&round),
+            (SessionKind::Evaluate, Job::Train) => (1..=settings.rounds.saturating_add(1)).contains(&round),
+            (SessionKind::Explore, Job::Explore { .. }) => round == 1,
+            _ => false,
+        };
+        if !in_job {
+            let job = settings.job.kind().name();
+            return off(format!("a {job} job of {} rounds has no {kind} session in round {round}", settings.rounds));
+        }
+        if kind == SessionKind::Setup {
+            let initial =
+                ServerState::new(settings.server, settings.spec.param_count()).map_err(|e| ProtocolError::Invalid {
+                    field: "server rule",
+                    value: e.to_string(),
+                    expected: "a rule with an initial state".into(),
+                })?;
+            if *server != initial || *figures != PublicFigures::default() {
+                return off(
+                    "a setup starts from the initial state: the rule's fresh server state and no figures".into()
+                );
+            }
+            return Ok(());
+        }
+        // The session that ended in the start state (or started from it, given up).
+        let (previous, previous_kind) = match &self.verified {
+            Some(v) if v.states[1].digest == start.digest => (v.session, v.kind),
+            Some(v) if v.states[0].digest == start.digest && v.kind == SessionKind::Train => (v.session, v.kind),
+            Some(v) if v.states[0].digest == start.digest => {
+                return off(format!("it starts from the state session {} ({}) started from", v.session, v.kind));
+            }
+            // A hospital that missed sessions (dropped at a deadline, cut off by a partition) or
+            // joined after the first takes a later state only as the output its roster's quorum
+            // endorsed; an earlier one (a rollback) never.
+            verified => {
+                let endorsed =
+                    endorsements.map(|bundle| self.endorsed_by_roster(bundle, Endorsed::State(start.digest)));
+                let statements = match (verified, endorsed) {
+                    (None, None) => return Err(TrustError::UnknownState.into()),
+                    (None, Some(endorsed)) => endorsed?,
+                    (Some(_), Some(Ok(statements))) => statements,
+                    (Some(v), _) => return Err(mismatch(v.session)),
+                };
+                let (ended, ended_kind) = (statements[0].session, statements[0].kind);
+                let one_session = statements.iter().all(|s| (s.session, s.kind) == (ended, ended_kind));
+                match verified {
+                    Some(v) if !one_session || ended.round <= v.session.round => return Err(mismatch(v.session)),
+                    None if !one_session => return Err(mismatch(ended)),
+                    _ => (ended, ended_kind),
                 }
             }
-            // A hospital with no state of its own (it joined after the first session) takes the
-            // state only as the output its roster's hospitals endorsed; only the first session
-            // starts from a state nobody computed (the initial model, which the transcript binds).
-            (None, Some(endorsements)) if context.kind != SessionKind::Setup => {
-                self.endorsed_by_roster(endorsements, Endorsed::State(start.digest))?;
-            }
-            _ => {}
+        };
+        if !matches!(previous_kind, SessionKind::Setup | SessionKind::Train) {
+            return off(format!("nothing follows the final session {previous} ({previous_kind})"));
+        }
+        if round <= previous.round {
+            return off(format!("it starts from the state of round {}: rounds go forward", previous.round));
         }
         Ok(())
     }
@@ -827,7 +889,8 @@ impl Participant {
             .as_ref()
             .and_then(|v| if v.session == session { v.files.get(1).copied() } else { v.files.first().copied() });
         let files: Vec<FileDigest> = [output.file_digest].into_iter().chain(earlier).collect();
-        self.verified = Some(Verified { session, states: [running.start.clone(), end], files });
+        let kind = running.context.kind;
+        self.verified = Some(Verified { session, kind, states: [running.start.clone(), end], files });
         if let Some(exploration) = output.exploration {
             self.explored = Some((exploration, running.members.clone()));
         }
@@ -858,7 +921,7 @@ impl Participant {
     /// Checks the final model file: one this hospital computed (after the last session it
     /// endorsed, or the one before when the aggregator gave that one up); or one endorsed for
     /// the final session (the evaluation, or the last training round when the evaluation was
-    /// given up) by at least its minimum number of hospitals of its roster.
+    /// given up) by its roster's quorum ([`Consortium::endorsement_quorum`]).
     pub fn check_final(&self, file: &ModelFile) -> Result<()> {
         let digest = file_digest(file)?;
         if self.verified.as_ref().is_some_and(|v| v.files.contains(&digest)) {
@@ -885,7 +948,7 @@ impl Participant {
 
     /// The statements of a bundle of endorsements of `what` ([`check_endorsements`]), each by a
     /// member of this hospital's roster with its pinned key, of this federation, and at least
-    /// this hospital's minimum number of them.
+    /// its quorum of them ([`Consortium::endorsement_quorum`]).
     fn endorsed_by_roster(&self, bundle: &[u8], what: Endorsed) -> Result<Vec<Statement>> {
         let statements = check_endorsements(bundle, what)?;
         for (signed, statement) in &statements {
@@ -895,8 +958,13 @@ impl Participant {
                 return Err(TrustError::NotEndorsed { why }.into());
             }
         }
-        if statements.len() < self.min_hospitals {
-            let why = format!("{} endorsements, this hospital requires {}", statements.len(), self.min_hospitals);
+        let quorum = self.consortium.endorsement_quorum(self.min_hospitals);
+        if statements.len() < quorum {
+            let roster = self.consortium.members.len();
+            let why = format!(
+                "{} endorsements, this hospital requires {quorum} (a majority of its roster of {roster}, at least its minimum)",
+                statements.len()
+            );
             return Err(TrustError::NotEndorsed { why }.into());
         }
         Ok(statements.into_iter().map(|(_, statement)| statement).collect())

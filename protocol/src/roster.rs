@@ -87,6 +87,13 @@ impl Consortium {
         self.min_hospitals.max(federation_min).max(2)
     }
 
+    /// The fewest endorsements of its roster this hospital takes as the federation's word (for a
+    /// state it did not compute, or a final model): a strict majority of the roster, or its
+    /// `minimum` when that is more. Two branches of a federation cannot both have a majority.
+    pub fn endorsement_quorum(&self, minimum: usize) -> usize {
+        (self.members.len() / 2 + 1).max(minimum)
+    }
+
     /// Refuses settings beyond this hospital's bounds.
     pub fn check_settings(&self, settings: &FederationSettings) -> core::result::Result<(), TrustError> {
         let bound = |what, got: u64, max: u64| {

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use fedcare_crypto::CryptoError;
 use fedcare_protocol::driver::{Driver, Ending, TaskFilter, TestKey, test_settings};
 use fedcare_protocol::ledger::Release;
+use fedcare_protocol::selection::{BestModel, ServerState};
+use fedcare_protocol::signing::Signed;
 use fedcare_protocol::transcript::{Claim, Statement, decode_bundle, encode_bundle, endorsements};
 use fedcare_protocol::{Error, JobKind, NodeId, SessionId, SessionKind, Task, TaskKind, TrustError};
 
@@ -288,10 +290,10 @@ fn a_tampered_final_model_is_refused_and_its_endorsements_say_so() {
 /// Four hospitals, three needed: one may leave and the federation goes on without it.
 const FOUR: [&str; 4] = ["hospital-a", "hospital-b", "hospital-c", "hospital-d"];
 
-/// A federation of [`FOUR`] over one training round, three of them needed, `filter` in the
+/// A federation of [`FOUR`] over `rounds` training rounds, three of them needed, `filter` in the
 /// aggregator.
-fn four(filter: TaskFilter) -> Driver {
-    let mut settings = test_settings(1);
+fn four(rounds: u32, filter: TaskFilter) -> Driver {
+    let mut settings = test_settings(rounds);
     settings.min_hospitals = 3;
     let mut driver = Driver::new(&FOUR, settings, Some(filter), now());
     driver.run(PHASES);
@@ -308,43 +310,58 @@ fn releases(driver: &Driver) -> Vec<Vec<(u32, SessionKind)>> {
 }
 
 /// A Confirm task's start state as the aggregator relayed it: the model, server state and
-/// endorsement sections, and the public figures.
+/// endorsement sections (or the state's digest alone, to a hospital that holds it), and the
+/// public figures.
 type StartState = (Vec<Bytes>, fedcare_protocol::PublicFigures);
+
+/// A filter that keeps the start state of round `from`'s Confirm tasks and relays it instead in
+/// the Confirm tasks of every session `when` picks (relabelled by `relabel` first).
+fn start_again(
+    from: u32,
+    when: impl Fn(&NodeId, SessionId) -> bool + 'static,
+    relabel: impl Fn(&mut Task) + 'static,
+) -> impl FnMut(&NodeId, &mut Task) {
+    let kept: Arc<Mutex<Option<StartState>>> = Arc::default();
+    move |node, task| {
+        let Some(session) = task.session else { return };
+        if session.round == from && session.attempt == 0 && task.kind == TaskKind::Confirm {
+            kept.lock().unwrap().get_or_insert_with(|| (task.sections[1..].to_vec(), task.figures.clone()));
+        }
+        if !when(node, session) {
+            return;
+        }
+        relabel(task);
+        if task.kind == TaskKind::Confirm {
+            let (start, figures) = kept.lock().unwrap().clone().expect("the earlier session ran");
+            task.sections.truncate(1);
+            task.sections.extend(start);
+            task.figures = figures;
+        }
+    }
+}
 
 #[test]
 fn a_start_state_released_from_is_refused_with_another_set_whatever_the_session_is_called() {
-    // Attacks 2 and 3: the setup session's sum is released over all four hospitals. The
-    // aggregator makes hospital-d leave in round 1 (it corrupts d's confirmation), and runs the
-    // round's next attempt over the other three from the setup session's start state, labelled
-    // a setup session: the difference of the two setup sums would be d's exact counts, moments
-    // and buckets.
-    let setup_start: Arc<Mutex<Option<StartState>>> = Arc::default();
-    let driver = four(Box::new(move |node, task| {
-        let Some(session) = task.session else { return };
-        if session.round == 0 && task.kind == TaskKind::Confirm {
-            *setup_start.lock().unwrap() = Some((task.sections[1..].to_vec(), task.figures.clone()));
-        }
-        if session.round != 1 {
-            return;
-        }
-        if session.attempt == 0 && task.kind == TaskKind::Confirm && node.as_str() == "hospital-d" {
-            task.sections[0] = Bytes::from_static(b"not a bundle");
-        }
-        if session.attempt == 1 {
-            task.session_kind = Some(SessionKind::Setup);
-            if task.kind == TaskKind::Confirm {
-                let (start, figures) = setup_start.lock().unwrap().clone().expect("the setup ran");
-                task.sections.truncate(1);
-                task.sections.extend(start);
-                task.figures = figures;
+    // Attacks 2 and 3: round 1's sum is released over all four hospitals. The aggregator makes
+    // hospital-d leave in round 2 (it corrupts d's confirmation) and runs round 2's next attempt
+    // over the other three from round 1's start state, as if it had given round 1 up: the
+    // difference of the two sums would be d's exact update.
+    let mut again = start_again(1, |_, s| s.round == 2 && s.attempt == 1, |_| {});
+    let driver = four(
+        2,
+        Box::new(move |node, task| {
+            let round_2 = task.session.is_some_and(|s| s.round == 2 && s.attempt == 0);
+            if round_2 && task.kind == TaskKind::Confirm && node.as_str() == "hospital-d" {
+                task.sections[0] = Bytes::from_static(b"not a bundle");
             }
-        }
-    }));
+            again(node, task);
+        }),
+    );
     // The first to refuse leaves the other two too few: they are stopped before they meet it.
     let mut refused = 0;
     for (hospital, ending) in driver.hospitals.iter().zip(&driver.endings).take(3) {
         match ending {
-            Ending::Refused(Error::Trust(TrustError::StartReused { earlier_round: 0, earlier, now, .. })) => {
+            Ending::Refused(Error::Trust(TrustError::StartReused { earlier_round: 1, earlier, now, .. })) => {
                 assert_eq!((earlier.len(), now.len()), (4, 3), "{}", hospital.name);
                 refused += 1;
             }
@@ -354,7 +371,150 @@ fn a_start_state_released_from_is_refused_with_another_set_whatever_the_session_
     }
     assert!(refused > 0, "{:?}", driver.endings);
     assert!(matches!(driver.endings[3], Ending::Refused(Error::Protocol(_))), "{:?}", driver.endings[3]);
-    assert_eq!(releases(&driver), vec![vec![(0, SessionKind::Setup)]; 4], "nothing released twice from one state");
+    let both = vec![(0, SessionKind::Setup), (1, SessionKind::Train)];
+    assert_eq!(releases(&driver), vec![both; 4], "nothing released twice from one state");
+}
+
+/// Every hospital refused with [`TrustError::OffSchedule`] naming `why`.
+fn off_schedule(driver: &Driver, why: &str) {
+    all_refused(driver, |e| matches!(e, Error::Trust(TrustError::OffSchedule { why: w, .. }) if w.contains(why)));
+}
+
+#[test]
+fn a_relabelled_session_the_schedule_does_not_hold_is_refused() {
+    // Attack 3: round 1 of a training job relabelled as an exploration (its exact rows and
+    // positives), as a second setup (its counts, moments and buckets over another set), or as
+    // a setup in its own round 0 (a ledger slot spent); nothing of round 1 is released.
+    for (relabel, why) in [
+        (SessionKind::Explore, "train job of 1 rounds has no explore session in round 1"),
+        (SessionKind::Setup, "no setup session in round 1"),
+    ] {
+        let driver = federation(
+            Some(Box::new(move |_, task| {
+                if task.session.is_some_and(|s| s.round == 1) {
+                    task.session_kind = Some(relabel);
+                }
+            })),
+            1,
+            &[],
+        );
+        off_schedule(&driver, why);
+        ledgers_hold_only(&driver, &[(0, SessionKind::Setup)]);
+    }
+    let driver = federation(
+        Some(Box::new(|_, task| {
+            if let Some(session) = task.session.as_mut().filter(|s| s.round == 1) {
+                session.round = 0;
+                task.session_kind = Some(SessionKind::Setup);
+            }
+        })),
+        1,
+        &[],
+    );
+    all_refused(&driver, |e| matches!(e, Error::Trust(TrustError::SlotSpent { round: 0, .. })));
+    ledgers_hold_only(&driver, &[(0, SessionKind::Setup)]);
+}
+
+#[test]
+fn a_session_from_before_the_setup_or_back_in_the_chain_is_refused() {
+    // Round 1 from the state the setup started from (the initial model, no figures: the same
+    // model as after the setup, under another digest).
+    let driver = federation(Some(Box::new(start_again(0, |_, s| s.round == 1, |_| {}))), 1, &[]);
+    off_schedule(&driver, "the state session 0.0 (setup) started from");
+    ledgers_hold_only(&driver, &[(0, SessionKind::Setup)]);
+
+    // Round 2 relabelled as an evaluation in round 1 (a round number going back along the chain),
+    // its key shares and confirmation relayed as the liar makes them.
+    let mut settings = test_settings(2);
+    settings.min_hospitals = HOSPITALS.len();
+    let mut driver = Driver::new(&HOSPITALS, settings.clone(), None, now());
+    let a = NodeId::new("hospital-a").unwrap();
+    let key_gen_2 = |driver: &Driver| {
+        let task = driver.coordinator.task_for(&a).unwrap();
+        task.kind == TaskKind::KeyGen && task.session.unwrap().round == 2
+    };
+    while !key_gen_2(&driver) {
+        driver.phase();
+    }
+    let key_gen = driver.coordinator.task_for(&a).unwrap();
+    driver.phase(); // round 2's key shares: the coordinator then hands out its confirmation
+    let mut confirm = driver.coordinator.task_for(&a).unwrap();
+    assert_eq!(confirm.kind, TaskKind::Confirm);
+    let relabel = |task: &mut Task| {
+        task.session = Some(SessionId { round: 1, attempt: 0 });
+        task.session_kind = Some(SessionKind::Evaluate);
+    };
+    let mut relabelled = key_gen.clone();
+    relabel(&mut relabelled);
+    relabel(&mut confirm);
+    let shares: Vec<Signed> = driver
+        .hospitals
+        .iter_mut()
+        .map(|h| postcard::from_bytes(&h.answer(&settings, &relabelled).1).unwrap())
+        .collect();
+    confirm.sections[0] = encode_bundle(&shares);
+    for hospital in &mut driver.hospitals {
+        let refused = hospital.try_answer(&settings, &confirm).unwrap_err();
+        assert!(
+            matches!(&refused, Error::Trust(TrustError::OffSchedule { why, .. }) if why.contains("rounds go forward")),
+            "{}: {refused}",
+            hospital.name
+        );
+    }
+    ledgers_hold_only(&driver, &[(0, SessionKind::Setup), (1, SessionKind::Train)]);
+}
+
+#[test]
+fn a_setup_from_a_forged_server_state_is_refused() {
+    // Attack 4: the first session's server state carries a best model with AUROC 1.0 (it would
+    // become the final model with invented metrics), or a FedAvg state that is not the rule's
+    // fresh one. Every hospital refuses before anything is released.
+    let count = test_settings(1).spec.param_count();
+    let driver = federation(
+        lie_on(TaskKind::Confirm, move |_, task| {
+            if task.session.is_some_and(|s| s.round == 0) {
+                let mut state: ServerState = postcard::from_bytes(&task.sections[2]).unwrap();
+                let params = fedcare_protocol::params::params_from_bytes(&task.sections[1], count).unwrap();
+                state.best = Some(BestModel { trained_rounds: 3, auroc: 1.0, auprc: Some(1.0), platt: None, params });
+                task.sections[2] = Bytes::from(postcard::to_allocvec(&state).unwrap());
+            }
+        }),
+        1,
+        &[],
+    );
+    off_schedule(&driver, "a setup starts from the initial state");
+    ledgers_hold_only(&driver, &[]);
+}
+
+#[test]
+fn a_consortium_of_five_refuses_a_final_model_endorsed_by_two() {
+    // Attack 7: a hospital that did not take part in the final session takes the final model on
+    // its roster's word only when a strict majority of the roster endorsed it: two branches of
+    // a federation cannot both have one.
+    const FIVE: [&str; 5] = ["hospital-a", "hospital-b", "hospital-c", "hospital-d", "hospital-e"];
+    let mut settings = test_settings(1);
+    settings.min_hospitals = 2;
+    let mut driver = Driver::new(&FIVE, settings, None, now());
+    driver.run(PHASES);
+    assert!(driver.endings.iter().all(|e| matches!(e, Ending::Done)), "{:?}", driver.endings);
+    let file = driver.snapshots.last().unwrap().model.clone();
+    let signed: Vec<_> = endorsements(&file).unwrap().into_iter().map(|(signed, _)| signed).collect();
+    let settings = driver.settings().clone();
+    // hospital-e restarted: it holds no state of its own and must take the roster's word.
+    let hospital = &mut driver.hospitals[4];
+    hospital.restart();
+    let participant = hospital.participant(&settings);
+    for (signers, accepted) in [(5, true), (3, true), (2, false)] {
+        let mut branch = file.clone();
+        branch.endorsements = encode_bundle(&signed[..signers]).to_vec();
+        match (participant.check_final(&branch), accepted) {
+            (Ok(()), true) => {}
+            (Err(Error::Trust(TrustError::NotEndorsed { why })), false) => {
+                assert!(why.contains("2 endorsements, this hospital requires 3"), "{why}");
+            }
+            (other, _) => panic!("{signers} endorsements: {other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -363,12 +523,17 @@ fn the_honest_coordinator_stops_rather_than_go_on_from_a_decrypted_state_without
     // decryption opened (it refuses its result); going on to the next session from the same
     // state over the other three would release d's update as the difference. The coordinator
     // stops instead, saying why.
-    let driver = four(Box::new(|node, task| {
-        if task.kind == TaskKind::Result && node.as_str() == "hospital-d" && task.session.is_some_and(|s| s.round == 1)
-        {
-            task.sections[0] = Bytes::from_static(b"not a decrypted sum");
-        }
-    }));
+    let driver = four(
+        1,
+        Box::new(|node, task| {
+            if task.kind == TaskKind::Result
+                && node.as_str() == "hospital-d"
+                && task.session.is_some_and(|s| s.round == 1)
+            {
+                task.sections[0] = Bytes::from_static(b"not a decrypted sum");
+            }
+        }),
+    );
     for (hospital, ending) in driver.hospitals.iter().zip(&driver.endings).take(3) {
         match ending {
             Ending::Stopped(why) => assert!(why.contains("with other hospitals"), "{}: {why}", hospital.name),
