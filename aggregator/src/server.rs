@@ -477,7 +477,8 @@ impl Federation for AggregatorServer {
         let _in_flight = UploadSlot::take(&self.shared, &node).into_status()?;
         let cap = self.shared.plan.settings.max_upload_bytes;
         if let Some((party, builder)) = ticket.contribution() {
-            let reception = Reception { shared: self.shared.clone(), session: ticket.session, party, builder };
+            let reception =
+                Reception { shared: self.shared.clone(), session: ticket.session, node: node.clone(), party, builder };
             let hash = stream_contribution(reception, total, cap, &mut stream).await?;
             let upload = Verified::Contribution(hash);
             self.shared.event(Event::UploadVerified { ticket, upload, bytes: total }).into_status()?;
@@ -534,10 +535,11 @@ fn data_of(chunk: core::result::Result<v1::UploadChunk, Status>) -> core::result
 
 /// One contribution being streamed into its session's sum. Dropped before it is committed (its
 /// upload failed, or the connection went and the handler with it), it abandons the stream; if
-/// that breaks the sum, the coordinator hears of it and restarts the round.
+/// that breaks the sum, the coordinator hears of it and restarts the round without that node.
 struct Reception {
     shared: Arc<Shared>,
     session: SessionId,
+    node: NodeId,
     party: PartyId,
     builder: SharedBuilder,
 }
@@ -545,7 +547,7 @@ struct Reception {
 impl Drop for Reception {
     fn drop(&mut self) {
         if let Some(why) = self.builder.abandon(&self.party, "its upload did not complete") {
-            let _ = self.shared.event(Event::AggregateBroken { session: self.session, why });
+            let _ = self.shared.event(Event::AggregateBroken { session: self.session, node: self.node.clone(), why });
         }
     }
 }

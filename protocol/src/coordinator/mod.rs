@@ -325,10 +325,14 @@ pub enum Event {
         result: Result<(Arc<Aggregate>, Bytes), CryptoError>,
     },
     /// A streamed contribution failed after part of it went into the session's sum: the sum is
-    /// lost and the round restarts.
+    /// lost and the round restarts without the hospital whose stream broke (it takes part again
+    /// from the next session when it asks), so one hospital cannot stop a federation by breaking
+    /// every attempt.
     AggregateBroken {
         /// The session.
         session: SessionId,
+        /// The hospital whose contribution broke off.
+        node: NodeId,
         /// Why.
         why: String,
     },
@@ -555,10 +559,13 @@ enum Phase {
     Combining,
     /// A restarted aggregator asks the participants for the decrypted sum they hold: it goes on
     /// only when every one still holds the session (one that moved on to the next session, or
-    /// restarted, could not take part in its last steps again).
+    /// restarted, could not take part in its last steps again) and all hand back the same copy.
     Recover {
-        sum: Option<Box<(Bytes, DecryptedSum)>>,
-        all_hold: bool,
+        /// The first copy handed back, and who handed it; a later copy never replaces it.
+        sum: Option<(NodeId, Box<(Bytes, DecryptedSum)>)>,
+        /// Why the session cannot be resumed, once one participant showed it: it holds no copy,
+        /// one of another session, or another copy than the first (one of the two is forged).
+        lost: Option<String>,
     },
     Result {
         sum: Bytes,
@@ -679,6 +686,9 @@ pub struct Coordinator {
     /// The hospitals that endorsed the current state and have not joined again since: they
     /// hold it, so a confirmation task refers to it by digest instead of sending it.
     holders: BTreeSet<NodeId>,
+    /// The round in which each participant last joined again mid-session: a second time in one
+    /// round drops it for that session instead of restarting the round for it again.
+    rejoined: BTreeMap<NodeId, u32>,
     /// An exploration's pooled counts and the hospitals counted, once its session completed.
     exploration: Option<(Exploration, Vec<NodeId>)>,
 }
@@ -718,6 +728,7 @@ impl Coordinator {
             recovering: None,
             endorsements: Bytes::new(),
             holders: BTreeSet::new(),
+            rejoined: BTreeMap::new(),
             exploration: None,
         };
         if let Some(checkpoint) = resume {
@@ -832,8 +843,11 @@ impl Coordinator {
                 Ok(Vec::new())
             }
             Event::AggregateReady { session, result } => Ok(self.aggregate_ready(session, result, now)),
-            Event::AggregateBroken { session, why } => match self.current(session).map(|s| &s.phase) {
-                Some(Phase::Contribute { .. }) => Ok(self.restart(Vec::new(), why, now)),
+            Event::AggregateBroken { session, node, why } => match self.current(session).map(|s| &s.phase) {
+                Some(Phase::Contribute { .. }) => {
+                    tracing::warn!(%node, %session, %why, "a contribution broke the sum: the round restarts without it");
+                    Ok(self.restart(vec![node], why, now))
+                }
                 _ => Ok(Vec::new()),
             },
             Event::SumDecrypted { session, result } => Ok(self.sum_decrypted(session, result, now)),
@@ -892,6 +906,11 @@ impl Coordinator {
         // running session (its key share) is gone, unless it had done nothing yet.
         if matches!(session.phase, Phase::KeyGen { .. }) && !session.submitted.contains(&node) {
             return Ok(Vec::new());
+        }
+        let round = session.id.round;
+        if self.rejoined.insert(node.clone(), round) == Some(round) {
+            tracing::warn!(%node, session = %session.id, "a participant joined again a second time this round: the round restarts without it");
+            return Ok(self.restart(vec![node], "a participant joined again twice in one round".into(), now));
         }
         tracing::warn!(%node, session = %session.id, "a participant joined again: the round restarts with fresh keys");
         Ok(self.restart(Vec::new(), "a participant joined again".into(), now))
@@ -1017,17 +1036,25 @@ impl Coordinator {
             }
             (Phase::Contribute { .. }, Verified::Contribution(_hash)) => {}
             (Phase::Decrypt { .. }, Verified::DecryptionShare) => {}
-            (Phase::Recover { sum, all_hold }, Verified::Sum(held)) => {
+            (Phase::Recover { sum, lost }, Verified::Sum(held)) => {
                 let fits = |held: &(Bytes, DecryptedSum)| {
                     held.1.crs() == session.crs && held.1.contributors() == session.participants.len()
                 };
-                match held {
-                    Some(held) if fits(&held) => *sum = Some(held),
-                    Some(_) => {
-                        tracing::warn!(session = %session.id, %node, "a recovered sum of another session");
-                        *all_hold = false;
+                let why = match (held, &*sum) {
+                    (None, _) => Some(format!("{node} holds no decrypted sum of the session")),
+                    (Some(held), _) if !fits(&held) => Some(format!("{node} holds a decrypted sum of another session")),
+                    (Some(held), Some((first, kept))) if kept.0 != held.0 => Some(format!(
+                        "{node} holds another decrypted sum than {first}: one of the two copies is forged"
+                    )),
+                    (Some(_), Some(_)) => None,
+                    (Some(held), None) => {
+                        *sum = Some((node.clone(), held));
+                        None
                     }
-                    None => *all_hold = false,
+                };
+                if let Some(why) = why {
+                    tracing::warn!(session = %session.id, %why, "the session's decrypted sum cannot be recovered");
+                    lost.get_or_insert(why);
                 }
             }
             _ => return Err(Refusal::WrongPhase { phase }),
@@ -1084,17 +1111,18 @@ impl Coordinator {
                 session.phase = Phase::Combining;
                 vec![Action::DecryptSum { session: id, aggregate, decryption }]
             }
-            Phase::Recover { sum: Some(held), all_hold: true } => {
-                // One copy is enough: every hospital checks it again.
+            Phase::Recover { sum: Some((_, held)), lost: None } => {
+                // Every participant handed back the same copy, and every hospital checks it again.
                 let (bytes, sum) = *held;
                 tracing::info!(session = %id, "the session's decrypted sum, recovered from its hospitals");
                 session.phase = Phase::Combining;
                 self.sum_decrypted(id, Ok((bytes, sum.words())), now)
             }
-            Phase::Recover { .. } => {
+            Phase::Recover { lost, .. } => {
                 // Invariant: the session is still there (`session` borrowed it above).
                 let Some(session) = self.session.take() else { return Vec::new() };
-                self.give_up_round(&session, "not every participant holds the session's decrypted sum".into(), now)
+                let why = lost.unwrap_or_else(|| "no participant holds the session's decrypted sum".into());
+                self.give_up_round(&session, why, now)
             }
             Phase::Result { output, statements, .. } => {
                 let commitments = encode_bundle(statements.values());
@@ -1345,7 +1373,7 @@ impl Coordinator {
             return self.give_up_round(&session, "a participant of the opened session did not join again".into(), now);
         }
         tracing::info!(session = %session.id, "asking the participants for the session's decrypted sum");
-        session.phase = Phase::Recover { sum: None, all_hold: true };
+        session.phase = Phase::Recover { sum: None, lost: None };
         self.session = Some(session);
         Vec::new()
     }

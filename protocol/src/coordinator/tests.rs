@@ -323,36 +323,45 @@ fn a_participant_that_joins_again_mid_round_restarts_it() {
     assert_eq!(running(&c), SessionId { round: 0, attempt: 1 });
     assert_eq!(c.status(&node("a")).unwrap().active.len(), 3, "nobody is dropped");
     assert_eq!(c.task_for(&node("b")).unwrap().kind, TaskKind::KeyGen);
+    // A second rejoin in the same round (a hospital that would restart every attempt): the round
+    // restarts without it, and it takes part again from the next session.
+    phase(&mut c, &mut hospitals, start);
+    join(&mut c, "b", start);
+    assert_eq!(running(&c), SessionId { round: 0, attempt: 2 });
+    assert_eq!(c.status(&node("a")).unwrap().active.len(), 2, "b is dropped for this session");
+    assert_eq!(c.task_for(&node("b")).unwrap().kind, TaskKind::Wait);
 }
 
 #[test]
 fn failed_crypto_results_restart_the_round_and_stale_ones_are_ignored() {
-    let (mut c, start, mut hospitals) = started();
-    phases(&mut c, &mut hospitals, 2, start);
-    // Contributions in: the coordinator asks for the aggregate; a stale result is ignored.
-    let mut finish = Vec::new();
-    for hospital in &mut hospitals {
-        let task = c.task_for(&node(hospital.name)).unwrap();
-        let (kind, bytes) = hospital.answer(&c, &task);
-        finish.extend(upload(&mut c, hospital.name, task.session, kind, &bytes, start).unwrap());
-    }
-    let [Action::FinishAggregate { session, .. }] = finish.as_slice() else { panic!("{finish:?}") };
+    let (mut c, start, _) = started();
+    // Key shares and transcripts, then every contribution: the coordinator asks for the
+    // aggregate (the action is returned, not carried out).
+    let contribute = |c: &mut Coordinator| {
+        let mut hospitals = HOSPITALS.map(Hospital::new);
+        phases(c, &mut hospitals, 2, start);
+        let mut finish = Vec::new();
+        for hospital in &mut hospitals {
+            let task = c.task_for(&node(hospital.name)).unwrap();
+            let (kind, bytes) = hospital.answer(c, &task);
+            finish.extend(upload(c, hospital.name, task.session, kind, &bytes, start).unwrap());
+        }
+        let [Action::FinishAggregate { session, .. }] = finish.as_slice() else { panic!("{finish:?}") };
+        *session
+    };
+    let session = contribute(&mut c);
     assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Wait, "nothing to do while aggregating");
     assert_eq!(c.next_deadline(), None, "no deadline while the aggregator works");
     let stale = SessionId { round: 0, attempt: 7 };
     c.handle(Event::AggregateReady { session: stale, result: Err(CryptoError::WrongCrs) }, start).unwrap();
-    assert_eq!(running(&c), *session);
+    assert_eq!(running(&c), session);
     // A failure of the running session's aggregate restarts it with fresh keys.
-    c.handle(Event::AggregateReady { session: *session, result: Err(CryptoError::WrongCrs) }, start).unwrap();
+    c.handle(Event::AggregateReady { session, result: Err(CryptoError::WrongCrs) }, start).unwrap();
     assert_eq!(running(&c), SessionId { round: 0, attempt: 1 });
     // A round that keeps failing ends the federation.
     for _ in 1..MAX_ATTEMPTS {
-        let leave_and_return = [Event::Join { node: node("a"), federation_id: "fed".into() }];
-        let mut hospitals = HOSPITALS.map(Hospital::new);
-        phase(&mut c, &mut hospitals, start);
-        for event in leave_and_return {
-            c.handle(event, start).unwrap();
-        }
+        let session = contribute(&mut c);
+        c.handle(Event::AggregateReady { session, result: Err(CryptoError::WrongCrs) }, start).unwrap();
     }
     let failure = c.outcome().failure.expect("the federation gave up");
     assert!(matches!(failure, Failure::RoundFailed { round: 0, .. }), "{failure}");
@@ -484,15 +493,20 @@ fn opened_checkpoint(snapshots: &[Snapshot]) -> Checkpoint {
     opened
 }
 
+/// A coordinator resumed from the opened checkpoint of `snapshots`, every hospital joined again.
+fn resume(snapshots: &[Snapshot], start: Instant) -> Coordinator {
+    let mut resumed = Coordinator::new(plan(), Some(opened_checkpoint(snapshots)), start, Box::new(|| Crs(9))).unwrap();
+    all_join(&mut resumed, start);
+    resumed.tick(start);
+    resumed
+}
+
 #[test]
 fn a_resumed_opened_session_finishes_from_the_hospitals_sums_only_when_every_one_holds_it() {
     // Round 1 up to its attestation (its decrypted sum went out), then the aggregator stops.
     let (mut c, start, mut hospitals) = started();
     let snapshots = phases(&mut c, &mut hospitals, SESSION + 7, start);
-    let mut resumed =
-        Coordinator::new(plan(), Some(opened_checkpoint(&snapshots)), start, Box::new(|| Crs(9))).unwrap();
-    all_join(&mut resumed, start);
-    resumed.tick(start);
+    let mut resumed = resume(&snapshots, start);
     assert_eq!(resumed.task_for(&node("a")).unwrap().kind, TaskKind::Recover);
     phases(&mut resumed, &mut hospitals, 4 + SESSION, start);
     assert!(resumed.is_finished() && resumed.outcome().failure.is_none(), "{:?}", resumed.outcome().failure);
@@ -510,14 +524,35 @@ fn a_resumed_opened_session_finishes_from_the_hospitals_sums_only_when_every_one
     let task = c.task_for(&node("a")).unwrap();
     assert_eq!(task.kind, TaskKind::KeyGen);
     hospitals[0].answer(&c, &task);
-    let mut resumed =
-        Coordinator::new(plan(), Some(opened_checkpoint(&snapshots)), start, Box::new(|| Crs(9))).unwrap();
-    all_join(&mut resumed, start);
-    resumed.tick(start);
+    let mut resumed = resume(&snapshots, start);
     phases(&mut resumed, &mut hospitals, 1 + SESSION, start);
     assert!(resumed.is_finished() && resumed.outcome().failure.is_none(), "{:?}", resumed.outcome().failure);
     let kinds: Vec<SessionKind> = resumed.records().iter().map(|r| r.kind).collect();
     assert_eq!(kinds, [SessionKind::Setup, SessionKind::Evaluate], "round 1 given up, nothing decrypted twice");
+
+    // Every hospital holds round 1's sum, but c hands back a forged copy (one value moved): a
+    // later copy never replaces the first, the two disagree, and round 1 is given up.
+    let (mut c, start, mut hospitals) = started();
+    let snapshots = phases(&mut c, &mut hospitals, SESSION + 7, start);
+    let mut resumed = resume(&snapshots, start);
+    for hospital in &mut hospitals {
+        let task = resumed.task_for(&node(hospital.name)).unwrap();
+        assert_eq!(task.kind, TaskKind::Recover);
+        let (kind, mut bytes) = hospital.answer(&resumed, &task);
+        if hospital.name == "c" {
+            let envelope = fedcare_crypto::wire::FORMAT;
+            let mut payload = envelope.open(&bytes, usize::MAX).unwrap().to_vec();
+            // params id (2), kind (1), CRS (16), aggregate digest (32), contributors (2), length (8).
+            payload[2 + 1 + 16 + 32 + 2 + 8] ^= 1;
+            bytes = envelope.seal(&payload).unwrap();
+        }
+        let actions = upload(&mut resumed, hospital.name, task.session, kind, &bytes, start).unwrap();
+        carry_out(&mut resumed, actions, start);
+    }
+    phases(&mut resumed, &mut hospitals, SESSION, start);
+    assert!(resumed.is_finished() && resumed.outcome().failure.is_none(), "{:?}", resumed.outcome().failure);
+    let kinds: Vec<SessionKind> = resumed.records().iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [SessionKind::Setup, SessionKind::Evaluate], "round 1 given up, the forged copy never used");
 }
 
 #[test]
@@ -571,8 +606,16 @@ fn a_streamed_contribution_that_breaks_off_midway_restarts_the_round() {
     let (kind_b, bytes_b) = hospitals[1].answer(&c, &task_b);
     assert!(upload(&mut c, "b", task_b.session, kind_b, &bytes_b, start).is_err());
     let session = task.session.unwrap();
-    c.handle(Event::AggregateBroken { session, why }, start).unwrap();
+    c.handle(Event::AggregateBroken { session, node: node("a"), why }, start).unwrap();
     assert_eq!(running(&c), SessionId { round: session.round, attempt: session.attempt + 1 });
+    // The next attempt runs without the hospital whose stream broke: it cannot break them all.
+    let status = c.status(&node("b")).unwrap();
+    assert_eq!(status.active.len(), 2, "a is dropped for this session");
+    assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Wait);
+    let before = c.records().len();
+    phases(&mut c, &mut hospitals[1..], 9, start);
+    assert_eq!(c.records().len(), before + 1, "the round finishes without a");
+    assert_eq!(c.records().last().unwrap().hospitals, 2);
 }
 
 /// A random source that fails is an error where the participant draws from it (its key share at
