@@ -340,6 +340,10 @@ pub async fn run(
         let data = HospitalData::Table { table, schema: Box::new(schema.clone()) };
         let state = work.path().join("state").join(name.as_str());
         let mut trust = tls::dev_trust(&pki, name.as_str(), &names, &state)?;
+        // Whoever runs a simulation chooses every role's settings, the exploration's floor too.
+        if let Some(min_cell) = options.explore {
+            trust.consortium.min_cell = min_cell;
+        }
         if let Some((_, max)) = options.budget.filter(|&(budgeted, _)| budgeted == index) {
             trust.consortium.max_epsilon = Some(max);
         }

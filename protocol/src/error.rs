@@ -253,6 +253,16 @@ pub enum TrustError {
         /// Which rule it breaks.
         why: String,
     },
+    /// Below this hospital's floor.
+    #[error("{what} is {got}, this hospital requires at least {min}")]
+    BelowFloor {
+        /// What.
+        what: &'static str,
+        /// The value asked.
+        got: u64,
+        /// This hospital's floor.
+        min: u64,
+    },
     /// A step came out of order.
     #[error("a {step} task came before its session's earlier steps")]
     OutOfOrder {

@@ -575,7 +575,21 @@ impl Participant {
         // released before.
         let members: Vec<NodeId> = share_bytes.iter().map(|(n, _)| n.clone()).collect();
         let release = Release { slot: self.slot(&context), start: Some(start.digest), members };
-        release.check(&self.ledger.releases())?;
+        let releases = self.ledger.releases();
+        release.check(&releases)?;
+        if context.kind == SessionKind::Explore {
+            let explored = releases.iter().filter(|r| r.slot.kind == SessionKind::Explore).count();
+            let max = self.consortium.max_explorations;
+            if explored >= max as usize {
+                let got = explored as u64 + 1;
+                return Err(TrustError::OutOfBounds {
+                    what: "explorations this hospital took part in",
+                    got,
+                    max: max.into(),
+                }
+                .into());
+            }
+        }
         let digest = transcript_digest(&self.settings.digest, &context, &share_bytes, &start.digest);
         let upload = self.sign(&context, Claim::Transcript(digest))?;
         // Every check passed: the collective key is the last fallible step.

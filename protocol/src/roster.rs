@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrustError;
-use crate::settings::{FederationSettings, MAX_ATTEMPTS};
+use crate::settings::{FederationSettings, Job, MAX_ATTEMPTS};
 use crate::signing::{Fingerprint, Signed};
 
 /// The consortium as one hospital pins it: who may take part (certificate name and key
@@ -38,6 +38,14 @@ pub struct Consortium {
     /// federation without differential privacy (absent: no limit).
     #[serde(default)]
     pub max_epsilon: Option<f64>,
+    /// The smallest `min_cell` of an exploration it takes part in: a report of the pooled counts
+    /// shows none below it.
+    #[serde(default = "default_min_cell")]
+    pub min_cell: u64,
+    /// The most exploration sessions it releases counts in, over all federations (its ledger
+    /// counts them).
+    #[serde(default = "default_max_explorations")]
+    pub max_explorations: u32,
 }
 
 fn default_consortium_min() -> usize {
@@ -55,6 +63,12 @@ fn default_max_params() -> u64 {
 fn default_max_epochs() -> u32 {
     100
 }
+fn default_min_cell() -> u64 {
+    10
+}
+fn default_max_explorations() -> u32 {
+    10
+}
 
 impl Consortium {
     /// A roster of `members` with the default bounds.
@@ -67,6 +81,8 @@ impl Consortium {
             max_params: default_max_params(),
             max_epochs: default_max_epochs(),
             max_epsilon: None,
+            min_cell: default_min_cell(),
+            max_explorations: default_max_explorations(),
         }
     }
 
@@ -101,6 +117,16 @@ impl Consortium {
         };
         bound("the model's parameter count", settings.spec.param_count() as u64, self.max_params)?;
         bound("the number of rounds", u64::from(settings.rounds), u64::from(self.max_rounds))?;
-        bound("local epochs per round", settings.train.epochs as u64, u64::from(self.max_epochs))
+        bound("local epochs per round", settings.train.epochs as u64, u64::from(self.max_epochs))?;
+        if let Job::Explore { min_cell, .. } = settings.job
+            && min_cell < self.min_cell
+        {
+            return Err(TrustError::BelowFloor {
+                what: "the exploration's min_cell",
+                got: min_cell,
+                min: self.min_cell,
+            });
+        }
+        Ok(())
     }
 }

@@ -565,3 +565,38 @@ fn another_federation_id_or_job_than_the_hospital_agreed_to_is_refused() {
         ledgers_hold_only(&driver, &[]);
     }
 }
+
+#[test]
+fn an_exploration_past_the_hospitals_own_bounds_is_refused() {
+    // Attack 6, in part: the exploration's min_cell is the aggregator's, and explorations were
+    // unlimited. A hospital refuses a min_cell below its own floor before anything is released,
+    // and an exploration past its own number of them.
+    let explore = |min_cell| {
+        let mut settings = test_settings(1);
+        settings.min_hospitals = HOSPITALS.len();
+        settings.job = fedcare_protocol::Job::Explore { min_cell, label: "positive".into() };
+        settings
+    };
+    let agreed_to_explore =
+        |hospital: &mut fedcare_protocol::driver::Hospital| hospital.trust.agreed.job = JobKind::Explore;
+    let mut driver = Driver::new(&HOSPITALS, explore(3), None, now());
+    driver.hospitals.iter_mut().for_each(agreed_to_explore);
+    driver.run(PHASES);
+    all_refused(
+        &driver,
+        |e| matches!(e, Error::Trust(TrustError::BelowFloor { what, got: 3, min: 10 }) if what.contains("min_cell")),
+    );
+    ledgers_hold_only(&driver, &[]);
+
+    let mut driver = Driver::new(&HOSPITALS, explore(10), None, now());
+    for hospital in &mut driver.hospitals {
+        agreed_to_explore(hospital);
+        hospital.trust.consortium.max_explorations = 0;
+    }
+    driver.run(PHASES);
+    all_refused(
+        &driver,
+        |e| matches!(e, Error::Trust(TrustError::OutOfBounds { what, .. }) if what.contains("explorations")),
+    );
+    ledgers_hold_only(&driver, &[(0, SessionKind::Setup)]);
+}
