@@ -111,13 +111,27 @@ pub fn load_roster(path: &Path) -> Result<Consortium> {
 }
 
 /// Refuses training round `round` when the ε of every round up to it would exceed this
-/// hospital's `max_epsilon` (every round of a federation without differential privacy).
+/// hospital's `max_epsilon` (every round of a federation without differential privacy), and,
+/// under a `max_epsilon`, a federation whose ε does not bound what it releases: δ above the
+/// hospital's `max_delta`, or pooled statistics decrypted exact.
 pub fn check_privacy_budget(
     consortium: &Consortium,
     settings: &crate::protocol::FederationSettings,
     round: u32,
 ) -> Result<()> {
     let Some(max) = consortium.max_epsilon else { return Ok(()) };
+    if let Some(privacy) = settings.privacy {
+        if privacy.delta > consortium.max_delta {
+            let why =
+                format!("the federation's δ is {:e}, above its max_delta of {:e}", privacy.delta, consortium.max_delta);
+            return Err(FederationError::PrivacyPolicy { why });
+        }
+        if privacy.pooled.is_none() {
+            let why =
+                "the federation decrypts its pooled statistics exact (pooled_noise = 0), which ε does not count".into();
+            return Err(FederationError::PrivacyPolicy { why });
+        }
+    }
     let (epsilon, delta) = match settings.privacy {
         Some(privacy) => (privacy.epsilon_after(round, settings.train.epochs), privacy.delta),
         None => (f64::INFINITY, 0.0),
@@ -158,6 +172,7 @@ mod tests {
     use fedcare_aggregator::config::AggregatorConfig;
 
     use super::*;
+    use crate::protocol::Privacy;
 
     /// An aggregator's configuration of two hospitals (the settings hospitals receive come from
     /// its plan).
@@ -193,6 +208,15 @@ mod tests {
         assert!(error.contains("the setup session's pooled counts"), "{error}");
         // With pooled noise the setup alone spends some ε.
         assert!(privacy.pooled.is_some() && privacy.epsilon_after(0, 1) > 0.0);
+        // Attack 5: ε at the aggregator's δ close to 1, or with the pooled statistics exact,
+        // bounds nothing: refused by name whatever the round.
+        let mut loose = settings.clone();
+        loose.privacy = Some(Privacy { delta: 0.5, ..privacy });
+        let error = check_privacy_budget(&consortium, &loose, 1).unwrap_err().to_string();
+        assert!(error.contains("above its max_delta of 1e-5"), "{error}");
+        loose.privacy = Some(Privacy { pooled: None, ..privacy });
+        let error = check_privacy_budget(&consortium, &loose, 1).unwrap_err().to_string();
+        assert!(error.contains("pooled_noise = 0"), "{error}");
     }
 
     #[test]

@@ -281,6 +281,14 @@ pub enum FederationError {
         /// The hospital's `max_epsilon`.
         max: f64,
     },
+    /// Differential privacy that this hospital's budget cannot be counted under: a δ above its
+    /// `max_delta` (ε at a large δ bounds nothing), or pooled statistics decrypted exact (ε would
+    /// count DP-SGD alone).
+    #[error("this hospital's privacy policy (it sets max_epsilon): {why}; it takes part no more")]
+    PrivacyPolicy {
+        /// What the federation's privacy settings lack.
+        why: String,
+    },
 }
 
 impl From<fedcare_protocol::InvalidName> for FederationError {

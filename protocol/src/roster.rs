@@ -38,6 +38,9 @@ pub struct Consortium {
     /// federation without differential privacy (absent: no limit).
     #[serde(default)]
     pub max_epsilon: Option<f64>,
+    /// The largest δ at which it lets its ε be counted, when it sets `max_epsilon`.
+    #[serde(default = "default_max_delta")]
+    pub max_delta: f64,
     /// The smallest `min_cell` of an exploration it takes part in: a report of the pooled counts
     /// shows none below it.
     #[serde(default = "default_min_cell")]
@@ -63,6 +66,9 @@ fn default_max_params() -> u64 {
 fn default_max_epochs() -> u32 {
     100
 }
+fn default_max_delta() -> f64 {
+    1e-5
+}
 fn default_min_cell() -> u64 {
     10
 }
@@ -81,6 +87,7 @@ impl Consortium {
             max_params: default_max_params(),
             max_epochs: default_max_epochs(),
             max_epsilon: None,
+            max_delta: default_max_delta(),
             min_cell: default_min_cell(),
             max_explorations: default_max_explorations(),
         }
