@@ -21,7 +21,7 @@ use fedcare_federation::server::AggregatorServer;
 use fedcare_federation::signing::SigningKey;
 use fedcare_federation::simulation::{self, SimulateOptions, Transport};
 use fedcare_federation::tls;
-use fedcare_federation::transcript::{Claim, Statement};
+use fedcare_federation::transcript::{Claim, Statement, key_share_digest};
 use fedcare_proto::v1::{self, federation_client::FederationClient};
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
@@ -338,7 +338,8 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
     assert_eq!(task.kind, TaskKind::KeyGen);
     let session = fedcare_federation::convert::session_to_proto(task.session.unwrap());
     let crs: Crs = task.crs.unwrap();
-    let signed_share = |name: &str| {
+    // The key generation step's upload: a signed commitment to a fresh key share.
+    let signed_commitment = |name: &str| {
         let (_party, share) =
             PartySession::new(PARAMS_V2, PartyId::new(name).unwrap(), crs, 2, &mut rand::rngs::SysRng).unwrap();
         let statement = Statement {
@@ -346,13 +347,13 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
             session: task.session.unwrap(),
             kind: task.session_kind.unwrap(),
             crs: crs.0,
-            claim: Claim::KeyShare(share.encode().unwrap()),
+            claim: Claim::KeyCommitment(key_share_digest(&share.encode().unwrap())),
         };
         let key = SigningKey::from_pem_file(&tls::party_files(f.pki.path(), name).1).unwrap();
         postcard::to_allocvec(&statement.sign(&NodeId::new(name).unwrap(), &key).unwrap()).unwrap()
     };
-    let share = signed_share("hospital-a");
-    let key_share = v1::UploadKind::KeyShare;
+    let share = signed_commitment("hospital-a");
+    let key_share = v1::UploadKind::Statement;
 
     let wrong_round = v1::Session { round: session.round + 5, attempt: 0 };
     let status =
@@ -369,7 +370,7 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
     assert_eq!(status.code(), Code::PermissionDenied, "posing as another node: {status:?}");
     let garbage = vec![7u8; 64];
     let status = upload(&mut a, "hospital-a", session, key_share, 64, garbage).await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument, "corrupt key share: {status:?}");
+    assert_eq!(status.code(), Code::InvalidArgument, "corrupt commitment: {status:?}");
     // A node that has not joined is told to join; one that joins mid-round waits for the next.
     let mut late = tls_client(&f, "hospital-late").await;
     let status =
@@ -381,15 +382,15 @@ async fn strangers_and_bad_uploads_are_refused_and_the_round_goes_on() {
         upload(&mut late, "hospital-late", session, key_share, share.len() as u64, share.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "not in the round: {status:?}");
 
-    // The round is intact: a's real share is accepted once, a duplicate is refused...
+    // The round is intact: a's real commitment is accepted once, a duplicate is refused...
     upload(&mut a, "hospital-a", session, key_share, share.len() as u64, share.clone()).await.unwrap();
     let status = upload(&mut a, "hospital-a", session, key_share, share.len() as u64, share.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists, "duplicate: {status:?}");
-    // ... and b's share completes key generation.
-    let share_b = signed_share("hospital-b");
+    // ... and b's commitment completes key generation: the shares are revealed next.
+    let share_b = signed_commitment("hospital-b");
     upload(&mut b, "hospital-b", session, key_share, share_b.len() as u64, share_b).await.unwrap();
     let status = a.status(v1::StatusRequest {}).await.unwrap().into_inner();
-    assert_eq!(status.phase, v1::TaskKind::Confirm as i32);
+    assert_eq!(status.phase, v1::TaskKind::Reveal as i32);
     assert_eq!(status.active_hospitals, ["hospital-a", "hospital-b", "hospital-late"]);
 }
 
@@ -402,7 +403,7 @@ async fn a_thousand_hostile_uploads_leave_the_federation_healthy() {
     let mut a = in_process_client(&f, "hospital-a").await;
     a.join(v1::JoinRequest { federation_id: "test".into() }).await.unwrap();
 
-    // The real hospital-b joins, which starts the round; it waits for a's key share.
+    // The real hospital-b joins, which starts the round; it waits for a's key-share commitment.
     let node = |name: &str, index: usize| {
         let connection = Connection::InProcess { link: f.link.clone(), node: NodeId::new(name).unwrap() };
         let data = HospitalData::Ready(fedcare_data::plain::synthetic_hospital(index, 2, 300, 1));
@@ -437,7 +438,7 @@ async fn a_thousand_hostile_uploads_leave_the_federation_healthy() {
         let upload_session =
             if i % 7 == 0 { v1::Session { round: rng.random(), attempt: rng.random() } } else { session };
         let kind = [
-            v1::UploadKind::KeyShare,
+            v1::UploadKind::Statement,
             v1::UploadKind::Contribution,
             v1::UploadKind::DecryptionShare,
             v1::UploadKind::Unspecified,
@@ -469,7 +470,7 @@ async fn a_thousand_hostile_uploads_leave_the_federation_healthy() {
         assert!(refused.contains_key(&code), "no upload was refused with {code:?}: {refused:?}");
     }
     let status = a.status(v1::StatusRequest {}).await.unwrap().into_inner();
-    assert_eq!(status.phase, v1::TaskKind::KeyGen as i32, "the round is still waiting for a's key share");
+    assert_eq!(status.phase, v1::TaskKind::KeyGen as i32, "the round is still waiting for a's key-share commitment");
 
     // The real hospital-a takes part now, and the federation completes.
     node("hospital-a", 0).run().await.unwrap();

@@ -58,6 +58,7 @@ pub fn task_kind_to_proto(kind: TaskKind) -> v1::TaskKind {
     match kind {
         TaskKind::Wait => v1::TaskKind::Wait,
         TaskKind::KeyGen => v1::TaskKind::KeyGen,
+        TaskKind::Reveal => v1::TaskKind::Reveal,
         TaskKind::Confirm => v1::TaskKind::Confirm,
         TaskKind::Contribute => v1::TaskKind::Contribute,
         TaskKind::Challenge => v1::TaskKind::Challenge,
@@ -76,6 +77,7 @@ fn task_kind_from_proto(value: i32) -> Result<TaskKind, ProtocolError> {
     Ok(match v1::TaskKind::try_from(value) {
         Ok(v1::TaskKind::Wait) => TaskKind::Wait,
         Ok(v1::TaskKind::KeyGen) => TaskKind::KeyGen,
+        Ok(v1::TaskKind::Reveal) => TaskKind::Reveal,
         Ok(v1::TaskKind::Confirm) => TaskKind::Confirm,
         Ok(v1::TaskKind::Contribute) => TaskKind::Contribute,
         Ok(v1::TaskKind::Challenge) => TaskKind::Challenge,

@@ -39,6 +39,12 @@ digest_type! {
 }
 
 digest_type! {
+    /// The digest a hospital commits to its public key share with before any share is revealed
+    /// ([`crate::transcript::key_share_digest`]).
+    KeyShareDigest
+}
+
+digest_type! {
     /// The digest of everything a round depends on ([`crate::transcript::transcript_digest`]).
     TranscriptDigest
 }

@@ -253,6 +253,13 @@ pub enum TrustError {
         /// Which rule it breaks.
         why: String,
     },
+    /// A revealed key share is not the one its signer committed to, or its signer committed to
+    /// none: it may have been chosen after seeing the others'.
+    #[error("{signer}'s key share is not the one it committed to before the shares were revealed")]
+    ShareNotCommitted {
+        /// Who revealed it.
+        signer: NodeId,
+    },
     /// Below this hospital's floor.
     #[error("{what} is {got}, this hospital requires at least {min}")]
     BelowFloor {

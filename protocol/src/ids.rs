@@ -144,8 +144,12 @@ impl fmt::Display for SessionKind {
 pub enum TaskKind {
     /// Nothing new yet: ask again.
     Wait,
-    /// Draw a fresh key share for the session's CRS and upload its public part, signed.
+    /// Draw a fresh key share for the session's CRS and upload a signed commitment to it (its
+    /// digest): no key share is seen before every participant committed to its own.
     KeyGen,
+    /// Section: every participant's signed key-share commitment. Upload the public key share
+    /// committed to, signed.
+    Reveal,
     /// Sections: every participant's signed key share, then the global model, the server
     /// optimizer state and the hospitals' endorsements of that state (to a hospital that holds
     /// the state: its digest alone). Upload the signed round transcript.
@@ -180,6 +184,7 @@ impl TaskKind {
         match self {
             Self::Wait => "wait",
             Self::KeyGen => "key generation",
+            Self::Reveal => "key share reveal",
             Self::Confirm => "confirmation",
             Self::Contribute => "contribution",
             Self::Challenge => "challenge",

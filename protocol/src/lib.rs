@@ -65,7 +65,8 @@ pub use contribution::{
     ContributionLayout, DecodedSum, GlobalEvaluation, LocalEvaluation, SetupCounts, check_exploration,
 };
 pub use digest::{
-    ChallengeSeed, FileDigest, MasksDigest, Nonce, SettingsDigest, StateDigest, SumDigest, TranscriptDigest,
+    ChallengeSeed, FileDigest, KeyShareDigest, MasksDigest, Nonce, SettingsDigest, StateDigest, SumDigest,
+    TranscriptDigest,
 };
 pub use error::{
     ConfigError, Error, InvalidServerState, OutOfRange, OutputError, ProtocolError, Refusal, Result, TransferError,

@@ -9,7 +9,8 @@
 //! accepts it and is refused with [`TrustError::OutOfOrder`], leaving the state as it was.
 //!
 //! ```text
-//! Idle ─KeyGen→ KeyShared ─Confirm→ Confirmed ─Contribute→ Agreed ─contribute()→ Contributed
+//! Idle ─KeyGen→ KeyCommitted ─Reveal→ KeyShared ─Confirm→ Confirmed ─Contribute→ Agreed
+//!   ─contribute()→ Contributed
 //!   ─Challenge→ Committed ─Prove→ Proved ─Decrypt→ Decrypted ─Result→ SumCommitted
 //!   ─Attest→ Attested ─Accept→ Endorsed
 //! ```
@@ -21,6 +22,10 @@
 //! Per session a participant:
 //! - refuses anyone off its own roster or with another key than the roster pins, fewer
 //!   participants than its own minimum, an attempt past its bound, and settings past its bounds;
+//! - commits to its key share (a signed digest) before any share is revealed, reveals it only
+//!   once every participant committed, and takes only shares that match their signer's
+//!   commitment: no hospital can choose its share after seeing the others' (and with it a
+//!   collective secret it knows);
 //! - sums the collective key itself from the signed key shares, its own among them;
 //! - signs the round transcript and goes on only when all participants signed the same one;
 //! - commits to the aggregate masks' digest with fresh randomness, publishes its own masks'
@@ -54,7 +59,8 @@ use fedcare_crypto::{
 use rand_core::TryCryptoRng;
 
 use crate::digest::{
-    ChallengeSeed, FileDigest, MasksDigest, Nonce, SettingsDigest, StateDigest, SumDigest, TranscriptDigest,
+    ChallengeSeed, FileDigest, KeyShareDigest, MasksDigest, Nonce, SettingsDigest, StateDigest, SumDigest,
+    TranscriptDigest,
 };
 use crate::error::{Error, ProtocolError, Result, TrustError};
 use crate::exploration::Exploration;
@@ -65,8 +71,8 @@ use crate::roster::Consortium;
 use crate::selection::{ServerState, training_ends};
 use crate::signing::Signer;
 use crate::transcript::{
-    Claim, Endorsed, Statement, challenge_seed, check_endorsements, decode_bundle, file_digest, state_digest,
-    transcript_digest,
+    Claim, Endorsed, Statement, challenge_seed, check_endorsements, decode_bundle, file_digest, key_share_digest,
+    state_digest, transcript_digest,
 };
 use crate::{
     Agreement, FederationSettings, Job, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind, UploadKind,
@@ -149,13 +155,15 @@ struct Verified {
     files: Vec<FileDigest>,
 }
 
-/// A session after key generation: the statement context, the crypto party and the key share
-/// this hospital published.
+/// A session after key generation: the statement context, the crypto party, the key share this
+/// hospital committed to (and later revealed), and every participant's commitment once they
+/// were relayed.
 #[derive(Debug)]
 struct KeyShared {
     context: Statement,
     party: PartySession,
     own_share: Vec<u8>,
+    commitments: Vec<(NodeId, KeyShareDigest)>,
 }
 
 /// A session once this hospital signed its transcript: everything the later steps check
@@ -224,7 +232,9 @@ enum State {
     /// No session under way.
     #[default]
     Idle,
-    /// Key share published; waits for the relayed shares (`Confirm`).
+    /// Committed to its key share; waits for every participant's commitment (`Reveal`).
+    KeyCommitted(Box<KeyShared>),
+    /// Key share revealed; waits for the relayed shares (`Confirm`).
     KeyShared(Box<KeyShared>),
     /// Transcript signed; waits for every participant's (`Contribute`).
     Confirmed(Box<Session>, Box<CollectivePublicKey>),
@@ -251,7 +261,7 @@ impl State {
     /// The running session, once its transcript is signed.
     fn session(&self) -> Option<&Session> {
         match self {
-            Self::Idle | Self::KeyShared(_) => None,
+            Self::Idle | Self::KeyCommitted(_) | Self::KeyShared(_) => None,
             Self::Confirmed(s, _)
             | Self::Agreed(s, _)
             | Self::Contributed(s)
@@ -267,7 +277,7 @@ impl State {
     /// The running session's id.
     fn session_id(&self) -> Option<SessionId> {
         match self {
-            Self::KeyShared(keyed) => Some(keyed.context.session),
+            Self::KeyCommitted(keyed) | Self::KeyShared(keyed) => Some(keyed.context.session),
             other => other.session().map(|s| s.context.session),
         }
     }
@@ -388,7 +398,8 @@ impl Participant {
             TaskKind::Failed => return Ok(Reply::Stopped(task.message.clone())),
             TaskKind::Done => return Ok(Reply::Done(Box::new(self.final_file(task)?))),
             TaskKind::Contribute => return Ok(Reply::Contribute(self.agree(task)?)),
-            TaskKind::KeyGen => (UploadKind::KeyShare, self.key_gen(task, rng)?),
+            TaskKind::KeyGen => (UploadKind::Statement, self.key_gen(task, rng)?),
+            TaskKind::Reveal => (UploadKind::KeyShare, self.reveal(task)?),
             TaskKind::Confirm => (UploadKind::Statement, self.confirm(task)?),
             TaskKind::Challenge => (UploadKind::Statement, self.challenge(task, rng)?),
             TaskKind::Prove => (UploadKind::Statement, self.prove(task)?),
@@ -477,7 +488,8 @@ impl Participant {
     }
 
     /// Key generation, from any state (a new session replaces the running one): a fresh key
-    /// share for the task's CRS, signed.
+    /// share for the task's CRS, and a signed commitment to it (the share itself is revealed
+    /// only after every participant committed).
     fn key_gen(&mut self, task: &Task, rng: &mut impl TryCryptoRng) -> Result<Vec<u8>> {
         let context = self.context(task)?;
         let attempt = context.session.attempt;
@@ -489,8 +501,38 @@ impl Participant {
         let id = PartyId::new(self.me.as_str())?;
         let (party, share) = PartySession::new(PARAMS_V2, id, Crs(context.crs), self.min_hospitals, rng)?;
         let own_share = share.encode()?;
-        let upload = self.sign(&context, Claim::KeyShare(own_share.clone()))?;
-        self.state = State::KeyShared(Box::new(KeyShared { context, party, own_share }));
+        let upload = self.sign(&context, Claim::KeyCommitment(key_share_digest(&own_share)))?;
+        let commitments = Vec::new();
+        self.state = State::KeyCommitted(Box::new(KeyShared { context, party, own_share, commitments }));
+        Ok(upload)
+    }
+
+    /// The reveal: every participant committed to its key share (this hospital's own commitment
+    /// among them, at least its minimum of them), so its own share goes out, signed. Section: the
+    /// signed commitments.
+    fn reveal(&mut self, task: &Task) -> Result<Vec<u8>> {
+        let State::KeyCommitted(keyed) = &self.state else { return Err(out_of_order(TaskKind::Reveal)) };
+        if Some(keyed.context.session) != task.session {
+            return Err(out_of_order(TaskKind::Reveal));
+        }
+        let [bundle] = sections::<1>(task)?;
+        let statements = self.relayed(bundle, &keyed.context, TaskKind::KeyGen)?;
+        if statements.len() < self.min_hospitals {
+            return Err(TrustError::TooFewParticipants { got: statements.len(), min: self.min_hospitals }.into());
+        }
+        let mut commitments = Vec::new();
+        for (signer, claim) in statements {
+            let Claim::KeyCommitment(digest) = claim else { return Err(relayed_step_changed()) };
+            commitments.push((signer, digest));
+        }
+        let own = key_share_digest(&keyed.own_share);
+        if !commitments.iter().any(|(n, d)| n == &self.me && *d == own) {
+            return Err(TrustError::OwnStatementMissing { what: "key share commitment" }.into());
+        }
+        let upload = self.sign(&keyed.context, Claim::KeyShare(keyed.own_share.clone()))?;
+        let State::KeyCommitted(mut keyed) = mem::take(&mut self.state) else { unreachable!("matched above") };
+        keyed.commitments = commitments;
+        self.state = State::KeyShared(keyed);
         Ok(upload)
     }
 
@@ -550,9 +592,20 @@ impl Participant {
             expected: "the agreed server rule's state and a best model of the model's size".into(),
         })?;
         self.check_start(&context, &start, &state, &task.figures, endorsements)?;
-        let statements = self.relayed(shares, &context, TaskKind::KeyGen)?;
-        if statements.len() < self.min_hospitals {
-            return Err(TrustError::TooFewParticipants { got: statements.len(), min: self.min_hospitals }.into());
+        let statements = self.relayed(shares, &context, TaskKind::Reveal)?;
+        // Exactly the committed participants, each revealing the share it committed to.
+        let committed = &keyed.commitments;
+        if !statements.iter().map(|(n, _)| n).eq(committed.iter().map(|(n, _)| n)) {
+            return Err(TrustError::ParticipantsChanged {
+                expected: committed.iter().map(|(n, _)| n.as_str().to_owned()).collect(),
+                got: statements.iter().map(|(n, _)| n.as_str().to_owned()).collect(),
+            }
+            .into());
+        }
+        for ((signer, claim), (_, commitment)) in statements.iter().zip(committed) {
+            if !matches!(claim, Claim::KeyShare(bytes) if key_share_digest(bytes) == *commitment) {
+                return Err(TrustError::ShareNotCommitted { signer: signer.clone() }.into());
+            }
         }
         let mut shares = Vec::new();
         let mut share_bytes = Vec::new();

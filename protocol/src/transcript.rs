@@ -34,7 +34,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{
-    ChallengeSeed, FileDigest, MasksDigest, Nonce, SettingsDigest, StateDigest, SumDigest, TranscriptDigest,
+    ChallengeSeed, FileDigest, KeyShareDigest, MasksDigest, Nonce, SettingsDigest, StateDigest, SumDigest,
+    TranscriptDigest,
 };
 use crate::error::{ProtocolError, TrustError};
 use crate::signing::{Signed, Signer};
@@ -100,13 +101,17 @@ pub enum Claim {
         /// [`file_digest`] of the model file after the session.
         file: FileDigest,
     },
+    /// Its commitment to the public key share it will reveal ([`key_share_digest`]). (Last, so
+    /// the other claims keep their wire tags.)
+    KeyCommitment(KeyShareDigest),
 }
 
 impl Claim {
     /// The step whose upload carries it: the task a hospital answers with it.
     pub fn step(&self) -> TaskKind {
         match self {
-            Self::KeyShare(_) => TaskKind::KeyGen,
+            Self::KeyCommitment(_) => TaskKind::KeyGen,
+            Self::KeyShare(_) => TaskKind::Reveal,
             Self::Transcript(_) => TaskKind::Confirm,
             Self::Challenge { .. } => TaskKind::Challenge,
             Self::Fingerprint { .. } => TaskKind::Prove,
@@ -236,6 +241,15 @@ pub fn challenge_seed(transcript: &TranscriptDigest, checked: &[u8; 32], nonces:
         hasher.update(nonce.as_bytes());
     }
     ChallengeSeed(*hasher.finalize().as_bytes())
+}
+
+/// The commitment to a public key share's wire bytes, made before any share is revealed: a
+/// hospital that saw the others' shares first could otherwise choose its own so that the
+/// collective secret is one it knows.
+pub fn key_share_digest(share: &[u8]) -> KeyShareDigest {
+    KeyShareDigest(
+        *blake3::Hasher::new_derive_key("fedcare key share commitment v1").update(share).finalize().as_bytes(),
+    )
 }
 
 /// The digest of a federation's state between sessions: the global model's bytes, the server

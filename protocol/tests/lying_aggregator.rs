@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use fedcare_crypto::CryptoError;
+use fedcare_crypto::{CryptoError, WireMessage};
 use fedcare_protocol::driver::{Driver, Ending, TaskFilter, TestKey, test_settings};
 use fedcare_protocol::ledger::Release;
 use fedcare_protocol::selection::{BestModel, ServerState};
@@ -437,22 +437,30 @@ fn a_session_from_before_the_setup_or_back_in_the_chain_is_refused() {
         driver.phase();
     }
     let key_gen = driver.coordinator.task_for(&a).unwrap();
+    driver.phase(); // round 2's key-share commitments
+    let reveal = driver.coordinator.task_for(&a).unwrap();
     driver.phase(); // round 2's key shares: the coordinator then hands out its confirmation
     let mut confirm = driver.coordinator.task_for(&a).unwrap();
-    assert_eq!(confirm.kind, TaskKind::Confirm);
-    let relabel = |task: &mut Task| {
+    assert_eq!((reveal.kind, confirm.kind), (TaskKind::Reveal, TaskKind::Confirm));
+    let relabel = |task: &Task| {
+        let mut task = task.clone();
         task.session = Some(SessionId { round: 1, attempt: 0 });
         task.session_kind = Some(SessionKind::Evaluate);
+        task
     };
-    let mut relabelled = key_gen.clone();
-    relabel(&mut relabelled);
-    relabel(&mut confirm);
-    let shares: Vec<Signed> = driver
-        .hospitals
-        .iter_mut()
-        .map(|h| postcard::from_bytes(&h.answer(&settings, &relabelled).1).unwrap())
-        .collect();
-    confirm.sections[0] = encode_bundle(&shares);
+    // Every hospital answers the relabelled step; the liar relays the signed answers as the
+    // next step's section.
+    let mut relay = |task: &Task| -> Bytes {
+        let signed: Vec<Signed> =
+            driver.hospitals.iter_mut().map(|h| postcard::from_bytes(&h.answer(&settings, task).1).unwrap()).collect();
+        encode_bundle(&signed)
+    };
+    let commitments = relay(&relabel(&key_gen));
+    let mut reveal = relabel(&reveal);
+    reveal.sections[0] = commitments;
+    let shares = relay(&reveal);
+    confirm = relabel(&confirm);
+    confirm.sections[0] = shares;
     for hospital in &mut driver.hospitals {
         let refused = hospital.try_answer(&settings, &confirm).unwrap_err();
         assert!(
@@ -599,4 +607,47 @@ fn an_exploration_past_the_hospitals_own_bounds_is_refused() {
         |e| matches!(e, Error::Trust(TrustError::OutOfBounds { what, .. }) if what.contains("explorations")),
     );
     ledgers_hold_only(&driver, &[(0, SessionKind::Setup)]);
+}
+
+#[test]
+fn a_key_share_that_does_not_match_its_commitment_is_refused() {
+    // Attack 8: hospital-a colludes with the aggregator. Shown the others' key shares before it
+    // reveals its own, it swaps the share it committed to for another (here a fresh one; a rogue
+    // one would make the collective secret one it knows), signed with its own key. Every
+    // hospital refuses the reveal that does not match the commitment, before anything is
+    // encrypted.
+    let colluder: Arc<Mutex<Option<Arc<dyn fedcare_protocol::signing::Signer>>>> = Arc::default();
+    let key = colluder.clone();
+    let filter: TaskFilter = Box::new(move |_, task| {
+        if task.kind != TaskKind::Confirm {
+            return;
+        }
+        let key = key.lock().unwrap().clone().expect("the colluder's key");
+        let mut bundle = decode_bundle(&task.sections[0]).unwrap();
+        let own = bundle.iter_mut().find(|s| s.signer.as_str() == "hospital-a").expect("a's share");
+        let party = fedcare_crypto::PartyId::new("hospital-a").unwrap();
+        let crs = task.crs.unwrap();
+        let (_, other) = fedcare_crypto::PartySession::new(
+            fedcare_crypto::PARAMS_V2,
+            party,
+            crs,
+            HOSPITALS.len(),
+            &mut fedcare_protocol::driver::TestRng::new(99),
+        )
+        .unwrap();
+        let mut statement = Statement::of(own).unwrap();
+        statement.claim = Claim::KeyShare(other.encode().unwrap());
+        *own = statement.sign(&own.signer, key.as_ref()).unwrap();
+        task.sections[0] = encode_bundle(&bundle);
+    });
+    let mut settings = test_settings(1);
+    settings.min_hospitals = HOSPITALS.len();
+    let mut driver = Driver::new(&HOSPITALS, settings, Some(filter), now());
+    *colluder.lock().unwrap() = Some(driver.hospitals[0].trust.key.clone());
+    driver.run(PHASES);
+    all_refused(
+        &driver,
+        |e| matches!(e, Error::Trust(TrustError::ShareNotCommitted { signer }) if signer.as_str() == "hospital-a"),
+    );
+    ledgers_hold_only(&driver, &[]);
 }

@@ -6,9 +6,10 @@
 //! adding a ciphertext, finishing the aggregate, combining the shares, writing files) off the
 //! async executor and outside the lock that guards this state.
 //!
-//! Each round runs as a session `KeyGen -> Confirm -> Contribute -> Challenge -> Prove ->
-//! Decrypt -> Result -> Attest -> Accept` among the active hospitals (the steps of
-//! [`crate::transcript`]): it collects signed public key shares and relays them with the global
+//! Each round runs as a session `KeyGen -> Reveal -> Confirm -> Contribute -> Challenge -> Prove
+//! -> Decrypt -> Result -> Attest -> Accept` among the active hospitals (the steps of
+//! [`crate::transcript`]): it collects signed commitments to the public key shares and relays
+//! them, then the signed key shares (each the one committed to) and relays them with the global
 //! model and server state, relays the signed round transcripts, sums the encrypted
 //! contributions, relays the signed commitments to the aggregate and the signed mask
 //! fingerprints, collects decryption shares of the sum, hands every hospital the decrypted sum
@@ -60,10 +61,10 @@ use crate::params::params_to_bytes;
 use crate::selection::{ServerState, kept_record, training_ends};
 use crate::settings::FederationPlan;
 use crate::signing::Signed;
-use crate::transcript::{Claim, Statement, encode_bundle, state_digest};
+use crate::transcript::{Claim, Statement, encode_bundle, key_share_digest, state_digest};
 use crate::{
-    Job, MAX_ATTEMPTS, NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task, TaskKind,
-    UploadHeader, UploadKind,
+    Job, KeyShareDigest, MAX_ATTEMPTS, NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task,
+    TaskKind, UploadHeader, UploadKind,
 };
 
 /// Where the coordinator gets each session's common reference string.
@@ -185,7 +186,7 @@ impl UploadTicket {
         let party = PartyId::new(self.node.as_str()).map_err(invalid)?;
         match self.kind {
             UploadKind::KeyShare => {
-                let (signed, statement) = self.statement(bytes, TaskKind::KeyGen)?;
+                let (signed, statement) = self.statement(bytes, TaskKind::Reveal)?;
                 let Claim::KeyShare(share) = &statement.claim else {
                     return Err(Refusal::BadStatement("not a key share".into()));
                 };
@@ -519,7 +520,16 @@ pub struct Census {
 type Statements = BTreeMap<NodeId, Signed>;
 
 enum Phase {
+    /// Every participant commits to its key share (its signed digest) before any is revealed.
     KeyGen {
+        statements: Statements,
+    },
+    /// Every participant reveals the key share it committed to.
+    Reveal {
+        /// The signed commitments, relayed.
+        commitments: Bytes,
+        /// Each participant's commitment: a share that does not match is refused.
+        committed: BTreeMap<NodeId, KeyShareDigest>,
         collector: KeyShareCollector,
         statements: Statements,
     },
@@ -593,6 +603,7 @@ impl Phase {
     fn task_kind(&self) -> TaskKind {
         match self {
             Self::KeyGen { .. } => TaskKind::KeyGen,
+            Self::Reveal { .. } => TaskKind::Reveal,
             Self::Confirm { .. } => TaskKind::Confirm,
             Self::Contribute { .. } | Self::Aggregating => TaskKind::Contribute,
             Self::Challenge { .. } => TaskKind::Challenge,
@@ -978,7 +989,8 @@ impl Coordinator {
         }
         let mut decryption = None;
         let (kind, step, builder) = match (&session.phase, header.kind) {
-            (Phase::KeyGen { .. }, Some(kind @ UploadKind::KeyShare)) => (kind, Some(TaskKind::KeyGen), None),
+            (Phase::KeyGen { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(TaskKind::KeyGen), None),
+            (Phase::Reveal { .. }, Some(kind @ UploadKind::KeyShare)) => (kind, Some(TaskKind::Reveal), None),
             (Phase::Confirm { .. }, Some(kind @ UploadKind::Statement)) => (kind, Some(TaskKind::Confirm), None),
             (Phase::Contribute { builder, .. }, Some(kind @ UploadKind::Contribution)) => {
                 (kind, None, Some(builder.clone()))
@@ -1019,12 +1031,20 @@ impl Coordinator {
         }
         let phase = session.phase.name();
         match (&mut session.phase, upload) {
-            (Phase::KeyGen { collector, statements }, Verified::KeyShare(share, signed)) => {
+            (Phase::Reveal { committed, collector, statements, .. }, Verified::KeyShare(share, signed)) => {
+                let revealed = match Statement::of(&signed).map(|s| s.claim) {
+                    Ok(Claim::KeyShare(bytes)) => Some(key_share_digest(&bytes)),
+                    _ => None,
+                };
+                if revealed.is_none() || revealed.as_ref() != committed.get(&node) {
+                    return Err(Refusal::BadStatement("a key share that is not the one committed to".into()));
+                }
                 collector.add(share).map_err(|source| Refusal::Invalid { what: "key share", source })?;
                 statements.insert(node.clone(), signed);
             }
             (
-                Phase::Confirm { statements, .. }
+                Phase::KeyGen { statements }
+                | Phase::Confirm { statements, .. }
                 | Phase::Challenge { statements, .. }
                 | Phase::Prove { statements, .. }
                 | Phase::Result { statements, .. }
@@ -1077,7 +1097,23 @@ impl Coordinator {
         let elapsed_ms = now.saturating_duration_since(session.started).as_millis();
         tracing::debug!(session = %id, phase = session.phase.name(), elapsed_ms, "every participant submitted");
         match core::mem::replace(&mut session.phase, Phase::Aggregating) {
-            Phase::KeyGen { collector, statements } => match collector.collective_key() {
+            Phase::KeyGen { statements } => {
+                let committed = statements
+                    .iter()
+                    .filter_map(|(node, signed)| match Statement::of(signed).map(|s| s.claim) {
+                        Ok(Claim::KeyCommitment(digest)) => Some((node.clone(), digest)),
+                        _ => None,
+                    })
+                    .collect();
+                session.phase = Phase::Reveal {
+                    commitments: encode_bundle(statements.values()),
+                    committed,
+                    collector: KeyShareCollector::new(PARAMS_V2, session.crs),
+                    statements: Statements::new(),
+                };
+                Vec::new()
+            }
+            Phase::Reveal { collector, statements, .. } => match collector.collective_key() {
                 Ok(key) => {
                     let shares = encode_bundle(statements.values());
                     session.phase = Phase::Confirm { key, shares, statements: Statements::new() };
@@ -1350,7 +1386,7 @@ impl Coordinator {
             crs,
             participants: self.active.clone(),
             submitted: BTreeSet::new(),
-            phase: Phase::KeyGen { collector: KeyShareCollector::new(PARAMS_V2, crs), statements: Statements::new() },
+            phase: Phase::KeyGen { statements: Statements::new() },
             model,
             server,
             state,
@@ -1505,6 +1541,7 @@ impl Coordinator {
         }
         task.sections = match &session.phase {
             Phase::KeyGen { .. } => Vec::new(),
+            Phase::Reveal { commitments, .. } => vec![commitments.clone()],
             Phase::Confirm { shares, .. } if self.holders.contains(node) => vec![shares.clone(), session.state.clone()],
             Phase::Confirm { shares, .. } => {
                 vec![shares.clone(), session.model.clone(), session.server.clone(), self.endorsements.clone()]

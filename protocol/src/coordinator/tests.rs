@@ -81,7 +81,7 @@ impl Hospital {
 }
 
 /// Phases of one session.
-const SESSION: usize = 9;
+const SESSION: usize = 10;
 
 /// Every listed hospital answers its current task once; returns the snapshots made.
 fn phase(c: &mut Coordinator, hospitals: &mut [Hospital], now: Instant) -> Vec<Snapshot> {
@@ -254,7 +254,7 @@ fn bad_and_out_of_turn_uploads_are_refused_and_change_nothing() {
     let mut a = Hospital::new("a");
     let task = c.task_for(&node("a")).unwrap();
     let (kind, share) = a.answer(&c, &task);
-    let key_share = UploadKind::KeyShare;
+    let commitment = UploadKind::Statement;
     let refused = |c: &mut Coordinator, name: &str, session, kind, bytes: &[u8]| {
         upload(c, name, session, kind, bytes, start).unwrap_err()
     };
@@ -265,36 +265,36 @@ fn bad_and_out_of_turn_uploads_are_refused_and_change_nothing() {
         refused(&mut c, "a", session, UploadKind::Contribution, &share),
         Refusal::WrongPhase { phase: "key generation" }
     );
-    assert_eq!(refused(&mut c, "c", session, key_share, &share), Refusal::NotJoined);
-    assert_eq!(refused(&mut c, "zz", session, key_share, &share), Refusal::NotEnrolled(node("zz")));
-    let posing = UploadHeader { federation_id: "fed".into(), session, node: "b".into(), kind: Some(key_share) };
+    assert_eq!(refused(&mut c, "c", session, commitment, &share), Refusal::NotJoined);
+    assert_eq!(refused(&mut c, "zz", session, commitment, &share), Refusal::NotEnrolled(node("zz")));
+    let posing = UploadHeader { federation_id: "fed".into(), session, node: "b".into(), kind: Some(commitment) };
     let error = c.handle(Event::UploadStarted { node: node("a"), header: posing }, start).unwrap_err();
     assert!(matches!(error, Refusal::NodeMismatch { .. }));
-    let foreign = UploadHeader { federation_id: "other".into(), session, node: "a".into(), kind: Some(key_share) };
+    let foreign = UploadHeader { federation_id: "other".into(), session, node: "a".into(), kind: Some(commitment) };
     let error = c.handle(Event::UploadStarted { node: node("a"), header: foreign }, start).unwrap_err();
     assert_eq!(error, Refusal::UnknownFederation("other".into()));
-    // Garbage and a share made by another party.
-    assert!(matches!(refused(&mut c, "a", session, key_share, &[7; 64]), Refusal::BadStatement(_)));
+    // Garbage and a commitment made by another party.
+    assert!(matches!(refused(&mut c, "a", session, commitment, &[7; 64]), Refusal::BadStatement(_)));
     let mut b = Hospital::new("b");
     let (_, b_share) = b.answer(&c, &c.task_for(&node("b")).unwrap());
-    let posing = refused(&mut c, "a", session, key_share, &b_share);
+    let posing = refused(&mut c, "a", session, commitment, &b_share);
     assert!(matches!(&posing, Refusal::BadStatement(why) if why.contains("signed by b")), "{posing}");
     // A late joiner is not in the running session.
     join(&mut c, "c", start);
-    assert!(matches!(refused(&mut c, "c", session, key_share, &share), Refusal::NotParticipant { .. }));
-    // The round is intact: a's share is taken once, a duplicate is refused.
-    upload(&mut c, "a", session, key_share, &share, start).unwrap();
-    assert_eq!(refused(&mut c, "a", session, key_share, &share), Refusal::AlreadyUploaded(node("a")));
+    assert!(matches!(refused(&mut c, "c", session, commitment, &share), Refusal::NotParticipant { .. }));
+    // The round is intact: a's commitment is taken once, a duplicate is refused.
+    upload(&mut c, "a", session, commitment, &share, start).unwrap();
+    assert_eq!(refused(&mut c, "a", session, commitment, &share), Refusal::AlreadyUploaded(node("a")));
     assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Wait, "a waits for b");
-    upload(&mut c, "b", session, key_share, &b_share, start).unwrap();
-    assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Confirm);
+    upload(&mut c, "b", session, commitment, &b_share, start).unwrap();
+    assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Reveal);
     assert_eq!(c.status(&node("c")).unwrap().active, [node("a"), node("b"), node("c")], "c takes part next time");
 }
 
 #[test]
 fn a_hospital_that_leaves_is_dropped_at_once() {
     let (mut c, start, mut hospitals) = started();
-    phase(&mut c, &mut hospitals, start);
+    phases(&mut c, &mut hospitals, 2, start);
     assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Confirm);
     let leave = Event::Leave {
         node: node("c"),
@@ -339,7 +339,7 @@ fn failed_crypto_results_restart_the_round_and_stale_ones_are_ignored() {
     // aggregate (the action is returned, not carried out).
     let contribute = |c: &mut Coordinator| {
         let mut hospitals = HOSPITALS.map(Hospital::new);
-        phases(c, &mut hospitals, 2, start);
+        phases(c, &mut hospitals, 3, start);
         let mut finish = Vec::new();
         for hospital in &mut hospitals {
             let task = c.task_for(&node(hospital.name)).unwrap();
@@ -457,7 +457,7 @@ fn a_hospital_that_rejoins_takes_the_state_only_with_its_peers_endorsements() {
     // Every hospital endorsed the state: it is referred to by its digest.
     let task = c.task_for(&node("a")).unwrap();
     assert_eq!(task.kind, TaskKind::KeyGen);
-    phase(&mut c, &mut hospitals, start);
+    phases(&mut c, &mut hospitals, 2, start);
     let confirm = c.task_for(&node("a")).unwrap();
     assert_eq!((confirm.kind, confirm.sections.len()), (TaskKind::Confirm, 2));
 
@@ -466,7 +466,7 @@ fn a_hospital_that_rejoins_takes_the_state_only_with_its_peers_endorsements() {
     phases(&mut c, &mut hospitals, SESSION, start);
     hospitals[2].inner.restart();
     assert!(join(&mut c, "c", start).is_empty(), "it had not started the session yet");
-    phase(&mut c, &mut hospitals, start);
+    phases(&mut c, &mut hospitals, 2, start);
     let mut confirm = c.task_for(&node("c")).unwrap();
     assert_eq!(confirm.sections.len(), 4, "the model, the server state and their endorsements");
     // Without the endorsements, or with those of another state, it refuses.
@@ -505,7 +505,7 @@ fn resume(snapshots: &[Snapshot], start: Instant) -> Coordinator {
 fn a_resumed_opened_session_finishes_from_the_hospitals_sums_only_when_every_one_holds_it() {
     // Round 1 up to its attestation (its decrypted sum went out), then the aggregator stops.
     let (mut c, start, mut hospitals) = started();
-    let snapshots = phases(&mut c, &mut hospitals, SESSION + 7, start);
+    let snapshots = phases(&mut c, &mut hospitals, SESSION + 8, start);
     let mut resumed = resume(&snapshots, start);
     assert_eq!(resumed.task_for(&node("a")).unwrap().kind, TaskKind::Recover);
     phases(&mut resumed, &mut hospitals, 4 + SESSION, start);
@@ -533,7 +533,7 @@ fn a_resumed_opened_session_finishes_from_the_hospitals_sums_only_when_every_one
     // Every hospital holds round 1's sum, but c hands back a forged copy (one value moved): a
     // later copy never replaces the first, the two disagree, and round 1 is given up.
     let (mut c, start, mut hospitals) = started();
-    let snapshots = phases(&mut c, &mut hospitals, SESSION + 7, start);
+    let snapshots = phases(&mut c, &mut hospitals, SESSION + 8, start);
     let mut resumed = resume(&snapshots, start);
     for hospital in &mut hospitals {
         let task = resumed.task_for(&node(hospital.name)).unwrap();
@@ -575,7 +575,7 @@ fn a_dropped_hospital_that_asks_again_takes_part_from_the_next_session_with_the_
     // ...and it takes part in round 2: it missed round 1's output, so it is sent the state with
     // the endorsements of a and b (a later session than the one it checked), and takes it.
     assert_eq!(c.status(&node("a")).unwrap().active, [node("a"), node("b"), node("c")]);
-    phase(&mut c, &mut hospitals, now);
+    phases(&mut c, &mut hospitals, 2, now);
     let confirm = c.task_for(&node("c")).unwrap();
     assert_eq!((confirm.kind, confirm.sections.len()), (TaskKind::Confirm, 4));
     for _ in 0..3 * SESSION {
@@ -588,7 +588,7 @@ fn a_dropped_hospital_that_asks_again_takes_part_from_the_next_session_with_the_
 #[test]
 fn a_streamed_contribution_that_breaks_off_midway_restarts_the_round() {
     let (mut c, start, mut hospitals) = started();
-    phases(&mut c, &mut hospitals, 2, start);
+    phases(&mut c, &mut hospitals, 3, start);
     // Hospital a streams its contribution as the shell does, a piece at a time; the stream
     // stops halfway, after words went into the sum.
     let task = c.task_for(&node("a")).unwrap();
@@ -613,7 +613,7 @@ fn a_streamed_contribution_that_breaks_off_midway_restarts_the_round() {
     assert_eq!(status.active.len(), 2, "a is dropped for this session");
     assert_eq!(c.task_for(&node("a")).unwrap().kind, TaskKind::Wait);
     let before = c.records().len();
-    phases(&mut c, &mut hospitals[1..], 9, start);
+    phases(&mut c, &mut hospitals[1..], SESSION, start);
     assert_eq!(c.records().len(), before + 1, "the round finishes without a");
     assert_eq!(c.records().last().unwrap().hospitals, 2);
 }
@@ -649,6 +649,7 @@ fn a_failing_random_source_is_an_error_and_changes_nothing() {
 #[test]
 fn each_step_is_taken_only_in_its_state_and_a_refusal_changes_nothing() {
     let steps = [
+        TaskKind::Reveal,
         TaskKind::Confirm,
         TaskKind::Contribute,
         TaskKind::Challenge,
@@ -680,9 +681,9 @@ fn each_step_is_taken_only_in_its_state_and_a_refusal_changes_nothing() {
         assert!(matches!(error, Error::Trust(TrustError::OutOfOrder { step: TaskKind::Contribute })));
         phase(&mut c, &mut hospitals, start);
     }
-    // Eight at the key generation, seven at the next six steps, six at the last two (where the
-    // result is taken again).
-    assert_eq!(refused, 8 + 6 * 7 + 2 * 6);
+    // Nine at the key generation, eight at the next seven steps, seven at the last two (where
+    // the result is taken again).
+    assert_eq!(refused, 9 + 7 * 8 + 2 * 7);
     assert_eq!(c.records().len(), 1, "the session completed after all the refusals");
     // After its output is endorsed, every step of the session but the result is refused.
     let done = Task {
