@@ -28,7 +28,7 @@ pub use error::{FederationError, Refusal, Result};
 /// hospital's ([`fedcare_hospital::config`]), and what they share.
 pub mod config {
     pub use fedcare_aggregator::config::*;
-    pub use fedcare_hospital::config::{HospitalConfig, TrainerChoice, check_privacy_budget, load_roster};
+    pub use fedcare_hospital::config::{HospitalConfig, TrainerChoice, load_roster};
 
     /// The shape of `schema` as the aggregator's configuration takes it
     /// ([`AggregatorConfig::apply_schema`]): read here, where the schema is, so that the

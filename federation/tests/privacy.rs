@@ -5,7 +5,7 @@
 use fedcare_core::privacy::{DpSgd, PooledNoise};
 use fedcare_federation::config::PrivacyConfig;
 use fedcare_federation::error::FederationError;
-use fedcare_federation::protocol::{ContributionLayout, Privacy, SessionKind};
+use fedcare_federation::protocol::{ContributionLayout, Privacy, SessionKind, TrustError};
 use fedcare_federation::simulation::{self, SimulateOptions, Transport};
 
 fn options(out: &std::path::Path) -> SimulateOptions {
@@ -100,7 +100,15 @@ async fn a_hospital_over_its_max_epsilon_refuses_the_next_round_and_the_others_g
 
 #[test]
 fn the_refusal_says_which_round_and_which_budget() {
-    let error = FederationError::PrivacyBudget { round: 3, epsilon: 2.5, delta: 1e-6, max: 2.0 };
-    let text = error.to_string();
+    let error = TrustError::PrivacyBudget {
+        kind: SessionKind::Train,
+        round: 3,
+        epsilon: 2.5,
+        spent: 0.0,
+        delta: 1e-6,
+        max: 2.0,
+    };
+    let text = FederationError::from(fedcare_protocol::Error::from(error)).to_string();
     assert!(text.contains("training round 3") && text.contains("2.500") && text.contains("max_epsilon of 2"), "{text}");
+    assert!(!text.contains("earlier federations"), "{text}");
 }

@@ -14,6 +14,7 @@ use fedcare_federation::protocol::{Agreement, TaskKind};
 use fedcare_federation::config::{AggregatorConfig, ModelConfig, ServerRule, TlsFiles, TrainingSettings};
 use fedcare_federation::hospital::{Connection, HospitalData, HospitalNode, trainer::CpuTrainer};
 use fedcare_federation::identity::{InProcessLink, in_process};
+use fedcare_federation::protocol::ledger::Ledger as _;
 use fedcare_federation::protocol::{NodeId, RoundRecord, SessionKind};
 use fedcare_federation::server::AggregatorServer;
 use fedcare_federation::tls;
@@ -181,8 +182,8 @@ async fn an_aggregator_stopped_after_the_result_went_out_resumes_it_from_the_hos
     assert!(received.windows(2).all(|w| w[0] == w[1]), "every hospital got the same final model");
     // Every hospital decrypted each session once: the recovery decrypted nothing again.
     for name in HOSPITALS {
-        let ledger =
-            std::fs::read_to_string(dir.path().join(name).join(fedcare_federation::participant::LEDGER_FILE)).unwrap();
-        assert_eq!(ledger.lines().count(), 4, "{name}: {ledger}");
+        let path = dir.path().join(name).join(fedcare_federation::participant::LEDGER_FILE);
+        let ledger = fedcare_federation::participant::FileLedger::open(&path).unwrap();
+        assert_eq!(ledger.releases().len(), 4, "{name}: {:?}", ledger.entries());
     }
 }

@@ -4,11 +4,12 @@
 //! `federation_id` and `job = "train"` (or "explore": the federation and job this hospital agreed
 //! to; another is refused), `[tls] ca, cert, key`, `trainer = "auto"` (or "gpu", "cpu"), optional
 //! `schema = "diabetes130"`, `top_k_key` (the file of the consortium's `top_k` key) and `bad_rows_limit = 100`, `state_dir = "fedcare-hospital"` (its
-//! decryption ledger), `crypto_threads` (the encrypted path's threads; default one per core,
+//! ledger: releases, privacy charges and endorsements, kept across federations), `crypto_threads` (the encrypted path's threads; default one per core,
 //! results the same whatever the number), and `[consortium]`: the hospital's own roster (`members`: certificate
 //! name = key fingerprint, as `fedcare keygen` prints them) and its bounds (`min_hospitals = 2`,
 //! `max_rounds = 10000`, `max_attempts = 16`, `max_params = 16777216`, `max_epochs = 100`, and
-//! optionally `max_epsilon`: the most ε its patients may spend under DP-SGD). `examples/` holds both files with every
+//! optionally `max_epsilon`: the most ε its patients may spend over all its federations, by its
+//! ledger, with `max_delta`; see [`Consortium`]). `examples/` holds both files with every
 //! key explained. Unknown keys and unknown names are refused with the list of valid ones.
 //!
 //!
@@ -110,35 +111,6 @@ pub fn load_roster(path: &Path) -> Result<Consortium> {
     })
 }
 
-/// Refuses training round `round` when the ε of every round up to it would exceed this
-/// hospital's `max_epsilon` (every round of a federation without differential privacy), and,
-/// under a `max_epsilon`, a federation whose ε does not bound what it releases: δ above the
-/// hospital's `max_delta`, or pooled statistics decrypted exact.
-pub fn check_privacy_budget(
-    consortium: &Consortium,
-    settings: &crate::protocol::FederationSettings,
-    round: u32,
-) -> Result<()> {
-    let Some(max) = consortium.max_epsilon else { return Ok(()) };
-    if let Some(privacy) = settings.privacy {
-        if privacy.delta > consortium.max_delta {
-            let why =
-                format!("the federation's δ is {:e}, above its max_delta of {:e}", privacy.delta, consortium.max_delta);
-            return Err(FederationError::PrivacyPolicy { why });
-        }
-        if privacy.pooled.is_none() {
-            let why =
-                "the federation decrypts its pooled statistics exact (pooled_noise = 0), which ε does not count".into();
-            return Err(FederationError::PrivacyPolicy { why });
-        }
-    }
-    let (epsilon, delta) = match settings.privacy {
-        Some(privacy) => (privacy.epsilon_after(round, settings.train.epochs), privacy.delta),
-        None => (f64::INFINITY, 0.0),
-    };
-    if epsilon > max { Err(FederationError::PrivacyBudget { round, epsilon, delta, max }) } else { Ok(()) }
-}
-
 fn default_aggregator() -> String {
     "https://localhost:50051".into()
 }
@@ -172,7 +144,7 @@ mod tests {
     use fedcare_aggregator::config::AggregatorConfig;
 
     use super::*;
-    use crate::protocol::Privacy;
+    use crate::protocol::{FederationSettings, Privacy, SessionKind, TrustError};
 
     /// An aggregator's configuration of two hospitals (the settings hospitals receive come from
     /// its plan).
@@ -184,7 +156,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hospital_refuses_a_round_past_its_budget_and_any_round_without_privacy() {
+    fn a_hospital_charges_every_release_and_refuses_one_past_its_budget_or_without_privacy() {
         let plan = aggregator("rounds = 10\n[privacy]\nnoise_multiplier = 1.0").unwrap().plan().unwrap();
         let settings = fedcare_protocol::convert::settings_from_proto(&fedcare_protocol::convert::settings_to_proto(
             &plan.settings,
@@ -193,18 +165,33 @@ mod tests {
         assert_eq!(settings, plan.settings, "the settings travel to the hospitals whole");
         assert_eq!(settings.layout.bins, 16, "with the evaluation's bins under pooled noise");
         let mut consortium = Consortium::new(BTreeMap::new());
-        check_privacy_budget(&consortium, &settings, 10).unwrap();
+        let charge = |consortium: &Consortium, settings: &FederationSettings, kind, round, spent| {
+            consortium.privacy_charge(settings, kind, round, spent)
+        };
+        assert_eq!(charge(&consortium, &settings, SessionKind::Train, 10, 0.0), Ok(None), "no budget, no charge");
         let privacy = settings.privacy.unwrap();
         consortium.max_epsilon = Some((privacy.epsilon_after(3, 1) + privacy.epsilon_after(4, 1)) / 2.0);
-        check_privacy_budget(&consortium, &settings, 3).unwrap();
-        let error = check_privacy_budget(&consortium, &settings, 4).unwrap_err();
-        assert!(matches!(error, FederationError::PrivacyBudget { round: 4, .. }), "{error}");
+        // Each release is charged the federation's ε once it is out: the setup's (with the final
+        // evaluation's statistics, counted from the start), each round's, the evaluation's.
+        let charged = charge(&consortium, &settings, SessionKind::Train, 3, 0.0).unwrap();
+        assert_eq!(charged, Some(privacy.epsilon_after(3, 1)));
+        assert_eq!(
+            charge(&consortium, &settings, SessionKind::Setup, 0, 0.0).unwrap(),
+            Some(privacy.epsilon_after(0, 1))
+        );
+        assert_eq!(charge(&consortium, &settings, SessionKind::Evaluate, 4, 0.0).unwrap(), charged);
+        let error = charge(&consortium, &settings, SessionKind::Train, 4, 0.0).unwrap_err();
+        assert!(matches!(error, TrustError::PrivacyBudget { round: 4, spent: 0.0, .. }), "{error}");
+        // What earlier federations spent counts: round 3 no longer fits after one round elsewhere.
+        let spent = privacy.epsilon_after(1, 1);
+        let error = charge(&consortium, &settings, SessionKind::Train, 3, spent).unwrap_err().to_string();
+        assert!(error.contains("training round 3") && error.contains("spent in earlier federations"), "{error}");
         let plain = aggregator("").unwrap().plan().unwrap();
         let plain = plain.settings;
-        let error = check_privacy_budget(&consortium, &plain, 1).unwrap_err();
-        assert!(matches!(error, FederationError::PrivacyBudget { epsilon, .. } if epsilon.is_infinite()), "{error}");
+        let error = charge(&consortium, &plain, SessionKind::Train, 1, 0.0).unwrap_err();
+        assert!(matches!(error, TrustError::PrivacyBudget { epsilon, .. } if epsilon.is_infinite()), "{error}");
         // The setup's exact counts are refused too, and the message names the setup session.
-        let error = check_privacy_budget(&consortium, &plain, 0).unwrap_err().to_string();
+        let error = charge(&consortium, &plain, SessionKind::Setup, 0, 0.0).unwrap_err().to_string();
         assert!(error.contains("the setup session's pooled counts"), "{error}");
         // With pooled noise the setup alone spends some ε.
         assert!(privacy.pooled.is_some() && privacy.epsilon_after(0, 1) > 0.0);
@@ -212,11 +199,22 @@ mod tests {
         // bounds nothing: refused by name whatever the round.
         let mut loose = settings.clone();
         loose.privacy = Some(Privacy { delta: 0.5, ..privacy });
-        let error = check_privacy_budget(&consortium, &loose, 1).unwrap_err().to_string();
+        let error = charge(&consortium, &loose, SessionKind::Train, 1, 0.0).unwrap_err().to_string();
         assert!(error.contains("above its max_delta of 1e-5"), "{error}");
         loose.privacy = Some(Privacy { pooled: None, ..privacy });
-        let error = check_privacy_budget(&consortium, &loose, 1).unwrap_err().to_string();
+        let error = charge(&consortium, &loose, SessionKind::Setup, 0, 0.0).unwrap_err().to_string();
         assert!(error.contains("pooled_noise = 0"), "{error}");
+        // Less pooled noise than the hospital's own floor (the final evaluation's here: 12).
+        consortium.min_pooled_noise = 20.0;
+        let error = charge(&consortium, &settings, SessionKind::Setup, 0, 0.0).unwrap_err().to_string();
+        assert!(error.contains("evaluation_noise 12") && error.contains("min_pooled_noise of 20"), "{error}");
+        consortium.min_pooled_noise = 12.0;
+        assert!(charge(&consortium, &settings, SessionKind::Setup, 0, 0.0).is_ok());
+        // An exploration's counts are exact: no exploration under a budget.
+        let mut explore = settings.clone();
+        explore.job = fedcare_protocol::Job::Explore { min_cell: 10, label: "readmitted = <30".into() };
+        let error = charge(&consortium, &explore, SessionKind::Setup, 0, 0.0).unwrap_err().to_string();
+        assert!(error.contains("an exploration releases exact counts"), "{error}");
     }
 
     #[test]

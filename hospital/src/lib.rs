@@ -14,8 +14,9 @@
 //! In a federation with differential privacy it trains with DP-SGD under a key it draws from the
 //! operating system every round, adds exact discrete Gaussian noise to the pooled statistics it
 //! contributes (setup counts and moments, evaluation histograms; [`pooled_noise`]), and leaves
-//! before a training round that would bring its patients' ε past its own `max_epsilon`
-//! ([`crate::config::check_privacy_budget`]).
+//! before a release that would bring its patients' ε, over all its federations, past its own
+//! `max_epsilon` (its participant charges each release to its ledger:
+//! [`fedcare_protocol::roster::Consortium::privacy_charge`]).
 
 #![forbid(unsafe_code)]
 
@@ -351,17 +352,10 @@ impl HospitalNode {
         participant: &mut Participant,
         node: &str,
     ) -> Result<Vec<u8>> {
+        // The participant charged this release to the hospital's privacy budget when it agreed
+        // to the session. (An exploration's counts are exact: a hospital with a budget takes no
+        // part in one.)
         let (kind, round, figures) = (agreed.kind, agreed.session.round, &agreed.figures);
-        // In training, the setup's pooled statistics are the first release ("round 0"), each
-        // training round the next. (An exploration's counts are exact: README says so.)
-        let release = match kind {
-            SessionKind::Setup if settings.job == Job::Train => Some(0),
-            SessionKind::Train => Some(round),
-            SessionKind::Setup | SessionKind::Evaluate | SessionKind::Explore => None,
-        };
-        if let Some(release) = release {
-            crate::config::check_privacy_budget(&self.trust.consortium, settings, release)?;
-        }
         let sampler = settings.privacy.and_then(|p| p.pooled).map(PooledSampler::new);
         let values = match kind {
             SessionKind::Setup => match &sampler {

@@ -1,17 +1,20 @@
 //! A hospital's participant ([`fedcare_protocol::participant`]: every check and every signature)
-//! with what the shell hands it: its signing key, read from its key file, and its decryption
-//! ledger, kept in a file ([`FileLedger`]) in the hospital's state directory.
+//! with what the shell hands it: its signing key, read from its key file, and its ledger (its
+//! releases with their privacy charges, and its endorsements: where its schedule stands), kept
+//! in one file ([`FileLedger`]) in the hospital's state directory.
 //!
 //! Guarantees:
 //! - A release is in the ledger file, written and synced (with its directory when the file is
-//!   new), before the participant lets the decryption share for it leave.
+//!   new), before the participant lets the decryption share for it leave; an endorsement before
+//!   its signature leaves. So a hospital that restarts resumes its schedule and its privacy
+//!   budget from the file, over every federation it took part in.
 //! - A ledger file that cannot be read is an error: the participant is not made without it.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fedcare_protocol::ledger::{Ledger, MemoryLedger, Release};
+use fedcare_protocol::ledger::{Entry, Ledger, MemoryLedger};
 pub use fedcare_protocol::participant::{Agreed, FinalFile, Participant, Reply};
 
 use crate::config::Consortium;
@@ -19,29 +22,31 @@ use crate::error::{Result, TrustError};
 use crate::protocol::{Agreement, FederationSettings, NodeId};
 use crate::signing::SigningKey;
 
-/// File name of the decryption ledger inside a hospital's state directory.
+/// File name of the ledger inside a hospital's state directory.
 pub const LEDGER_FILE: &str = "decryptions.jsonl";
 
-/// The release ledger in an append-only file: one JSON line per decryption share (its slot, start
-/// state and participants), synced before the share leaves. Lines written before the start state
+/// The ledger in an append-only file: one JSON line per decryption share (its slot, start state,
+/// participants and privacy charge) and per endorsement (the session, its start and end states,
+/// the model files), synced before what it records leaves. Lines written before the start state
 /// was recorded (slot only) still read, and still bind their slot.
 #[derive(Debug)]
 pub struct FileLedger {
     path: PathBuf,
-    releases: Vec<Release>,
+    entries: Vec<Entry>,
 }
 
 impl FileLedger {
     /// The ledger in `path` (created when absent, with its directory).
     pub fn open(path: &Path) -> core::result::Result<Self, TrustError> {
         let error = |why: String| TrustError::Ledger { ledger: path.display().to_string(), why };
-        let mut releases = Vec::new();
+        let mut entries = Vec::new();
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                    let release: Release =
-                        serde_json::from_str(line).map_err(|e| error(format!("line {}: {e}", number + 1)))?;
-                    releases.push(release);
+                    let entry: Entry = serde_json::from_str(line).map_err(|e| {
+                        error(format!("line {}: {e} (neither a release nor an endorsement)", number + 1))
+                    })?;
+                    entries.push(entry);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -51,28 +56,28 @@ impl FileLedger {
             }
             Err(e) => return Err(error(e.to_string())),
         }
-        Ok(Self { path: path.to_path_buf(), releases })
+        Ok(Self { path: path.to_path_buf(), entries })
     }
 }
 
 impl Ledger for FileLedger {
-    fn releases(&self) -> Vec<Release> {
-        self.releases.clone()
+    fn entries(&self) -> Vec<Entry> {
+        self.entries.clone()
     }
 
-    fn record(&mut self, release: Release) -> core::result::Result<(), TrustError> {
+    fn record(&mut self, entry: Entry) -> core::result::Result<(), TrustError> {
         let path = &self.path;
         let error = |e: std::io::Error| TrustError::Ledger { ledger: path.display().to_string(), why: e.to_string() };
         let created = !path.exists();
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(error)?;
-        // Invariant: a Release always serializes.
-        let mut line = serde_json::to_string(&release).unwrap_or_default();
+        // Invariant: an entry always serializes (its ε, when there is one, is finite).
+        let mut line = serde_json::to_string(&entry).unwrap_or_default();
         line.push('\n');
         file.write_all(line.as_bytes()).and_then(|()| file.sync_all()).map_err(error)?;
         if created && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(error)?;
         }
-        self.releases.push(release);
+        self.entries.push(entry);
         Ok(())
     }
 }

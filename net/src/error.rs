@@ -265,30 +265,6 @@ pub enum FederationError {
     /// signing key, an output it cannot compute).
     #[error(transparent)]
     Participant(fedcare_protocol::Error),
-    /// Training on would spend more of a patient's privacy than this hospital allows.
-    #[error(
-        "this hospital's privacy budget: {session} would bring a patient's ε to {epsilon:.3} (δ = {delta:e}), above \
-         its max_epsilon of {max}; it takes part no more",
-        session = if *round == 0 { "the setup session's pooled counts".to_owned() } else { format!("training round {round}") }
-    )]
-    PrivacyBudget {
-        /// The training round refused (0: the setup session).
-        round: u32,
-        /// ε after that round (infinite without differential privacy).
-        epsilon: f64,
-        /// δ of that ε.
-        delta: f64,
-        /// The hospital's `max_epsilon`.
-        max: f64,
-    },
-    /// Differential privacy that this hospital's budget cannot be counted under: a δ above its
-    /// `max_delta` (ε at a large δ bounds nothing), or pooled statistics decrypted exact (ε would
-    /// count DP-SGD alone).
-    #[error("this hospital's privacy policy (it sets max_epsilon): {why}; it takes part no more")]
-    PrivacyPolicy {
-        /// What the federation's privacy settings lack.
-        why: String,
-    },
 }
 
 impl From<fedcare_protocol::InvalidName> for FederationError {

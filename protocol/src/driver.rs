@@ -25,7 +25,7 @@ use crate::checkpoint::Snapshot;
 use crate::coordinator::{Action, Coordinator, Event, decrypt_sum};
 use crate::error::TrustError;
 use crate::error::{Error, Refusal};
-use crate::ledger::{Ledger, MemoryLedger, Release};
+use crate::ledger::{Entry, Ledger, MemoryLedger, Release};
 use crate::params::params_from_bytes;
 use crate::participant::{Participant, Reply, Trust};
 use crate::roster::Consortium;
@@ -215,12 +215,12 @@ pub fn test_keys(names: &[&str]) -> (Vec<Arc<TestKey>>, Consortium) {
 pub struct SharedLedger(Arc<Mutex<MemoryLedger>>);
 
 impl Ledger for SharedLedger {
-    fn releases(&self) -> Vec<Release> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).releases()
+    fn entries(&self) -> Vec<Entry> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).entries()
     }
 
-    fn record(&mut self, release: Release) -> Result<(), TrustError> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).record(release)
+    fn record(&mut self, entry: Entry) -> Result<(), TrustError> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).record(entry)
     }
 }
 
@@ -270,9 +270,17 @@ impl Hospital {
         Ok(self.participant.insert(participant))
     }
 
-    /// Forgets the participant (a hospital that restarted without its state; its ledger stays).
+    /// Forgets the participant (a hospital that restarted: what it held in memory is gone, its
+    /// ledger stays and its schedule resumes from it).
     pub fn restart(&mut self) {
         self.participant = None;
+    }
+
+    /// Forgets the participant and its ledger (a hospital whose state directory was lost, or a
+    /// new one in the same name: it holds no state of its own).
+    pub fn lose_state(&mut self) {
+        self.participant = None;
+        self.ledger = SharedLedger::default();
     }
 
     /// The releases this hospital made decryption shares for, in order.
@@ -352,7 +360,8 @@ pub fn upload(
     bytes: &[u8],
     now: Instant,
 ) -> Result<Vec<Action>, Refusal> {
-    let header = UploadHeader { federation_id: FEDERATION.into(), session, node: name.into(), kind: Some(kind) };
+    let federation_id = c.federation_id().to_owned();
+    let header = UploadHeader { federation_id, session, node: name.into(), kind: Some(kind) };
     let mut actions = c.handle(Event::UploadStarted { node: node(name), header }, now)?;
     let Some(Action::Verify(ticket)) = actions.pop() else { panic!("no verification asked") };
     let upload = ticket.verify(bytes, &WireLimits::default())?;
@@ -403,6 +412,21 @@ pub fn acknowledge(c: &mut Coordinator, snapshots: Vec<Snapshot>, now: Instant) 
         let bytes = snapshot.model.to_bytes().map(Bytes::from).map_err(|e| e.to_string());
         c.handle(Event::Persisted { result: bytes }, now).expect("a report");
     }
+}
+
+/// A coordinator of `names` under `settings` at `now`, every hospital joined and the first session
+/// started.
+///
+/// # Panics
+/// When the coordinator refuses a join (a test's mistake).
+fn joined_coordinator(names: &[&str], settings: &FederationSettings, now: Instant) -> Coordinator {
+    let mut coordinator = test_coordinator(test_plan(names, settings.clone()), now);
+    for name in names {
+        let join = Event::Join { node: node(name), federation_id: settings.federation_id.clone() };
+        coordinator.handle(join, now).expect("a join of an enrolled hospital");
+    }
+    coordinator.handle(Event::Tick, now).expect("a tick");
+    coordinator
 }
 
 /// Changes a task before its hospital sees it (a lying aggregator).
@@ -459,13 +483,7 @@ impl Driver {
         let (keys, everyone_roster) = test_keys(&everyone);
         let mut consortium = everyone_roster.clone();
         consortium.members.retain(|name, _| names.contains(&name.as_str()));
-        let mut coordinator = test_coordinator(test_plan(&everyone, settings.clone()), now);
-        for name in &everyone {
-            coordinator
-                .handle(Event::Join { node: node(name), federation_id: FEDERATION.into() }, now)
-                .expect("a join of an enrolled hospital");
-        }
-        coordinator.handle(Event::Tick, now).expect("a tick");
+        let coordinator = joined_coordinator(&everyone, &settings, now);
         let hospitals: Vec<Hospital> = everyone
             .iter()
             .zip(keys)
@@ -476,6 +494,35 @@ impl Driver {
             .collect();
         let endings = hospitals.iter().map(|_| Ending::Running).collect();
         Self { coordinator, hospitals, endings, settings, filter, now, snapshots: Vec::new() }
+    }
+
+    /// The same hospitals (keys, rosters and ledgers) in the next federation, of `settings` (its
+    /// own federation id, which each of them agreed to): a new coordinator, every hospital
+    /// joined, its participant made afresh; `filter` sees every task first.
+    pub fn next_federation(self, settings: FederationSettings, filter: Option<TaskFilter>) -> Self {
+        let names: Vec<&str> = self.hospitals.iter().map(|h| h.name.as_str()).collect();
+        let coordinator = joined_coordinator(&names, &settings, self.now);
+        let mut hospitals = self.hospitals;
+        for hospital in &mut hospitals {
+            hospital.trust.agreed = Agreement::train(&settings.federation_id);
+            hospital.restart();
+        }
+        let endings = hospitals.iter().map(|_| Ending::Running).collect();
+        Self { coordinator, hospitals, endings, settings, filter, now: self.now, snapshots: Vec::new() }
+    }
+
+    /// Hospital `index` restarts (what it held in memory is gone, its ledger stays) and joins
+    /// again, as a hospital's shell does when its process starts.
+    ///
+    /// # Panics
+    /// When the coordinator refuses the join (a test's mistake).
+    pub fn restart(&mut self, index: usize) {
+        self.hospitals[index].restart();
+        let federation_id = self.settings.federation_id.clone();
+        let join = Event::Join { node: node(&self.hospitals[index].name), federation_id };
+        let actions = self.coordinator.handle(join, self.now).expect("a join of an enrolled hospital");
+        let snapshots = carry_out(&mut self.coordinator, actions, self.now);
+        self.snapshots.extend(snapshots);
     }
 
     /// Every hospital still taking part answers its current task once (through the filter).
@@ -518,8 +565,8 @@ impl Driver {
                     }
                 }
                 Err(error) => {
-                    let leave =
-                        Event::Leave { node: node(&name), federation_id: FEDERATION.into(), reason: error.to_string() };
+                    let federation_id = self.settings.federation_id.clone();
+                    let leave = Event::Leave { node: node(&name), federation_id, reason: error.to_string() };
                     let actions = self.coordinator.handle(leave, self.now).unwrap_or_default();
                     let snapshots = carry_out(&mut self.coordinator, actions, self.now);
                     self.snapshots.extend(snapshots);

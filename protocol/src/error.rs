@@ -126,7 +126,7 @@ pub enum ProtocolError {
 
 /// Why a hospital refuses what a (possibly lying) aggregator asks of it. Each names what was
 /// wrong; the hospital leaves the federation with it, having released nothing that decrypts.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrustError {
     /// A participant is not on this hospital's roster.
@@ -231,6 +231,36 @@ pub enum TrustError {
         agreed: String,
         /// What the aggregator offers.
         offered: String,
+    },
+    /// A release that would spend more of a patient's privacy than this hospital allows, over
+    /// all its federations.
+    #[error(
+        "this hospital's privacy budget: {} would bring a patient's ε to {epsilon:.3} (δ = {delta:e}{}), above its max_epsilon of {max}; it takes part no more",
+        release_name(*kind, *round),
+        if *spent > 0.0 { format!("; {spent:.3} of it spent in earlier federations") } else { String::new() }
+    )]
+    PrivacyBudget {
+        /// The session refused.
+        kind: crate::ids::SessionKind,
+        /// Its round.
+        round: u32,
+        /// The patients' ε after it, over all federations (infinite without differential
+        /// privacy).
+        epsilon: f64,
+        /// What of it earlier federations spent.
+        spent: f64,
+        /// δ of the federation's ε.
+        delta: f64,
+        /// The hospital's `max_epsilon`.
+        max: f64,
+    },
+    /// Privacy settings this hospital's budget cannot be counted under (it sets `max_epsilon`):
+    /// a δ above its `max_delta` (ε at a large δ bounds nothing), pooled statistics decrypted
+    /// exact, or an exploration's exact counts.
+    #[error("this hospital's privacy policy (it sets max_epsilon): {why}; it takes part no more")]
+    PrivacyPolicy {
+        /// What the federation's privacy settings lack.
+        why: String,
     },
     /// Past this hospital's bounds.
     #[error("{what} is {got}, this hospital accepts at most {max}")]
@@ -578,3 +608,14 @@ pub enum OutputError {
 
 /// Result type of the participant.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// What a release of a `kind` session of `round` is, in words.
+fn release_name(kind: crate::ids::SessionKind, round: u32) -> String {
+    use crate::ids::SessionKind;
+    match kind {
+        SessionKind::Setup => "the setup session's pooled counts".into(),
+        SessionKind::Train => format!("training round {round}"),
+        SessionKind::Evaluate => "the final evaluation".into(),
+        SessionKind::Explore => "the exploration's counts".into(),
+    }
+}

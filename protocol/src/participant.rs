@@ -42,6 +42,12 @@
 //!   of the last session it endorsed (a hospital that joined later or missed sessions: one its
 //!   roster's majority endorsed), rounds going forward within the agreed rounds, nothing after
 //!   the final session, and no session of another job (an exploration in a training job);
+//! - when it sets a `max_epsilon`, charges every release to its privacy ledger (the ε of the
+//!   federation once the sum is out, by its own accounting) and refuses one that would bring its
+//!   patients' ε over all its federations past it ([`Consortium::privacy_charge`]);
+//! - records each endorsement in its ledger before the signature leaves, and resumes its
+//!   schedule from the ledger when it restarts: it refuses after a restart what it refused
+//!   before;
 //! - refuses a next session whose global model, server state or public figures are not the ones
 //!   it computed or its roster's majority endorsed, and a final model file that is not the one
 //!   it computed or, when it did not take part in the last session, one that its roster's
@@ -64,7 +70,7 @@ use crate::digest::{
 };
 use crate::error::{Error, ProtocolError, Result, TrustError};
 use crate::exploration::Exploration;
-use crate::ledger::{Ledger, Release, Slot};
+use crate::ledger::{Endorsement, Entry, Ledger, Release, Slot, epsilon_spent_elsewhere};
 use crate::output::{SessionInputs, session_output};
 use crate::params::params_from_bytes;
 use crate::roster::Consortium;
@@ -146,13 +152,23 @@ impl Held {
 
 /// What this hospital checked of the last session it endorsed: the state it started from and the
 /// one it ended with (the aggregator may go on from either: from the first when it gave that
-/// session up), and the model files after it and after the one before.
+/// session up), and the model files after it and after the one before. Its ledger keeps it
+/// ([`Endorsement`]); the states' bytes are held only in memory (after a restart the aggregator
+/// sends them whole, and they are checked against the digests).
 #[derive(Debug, Clone)]
 struct Verified {
     session: SessionId,
     kind: SessionKind,
-    states: [Held; 2],
+    states: [StateDigest; 2],
     files: Vec<FileDigest>,
+    held: Vec<Held>,
+}
+
+impl Verified {
+    fn of(endorsement: Endorsement) -> Self {
+        let Endorsement { session, kind, start, end, files, .. } = endorsement;
+        Self { session, kind, states: [start, end], files, held: Vec::new() }
+    }
 }
 
 /// A session after key generation: the statement context, the crypto party, the key share this
@@ -179,6 +195,8 @@ struct Session {
     server: ServerState,
     figures: PublicFigures,
     start: Held,
+    /// The federation's ε once this session's sum is out, when the hospital counts its privacy.
+    epsilon: Option<f64>,
 }
 
 /// The aggregate masks this hospital committed to, and its randomness for the challenge.
@@ -353,6 +371,8 @@ impl Participant {
         consortium.check_settings(&settings)?;
         let min_hospitals = consortium.min_participants(settings.min_hospitals);
         let codec = Codec::new(settings.codec)?;
+        // Where its schedule stands, from its ledger: a hospital that restarted resumes it.
+        let verified = ledger.last_endorsed(&settings.federation_id).map(Verified::of);
         Ok(Self {
             me,
             key,
@@ -362,7 +382,7 @@ impl Participant {
             codec,
             ledger,
             state: State::Idle,
-            verified: None,
+            verified,
             explored: None,
         })
     }
@@ -546,6 +566,7 @@ impl Participant {
             slot: self.slot(&running.context),
             start: Some(running.start.digest),
             members: running.members.clone(),
+            epsilon: running.epsilon,
         }
     }
 
@@ -565,7 +586,7 @@ impl Participant {
         let (model, server, endorsements) = match task.sections.as_slice() {
             [_, model, server, endorsements] => (model.clone(), server.clone(), Some(endorsements)),
             [_, reference] => {
-                let held = self.verified.iter().flat_map(|v| &v.states).find(|h| h.digest.0[..] == reference[..]);
+                let held = self.verified.iter().flat_map(|v| &v.held).find(|h| h.digest.0[..] == reference[..]);
                 let held = held.ok_or(TrustError::UnknownState)?;
                 (held.model.clone(), held.server.clone(), None)
             }
@@ -627,8 +648,12 @@ impl Participant {
         // again): no second share for the slot, no other participants from a start state
         // released before.
         let members: Vec<NodeId> = share_bytes.iter().map(|(n, _)| n.clone()).collect();
-        let release = Release { slot: self.slot(&context), start: Some(start.digest), members };
         let releases = self.ledger.releases();
+        // The privacy ledger: this session's charge, over this hospital's other federations too.
+        let spent = epsilon_spent_elsewhere(&releases, &self.settings.federation_id);
+        let (kind, round) = (context.kind, context.session.round);
+        let epsilon = self.consortium.privacy_charge(&self.settings, kind, round, spent)?;
+        let release = Release { slot: self.slot(&context), start: Some(start.digest), members, epsilon };
         release.check(&releases)?;
         if context.kind == SessionKind::Explore {
             let explored = releases.iter().filter(|r| r.slot.kind == SessionKind::Explore).count();
@@ -663,6 +688,7 @@ impl Participant {
             server: state,
             figures: task.figures.clone(),
             start,
+            epsilon,
         };
         self.state = State::Confirmed(Box::new(running), Box::new(key));
         Ok(upload)
@@ -718,9 +744,9 @@ impl Participant {
         }
         // The session that ended in the start state (or started from it, given up).
         let (previous, previous_kind) = match &self.verified {
-            Some(v) if v.states[1].digest == start.digest => (v.session, v.kind),
-            Some(v) if v.states[0].digest == start.digest && v.kind == SessionKind::Train => (v.session, v.kind),
-            Some(v) if v.states[0].digest == start.digest => {
+            Some(v) if v.states[1] == start.digest => (v.session, v.kind),
+            Some(v) if v.states[0] == start.digest && v.kind == SessionKind::Train => (v.session, v.kind),
+            Some(v) if v.states[0] == start.digest => {
                 return off(format!("it starts from the state session {} ({}) started from", v.session, v.kind));
             }
             // A hospital that missed sessions (dropped at a deadline, cut off by a partition) or
@@ -856,7 +882,7 @@ impl Participant {
                 return Err(error.into());
             }
         };
-        self.ledger.record(release)?;
+        self.ledger.record(Entry::Released(release))?;
         let bytes = share.encode()?;
         self.state = State::Decrypted(running, proof.aggregate);
         Ok(bytes)
@@ -957,7 +983,19 @@ impl Participant {
             .and_then(|v| if v.session == session { v.files.get(1).copied() } else { v.files.first().copied() });
         let files: Vec<FileDigest> = [output.file_digest].into_iter().chain(earlier).collect();
         let kind = running.context.kind;
-        self.verified = Some(Verified { session, kind, states: [running.start.clone(), end], files });
+        // The endorsement is recorded before its signature leaves: a hospital that restarts
+        // resumes its schedule from here.
+        self.ledger.record(Entry::Endorsed(Endorsement {
+            federation: self.settings.federation_id.clone(),
+            session,
+            kind,
+            start: running.start.digest,
+            end: end.digest,
+            files: files.clone(),
+        }))?;
+        let states = [running.start.digest, end.digest];
+        let held = vec![running.start.clone(), end];
+        self.verified = Some(Verified { session, kind, states, files, held });
         if let Some(exploration) = output.exploration {
             self.explored = Some((exploration, running.members.clone()));
         }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrustError;
+use crate::ids::SessionKind;
 use crate::settings::{FederationSettings, Job, MAX_ATTEMPTS};
 use crate::signing::{Fingerprint, Signed};
 
@@ -41,6 +42,11 @@ pub struct Consortium {
     /// The largest δ at which it lets its ε be counted, when it sets `max_epsilon`.
     #[serde(default = "default_max_delta")]
     pub max_delta: f64,
+    /// The least noise multiplier on the pooled statistics (σ_p, and σ_e of the final
+    /// evaluation's) it takes part under, when it sets `max_epsilon` (default 0: any; its ε counts
+    /// whatever noise there is).
+    #[serde(default)]
+    pub min_pooled_noise: f64,
     /// The smallest `min_cell` of an exploration it takes part in: a report of the pooled counts
     /// shows none below it.
     #[serde(default = "default_min_cell")]
@@ -88,6 +94,7 @@ impl Consortium {
             max_epochs: default_max_epochs(),
             max_epsilon: None,
             max_delta: default_max_delta(),
+            min_pooled_noise: 0.0,
             min_cell: default_min_cell(),
             max_explorations: default_max_explorations(),
         }
@@ -135,5 +142,62 @@ impl Consortium {
             });
         }
         Ok(())
+    }
+
+    /// The ε (at the federation's δ) of the federation of `settings` once a `kind` session of
+    /// `round` is decrypted, by this hospital's own accounting from the settings it checked, when
+    /// it sets a `max_epsilon` (`None` when it sets none). Every release is charged: the setup's
+    /// pooled statistics and the final evaluation's from the first session on (as the
+    /// accountant counts them), each training round's DP-SGD steps. `spent` is what its patients
+    /// spent in other federations (its privacy ledger, [`crate::ledger::epsilon_spent_elsewhere`]);
+    /// a release that would bring the total past `max_epsilon` is refused, and so is every
+    /// release of a federation whose ε bounds nothing: one without differential privacy, a δ
+    /// above `max_delta`, pooled statistics decrypted exact or with less noise than its
+    /// `min_pooled_noise`, or an exploration (its counts are
+    /// exact).
+    pub fn privacy_charge(
+        &self,
+        settings: &FederationSettings,
+        kind: SessionKind,
+        round: u32,
+        spent: f64,
+    ) -> core::result::Result<Option<f64>, TrustError> {
+        let Some(max) = self.max_epsilon else { return Ok(None) };
+        let policy = |why: String| Err(TrustError::PrivacyPolicy { why });
+        if matches!(settings.job, Job::Explore { .. }) {
+            return policy("an exploration releases exact counts, which ε does not bound".into());
+        }
+        let Some(privacy) = settings.privacy else {
+            let epsilon = f64::INFINITY;
+            return Err(TrustError::PrivacyBudget { kind, round, epsilon, spent, delta: 0.0, max });
+        };
+        if privacy.delta > self.max_delta {
+            return policy(format!(
+                "the federation's δ is {:e}, above its max_delta of {:e}",
+                privacy.delta, self.max_delta
+            ));
+        }
+        let Some(pooled) = privacy.pooled else {
+            return policy(
+                "the federation decrypts its pooled statistics exact (pooled_noise = 0), which ε does not count".into(),
+            );
+        };
+        if pooled.multiplier.min(pooled.evaluation_multiplier) < self.min_pooled_noise {
+            return policy(format!(
+                "the federation's pooled noise (pooled_noise {}, evaluation_noise {}) is below its min_pooled_noise of {}",
+                pooled.multiplier, pooled.evaluation_multiplier, self.min_pooled_noise
+            ));
+        }
+        let trained = match kind {
+            SessionKind::Setup | SessionKind::Explore => 0,
+            SessionKind::Train => round,
+            SessionKind::Evaluate => round.saturating_sub(1),
+        };
+        let charge = privacy.epsilon_after(trained, settings.train.epochs);
+        let epsilon = spent + charge;
+        if epsilon > max {
+            return Err(TrustError::PrivacyBudget { kind, round, epsilon, spent, delta: privacy.delta, max });
+        }
+        Ok(Some(charge))
     }
 }

@@ -8,13 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
+use fedcare_core::privacy::{DpSgd, PooledNoise};
 use fedcare_crypto::{CryptoError, WireMessage};
 use fedcare_protocol::driver::{Driver, Ending, TaskFilter, TestKey, test_settings};
 use fedcare_protocol::ledger::Release;
 use fedcare_protocol::selection::{BestModel, ServerState};
 use fedcare_protocol::signing::Signed;
 use fedcare_protocol::transcript::{Claim, Statement, decode_bundle, encode_bundle, endorsements};
-use fedcare_protocol::{Error, JobKind, NodeId, SessionId, SessionKind, Task, TaskKind, TrustError};
+use fedcare_protocol::{
+    Error, FederationSettings, JobKind, NodeId, Privacy, SessionId, SessionKind, Task, TaskKind, TrustError,
+};
 
 const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];
 /// Enough phases for setup, the training rounds and the evaluation, with room to spare.
@@ -429,13 +432,7 @@ fn a_session_from_before_the_setup_or_back_in_the_chain_is_refused() {
     settings.min_hospitals = HOSPITALS.len();
     let mut driver = Driver::new(&HOSPITALS, settings.clone(), None, now());
     let a = NodeId::new("hospital-a").unwrap();
-    let key_gen_2 = |driver: &Driver| {
-        let task = driver.coordinator.task_for(&a).unwrap();
-        task.kind == TaskKind::KeyGen && task.session.unwrap().round == 2
-    };
-    while !key_gen_2(&driver) {
-        driver.phase();
-    }
+    run_until_key_gen(&mut driver, 2);
     let key_gen = driver.coordinator.task_for(&a).unwrap();
     driver.phase(); // round 2's key-share commitments
     let reveal = driver.coordinator.task_for(&a).unwrap();
@@ -470,6 +467,84 @@ fn a_session_from_before_the_setup_or_back_in_the_chain_is_refused() {
         );
     }
     ledgers_hold_only(&driver, &[(0, SessionKind::Setup), (1, SessionKind::Train)]);
+}
+
+/// Runs `driver` until hospital-a's next task is round `round`'s key generation.
+fn run_until_key_gen(driver: &mut Driver, round: u32) {
+    let a = NodeId::new("hospital-a").unwrap();
+    for _ in 0..PHASES {
+        let task = driver.coordinator.task_for(&a).unwrap();
+        if task.kind == TaskKind::KeyGen && task.session.is_some_and(|s| s.round == round) {
+            return;
+        }
+        driver.phase();
+    }
+    panic!("round {round} never started: {:?}", driver.endings);
+}
+
+#[test]
+fn a_restarted_hospital_refuses_what_it_refused_before() {
+    // Attack 7 across restarts: every hospital restarts (and joins again) before round 1 and
+    // again before round 3. The aggregator runs round 3 from the setup's output, which the roster
+    // endorsed and which each hospital was sent whole after its first restart: a rollback past
+    // rounds 1 and 2 that a hospital holding its chain of states in memory only would take after
+    // a restart. Each resumes its schedule from its ledger and refuses, as it would have without
+    // the restart; nothing of round 3 is released.
+    let mut settings = test_settings(3);
+    settings.min_hospitals = HOSPITALS.len();
+    let filter = start_again(1, |_, s| s.round == 3, |_| {});
+    let mut driver = Driver::new(&HOSPITALS, settings, Some(Box::new(filter)), now());
+    for round in [1, 3] {
+        run_until_key_gen(&mut driver, round);
+        for index in 0..HOSPITALS.len() {
+            driver.restart(index);
+        }
+    }
+    driver.run(PHASES);
+    all_refused(&driver, |e| matches!(e, Error::Trust(TrustError::OutputMismatch { .. })));
+    ledgers_hold_only(&driver, &[(0, SessionKind::Setup), (1, SessionKind::Train), (2, SessionKind::Train)]);
+}
+
+#[test]
+fn the_privacy_ledger_refuses_a_second_federation_that_would_pass_the_lifetime_budget() {
+    // Attack 5 across federations: each hospital's patients may spend one federation's ε and
+    // half its setup's, by its ledger. The first federation fits, every release charged; a
+    // second one (another federation id, the same hospitals and ledgers) would pass the budget
+    // at its first release: every hospital refuses its setup, and nothing of it is released.
+    let mut settings = test_settings(1);
+    settings.min_hospitals = HOSPITALS.len();
+    let privacy = Privacy {
+        dp_sgd: DpSgd { sampling_rate: 0.05, noise_multiplier: 1.1, clip_norm: 1.0 },
+        delta: 1e-5,
+        pooled: Some(PooledNoise { multiplier: 50.0, evaluation_multiplier: 12.0, rows_per_patient: 1 }),
+        setup_statistics: settings.layout.setup_statistics(),
+    };
+    settings.privacy = Some(privacy);
+    let epochs = settings.train.epochs;
+    let (setup, whole) = (privacy.epsilon_after(0, epochs), privacy.epsilon_after(1, epochs));
+    assert!(setup > 0.0 && whole > setup, "{setup} {whole}");
+    let mut driver = Driver::new(&HOSPITALS, settings.clone(), None, now());
+    for hospital in &mut driver.hospitals {
+        hospital.trust.consortium.max_epsilon = Some(whole + setup / 2.0);
+    }
+    driver.run(PHASES);
+    assert!(driver.endings.iter().all(|e| matches!(e, Ending::Done)), "{:?}", driver.endings);
+    // The setup is charged its pooled statistics (the final evaluation's too, counted from the
+    // start), the round and the evaluation the whole federation's ε.
+    for hospital in &driver.hospitals {
+        let charged: Vec<Option<f64>> = hospital.ledger().iter().map(|r| r.epsilon).collect();
+        assert_eq!(charged, [Some(setup), Some(whole), Some(whole)], "{}", hospital.name);
+    }
+    let second = FederationSettings { federation_id: "fed-2".into(), ..settings };
+    let mut driver = driver.next_federation(second, None);
+    driver.run(PHASES);
+    all_refused(
+        &driver,
+        |e| matches!(e, Error::Trust(TrustError::PrivacyBudget { kind: SessionKind::Setup, spent, .. }) if *spent == whole),
+    );
+    for hospital in &driver.hospitals {
+        assert!(hospital.ledger().iter().all(|r| r.slot.federation == "fed"), "{}", hospital.name);
+    }
 }
 
 #[test]
@@ -508,9 +583,10 @@ fn a_consortium_of_five_refuses_a_final_model_endorsed_by_two() {
     let file = driver.snapshots.last().unwrap().model.clone();
     let signed: Vec<_> = endorsements(&file).unwrap().into_iter().map(|(signed, _)| signed).collect();
     let settings = driver.settings().clone();
-    // hospital-e restarted: it holds no state of its own and must take the roster's word.
+    // hospital-e lost its state directory: it holds no state of its own and must take the
+    // roster's word.
     let hospital = &mut driver.hospitals[4];
-    hospital.restart();
+    hospital.lose_state();
     let participant = hospital.participant(&settings);
     for (signers, accepted) in [(5, true), (3, true), (2, false)] {
         let mut branch = file.clone();

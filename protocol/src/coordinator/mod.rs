@@ -1589,6 +1589,11 @@ impl Coordinator {
         self.records.iter().filter(|r| r.kind == SessionKind::Train).count() as u32
     }
 
+    /// The federation it coordinates.
+    pub fn federation_id(&self) -> &str {
+        &self.plan.settings.federation_id
+    }
+
     /// The sessions completed so far.
     pub fn records(&self) -> &[RoundRecord] {
         &self.records

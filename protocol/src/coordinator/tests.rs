@@ -461,10 +461,10 @@ fn a_hospital_that_rejoins_takes_the_state_only_with_its_peers_endorsements() {
     let confirm = c.task_for(&node("a")).unwrap();
     assert_eq!((confirm.kind, confirm.sections.len()), (TaskKind::Confirm, 2));
 
-    // "c" restarts before round 1's key generation: a fresh participant, no state of its own.
+    // "c" lost its state before round 1's key generation: a fresh participant, an empty ledger.
     let (mut c, start, mut hospitals) = started();
     phases(&mut c, &mut hospitals, SESSION, start);
-    hospitals[2].inner.restart();
+    hospitals[2].inner.lose_state();
     assert!(join(&mut c, "c", start).is_empty(), "it had not started the session yet");
     phases(&mut c, &mut hospitals, 2, start);
     let mut confirm = c.task_for(&node("c")).unwrap();
