@@ -8,14 +8,15 @@ use fedcare_core::ModelFile;
 use fedcare_core::envelope::Format;
 use serde::{Deserialize, Serialize};
 
+use crate::digest::StateContent;
 use crate::selection::ServerState;
 use crate::{NodeId, Planned, PublicFigures, RoundRecord, SessionId};
 
 /// The checkpoint's envelope. 4: the common envelope, typed session kinds, the public figures
 /// of the setup session in one record; 5: the opened decryption slot; 6: the hospitals'
 /// endorsements and the opened session's id, CRS and participants; 7: the server state holds the
-/// best model so far.
-pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 8, name: "checkpoint" };
+/// best model so far; 8: the server state counts the released rounds; 9: the chain of states.
+pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 9, name: "checkpoint" };
 /// The largest checkpoint read back (a 200M-parameter model with its optimizer state).
 pub const CHECKPOINT_LIMIT: usize = 4 << 30;
 
@@ -46,6 +47,10 @@ pub struct Checkpoint {
     /// What a restarted aggregator needs of the opened session to resume its result from the
     /// hospitals that hold it (set with `opened`).
     pub resumable: Option<OpenedSession>,
+    /// The contents of the federation's chain of states, the initial state's first and the
+    /// current one's last ([`crate::transcript::state_content`]): what a hospital that does not
+    /// hold the current state checks it descends from its own by.
+    pub chain: Vec<StateContent>,
 }
 
 /// The session whose decryption was opened: its id, CRS and participants.

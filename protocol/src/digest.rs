@@ -50,8 +50,15 @@ digest_type! {
 }
 
 digest_type! {
-    /// The digest of a federation's state between sessions: model, server state, public figures
-    /// ([`crate::transcript::state_digest`]).
+    /// The digest of what a federation's state holds between sessions: model, server state,
+    /// public figures ([`crate::transcript::state_content`]).
+    StateContent
+}
+
+digest_type! {
+    /// The digest of a federation's state in its chain: its content and the digest of the state
+    /// the session that made it started from ([`crate::transcript::state_digest`]), so one digest
+    /// names a state and every state before it.
     StateDigest
 }
 

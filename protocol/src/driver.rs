@@ -21,7 +21,7 @@ use fedcare_crypto::{Crs, PARAMS_V2, WireLimits};
 use rand_core::{Infallible, TryCryptoRng, TryRng};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 
-use crate::checkpoint::Snapshot;
+use crate::checkpoint::{Checkpoint, Snapshot};
 use crate::coordinator::{Action, Coordinator, Event, decrypt_sum};
 use crate::error::TrustError;
 use crate::error::{Error, Refusal};
@@ -194,12 +194,20 @@ pub fn test_plan(hospitals: &[&str], settings: FederationSettings) -> Federation
 /// # Panics
 /// When the plan cannot run (a test's mistake).
 pub fn test_coordinator(plan: FederationPlan, now: Instant) -> Coordinator {
+    resumed_coordinator(plan, None, now)
+}
+
+/// [`test_coordinator`] resuming from `checkpoint` when given.
+///
+/// # Panics
+/// When the plan cannot run or the checkpoint is not of it (a test's mistake).
+fn resumed_coordinator(plan: FederationPlan, checkpoint: Option<Checkpoint>, now: Instant) -> Coordinator {
     let mut next = 0u128;
     let crs = Box::new(move || {
         next += 1;
         Crs(next)
     });
-    Coordinator::new(Arc::new(plan), None, now, crs).expect("a plan that runs")
+    Coordinator::new(Arc::new(plan), checkpoint, now, crs).expect("a plan that runs")
 }
 
 /// One fresh key for each of `names`, and the roster that pins them all.
@@ -419,8 +427,13 @@ pub fn acknowledge(c: &mut Coordinator, snapshots: Vec<Snapshot>, now: Instant) 
 ///
 /// # Panics
 /// When the coordinator refuses a join (a test's mistake).
-fn joined_coordinator(names: &[&str], settings: &FederationSettings, now: Instant) -> Coordinator {
-    let mut coordinator = test_coordinator(test_plan(names, settings.clone()), now);
+fn joined_coordinator(
+    names: &[&str],
+    settings: &FederationSettings,
+    checkpoint: Option<Checkpoint>,
+    now: Instant,
+) -> Coordinator {
+    let mut coordinator = resumed_coordinator(test_plan(names, settings.clone()), checkpoint, now);
     for name in names {
         let join = Event::Join { node: node(name), federation_id: settings.federation_id.clone() };
         coordinator.handle(join, now).expect("a join of an enrolled hospital");
@@ -483,7 +496,7 @@ impl Driver {
         let (keys, everyone_roster) = test_keys(&everyone);
         let mut consortium = everyone_roster.clone();
         consortium.members.retain(|name, _| names.contains(&name.as_str()));
-        let coordinator = joined_coordinator(&everyone, &settings, now);
+        let coordinator = joined_coordinator(&everyone, &settings, None, now);
         let hospitals: Vec<Hospital> = everyone
             .iter()
             .zip(keys)
@@ -501,7 +514,7 @@ impl Driver {
     /// joined, its participant made afresh; `filter` sees every task first.
     pub fn next_federation(self, settings: FederationSettings, filter: Option<TaskFilter>) -> Self {
         let names: Vec<&str> = self.hospitals.iter().map(|h| h.name.as_str()).collect();
-        let coordinator = joined_coordinator(&names, &settings, self.now);
+        let coordinator = joined_coordinator(&names, &settings, None, self.now);
         let mut hospitals = self.hospitals;
         for hospital in &mut hospitals {
             hospital.trust.agreed = Agreement::train(&settings.federation_id);
@@ -509,6 +522,27 @@ impl Driver {
         }
         let endings = hospitals.iter().map(|_| Ending::Running).collect();
         Self { coordinator, hospitals, endings, settings, filter, now: self.now, snapshots: Vec::new() }
+    }
+
+    /// The aggregator forks the federation: a second coordinator goes on from `checkpoint` (one
+    /// of [`Self::snapshots`]) over `names` alone, every one of them joined, and takes the first
+    /// one's place; the other hospitals are not enrolled in it.
+    pub fn fork(&mut self, checkpoint: Checkpoint, names: &[&str]) {
+        self.coordinator = joined_coordinator(names, &self.settings, Some(checkpoint), self.now);
+    }
+
+    /// Hospital `index` is cut off (its network fails): the coordinator takes it as gone; the
+    /// hospital keeps its state and ledger, and its tasks are refused until it joins again.
+    ///
+    /// # Panics
+    /// When the coordinator refuses the departure (a test's mistake).
+    pub fn cut_off(&mut self, index: usize) {
+        let federation_id = self.settings.federation_id.clone();
+        let name = node(&self.hospitals[index].name);
+        let leave = Event::Leave { node: name, federation_id, reason: "cut off".into() };
+        let actions = self.coordinator.handle(leave, self.now).expect("a departure of a joined hospital");
+        let snapshots = carry_out(&mut self.coordinator, actions, self.now);
+        self.snapshots.extend(snapshots);
     }
 
     /// Hospital `index` restarts (what it held in memory is gone, its ledger stays) and joins

@@ -314,6 +314,19 @@ pub enum TrustError {
         /// The session whose output this hospital checked.
         session: SessionId,
     },
+    /// The state a session starts from is not along the chain of states from the one this
+    /// hospital endorsed last: the aggregator forked the federation or rolled it back.
+    #[error(
+        "the state session {offered} starts from (its roster's endorsed output of session {endorsed}) does not descend from the one this hospital endorsed after session {own}: a fork or a rollback"
+    )]
+    NotDescended {
+        /// The refused session.
+        offered: SessionId,
+        /// The session whose output the roster endorsed.
+        endorsed: SessionId,
+        /// The last session this hospital endorsed.
+        own: SessionId,
+    },
     /// The aggregator refers to a state instead of sending it, and this hospital holds none
     /// with that digest.
     #[error("the aggregator refers to a federation state this hospital does not hold")]

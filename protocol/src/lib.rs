@@ -65,8 +65,8 @@ pub use contribution::{
     ContributionLayout, DecodedSum, GlobalEvaluation, LocalEvaluation, SetupCounts, check_exploration,
 };
 pub use digest::{
-    ChallengeSeed, FileDigest, KeyShareDigest, MasksDigest, Nonce, SettingsDigest, StateDigest, SumDigest,
-    TranscriptDigest,
+    ChallengeSeed, FileDigest, KeyShareDigest, MasksDigest, Nonce, SettingsDigest, StateContent, StateDigest,
+    SumDigest, TranscriptDigest,
 };
 pub use error::{
     ConfigError, Error, InvalidServerState, OutOfRange, OutputError, ProtocolError, Refusal, Result, TransferError,

@@ -14,12 +14,12 @@ use bytes::Bytes;
 use fedcare_core::top_k::choose_top_k;
 use fedcare_core::{Codec, ModelFile};
 
-use crate::digest::{FileDigest, StateDigest};
+use crate::digest::{FileDigest, StateContent, StateDigest};
 use crate::error::OutputError;
 use crate::exploration::Exploration;
 use crate::params::params_to_bytes;
 use crate::selection::ServerState;
-use crate::transcript::{file_digest, state_digest};
+use crate::transcript::{file_digest, state_content, state_digest};
 use crate::{DecodedSum, FederationSettings, PublicFigures, RoundRecord, SessionId, SessionKind, check_exploration};
 
 /// What a session's inputs were: the state every participant signed.
@@ -42,6 +42,8 @@ pub struct SessionInputs<'a> {
     pub server: &'a ServerState,
     /// The public figures it started from.
     pub figures: &'a PublicFigures,
+    /// The [`state_digest`] of the state it started from (the output's comes after it).
+    pub start: &'a StateDigest,
 }
 
 /// The state after a session, and its digests.
@@ -58,7 +60,9 @@ pub struct SessionOutput {
     /// The global parameters' bytes and the server state's (what the state digest and the next
     /// confirmation task cover).
     pub state_bytes: (Bytes, Bytes),
-    /// [`state_digest`] of (global, server, figures).
+    /// [`state_content`] of (global, server, figures).
+    pub content: StateContent,
+    /// [`state_digest`] of that content after the state the session started from.
     pub state: StateDigest,
     /// The model file written after the session (not endorsed yet).
     pub file: ModelFile,
@@ -174,8 +178,9 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
     // from the start), each training round its DP-SGD steps.
     record.epsilon = epsilon(inputs.settings, server.released_rounds);
     let state_bytes = (params_to_bytes(&global), Bytes::from(server_bytes(&server)));
-    let state = state_digest(&state_bytes.0, &state_bytes.1, &figures);
+    let content = state_content(&state_bytes.0, &state_bytes.1, &figures);
+    let state = state_digest(Some(inputs.start), &content);
     let file = model_file(inputs.settings, &global, &server, &figures).map_err(OutputError::ModelFile)?;
     let file_digest = file_digest(&file).map_err(OutputError::ModelFile)?;
-    Ok(SessionOutput { global, server, figures, record, state_bytes, state, file, file_digest, exploration })
+    Ok(SessionOutput { global, server, figures, record, state_bytes, content, state, file, file_digest, exploration })
 }

@@ -40,8 +40,10 @@
 //! - keeps to the agreed job's schedule ([`TrustError::OffSchedule`]): one setup, in round 0,
 //!   from the initial state; every later session from where the chain of states ends, the output
 //!   of the last session it endorsed (a hospital that joined later or missed sessions: one its
-//!   roster's majority endorsed), rounds going forward within the agreed rounds, nothing after
-//!   the final session, and no session of another job (an exploration in a training job);
+//!   roster's majority endorsed whose chain of state digests passes through its own last state:
+//!   [`TrustError::NotDescended`] otherwise, a fork or a rollback), rounds going forward within
+//!   the agreed rounds, nothing after the final session, and no session of another job (an
+//!   exploration in a training job);
 //! - when it sets a `max_epsilon`, charges every release to its privacy ledger (the ε of the
 //!   federation once the sum is out, by its own accounting) and refuses one that would bring its
 //!   patients' ε over all its federations past it ([`Consortium::privacy_charge`]);
@@ -77,8 +79,8 @@ use crate::roster::Consortium;
 use crate::selection::{ServerState, training_ends};
 use crate::signing::Signer;
 use crate::transcript::{
-    Claim, Endorsed, Statement, challenge_seed, check_endorsements, decode_bundle, file_digest, key_share_digest,
-    state_digest, transcript_digest,
+    Claim, Endorsed, Statement, chain_digests, challenge_seed, check_endorsements, decode_bundle, decode_chain,
+    file_digest, key_share_digest, state_content, state_digest, transcript_digest,
 };
 use crate::{
     Agreement, FederationSettings, Job, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind, UploadKind,
@@ -135,18 +137,23 @@ pub struct Trust {
     pub agreed: Agreement,
 }
 
-/// A federation state a hospital holds: the global model's bytes and the server state's,
-/// with the [`state_digest`] that also covers the public figures.
+/// A federation state a hospital holds: the global model's bytes and the server state's, with
+/// the [`crate::transcript::state_digest`] that also covers the public figures and the chain of
+/// states before it.
 #[derive(Debug, Clone)]
 struct Held {
     digest: StateDigest,
+    /// The digest of the state before it (`None`: the initial state).
+    before: Option<StateDigest>,
     model: Bytes,
     server: Bytes,
 }
 
 impl Held {
-    fn new(model: Bytes, server: Bytes, figures: &PublicFigures) -> Self {
-        Self { digest: state_digest(&model, &server, figures), model, server }
+    /// The state of `model`, `server` and `figures` after the state `before`.
+    fn new(before: Option<StateDigest>, model: Bytes, server: Bytes, figures: &PublicFigures) -> Self {
+        let digest = state_digest(before.as_ref(), &state_content(&model, &server, figures));
+        Self { digest, before, model, server }
     }
 }
 
@@ -556,6 +563,12 @@ impl Participant {
         Ok(upload)
     }
 
+    /// The most states a chain of this federation holds before a session's start: the initial
+    /// state, the setup's output and one per training round.
+    fn max_chain(&self) -> usize {
+        self.settings.rounds as usize + 2
+    }
+
     fn slot(&self, context: &Statement) -> Slot {
         Slot { federation: self.settings.federation_id.clone(), round: context.session.round, kind: context.kind }
     }
@@ -573,34 +586,40 @@ impl Participant {
     /// Confirmation: checks the relayed key shares, sums the collective key, checks the state
     /// the session starts from is one this hospital computed (when it checked the last session
     /// it took part in) or, for a hospital without one or with an older one (it missed
-    /// sessions), that its roster's hospitals endorsed it as the output of a later session
-    /// (after the first session), and signs the round transcript. Sections: the signed key
-    /// shares, then either the global model, the server state and that state's
-    /// endorsements, or (to a hospital that holds it) the state's digest alone.
+    /// sessions), that its roster's hospitals endorsed it as the output of a session after the
+    /// first and that it descends from this hospital's own along the chain of states, and signs
+    /// the round transcript. Sections: the signed key shares, then either the global model, the
+    /// server state, that state's endorsements and the contents of the states before it (the
+    /// initial state's first), or (to a hospital that holds it) the state's digest alone.
     fn confirm(&mut self, task: &Task) -> Result<Vec<u8>> {
         let State::KeyShared(keyed) = &self.state else { return Err(out_of_order(TaskKind::Confirm)) };
         if Some(keyed.context.session) != task.session {
             return Err(out_of_order(TaskKind::Confirm));
         }
         let context = keyed.context.clone();
-        let (model, server, endorsements) = match task.sections.as_slice() {
-            [_, model, server, endorsements] => (model.clone(), server.clone(), Some(endorsements)),
+        let (start, endorsements, before) = match task.sections.as_slice() {
+            [_, model, server, endorsements, path] => {
+                // The state's place in the chain: after the states before it.
+                let before = chain_digests(&decode_chain(path, self.max_chain())?);
+                let start = Held::new(before.last().copied(), model.clone(), server.clone(), &task.figures);
+                (start, Some(endorsements), before)
+            }
             [_, reference] => {
                 let held = self.verified.iter().flat_map(|v| &v.held).find(|h| h.digest.0[..] == reference[..]);
                 let held = held.ok_or(TrustError::UnknownState)?;
-                (held.model.clone(), held.server.clone(), None)
+                // The figures travel beside the reference: other ones make another state.
+                (Held::new(held.before, held.model.clone(), held.server.clone(), &task.figures), None, Vec::new())
             }
             sections => {
                 return Err(ProtocolError::Sections {
                     task: TaskKind::Confirm.name(),
                     got: sections.len(),
-                    expected: 4,
+                    expected: 5,
                 }
                 .into());
             }
         };
         let shares = &task.sections[0];
-        let start = Held::new(model, server, &task.figures);
         params_from_bytes(&start.model, self.settings.spec.param_count())?;
         let state: ServerState = postcard::from_bytes(&start.server).map_err(|e| ProtocolError::Invalid {
             field: "server state",
@@ -612,7 +631,7 @@ impl Participant {
             value: why.to_string(),
             expected: "the agreed server rule's state and a best model of the model's size".into(),
         })?;
-        self.check_start(&context, &start, &state, &task.figures, endorsements)?;
+        self.check_start(&context, &start, &state, &task.figures, endorsements, &before)?;
         let statements = self.relayed(shares, &context, TaskKind::Reveal)?;
         // Exactly the committed participants, each revealing the share it committed to.
         let committed = &keyed.commitments;
@@ -696,12 +715,13 @@ impl Participant {
 
     /// The schedule of the agreed job, from this hospital's own state: which sessions it holds
     /// and the state each starts from. A setup, in round 0, starts from the initial state (the
-    /// model the transcript binds, the rule's fresh server state, no figures); its ledger slot is
-    /// spent once, so it runs once. Every later session starts where the chain of states ends:
-    /// from the output of the last session this hospital endorsed, or of a later one its
-    /// roster's quorum endorsed; from the start of the last one only when that was a training
-    /// round (the aggregator gave it up and moved on). Nothing follows the final session, and
-    /// round numbers go forward along the chain within the agreed rounds.
+    /// model the transcript binds, the rule's fresh server state, no figures, no state before
+    /// it); its ledger slot is spent once, so it runs once. Every later session starts where the
+    /// chain of states ends: from the output of the last session this hospital endorsed, or of
+    /// a later one its roster's quorum endorsed whose chain (`before`: the digests of the states
+    /// before it) passes through that output; from the start of the last one only when that was
+    /// a training round (the aggregator gave it up and moved on). Nothing follows the final
+    /// session, and round numbers go forward along the chain within the agreed rounds.
     fn check_start(
         &self,
         context: &Statement,
@@ -709,6 +729,7 @@ impl Participant {
         server: &ServerState,
         figures: &PublicFigures,
         endorsements: Option<&Bytes>,
+        before: &[StateDigest],
     ) -> Result<()> {
         let (session, kind) = (context.session, context.kind);
         let off = |why: String| -> Result<()> { Err(TrustError::OffSchedule { session, kind, why }.into()) };
@@ -735,9 +756,10 @@ impl Participant {
                     value: e.to_string(),
                     expected: "a rule with an initial state".into(),
                 })?;
-            if *server != initial || *figures != PublicFigures::default() {
+            if *server != initial || *figures != PublicFigures::default() || !before.is_empty() {
                 return off(
-                    "a setup starts from the initial state: the rule's fresh server state and no figures".into()
+                    "a setup starts from the initial state: the rule's fresh server state, no figures and no state before it"
+                        .into(),
                 );
             }
             return Ok(());
@@ -751,7 +773,8 @@ impl Participant {
             }
             // A hospital that missed sessions (dropped at a deadline, cut off by a partition) or
             // joined after the first takes a later state only as the output its roster's quorum
-            // endorsed; an earlier one (a rollback) never.
+            // endorsed, and only along its own chain: never an earlier one (a rollback) or one
+            // of another branch (a fork).
             verified => {
                 let endorsed =
                     endorsements.map(|bundle| self.endorsed_by_roster(bundle, Endorsed::State(start.digest)));
@@ -764,7 +787,12 @@ impl Participant {
                 let (ended, ended_kind) = (statements[0].session, statements[0].kind);
                 let one_session = statements.iter().all(|s| (s.session, s.kind) == (ended, ended_kind));
                 match verified {
-                    Some(v) if !one_session || ended.round <= v.session.round => return Err(mismatch(v.session)),
+                    Some(v) if !one_session => return Err(mismatch(v.session)),
+                    Some(v) if !before.contains(&v.states[1]) => {
+                        return Err(
+                            TrustError::NotDescended { offered: session, endorsed: ended, own: v.session }.into()
+                        );
+                    }
                     None if !one_session => return Err(mismatch(ended)),
                     _ => (ended, ended_kind),
                 }
@@ -964,6 +992,7 @@ impl Participant {
             global: &global,
             server: &running.server,
             figures: &running.figures,
+            start: &running.start.digest,
         };
         let output = session_output(&inputs, &words).map_err(|why| Error::Output { session: inputs.session, why })?;
         let claim = Claim::Output {
@@ -975,7 +1004,7 @@ impl Participant {
         let upload = self.sign(&running.context, claim)?;
         let session = running.context.session;
         let (model, server) = output.state_bytes;
-        let end = Held { digest: output.state, model, server };
+        let end = Held { digest: output.state, before: Some(running.start.digest), model, server };
         // Endorsing a session again (its aggregator resumed) keeps the file of the one before.
         let earlier = self
             .verified

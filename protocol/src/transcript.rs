@@ -23,8 +23,9 @@
 //! 6. [`Claim::SumFingerprint`]: the hospital's fingerprint of its own ciphertext's bodies minus
 //!    its decryption share under that challenge. Each hospital checks the sum against their sum.
 //! 7. [`Claim::Output`]: the digests of what the checked sum gives by the agreed rule: the next
-//!    state (model, server state, public figures: [`state_digest`]) and the model file
-//!    ([`file_digest`]). The aggregator keeps these statements as the model file's
+//!    state (its content — model, server state, public figures — chained to the state the
+//!    session started from: [`state_digest`], so one digest names the whole chain of states) and
+//!    the model file ([`file_digest`]). The aggregator keeps these statements as the model file's
 //!    endorsements; `fedcare inspect` checks them.
 //!
 //! Every statement names the federation, session, kind and CRS: one from another round,
@@ -34,8 +35,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{
-    ChallengeSeed, FileDigest, KeyShareDigest, MasksDigest, Nonce, SettingsDigest, StateDigest, SumDigest,
-    TranscriptDigest,
+    ChallengeSeed, FileDigest, KeyShareDigest, MasksDigest, Nonce, SettingsDigest, StateContent, StateDigest,
+    SumDigest, TranscriptDigest,
 };
 use crate::error::{ProtocolError, TrustError};
 use crate::signing::{Signed, Signer};
@@ -252,15 +253,64 @@ pub fn key_share_digest(share: &[u8]) -> KeyShareDigest {
     )
 }
 
-/// The digest of a federation's state between sessions: the global model's bytes, the server
-/// optimizer's state and the public figures.
-pub fn state_digest(model: &[u8], server: &[u8], figures: &PublicFigures) -> StateDigest {
+/// The digest of what a federation's state holds between sessions: the global model's bytes,
+/// the server optimizer's state and the public figures.
+pub fn state_content(model: &[u8], server: &[u8], figures: &PublicFigures) -> StateContent {
     let mut hasher = blake3::Hasher::new_derive_key("fedcare federation state v1");
     hasher.update(blake3::hash(model).as_bytes());
     hasher.update(blake3::hash(server).as_bytes());
     // Invariant: postcard serializes these plain types into a Vec without failing.
     hasher.update(&postcard::to_allocvec(figures).unwrap_or_default());
+    StateContent(*hasher.finalize().as_bytes())
+}
+
+/// The digest of a state in the federation's chain of states: its `content` after the state
+/// `previous` (the one the session that made it started from; `None` for the initial state).
+/// Two states with the same content and different histories have different digests, and a
+/// hospital that holds one state's digest can tell whether another descends from it
+/// ([`chain_digests`]).
+pub fn state_digest(previous: Option<&StateDigest>, content: &StateContent) -> StateDigest {
+    let mut hasher = blake3::Hasher::new_derive_key("fedcare federation state chain v1");
+    hasher.update(&[u8::from(previous.is_some())]);
+    hasher.update(previous.map_or(&[0; 32], |digest| &digest.0));
+    hasher.update(content.as_bytes());
     StateDigest(*hasher.finalize().as_bytes())
+}
+
+/// The digests of a chain of states given by their contents, the initial state's first: each
+/// [`state_digest`] after the one before.
+pub fn chain_digests(contents: &[StateContent]) -> Vec<StateDigest> {
+    let mut digests: Vec<StateDigest> = Vec::with_capacity(contents.len());
+    for content in contents {
+        let digest = state_digest(digests.last(), content);
+        digests.push(digest);
+    }
+    digests
+}
+
+/// A chain of state contents in its wire form: their 32 bytes one after another.
+pub fn encode_chain(contents: &[StateContent]) -> Bytes {
+    contents.iter().flat_map(StateContent::as_bytes).copied().collect::<Vec<u8>>().into()
+}
+
+/// A chain of state contents from its wire form; refuses a length that is not a multiple of 32
+/// or a chain longer than `max` states.
+pub fn decode_chain(bytes: &[u8], max: usize) -> Result<Vec<StateContent>, ProtocolError> {
+    let chunks = bytes.chunks_exact(32);
+    if !chunks.remainder().is_empty() || bytes.len() / 32 > max {
+        return Err(ProtocolError::Invalid {
+            field: "chain of states",
+            value: format!("{} bytes", bytes.len()),
+            expected: format!("32 bytes for each of at most {max} states"),
+        });
+    }
+    Ok(chunks
+        .map(|chunk| {
+            let mut content = [0; 32];
+            content.copy_from_slice(chunk);
+            StateContent(content)
+        })
+        .collect())
 }
 
 /// The digest hospitals endorse of a model file: BLAKE3 of its bytes without endorsements.

@@ -12,14 +12,18 @@ use fedcare_core::privacy::{DpSgd, PooledNoise};
 use fedcare_crypto::{CryptoError, WireMessage};
 use fedcare_protocol::driver::{Driver, Ending, TaskFilter, TestKey, test_settings};
 use fedcare_protocol::ledger::Release;
+use fedcare_protocol::output::server_bytes;
+use fedcare_protocol::params::params_to_bytes;
 use fedcare_protocol::selection::{BestModel, ServerState};
 use fedcare_protocol::signing::Signed;
-use fedcare_protocol::transcript::{Claim, Statement, decode_bundle, encode_bundle, endorsements};
+use fedcare_protocol::transcript::{Claim, Statement, decode_bundle, encode_bundle, encode_chain, endorsements};
 use fedcare_protocol::{
     Error, FederationSettings, JobKind, NodeId, Privacy, SessionId, SessionKind, Task, TaskKind, TrustError,
 };
 
 const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];
+/// A consortium of five, for the majority rules.
+const FIVE: [&str; 5] = ["hospital-a", "hospital-b", "hospital-c", "hospital-d", "hospital-e"];
 /// Enough phases for setup, the training rounds and the evaluation, with room to spare.
 const PHASES: usize = 80;
 
@@ -501,7 +505,16 @@ fn a_restarted_hospital_refuses_what_it_refused_before() {
         }
     }
     driver.run(PHASES);
-    all_refused(&driver, |e| matches!(e, Error::Trust(TrustError::OutputMismatch { .. })));
+    all_refused(&driver, |e| {
+        matches!(
+            e,
+            Error::Trust(TrustError::NotDescended {
+                endorsed: SessionId { round: 0, .. },
+                own: SessionId { round: 2, .. },
+                ..
+            })
+        )
+    });
     ledgers_hold_only(&driver, &[(0, SessionKind::Setup), (1, SessionKind::Train), (2, SessionKind::Train)]);
 }
 
@@ -569,12 +582,98 @@ fn a_setup_from_a_forged_server_state_is_refused() {
     ledgers_hold_only(&driver, &[]);
 }
 
+/// Runs `driver` until `hospital`'s next task is round `round`'s key generation, and returns it.
+fn key_gen_of(driver: &mut Driver, hospital: &str, round: u32) -> Task {
+    let hospital = NodeId::new(hospital).unwrap();
+    for _ in 0..PHASES {
+        if let Ok(task) = driver.coordinator.task_for(&hospital)
+            && task.kind == TaskKind::KeyGen
+            && task.session.is_some_and(|s| s.round == round)
+        {
+            return task;
+        }
+        driver.phase();
+    }
+    panic!("round {round} never started for {hospital}: {:?}", driver.endings);
+}
+
+#[test]
+fn a_state_of_another_branch_is_refused_however_many_endorsed_it() {
+    // Attack 7: the aggregator forks a consortium of five after round 1. Branch A runs round 2
+    // over hospital-a and hospital-b alone (c, d and e are cut off); branch B, a second
+    // coordinator resumed from round 1's checkpoint, runs rounds 2 and 3 over c, d and e: a
+    // majority of the roster. The aggregator then hands hospital-a branch B's round-3 output as
+    // round 4's start, endorsed by that majority for a later round than a's own: judged by
+    // round numbers a would take it, though it does not descend from the state a endorsed. a
+    // refuses, naming the fork; hospital-c, which computed that state, takes the same task.
+    let mut settings = test_settings(4);
+    settings.min_hospitals = 2;
+    let mut driver = Driver::new(&FIVE, settings.clone(), None, now());
+    key_gen_of(&mut driver, "hospital-a", 2);
+    let round_1 = driver.snapshots.last().unwrap().checkpoint.clone();
+    assert_eq!(round_1.records.len(), 2, "setup and round 1");
+    for index in 2..FIVE.len() {
+        driver.cut_off(index);
+    }
+    key_gen_of(&mut driver, "hospital-a", 3);
+    driver.fork(round_1, &FIVE[2..]);
+    let key_gen = key_gen_of(&mut driver, "hospital-c", 4);
+    let branch_b = driver.snapshots.last().unwrap().checkpoint.clone();
+    assert_eq!(branch_b.records.iter().map(|r| r.hospitals).collect::<Vec<_>>(), [5, 5, 3, 3]);
+
+    // Round 4 over a, c, d and e: the liar relays their signed answers as the next step's section.
+    let answering = [0, 2, 3, 4];
+    let relay = |driver: &mut Driver, task: &Task| -> Bytes {
+        let signed: Vec<Signed> = answering
+            .iter()
+            .map(|&i| postcard::from_bytes(&driver.hospitals[i].answer(&settings, task).1).unwrap())
+            .collect();
+        encode_bundle(&signed)
+    };
+    let commitments = relay(&mut driver, &key_gen);
+    let reveal = Task { kind: TaskKind::Reveal, sections: vec![commitments], ..key_gen.clone() };
+    let shares = relay(&mut driver, &reveal);
+    // Branch B's state after round 3, whole, as a hospital that does not hold it is sent it.
+    let chain = &branch_b.chain[..branch_b.chain.len() - 1];
+    let confirm = Task {
+        kind: TaskKind::Confirm,
+        figures: branch_b.figures.clone(),
+        sections: vec![
+            shares,
+            params_to_bytes(&branch_b.global),
+            Bytes::from(server_bytes(&branch_b.server)),
+            Bytes::from(branch_b.endorsements.clone()),
+            encode_chain(chain),
+        ],
+        ..key_gen
+    };
+    let refused = driver.hospitals[0].try_answer(&settings, &confirm).unwrap_err();
+    assert!(
+        matches!(
+            &refused,
+            Error::Trust(TrustError::NotDescended {
+                offered: SessionId { round: 4, .. },
+                endorsed: SessionId { round: 3, .. },
+                own: SessionId { round: 2, .. },
+            })
+        ),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("a fork or a rollback"), "{refused}");
+    driver.hospitals[2].try_answer(&settings, &confirm).expect("hospital-c computed that state");
+    // Each hospital released once from round 1's output, with its own branch's set; a nothing
+    // of round 4.
+    let trained = |rounds: u32| -> Vec<(u32, SessionKind)> {
+        [(0, SessionKind::Setup)].into_iter().chain((1..=rounds).map(|r| (r, SessionKind::Train))).collect()
+    };
+    assert_eq!(releases(&driver), [trained(2), trained(2), trained(3), trained(3), trained(3)]);
+}
+
 #[test]
 fn a_consortium_of_five_refuses_a_final_model_endorsed_by_two() {
     // Attack 7: a hospital that did not take part in the final session takes the final model on
     // its roster's word only when a strict majority of the roster endorsed it: two branches of
     // a federation cannot both have one.
-    const FIVE: [&str; 5] = ["hospital-a", "hospital-b", "hospital-c", "hospital-d", "hospital-e"];
     let mut settings = test_settings(1);
     settings.min_hospitals = 2;
     let mut driver = Driver::new(&FIVE, settings, None, now());

@@ -3,11 +3,12 @@
 
 use fedcare_core::ServerOptimizerConfig;
 use fedcare_protocol::checkpoint::{Checkpoint, OpenedSession};
+use fedcare_protocol::digest::StateContent;
 use fedcare_protocol::selection::ServerState;
 use fedcare_protocol::{NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind};
 
 /// The file the bytes are committed in.
-pub(crate) const FILE: &str = "checkpoint_v8.bin";
+pub(crate) const FILE: &str = "checkpoint_v9.bin";
 
 /// A checkpoint of a federation resumed at its final evaluation, after an opened session.
 pub(crate) fn checkpoint() -> Checkpoint {
@@ -38,5 +39,6 @@ pub(crate) fn checkpoint() -> Checkpoint {
             crs: 0x0123_4567_89ab_cdef_0011_2233_4455_6677,
             participants: ["a", "b", "c"].iter().map(|n| NodeId::new(*n).expect("a node id")).collect(),
         }),
+        chain: vec![StateContent([1; 32]), StateContent([2; 32]), StateContent([3; 32])],
     }
 }

@@ -54,6 +54,7 @@ use fedcare_crypto::{
 use fedcare_core::Codec;
 
 use crate::checkpoint::{Checkpoint, OpenedSession, Snapshot};
+use crate::digest::{StateContent, StateDigest};
 use crate::error::{Error, Refusal};
 use crate::exploration::{Exploration, ReportContext};
 use crate::output::{SessionInputs, SessionOutput, model_file, server_bytes, session_output};
@@ -61,7 +62,9 @@ use crate::params::params_to_bytes;
 use crate::selection::{ServerState, kept_record, training_ends};
 use crate::settings::FederationPlan;
 use crate::signing::Signed;
-use crate::transcript::{Claim, Statement, encode_bundle, key_share_digest, state_digest};
+use crate::transcript::{
+    Claim, Statement, chain_digests, encode_bundle, encode_chain, key_share_digest, state_content,
+};
 use crate::{
     Job, KeyShareDigest, MAX_ATTEMPTS, NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind, Task,
     TaskKind, UploadHeader, UploadKind,
@@ -647,7 +650,10 @@ struct Session {
     /// The server state it started from.
     server: Bytes,
     /// The [`crate::transcript::state_digest`] of the state it started from.
-    state: Bytes,
+    state: StateDigest,
+    /// The contents of the states before that one, the initial state's first (what a hospital
+    /// that does not hold the state checks it descends from its own by).
+    path: Bytes,
     started: Instant,
     deadline: Instant,
     bytes_up: u64,
@@ -676,6 +682,9 @@ pub struct Coordinator {
     global: Vec<f32>,
     server: ServerState,
     figures: PublicFigures,
+    /// The contents of the federation's chain of states, the initial state's first and the
+    /// current one's last.
+    chain: Vec<StateContent>,
     records: Vec<RoundRecord>,
     next: Option<Planned>,
     ending: Option<Ending>,
@@ -728,6 +737,7 @@ impl Coordinator {
             dropped: 0,
             session: None,
             figures: PublicFigures::default(),
+            chain: Vec::new(),
             records: Vec::new(),
             next: Some(Planned { round: 0, kind: SessionKind::Setup }),
             ending: None,
@@ -776,6 +786,11 @@ impl Coordinator {
             coordinator.records = checkpoint.records;
             coordinator.next = checkpoint.next;
             coordinator.endorsements = Bytes::from(checkpoint.endorsements);
+            coordinator.chain = checkpoint.chain;
+            if coordinator.chain.last() != Some(&coordinator.current_content()) {
+                let found = format!("a chain of {} states that does not end in its state", coordinator.chain.len());
+                return Err(foreign(found));
+            }
             let opened = checkpoint.opened.filter(|o| Some(*o) == checkpoint.next);
             if let (Some(opened), Some(resumable)) = (opened, checkpoint.resumable) {
                 tracing::warn!(round = opened.round, kind = %opened.kind, "the checkpoint's session had opened its decryption: its result is asked of the hospitals");
@@ -795,8 +810,15 @@ impl Coordinator {
             if coordinator.next.is_none() {
                 coordinator.ending = Some(Ending::Completed);
             }
+        } else {
+            coordinator.chain = vec![coordinator.current_content()];
         }
         Ok(coordinator)
+    }
+
+    /// The [`crate::transcript::state_content`] of the current state.
+    fn current_content(&self) -> StateContent {
+        state_content(&params_to_bytes(&self.global), &server_bytes(&self.server), &self.figures)
     }
 
     /// The session planned after `done` completed (or was given up after its decryption opened).
@@ -1228,6 +1250,7 @@ impl Coordinator {
             global: &self.global,
             server: &self.server,
             figures: &self.figures,
+            start: &session.state,
         };
         match session_output(&inputs, &words) {
             Ok(output) => {
@@ -1256,7 +1279,7 @@ impl Coordinator {
                 return self.give_up_round(&session, why, now);
             }
         }
-        let SessionOutput { global, server, figures, mut record, exploration, .. } = output;
+        let SessionOutput { global, server, figures, mut record, exploration, content, .. } = output;
         if let Some(exploration) = exploration {
             tracing::info!(rows = exploration.counts.rows, "federated exploration counts");
             self.exploration = Some((exploration, session.participants.iter().cloned().collect()));
@@ -1274,6 +1297,7 @@ impl Coordinator {
         self.global = global;
         self.server = server;
         self.figures = figures;
+        self.chain.push(content);
         self.endorsements = encode_bundle(statements.values());
         self.holders = statements.keys().cloned().collect();
         tracing::info!(round = record.round, kind = %record.kind, auroc = ?record.auroc, auprc = ?record.auprc, "session done");
@@ -1327,6 +1351,7 @@ impl Coordinator {
                 opened: self.opened,
                 endorsements: self.endorsements.to_vec(),
                 resumable: self.resumable.clone(),
+                chain: self.chain.clone(),
             },
             model,
             // What `explore.json` may say of the counts (the checkpoint holds none of them).
@@ -1379,7 +1404,9 @@ impl Coordinator {
         // with the federated statistics) is endorsed like every other: it relays the state too.
         let model = params_to_bytes(&self.global);
         let server = Bytes::from(server_bytes(&self.server));
-        let state = Bytes::copy_from_slice(state_digest(&model, &server, &self.figures).as_bytes());
+        // The current state is the chain's last (its content was pushed when it was made).
+        let state = chain_digests(&self.chain).last().copied().unwrap_or(StateDigest([0; 32]));
+        let path = encode_chain(&self.chain[..self.chain.len().saturating_sub(1)]);
         self.session = Some(Session {
             id,
             kind: planned.kind,
@@ -1390,6 +1417,7 @@ impl Coordinator {
             model,
             server,
             state,
+            path,
             started: now,
             deadline: now + self.plan.phase_timeout,
             bytes_up: 0,
@@ -1542,10 +1570,16 @@ impl Coordinator {
         task.sections = match &session.phase {
             Phase::KeyGen { .. } => Vec::new(),
             Phase::Reveal { commitments, .. } => vec![commitments.clone()],
-            Phase::Confirm { shares, .. } if self.holders.contains(node) => vec![shares.clone(), session.state.clone()],
-            Phase::Confirm { shares, .. } => {
-                vec![shares.clone(), session.model.clone(), session.server.clone(), self.endorsements.clone()]
+            Phase::Confirm { shares, .. } if self.holders.contains(node) => {
+                vec![shares.clone(), Bytes::copy_from_slice(session.state.as_bytes())]
             }
+            Phase::Confirm { shares, .. } => vec![
+                shares.clone(),
+                session.model.clone(),
+                session.server.clone(),
+                self.endorsements.clone(),
+                session.path.clone(),
+            ],
             Phase::Contribute { transcripts, .. } => vec![transcripts.clone()],
             Phase::Challenge { masks, .. } => vec![masks.clone()],
             Phase::Prove { challenges, .. } => vec![challenges.clone()],

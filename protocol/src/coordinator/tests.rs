@@ -406,6 +406,12 @@ fn a_checkpoint_resumes_and_a_foreign_one_is_refused() {
     let foreign = Checkpoint { federation_id: "another".into(), ..checkpoint.clone() };
     let error = Coordinator::new(plan(), Some(foreign), start, Box::new(|| Crs(9))).unwrap_err();
     assert!(matches!(error, Error::ForeignCheckpoint { .. }), "{error}");
+    // The chain of states: the initial state, the setup's output and round 1's.
+    assert_eq!(checkpoint.chain.len(), 3);
+    let mut unchained = checkpoint.clone();
+    unchained.chain.pop();
+    let error = Coordinator::new(plan(), Some(unchained), start, Box::new(|| Crs(9))).unwrap_err();
+    assert!(matches!(&error, Error::ForeignCheckpoint { found, .. } if found.contains("chain of 2 states")), "{error}");
     let resized = Checkpoint { param_count: 99, ..checkpoint };
     assert!(Coordinator::new(plan(), Some(resized), start, Box::new(|| Crs(9))).is_err());
     assert!(resumed.is_persisted(), "a resumed coordinator has nothing pending");
@@ -468,7 +474,18 @@ fn a_hospital_that_rejoins_takes_the_state_only_with_its_peers_endorsements() {
     assert!(join(&mut c, "c", start).is_empty(), "it had not started the session yet");
     phases(&mut c, &mut hospitals, 2, start);
     let mut confirm = c.task_for(&node("c")).unwrap();
-    assert_eq!(confirm.sections.len(), 4, "the model, the server state and their endorsements");
+    assert_eq!(confirm.sections.len(), 5, "the model, the server state, their endorsements and the chain before");
+    // The state's chain: the initial state before the setup's output. Another history, or one
+    // cut short, makes it another state than the one endorsed.
+    let path = confirm.sections[4].clone();
+    assert_eq!(path.len(), 32, "the initial state's content");
+    for other in [Bytes::new(), Bytes::from(vec![7; 32]), path.slice(..31)] {
+        let mut forked = confirm.clone();
+        forked.sections[4] = other;
+        let refused = hospitals[2].try_answer(&c, &forked).unwrap_err();
+        let expected = if forked.sections[4].len() == 31 { "chain of states" } else { "another federation state" };
+        assert!(refused.to_string().contains(expected), "{refused}");
+    }
     // Without the endorsements, or with those of another state, it refuses.
     let endorsements = confirm.sections[3].clone();
     confirm.sections[3] = Bytes::new();
@@ -577,7 +594,7 @@ fn a_dropped_hospital_that_asks_again_takes_part_from_the_next_session_with_the_
     assert_eq!(c.status(&node("a")).unwrap().active, [node("a"), node("b"), node("c")]);
     phases(&mut c, &mut hospitals, 2, now);
     let confirm = c.task_for(&node("c")).unwrap();
-    assert_eq!((confirm.kind, confirm.sections.len()), (TaskKind::Confirm, 4));
+    assert_eq!((confirm.kind, confirm.sections.len()), (TaskKind::Confirm, 5));
     for _ in 0..3 * SESSION {
         phase(&mut c, &mut hospitals, now);
     }
