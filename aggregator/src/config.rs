@@ -19,6 +19,7 @@
 //! top_k_key_fingerprint = "…"       # optional: the fingerprint of the hospitals' top_k key
 //! job = "train"                     # or "explore": count every column of the schema, train nothing
 //! [explore] min_cell = 10           # an exploration's reports show no count below this
+//!           noise = 0.0, rows_per_patient = 1  # each hospital's discrete Gaussian noise on the pooled counts (0: exact)
 //! [model]   input_width = 16, hidden = [32, 16]          # hidden = [] is logistic regression
 //! [training] epochs = 1, batch_size = 256, optimizer = "adam" | "sgd", learning_rate = 0.01, ...
 //! [server]  rule = "fedavg" | "fedprox" | "fedadam", and that rule's settings (defaults below)
@@ -54,7 +55,7 @@ pub use fedcare_net::config::{
 };
 use fedcare_protocol::convert;
 pub use fedcare_protocol::roster::Consortium;
-use fedcare_protocol::{ContributionLayout, FederationSettings, Job, NodeId, Privacy};
+use fedcare_protocol::{ContributionLayout, ExploreNoise, FederationSettings, Job, NodeId, Privacy};
 pub use fedcare_protocol::{FederationPlan, JobKind};
 
 use crate::error::ConfigError;
@@ -500,12 +501,30 @@ pub struct ExploreSettings {
     /// What the label's positives are (set from `schema`).
     #[serde(skip)]
     pub label: String,
+    /// Each hospital's discrete Gaussian noise on the pooled statistics (the setup's and the
+    /// exploration's counts) over their sensitivity, `σ` (0: exact). A hospital with a privacy
+    /// budget takes part only in an exploration with noise, and charges it.
+    #[serde(default)]
+    pub noise: f64,
+    /// The rows of one patient each hospital counts under that noise (its first ones).
+    #[serde(default = "default_explore_rows_per_patient")]
+    pub rows_per_patient: u32,
 }
 
 impl Default for ExploreSettings {
     fn default() -> Self {
-        Self { min_cell: DEFAULT_MIN_CELL, columns: Vec::new(), label: String::new() }
+        Self {
+            min_cell: DEFAULT_MIN_CELL,
+            columns: Vec::new(),
+            label: String::new(),
+            noise: 0.0,
+            rows_per_patient: default_explore_rows_per_patient(),
+        }
     }
+}
+
+fn default_explore_rows_per_patient() -> u32 {
+    1
 }
 
 fn default_min_cell() -> u64 {
@@ -700,7 +719,16 @@ impl AggregatorConfig {
                 for column in &self.explore.columns {
                     column.validate().map_err(|e| invalid("schema", &column.name, e.to_string()))?;
                 }
-                Job::Explore { min_cell: self.explore.min_cell, label: self.explore.label.clone() }
+                let explore = &self.explore;
+                if !(explore.noise.is_finite() && explore.noise >= 0.0) {
+                    return Err(invalid("[explore] noise", explore.noise, "0 (exact) or a positive multiplier"));
+                }
+                if explore.rows_per_patient == 0 {
+                    return Err(invalid("[explore] rows_per_patient", 0, "at least 1"));
+                }
+                let noise = (explore.noise > 0.0)
+                    .then_some(ExploreNoise { multiplier: explore.noise, rows_per_patient: explore.rows_per_patient });
+                Job::Explore { min_cell: explore.min_cell, label: explore.label.clone(), noise }
             }
         };
         let mut layout = ContributionLayout {
@@ -793,6 +821,41 @@ mod tests {
             "hospitals = [\"a\", \"b\"]\n{extra}\n[model]\ninput_width = 6\n\
              [tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n"
         ))
+    }
+
+    #[test]
+    fn an_exploration_takes_noise_and_travels_with_it() {
+        let shape = SchemaShape {
+            id: "wards/v1".into(),
+            width: 6,
+            numeric: 0,
+            top_k: Vec::new(),
+            explore: vec![ColumnSpec {
+                name: "ward".into(),
+                kind: fedcare_core::explore::ColumnKind::Categorical { categories: 3, labels: Vec::new() },
+            }],
+            label: "died = yes".into(),
+        };
+        let explore = |extra: &str| {
+            let mut config = config(&format!("job = \"explore\"\n[explore]\n{extra}")).unwrap();
+            config.apply_schema(&shape).unwrap();
+            config.plan()
+        };
+        let exact = explore("").unwrap().settings;
+        assert!(matches!(exact.job, Job::Explore { noise: None, min_cell: 10, .. }), "{:?}", exact.job);
+        let noisy = explore("noise = 20.0\nrows_per_patient = 3").unwrap().settings;
+        let noise = ExploreNoise { multiplier: 20.0, rows_per_patient: 3 };
+        assert!(matches!(noisy.job, Job::Explore { noise: Some(n), .. } if n == noise), "{:?}", noisy.job);
+        assert_eq!(noisy.pooled_noise(), Some(noise.pooled()), "the setup session gets the same noise");
+        let received = convert::settings_from_proto(&convert::settings_to_proto(&noisy)).unwrap();
+        assert_eq!(received.job, noisy.job, "the hospitals receive the noise");
+        assert_ne!(convert::settings_digest(&noisy), convert::settings_digest(&exact), "their transcripts cover it");
+        for (extra, key) in
+            [("noise = -1.0", "[explore] noise"), ("noise = 2.0\nrows_per_patient = 0", "rows_per_patient")]
+        {
+            let error = explore(extra).unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
+        }
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub(crate) struct Args {
     /// The smallest count the reports show (at least 1).
     #[arg(long, default_value_t = DEFAULT_MIN_CELL)]
     min_cell: u64,
+    /// Each hospital's discrete Gaussian noise on the pooled counts over their sensitivity, σ
+    /// (0: exact; `[explore] noise`); the numeric columns then need edges in the schema.
+    #[arg(long, default_value_t = 0.0)]
+    noise: f64,
     /// Bad rows of a --local file skipped (counted) before the file is refused.
     #[arg(long, default_value_t = 100)]
     bad_rows_limit: usize,
@@ -91,6 +95,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         schema,
         out: args.out.clone(),
         explore: Some(args.min_cell),
+        explore_noise: args.noise,
         ..SimulateOptions::default()
     };
     explore_federated(&options)

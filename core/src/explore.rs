@@ -379,7 +379,8 @@ pub struct ColumnFigures {
     pub missing_share: Option<f64>,
     /// Categories (or bins) holding at least one row.
     pub distinct: u64,
-    /// A numeric column's summary.
+    /// A numeric column's summary (none below `min_cell` values, or without moments: a noisy
+    /// exploration releases none).
     pub summary: Option<NumericSummary>,
     /// Every named cell and bin, and the unnamed (hash bucket) cells that are shown.
     pub cells: Vec<CellFigures>,
@@ -517,7 +518,10 @@ pub fn figures(specs: &[ColumnSpec], counts: &ExploreCounts, min_cell: u64) -> R
         let present = column.present();
         // `present` is the rows minus the missing ones: hidden with them.
         let present_cell = show(present, rows_hidden || small(present) || hide[cells_len]);
-        let summary = (spec.is_numeric() && present >= min_cell && !rows_hidden)
+        // A noisy exploration releases no moments: no summary (its cells still show the
+        // distribution).
+        let released = column.moments.count > 0;
+        let summary = (spec.is_numeric() && released && present >= min_cell && !rows_hidden)
             .then(|| summary(edges, &column.cells, &column.moments, min_cell));
         columns.push(ColumnFigures {
             name: spec.name.clone(),

@@ -82,6 +82,9 @@ pub struct SimulateOptions {
     pub transport: Transport,
     /// Explore the data instead of training, showing no count below this (`min_cell`).
     pub explore: Option<u64>,
+    /// Each hospital's discrete Gaussian noise on an exploration's pooled statistics, `σ` (0:
+    /// exact; `[explore] noise`), counting one row of each patient.
+    pub explore_noise: f64,
     /// DP-SGD at every hospital (`None`: off).
     pub privacy: Option<PrivacyConfig>,
     /// Hospital `index`'s `max_epsilon` (tests of a hospital's privacy budget).
@@ -108,6 +111,7 @@ impl Default for SimulateOptions {
             schema: None,
             transport: Transport::Tls,
             explore: None,
+            explore_noise: 0.0,
             privacy: None,
             budget: None,
         }
@@ -269,6 +273,8 @@ pub async fn run(
             min_cell: options.explore.unwrap_or_default(),
             columns: schema.explore_columns(),
             label: schema.label_description(),
+            noise: options.explore_noise,
+            ..ExploreSettings::default()
         },
     };
     let plan = config.plan()?;

@@ -2,23 +2,40 @@
 //! counts equal the plaintext counts over every hospital's rows exactly, for the Diabetes-130
 //! schema and for a TOML schema with a `top_k` column and bins that do not cover the data; no
 //! report holds a small count; a hospital's own figures are its file's; and a hospital whose file
-//! lacks a column refuses, by the column's name, while the others explore without it.
+//! lacks a column refuses, by the column's name, while the others explore without it. Under
+//! noise, every pooled count is within the hospitals' noise of the plaintext count, and a
+//! hospital with a privacy budget takes part while the exploration fits it.
 
 use std::path::{Path, PathBuf};
 
 use fedcare_core::explore::{ColumnKind, ExploreCounts, figures, resolve_columns};
 use fedcare_data::{BadRows, Schema, read_csv};
+use fedcare_federation::protocol::ExploreNoise;
 use fedcare_federation::simulation::{self, SimulateOptions, SimulationReport, Transport};
 
 const MIN_CELL: u64 = 10;
 
 fn explore(data: &Path, schema: Option<Schema>, out: &Path) -> SimulationReport {
+    noisy_explore(data, schema, out, 0.0, None)
+}
+
+/// [`explore`] with each hospital's noise `noise` on the pooled counts and hospital `budget.0`'s
+/// `max_epsilon` `budget.1`.
+fn noisy_explore(
+    data: &Path,
+    schema: Option<Schema>,
+    out: &Path,
+    noise: f64,
+    budget: Option<(usize, f64)>,
+) -> SimulationReport {
     let options = SimulateOptions {
         data: Some(data.to_path_buf()),
         schema,
         out: out.to_path_buf(),
         transport: Transport::InProcess,
         explore: Some(MIN_CELL),
+        explore_noise: noise,
+        budget,
         phase_timeout_secs: 60,
         ..SimulateOptions::default()
     };
@@ -165,4 +182,71 @@ fn a_hospital_whose_file_lacks_a_column_refuses_and_the_others_explore() {
     assert_eq!(run.left_out[0].0, files[2]);
     assert!(run.left_out[0].1.contains("race"), "{}", run.left_out[0].1);
     check_run(&files[..2], &schema, &run, &out);
+}
+
+#[test]
+fn a_noisy_exploration_is_within_its_noise_and_charged_to_a_hospitals_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let cohort = dir.path().join("cohort");
+    let files = fedcare_data::synth::write_cohort(&cohort, 3, 300, 13).unwrap();
+    let schema = Schema::diabetes130(true);
+    let noise = ExploreNoise { multiplier: 4.0, rows_per_patient: 1 };
+    // What the hospital charges (fedcare_protocol::roster::Consortium::privacy_charge at its
+    // default max_delta of 1e-5): the setup's statistics, then the exploration's as well.
+    let setup = (1 + 3 * schema.numeric.len() + schema.top_k_shapes().len()) as u64;
+    let explored = setup + 1 + schema.explore_columns().len() as u64;
+    let (setup_charge, explore_charge) = (noise.epsilon(setup, 1e-5), noise.epsilon(explored, 1e-5));
+
+    // Hospital 0's budget fits the whole exploration: all three take part.
+    let out = dir.path().join("fits");
+    let run = noisy_explore(&cohort, Some(schema.clone()), &out, noise.multiplier, Some((0, explore_charge * 1.01)));
+    let hospitals: Vec<usize> = run.outcome.records.iter().map(|r| r.hospitals).collect();
+    assert_eq!(hospitals, [3, 3], "{:?}", run.left_out);
+    let (exploration, _) = run.outcome.exploration.as_ref().unwrap();
+    // Under noise each hospital counts the first row of each patient.
+    let mut total = ExploreCounts::zeros(&exploration.columns);
+    for file in &files {
+        let (table, _) = read_csv(file, &schema, BadRows::Skip { limit: 1000 }).unwrap();
+        let counted = table.select(&noise.pooled().counted_rows(table.groups()));
+        total.add(&counted.explore_counts(&schema, &exploration.columns).unwrap()).unwrap();
+    }
+    // Each hospital's noise on a count has standard deviation σ·√2 (one row a patient): six
+    // standard deviations of three hospitals' noise, read as zero below zero.
+    let bound = (6.0 * noise.count_scale() * 3f64.sqrt()).ceil() as u64;
+    let pooled = &exploration.counts;
+    let mut counts = 0;
+    let mut differ = 0;
+    let mut compare = |noisy: u64, exact: u64, what: &str| {
+        assert!(noisy.abs_diff(exact) <= bound, "{what}: {noisy} pooled, {exact} exact, bound {bound}");
+        counts += 1;
+        differ += usize::from(noisy != exact);
+    };
+    compare(pooled.rows, total.rows, "rows");
+    compare(pooled.positives, total.positives, "positives");
+    for (column, exact) in pooled.columns.iter().zip(&total.columns) {
+        compare(column.missing, exact.missing, "missing");
+        for (noisy, exact) in
+            column.cells.iter().chain(&column.positives).zip(exact.cells.iter().chain(&exact.positives))
+        {
+            compare(*noisy, *exact, "cell");
+        }
+        assert_eq!(column.moments, fedcare_core::Moments::default(), "no moments under noise");
+    }
+    // An empty cell stays zero when its noise is not positive: about half of them.
+    assert!(differ * 3 > counts, "{differ} of {counts} pooled counts differ from the exact ones");
+    // The reports still show no small count.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("explore.json")).unwrap()).unwrap();
+    assert_no_small_count(&json, "explore.json");
+    let report = fedcare_federation::exploration::read_report(&out.join("explore.json")).unwrap();
+    assert!(report.figures.columns.iter().all(|c| c.summary.is_none()), "no means without moments");
+
+    // A budget that fits the setup's release but not the exploration's: hospital 0 takes part in
+    // the setup only, and the others explore without it.
+    let out = dir.path().join("past");
+    let between = (setup_charge + explore_charge) / 2.0;
+    let run = noisy_explore(&cohort, Some(schema), &out, noise.multiplier, Some((0, between)));
+    let hospitals: Vec<usize> = run.outcome.records.iter().map(|r| r.hospitals).collect();
+    assert_eq!(hospitals, [3, 2]);
+    assert!(run.explorations[0].is_none() && run.explorations[1..].iter().all(Option::is_some));
 }

@@ -210,11 +210,28 @@ mod tests {
         assert!(error.contains("evaluation_noise 12") && error.contains("min_pooled_noise of 20"), "{error}");
         consortium.min_pooled_noise = 12.0;
         assert!(charge(&consortium, &settings, SessionKind::Setup, 0, 0.0).is_ok());
-        // An exploration's counts are exact: no exploration under a budget.
+        // An exploration without noise releases exact counts: refused under a budget.
         let mut explore = settings.clone();
-        explore.job = fedcare_protocol::Job::Explore { min_cell: 10, label: "readmitted = <30".into() };
+        explore.job = fedcare_protocol::Job::Explore { min_cell: 10, label: "readmitted = <30".into(), noise: None };
         let error = charge(&consortium, &explore, SessionKind::Setup, 0, 0.0).unwrap_err().to_string();
-        assert!(error.contains("an exploration releases exact counts"), "{error}");
+        assert!(error.contains("an exploration without noise releases exact counts"), "{error}");
+        // With noise it is charged at the hospital's own δ: the setup's statistics, then the
+        // exploration's as well; below the hospital's noise floor it is refused.
+        let noise = fedcare_protocol::ExploreNoise { multiplier: 12.0, rows_per_patient: 2 };
+        explore.job = fedcare_protocol::Job::Explore { min_cell: 10, label: "positive".into(), noise: Some(noise) };
+        let setup = u64::from(explore.layout.setup_statistics());
+        let explored = setup + u64::from(explore.layout.explore_statistics());
+        let setup_charge = noise.epsilon(setup, consortium.max_delta);
+        assert_eq!(charge(&consortium, &explore, SessionKind::Setup, 0, 0.0), Ok(Some(setup_charge)));
+        let explore_charge = noise.epsilon(explored, consortium.max_delta);
+        assert!(explore_charge > setup_charge && setup_charge > 0.0);
+        assert_eq!(charge(&consortium, &explore, SessionKind::Explore, 1, 0.0), Ok(Some(explore_charge)));
+        let spent = consortium.max_epsilon.unwrap() - explore_charge / 2.0;
+        let error = charge(&consortium, &explore, SessionKind::Explore, 1, spent).unwrap_err();
+        assert!(matches!(error, TrustError::PrivacyBudget { kind: SessionKind::Explore, .. }), "{error}");
+        consortium.min_pooled_noise = 13.0;
+        let error = charge(&consortium, &explore, SessionKind::Setup, 0, 0.0).unwrap_err().to_string();
+        assert!(error.contains("noise 12 is below its min_pooled_noise of 13"), "{error}");
     }
 
     #[test]

@@ -353,10 +353,10 @@ impl HospitalNode {
         node: &str,
     ) -> Result<Vec<u8>> {
         // The participant charged this release to the hospital's privacy budget when it agreed
-        // to the session. (An exploration's counts are exact: a hospital with a budget takes no
-        // part in one.)
+        // to the session. (An exploration without noise releases exact counts: a hospital with
+        // a budget takes no part in one.)
         let (kind, round, figures) = (agreed.kind, agreed.session.round, &agreed.figures);
-        let sampler = settings.privacy.and_then(|p| p.pooled).map(PooledSampler::new);
+        let sampler = settings.pooled_noise().map(PooledSampler::new);
         let values = match kind {
             SessionKind::Setup => match &sampler {
                 Some(sampler) => {
@@ -366,7 +366,11 @@ impl HospitalNode {
             },
             SessionKind::Explore => {
                 let columns = settings.layout.explore_columns(figures);
-                settings.layout.explore_vector(local.explore_counts(&columns)?)?
+                let counts = local.explore_counts(&columns, settings.pooled_noise().as_ref())?;
+                match &sampler {
+                    Some(sampler) => settings.layout.explore_vector(&sampler.explore(&counts)?)?,
+                    None => settings.layout.explore_vector(&counts)?,
+                }
             }
             SessionKind::Train | SessionKind::Evaluate => {
                 let global = params_from_bytes(&agreed.model, settings.spec.param_count())?;

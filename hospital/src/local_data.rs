@@ -6,8 +6,9 @@
 //! clamp each numeric feature to its schema range, so that one patient's change to each is
 //! bounded ([`fedcare_core::privacy::PooledNoise`]); the rows trained on are all of them.
 
-use fedcare_core::Dataset;
 use fedcare_core::explore::{ColumnSpec, ExploreCounts};
+use fedcare_core::privacy::PooledNoise;
+use fedcare_core::{Dataset, Moments};
 use fedcare_data::schema::key_fingerprint_of;
 use fedcare_data::{Schema, Table, split_seed};
 
@@ -157,7 +158,7 @@ impl LocalData {
                     table.split_for_evaluation(f64::from(settings.test_fraction), seed).map_err(data_error)?;
                 // Under pooled noise: at most `rows_per_patient` rows of a patient, values clamped
                 // to their schema ranges.
-                let pooled = settings.privacy.and_then(|p| p.pooled);
+                let pooled = settings.pooled_noise();
                 let ranges = match pooled {
                     Some(_) => schema
                         .numeric
@@ -211,15 +212,28 @@ impl LocalData {
         split.schema.numeric.iter().map(|column| column.value_range().map_or(f64::INFINITY, bound)).collect()
     }
 
-    /// This hospital's counts of all its rows (training and held out) on the exploration's
-    /// resolved `columns`; kept for its report ([`Self::explored`]).
-    pub fn explore_counts(&mut self, columns: &[ColumnSpec]) -> Result<&ExploreCounts> {
+    /// This hospital's counts on the exploration's resolved `columns`: of all its rows (training
+    /// and held out), kept for its report ([`Self::explored`]); under `noise`, of the rows the
+    /// noise counts (each patient's first `rows_per_patient`) and without moments (their
+    /// sensitivity is unbounded), which is what it contributes (the caller adds the noise).
+    pub fn explore_counts(&mut self, columns: &[ColumnSpec], noise: Option<&PooledNoise>) -> Result<ExploreCounts> {
         let Split::Table(split) = &self.split else {
             return Err(mismatch("hospital data", "a plain numeric CSV", "schema data to explore"));
         };
-        let mut counts = split.train.explore_counts(&split.schema, columns).map_err(data_error)?;
-        counts.add(&split.test.explore_counts(&split.schema, columns).map_err(data_error)?)?;
-        Ok(self.explored.insert(counts))
+        let count = |table: &Table| table.explore_counts(&split.schema, columns).map_err(data_error);
+        let mut all = count(&split.train)?;
+        all.add(&count(&split.test)?)?;
+        let contributed = match noise {
+            None => all.clone(),
+            Some(noise) => {
+                let mut counted = count(&split.train.select(&noise.counted_rows(split.train.groups())))?;
+                counted.add(&count(&split.test.select(&noise.counted_rows(split.test.groups())))?)?;
+                counted.columns.iter_mut().for_each(|column| column.moments = Moments::default());
+                counted
+            }
+        };
+        self.explored = Some(all);
+        Ok(contributed)
     }
 
     /// The exploration's counts of this hospital's rows, once made.

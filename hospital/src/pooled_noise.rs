@@ -13,6 +13,7 @@
 
 use dashu::integer::IBig;
 use dashu::rational::RBig;
+use fedcare_core::explore::ExploreCounts;
 use fedcare_core::privacy::PooledNoise;
 use fedcare_core::stats::MOMENT_SCALE;
 
@@ -69,6 +70,25 @@ impl PooledSampler {
         }
         for count in noisy.bucket_counts.iter_mut().flatten() {
             *count = self.noisy_count(*count)?;
+        }
+        Ok(noisy)
+    }
+
+    /// This hospital's exploration counts with noise on every count, of scale `σ_p·L·√2` (one
+    /// row changes a column's cell and that cell's positives by one each, or the rows and the
+    /// positives; [`fedcare_protocol::ExploreNoise::count_scale`]). `counts` carry no moments.
+    pub(crate) fn explore(&self, counts: &ExploreCounts) -> Result<ExploreCounts> {
+        let mut noisy = counts.clone();
+        let add_noise = |count: &mut u64| -> Result<()> {
+            *count = count.wrapping_add_signed(self.draw(core::f64::consts::SQRT_2)?);
+            Ok(())
+        };
+        add_noise(&mut noisy.rows)?;
+        add_noise(&mut noisy.positives)?;
+        for column in &mut noisy.columns {
+            add_noise(&mut column.missing)?;
+            add_noise(&mut column.missing_positives)?;
+            column.cells.iter_mut().chain(column.positives.iter_mut()).try_for_each(add_noise)?;
         }
         Ok(noisy)
     }
@@ -151,6 +171,53 @@ mod tests {
         // A sum's noise has scale σ_p·L·⌈256·B⌉, a sum of squares' σ_p·L·⌈256·B²⌉.
         assert_noise("sums", &sums, hospitals as f64 * noise.scale(2560.0).powi(2), 0.3);
         assert_noise("squares", &squares, hospitals as f64 * noise.scale(25_600.0).powi(2), 0.3);
+    }
+
+    #[test]
+    fn noisy_exploration_counts_differ_from_the_exact_ones_as_the_exploration_noise_says() {
+        use fedcare_core::explore::{ColumnCounts, ColumnKind, ColumnSpec};
+
+        let noise = fedcare_protocol::ExploreNoise { multiplier: 3.0, rows_per_patient: 2 };
+        let sampler = PooledSampler::new(noise.pooled());
+        let column =
+            ColumnSpec { name: "ward".into(), kind: ColumnKind::Categorical { categories: 4, labels: Vec::new() } };
+        let layout =
+            ContributionLayout { params: 0, bins: 4, numeric: 0, top_k: Vec::new(), explore: vec![column.clone()] };
+        // A rare cell (one row): noisy totals below zero read as zero.
+        let exact = ExploreCounts {
+            rows: 1000,
+            positives: 100,
+            columns: vec![ColumnCounts {
+                cells: vec![600, 300, 99, 1],
+                positives: vec![60, 30, 9, 1],
+                missing: 0,
+                missing_positives: 0,
+                moments: Moments::default(),
+            }],
+        };
+        let (hospitals, runs) = (4usize, 300);
+        let h = hospitals as f64;
+        let (mut differences, mut rare) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let vectors: Vec<Vec<f64>> =
+                (0..hospitals).map(|_| layout.explore_vector(&sampler.explore(&exact).unwrap()).unwrap()).collect();
+            let DecodedSum::Explore(total) =
+                layout.decode(SessionKind::Explore, &sum_through_codec(&vectors), 0).unwrap()
+            else {
+                panic!("not an exploration")
+            };
+            differences.push(total.rows as f64 - h * exact.rows as f64);
+            differences.push(total.positives as f64 - h * exact.positives as f64);
+            let (pooled, exact) = (&total.columns[0], &exact.columns[0]);
+            for (noisy, count) in pooled.cells.iter().zip(&exact.cells).take(2) {
+                differences.push(*noisy as f64 - h * *count as f64);
+            }
+            rare.push(pooled.cells[3]);
+            assert_eq!(pooled.moments, Moments::default());
+        }
+        // Each hospital's count noise has scale σ·L·√2 = 3·2·√2: the total's variance is H·72.
+        assert_noise("exploration counts", &differences, h * noise.count_scale().powi(2), 0.1);
+        assert!(rare.contains(&0), "a rare cell's noisy total is read as zero below zero");
     }
 
     #[test]

@@ -120,20 +120,36 @@ impl SetupCounts {
 }
 
 /// Cheap sanity bounds on the federation's decoded exploration counts, like
-/// [`SetupCounts::check`]: at least one row per hospital, no total at 2^40, and in every column
+/// [`SetupCounts::check`]: at least one row per hospital, no total at 2^39, and in every column
 /// the cells and the missing rows add up to the rows, no cell has more positives than rows, and a
-/// numeric column's moments count its present values.
-pub fn check_exploration(counts: &ExploreCounts, hospitals: usize) -> Result<(), OutOfRange> {
-    let limit = 1u64 << COUNT_BITS;
-    if counts.rows < hospitals as u64 || counts.rows >= limit || counts.positives > counts.rows {
+/// numeric column's moments count its present values. With `noise` (each hospital's noise's
+/// standard deviation on a count, 0 without) one row in all is enough, each comparison allows
+/// eight standard deviations of the noise it involves (and the upward bias of noisy counts read
+/// as zero below zero), and there are no moments.
+pub fn check_exploration(counts: &ExploreCounts, hospitals: usize, noise: f64) -> Result<(), OutOfRange> {
+    let limit = 1u64 << (COUNT_BITS - 1);
+    // Eight standard deviations of the sum of `terms` noisy counts of every hospital.
+    let slack = |terms: usize| (8.0 * noise * ((terms * hospitals) as f64).sqrt()).ceil() as u64;
+    let fewest = if noise > 0.0 { 1 } else { hospitals as u64 };
+    if counts.rows < fewest || counts.rows >= limit || counts.positives > counts.rows + slack(2) {
         return Err(OutOfRange::ExploreRows { rows: counts.rows, positives: counts.positives, hospitals });
     }
     for (index, column) in counts.columns.iter().enumerate() {
         let total = column.cells.iter().try_fold(column.missing, |sum, &c| sum.checked_add(c));
-        let positives_fit = column.missing_positives <= column.missing
-            && column.cells.iter().zip(&column.positives).all(|(count, positives)| positives <= count);
-        let moments_fit = column.moments.count == 0 || column.moments.count == column.present();
-        if total != Some(counts.rows) || !positives_fit || !moments_fit {
+        // A noisy count read as zero below zero is biased upwards by at most its noise's
+        // standard deviation (over every hospital's): one more per term.
+        let terms = column.cells.len() + 2;
+        let bias = (noise * (hospitals as f64).sqrt() * terms as f64).ceil() as u64;
+        let adds_up = total.is_some_and(|total| total.abs_diff(counts.rows) <= slack(terms) + bias);
+        let cell_slack = slack(2);
+        let positives_fit = column.missing_positives <= column.missing + cell_slack
+            && column.cells.iter().zip(&column.positives).all(|(count, positives)| *positives <= count + cell_slack);
+        let moments_fit = if noise > 0.0 {
+            column.moments == Moments::default()
+        } else {
+            column.moments.count == 0 || column.moments.count == column.present()
+        };
+        if !adds_up || !positives_fit || !moments_fit {
             return Err(OutOfRange::ExploreColumn { column: index, total, rows: counts.rows });
         }
     }
@@ -219,6 +235,14 @@ impl ContributionLayout {
         (1 + 3 * self.numeric + self.top_k.len()) as u32
     }
 
+    /// The statistics an exploration's session releases, each of one patient's most change
+    /// under its noise ([`crate::ExploreNoise::count_scale`]): the rows and positives, and each
+    /// column's counts (cells, their positives, the missing rows and theirs). (Under noise it
+    /// releases no moments.)
+    pub fn explore_statistics(&self) -> u32 {
+        (1 + self.explore.len()) as u32
+    }
+
     /// Values of the setup vector.
     fn setup_len(&self) -> usize {
         2 * COUNT_LIMBS
@@ -281,21 +305,21 @@ impl ContributionLayout {
         let mut take = |limbs: usize| {
             let (value, tail) = rest.split_at(limbs);
             rest = tail;
-            from_limbs(value)
+            value
         };
         let mut counts = ExploreCounts::zeros(&self.explore);
-        counts.rows = take(COUNT_LIMBS);
-        counts.positives = take(COUNT_LIMBS);
+        counts.rows = count_from_limbs(take(COUNT_LIMBS));
+        counts.positives = count_from_limbs(take(COUNT_LIMBS));
         for (spec, column) in self.explore.iter().zip(&mut counts.columns) {
-            column.missing = take(COUNT_LIMBS);
-            column.missing_positives = take(COUNT_LIMBS);
+            column.missing = count_from_limbs(take(COUNT_LIMBS));
+            column.missing_positives = count_from_limbs(take(COUNT_LIMBS));
             for count in column.cells.iter_mut().chain(column.positives.iter_mut()) {
-                *count = take(COUNT_LIMBS);
+                *count = count_from_limbs(take(COUNT_LIMBS));
             }
             if spec.is_numeric() {
-                column.moments.count = take(COUNT_LIMBS);
-                column.moments.sum = take(SUM_LIMBS) as i64;
-                column.moments.squares = take(SUM_LIMBS) as i64;
+                column.moments.count = count_from_limbs(take(COUNT_LIMBS));
+                column.moments.sum = from_limbs(take(SUM_LIMBS)) as i64;
+                column.moments.squares = from_limbs(take(SUM_LIMBS)) as i64;
             }
         }
         counts
@@ -539,10 +563,18 @@ mod tests {
         assert_eq!(total, expected);
         assert_eq!(total.columns[0].cells, [1, 1, 2, 0]);
         assert_eq!(total.columns[1].cells[7], 3);
-        check_exploration(&total, 2).unwrap();
+        check_exploration(&total, 2, 0.0).unwrap();
         let mut broken = total.clone();
         broken.columns[1].cells[0] += 1;
-        assert!(matches!(check_exploration(&broken, 2), Err(OutOfRange::ExploreColumn { column: 1, .. })));
+        assert!(matches!(check_exploration(&broken, 2, 0.0), Err(OutOfRange::ExploreColumn { column: 1, .. })));
+        // Under noise (a standard deviation of 1.5 a count) the same cell is within the noise,
+        // a column a hundred thousand rows off is not, and moments are never released.
+        let mut noisy = broken.clone();
+        noisy.columns.iter_mut().for_each(|c| c.moments = Moments::default());
+        check_exploration(&noisy, 2, 1.5).unwrap();
+        noisy.columns[1].cells[0] += 100_000;
+        assert!(matches!(check_exploration(&noisy, 2, 1.5), Err(OutOfRange::ExploreColumn { column: 1, .. })));
+        assert!(matches!(check_exploration(&broken, 2, 1.5), Err(OutOfRange::ExploreColumn { column: 0, .. })));
         assert!(layout.explore_vector(&ExploreCounts::default()).is_err(), "counts of another shape");
     }
 

@@ -15,8 +15,8 @@ use crate::coordinator::Status;
 use crate::digest::SettingsDigest;
 use crate::error::ProtocolError;
 use crate::{
-    ContributionLayout, FederationSettings, Job, Privacy, PublicFigures, SessionId, SessionKind, Task, TaskKind,
-    UploadHeader, UploadKind,
+    ContributionLayout, ExploreNoise, FederationSettings, Job, Privacy, PublicFigures, SessionId, SessionKind, Task,
+    TaskKind, UploadHeader, UploadKind,
 };
 
 fn invalid(field: &'static str, value: impl ToString, expected: impl Into<String>) -> ProtocolError {
@@ -271,10 +271,12 @@ pub fn settings_to_proto(settings: &FederationSettings) -> v1::FederationConfig 
         }),
         exploration: match &settings.job {
             Job::Train => None,
-            Job::Explore { min_cell, label } => Some(v1::Exploration {
+            Job::Explore { min_cell, label, noise } => Some(v1::Exploration {
                 min_cell: *min_cell,
                 label: label.clone(),
                 columns: layout.explore.iter().map(explore_column_to_proto).collect(),
+                noise: noise.map_or(0.0, |n| n.multiplier),
+                rows_per_patient: noise.map_or(0, |n| n.rows_per_patient),
             }),
         },
     }
@@ -329,7 +331,16 @@ fn job_from_proto(config: &v1::FederationConfig) -> Result<(Job, Vec<ColumnSpec>
         return Err(invalid("exploration columns", exploration.columns.len(), format!("1 to {MAX_EXPLORE_COLUMNS}")));
     }
     let columns = exploration.columns.iter().map(explore_column_from_proto).collect::<Result<_, _>>()?;
-    Ok((Job::Explore { min_cell: exploration.min_cell, label: exploration.label.clone() }, columns))
+    let noise = match (exploration.noise, exploration.rows_per_patient) {
+        (0.0, _) => None,
+        (multiplier, _) if !(multiplier.is_finite() && multiplier > 0.0) => {
+            return Err(invalid("exploration noise", multiplier, "0 (exact) or a positive multiplier"));
+        }
+        (_, 0) => return Err(invalid("exploration rows_per_patient", 0, "at least 1 under noise")),
+        (multiplier, rows_per_patient) => Some(ExploreNoise { multiplier, rows_per_patient }),
+    };
+    let job = Job::Explore { min_cell: exploration.min_cell, label: exploration.label.clone(), noise };
+    Ok((job, columns))
 }
 
 /// The privacy settings as received, checked; `layout` tells the statistics the setup releases.

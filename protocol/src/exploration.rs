@@ -34,7 +34,7 @@ pub struct ReportContext {
 impl ReportContext {
     /// The context of an exploration of schema `schema` by `hospitals` (`None` for training).
     pub fn of_job(schema: &str, job: &Job, hospitals: &[NodeId]) -> Option<Self> {
-        let Job::Explore { min_cell, label } = job else { return None };
+        let Job::Explore { min_cell, label, .. } = job else { return None };
         Some(Self {
             schema: schema.to_owned(),
             label: label.clone(),

@@ -20,7 +20,9 @@ use crate::exploration::Exploration;
 use crate::params::params_to_bytes;
 use crate::selection::ServerState;
 use crate::transcript::{file_digest, state_content, state_digest};
-use crate::{DecodedSum, FederationSettings, PublicFigures, RoundRecord, SessionId, SessionKind, check_exploration};
+use crate::{
+    DecodedSum, FederationSettings, Job, PublicFigures, RoundRecord, SessionId, SessionKind, check_exploration,
+};
 
 /// What a session's inputs were: the state every participant signed.
 #[derive(Debug, Clone, Copy)]
@@ -135,7 +137,7 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
     let mut exploration = None;
     match decoded {
         DecodedSum::Setup(counts) => {
-            let noise = inputs.settings.privacy.and_then(|privacy| privacy.pooled).map_or(0.0, |p| p.scale(1.0));
+            let noise = inputs.settings.pooled_noise().map_or(0.0, |p| p.scale(1.0));
             counts.check(inputs.contributors, noise)?;
             figures = PublicFigures {
                 train_rows: counts.train_rows,
@@ -170,7 +172,11 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
             }
         }
         DecodedSum::Explore(counts) => {
-            check_exploration(&counts, inputs.contributors)?;
+            let noise = match &inputs.settings.job {
+                Job::Explore { noise: Some(noise), .. } => noise.count_scale(),
+                _ => 0.0,
+            };
+            check_exploration(&counts, inputs.contributors, noise)?;
             exploration = Some(Exploration { columns: layout.explore_columns(&figures), counts });
         }
     }

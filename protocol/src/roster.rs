@@ -153,8 +153,9 @@ impl Consortium {
     /// a release that would bring the total past `max_epsilon` is refused, and so is every
     /// release of a federation whose ε bounds nothing: one without differential privacy, a δ
     /// above `max_delta`, pooled statistics decrypted exact or with less noise than its
-    /// `min_pooled_noise`, or an exploration (its counts are
-    /// exact).
+    /// `min_pooled_noise`. An exploration is charged its noisy pooled statistics at this
+    /// hospital's own `max_delta` (the setup's, then the exploration's counts as well); one
+    /// without noise is refused (its counts are exact).
     pub fn privacy_charge(
         &self,
         settings: &FederationSettings,
@@ -164,8 +165,25 @@ impl Consortium {
     ) -> core::result::Result<Option<f64>, TrustError> {
         let Some(max) = self.max_epsilon else { return Ok(None) };
         let policy = |why: String| Err(TrustError::PrivacyPolicy { why });
-        if matches!(settings.job, Job::Explore { .. }) {
-            return policy("an exploration releases exact counts, which ε does not bound".into());
+        if let Job::Explore { noise, .. } = &settings.job {
+            let Some(noise) = noise else {
+                return policy("an exploration without noise releases exact counts, which ε does not bound".into());
+            };
+            if noise.multiplier < self.min_pooled_noise {
+                return policy(format!(
+                    "the exploration's noise {} is below its min_pooled_noise of {}",
+                    noise.multiplier, self.min_pooled_noise
+                ));
+            }
+            let layout = &settings.layout;
+            let explored = if kind == SessionKind::Explore { layout.explore_statistics() } else { 0 };
+            let statistics = u64::from(layout.setup_statistics()) + u64::from(explored);
+            let charge = noise.epsilon(statistics, self.max_delta);
+            let epsilon = spent + charge;
+            if epsilon > max {
+                return Err(TrustError::PrivacyBudget { kind, round, epsilon, spent, delta: self.max_delta, max });
+            }
+            return Ok(Some(charge));
         }
         let Some(privacy) = settings.privacy else {
             let epsilon = f64::INFINITY;

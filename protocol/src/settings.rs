@@ -30,8 +30,52 @@ pub struct PublicFigures {
     pub top_k: Vec<Vec<u32>>,
 }
 
+/// The discrete Gaussian noise every hospital adds to an exploration's pooled statistics (its
+/// setup session's counts, moments and buckets, and the exploration's counts), so that they are
+/// differentially private for its patients by its own noise alone, as the training's pooled
+/// statistics are ([`fedcare_core::privacy::PooledNoise`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ExploreNoise {
+    /// `σ`: the noise on each statistic over its sensitivity (> 0).
+    pub multiplier: f64,
+    /// The rows of one patient a hospital counts (its first ones; at least 1).
+    pub rows_per_patient: u32,
+}
+
+impl ExploreNoise {
+    /// The same noise as the setup session's [`fedcare_core::privacy::PooledNoise`].
+    pub fn pooled(&self) -> fedcare_core::privacy::PooledNoise {
+        fedcare_core::privacy::PooledNoise {
+            multiplier: self.multiplier,
+            evaluation_multiplier: self.multiplier,
+            rows_per_patient: self.rows_per_patient,
+        }
+    }
+
+    /// The noise's scale on one of an exploration's counts: `σ · rows_per_patient · √2` (one row
+    /// changes a column's cell and the cell's positives by one each, so one patient changes the
+    /// column's counts by at most `rows_per_patient · √2` in L2 norm).
+    pub fn count_scale(&self) -> f64 {
+        self.multiplier * f64::from(self.rows_per_patient) * core::f64::consts::SQRT_2
+    }
+
+    /// ρ (zCDP) of `statistics` statistics under this noise, `statistics / (2σ²)`: each is
+    /// `1/(2σ²)`-zCDP by one hospital's noise alone.
+    pub fn rho(&self, statistics: u64) -> f64 {
+        statistics as f64 / (2.0 * self.multiplier * self.multiplier)
+    }
+
+    /// ε at `delta` of `statistics` statistics under this noise (the accountant's conversion of
+    /// RDP `ρ·α` at every order).
+    pub fn epsilon(&self, statistics: u64, delta: f64) -> f64 {
+        use fedcare_core::privacy::accountant::{epsilon_of_rdp, orders};
+        let rho = self.rho(statistics);
+        epsilon_of_rdp(orders().map(|alpha| (alpha, rho * alpha)), delta).0
+    }
+}
+
 /// What a federation is for.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub enum Job {
     /// Train the model (setup, the training rounds, the final evaluation).
     #[default]
@@ -43,6 +87,8 @@ pub enum Job {
         min_cell: u64,
         /// What the label's positives are, for reports (`readmitted = <30`).
         label: String,
+        /// Each hospital's noise on the pooled statistics (`None`: they are exact).
+        noise: Option<ExploreNoise>,
     },
 }
 
@@ -186,6 +232,15 @@ pub struct FederationSettings {
 }
 
 impl FederationSettings {
+    /// The noise every hospital adds to the setup session's pooled statistics: the privacy
+    /// settings' of a training job, the exploration's of an exploration (`None`: exact).
+    pub fn pooled_noise(&self) -> Option<fedcare_core::privacy::PooledNoise> {
+        match &self.job {
+            Job::Train => self.privacy.and_then(|privacy| privacy.pooled),
+            Job::Explore { noise, .. } => noise.map(|noise| noise.pooled()),
+        }
+    }
+
     /// The most values a decoded upload or relayed crypto message may hold: what
     /// [`FederationSettings::max_upload_bytes`] allows at 8 bytes a value.
     pub fn wire_limits(&self) -> fedcare_crypto::WireLimits {

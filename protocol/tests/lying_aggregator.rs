@@ -757,7 +757,7 @@ fn an_exploration_past_the_hospitals_own_bounds_is_refused() {
     let explore = |min_cell| {
         let mut settings = test_settings(1);
         settings.min_hospitals = HOSPITALS.len();
-        settings.job = fedcare_protocol::Job::Explore { min_cell, label: "positive".into() };
+        settings.job = fedcare_protocol::Job::Explore { min_cell, label: "positive".into(), noise: None };
         settings
     };
     let agreed_to_explore =
