@@ -1,6 +1,7 @@
 //! The `fedcare` command line: one module a command, each turning its arguments into calls of
 //! the library crates and their results into output. The only crate with clap, indicatif,
 //! plotters and anyhow.
+#![forbid(unsafe_code)]
 
 mod bench_crypto;
 mod bench_train;

@@ -20,6 +20,7 @@
 //!
 //! The flat parameter layout is documented in [`spec`]; the GPU trainer and the codec use it too.
 #![no_std]
+#![forbid(unsafe_code)]
 #![warn(clippy::std_instead_of_alloc)]
 
 extern crate alloc;

@@ -3,6 +3,11 @@
 //! Every kernel uses the same two bind groups (see `common.wgsl`): group 0 holds the run
 //! settings and the eight storage buffers of a [`crate::workspace::Workspace`], group 1 one
 //! layer's shape. The layouts are explicit so one bind group serves every pipeline.
+//!
+//! The modules are built without wgpu's loop bounding (a counter naga puts into every loop so a
+//! driver may not assume it ends), which kept drivers from unrolling the matmul's inner loops
+//! and holding its 4×4 accumulator block in registers; bounds checks on every buffer access
+//! stay. This is the crate's one `unsafe` block ([`trusted_checks`] says why every loop ends).
 
 use fedcare_shaders::{Kernel, MATMUL_TILE, THREADS};
 
@@ -94,6 +99,31 @@ fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
+/// The runtime checks the kernels are built with: wgpu's defaults (bounds checks on every buffer
+/// and array access, integer division guards) without loop bounding.
+///
+/// Without loop bounding a driver may treat a loop that never ends as unreachable, so every loop
+/// of every kernel must end, whatever the buffers hold. Each one does (`shaders/wgsl/`):
+/// - loops over a constant range, the counter going up by one: the matmul's tile loads, its
+///   `TILE_K` inner products and 4×4 block (`matmul.wgsl`), Philox's 10 rounds (`private.wgsl`);
+/// - the workgroup sum's tree, `stride` halving from `THREADS / 2` to 0 (`common.wgsl`);
+/// - loops from a start up to a `u32` bound, the counter going up by one: `x < bound` holds
+///   before each `x++`, so `x` never wraps and the loop ends after at most `bound` iterations
+///   whatever the bound is: a layer's `fan_in` and `fan_out` (`narrow.wgsl`, `private.wgsl`),
+///   `layer_count` (`optimizer.wgsl`), a patient's rows (`private.wgsl`), the batch's splits
+///   (`split_sum.wgsl`);
+/// - loops that stride from a thread's index (below `THREADS`) by `THREADS`, or from a split's
+///   start by `TILE_K`, while below a bound that is a batch's rows or a layer's width
+///   (`bias_grad.wgsl`, `loss.wgsl`, `narrow.wgsl`, `matmul.wgsl`): the counter stays below
+///   `bound + 256`, which cannot wrap because the host refuses a dataset of more than 2^31 rows
+///   and a layer of more than 2^31 units ([`crate::workspace::MAX_KERNEL_SIZE`], checked in
+///   `GpuDataset::upload` and `check_spec`), a batch's rows are at most the dataset's (the
+///   trainer takes `batch_size.min(rows)`, `check_patient_batch` a DP batch's), and a matmul
+///   split starts below its batch's rows (one workgroup per `SPLIT_ROWS` rows).
+fn trusted_checks() -> wgpu::ShaderRuntimeChecks {
+    wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() }
+}
+
 impl Kernels {
     /// Compiles every kernel for `device`, after checking its limits.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
@@ -122,10 +152,15 @@ impl Kernels {
             immediate_size: 0,
         });
         let build = |kernel: Kernel, constants: &[(&str, f64)]| {
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            let descriptor = wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.name),
                 source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
-            });
+            };
+            #[allow(unsafe_code)]
+            // SAFETY: the kernels are ours, compiled in, and every loop of theirs ends for any
+            // buffer contents and any size the host lets through (the argument is on
+            // `trusted_checks`); every other runtime check stays on.
+            let module = unsafe { device.create_shader_module_trusted(descriptor, trusted_checks()) };
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(kernel.entry_point),
                 layout: Some(&layout),

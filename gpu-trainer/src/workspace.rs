@@ -100,6 +100,7 @@ impl GpuDataset {
         let limits = device.limits();
         check_size("the feature matrix", byte_len(data.features().len()), &limits)?;
         check_u32("rows × features", data.features().len())?;
+        check_kernel_size("rows", data.rows())?;
         let features = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("features"),
             contents: bytemuck::cast_slice(non_empty(data.features())),
@@ -141,6 +142,19 @@ fn check_size(what: &'static str, bytes: u64, limits: &wgpu::Limits) -> Result<(
     Ok(())
 }
 
+/// The most rows a dataset, and units a layer, may have for the kernels: every loop of theirs
+/// that strides (`r += THREADS`, `k0 += TILE_K`) then stays below 2^32 without wrapping, which
+/// the shader modules' safety argument relies on ([`crate::kernels`]).
+pub(crate) const MAX_KERNEL_SIZE: usize = 1 << 31;
+
+/// Refuses a dataset of more rows, or a layer of more units, than the kernels take.
+pub(crate) fn check_kernel_size(what: &str, value: usize) -> Result<()> {
+    if value > MAX_KERNEL_SIZE {
+        return Err(GpuError::Unsupported(format!("{what} = {value}; the GPU kernels take at most 2^31")));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_u32(what: &str, value: usize) -> Result<u32> {
     u32::try_from(value).map_err(|_| GpuError::Unsupported(format!("{what} = {value} exceeds 2^32 - 1")))
 }
@@ -156,6 +170,7 @@ pub(crate) fn check_spec(spec: &ModelSpec, limits: &wgpu::Limits) -> Result<()> 
     }
     // Bias gradients dispatch one workgroup per output, narrow weight gradients one per input.
     let widest = layers.iter().map(|l| l.fan_out.max(l.fan_in)).max().unwrap_or(1);
+    check_kernel_size("a layer's units", widest)?;
     if widest > limits.max_compute_workgroups_per_dimension as usize {
         return Err(GpuError::Unsupported(format!(
             "a layer of {widest} units; this device dispatches at most {} workgroups per dimension",
@@ -361,6 +376,9 @@ mod tests {
         assert!(matches!(error, GpuError::TooLarge { what: "the feature matrix", limit: 1048576, .. }), "{error}");
         assert!(error.to_string().contains("the feature matrix needs 1048580 bytes"), "{error}");
         assert!(check_u32("rows", 1 << 40).is_err());
+        check_kernel_size("rows", MAX_KERNEL_SIZE).unwrap();
+        let error = check_kernel_size("rows", MAX_KERNEL_SIZE + 1).unwrap_err().to_string();
+        assert!(error.contains("rows = 2147483649") && error.contains("at most 2^31"), "{error}");
     }
 
     #[test]

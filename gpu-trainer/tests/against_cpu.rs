@@ -65,6 +65,38 @@ fn forward_logits_match_the_cpu_for_shapes_that_do_not_divide_the_tiles() {
 }
 
 #[test]
+fn the_widest_layers_the_adapter_dispatches_give_the_cpus_gradients() {
+    // The kernels are built without loop bounding (`kernels::trusted_checks`): their longest
+    // loops run over a layer's width. The widest layer this adapter dispatches (its workgroups
+    // per dimension: 65,535 on lavapipe), as 65,535 inputs of a logistic regression (the
+    // matmul's inner loop over 4,096 tiles) and as a hidden layer of 65,535 units (the narrow
+    // kernels' loops, a bias gradient per unit), over a batch of 150 rows (two weight-gradient
+    // splits, the second partial; its activations fill half of lavapipe's 128 MiB binding).
+    // Tolerance 1e-4·max|cpu| + 1e-3·|cpu|: each logit sums 65,535 products in another order, and
+    // its rounding reaches every gradient through the loss's.
+    let Some(gpu) = trainer("the_widest_layers_the_adapter_dispatches_give_the_cpus_gradients") else { return };
+    let widest = gpu.adapter().map_or(65_535, |a| a.max_compute_workgroups_per_dimension).min(65_535) as usize;
+    for (width, hidden) in [(widest, &[][..]), (8, &[widest][..])] {
+        let data = dataset(150, width, 4);
+        let uploaded = gpu.upload(&data).unwrap();
+        let spec = ModelSpec::mlp(width, hidden).unwrap();
+        let params = init_params(&spec, 3);
+        let batch: Vec<u32> = (0..150u32).collect();
+        let mut network = Network::new(&spec);
+        let logits = network.forward(&params, data.features(), batch.len()).unwrap().to_vec();
+        let mut grad_logits = vec![0.0; batch.len()];
+        let cpu_loss = bce_with_logits_batch(&logits, data.labels(), 1.0, &mut grad_logits);
+        let mut cpu_grad = vec![0.0; params.len()];
+        network.backward(&params, data.features(), batch.len(), &grad_logits, &mut cpu_grad).unwrap();
+        let (loss, grad) = gpu.gradient(&spec, &params, &uploaded, &batch, 1.0).unwrap();
+        let what = format!("{width} inputs, hidden {hidden:?}");
+        assert!((loss - cpu_loss).abs() <= 1e-4 * cpu_loss.abs(), "{what}: loss gpu {loss} vs cpu {cpu_loss}");
+        let largest = cpu_grad.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+        assert_close(&format!("{what}: gradient"), &grad, &cpu_grad, 1e-4 * largest, 1e-3);
+    }
+}
+
+#[test]
 fn loss_and_every_layer_gradient_match_the_cpu() {
     let Some(gpu) = trainer("loss_and_every_layer_gradient_match_the_cpu") else { return };
     let data = dataset(300, 70, 2);
