@@ -1,4 +1,5 @@
-//! `fedcare bench-train`: one table of training throughput, CPU (one thread) against the GPU,
+//! `fedcare bench-train`: one table of training throughput, CPU (one thread, and every core)
+//! against the GPU,
 //! on the problem and models of `../shared/peers/torch_train_bench.py` (100k × 64, logistic
 //! regression and MLP 64-64-32-1, Adam, `pos_weight`, shuffled batches of 256 and 1024).
 //!
@@ -9,7 +10,8 @@
 //! Build here, copy the release `fedcare` binary and run it on a GPU machine (only the Vulkan
 //! loader and driver are needed there): `fedcare bench-train` (`FEDCARE_ADAPTER`, `WGPU_BACKEND`
 //! pick the adapter). `benches/gpu-device.sh` does that and runs the PyTorch peer beside it.
-//! `--dp-sgd` times DP-SGD epochs instead (`train_private` on both trainers).
+//! `--dp-sgd` times DP-SGD epochs instead (`train_private` on both trainers; the CPU's DP-SGD runs
+//! on one thread whatever the column).
 
 use std::time::Instant;
 
@@ -19,6 +21,7 @@ use fedcare_core::privacy::noise::NoiseKey;
 use fedcare_core::rng::init_params;
 use fedcare_core::{Dataset, ModelSpec, OptimizerConfig, TrainConfig};
 use fedcare_data::plain::benchmark_problem;
+use fedcare_federation::hospital::trainer::{CpuTrainer, Trainer};
 use fedcare_gpu_trainer::{GpuTrainer, Selection};
 
 /// Which trainer a column of the table measures.
@@ -26,6 +29,8 @@ use fedcare_gpu_trainer::{GpuTrainer, Selection};
 enum Bench {
     /// `fedcare-core`'s CPU trainer on one thread.
     Cpu,
+    /// The hospital's CPU trainer on every core (the same model as on one thread).
+    CpuAll,
     /// The GPU trainer on the preferred adapter.
     Gpu,
 }
@@ -42,11 +47,15 @@ pub(crate) struct Args {
     /// Timed epochs per cell (the median is reported).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// Hidden widths of the MLP (the peer's is 64,32; `--features 359 --mlp 256,128,64` is the
+    /// Diabetes-130 model).
+    #[arg(long, value_delimiter = ',', default_value = "64,32")]
+    mlp: Vec<usize>,
     /// Batch sizes.
     #[arg(long, value_delimiter = ',', default_value = "256,1024")]
     batch_sizes: Vec<usize>,
     /// Trainers to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,gpu")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,cpu-all,gpu")]
     trainers: Vec<Bench>,
     /// Time DP-SGD epochs instead (each row its own patient, sampled at batch/rows, clipped to
     /// norm 1, noise multiplier 1): the cost of per-patient clipping and noise on each trainer.
@@ -78,9 +87,10 @@ fn config(data: &Dataset, batch_size: usize) -> TrainConfig {
 
 pub(crate) fn run(args: Args) -> Result<()> {
     let data = benchmark_problem(args.rows, args.features, 0);
+    let widths: Vec<String> = args.mlp.iter().map(ToString::to_string).collect();
     let models = [
-        ("logreg", ModelSpec::logistic_regression(args.features)?),
-        ("mlp-64-64-32-1", ModelSpec::mlp(args.features, &[64, 32])?),
+        ("logreg".to_owned(), ModelSpec::logistic_regression(args.features)?),
+        (format!("mlp-{}-{}-1", args.features, widths.join("-")), ModelSpec::mlp(args.features, &args.mlp)?),
     ];
     let gpu = if args.trainers.contains(&Bench::Gpu) {
         let gpu = fedcare_gpu_trainer::device::open(&Selection::from_env())?;
@@ -93,6 +103,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
         None
     };
     let uploaded = gpu.as_ref().map(|g| g.upload(&data)).transpose()?;
+    let cores = std::thread::available_parallelism().map_or(1, core::num::NonZeroUsize::get);
+    let mut every_core = CpuTrainer::new(cores)?;
+    let every_core_name = format!("cpu-{cores}t");
     println!(
         "problem: {} rows x {} features, Adam, pos_weight, one epoch per timing, median of {} after one warm-up{}",
         args.rows,
@@ -100,7 +113,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         args.repeats,
         if args.dp_sgd { "; DP-SGD (each row a patient, q = batch/rows, C = 1, sigma = 1)" } else { "" }
     );
-    println!("{:<16} {:>6} {:>8} {:>12} {:>14} {:>10}", "model", "batch", "trainer", "epoch ms", "samples/s", "vs cpu");
+    println!("{:<20} {:>6} {:>8} {:>12} {:>14} {:>10}", "model", "batch", "trainer", "epoch ms", "samples/s", "vs cpu");
     for (name, spec) in &models {
         let initial = init_params(spec, 1);
         for &batch_size in &args.batch_sizes {
@@ -123,6 +136,15 @@ pub(crate) fn run(args: Args) -> Result<()> {
                         }
                         Ok(())
                     })?,
+                    (Bench::CpuAll, _, _) => median_seconds(args.repeats, || {
+                        let mut params = initial.clone();
+                        if args.dp_sgd {
+                            every_core.train_private(spec, &mut params, &data, &config, &dp, key)?;
+                        } else {
+                            every_core.train(spec, &mut params, &data, &config)?;
+                        }
+                        Ok(())
+                    })?,
                     (Bench::Gpu, Some(gpu), Some(uploaded)) => median_seconds(args.repeats, || {
                         let mut params = initial.clone();
                         if args.dp_sgd {
@@ -137,6 +159,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 };
                 let name_of = |trainer: &Bench| match trainer {
                     Bench::Cpu => "cpu",
+                    Bench::CpuAll => every_core_name.as_str(),
                     Bench::Gpu => "gpu",
                 };
                 let rate = args.rows as f64 / seconds;
@@ -149,7 +172,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
                     _ => String::from("-"),
                 };
                 let trainer = name_of(trainer);
-                println!("{name:<16} {batch_size:>6} {trainer:>8} {:>12.2} {:>14.0} {ratio:>10}", seconds * 1e3, rate);
+                println!("{name:<20} {batch_size:>6} {trainer:>8} {:>12.2} {:>14.0} {ratio:>10}", seconds * 1e3, rate);
             }
         }
     }

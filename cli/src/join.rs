@@ -54,7 +54,11 @@ pub(crate) fn run(args: Args) -> Result<()> {
         tls: tls::client_tls(&config.tls.ca, &config.tls.cert, &config.tls.key, &config.server_name)?,
     };
     let choice = args.trainer.map_or(config.trainer, Into::into);
-    let (trainer, why) = trainer::choose(choice, &Selection::from_env()).context("choosing the trainer")?;
+    let train_threads = config
+        .train_threads
+        .map_or_else(|| std::thread::available_parallelism().map_or(1, core::num::NonZeroUsize::get), |n| n.get());
+    let (trainer, why) =
+        trainer::choose(choice, &Selection::from_env(), train_threads).context("choosing the trainer")?;
     eprintln!("trainer: {why}");
     let trust = HospitalTrust {
         key: std::sync::Arc::new(SigningKey::from_pem_file(&config.tls.key)?),

@@ -110,7 +110,8 @@ fn hospitals(dir: &Path, names: &[String], port: u16, rows: usize) -> Vec<Runnin
             let data = HospitalData::Ready(fedcare_data::plain::synthetic_hospital(index, names.len(), rows, 5));
             let trust = tls::dev_trust(&pki, name, names, &dir.join("state").join(name)).unwrap();
             tokio::spawn(
-                HospitalNode::new(connection, Agreement::train("load"), data, Box::new(CpuTrainer), trust).run(),
+                HospitalNode::new(connection, Agreement::train("load"), data, Box::new(CpuTrainer::default()), trust)
+                    .run(),
             )
         })
         .collect()

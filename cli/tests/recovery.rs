@@ -102,7 +102,7 @@ fn hospital_node(pki: &Path, port: u16, index: usize, run: &str) -> HospitalNode
     let names: Vec<String> = HOSPITALS.iter().map(|s| s.to_string()).collect();
     let state = pki.parent().unwrap().join("state").join(run).join(HOSPITALS[index]);
     let trust = tls::dev_trust(pki, HOSPITALS[index], &names, &state).unwrap();
-    HospitalNode::new(connection, Agreement::train("recovery"), data, Box::new(CpuTrainer), trust)
+    HospitalNode::new(connection, Agreement::train("recovery"), data, Box::new(CpuTrainer::default()), trust)
 }
 
 type Running = tokio::task::JoinHandle<fedcare_federation::Result<FinalModel>>;

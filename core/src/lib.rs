@@ -60,7 +60,9 @@ pub use optim::{Optimizer, OptimizerConfig};
 pub use spec::{LayerShape, ModelSpec};
 pub use stats::{ColumnStats, Moments};
 pub use top_k::TopKShape;
-pub use train::{TrainConfig, TrainReport, clipped_gradient, train, train_private};
+pub use train::{
+    InOrder, PART_ROWS, Parts, TrainConfig, TrainReport, clipped_gradient, train, train_in_parts, train_private,
+};
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -50,11 +50,39 @@ pub fn bce_with_logits_sum(logits: &[f32], labels: &[f32], pos_weight: f32, scal
     assert!(logits.len() == labels.len() && grad.len() == logits.len(), "batch slices differ in length");
     let mut total = 0.0f32;
     for ((&z, &y), g) in logits.iter().zip(labels).zip(grad.iter_mut()) {
-        total += bce_with_logits(z, y, pos_weight);
-        let s = sigmoid(z);
-        *g = (pos_weight * y * (s - 1.0) + (1.0 - y) * s) * scale;
+        let (loss, gradient) = bce_row(z, y, pos_weight, scale);
+        total += loss;
+        *g = gradient;
     }
     total
+}
+
+/// Each row's loss pushed onto `losses`, and `scale · ∂loss/∂logit` of each row written to
+/// `grad` (the same values as [`bce_with_logits_sum`]'s, for a caller that sums the losses
+/// itself).
+///
+/// # Panics
+/// If `logits`, `labels` and `grad` differ in length (caller bug).
+pub fn bce_with_logits_rows(
+    logits: &[f32],
+    labels: &[f32],
+    pos_weight: f32,
+    scale: f32,
+    losses: &mut alloc::vec::Vec<f32>,
+    grad: &mut [f32],
+) {
+    assert!(logits.len() == labels.len() && grad.len() == logits.len(), "batch slices differ in length");
+    for ((&z, &y), g) in logits.iter().zip(labels).zip(grad.iter_mut()) {
+        let (loss, gradient) = bce_row(z, y, pos_weight, scale);
+        losses.push(loss);
+        *g = gradient;
+    }
+}
+
+/// One row's loss and `scale · ∂loss/∂logit`.
+fn bce_row(z: f32, y: f32, pos_weight: f32, scale: f32) -> (f32, f32) {
+    let s = sigmoid(z);
+    (bce_with_logits(z, y, pos_weight), (pos_weight * y * (s - 1.0) + (1.0 - y) * s) * scale)
 }
 
 /// Adds the L2 gradient `λ·W` (weights only) to `grad`; returns the penalty `λ/2·‖W‖²`.

@@ -5,6 +5,11 @@
 //! `BCEWithLogits(pos_weight)` loss, backward, L2 and FedProx gradients, optimizer update.
 //! The FedProx anchor is the parameter vector training started from (the round's global model).
 //!
+//! A batch's gradient is computed in parts of [`PART_ROWS`] rows, added in order: the parts may
+//! run on threads ([`Parts`]; [`train_in_parts`]), and the result is the same bit for bit
+//! whatever their number, since neither the parts nor the order of the sum depend on it. The
+//! loss is the rows' losses summed in row order, as in one piece.
+//!
 //! [`train_private`] is DP-SGD ([`crate::privacy`]): each step samples patients with probability
 //! `q` instead of taking the next batch, clips each sampled patient's gradient and adds Gaussian
 //! noise; the penalties and the optimizer are the same.
@@ -14,7 +19,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
-use crate::loss::{add_l2, add_proximal, bce_with_logits_batch, bce_with_logits_sum};
+use crate::loss::{add_l2, add_proximal, bce_with_logits_rows, bce_with_logits_sum};
 use crate::nn::Network;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::privacy::DpSgd;
@@ -80,40 +85,134 @@ pub struct TrainReport {
     pub steps: u64,
 }
 
-/// Trains `params` (laid out for `spec`) on `data` in place.
+/// Rows of one part of a batch's gradient (the last part of a batch may have fewer).
+pub const PART_ROWS: usize = 64;
+
+/// How the parts of a batch's gradient run: one after another ([`InOrder`]), or on threads in a
+/// crate with `std` (the hospital's CPU trainer). Either way the parts and the order their
+/// results are added in are the same, so the trained model is too.
+pub trait Parts: Sync {
+    /// The results of `job(scratch, i)` for every `i < count`, in index order; each job gets
+    /// a scratch `init` made (one per thread, or per run of jobs on one thread).
+    fn run<S, T: Send>(
+        &self,
+        count: usize,
+        init: impl Fn() -> S + Sync + Send,
+        job: impl Fn(&mut S, usize) -> T + Sync + Send,
+    ) -> Vec<T>;
+}
+
+/// The parts one after another, on the caller's thread.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InOrder;
+
+impl Parts for InOrder {
+    fn run<S, T: Send>(
+        &self,
+        count: usize,
+        init: impl Fn() -> S + Sync + Send,
+        job: impl Fn(&mut S, usize) -> T + Sync + Send,
+    ) -> Vec<T> {
+        let mut scratch = init();
+        (0..count).map(|i| job(&mut scratch, i)).collect()
+    }
+}
+
+/// What one part of a batch needs besides the parameters: a network and its rows' features,
+/// labels and loss gradients.
+struct PartScratch {
+    network: Network,
+    x: Vec<f32>,
+    y: Vec<f32>,
+    grad_logits: Vec<f32>,
+}
+
+/// One part's rows' losses and its gradient of the batch's mean loss (`scale` = 1 / the batch's
+/// rows: each row's loss gradient is the one the whole batch gives it).
+fn part_gradient(
+    scratch: &mut PartScratch,
+    params: &[f32],
+    data: &Dataset,
+    rows: &[u32],
+    pos_weight: f32,
+    scale: f32,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let PartScratch { network, x, y, grad_logits } = scratch;
+    x.clear();
+    y.clear();
+    for &row in rows {
+        x.extend_from_slice(data.row(row as usize));
+        y.push(data.labels()[row as usize]);
+    }
+    let n = rows.len();
+    grad_logits.resize(n, 0.0);
+    let logits = network.forward(params, x, n)?;
+    let mut losses = Vec::with_capacity(n);
+    bce_with_logits_rows(logits, y, pos_weight, scale, &mut losses, grad_logits);
+    let mut grad = vec![0.0f32; params.len()];
+    network.backward(params, x, n, grad_logits, &mut grad)?;
+    Ok((losses, grad))
+}
+
+/// Trains `params` (laid out for `spec`) on `data` in place, each batch's gradient in parts one
+/// after another ([`train_in_parts`] with [`InOrder`]).
 ///
 /// Refuses a parameter vector or dataset that does not fit `spec`, an empty dataset, bad
 /// hyperparameters, and stops with [`Error::Diverged`] as soon as a batch loss is not finite.
 pub fn train(spec: &ModelSpec, params: &mut [f32], data: &Dataset, config: &TrainConfig) -> Result<TrainReport> {
+    train_in_parts(spec, params, data, config, &InOrder)
+}
+
+/// [`train`] with each batch's gradient computed in parts of [`PART_ROWS`] rows by `parts`: the
+/// same result whatever `parts` is.
+pub fn train_in_parts(
+    spec: &ModelSpec,
+    params: &mut [f32],
+    data: &Dataset,
+    config: &TrainConfig,
+    parts: &impl Parts,
+) -> Result<TrainReport> {
     check_inputs(spec, params, data, config)?;
     let width = data.width();
     let anchor = if config.prox_mu > 0.0 { params.to_vec() } else { Vec::new() };
-    let mut network = Network::new(spec);
     let mut optimizer = Optimizer::new(config.optimizer, params.len())?;
     let mut order = BatchOrder::new(config.seed, data.rows());
-    let mut grad = vec![0.0f32; params.len()];
-    let mut batch_x = Vec::with_capacity(config.batch_size * width);
-    let mut batch_y = Vec::with_capacity(config.batch_size);
-    let mut grad_logits = vec![0.0f32; config.batch_size];
     let mut report = TrainReport { epoch_losses: Vec::with_capacity(config.epochs as usize), steps: 0 };
+    let init = || PartScratch {
+        network: Network::new(spec),
+        x: Vec::with_capacity(PART_ROWS * width),
+        y: Vec::with_capacity(PART_ROWS),
+        grad_logits: Vec::with_capacity(PART_ROWS),
+    };
 
     for epoch in 0..config.epochs {
         let mut epoch_loss = 0.0f64;
         for (step, rows) in order.next_epoch().chunks(config.batch_size).enumerate() {
-            batch_x.clear();
-            batch_y.clear();
-            for &row in rows {
-                batch_x.extend_from_slice(data.row(row as usize));
-                batch_y.push(data.labels()[row as usize]);
-            }
             let n = rows.len();
-            let logits = network.forward(params, &batch_x, n)?;
-            let loss = bce_with_logits_batch(logits, &batch_y, config.pos_weight, &mut grad_logits[..n]);
+            let scale = 1.0 / n as f32;
+            let frozen: &[f32] = params;
+            let results = parts.run(n.div_ceil(PART_ROWS), init, |scratch, part| {
+                let part_rows = &rows[part * PART_ROWS..((part + 1) * PART_ROWS).min(n)];
+                part_gradient(scratch, frozen, data, part_rows, config.pos_weight, scale)
+            });
+            // The rows' losses in row order, as one piece sums them; the parts' gradients in
+            // part order.
+            let mut total = 0.0f32;
+            let mut grad: Vec<f32> = Vec::new();
+            for result in results {
+                let (losses, part_grad) = result?;
+                losses.iter().for_each(|&loss| total += loss);
+                if grad.is_empty() {
+                    grad = part_grad;
+                } else {
+                    grad.iter_mut().zip(&part_grad).for_each(|(g, &p)| *g += p);
+                }
+            }
+            let loss = total * scale;
             if !loss.is_finite() {
                 return Err(Error::Diverged { epoch, step });
             }
             epoch_loss += f64::from(loss) * n as f64;
-            network.backward(params, &batch_x, n, &grad_logits[..n], &mut grad)?;
             add_l2(spec, params, config.l2, &mut grad);
             if config.prox_mu > 0.0 {
                 add_proximal(params, &anchor, config.prox_mu, &mut grad);

@@ -294,6 +294,7 @@ pub async fn run(
     let selection = Selection::from_env();
     let (resolved, why) = trainer::resolve(options.trainer, &selection)?;
     tracing::info!("trainer: {why}");
+
     if let Some(progress) = progress {
         progress(Progress::Trainer(&why));
     }
@@ -342,6 +343,10 @@ pub async fn run(
     let mut stats: Vec<Arc<Mutex<HospitalStats>>> = Vec::new();
     let mut nodes = Vec::new();
     let (node_ids, tables): (Vec<NodeId>, Vec<_>) = hospitals.into_iter().unzip();
+    // The hospitals train at the same time on this one machine: the cores shared among them (the
+    // trained models are the same whatever the threads).
+    let cores = std::thread::available_parallelism().map_or(1, core::num::NonZeroUsize::get);
+    let train_threads = (cores / node_ids.len().max(1)).max(1);
     for (index, ((table, connection), name)) in tables.into_iter().zip(connections).zip(&node_ids).enumerate() {
         let data = HospitalData::Table { table, schema: Box::new(schema.clone()) };
         let state = work.path().join("state").join(name.as_str());
@@ -353,7 +358,7 @@ pub async fn run(
         if let Some((_, max)) = options.budget.filter(|&(budgeted, _)| budgeted == index) {
             trust.consortium.max_epsilon = Some(max);
         }
-        let mut trainer = resolved.build(&selection)?;
+        let mut trainer = resolved.build(&selection, train_threads)?;
         if let Some(wrap) = wrap {
             trainer = wrap(name, trainer);
         }

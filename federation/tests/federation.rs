@@ -407,7 +407,7 @@ async fn a_thousand_hostile_uploads_leave_the_federation_healthy() {
     let node = |name: &str, index: usize| {
         let connection = Connection::InProcess { link: f.link.clone(), node: NodeId::new(name).unwrap() };
         let data = HospitalData::Ready(fedcare_data::plain::synthetic_hospital(index, 2, 300, 1));
-        HospitalNode::new(connection, Agreement::train("test"), data, Box::new(CpuTrainer), f.trust(name))
+        HospitalNode::new(connection, Agreement::train("test"), data, Box::new(CpuTrainer::default()), f.trust(name))
     };
     let b = tokio::spawn(node("hospital-b", 1).run());
     let task = loop {

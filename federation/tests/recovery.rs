@@ -27,7 +27,7 @@ fn hospital_node(link: &InProcessLink, dir: &std::path::Path, index: usize) -> H
     let data = HospitalData::Ready(fedcare_data::plain::synthetic_hospital(index, HOSPITALS.len(), 500, 3));
     let names: Vec<String> = HOSPITALS.iter().map(|s| s.to_string()).collect();
     let trust = tls::dev_trust(&dir.join("pki"), HOSPITALS[index], &names, &dir.join(HOSPITALS[index])).unwrap();
-    HospitalNode::new(connection, Agreement::train("recovery"), data, Box::new(CpuTrainer), trust)
+    HospitalNode::new(connection, Agreement::train("recovery"), data, Box::new(CpuTrainer::default()), trust)
 }
 
 /// Waits (without blocking the runtime) until the aggregator's records satisfy `predicate`.
@@ -152,7 +152,8 @@ async fn an_aggregator_stopped_after_the_result_went_out_resumes_it_from_the_hos
             let connection = Connection::Tls { url: url.clone(), tls };
             let data = HospitalData::Ready(fedcare_data::plain::synthetic_hospital(index, HOSPITALS.len(), 300, 5));
             let trust = tls::dev_trust(&pki, name, &names, &dir.path().join(name)).unwrap();
-            let node = HospitalNode::new(connection, Agreement::train("test"), data, Box::new(CpuTrainer), trust);
+            let node =
+                HospitalNode::new(connection, Agreement::train("test"), data, Box::new(CpuTrainer::default()), trust);
             tokio::spawn(node.run())
         })
         .collect();

@@ -5,7 +5,7 @@
 //! to; another is refused), `[tls] ca, cert, key`, `trainer = "auto"` (or "gpu", "cpu"), optional
 //! `schema = "diabetes130"`, `top_k_key` (the file of the consortium's `top_k` key) and `bad_rows_limit = 100`, `state_dir = "fedcare-hospital"` (its
 //! ledger: releases, privacy charges and endorsements, kept across federations), `crypto_threads` (the encrypted path's threads; default one per core,
-//! results the same whatever the number), and `[consortium]`: the hospital's own roster (`members`: certificate
+//! results the same whatever the number), `train_threads` (the CPU trainer's; the same), and `[consortium]`: the hospital's own roster (`members`: certificate
 //! name = key fingerprint, as `fedcare keygen` prints them) and its bounds (`min_hospitals = 2`,
 //! `max_rounds = 10000`, `max_attempts = 16`, `max_params = 16777216`, `max_epochs = 100`, and
 //! optionally `max_epsilon`: the most ε its patients may spend over all its federations, by its
@@ -80,6 +80,10 @@ pub struct HospitalConfig {
     /// results are the same whatever the number.
     #[serde(default)]
     pub crypto_threads: Option<core::num::NonZeroUsize>,
+    /// Threads of the CPU trainer (the parts of each batch's gradient); `None`: one per core.
+    /// The trained model is the same whatever the number.
+    #[serde(default)]
+    pub train_threads: Option<core::num::NonZeroUsize>,
     /// Where this hospital keeps its state: the decryption ledger.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,

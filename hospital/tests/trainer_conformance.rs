@@ -296,7 +296,10 @@ macro_rules! conformance {
     };
 }
 
-conformance!(cpu, |_| Some(Box::new(CpuTrainer)), Tolerance { abs: 0.0, rel: 0.0 });
+conformance!(cpu, |_| Some(Box::new(CpuTrainer::default())), Tolerance { abs: 0.0, rel: 0.0 });
+
+// On four threads: the same models as on one, bit for bit.
+conformance!(cpu_threads, |_| Some(Box::new(CpuTrainer::new(4).unwrap())), Tolerance { abs: 0.0, rel: 0.0 });
 
 conformance!(
     gpu,
