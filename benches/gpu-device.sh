@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs fedcare's GPU training benchmark and, where PyTorch is installed, the PyTorch peer on the
-# same GPU, one after the other, so both tables come from one machine and one run.
+# Runs fedcare's GPU training benchmark (CPU one thread, CPU every core, GPU with a per-kernel
+# profile), DP-SGD on each trainer, both PyTorch peers on the same GPU where PyTorch is installed,
+# and the real-workload federation with each trainer, one after the other, so every ratio comes
+# from one machine and one run.
 #
 # Usage (from the repository root of a copy that carries the release binary):
 #   benches/gpu-device.sh [BINARY]        # default target/release/fedcare
@@ -26,19 +28,47 @@ echo "== machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
 echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 
-echo "== fedcare (CPU one thread vs GPU through wgpu)"
-"$binary" bench-train --repeats 5
+echo "== fedcare (CPU one thread, CPU every core, GPU through wgpu; every GPU cell profiled)"
+"$binary" bench-train --repeats 5 --trainers cpu,cpu-all,gpu --profile
 
-echo "== fedcare DP-SGD (per-patient clipping and noise; CPU one thread vs GPU)"
-"$binary" bench-train --repeats 3 --batch-sizes 256 --dp-sgd
+echo "== fedcare, the Diabetes-130 model's shape (359-256-128-64-1)"
+"$binary" bench-train --repeats 5 --features 359 --mlp 256,128,64 --trainers cpu,cpu-all,gpu --profile
 
-peer=""
-for candidate in shared/peers/torch_train_bench.py ../shared/peers/torch_train_bench.py; do
-  [ -f "$candidate" ] && peer=$candidate && break
+echo "== fedcare DP-SGD (per-patient clipping and noise)"
+"$binary" bench-train --repeats 3 --batch-sizes 256 --dp-sgd --trainers cpu,cpu-all,gpu
+
+# The peers and the published file, wherever the copy carries them (shared/ travels, ../shared
+# beside a checkout does not).
+find_shared() {
+  for candidate in "shared/$1" "../shared/$1"; do
+    [ -e "$candidate" ] && { echo "$candidate"; return; }
+  done
+}
+for script in torch_train_bench.py torch_graph_bench.py; do
+  peer=$(find_shared "peers/$script")
+  if [ -n "$peer" ] && python3 -c 'import torch' 2>/dev/null; then
+    echo "== PyTorch peer on the same GPU: $script"
+    python3 "$peer" --epochs 5 || echo "(the PyTorch peer failed: $?)"
+  else
+    echo "== PyTorch peer $script not run (script or torch missing)"
+  fi
 done
-if [ -n "$peer" ] && python3 -c 'import torch' 2>/dev/null; then
-  echo "== PyTorch eager on the same GPU ($peer)"
-  python3 "$peer" --epochs 5 || echo "(the PyTorch peer failed: $?)"
+
+# The real workload: the published Diabetes-130 file split into 5 sites, one federation per
+# trainer, the round times from its log.
+zip=$(find_shared data/diabetes130/dataset_diabetes.zip)
+if [ -n "$zip" ] && command -v unzip >/dev/null; then
+  work=$(mktemp -d)
+  unzip -q -o "$zip" -d "$work"
+  "$binary" split --data "$work"/dataset_diabetes/diabetic_data.csv --sites 5 --holdout 0.2 --out "$work/split" >/dev/null
+  for trainer in cpu gpu; do
+    echo "== the real workload with --trainer $trainer (5 sites, --hidden 256,128,64 --epochs 3)"
+    start=$(date +%s%N)
+    "$binary" simulate --data "$work/split/sites" --hidden 256,128,64 --epochs 3 --rounds 3 \
+      --trainer "$trainer" --out "$work/run-$trainer" 2>&1 | grep -Ei "trainer|round|auroc" | tail -12 || true
+    echo "wall: $(( ($(date +%s%N) - start) / 1000000 )) ms for the setup and 3 rounds"
+  done
+  rm -rf "$work"
 else
-  echo "== PyTorch peer not run (script or torch missing)"
+  echo "== real workload not run (the Diabetes-130 zip or unzip missing)"
 fi

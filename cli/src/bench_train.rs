@@ -11,7 +11,8 @@
 //! loader and driver are needed there): `fedcare bench-train` (`FEDCARE_ADAPTER`, `WGPU_BACKEND`
 //! pick the adapter). `benches/gpu-device.sh` does that and runs the PyTorch peer beside it.
 //! `--dp-sgd` times DP-SGD epochs instead (`train_private` on both trainers; the CPU's DP-SGD runs
-//! on one thread whatever the column).
+//! on one thread whatever the column). `--profile` times every dispatch of a few steps of each
+//! GPU cell with GPU timestamps (any adapter with timestamp queries, lavapipe included).
 
 use std::time::Instant;
 
@@ -22,7 +23,7 @@ use fedcare_core::rng::init_params;
 use fedcare_core::{Dataset, ModelSpec, OptimizerConfig, TrainConfig};
 use fedcare_data::plain::benchmark_problem;
 use fedcare_federation::hospital::trainer::{CpuTrainer, Trainer};
-use fedcare_gpu_trainer::{GpuTrainer, Selection};
+use fedcare_gpu_trainer::{GpuTrainer, Profile, Selection, TimestampPlacement};
 
 /// Which trainer a column of the table measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,8 +60,15 @@ pub(crate) struct Args {
     trainers: Vec<Bench>,
     /// Time DP-SGD epochs instead (each row its own patient, sampled at batch/rows, clipped to
     /// norm 1, noise multiplier 1): the cost of per-patient clipping and noise on each trainer.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "profile")]
     dp_sgd: bool,
+    /// After each GPU cell, time every dispatch of its first `--profile-steps` steps with GPU
+    /// timestamps and print the dispatches per step and each kernel's median time per step.
+    #[arg(long)]
+    profile: bool,
+    /// Steps each profile times.
+    #[arg(long, default_value_t = 20, requires = "profile")]
+    profile_steps: usize,
 }
 
 fn median_seconds(repeats: usize, mut epoch: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -82,6 +90,32 @@ fn config(data: &Dataset, batch_size: usize) -> TrainConfig {
         optimizer: OptimizerConfig::adam(1e-3),
         pos_weight: data.balanced_pos_weight(),
         ..TrainConfig::default()
+    }
+}
+
+/// Prints a profile: the dispatches and time of a step, then each kernel's share.
+fn print_profile(profile: &Profile) {
+    let step = profile.median_step_ns();
+    let placement = match profile.placement {
+        TimestampPlacement::InsidePass => "timestamps between dispatches",
+        TimestampPlacement::PassPerDispatch => "timestamps around a pass per dispatch",
+    };
+    println!(
+        "  profile: {} dispatches a step, {:.1} us a step on the GPU (median of {} steps; {placement})",
+        profile.dispatches_per_step(),
+        step / 1e3,
+        profile.steps
+    );
+    println!("  {:<34} {:>10} {:>12} {:>7}", "kernel", "dispatches", "us a step", "share");
+    for kernel in profile.by_kernel() {
+        let share = if step > 0.0 { 100.0 * kernel.median_ns / step } else { 0.0 };
+        println!(
+            "  {:<34} {:>10} {:>12.1} {:>6.1}%",
+            kernel.to_string(),
+            kernel.dispatches,
+            kernel.median_ns / 1e3,
+            share
+        );
     }
 }
 
@@ -171,8 +205,15 @@ pub(crate) fn run(args: Args) -> Result<()> {
                     (_, Some(cpu)) => format!("{:.2}x", rate / cpu),
                     _ => String::from("-"),
                 };
-                let trainer = name_of(trainer);
-                println!("{name:<20} {batch_size:>6} {trainer:>8} {:>12.2} {:>14.0} {ratio:>10}", seconds * 1e3, rate);
+                println!(
+                    "{name:<20} {batch_size:>6} {:>8} {:>12.2} {:>14.0} {ratio:>10}",
+                    name_of(trainer),
+                    seconds * 1e3,
+                    rate
+                );
+                if let (true, Bench::Gpu, Some(gpu), Some(uploaded)) = (args.profile, trainer, &gpu, &uploaded) {
+                    print_profile(&gpu.profile(spec, &initial, uploaded, &config, args.profile_steps)?);
+                }
             }
         }
     }

@@ -154,11 +154,17 @@ pub fn open(selection: &Selection) -> Result<Gpu> {
     open_adapter(&found[index], summaries[index].clone())
 }
 
-/// Opens a device on `adapter`, requesting the adapter's own limits.
+/// Features the trainer uses where the adapter has them: timestamp queries, for profiles.
+fn wanted_features() -> wgpu::Features {
+    wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+}
+
+/// Opens a device on `adapter`, requesting the adapter's own limits and the [`wanted_features`]
+/// it has.
 fn open_adapter(adapter: &wgpu::Adapter, summary: AdapterSummary) -> Result<Gpu> {
     let descriptor = wgpu::DeviceDescriptor {
         label: Some("fedcare"),
-        required_features: wgpu::Features::empty(),
+        required_features: adapter.features() & wanted_features(),
         required_limits: adapter.limits(),
         experimental_features: wgpu::ExperimentalFeatures::disabled(),
         memory_hints: wgpu::MemoryHints::Performance,

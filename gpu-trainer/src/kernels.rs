@@ -12,6 +12,7 @@
 use fedcare_shaders::{Kernel, MATMUL_TILE, THREADS};
 
 use crate::error::{GpuError, Result};
+use crate::recorder::Pipeline;
 
 /// Shared memory one matmul workgroup stages: two 64×16 f32 tiles.
 const MATMUL_WORKGROUP_BYTES: u32 = 2 * MATMUL_TILE * 16 * 4;
@@ -44,33 +45,31 @@ pub struct Kernels {
     /// Group 1: one layer's shape.
     pub layer_layout: wgpu::BindGroupLayout,
     /// Forward product with fused bias and ReLU.
-    pub forward: wgpu::ComputePipeline,
-    /// Weight gradient product.
-    pub weight_gradient: wgpu::ComputePipeline,
-    /// Sum of split-K partial weight gradients.
-    pub split_sum: wgpu::ComputePipeline,
+    pub forward: Pipeline,
+    /// Weight and bias gradient product.
+    pub weight_gradient: Pipeline,
+    /// Sum of split-K partial weight and bias gradients.
+    pub split_sum: Pipeline,
     /// Input gradient product with the ReLU mask.
-    pub input_gradient: wgpu::ComputePipeline,
+    pub input_gradient: Pipeline,
     /// Forward product of a narrow layer.
-    pub forward_narrow: wgpu::ComputePipeline,
-    /// Weight gradient of a narrow layer.
-    pub weight_gradient_narrow: wgpu::ComputePipeline,
+    pub forward_narrow: Pipeline,
+    /// Weight and bias gradient of a narrow layer.
+    pub weight_gradient_narrow: Pipeline,
     /// Loss and its gradient.
-    pub loss: wgpu::ComputePipeline,
-    /// Bias gradient reduction.
-    pub bias_gradient: wgpu::ComputePipeline,
+    pub loss: Pipeline,
     /// Penalties and optimizer update.
-    pub update: wgpu::ComputePipeline,
+    pub update: Pipeline,
     /// Step counters.
-    pub advance: wgpu::ComputePipeline,
+    pub advance: Pipeline,
     /// Logit copy for scoring.
-    pub collect_logits: wgpu::ComputePipeline,
+    pub collect_logits: Pipeline,
     /// DP-SGD: per-patient squared gradient norms, one layer at a time.
-    pub patient_norms: wgpu::ComputePipeline,
+    pub patient_norms: Pipeline,
     /// DP-SGD: per-patient clipping of the last layer's deltas.
-    pub clip_rows: wgpu::ComputePipeline,
+    pub clip_rows: Pipeline,
     /// DP-SGD: Gaussian noise on the gradient.
-    pub add_noise: wgpu::ComputePipeline,
+    pub add_noise: Pipeline,
 }
 
 fn uniform(binding: u32) -> wgpu::BindGroupLayoutEntry {
@@ -114,7 +113,7 @@ fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
 ///   (`split_sum.wgsl`);
 /// - loops that stride from a thread's index (below `THREADS`) by `THREADS`, or from a split's
 ///   start by `TILE_K`, while below a bound that is a batch's rows or a layer's width
-///   (`bias_grad.wgsl`, `loss.wgsl`, `narrow.wgsl`, `matmul.wgsl`): the counter stays below
+///   (`loss.wgsl`, `narrow.wgsl`, `matmul.wgsl`): the counter stays below
 ///   `bound + 256`, which cannot wrap because the host refuses a dataset of more than 2^31 rows
 ///   and a layer of more than 2^31 units ([`crate::workspace::MAX_KERNEL_SIZE`], checked in
 ///   `GpuDataset::upload` and `check_spec`), a batch's rows are at most the dataset's (the
@@ -151,7 +150,7 @@ impl Kernels {
             bind_group_layouts: &[Some(&buffers_layout), Some(&layer_layout)],
             immediate_size: 0,
         });
-        let build = |kernel: Kernel, constants: &[(&str, f64)]| {
+        let build = |name: &'static str, per_layer: bool, kernel: Kernel, constants: &[(&str, f64)]| {
             let descriptor = wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.name),
                 source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
@@ -161,30 +160,35 @@ impl Kernels {
             // buffer contents and any size the host lets through (the argument is on
             // `trusted_checks`); every other runtime check stays on.
             let module = unsafe { device.create_shader_module_trusted(descriptor, trusted_checks()) };
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(kernel.entry_point),
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
                 layout: Some(&layout),
                 module: &module,
                 entry_point: Some(kernel.entry_point),
                 compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
                 cache: None,
-            })
+            });
+            Pipeline { name, per_layer, pipeline }
         };
         Ok(Self {
-            forward: build(fedcare_shaders::MATMUL, &[("MODE", 0.0)]),
-            weight_gradient: build(fedcare_shaders::MATMUL, &[("MODE", 1.0)]),
-            input_gradient: build(fedcare_shaders::MATMUL, &[("MODE", 2.0)]),
-            split_sum: build(fedcare_shaders::SPLIT_SUM, &[]),
-            forward_narrow: build(fedcare_shaders::FORWARD_NARROW, &[]),
-            weight_gradient_narrow: build(fedcare_shaders::WEIGHT_GRADIENT_NARROW, &[]),
-            loss: build(fedcare_shaders::LOSS, &[]),
-            bias_gradient: build(fedcare_shaders::BIAS_GRADIENT, &[]),
-            update: build(fedcare_shaders::OPTIMIZER, &[]),
-            advance: build(fedcare_shaders::ADVANCE, &[]),
-            collect_logits: build(fedcare_shaders::COLLECT_LOGITS, &[]),
-            patient_norms: build(fedcare_shaders::PATIENT_NORMS, &[]),
-            clip_rows: build(fedcare_shaders::CLIP_ROWS, &[]),
-            add_noise: build(fedcare_shaders::ADD_NOISE, &[]),
+            forward: build("forward", true, fedcare_shaders::MATMUL, &[("MODE", 0.0)]),
+            weight_gradient: build("weight gradient", true, fedcare_shaders::MATMUL, &[("MODE", 1.0)]),
+            input_gradient: build("input gradient", true, fedcare_shaders::MATMUL, &[("MODE", 2.0)]),
+            split_sum: build("split sum", true, fedcare_shaders::SPLIT_SUM, &[]),
+            forward_narrow: build("forward (narrow)", true, fedcare_shaders::FORWARD_NARROW, &[]),
+            weight_gradient_narrow: build(
+                "weight gradient (narrow)",
+                true,
+                fedcare_shaders::WEIGHT_GRADIENT_NARROW,
+                &[],
+            ),
+            loss: build("loss", false, fedcare_shaders::LOSS, &[]),
+            update: build("optimizer", false, fedcare_shaders::OPTIMIZER, &[]),
+            advance: build("advance", false, fedcare_shaders::ADVANCE, &[]),
+            collect_logits: build("collect logits", true, fedcare_shaders::COLLECT_LOGITS, &[]),
+            patient_norms: build("patient norms", true, fedcare_shaders::PATIENT_NORMS, &[]),
+            clip_rows: build("clip rows", true, fedcare_shaders::CLIP_ROWS, &[]),
+            add_noise: build("noise", false, fedcare_shaders::ADD_NOISE, &[]),
             buffers_layout,
             layer_layout,
         })

@@ -4,6 +4,7 @@
 //! `fedcare-shaders`: adapter choice ([`device`]), pipelines built once ([`kernels`]), the
 //! dataset uploaded once ([`GpuDataset`]), whole epochs recorded as batched dispatches with one
 //! submission each ([`GpuTrainer`]), then parameters, per-epoch losses and scores read back.
+//! [`GpuTrainer::profile`] times every dispatch of a few steps with GPU timestamps ([`profile`]).
 //! DP-SGD (`GpuTrainer::train_private`) samples the same patients as the CPU, clips each one's
 //! gradient and adds the same Philox noise in WGSL.
 //!
@@ -21,12 +22,15 @@ pub mod device;
 pub mod error;
 pub mod kernels;
 mod plan;
+pub mod profile;
+mod recorder;
 pub mod testing;
 pub mod trainer;
 pub mod workspace;
 
 pub use device::{AdapterSummary, Gpu, Selection};
 pub use error::{GpuError, Result};
+pub use profile::{KernelTime, Profile, TimestampPlacement};
 pub use trainer::GpuTrainer;
 /// The wgpu this crate is built on, for callers that pick backends or hand in a device.
 pub use wgpu;

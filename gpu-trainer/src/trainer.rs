@@ -18,6 +18,8 @@ use crate::device::{AdapterSummary, Gpu};
 use crate::error::{GpuError, Result};
 use crate::kernels::Kernels;
 use crate::plan::{EpochPlan, PlanLayout, check_patient_batch};
+use crate::profile::Profile;
+use crate::recorder::{PendingTimestamps, Pipeline, Recorder, TimestampPlacement};
 use crate::workspace::{GpuDataset, Purpose, RunUniform, Workspace, check_spec, check_u32};
 
 /// Rows scored per step by [`GpuTrainer::predict`].
@@ -34,6 +36,13 @@ pub struct GpuTrainer {
 
 fn groups(count: usize, per_group: u32) -> u32 {
     count.div_ceil(per_group as usize) as u32
+}
+
+/// Workgroups along the batch of a tiled weight gradient over `rows` rows: one per
+/// [`SPLIT_ROWS`] rows (`matmul.wgsl`, MODE 1), so that a small layer over a long batch still
+/// spreads over the device; a batch of one split needs no partials and no split sum.
+pub(crate) fn weight_gradient_splits(rows: usize) -> u32 {
+    groups(rows, SPLIT_ROWS)
 }
 
 impl GpuTrainer {
@@ -175,16 +184,11 @@ impl GpuTrainer {
             self.write_anchor(&ws, config, params);
             let mut order = BatchOrder::new(config.seed, rows);
             for _ in 0..config.epochs {
-                self.record_epoch(&ws, order.next_epoch(), |pass| {
+                self.record_epoch(&ws, order.next_epoch(), None, |recorder| {
                     for step in 0..steps_per_epoch {
-                        let step_rows = batch.min(rows - step * batch);
-                        self.record_forward(pass, &ws, step_rows);
-                        self.record_gradients(pass, &ws, step_rows);
-                        self.record_update(pass, &ws);
-                        pass.set_pipeline(&self.kernels.advance);
-                        pass.dispatch_workgroups(1, 1, 1);
+                        self.record_step(recorder, &ws, batch.min(rows - step * batch));
                     }
-                });
+                })?;
             }
             self.trained(&ws, params.len(), steps_per_epoch, |_| rows)
         })?;
@@ -233,25 +237,64 @@ impl GpuTrainer {
             let ws = Workspace::new(&self.device, &self.kernels, spec, params, uploaded, run, purpose)?;
             self.write_anchor(&ws, config, params);
             for plan in &plans {
-                self.record_epoch(&ws, &plan.words(&layout), |pass| {
+                self.record_epoch(&ws, &plan.words(&layout), None, |recorder| {
                     for &(_, rows) in &plan.steps {
                         let rows = rows as usize;
                         if rows > 0 {
-                            self.record_forward(pass, &ws, rows);
-                            self.record_private_gradients(pass, &ws, rows);
+                            self.record_forward(recorder, &ws, rows);
+                            self.record_private_gradients(recorder, &ws, rows);
                         }
-                        pass.set_pipeline(&self.kernels.add_noise);
-                        self.dispatch_per_element(pass, ws.param_count);
-                        self.record_update(pass, &ws);
-                        pass.set_pipeline(&self.kernels.advance);
-                        pass.dispatch_workgroups(1, 1, 1);
+                        self.dispatch_per_element(recorder, &self.kernels.add_noise, ws.param_count);
+                        self.record_update(recorder, &ws);
+                        recorder.dispatch(&self.kernels.advance, [1, 1, 1]);
                     }
-                });
+                })?;
             }
             self.trained(&ws, params.len(), steps_per_epoch, |epoch| plans[epoch].rows.len())
         })?;
         params.copy_from_slice(&trained);
         Ok(report)
+    }
+
+    /// Profiles the first `steps` steps (at most one epoch) of training `spec` from `params` on
+    /// `data` under `config`: the same dispatches as [`train`](Self::train) records, with a GPU
+    /// timestamp beside each. Refuses an adapter without timestamp queries.
+    pub fn profile(
+        &self,
+        spec: &ModelSpec,
+        params: &[f32],
+        data: &GpuDataset,
+        config: &TrainConfig,
+        steps: usize,
+    ) -> Result<Profile> {
+        let placement = TimestampPlacement::of(&self.device).ok_or_else(|| {
+            GpuError::Unsupported("this adapter has no timestamp queries, so its kernels cannot be timed".to_owned())
+        })?;
+        self.guarded("profiling", || {
+            config.validate()?;
+            Self::check_inputs(spec, params, data)?;
+            let rows = data.rows();
+            let batch = config.batch_size.min(rows);
+            let steps = steps.clamp(1, rows.div_ceil(batch));
+            let run = self.run_uniform(spec, data, batch, config)?;
+            let purpose = Purpose::Training { steps };
+            let ws = Workspace::new(&self.device, &self.kernels, spec, params, data, run, purpose)?;
+            self.write_anchor(&ws, config, params);
+            let order = BatchOrder::new(config.seed, rows).next_epoch().to_vec();
+            let timestamps = self.record_epoch(&ws, &order, Some(placement), |recorder| {
+                for step in 0..steps {
+                    self.record_step(recorder, &ws, batch.min(rows - step * batch));
+                }
+            })?;
+            let timestamps =
+                timestamps.ok_or_else(|| GpuError::Device("the profile wrote no timestamps".to_owned()))?;
+            let [words] = self.read_back([(&timestamps.resolved, 2 * timestamps.written as usize)])?;
+            let ticks: Vec<u64> =
+                words.chunks_exact(2).map(|pair| u64::from(pair[0]) | u64::from(pair[1]) << 32).collect();
+            let timed = timestamps.durations(&ticks, self.queue.get_timestamp_period());
+            let per_step = timed.len() / steps;
+            Ok(Profile::new(placement, steps, per_step, timed))
+        })
     }
 
     /// The loss sum and the sum of the patients' gradients each clipped to `clip_norm` (no
@@ -281,10 +324,10 @@ impl GpuTrainer {
             run.set_private(&layout, clip_norm, 0.0, 1.0, NoiseKey([0; 2]));
             let purpose = Purpose::Private { steps: 1, order_words: layout.words };
             let ws = Workspace::new(&self.device, &self.kernels, spec, params, uploaded, run, purpose)?;
-            self.record_epoch(&ws, &plans[0].words(&layout), |pass| {
-                self.record_forward(pass, &ws, batch.rows.len());
-                self.record_private_gradients(pass, &ws, batch.rows.len());
-            });
+            self.record_epoch(&ws, &plans[0].words(&layout), None, |recorder| {
+                self.record_forward(recorder, &ws, batch.rows.len());
+                self.record_private_gradients(recorder, &ws, batch.rows.len());
+            })?;
             let [grad, record] = self.read_back([(&ws.grad, params.len()), (&ws.record, ws.record_words)])?;
             Ok((f32::from_bits(record[RECORD_HEADER]), bytemuck::cast_slice(&grad).to_vec()))
         })
@@ -312,16 +355,14 @@ impl GpuTrainer {
             let run = self.run_uniform(spec, data, batch, &TrainConfig::default())?;
             let ws = Workspace::new(&self.device, &self.kernels, spec, params, data, run, Purpose::Scoring)?;
             let identity: Vec<u32> = (0..check_u32("rows", rows)?).collect();
-            self.record_epoch(&ws, &identity, |pass| {
+            self.record_epoch(&ws, &identity, None, |recorder| {
                 for step in 0..rows.div_ceil(batch) {
                     let step_rows = batch.min(rows - step * batch);
-                    self.record_forward(pass, &ws, step_rows);
-                    pass.set_pipeline(&self.kernels.collect_logits);
-                    pass.dispatch_workgroups(groups(step_rows, THREADS), 1, 1);
-                    pass.set_pipeline(&self.kernels.advance);
-                    pass.dispatch_workgroups(1, 1, 1);
+                    self.record_forward(recorder, &ws, step_rows);
+                    recorder.dispatch(&self.kernels.collect_logits, [groups(step_rows, THREADS), 1, 1]);
+                    recorder.dispatch(&self.kernels.advance, [1, 1, 1]);
                 }
-            });
+            })?;
             let [record] = self.read_back([(&ws.record, ws.record_words)])?;
             Ok(bytemuck::cast_slice::<u32, f32>(&record[RECORD_HEADER..]).to_vec())
         })
@@ -351,10 +392,10 @@ impl GpuTrainer {
             let run = self.run_uniform(spec, data, batch.len(), &config)?;
             let ws =
                 Workspace::new(&self.device, &self.kernels, spec, params, data, run, Purpose::Training { steps: 1 })?;
-            self.record_epoch(&ws, batch, |pass| {
-                self.record_forward(pass, &ws, batch.len());
-                self.record_gradients(pass, &ws, batch.len());
-            });
+            self.record_epoch(&ws, batch, None, |recorder| {
+                self.record_forward(recorder, &ws, batch.len());
+                self.record_gradients(recorder, &ws, batch.len());
+            })?;
             let [grad, record] = self.read_back([(&ws.grad, params.len()), (&ws.record, ws.record_words)])?;
             let loss_sum = f32::from_bits(record[RECORD_HEADER]);
             Ok((loss_sum / batch.len() as f32, bytemuck::cast_slice(&grad).to_vec()))
@@ -369,23 +410,26 @@ impl GpuTrainer {
     }
 
     /// One submission (a training epoch, a scoring pass, a checking step): writes its `order`
-    /// words, resets the step within the epoch, records its steps with `steps` into one compute
-    /// pass and submits it.
-    fn record_epoch(&self, ws: &Workspace, order: &[u32], steps: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+    /// words, resets the step within the epoch, records its steps with `steps` (with a timestamp
+    /// beside every dispatch where `placement` asks) and submits them.
+    fn record_epoch<'w>(
+        &'w self,
+        ws: &'w Workspace,
+        order: &[u32],
+        placement: Option<TimestampPlacement>,
+        steps: impl FnOnce(&mut Recorder<'w>),
+    ) -> Result<Option<PendingTimestamps>> {
         self.queue.write_buffer(&ws.order, 0, bytemuck::cast_slice(order));
         self.queue.write_buffer(&ws.record, 0, bytemuck::bytes_of(&0u32)); // step within the epoch
-        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("epoch") });
-        {
-            let mut pass = encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("epoch"), timestamp_writes: None });
-            pass.set_bind_group(0, &ws.buffers_group, &[]);
-            // Every pipeline expects a layer bound, even in a step without rows.
-            if let Some(last) = ws.layer_groups.last() {
-                pass.set_bind_group(1, last, &[]);
-            }
-            steps(&mut pass);
+        let mut recorder = Recorder::new(&self.device, &ws.buffers_group, placement);
+        // Every pipeline expects a layer bound, even in a step without rows.
+        if let Some(last) = ws.layer_groups.last() {
+            recorder.set_layer(ws.layer_groups.len() - 1, last);
         }
-        self.queue.submit([encoder.finish()]);
+        steps(&mut recorder);
+        let (commands, timestamps) = recorder.finish()?;
+        self.queue.submit([commands]);
+        Ok(timestamps)
     }
 
     /// The trained parameters and the report, read back after every epoch was submitted: each
@@ -413,86 +457,91 @@ impl GpuTrainer {
         Ok((bytemuck::cast_slice(&trained).to_vec(), report))
     }
 
+    /// One training step of a batch of `rows` rows: forward, loss, back-propagation, optimizer
+    /// update and the step counters.
+    fn record_step<'w>(&self, recorder: &mut Recorder<'w>, ws: &'w Workspace, rows: usize) {
+        self.record_forward(recorder, ws, rows);
+        self.record_gradients(recorder, ws, rows);
+        self.record_update(recorder, ws);
+        recorder.dispatch(&self.kernels.advance, [1, 1, 1]);
+    }
+
     /// Forward pass of one batch of `rows` rows; leaves the last layer bound.
-    fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>, ws: &Workspace, rows: usize) {
-        for (layer, group) in ws.layers.iter().zip(&ws.layer_groups) {
-            pass.set_bind_group(1, group, &[]);
+    fn record_forward<'w>(&self, recorder: &mut Recorder<'w>, ws: &'w Workspace, rows: usize) {
+        for (index, (layer, group)) in ws.layers.iter().zip(&ws.layer_groups).enumerate() {
+            recorder.set_layer(index, group);
             if layer.fan_out < NARROW_BELOW {
-                pass.set_pipeline(&self.kernels.forward_narrow);
-                pass.dispatch_workgroups(groups(rows, THREADS), layer.fan_out as u32, 1);
+                recorder.dispatch(&self.kernels.forward_narrow, [groups(rows, THREADS), layer.fan_out as u32, 1]);
             } else {
-                pass.set_pipeline(&self.kernels.forward);
-                pass.dispatch_workgroups(groups(layer.fan_out, MATMUL_TILE), groups(rows, MATMUL_TILE), 1);
+                let tiles = [groups(layer.fan_out, MATMUL_TILE), groups(rows, MATMUL_TILE), 1];
+                recorder.dispatch(&self.kernels.forward, tiles);
             }
         }
     }
 
     /// Loss and back-propagation of one batch of `rows` rows: fills the gradient buffer.
-    fn record_gradients(&self, pass: &mut wgpu::ComputePass<'_>, ws: &Workspace, rows: usize) {
-        pass.set_pipeline(&self.kernels.loss);
-        pass.dispatch_workgroups(1, 1, 1);
-        self.record_backward(pass, ws, rows);
+    fn record_gradients<'w>(&self, recorder: &mut Recorder<'w>, ws: &'w Workspace, rows: usize) {
+        recorder.dispatch(&self.kernels.loss, [1, 1, 1]);
+        self.record_backward(recorder, ws, rows);
     }
 
     /// DP-SGD's loss and back-propagation of one patient batch of `rows` rows (not empty): the
     /// per-patient norms layer by layer, the clipping of the last layer's deltas, then the
     /// back-propagation of the clipped deltas into the gradient buffer (see `private.wgsl`).
-    fn record_private_gradients(&self, pass: &mut wgpu::ComputePass<'_>, ws: &Workspace, rows: usize) {
-        pass.set_pipeline(&self.kernels.loss);
-        pass.dispatch_workgroups(1, 1, 1);
+    fn record_private_gradients<'w>(&self, recorder: &mut Recorder<'w>, ws: &'w Workspace, rows: usize) {
+        recorder.dispatch(&self.kernels.loss, [1, 1, 1]);
         for (index, (layer, group)) in ws.layers.iter().zip(&ws.layer_groups).enumerate().rev() {
-            pass.set_bind_group(1, group, &[]);
-            pass.set_pipeline(&self.kernels.patient_norms);
-            pass.dispatch_workgroups(groups(rows, THREADS), 1, 1);
+            recorder.set_layer(index, group);
+            recorder.dispatch(&self.kernels.patient_norms, [groups(rows, THREADS), 1, 1]);
             if index > 0 {
-                pass.set_pipeline(&self.kernels.input_gradient);
-                pass.dispatch_workgroups(groups(layer.fan_in, MATMUL_TILE), groups(rows, MATMUL_TILE), 1);
+                let tiles = [groups(layer.fan_in, MATMUL_TILE), groups(rows, MATMUL_TILE), 1];
+                recorder.dispatch(&self.kernels.input_gradient, tiles);
             }
         }
         if let Some(last) = ws.layer_groups.last() {
-            pass.set_bind_group(1, last, &[]);
+            recorder.set_layer(ws.layer_groups.len() - 1, last);
         }
-        pass.set_pipeline(&self.kernels.clip_rows);
-        pass.dispatch_workgroups(groups(rows, THREADS), 1, 1);
-        self.record_backward(pass, ws, rows);
+        recorder.dispatch(&self.kernels.clip_rows, [groups(rows, THREADS), 1, 1]);
+        self.record_backward(recorder, ws, rows);
     }
 
     /// Back-propagation of the last layer's deltas of one batch of `rows` rows: fills the
-    /// gradient buffer.
-    fn record_backward(&self, pass: &mut wgpu::ComputePass<'_>, ws: &Workspace, rows: usize) {
+    /// gradient buffer. Per layer: its weight and bias gradient (a tiled layer's split over the
+    /// batch, then the splits summed, past [`SPLIT_ROWS`] rows), then the input gradient for the
+    /// layer below.
+    fn record_backward<'w>(&self, recorder: &mut Recorder<'w>, ws: &'w Workspace, rows: usize) {
         for (index, (layer, group)) in ws.layers.iter().zip(&ws.layer_groups).enumerate().rev() {
-            pass.set_bind_group(1, group, &[]);
+            recorder.set_layer(index, group);
             if layer.fan_out < NARROW_BELOW {
-                pass.set_pipeline(&self.kernels.weight_gradient_narrow);
-                pass.dispatch_workgroups(layer.fan_in as u32, layer.fan_out as u32, 1);
+                let pairs = [layer.fan_in as u32 + 1, layer.fan_out as u32, 1];
+                recorder.dispatch(&self.kernels.weight_gradient_narrow, pairs);
             } else {
-                pass.set_pipeline(&self.kernels.weight_gradient);
-                let splits = groups(rows, SPLIT_ROWS);
-                pass.dispatch_workgroups(groups(layer.fan_out, MATMUL_TILE), groups(layer.fan_in, MATMUL_TILE), splits);
-                pass.set_pipeline(&self.kernels.split_sum);
-                self.dispatch_per_element(pass, layer.fan_in * layer.fan_out);
+                let splits = weight_gradient_splits(rows);
+                let tiles = [groups(layer.fan_out, MATMUL_TILE), groups(layer.fan_in, MATMUL_TILE), splits];
+                recorder.dispatch(&self.kernels.weight_gradient, tiles);
+                if splits > 1 {
+                    self.dispatch_per_element(recorder, &self.kernels.split_sum, (layer.fan_in + 1) * layer.fan_out);
+                }
             }
-            pass.set_pipeline(&self.kernels.bias_gradient);
-            pass.dispatch_workgroups(layer.fan_out as u32, 1, 1);
             if index > 0 {
-                pass.set_pipeline(&self.kernels.input_gradient);
-                pass.dispatch_workgroups(groups(layer.fan_in, MATMUL_TILE), groups(rows, MATMUL_TILE), 1);
+                let tiles = [groups(layer.fan_in, MATMUL_TILE), groups(rows, MATMUL_TILE), 1];
+                recorder.dispatch(&self.kernels.input_gradient, tiles);
             }
         }
     }
 
     /// Penalties and the optimizer update of one step.
-    fn record_update(&self, pass: &mut wgpu::ComputePass<'_>, ws: &Workspace) {
-        pass.set_pipeline(&self.kernels.update);
-        self.dispatch_per_element(pass, ws.param_count);
+    fn record_update(&self, recorder: &mut Recorder<'_>, ws: &Workspace) {
+        self.dispatch_per_element(recorder, &self.kernels.update, ws.param_count);
     }
 
-    /// Dispatches one thread per element for a kernel that indexes `x + y·(groups.x·THREADS)`,
-    /// folding into a second dimension past the device's per-dimension limit.
-    fn dispatch_per_element(&self, pass: &mut wgpu::ComputePass<'_>, elements: usize) {
+    /// Dispatches `pipeline` with one thread per element, for a kernel that indexes
+    /// `x + y·(groups.x·THREADS)`, folding into a second dimension past the device's
+    /// per-dimension limit.
+    fn dispatch_per_element(&self, recorder: &mut Recorder<'_>, pipeline: &Pipeline, elements: usize) {
         let total = groups(elements, THREADS);
         let x = total.clamp(1, self.device.limits().max_compute_workgroups_per_dimension);
-        pass.dispatch_workgroups(x, total.div_ceil(x), 1);
+        recorder.dispatch(pipeline, [x, total.div_ceil(x), 1]);
     }
 
     /// Copies buffers to the host: `(buffer, words)` each, in one submission.

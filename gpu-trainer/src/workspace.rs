@@ -9,12 +9,13 @@
 use bytemuck::{Pod, Zeroable};
 use fedcare_core::privacy::noise::NoiseKey;
 use fedcare_core::{Dataset, LayerShape, ModelSpec};
-use fedcare_shaders::{MAX_LAYERS, NARROW_BELOW, RECORD_HEADER, SPLIT_ROWS};
+use fedcare_shaders::{MAX_LAYERS, NARROW_BELOW, RECORD_HEADER};
 use wgpu::util::DeviceExt;
 
 use crate::error::{GpuError, Result};
 use crate::kernels::Kernels;
 use crate::plan::PlanLayout;
+use crate::trainer::weight_gradient_splits;
 
 /// The `Run` uniform of `common.wgsl`.
 #[repr(C)]
@@ -168,8 +169,8 @@ pub(crate) fn check_spec(spec: &ModelSpec, limits: &wgpu::Limits) -> Result<()> 
             layers.len()
         )));
     }
-    // Bias gradients dispatch one workgroup per output, narrow weight gradients one per input.
-    let widest = layers.iter().map(|l| l.fan_out.max(l.fan_in)).max().unwrap_or(1);
+    // Narrow weight gradients dispatch one workgroup per input (and one for the bias).
+    let widest = layers.iter().map(|l| l.fan_out.max(l.fan_in + 1)).max().unwrap_or(1);
     check_kernel_size("a layer's units", widest)?;
     if widest > limits.max_compute_workgroups_per_dimension as usize {
         return Err(GpuError::Unsupported(format!(
@@ -242,15 +243,18 @@ impl Workspace {
         let region = batch * spec.max_width();
         let deltas = [scratch_len, scratch_len + region];
         scratch_len += 2 * region;
-        // Split-K partial weight gradients of the tiled (wide) layers, one region shared by all.
+        // Split-K partial weight and bias gradients of the tiled (wide) layers, one region
+        // shared by all; none where a batch is not split.
         let partial_offset = scratch_len;
-        let splits = batch.div_ceil(SPLIT_ROWS as usize);
-        scratch_len += layers
-            .iter()
-            .filter(|l| l.fan_out >= NARROW_BELOW)
-            .map(|l| splits * l.fan_in * l.fan_out)
-            .max()
-            .unwrap_or(0);
+        let splits = weight_gradient_splits(batch) as usize;
+        if splits > 1 {
+            scratch_len += layers
+                .iter()
+                .filter(|l| l.fan_out >= NARROW_BELOW)
+                .map(|l| splits * (l.fan_in + 1) * l.fan_out)
+                .max()
+                .unwrap_or(0);
+        }
         if let Purpose::Private { .. } = purpose {
             run.row_grad_offset = check_u32("the per-row gradients", scratch_len)?;
             run.row_norm_offset = check_u32("the per-row norms", scratch_len + batch)?;

@@ -68,14 +68,15 @@ fn forward_logits_match_the_cpu_for_shapes_that_do_not_divide_the_tiles() {
 fn the_widest_layers_the_adapter_dispatches_give_the_cpus_gradients() {
     // The kernels are built without loop bounding (`kernels::trusted_checks`): their longest
     // loops run over a layer's width. The widest layer this adapter dispatches (its workgroups
-    // per dimension: 65,535 on lavapipe), as 65,535 inputs of a logistic regression (the
-    // matmul's inner loop over 4,096 tiles) and as a hidden layer of 65,535 units (the narrow
-    // kernels' loops, a bias gradient per unit), over a batch of 150 rows (two weight-gradient
-    // splits, the second partial; its activations fill half of lavapipe's 128 MiB binding).
+    // per dimension, 65,535 on lavapipe, less the narrow weight gradient's bias workgroup), as
+    // 65,534 inputs of a logistic regression (the narrow kernels' loops over the inputs) and as
+    // a hidden layer of 65,534 units (the matmul's tiles, and the narrow kernels' loops over its
+    // outputs), over a batch of 150 rows (its activations fill half of lavapipe's 128 MiB
+    // binding).
     // Tolerance 1e-4·max|cpu| + 1e-3·|cpu|: each logit sums 65,535 products in another order, and
     // its rounding reaches every gradient through the loss's.
     let Some(gpu) = trainer("the_widest_layers_the_adapter_dispatches_give_the_cpus_gradients") else { return };
-    let widest = gpu.adapter().map_or(65_535, |a| a.max_compute_workgroups_per_dimension).min(65_535) as usize;
+    let widest = gpu.adapter().map_or(65_535, |a| a.max_compute_workgroups_per_dimension).min(65_535) as usize - 1;
     for (width, hidden) in [(widest, &[][..]), (8, &[widest][..])] {
         let data = dataset(150, width, 4);
         let uploaded = gpu.upload(&data).unwrap();
@@ -101,8 +102,10 @@ fn loss_and_every_layer_gradient_match_the_cpu() {
     let Some(gpu) = trainer("loss_and_every_layer_gradient_match_the_cpu") else { return };
     let data = dataset(300, 70, 2);
     let uploaded = gpu.upload(&data).unwrap();
-    // An odd batch in shuffled order, and one of 300 rows: three splits of the weight-gradient
-    // product (SPLIT_ROWS = 128), the last one partial. Layers straddle the 64-wide tiles.
+    // An odd batch in shuffled order (one split of the weight-gradient product, straight into
+    // the gradient), and one of 300 rows: three splits of it (SPLIT_ROWS = 128), the last one
+    // partial, summed by split_sum. Layers straddle the 64-wide
+    // tiles, and the bias gradients are summed beside the weights'.
     let batches: [Vec<u32>; 2] = [(0..77u32).map(|i| (i * 37 + 11) % 300).collect(), (0..300u32).rev().collect()];
     for (batch, hidden) in batches.iter().flat_map(|b| [(b, &[][..]), (b, &[65, 3][..]), (b, &[1][..])]) {
         let spec = ModelSpec::mlp(70, hidden).unwrap();

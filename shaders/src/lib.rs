@@ -33,18 +33,17 @@ macro_rules! kernel {
     };
 }
 
-/// Dense-layer matrix products (forward, weight gradient, input gradient; pipeline constant `MODE`).
+/// Dense-layer matrix products (forward, weight and bias gradient, input gradient; pipeline
+/// constant `MODE`).
 pub const MATMUL: Kernel = kernel!("matmul.wgsl", "matmul");
-/// Adds the split-K partial weight gradients of a tiled layer.
+/// Adds the split-K partial weight and bias gradients of a tiled layer.
 pub const SPLIT_SUM: Kernel = kernel!("split_sum.wgsl", "split_sum");
 /// Forward product of a narrow layer (fewer than [`NARROW_BELOW`] outputs).
 pub const FORWARD_NARROW: Kernel = kernel!("narrow.wgsl", "forward_narrow");
-/// Weight gradient of a narrow layer.
+/// Weight and bias gradient of a narrow layer.
 pub const WEIGHT_GRADIENT_NARROW: Kernel = kernel!("narrow.wgsl", "weight_gradient_narrow");
 /// Mean BCE-with-logits loss of a batch and its gradient.
 pub const LOSS: Kernel = kernel!("loss.wgsl", "loss_gradient");
-/// Bias gradient: column sums of a layer's output delta.
-pub const BIAS_GRADIENT: Kernel = kernel!("bias_grad.wgsl", "bias_gradient");
 /// L2 and FedProx penalties and the SGD/Adam update.
 pub const OPTIMIZER: Kernel = kernel!("optimizer.wgsl", "update");
 /// Ends a step: advances the step counters.
@@ -60,13 +59,12 @@ pub const CLIP_ROWS: Kernel = kernel!("private.wgsl", "clip_rows");
 pub const ADD_NOISE: Kernel = kernel!("private.wgsl", "add_noise");
 
 /// Every kernel, for validation and for building pipelines.
-pub const ALL: [Kernel; 12] = [
+pub const ALL: [Kernel; 11] = [
     MATMUL,
     SPLIT_SUM,
     FORWARD_NARROW,
     WEIGHT_GRADIENT_NARROW,
     LOSS,
-    BIAS_GRADIENT,
     OPTIMIZER,
     ADVANCE,
     COLLECT_LOGITS,
@@ -82,7 +80,7 @@ pub const NARROW_BELOW: usize = 16;
 pub const MATMUL_TILE: u32 = 64;
 /// Batch rows per split of a tiled weight-gradient product (`SPLIT_ROWS` in `common.wgsl`).
 pub const SPLIT_ROWS: u32 = 128;
-/// Threads per workgroup of the one-dimensional kernels (loss, bias gradient, optimizer, logits).
+/// Threads per workgroup of the one-dimensional kernels (loss, optimizer, logits, split sums).
 pub const THREADS: u32 = 256;
 /// Most layers a model may have on the GPU (`Run::bias_ranges` in `common.wgsl`).
 pub const MAX_LAYERS: usize = 16;
@@ -118,7 +116,7 @@ mod tests {
     #[test]
     fn the_rust_constants_match_the_shaders() {
         assert!(MATMUL.source.contains(&format!("const TILE: u32 = {MATMUL_TILE}u;")));
-        for kernel in [LOSS, BIAS_GRADIENT, FORWARD_NARROW] {
+        for kernel in [LOSS, SPLIT_SUM, FORWARD_NARROW] {
             assert!(kernel.source.contains(&format!("const THREADS: u32 = {THREADS}u;")), "{}", kernel.name);
         }
         assert!(OPTIMIZER.source.contains(&format!("@workgroup_size({THREADS})")));

@@ -4,12 +4,16 @@
 // C in registers and the workgroup stages 64x16 slices of L and 16x64 slices of R in shared
 // memory. The pipeline constant MODE picks the product (and what L, R and the epilogue are):
 //   0 forward:         out[m][n]  = relu?(input[m][k] · W[k][n] + b[n])
-//   1 weight gradient: gW[k][n]   = Σ_rows input[row][k] · dZ[row][n], split over the batch:
-//                      workgroup z sums rows [z·SPLIT_ROWS, (z+1)·SPLIT_ROWS) into its own
-//                      partial matrix, and split_sum.wgsl adds the partials in a fixed order
-//                      (so a small K×N gradient over a long batch still spreads over the GPU)
+//   1 weight gradient: gW[k][n]   = Σ_rows input[row][k] · dZ[row][n], and the bias gradient
+//                      gb[n] = Σ_rows dZ[row][n] beside it: the workgroups of C's first row of
+//                      tiles also sum the dZ slices they stage, which lies after gW as b after W.
+//                      With one workgroup along z each sums the whole batch into `grad`; with
+//                      more, workgroup z sums rows [z·SPLIT_ROWS, (z+1)·SPLIT_ROWS) into its
+//                      own partial matrix, and split_sum.wgsl adds the partials in a fixed
+//                      order (so a small gradient over a long batch still spreads over the GPU)
 //   2 input gradient:  dA[m][k]   = (Σ_n dZ[m][n] · W[k][n]) · [input[m][k] > 0]
-// Edges are guarded, so any shape works (rows, widths and batches need not divide 64).
+// Edges are guarded, so any shape works (rows, widths and batches need not divide 64). Every sum
+// is in a fixed order, so results are repeatable.
 
 override MODE: u32 = 0u;
 
@@ -51,7 +55,9 @@ fn load_r(k: u32, c: u32) -> f32 {
     return params[layer.weight_offset + c * layer.fan_out + k];
 }
 
-fn store(split: u32, r: u32, c: u32, value: f32) {
+// Writes C[r][c]; in MODE 1 row r = fan_in is the bias gradient, and `splits` (the workgroups
+// along z) says whether the value is the whole sum or split `split`'s partial.
+fn store(split: u32, splits: u32, r: u32, c: u32, value: f32) {
     if MODE == 0u {
         var out = value + params[layer.bias_offset + c];
         if layer.relu == 1u {
@@ -59,8 +65,12 @@ fn store(split: u32, r: u32, c: u32, value: f32) {
         }
         scratch[layer.output_offset + r * layer.fan_out + c] = out;
     } else if MODE == 1u {
-        let count = layer.fan_in * layer.fan_out;
-        scratch[layer.partial_offset + split * count + r * layer.fan_out + c] = value;
+        if splits == 1u {
+            grad[layer.weight_offset + r * layer.fan_out + c] = value;
+        } else {
+            let count = (layer.fan_in + 1u) * layer.fan_out;
+            scratch[layer.partial_offset + split * count + r * layer.fan_out + c] = value;
+        }
     } else {
         let passes = scratch[layer.input_offset + r * layer.fan_in + c] > 0.0;
         scratch[layer.delta_in_offset + r * layer.fan_in + c] = select(0.0, value, passes);
@@ -72,6 +82,7 @@ fn matmul(
     @builtin(local_invocation_id) local: vec3<u32>,
     @builtin(local_invocation_index) thread: u32,
     @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
 ) {
     let base = step_base();
     let size = dims(step_rows(base));
@@ -80,10 +91,14 @@ fn matmul(
     // The inner range this workgroup sums: all of it, or its split of the batch (MODE 1).
     var k_begin = 0u;
     var k_end = size.z;
-    if MODE == 1u {
+    if MODE == 1u && groups.z > 1u {
         k_begin = group.z * SPLIT_ROWS;
         k_end = min(k_begin + SPLIT_ROWS, size.z);
     }
+    // MODE 1, first row of tiles: thread t sums column t % 64 of the staged dZ slices' rows
+    // 4·(t / 64) .. 4·(t / 64) + 4, for the bias gradient.
+    let bias_tile = MODE == 1u && group.y == 0u;
+    var bias_sum = 0.0;
     var acc: array<f32, 16>;
     for (var i = 0u; i < 16u; i++) {
         acc[i] = 0.0;
@@ -109,6 +124,12 @@ fn matmul(
             tile_r[index] = rv;
         }
         workgroupBarrier();
+        if bias_tile {
+            let quarter = thread / TILE;
+            for (var i = 0u; i < BLOCK; i++) {
+                bias_sum += tile_r[(quarter * BLOCK + i) * TILE + thread % TILE];
+            }
+        }
         for (var kk = 0u; kk < TILE_K; kk++) {
             var a: array<f32, 4>;
             var b: array<f32, 4>;
@@ -129,8 +150,18 @@ fn matmul(
         for (var j = 0u; j < BLOCK; j++) {
             let c = col0 + local.x * BLOCK + j;
             if r < size.x && c < size.y {
-                store(group.z, r, c, acc[i * BLOCK + j]);
+                store(group.z, groups.z, r, c, acc[i * BLOCK + j]);
             }
+        }
+    }
+    if bias_tile {
+        // The four quarters' sums of each column, added in order.
+        tile_l[thread] = bias_sum;
+        workgroupBarrier();
+        let c = col0 + thread;
+        if thread < TILE && c < size.y {
+            let total = ((tile_l[thread] + tile_l[TILE + thread]) + tile_l[2u * TILE + thread]) + tile_l[3u * TILE + thread];
+            store(group.z, groups.z, layer.fan_in, c, total);
         }
     }
 }

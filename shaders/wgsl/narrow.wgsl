@@ -3,7 +3,9 @@
 // matmul.wgsl would compute mostly padding.
 //   forward_narrow:         one thread per (row, output): out = relu?(b + Σ_k input[row][k]·W[k][o])
 //   weight_gradient_narrow: one workgroup per (input, output): gW[k][o] = Σ_rows input[row][k]·dZ[row][o],
-//                           a fixed-order tree reduction, so results are repeatable.
+//                           a fixed-order tree reduction, so results are repeatable; the
+//                           workgroups of input k = fan_in take 1 as input and so give the bias
+//                           gradient gb[o] = Σ_rows dZ[row][o], which lies after W as b does.
 
 @compute @workgroup_size(256)
 fn forward_narrow(@builtin(global_invocation_id) id: vec3<u32>) {
@@ -34,8 +36,10 @@ fn weight_gradient_narrow(
     let input = group.x;
     let output = group.y;
     var total = 0.0;
+    let bias = input == layer.fan_in;
     for (var r = thread; r < rows; r += THREADS) {
-        total = fma(layer_input(base, r, input), scratch[layer.delta_out_offset + r * layer.fan_out + output], total);
+        let x = select(layer_input(base, r, input), 1.0, bias);
+        total = fma(x, scratch[layer.delta_out_offset + r * layer.fan_out + output], total);
     }
     let sum = workgroup_sum(thread, total);
     if thread == 0u {

@@ -1,10 +1,11 @@
-// split_sum.wgsl: adds the split-K partial weight gradients of a tiled layer (see matmul.wgsl)
-// into `grad`, one thread per weight, splits in increasing order, so results are repeatable.
+// split_sum.wgsl: adds the split-K partial weight and bias gradients of a tiled layer (see
+// matmul.wgsl) into `grad`, one thread per parameter, splits in increasing order, so results are
+// repeatable. Dispatched only after a weight gradient split over more than one workgroup.
 
 @compute @workgroup_size(256)
 fn split_sum(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = id.x + id.y * groups.x * 256u;
-    let count = layer.fan_in * layer.fan_out;
+    let count = (layer.fan_in + 1u) * layer.fan_out;
     if i >= count {
         return;
     }
