@@ -9,9 +9,9 @@
 //!
 //! Build here, copy the release `fedcare` binary and run it on a GPU machine (only the Vulkan
 //! loader and driver are needed there): `fedcare bench-train` (`FEDCARE_ADAPTER`, `WGPU_BACKEND`
-//! pick the adapter). `benches/gpu-device.sh` does that and runs the PyTorch peer beside it.
-//! `--dp-sgd` times DP-SGD epochs instead (`train_private` on both trainers; the CPU's DP-SGD runs
-//! on one thread whatever the column). `--profile` times every dispatch of a few steps of each
+//! pick the adapter). `benches/gpu-device.sh` does that and runs the PyTorch peers beside it.
+//! `--dp-sgd` times DP-SGD epochs instead (`train_private` on every trainer, the CPU's on one
+//! thread and on every core). `--profile` times every dispatch of a few steps of each
 //! GPU cell with GPU timestamps (any adapter with timestamp queries, lavapipe included).
 
 use std::time::Instant;

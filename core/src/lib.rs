@@ -62,6 +62,7 @@ pub use stats::{ColumnStats, Moments};
 pub use top_k::TopKShape;
 pub use train::{
     InOrder, PART_ROWS, Parts, TrainConfig, TrainReport, clipped_gradient, train, train_in_parts, train_private,
+    train_private_in_parts,
 };
 
 /// Result type of this crate.

@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
-use crate::loss::{add_l2, add_proximal, bce_with_logits_rows, bce_with_logits_sum};
+use crate::loss::{add_l2, add_proximal, bce_with_logits_rows};
 use crate::nn::Network;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::privacy::DpSgd;
@@ -254,38 +254,90 @@ pub fn train_private(
     dp: &DpSgd,
     key: NoiseKey,
 ) -> Result<TrainReport> {
+    train_private_in_parts(spec, params, data, config, dp, key, &InOrder)
+}
+
+/// The parts of a DP-SGD batch: runs of whole patients, a new part started where the next
+/// patient would take the part past [`PART_ROWS`] rows (a patient with more rows is a part of its
+/// own). Each is the range of the batch's patients it holds.
+fn patient_parts(batch: &PatientBatch) -> Vec<core::ops::Range<usize>> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (index, patient) in batch.patients.iter().enumerate() {
+        let first_row = batch.patients[start].start;
+        if index > start && patient.end - first_row > PART_ROWS {
+            parts.push(start..index);
+            start = index;
+        }
+    }
+    if start < batch.patients.len() {
+        parts.push(start..batch.patients.len());
+    }
+    parts
+}
+
+/// [`train_private`] with each batch's clipped sum computed in parts of whole patients
+/// ([`PART_ROWS`] rows or fewer, or one patient) by `parts`: the same result whatever `parts` is.
+#[allow(clippy::too_many_arguments)] // train_private's arguments and the parts
+pub fn train_private_in_parts(
+    spec: &ModelSpec,
+    params: &mut [f32],
+    data: &Dataset,
+    config: &TrainConfig,
+    dp: &DpSgd,
+    key: NoiseKey,
+    parts: &impl Parts,
+) -> Result<TrainReport> {
     check_inputs(spec, params, data, config)?;
     dp.validate()?;
     let mut batches = PatientBatches::new(data, dp.sampling_rate, key);
     let expected = dp.expected_patients(batches.patients());
     let noise_scale = dp.noise_multiplier * dp.clip_norm / expected;
     let anchor = if config.prox_mu > 0.0 { params.to_vec() } else { Vec::new() };
-    let mut network = Network::new(spec);
     let mut optimizer = Optimizer::new(config.optimizer, params.len())?;
     let mut grad = vec![0.0f32; params.len()];
     let mut batch = PatientBatch::default();
-    let mut scratch = ClipScratch::default();
     let mut report = TrainReport { epoch_losses: Vec::with_capacity(config.epochs as usize), steps: 0 };
     let mut counter = 0u32;
+    let init = || (Network::new(spec), ClipScratch::default());
 
     for epoch in 0..config.epochs {
         let (mut epoch_loss, mut epoch_rows) = (0.0f64, 0usize);
         for step in 0..dp.steps_per_epoch() {
             batches.fill(counter, &mut batch);
-            if batch.rows.is_empty() {
-                grad.fill(0.0);
-            } else {
-                let loss = clipped_sum(
-                    &mut network,
-                    params,
-                    data,
-                    &batch,
-                    config.pos_weight,
-                    dp.clip_norm,
-                    1.0 / expected,
-                    &mut scratch,
-                    &mut grad,
-                )?;
+            grad.fill(0.0);
+            if !batch.rows.is_empty() {
+                let frozen: &[f32] = params;
+                let part_patients = patient_parts(&batch);
+                let results = parts.run(part_patients.len(), init, |(network, scratch), part| {
+                    let patients = &batch.patients[part_patients[part].clone()];
+                    let first = patients[0].start;
+                    let piece = PatientBatch {
+                        rows: batch.rows[first..patients[patients.len() - 1].end].to_vec(),
+                        patients: patients.iter().map(|p| p.start - first..p.end - first).collect(),
+                    };
+                    let mut part_grad = vec![0.0f32; frozen.len()];
+                    let losses = clipped_sum(
+                        network,
+                        frozen,
+                        data,
+                        &piece,
+                        config.pos_weight,
+                        dp.clip_norm,
+                        1.0 / expected,
+                        scratch,
+                        &mut part_grad,
+                    )?;
+                    Ok::<_, Error>((losses, part_grad))
+                });
+                // The rows' losses in row order, as one piece sums them; the parts' gradients
+                // in part order.
+                let mut loss = 0.0f32;
+                for result in results {
+                    let (losses, part_grad) = result?;
+                    losses.iter().for_each(|&l| loss += l);
+                    grad.iter_mut().zip(&part_grad).for_each(|(g, &p)| *g += p);
+                }
                 if !loss.is_finite() {
                     return Err(Error::Diverged { epoch, step: step as usize });
                 }
@@ -326,7 +378,7 @@ pub fn clipped_gradient(
         return Err(Error::BatchRow { row: row as usize, rows: data.rows() });
     }
     let mut grad = vec![0.0f32; params.len()];
-    let loss = clipped_sum(
+    let losses = clipped_sum(
         &mut Network::new(spec),
         params,
         data,
@@ -337,6 +389,8 @@ pub fn clipped_gradient(
         &mut ClipScratch::default(),
         &mut grad,
     )?;
+    let mut loss = 0.0f32;
+    losses.iter().for_each(|&l| loss += l);
     Ok((loss, grad))
 }
 
@@ -349,7 +403,7 @@ struct ClipScratch {
 }
 
 /// Writes `scale` times the sum of the clipped patient gradients of `batch` (not empty) into
-/// `grad`; returns the batch's loss sum.
+/// `grad`; returns each row's loss, in the batch's order.
 #[allow(clippy::too_many_arguments)] // one step's inputs, named at the two call sites
 fn clipped_sum(
     network: &mut Network,
@@ -361,7 +415,7 @@ fn clipped_sum(
     scale: f32,
     scratch: &mut ClipScratch,
     grad: &mut [f32],
-) -> Result<f32> {
+) -> Result<Vec<f32>> {
     let ClipScratch { x, y, grad_logits } = scratch;
     x.clear();
     y.clear();
@@ -372,7 +426,8 @@ fn clipped_sum(
     let n = y.len();
     grad_logits.resize(n, 0.0);
     let logits = network.forward(params, x, n)?;
-    let loss = bce_with_logits_sum(logits, y, pos_weight, 1.0, grad_logits);
+    let mut losses = Vec::with_capacity(n);
+    bce_with_logits_rows(logits, y, pos_weight, 1.0, &mut losses, grad_logits);
     // Each patient's rows scaled so that their gradient's norm is at most C.
     let norms = network.group_gradient_norms(params, x, n, grad_logits, &batch.patients)?;
     for (rows, norm) in batch.patients.iter().zip(norms) {
@@ -381,5 +436,29 @@ fn clipped_sum(
         grad_logits[rows.clone()].iter_mut().for_each(|g| *g *= factor);
     }
     network.backward(params, x, n, grad_logits, grad)?;
-    Ok(loss)
+    Ok(losses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dp_batch_is_cut_into_parts_of_whole_patients() {
+        let batch = |sizes: &[usize]| {
+            let mut patients = Vec::new();
+            let mut start = 0;
+            for &size in sizes {
+                patients.push(start..start + size);
+                start += size;
+            }
+            PatientBatch { rows: (0..start as u32).collect(), patients }
+        };
+        // 40 + 20 rows fit one part of 64; 10 more do not.
+        assert_eq!(patient_parts(&batch(&[40, 20, 10, 3])), [0..2, 2..4]);
+        // A patient of more rows than a part is a part of its own.
+        assert_eq!(patient_parts(&batch(&[100, 1, 70])), [0..1, 1..2, 2..3]);
+        assert_eq!(patient_parts(&batch(&[1; 130])), [0..64, 64..128, 128..130]);
+        assert!(patient_parts(&PatientBatch::default()).is_empty());
+    }
 }

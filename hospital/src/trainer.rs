@@ -1,7 +1,7 @@
 //! The local trainer a hospital node uses, and how `--trainer cpu|gpu|auto` picks one.
 //!
-//! `cpu` is `fedcare-core`'s deterministic trainer, each batch's gradient in parts on its own
-//! threads (`train_threads`; the same model whatever their number); `gpu` is `fedcare-gpu-trainer` on the
+//! `cpu` is `fedcare-core`'s deterministic trainer, each batch's gradient (DP-SGD's too) in parts
+//! on its own threads (`train_threads`; the same model whatever their number); `gpu` is `fedcare-gpu-trainer` on the
 //! preferred adapter (`FEDCARE_ADAPTER`/`WGPU_BACKEND` override), a software adapter included;
 //! `auto` takes the GPU only when a hardware adapter exists, else the CPU, and says which and
 //! why ([`resolve`], once per process). Both train the same model with the same settings and
@@ -116,6 +116,25 @@ impl Trainer for CpuTrainer {
                 fedcare_core::train_in_parts(spec, params, data, config, &OnThreads(pool))?
             }
             _ => fedcare_core::train(spec, params, data, config)?,
+        })
+    }
+
+    fn train_private(
+        &mut self,
+        spec: &ModelSpec,
+        params: &mut [f32],
+        data: &Dataset,
+        config: &TrainConfig,
+        dp: &DpSgd,
+        key: NoiseKey,
+    ) -> Result<TrainReport> {
+        // The work of a batch of the expected size, as for plain training.
+        let expected_rows = dp.sampling_rate * data.rows() as f64;
+        let work = params.len() as f64 * expected_rows;
+        let pool = self.pool.as_ref().filter(|_| work >= MIN_THREADED_WORK as f64);
+        Ok(match pool {
+            Some(pool) => fedcare_core::train_private_in_parts(spec, params, data, config, dp, key, &OnThreads(pool))?,
+            None => fedcare_core::train_private(spec, params, data, config, dp, key)?,
         })
     }
 }
@@ -276,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn the_cpu_trainer_gives_the_same_model_on_one_thread_and_on_four() {
+    fn the_cpu_trainer_gives_the_same_model_on_one_thread_and_on_four_with_dp_sgd_too() {
         // Batches of 300 rows: five parts, the last partial; an epoch's last batch is smaller.
         // The model is enough work a batch (about 4,000 parameters × 300 rows) to be threaded.
         let data = fedcare_data::plain::synthetic_hospital(0, 2, 1000, 5);
@@ -291,6 +310,12 @@ mod tests {
         };
         let reference = trained(&|params| fedcare_core::train(&spec, params, &data, &config).unwrap());
         assert_ne!(reference.0, start, "it trained");
+        // DP-SGD over about 300 rows a step, in parts of whole patients.
+        let dp = DpSgd { sampling_rate: 0.3, noise_multiplier: 1.0, clip_norm: 1.0 };
+        let key = NoiseKey::from_u64(5);
+        let private_reference =
+            trained(&|params| fedcare_core::train_private(&spec, params, &data, &config, &dp, key).unwrap());
+        assert_ne!(private_reference.0, start, "it trained");
         for threads in [1, 2, 4] {
             let mut trainer = CpuTrainer::new(threads).unwrap();
             let through_the_trainer = trained(&|params| {
@@ -298,6 +323,11 @@ mod tests {
                 trainer.train(&spec, params, &data, &config).unwrap()
             });
             assert!(through_the_trainer == reference, "{threads} threads: not the same model bit for bit");
+            let privately = trained(&|params| {
+                let mut trainer = trainer.clone();
+                trainer.train_private(&spec, params, &data, &config, &dp, key).unwrap()
+            });
+            assert!(privately == private_reference, "{threads} threads: not the same DP-SGD model bit for bit");
             if let Some(pool) = trainer.pool.take() {
                 let on_threads = trained(&|params| {
                     fedcare_core::train_in_parts(&spec, params, &data, &config, &OnThreads(&pool)).unwrap()
