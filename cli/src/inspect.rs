@@ -63,12 +63,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
 /// A multi-line description of a model file.
 fn describe(model: &ModelFile) -> String {
     let spec = &model.spec;
-    let mut widths = vec![spec.input_width().to_string()];
-    widths.extend(spec.hidden().iter().map(ToString::to_string));
-    widths.push("1".into());
     let kind = if spec.hidden().is_empty() { "logistic regression" } else { "MLP (ReLU)" };
     let mut out = String::new();
-    let _ = writeln!(out, "model:      {kind} {}", widths.join("-"));
+    let _ = writeln!(out, "model:      {kind} {}", spec.architecture());
     let _ = writeln!(out, "parameters: {}", model.params.len());
     let _ =
         writeln!(out, "weights:    blake3:{} (the same weights give the same digest)", weights_digest(&model.params));

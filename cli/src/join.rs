@@ -57,8 +57,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let train_threads = config
         .train_threads
         .map_or_else(|| std::thread::available_parallelism().map_or(1, core::num::NonZeroUsize::get), |n| n.get());
-    let (trainer, why) =
-        trainer::choose(choice, &Selection::from_env(), train_threads).context("choosing the trainer")?;
+    let (trainer, why) = trainer::choose(
+        choice,
+        &Selection::from_env(),
+        train_threads,
+        Some(std::sync::Arc::new(|line: &str| eprintln!("trainer: {line}"))),
+    )
+    .context("choosing the trainer")?;
     eprintln!("trainer: {why}");
     let trust = HospitalTrust {
         key: std::sync::Arc::new(SigningKey::from_pem_file(&config.tls.key)?),

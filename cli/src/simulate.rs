@@ -48,7 +48,8 @@ pub(crate) enum TrainerArg {
     Cpu,
     /// The GPU trainer (any adapter, a software one included).
     Gpu,
-    /// The GPU when a hardware adapter exists, else the CPU.
+    /// With a hardware GPU, the faster of it and the CPU on the federation's model and batch,
+    /// measured by each hospital at its first training; the CPU otherwise.
     Auto,
 }
 

@@ -112,6 +112,14 @@ impl ModelSpec {
         &self.hidden
     }
 
+    /// The layer widths, input to output, as `fedcare inspect` prints them (`359-32-16-1`).
+    pub fn architecture(&self) -> alloc::string::String {
+        use alloc::string::ToString;
+        let widths: Vec<_> =
+            core::iter::once(self.input_width).chain(self.hidden.iter().copied()).map(|w| w.to_string()).collect();
+        alloc::format!("{}-1", widths.join("-"))
+    }
+
     /// The dense layers in order, with their positions in the flat parameter vector.
     pub fn layers(&self) -> Vec<LayerShape> {
         let mut layers = Vec::with_capacity(self.hidden.len() + 1);

@@ -358,7 +358,9 @@ pub async fn run(
         if let Some((_, max)) = options.budget.filter(|&(budgeted, _)| budgeted == index) {
             trust.consortium.max_epsilon = Some(max);
         }
-        let mut trainer = resolved.build(&selection, train_threads)?;
+        let hospital = name.clone();
+        let report: trainer::ChoiceReport = Arc::new(move |line: &str| eprintln!("trainer ({hospital}): {line}"));
+        let mut trainer = resolved.build(&selection, train_threads, Some(report))?;
         if let Some(wrap) = wrap {
             trainer = wrap(name, trainer);
         }

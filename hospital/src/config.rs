@@ -34,7 +34,8 @@ fn default_federation_id() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrainerChoice {
-    /// The GPU when a hardware adapter exists, else the CPU.
+    /// With a hardware adapter, the faster of the GPU and the CPU on the federation's model and
+    /// batch, measured at the first training; the CPU otherwise.
     #[default]
     Auto,
     /// The GPU (any adapter, a software one included).

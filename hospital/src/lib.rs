@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auto_trainer;
 pub mod config;
 pub mod exploration;
 mod local_data;

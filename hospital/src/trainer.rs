@@ -3,8 +3,9 @@
 //! `cpu` is `fedcare-core`'s deterministic trainer, each batch's gradient (DP-SGD's too) in parts
 //! on its own threads (`train_threads`; the same model whatever their number); `gpu` is `fedcare-gpu-trainer` on the
 //! preferred adapter (`FEDCARE_ADAPTER`/`WGPU_BACKEND` override), a software adapter included;
-//! `auto` takes the GPU only when a hardware adapter exists, else the CPU, and says which and
-//! why ([`resolve`], once per process). Both train the same model with the same settings and
+//! `auto` takes the CPU when no hardware adapter exists, and otherwise the faster of the two on
+//! the hospital's own model, batch and rows, measured at the first training
+//! ([`crate::auto_trainer`]); it says which and why ([`resolve`], once per process). Both train the same model with the same settings and
 //! batch order.
 
 use fedcare_core::privacy::DpSgd;
@@ -14,6 +15,8 @@ use std::sync::Arc;
 use fedcare_core::{Dataset, ModelSpec, Parts, TrainConfig, TrainReport};
 use fedcare_gpu_trainer::{GpuDataset, GpuTrainer, Selection};
 
+use crate::auto_trainer::AutoTrainer;
+pub use crate::auto_trainer::ChoiceReport;
 use crate::config::TrainerChoice;
 use crate::error::Result;
 use crate::trainer_error;
@@ -223,6 +226,9 @@ pub enum Resolved {
     Cpu,
     /// The GPU trainer on the preferred adapter.
     Gpu,
+    /// The faster of the two on the hospital's own work, measured at the first training
+    /// ([`AutoTrainer`]).
+    Measured,
 }
 
 /// What `choice` means on this machine, and why (one line for the user). `auto` lists the
@@ -241,7 +247,13 @@ pub fn resolve(choice: TrainerChoice, selection: &Selection) -> Result<(Resolved
             Ok((Resolved::Gpu, format!("gpu ({}): as configured", adapters[index])))
         }
         TrainerChoice::Auto => match preferred.ok().map(|index| &adapters[index]).filter(|a| a.is_hardware()) {
-            Some(adapter) => Ok((Resolved::Gpu, format!("gpu ({adapter}): auto found a hardware GPU"))),
+            Some(adapter) => Ok((
+                Resolved::Measured,
+                format!(
+                    "auto found a hardware GPU ({adapter}): the faster of it and the CPU on the federation's model \
+                     and batch trains, measured at the first training"
+                ),
+            )),
             None => {
                 let found = if adapters.is_empty() {
                     "no adapters".to_owned()
@@ -256,22 +268,35 @@ pub fn resolve(choice: TrainerChoice, selection: &Selection) -> Result<(Resolved
 
 impl Resolved {
     /// A trainer of this kind (each hospital has its own: the GPU one keeps its data resident);
-    /// the CPU one on `threads` threads.
-    pub fn build(self, selection: &Selection, threads: usize) -> Result<Box<dyn Trainer>> {
+    /// the CPU one on `threads` threads; a measured one says what it measured to `report`.
+    pub fn build(
+        self,
+        selection: &Selection,
+        threads: usize,
+        report: Option<ChoiceReport>,
+    ) -> Result<Box<dyn Trainer>> {
+        let gpu = || -> Result<GpuNodeTrainer> {
+            let gpu = fedcare_gpu_trainer::device::open(selection).map_err(trainer_error)?;
+            Ok(GpuNodeTrainer::new(GpuTrainer::new(gpu).map_err(trainer_error)?))
+        };
         match self {
             Self::Cpu => Ok(Box::new(CpuTrainer::new(threads)?)),
-            Self::Gpu => {
-                let gpu = fedcare_gpu_trainer::device::open(selection).map_err(trainer_error)?;
-                Ok(Box::new(GpuNodeTrainer::new(GpuTrainer::new(gpu).map_err(trainer_error)?)))
-            }
+            Self::Gpu => Ok(Box::new(gpu()?)),
+            Self::Measured => Ok(Box::new(AutoTrainer::new(CpuTrainer::new(threads)?, gpu()?, report))),
         }
     }
 }
 
-/// The trainer `choice` selects on this machine (the CPU one on `threads` threads), and why.
-pub fn choose(choice: TrainerChoice, selection: &Selection, threads: usize) -> Result<(Box<dyn Trainer>, String)> {
+/// The trainer `choice` selects on this machine (the CPU one on `threads` threads), and why; an
+/// `auto` that measures says what it found to `report` at the first training.
+pub fn choose(
+    choice: TrainerChoice,
+    selection: &Selection,
+    threads: usize,
+    report: Option<ChoiceReport>,
+) -> Result<(Box<dyn Trainer>, String)> {
     let (resolved, why) = resolve(choice, selection)?;
-    Ok((resolved.build(selection, threads)?, why))
+    Ok((resolved.build(selection, threads, report)?, why))
 }
 
 #[cfg(test)]
@@ -284,13 +309,13 @@ mod tests {
 
     #[test]
     fn without_an_adapter_gpu_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
-        let error = choose(TrainerChoice::Gpu, &nothing(), 1).err().expect("no adapter");
+        let error = choose(TrainerChoice::Gpu, &nothing(), 1, None).err().expect("no adapter");
         assert!(error.trainer_error::<fedcare_gpu_trainer::GpuError>().is_some(), "{error}");
         assert!(error.to_string().contains("no GPU adapter found"), "{error}");
-        let (trainer, why) = choose(TrainerChoice::Auto, &nothing(), 1).unwrap();
+        let (trainer, why) = choose(TrainerChoice::Auto, &nothing(), 1, None).unwrap();
         assert_eq!(trainer.name(), "cpu");
         assert!(why.contains("no hardware GPU") && why.contains("no adapters"), "{why}");
-        let (trainer, why) = choose(TrainerChoice::Cpu, &nothing(), 3).unwrap();
+        let (trainer, why) = choose(TrainerChoice::Cpu, &nothing(), 3, None).unwrap();
         assert_eq!((trainer.name(), why.as_str()), ("cpu (3 threads)", "cpu: as configured"));
     }
 

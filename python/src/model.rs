@@ -63,10 +63,7 @@ impl Model {
     /// The layer widths, input to output, as `fedcare inspect` prints them (`359-32-16-1`).
     #[getter]
     fn architecture(&self) -> String {
-        let spec = &self.file.spec;
-        let widths: Vec<String> =
-            core::iter::once(spec.input_width()).chain(spec.hidden().iter().copied()).map(|w| w.to_string()).collect();
-        format!("{}-1", widths.join("-"))
+        self.file.spec.architecture()
     }
 
     /// The federation's metrics of the model (`auroc`, `round`, ...).
