@@ -347,6 +347,8 @@ pub async fn run(
     // trained models are the same whatever the threads).
     let cores = std::thread::available_parallelism().map_or(1, core::num::NonZeroUsize::get);
     let train_threads = (cores / node_ids.len().max(1)).max(1);
+    // Hospitals on the GPU share one device, its queue and its pipelines.
+    let trainers = resolved.factory(&selection)?;
     for (index, ((table, connection), name)) in tables.into_iter().zip(connections).zip(&node_ids).enumerate() {
         let data = HospitalData::Table { table, schema: Box::new(schema.clone()) };
         let state = work.path().join("state").join(name.as_str());
@@ -360,7 +362,7 @@ pub async fn run(
         }
         let hospital = name.clone();
         let report: trainer::ChoiceReport = Arc::new(move |line: &str| eprintln!("trainer ({hospital}): {line}"));
-        let mut trainer = resolved.build(&selection, train_threads, Some(report))?;
+        let mut trainer = trainers.build(train_threads, Some(report))?;
         if let Some(wrap) = wrap {
             trainer = wrap(name, trainer);
         }

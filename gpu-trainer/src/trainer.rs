@@ -7,6 +7,8 @@
 //! loss sums come back in one read. Results differ from the CPU trainer only by float rounding
 //! (different summation order and `exp`/`log`/`pow` implementations).
 
+use std::sync::Arc;
+
 use fedcare_core::privacy::DpSgd;
 use fedcare_core::privacy::batches::{PatientBatch, PatientBatches};
 use fedcare_core::privacy::noise::NoiseKey;
@@ -26,11 +28,16 @@ use crate::workspace::{GpuDataset, Purpose, RunUniform, Workspace, check_spec, c
 const SCORING_BATCH: usize = 4096;
 
 /// A GPU trainer: one device, its pipelines built once.
-#[derive(Debug)]
+///
+/// Clones share the device, its queue and the pipelines: several trainers (the hospitals of one
+/// simulation) on one GPU each record and submit their own work, which the queue runs in turn.
+/// Each call's buffers are its own, and wgpu's error scopes are per thread, so their work does
+/// not mix.
+#[derive(Debug, Clone)]
 pub struct GpuTrainer {
     device: wgpu::Device,
     queue: wgpu::Queue,
-    kernels: Kernels,
+    kernels: Arc<Kernels>,
     adapter: Option<AdapterSummary>,
 }
 
@@ -56,8 +63,13 @@ impl GpuTrainer {
     /// Builds the pipelines on a device the caller opened; refuses a device whose limits are too
     /// small for the kernels.
     pub fn with_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
-        let kernels = Kernels::new(&device)?;
+        let kernels = Arc::new(Kernels::new(&device)?);
         Ok(Self { device, queue, kernels, adapter: None })
+    }
+
+    /// Whether `other` works on the same device (a clone of this trainer, or of its clones).
+    pub fn shares_device_with(&self, other: &Self) -> bool {
+        self.device == other.device
     }
 
     /// Runs `work` with the device's errors captured: out-of-memory, validation and internal

@@ -267,23 +267,51 @@ pub fn resolve(choice: TrainerChoice, selection: &Selection) -> Result<(Resolved
 }
 
 impl Resolved {
-    /// A trainer of this kind (each hospital has its own: the GPU one keeps its data resident);
-    /// the CPU one on `threads` threads; a measured one says what it measured to `report`.
+    /// What builds trainers of this kind, the GPU (when it needs one) opened once for all of them.
+    pub fn factory(self, selection: &Selection) -> Result<TrainerFactory> {
+        let gpu = match self {
+            Self::Cpu => None,
+            Self::Gpu | Self::Measured => {
+                let gpu = fedcare_gpu_trainer::device::open(selection).map_err(trainer_error)?;
+                Some(GpuTrainer::new(gpu).map_err(trainer_error)?)
+            }
+        };
+        Ok(TrainerFactory { resolved: self, gpu })
+    }
+
+    /// One trainer of this kind ([`TrainerFactory::build`]).
     pub fn build(
         self,
         selection: &Selection,
         threads: usize,
         report: Option<ChoiceReport>,
     ) -> Result<Box<dyn Trainer>> {
-        let gpu = || -> Result<GpuNodeTrainer> {
-            let gpu = fedcare_gpu_trainer::device::open(selection).map_err(trainer_error)?;
-            Ok(GpuNodeTrainer::new(GpuTrainer::new(gpu).map_err(trainer_error)?))
+        self.factory(selection)?.build(threads, report)
+    }
+}
+
+/// Builds the trainers of one kind: every GPU one on the one device opened, sharing its queue and
+/// pipelines (the hospitals of a simulation on one GPU queue their work on it).
+#[derive(Debug)]
+pub struct TrainerFactory {
+    resolved: Resolved,
+    gpu: Option<GpuTrainer>,
+}
+
+impl TrainerFactory {
+    /// A trainer (each hospital has its own: the GPU one keeps its data resident); the CPU one on
+    /// `threads` threads; a measured one says what it measured to `report`.
+    pub fn build(&self, threads: usize, report: Option<ChoiceReport>) -> Result<Box<dyn Trainer>> {
+        let gpu = || match &self.gpu {
+            Some(gpu) => Ok(GpuNodeTrainer::new(gpu.clone())),
+            // Invariant: `Resolved::factory` opens the GPU for the kinds that use one.
+            None => Err(crate::error::FederationError::Task("no GPU was opened for this trainer".to_owned())),
         };
-        match self {
-            Self::Cpu => Ok(Box::new(CpuTrainer::new(threads)?)),
-            Self::Gpu => Ok(Box::new(gpu()?)),
-            Self::Measured => Ok(Box::new(AutoTrainer::new(CpuTrainer::new(threads)?, gpu()?, report))),
-        }
+        Ok(match self.resolved {
+            Resolved::Cpu => Box::new(CpuTrainer::new(threads)?),
+            Resolved::Gpu => Box::new(gpu()?),
+            Resolved::Measured => Box::new(AutoTrainer::new(CpuTrainer::new(threads)?, gpu()?, report)),
+        })
     }
 }
 
