@@ -12,7 +12,7 @@ fn trainer(test: &str) -> Option<GpuTrainer> {
 
 fn dataset(rows: usize, width: usize) -> Dataset {
     let features = (0..rows * width).map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.5).collect();
-    let labels = (0..rows).map(|r| (r % 3 == 0) as u8 as f32).collect();
+    let labels = (0..rows).map(|r| u8::from(r.is_multiple_of(3)) as f32).collect();
     Dataset::new(features, labels, width).unwrap()
 }
 

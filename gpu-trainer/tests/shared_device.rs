@@ -9,7 +9,7 @@ use fedcare_gpu_trainer::GpuTrainer;
 
 fn dataset(rows: usize, width: usize, salt: usize) -> Dataset {
     let features = (0..rows * width).map(|i| (((i + salt) * 7919) % 17) as f32 / 17.0 - 0.5).collect();
-    let labels = (0..rows).map(|r| ((r + salt) % 3 == 0) as u8 as f32).collect();
+    let labels = (0..rows).map(|r| u8::from((r + salt).is_multiple_of(3)) as f32).collect();
     Dataset::new(features, labels, width).unwrap()
 }
 
