@@ -31,6 +31,9 @@ echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- 
 echo "== fedcare (CPU one thread, CPU every core, GPU through wgpu; every GPU cell profiled)"
 "$binary" bench-train --repeats 5 --trainers cpu,cpu-all,gpu --profile
 
+echo "== fedcare GPU with every step fused into one dispatch (--gpu-step fused)"
+"$binary" bench-train --repeats 5 --trainers gpu --gpu-step fused --profile
+
 echo "== fedcare, the Diabetes-130 model's shape (359-256-128-64-1)"
 "$binary" bench-train --repeats 5 --features 359 --mlp 256,128,64 --trainers cpu,cpu-all,gpu --profile
 

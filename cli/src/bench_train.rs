@@ -23,7 +23,7 @@ use fedcare_core::rng::init_params;
 use fedcare_core::{Dataset, ModelSpec, OptimizerConfig, TrainConfig};
 use fedcare_data::plain::benchmark_problem;
 use fedcare_federation::hospital::trainer::{CpuTrainer, Trainer};
-use fedcare_gpu_trainer::{GpuTrainer, Profile, Selection, TimestampPlacement};
+use fedcare_gpu_trainer::{GpuTrainer, Profile, Selection, Step, TimestampPlacement};
 
 /// Which trainer a column of the table measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,6 +34,15 @@ enum Bench {
     CpuAll,
     /// The GPU trainer on the preferred adapter.
     Gpu,
+}
+
+/// How the GPU trainer records a step (`GpuTrainer::with_step`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum GpuStep {
+    /// A dispatch per layer and phase (the trainer's default).
+    Tiled,
+    /// One fused dispatch of one workgroup a step (up to 2^31 parameters × rows).
+    Fused,
 }
 
 /// `fedcare bench-train`'s arguments.
@@ -66,6 +75,9 @@ pub(crate) struct Args {
     /// timestamps and print the dispatches per step and each kernel's median time per step.
     #[arg(long)]
     profile: bool,
+    /// How the GPU trainer records a step.
+    #[arg(long, value_enum, default_value = "tiled")]
+    gpu_step: GpuStep,
     /// Steps each profile times.
     #[arg(long, default_value_t = 20, requires = "profile")]
     profile_steps: usize,
@@ -100,9 +112,10 @@ fn print_profile(profile: &Profile) {
         TimestampPlacement::InsidePass => "timestamps between dispatches",
         TimestampPlacement::PassPerDispatch => "timestamps around a pass per dispatch",
     };
+    let dispatches = profile.dispatches_per_step();
     println!(
-        "  profile: {} dispatches a step, {:.1} us a step on the GPU (median of {} steps; {placement})",
-        profile.dispatches_per_step(),
+        "  profile: {dispatches} dispatch{} a step, {:.1} us a step on the GPU (median of {} steps; {placement})",
+        if dispatches == 1 { "" } else { "es" },
         step / 1e3,
         profile.steps
     );
@@ -132,7 +145,11 @@ pub(crate) fn run(args: Args) -> Result<()> {
             "GPU: {} ({}, {:?}, driver {})",
             gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type, gpu.adapter.driver
         );
-        Some(GpuTrainer::new(gpu)?)
+        let step = match args.gpu_step {
+            GpuStep::Tiled => Step::Tiled,
+            GpuStep::Fused => Step::Fused,
+        };
+        Some(GpuTrainer::new(gpu)?.with_step(step))
     } else {
         None
     };

@@ -60,6 +60,8 @@ pub struct Kernels {
     pub loss: Pipeline,
     /// Penalties and optimizer update.
     pub update: Pipeline,
+    /// A whole step of a small model in one dispatch.
+    pub fused_step: Pipeline,
     /// Step counters.
     pub advance: Pipeline,
     /// Logit copy for scoring.
@@ -118,7 +120,12 @@ fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
 ///   and a layer of more than 2^31 units ([`crate::workspace::MAX_KERNEL_SIZE`], checked in
 ///   `GpuDataset::upload` and `check_spec`), a batch's rows are at most the dataset's (the
 ///   trainer takes `batch_size.min(rows)`, `check_patient_batch` a DP batch's), and a matmul
-///   split starts below its batch's rows (one workgroup per `SPLIT_ROWS` rows).
+///   split starts below its batch's rows (one workgroup per `SPLIT_ROWS` rows);
+/// - the fused step's loops (`fused_step.wgsl`): over the layers before one (`j < l + 1`, `l`
+///   below `layer_count` ≤ 16), and strided by `THREADS` from a thread's index below a batch's
+///   rows × a layer's width, (inputs + 1) × outputs, or the parameter count: each at most the
+///   parameters × batch rows, which the host keeps at or below 2^31 for a fused step
+///   (`GpuTrainer::step_kind`), so these too stay below `bound + 256` without wrapping.
 fn trusted_checks() -> wgpu::ShaderRuntimeChecks {
     wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() }
 }
@@ -184,6 +191,7 @@ impl Kernels {
             ),
             loss: build("loss", false, fedcare_shaders::LOSS, &[]),
             update: build("optimizer", false, fedcare_shaders::OPTIMIZER, &[]),
+            fused_step: build("fused step", false, fedcare_shaders::FUSED_STEP, &[]),
             advance: build("advance", false, fedcare_shaders::ADVANCE, &[]),
             collect_logits: build("collect logits", true, fedcare_shaders::COLLECT_LOGITS, &[]),
             patient_norms: build("patient norms", true, fedcare_shaders::PATIENT_NORMS, &[]),

@@ -22,10 +22,26 @@ use crate::kernels::Kernels;
 use crate::plan::{EpochPlan, PlanLayout, check_patient_batch};
 use crate::profile::Profile;
 use crate::recorder::{PendingTimestamps, Pipeline, Recorder, TimestampPlacement};
-use crate::workspace::{GpuDataset, Purpose, RunUniform, Workspace, check_spec, check_u32};
+use crate::workspace::{GpuDataset, MAX_KERNEL_SIZE, Purpose, RunUniform, Workspace, check_spec, check_u32};
 
 /// Rows scored per step by [`GpuTrainer::predict`].
 const SCORING_BATCH: usize = 4096;
+
+/// How a training step is recorded.
+///
+/// Tiled is the default: on lavapipe a fused step of the MLP 64-64-32-1 took 7 times as long as
+/// the tiled one (one workgroup runs on one core), and no real GPU has measured the fused one yet
+/// (`fedcare bench-train --gpu-step fused`; `benches/gpu-device.sh` runs both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Step {
+    /// A dispatch per layer and phase: tiled products over the whole device (`matmul.wgsl`).
+    #[default]
+    Tiled,
+    /// One dispatch of one workgroup per step (`fused_step.wgsl`), for small models where a
+    /// step of the tiled path is mostly the waits between its dispatches; refused past 2^31
+    /// parameters × batch rows. DP-SGD steps stay tiled.
+    Fused,
+}
 
 /// A GPU trainer: one device, its pipelines built once.
 ///
@@ -39,6 +55,7 @@ pub struct GpuTrainer {
     queue: wgpu::Queue,
     kernels: Arc<Kernels>,
     adapter: Option<AdapterSummary>,
+    step: Step,
 }
 
 fn groups(count: usize, per_group: u32) -> u32 {
@@ -64,7 +81,29 @@ impl GpuTrainer {
     /// small for the kernels.
     pub fn with_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
         let kernels = Arc::new(Kernels::new(&device)?);
-        Ok(Self { device, queue, kernels, adapter: None })
+        Ok(Self { device, queue, kernels, adapter: None, step: Step::Tiled })
+    }
+
+    /// This trainer with its steps recorded as `step` says (by default [`Step::Tiled`]).
+    pub fn with_step(mut self, step: Step) -> Self {
+        self.step = step;
+        self
+    }
+
+    /// How a step of `spec` over batches of `batch` rows is recorded: [`Step::Fused`] or
+    /// [`Step::Tiled`]. Refuses a fused step past 2^31 parameters × rows, where its loops' bounds
+    /// would no longer fit the kernels' safety argument ([`crate::kernels`]).
+    fn step_kind(&self, spec: &ModelSpec, batch: usize) -> Result<Step> {
+        let work = spec.param_count().saturating_mul(batch);
+        match self.step {
+            Step::Tiled => Ok(Step::Tiled),
+            Step::Fused if work <= MAX_KERNEL_SIZE => Ok(Step::Fused),
+            Step::Fused => Err(GpuError::Unsupported(format!(
+                "a fused step of {} parameters over batches of {batch} rows; fused steps take at most 2^31 \
+                 parameters x rows",
+                spec.param_count()
+            ))),
+        }
     }
 
     /// Whether `other` works on the same device (a clone of this trainer, or of its clones).
@@ -181,6 +220,7 @@ impl GpuTrainer {
             Self::check_inputs(spec, params, data)?;
             let rows = data.rows();
             let batch = config.batch_size.min(rows);
+            let kind = self.step_kind(spec, batch)?;
             let steps_per_epoch = rows.div_ceil(batch);
             let total_steps = steps_per_epoch * config.epochs as usize;
             let run = self.run_uniform(spec, data, batch, config)?;
@@ -198,7 +238,7 @@ impl GpuTrainer {
             for _ in 0..config.epochs {
                 self.record_epoch(&ws, order.next_epoch(), None, |recorder| {
                     for step in 0..steps_per_epoch {
-                        self.record_step(recorder, &ws, batch.min(rows - step * batch));
+                        self.record_step(recorder, &ws, batch.min(rows - step * batch), kind);
                     }
                 })?;
             }
@@ -287,6 +327,7 @@ impl GpuTrainer {
             Self::check_inputs(spec, params, data)?;
             let rows = data.rows();
             let batch = config.batch_size.min(rows);
+            let kind = self.step_kind(spec, batch)?;
             let steps = steps.clamp(1, rows.div_ceil(batch));
             let run = self.run_uniform(spec, data, batch, config)?;
             let purpose = Purpose::Training { steps };
@@ -295,7 +336,7 @@ impl GpuTrainer {
             let order = BatchOrder::new(config.seed, rows).next_epoch().to_vec();
             let timestamps = self.record_epoch(&ws, &order, Some(placement), |recorder| {
                 for step in 0..steps {
-                    self.record_step(recorder, &ws, batch.min(rows - step * batch));
+                    self.record_step(recorder, &ws, batch.min(rows - step * batch), kind);
                 }
             })?;
             let timestamps =
@@ -470,8 +511,12 @@ impl GpuTrainer {
     }
 
     /// One training step of a batch of `rows` rows: forward, loss, back-propagation, optimizer
-    /// update and the step counters.
-    fn record_step<'w>(&self, recorder: &mut Recorder<'w>, ws: &'w Workspace, rows: usize) {
+    /// update and the step counters, in one fused dispatch or the tiled path's.
+    fn record_step<'w>(&self, recorder: &mut Recorder<'w>, ws: &'w Workspace, rows: usize, step: Step) {
+        if step == Step::Fused {
+            recorder.dispatch(&self.kernels.fused_step, [1, 1, 1]);
+            return;
+        }
         self.record_forward(recorder, ws, rows);
         self.record_gradients(recorder, ws, rows);
         self.record_update(recorder, ws);

@@ -3,7 +3,7 @@
 
 use fedcare_core::rng::init_params;
 use fedcare_core::{Dataset, ModelSpec, OptimizerConfig, TrainConfig};
-use fedcare_gpu_trainer::{GpuTrainer, TimestampPlacement};
+use fedcare_gpu_trainer::{GpuTrainer, Step, TimestampPlacement};
 
 fn trainer(test: &str) -> Option<GpuTrainer> {
     let gpu = fedcare_gpu_trainer::testing::gpu_or_skip(test)?;
@@ -63,9 +63,60 @@ fn a_profile_times_every_dispatch_of_the_trainers_own_steps_and_leaves_training_
     let kernels = profile.by_kernel();
     assert_eq!(kernels.iter().map(|k| k.dispatches).sum::<usize>(), step.len());
 
+    // Fused, a step is one dispatch.
+    let fused = gpu.clone().with_step(Step::Fused).profile(&spec, &params, &uploaded, &config, 3).unwrap();
+    assert_eq!(fused.dispatches_per_step(), 1);
+    assert!(fused.dispatches.iter().all(|d| d.kernel == "fused step" && d.layer.is_none()));
+
     // Profiling trains nothing into the caller's parameters, and training afterwards is the same.
     let mut again = params.clone();
     gpu.train(&spec, &mut again, &uploaded, &config).unwrap();
     assert_eq!(again, trained);
     assert!(gpu.profile(&spec, &params, &uploaded, &TrainConfig { batch_size: 0, ..config }, 2).is_err());
+}
+
+#[test]
+fn fused_and_tiled_steps_train_the_same_model_within_float_rounding() {
+    // Tolerance 1e-5 + 1e-4·|x| on the parameters after two epochs: the two paths sum the same
+    // products in other orders (the tiled matmul in 16-wide slices, the fused kernel row by row).
+    let Some(gpu) = trainer("fused_and_tiled_steps_train_the_same_model_within_float_rounding") else { return };
+    let data = dataset(300, 10);
+    let uploaded = gpu.upload(&data).unwrap();
+    let config = TrainConfig {
+        epochs: 2,
+        batch_size: 70,
+        optimizer: OptimizerConfig::adam(1e-2),
+        l2: 1e-3,
+        prox_mu: 0.01,
+        ..TrainConfig::default()
+    };
+    for hidden in [&[][..], &[65, 3][..], &[16, 16, 16][..]] {
+        let spec = ModelSpec::mlp(10, hidden).unwrap();
+        let start = init_params(&spec, 7);
+        let run = |step: Step| {
+            let mut params = start.clone();
+            let report = gpu.clone().with_step(step).train(&spec, &mut params, &uploaded, &config).unwrap();
+            (params, report.epoch_losses)
+        };
+        let ((fused, fused_losses), (tiled, tiled_losses)) = (run(Step::Fused), run(Step::Tiled));
+        assert_ne!(fused, start, "{hidden:?}: it trained");
+        for (i, (f, t)) in fused.iter().zip(&tiled).enumerate() {
+            assert!((f - t).abs() <= 1e-5 + 1e-4 * t.abs(), "{hidden:?} parameter {i}: fused {f}, tiled {t}");
+        }
+        for (f, t) in fused_losses.iter().zip(&tiled_losses) {
+            assert!(
+                (f - t).abs() <= 1e-5 * t.abs(),
+                "{hidden:?} losses: fused {fused_losses:?}, tiled {tiled_losses:?}"
+            );
+        }
+    }
+    // A fused step past 2^31 parameters × rows is refused, not run.
+    let wide = ModelSpec::mlp(10, &[1 << 20]).unwrap();
+    let error = gpu.with_step(Step::Fused).train(
+        &wide,
+        &mut init_params(&wide, 1),
+        &uploaded,
+        &TrainConfig { batch_size: 256, ..config },
+    );
+    assert!(error.unwrap_err().to_string().contains("at most 2^31"));
 }

@@ -1,5 +1,6 @@
 //! One conformance suite for the hospital's [`Trainer`] trait: the CPU trainer and the GPU
-//! trainer run the same assertions (the `conformance!` macro), each against `fedcare-core`'s
+//! trainer (its fused steps and its tiled ones) run the same assertions (the `conformance!`
+//! macro), each against `fedcare-core`'s
 //! reference (`fedcare_core::train`, `train_private`) on the same inputs. On CI the GPU runs on
 //! Mesa's lavapipe (software Vulkan), so sizes stay small; without an adapter the GPU suite is
 //! skipped visibly (`FEDCARE_REQUIRE_GPU=1` makes that a failure).
@@ -14,7 +15,7 @@ use fedcare_core::privacy::DpSgd;
 use fedcare_core::privacy::noise::NoiseKey;
 use fedcare_core::rng::init_params;
 use fedcare_core::{Dataset, ModelSpec, Network, OptimizerConfig, TrainConfig};
-use fedcare_gpu_trainer::{GpuError, GpuTrainer};
+use fedcare_gpu_trainer::{GpuError, GpuTrainer, Step};
 use fedcare_hospital::error::FederationError;
 use fedcare_hospital::{CpuTrainer, GpuNodeTrainer, Trainer};
 use rand::{RngExt, SeedableRng};
@@ -301,11 +302,15 @@ conformance!(cpu, |_| Some(Box::new(CpuTrainer::default())), Tolerance { abs: 0.
 // On four threads: the same models as on one, bit for bit.
 conformance!(cpu_threads, |_| Some(Box::new(CpuTrainer::new(4).unwrap())), Tolerance { abs: 0.0, rel: 0.0 });
 
-conformance!(
-    gpu,
-    |test| {
-        let gpu = fedcare_gpu_trainer::testing::gpu_or_skip(test)?;
-        Some(Box::new(GpuNodeTrainer::new(GpuTrainer::new(gpu).expect("the GPU trainer builds on this adapter"))))
-    },
-    Tolerance { abs: 1e-5, rel: 1e-4 }
-);
+/// The GPU trainer on this machine's adapter with its steps recorded as `step` says.
+fn gpu_trainer(test: &str, step: Step) -> Option<Box<dyn Trainer>> {
+    let gpu = fedcare_gpu_trainer::testing::gpu_or_skip(test)?;
+    let trainer = GpuTrainer::new(gpu).expect("the GPU trainer builds on this adapter");
+    Some(Box::new(GpuNodeTrainer::new(trainer.with_step(step))))
+}
+
+// The default: a dispatch per layer and phase.
+conformance!(gpu, |test| gpu_trainer(test, Step::Tiled), Tolerance { abs: 1e-5, rel: 1e-4 });
+
+// Every step one fused dispatch (DP-SGD's stay tiled).
+conformance!(gpu_fused, |test| gpu_trainer(test, Step::Fused), Tolerance { abs: 1e-5, rel: 1e-4 });

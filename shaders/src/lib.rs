@@ -31,6 +31,18 @@ macro_rules! kernel {
             entry_point: $entry,
         }
     };
+    // A kernel that also calls the functions of other kernels' files.
+    ($file:literal, $entry:literal, uses $($used:literal),+) => {
+        Kernel {
+            name: $file,
+            source: concat!(
+                include_str!("../wgsl/common.wgsl"),
+                $(include_str!(concat!("../wgsl/", $used)),)+
+                include_str!(concat!("../wgsl/", $file))
+            ),
+            entry_point: $entry,
+        }
+    };
 }
 
 /// Dense-layer matrix products (forward, weight and bias gradient, input gradient; pipeline
@@ -46,6 +58,8 @@ pub const WEIGHT_GRADIENT_NARROW: Kernel = kernel!("narrow.wgsl", "weight_gradie
 pub const LOSS: Kernel = kernel!("loss.wgsl", "loss_gradient");
 /// L2 and FedProx penalties and the SGD/Adam update.
 pub const OPTIMIZER: Kernel = kernel!("optimizer.wgsl", "update");
+/// A whole training step of a small model in one workgroup and one dispatch.
+pub const FUSED_STEP: Kernel = kernel!("fused_step.wgsl", "fused_step", uses "loss.wgsl", "optimizer.wgsl");
 /// Ends a step: advances the step counters.
 pub const ADVANCE: Kernel = kernel!("step.wgsl", "advance");
 /// Copies the current batch's logits out for scoring.
@@ -59,13 +73,14 @@ pub const CLIP_ROWS: Kernel = kernel!("private.wgsl", "clip_rows");
 pub const ADD_NOISE: Kernel = kernel!("private.wgsl", "add_noise");
 
 /// Every kernel, for validation and for building pipelines.
-pub const ALL: [Kernel; 11] = [
+pub const ALL: [Kernel; 12] = [
     MATMUL,
     SPLIT_SUM,
     FORWARD_NARROW,
     WEIGHT_GRADIENT_NARROW,
     LOSS,
     OPTIMIZER,
+    FUSED_STEP,
     ADVANCE,
     COLLECT_LOGITS,
     PATIENT_NORMS,

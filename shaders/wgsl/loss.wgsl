@@ -19,19 +19,23 @@ fn sigmoid(x: f32) -> f32 {
     return e / (1.0 + e);
 }
 
+// One row's loss and `scale`·∂loss/∂z, for logit z and label y.
+fn row_loss(z: f32, y: f32, scale: f32) -> vec2<f32> {
+    let w = run.pos_weight;
+    let s = sigmoid(z);
+    return vec2<f32>(w * y * softplus(-z) + (1.0 - y) * softplus(z), (w * y * (s - 1.0) + (1.0 - y) * s) * scale);
+}
+
 @compute @workgroup_size(256)
 fn loss_gradient(@builtin(local_invocation_index) thread: u32) {
     let base = step_base();
     let rows = step_rows(base);
     let scale = select(1.0 / f32(rows), 1.0, run.private == 1u);
-    let w = run.pos_weight;
     var total = 0.0;
     for (var r = thread; r < rows; r += THREADS) {
-        let z = scratch[layer.output_offset + r];
-        let y = labels[order[base + r]];
-        total += w * y * softplus(-z) + (1.0 - y) * softplus(z);
-        let s = sigmoid(z);
-        let gradient = (w * y * (s - 1.0) + (1.0 - y) * s) * scale;
+        let loss = row_loss(scratch[layer.output_offset + r], labels[order[base + r]], scale);
+        total += loss.x;
+        let gradient = loss.y;
         scratch[layer.delta_out_offset + r] = gradient;
         if run.private == 1u {
             scratch[run.row_grad_offset + r] = gradient;

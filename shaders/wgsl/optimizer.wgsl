@@ -18,10 +18,14 @@ fn is_bias(index: u32) -> bool {
 @compute @workgroup_size(256)
 fn update(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = id.x + id.y * groups.x * 256u;
-    let count = run.param_count;
-    if i >= count {
-        return;
+    if i < run.param_count {
+        update_parameter(i);
     }
+}
+
+// The update of parameter i from its gradient.
+fn update_parameter(i: u32) {
+    let count = run.param_count;
     let w = params[i];
     var g = grad[i];
     if run.l2 != 0.0 && !is_bias(i) {
