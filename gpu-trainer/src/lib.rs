@@ -31,7 +31,7 @@ pub mod workspace;
 pub use device::{AdapterSummary, Gpu, Selection};
 pub use error::{GpuError, Result};
 pub use profile::{KernelTime, Profile, TimestampPlacement};
-pub use trainer::{GpuTrainer, Step};
+pub use trainer::{FUSED_CANDIDATE_WORK, GpuTrainer, MEASURED_STEPS, MeasuredStep, Step};
 /// The wgpu this crate is built on, for callers that pick backends or hand in a device.
 pub use wgpu;
 pub use workspace::GpuDataset;

@@ -29,7 +29,7 @@ pub struct KernelTime {
     pub kernel: &'static str,
     /// The layer, where it works on one.
     pub layer: Option<usize>,
-    /// Its dispatches in a step.
+    /// Its dispatches in the first step.
     pub dispatches: usize,
     /// The median over steps of the time a step spends in it.
     pub median_ns: f64,
@@ -66,18 +66,12 @@ fn median(values: &mut [f64]) -> f64 {
 
 impl Profile {
     /// Builds the profile from each dispatch's label and time, `steps` steps recorded one after
-    /// the other with `per_step` dispatches each.
-    pub(crate) fn new(
-        placement: TimestampPlacement,
-        steps: usize,
-        per_step: usize,
-        timed: Vec<(DispatchLabel, f64)>,
-    ) -> Self {
+    /// the other.
+    pub(crate) fn new(placement: TimestampPlacement, steps: usize, timed: Vec<(DispatchLabel, f64)>) -> Self {
         let dispatches = timed
             .into_iter()
-            .enumerate()
-            .map(|(index, (label, nanoseconds))| TimedDispatch {
-                step: index / per_step.max(1),
+            .map(|(label, nanoseconds)| TimedDispatch {
+                step: label.step,
                 kernel: label.kernel,
                 layer: label.layer,
                 nanoseconds,
@@ -86,16 +80,18 @@ impl Profile {
         Self { placement, steps, dispatches }
     }
 
-    /// Dispatches of one step.
+    /// Dispatches of the first step (a step of fewer rows, an epoch's last, may have fewer).
     pub fn dispatches_per_step(&self) -> usize {
-        self.dispatches.len() / self.steps.max(1)
+        self.dispatches.iter().filter(|d| d.step == 0).count()
     }
 
     /// The median over steps of a step's total time.
     pub fn median_step_ns(&self) -> f64 {
         let mut totals = vec![0.0; self.steps];
         for dispatch in &self.dispatches {
-            totals[dispatch.step] += dispatch.nanoseconds;
+            if let Some(total) = totals.get_mut(dispatch.step) {
+                *total += dispatch.nanoseconds;
+            }
         }
         median(&mut totals)
     }
@@ -114,10 +110,12 @@ impl Profile {
                 let mut per_step = vec![0.0; self.steps];
                 let mut count = 0;
                 for dispatch in self.dispatches.iter().filter(|d| d.kernel == kernel && d.layer == layer) {
-                    per_step[dispatch.step] += dispatch.nanoseconds;
-                    count += 1;
+                    if let Some(total) = per_step.get_mut(dispatch.step) {
+                        *total += dispatch.nanoseconds;
+                    }
+                    count += usize::from(dispatch.step == 0);
                 }
-                KernelTime { kernel, layer, dispatches: count / self.steps.max(1), median_ns: median(&mut per_step) }
+                KernelTime { kernel, layer, dispatches: count, median_ns: median(&mut per_step) }
             })
             .collect()
     }
@@ -129,16 +127,16 @@ mod tests {
 
     #[test]
     fn a_profile_sums_each_kernels_dispatches_per_step_and_takes_the_median_over_steps() {
-        let label = |kernel, layer| DispatchLabel { kernel, layer };
-        let step = |scale: f64| {
+        let label = |kernel, layer, step| DispatchLabel { kernel, layer, step };
+        let step = |step: usize, scale: f64| {
             vec![
-                (label("forward", Some(0)), 10.0 * scale),
-                (label("loss", None), 2.0 * scale),
-                (label("forward", Some(0)), 5.0 * scale),
+                (label("forward", Some(0), step), 10.0 * scale),
+                (label("loss", None, step), 2.0 * scale),
+                (label("forward", Some(0), step), 5.0 * scale),
             ]
         };
-        let timed = [step(1.0), step(3.0), step(2.0)].concat();
-        let profile = Profile::new(TimestampPlacement::InsidePass, 3, 3, timed);
+        let timed = [step(0, 1.0), step(1, 3.0), step(2, 2.0)].concat();
+        let profile = Profile::new(TimestampPlacement::InsidePass, 3, timed);
         assert_eq!(profile.dispatches_per_step(), 3);
         assert_eq!(profile.median_step_ns(), 34.0);
         let kernels = profile.by_kernel();

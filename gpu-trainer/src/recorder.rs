@@ -49,6 +49,8 @@ pub(crate) struct DispatchLabel {
     pub(crate) kernel: &'static str,
     /// The layer bound when it was dispatched, for the kernels that work on one layer.
     pub(crate) layer: Option<usize>,
+    /// The step it belongs to ([`Recorder::end_step`] counts them), from 0.
+    pub(crate) step: usize,
 }
 
 /// The timestamps of a profiled submission.
@@ -99,6 +101,7 @@ pub(crate) struct Recorder<'w> {
     buffers: &'w wgpu::BindGroup,
     layer: Option<(usize, &'w wgpu::BindGroup)>,
     timing: Option<Timing>,
+    step: usize,
 }
 
 impl<'w> Recorder<'w> {
@@ -111,7 +114,13 @@ impl<'w> Recorder<'w> {
     ) -> Self {
         let encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("fedcare steps") });
         let timing = placement.map(|placement| Timing { placement, sets: Vec::new(), written: 0, labels: Vec::new() });
-        Self { device, encoder, pass: None, buffers, layer: None, timing }
+        Self { device, encoder, pass: None, buffers, layer: None, timing, step: 0 }
+    }
+
+    /// Ends a step: the dispatches after it belong to the next (a step's dispatches vary with
+    /// its rows, so a profile counts steps here rather than dividing).
+    pub(crate) fn end_step(&mut self) {
+        self.step += 1;
     }
 
     /// Binds layer `index`'s shape (group 1) for the dispatches that follow.
@@ -181,7 +190,7 @@ impl<'w> Recorder<'w> {
         pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
         if let Some(timing) = &mut self.timing {
             let layer = self.layer.filter(|_| pipeline.per_layer).map(|(index, _)| index);
-            timing.labels.push(DispatchLabel { kernel: pipeline.name, layer });
+            timing.labels.push(DispatchLabel { kernel: pipeline.name, layer, step: self.step });
             match timing.placement {
                 TimestampPlacement::InsidePass => self.write_timestamp(),
                 TimestampPlacement::PassPerDispatch => self.pass = None,

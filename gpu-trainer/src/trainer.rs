@@ -7,7 +7,7 @@
 //! loss sums come back in one read. Results differ from the CPU trainer only by float rounding
 //! (different summation order and `exp`/`log`/`pow` implementations).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use fedcare_core::privacy::DpSgd;
 use fedcare_core::privacy::batches::{PatientBatch, PatientBatches};
@@ -29,9 +29,9 @@ const SCORING_BATCH: usize = 4096;
 
 /// How a training step is recorded.
 ///
-/// Tiled is the default: on lavapipe a fused step of the MLP 64-64-32-1 took 7 times as long as
-/// the tiled one (one workgroup runs on one core), and no real GPU has measured the fused one yet
-/// (`fedcare bench-train --gpu-step fused`; `benches/gpu-device.sh` runs both).
+/// Which is faster depends on the device and the model: on lavapipe a fused step of the
+/// logistic regression at batch 256 took 0.75 times the tiled one, of the MLP 64-64-32-1 7 times
+/// (one workgroup runs on one core). [`Step::Measured`] times both on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Step {
     /// A dispatch per layer and phase: tiled products over the whole device (`matmul.wgsl`).
@@ -41,6 +41,31 @@ pub enum Step {
     /// step of the tiled path is mostly the waits between its dispatches; refused past 2^31
     /// parameters × batch rows. DP-SGD steps stay tiled.
     Fused,
+    /// The faster of the two for each model and batch size, timed with GPU timestamps over the
+    /// first [`MEASURED_STEPS`] steps of each before the first training of it (the median
+    /// step); tiled for models past [`FUSED_CANDIDATE_WORK`] parameters × batch rows and on
+    /// adapters without timestamp queries. Clones of a trainer share what was measured.
+    Measured,
+}
+
+/// Steps each kind is timed over by [`Step::Measured`].
+pub const MEASURED_STEPS: usize = 8;
+
+/// The most parameters × batch rows for which [`Step::Measured`] times a fused step: one
+/// workgroup does a step's every multiply-add, three times this many.
+pub const FUSED_CANDIDATE_WORK: usize = 1 << 22;
+
+/// What [`Step::Measured`] found for one model and batch size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasuredStep {
+    /// The model.
+    pub spec: ModelSpec,
+    /// Rows a step.
+    pub batch: usize,
+    /// The kind chosen: [`Step::Tiled`] or [`Step::Fused`].
+    pub chosen: Step,
+    /// The median GPU nanoseconds of a tiled and of a fused step, where both were timed.
+    pub nanoseconds: Option<(f64, f64)>,
 }
 
 /// A GPU trainer: one device, its pipelines built once.
@@ -56,6 +81,7 @@ pub struct GpuTrainer {
     kernels: Arc<Kernels>,
     adapter: Option<AdapterSummary>,
     step: Step,
+    measured: Arc<Mutex<Vec<MeasuredStep>>>,
 }
 
 fn groups(count: usize, per_group: u32) -> u32 {
@@ -81,7 +107,7 @@ impl GpuTrainer {
     /// small for the kernels.
     pub fn with_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
         let kernels = Arc::new(Kernels::new(&device)?);
-        Ok(Self { device, queue, kernels, adapter: None, step: Step::Tiled })
+        Ok(Self { device, queue, kernels, adapter: None, step: Step::Tiled, measured: Arc::default() })
     }
 
     /// This trainer with its steps recorded as `step` says (by default [`Step::Tiled`]).
@@ -90,10 +116,19 @@ impl GpuTrainer {
         self
     }
 
-    /// How a step of `spec` over batches of `batch` rows is recorded: [`Step::Fused`] or
-    /// [`Step::Tiled`]. Refuses a fused step past 2^31 parameters × rows, where its loops' bounds
-    /// would no longer fit the kernels' safety argument ([`crate::kernels`]).
-    fn step_kind(&self, spec: &ModelSpec, batch: usize) -> Result<Step> {
+    /// How a step of `spec` over batches of `batch` rows (of `data`, trained from `params` under
+    /// `config`) is recorded: [`Step::Fused`] or [`Step::Tiled`], measured first where this
+    /// trainer's step is [`Step::Measured`]. Refuses a fused step past 2^31 parameters × rows,
+    /// where its loops' bounds would no longer fit the kernels' safety argument
+    /// ([`crate::kernels`]).
+    fn step_kind(
+        &self,
+        spec: &ModelSpec,
+        params: &[f32],
+        data: &GpuDataset,
+        config: &TrainConfig,
+        batch: usize,
+    ) -> Result<Step> {
         let work = spec.param_count().saturating_mul(batch);
         match self.step {
             Step::Tiled => Ok(Step::Tiled),
@@ -103,7 +138,36 @@ impl GpuTrainer {
                  parameters x rows",
                 spec.param_count()
             ))),
+            Step::Measured if work > FUSED_CANDIDATE_WORK => Ok(Step::Tiled),
+            Step::Measured => {
+                // Held while measuring, so trainers sharing the device measure a model once.
+                let mut measured = self.measured.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(found) = measured.iter().find(|m| m.spec == *spec && m.batch == batch) {
+                    return Ok(found.chosen);
+                }
+                let timed = |kind| -> Result<f64> {
+                    Ok(self.profile_as(kind, spec, params, data, config, MEASURED_STEPS)?.median_step_ns())
+                };
+                let found = match (timed(Step::Tiled), timed(Step::Fused)) {
+                    (Ok(tiled), Ok(fused)) => MeasuredStep {
+                        spec: spec.clone(),
+                        batch,
+                        chosen: if fused < tiled { Step::Fused } else { Step::Tiled },
+                        nanoseconds: Some((tiled, fused)),
+                    },
+                    // No timestamp queries, or a device error the training itself will meet.
+                    _ => MeasuredStep { spec: spec.clone(), batch, chosen: Step::Tiled, nanoseconds: None },
+                };
+                let chosen = found.chosen;
+                measured.push(found);
+                Ok(chosen)
+            }
         }
+    }
+
+    /// What [`Step::Measured`] has found so far (shared by this trainer's clones), oldest first.
+    pub fn measured_steps(&self) -> Vec<MeasuredStep> {
+        self.measured.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Whether `other` works on the same device (a clone of this trainer, or of its clones).
@@ -220,7 +284,7 @@ impl GpuTrainer {
             Self::check_inputs(spec, params, data)?;
             let rows = data.rows();
             let batch = config.batch_size.min(rows);
-            let kind = self.step_kind(spec, batch)?;
+            let kind = self.step_kind(spec, params, data, config, batch)?;
             let steps_per_epoch = rows.div_ceil(batch);
             let total_steps = steps_per_epoch * config.epochs as usize;
             let run = self.run_uniform(spec, data, batch, config)?;
@@ -319,6 +383,23 @@ impl GpuTrainer {
         config: &TrainConfig,
         steps: usize,
     ) -> Result<Profile> {
+        config.validate()?;
+        Self::check_inputs(spec, params, data)?;
+        let kind = self.step_kind(spec, params, data, config, config.batch_size.min(data.rows()))?;
+        self.profile_as(kind, spec, params, data, config, steps)
+    }
+
+    /// [`profile`](Self::profile) with the steps recorded as `kind` ([`Step::Tiled`] or
+    /// [`Step::Fused`]) says.
+    fn profile_as(
+        &self,
+        kind: Step,
+        spec: &ModelSpec,
+        params: &[f32],
+        data: &GpuDataset,
+        config: &TrainConfig,
+        steps: usize,
+    ) -> Result<Profile> {
         let placement = TimestampPlacement::of(&self.device).ok_or_else(|| {
             GpuError::Unsupported("this adapter has no timestamp queries, so its kernels cannot be timed".to_owned())
         })?;
@@ -327,7 +408,6 @@ impl GpuTrainer {
             Self::check_inputs(spec, params, data)?;
             let rows = data.rows();
             let batch = config.batch_size.min(rows);
-            let kind = self.step_kind(spec, batch)?;
             let steps = steps.clamp(1, rows.div_ceil(batch));
             let run = self.run_uniform(spec, data, batch, config)?;
             let purpose = Purpose::Training { steps };
@@ -345,8 +425,7 @@ impl GpuTrainer {
             let ticks: Vec<u64> =
                 words.chunks_exact(2).map(|pair| u64::from(pair[0]) | u64::from(pair[1]) << 32).collect();
             let timed = timestamps.durations(&ticks, self.queue.get_timestamp_period());
-            let per_step = timed.len() / steps;
-            Ok(Profile::new(placement, steps, per_step, timed))
+            Ok(Profile::new(placement, steps, timed))
         })
     }
 
@@ -515,12 +594,13 @@ impl GpuTrainer {
     fn record_step<'w>(&self, recorder: &mut Recorder<'w>, ws: &'w Workspace, rows: usize, step: Step) {
         if step == Step::Fused {
             recorder.dispatch(&self.kernels.fused_step, [1, 1, 1]);
-            return;
+        } else {
+            self.record_forward(recorder, ws, rows);
+            self.record_gradients(recorder, ws, rows);
+            self.record_update(recorder, ws);
+            recorder.dispatch(&self.kernels.advance, [1, 1, 1]);
         }
-        self.record_forward(recorder, ws, rows);
-        self.record_gradients(recorder, ws, rows);
-        self.record_update(recorder, ws);
-        recorder.dispatch(&self.kernels.advance, [1, 1, 1]);
+        recorder.end_step();
     }
 
     /// Forward pass of one batch of `rows` rows; leaves the last layer bound.

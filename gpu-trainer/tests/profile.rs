@@ -31,9 +31,10 @@ fn a_profile_times_every_dispatch_of_the_trainers_own_steps_and_leaves_training_
     let mut trained = params.clone();
     gpu.train(&spec, &mut trained, &uploaded, &config).unwrap();
 
-    let profile = gpu.profile(&spec, &params, &uploaded, &config, 2).unwrap();
+    // The whole epoch: steps of 256, 256 and 88 rows.
+    let profile = gpu.profile(&spec, &params, &uploaded, &config, 3).unwrap();
     assert!(matches!(profile.placement, TimestampPlacement::InsidePass | TimestampPlacement::PassPerDispatch));
-    assert_eq!(profile.steps, 2);
+    assert_eq!(profile.steps, 3);
     let step: Vec<String> = profile.dispatches[..profile.dispatches_per_step()]
         .iter()
         .map(|d| match d.layer {
@@ -57,7 +58,9 @@ fn a_profile_times_every_dispatch_of_the_trainers_own_steps_and_leaves_training_
             "advance",
         ]
     );
-    assert_eq!(profile.dispatches.len(), 2 * step.len());
+    // The last step's 88 rows are one split of the weight gradient: no split sum.
+    assert_eq!(profile.dispatches.len(), 3 * step.len() - 1);
+    assert!(profile.dispatches.iter().filter(|d| d.step == 2).all(|d| d.kernel != "split sum"));
     assert!(profile.dispatches.iter().all(|d| d.nanoseconds.is_finite() && d.nanoseconds >= 0.0));
     assert!(profile.median_step_ns() > 0.0, "a step takes time: {profile:?}");
     let kernels = profile.by_kernel();
@@ -119,4 +122,36 @@ fn fused_and_tiled_steps_train_the_same_model_within_float_rounding() {
         &TrainConfig { batch_size: 256, ..config },
     );
     assert!(error.unwrap_err().to_string().contains("at most 2^31"));
+}
+
+#[test]
+fn a_measured_step_is_the_faster_kind_timed_once_per_model_and_batch() {
+    let Some(gpu) = trainer("a_measured_step_is_the_faster_kind_timed_once_per_model_and_batch") else { return };
+    let data = dataset(400, 10);
+    let uploaded = gpu.upload(&data).unwrap();
+    let config = TrainConfig { epochs: 1, batch_size: 50, ..TrainConfig::default() };
+    let spec = ModelSpec::mlp(10, &[8]).unwrap();
+    let start = init_params(&spec, 2);
+    let measured = gpu.clone().with_step(Step::Measured);
+    let shared = measured.clone();
+    let mut params = start.clone();
+    measured.train(&spec, &mut params, &uploaded, &config).unwrap();
+    let found = shared.measured_steps();
+    assert_eq!(found.len(), 1, "clones share what was measured");
+    let (tiled_ns, fused_ns) = found[0].nanoseconds.expect("this adapter has timestamp queries");
+    let faster = if fused_ns < tiled_ns { Step::Fused } else { Step::Tiled };
+    assert_eq!((found[0].batch, found[0].chosen), (50, faster), "{found:?}");
+    // The model is the chosen kind's, bit for bit: measuring trained nothing into it.
+    let mut alone = start.clone();
+    gpu.clone().with_step(faster).train(&spec, &mut alone, &uploaded, &config).unwrap();
+    assert_eq!(params, alone);
+    // Measured once: the same model and batch again, or scoring, times nothing new.
+    measured.train(&spec, &mut start.clone(), &uploaded, &config).unwrap();
+    assert_eq!(shared.measured_steps().len(), 1);
+    // Past the candidates' work, tiled without timing.
+    let wide = ModelSpec::mlp(10, &[9000]).unwrap();
+    assert!(wide.param_count() * 50 > fedcare_gpu_trainer::FUSED_CANDIDATE_WORK);
+    let mut wide_params = init_params(&wide, 1);
+    measured.train(&wide, &mut wide_params, &uploaded, &config).unwrap();
+    assert_eq!(shared.measured_steps().len(), 1);
 }

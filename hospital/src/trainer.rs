@@ -13,7 +13,7 @@ use fedcare_core::privacy::noise::NoiseKey;
 use std::sync::Arc;
 
 use fedcare_core::{Dataset, ModelSpec, Parts, TrainConfig, TrainReport};
-use fedcare_gpu_trainer::{GpuDataset, GpuTrainer, Selection};
+use fedcare_gpu_trainer::{GpuDataset, GpuTrainer, Selection, Step};
 
 use crate::auto_trainer::AutoTrainer;
 pub use crate::auto_trainer::ChoiceReport;
@@ -273,7 +273,7 @@ impl Resolved {
             Self::Cpu => None,
             Self::Gpu | Self::Measured => {
                 let gpu = fedcare_gpu_trainer::device::open(selection).map_err(trainer_error)?;
-                Some(GpuTrainer::new(gpu).map_err(trainer_error)?)
+                Some(GpuTrainer::new(gpu).map_err(trainer_error)?.with_step(Step::Measured))
             }
         };
         Ok(TrainerFactory { resolved: self, gpu })
