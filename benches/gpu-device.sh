@@ -28,11 +28,12 @@ echo "== machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
 echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 
-echo "== fedcare (CPU one thread, CPU every core, GPU through wgpu; every GPU cell profiled)"
+echo "== fedcare (CPU one thread, CPU every core, GPU through wgpu with the measured step kind; every GPU cell profiled)"
 "$binary" bench-train --repeats 5 --trainers cpu,cpu-all,gpu --profile
 
-echo "== fedcare GPU with every step fused into one dispatch (--gpu-step fused)"
+echo "== fedcare GPU with every step fused into one dispatch, then every step tiled (--gpu-step)"
 "$binary" bench-train --repeats 5 --trainers gpu --gpu-step fused --profile
+"$binary" bench-train --repeats 5 --trainers gpu --gpu-step tiled --profile
 
 echo "== fedcare, the Diabetes-130 model's shape (359-256-128-64-1)"
 "$binary" bench-train --repeats 5 --features 359 --mlp 256,128,64 --trainers cpu,cpu-all,gpu --profile
