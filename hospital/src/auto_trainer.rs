@@ -145,8 +145,10 @@ impl AutoTrainer {
 fn rate(samples_per_second: f64) -> String {
     if samples_per_second >= 1e6 {
         format!("{:.2}M", samples_per_second / 1e6)
-    } else {
+    } else if samples_per_second >= 1e4 {
         format!("{:.0}k", samples_per_second / 1e3)
+    } else {
+        format!("{samples_per_second:.0}")
     }
 }
 
@@ -181,6 +183,11 @@ impl Trainer for AutoTrainer {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+
+    #[test]
+    fn rates_are_written_with_their_unit() {
+        assert_eq!([super::rate(2_345_678.0), super::rate(412_300.0), super::rate(2_188.4)], ["2.35M", "412k", "2188"]);
+    }
 
     use fedcare_gpu_trainer::GpuTrainer;
 
