@@ -118,39 +118,65 @@ impl Parts for InOrder {
     }
 }
 
-/// What one part of a batch needs besides the parameters: a network and its rows' features,
-/// labels and loss gradients.
-struct PartScratch {
+/// What a piece of a batch (a part, or a DP-SGD step's patients) needs besides the parameters:
+/// a network and its rows' features, labels and loss gradients, reused between pieces.
+struct RowsScratch {
     network: Network,
     x: Vec<f32>,
     y: Vec<f32>,
     grad_logits: Vec<f32>,
 }
 
+impl RowsScratch {
+    /// Room for pieces of about [`PART_ROWS`] rows of `spec`'s inputs.
+    fn new(spec: &ModelSpec) -> Self {
+        Self {
+            network: Network::new(spec),
+            x: Vec::with_capacity(PART_ROWS * spec.input_width()),
+            y: Vec::with_capacity(PART_ROWS),
+            grad_logits: Vec::with_capacity(PART_ROWS),
+        }
+    }
+
+    /// Gathers the dataset `rows`, runs them forward and returns each one's loss, leaving
+    /// `scale · ∂loss/∂logit` of each in `grad_logits`.
+    fn losses(
+        &mut self,
+        params: &[f32],
+        data: &Dataset,
+        rows: &[u32],
+        pos_weight: f32,
+        scale: f32,
+    ) -> Result<Vec<f32>> {
+        let Self { network, x, y, grad_logits } = self;
+        x.clear();
+        y.clear();
+        for &row in rows {
+            x.extend_from_slice(data.row(row as usize));
+            y.push(data.labels()[row as usize]);
+        }
+        let n = rows.len();
+        grad_logits.resize(n, 0.0);
+        let logits = network.forward(params, x, n)?;
+        let mut losses = Vec::with_capacity(n);
+        bce_with_logits_rows(logits, y, pos_weight, scale, &mut losses, grad_logits);
+        Ok(losses)
+    }
+}
+
 /// One part's rows' losses and its gradient of the batch's mean loss (`scale` = 1 / the batch's
 /// rows: each row's loss gradient is the one the whole batch gives it).
 fn part_gradient(
-    scratch: &mut PartScratch,
+    scratch: &mut RowsScratch,
     params: &[f32],
     data: &Dataset,
     rows: &[u32],
     pos_weight: f32,
     scale: f32,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
-    let PartScratch { network, x, y, grad_logits } = scratch;
-    x.clear();
-    y.clear();
-    for &row in rows {
-        x.extend_from_slice(data.row(row as usize));
-        y.push(data.labels()[row as usize]);
-    }
-    let n = rows.len();
-    grad_logits.resize(n, 0.0);
-    let logits = network.forward(params, x, n)?;
-    let mut losses = Vec::with_capacity(n);
-    bce_with_logits_rows(logits, y, pos_weight, scale, &mut losses, grad_logits);
+    let losses = scratch.losses(params, data, rows, pos_weight, scale)?;
     let mut grad = vec![0.0f32; params.len()];
-    network.backward(params, x, n, grad_logits, &mut grad)?;
+    scratch.network.backward(params, &scratch.x, rows.len(), &scratch.grad_logits, &mut grad)?;
     Ok((losses, grad))
 }
 
@@ -173,17 +199,11 @@ pub fn train_in_parts(
     parts: &impl Parts,
 ) -> Result<TrainReport> {
     check_inputs(spec, params, data, config)?;
-    let width = data.width();
     let anchor = if config.prox_mu > 0.0 { params.to_vec() } else { Vec::new() };
     let mut optimizer = Optimizer::new(config.optimizer, params.len())?;
     let mut order = BatchOrder::new(config.seed, data.rows());
     let mut report = TrainReport { epoch_losses: Vec::with_capacity(config.epochs as usize), steps: 0 };
-    let init = || PartScratch {
-        network: Network::new(spec),
-        x: Vec::with_capacity(PART_ROWS * width),
-        y: Vec::with_capacity(PART_ROWS),
-        grad_logits: Vec::with_capacity(PART_ROWS),
-    };
+    let init = || RowsScratch::new(spec);
 
     for epoch in 0..config.epochs {
         let mut epoch_loss = 0.0f64;
@@ -299,7 +319,7 @@ pub fn train_private_in_parts(
     let mut batch = PatientBatch::default();
     let mut report = TrainReport { epoch_losses: Vec::with_capacity(config.epochs as usize), steps: 0 };
     let mut counter = 0u32;
-    let init = || (Network::new(spec), ClipScratch::default());
+    let init = || RowsScratch::new(spec);
 
     for epoch in 0..config.epochs {
         let (mut epoch_loss, mut epoch_rows) = (0.0f64, 0usize);
@@ -309,7 +329,7 @@ pub fn train_private_in_parts(
             if !batch.rows.is_empty() {
                 let frozen: &[f32] = params;
                 let part_patients = patient_parts(&batch);
-                let results = parts.run(part_patients.len(), init, |(network, scratch), part| {
+                let results = parts.run(part_patients.len(), init, |scratch, part| {
                     let patients = &batch.patients[part_patients[part].clone()];
                     let first = patients[0].start;
                     let piece = PatientBatch {
@@ -318,14 +338,13 @@ pub fn train_private_in_parts(
                     };
                     let mut part_grad = vec![0.0f32; frozen.len()];
                     let losses = clipped_sum(
-                        network,
+                        scratch,
                         frozen,
                         data,
                         &piece,
                         config.pos_weight,
                         dp.clip_norm,
                         1.0 / expected,
-                        scratch,
                         &mut part_grad,
                     )?;
                     Ok::<_, Error>((losses, part_grad))
@@ -378,56 +397,28 @@ pub fn clipped_gradient(
         return Err(Error::BatchRow { row: row as usize, rows: data.rows() });
     }
     let mut grad = vec![0.0f32; params.len()];
-    let losses = clipped_sum(
-        &mut Network::new(spec),
-        params,
-        data,
-        batch,
-        pos_weight,
-        clip_norm,
-        1.0,
-        &mut ClipScratch::default(),
-        &mut grad,
-    )?;
+    let losses = clipped_sum(&mut RowsScratch::new(spec), params, data, batch, pos_weight, clip_norm, 1.0, &mut grad)?;
     let mut loss = 0.0f32;
     losses.iter().for_each(|&l| loss += l);
     Ok((loss, grad))
-}
-
-/// Buffers of [`clipped_sum`], reused between steps.
-#[derive(Debug, Default)]
-struct ClipScratch {
-    x: Vec<f32>,
-    y: Vec<f32>,
-    grad_logits: Vec<f32>,
 }
 
 /// Writes `scale` times the sum of the clipped patient gradients of `batch` (not empty) into
 /// `grad`; returns each row's loss, in the batch's order.
 #[allow(clippy::too_many_arguments)] // one step's inputs, named at the two call sites
 fn clipped_sum(
-    network: &mut Network,
+    scratch: &mut RowsScratch,
     params: &[f32],
     data: &Dataset,
     batch: &PatientBatch,
     pos_weight: f32,
     clip_norm: f32,
     scale: f32,
-    scratch: &mut ClipScratch,
     grad: &mut [f32],
 ) -> Result<Vec<f32>> {
-    let ClipScratch { x, y, grad_logits } = scratch;
-    x.clear();
-    y.clear();
-    for &row in &batch.rows {
-        x.extend_from_slice(data.row(row as usize));
-        y.push(data.labels()[row as usize]);
-    }
-    let n = y.len();
-    grad_logits.resize(n, 0.0);
-    let logits = network.forward(params, x, n)?;
-    let mut losses = Vec::with_capacity(n);
-    bce_with_logits_rows(logits, y, pos_weight, 1.0, &mut losses, grad_logits);
+    let losses = scratch.losses(params, data, &batch.rows, pos_weight, 1.0)?;
+    let RowsScratch { network, x, grad_logits, .. } = scratch;
+    let n = batch.rows.len();
     // Each patient's rows scaled so that their gradient's norm is at most C.
     let norms = network.group_gradient_norms(params, x, n, grad_logits, &batch.patients)?;
     for (rows, norm) in batch.patients.iter().zip(norms) {

@@ -14,7 +14,7 @@ use fedcare_core::privacy::batches::{PatientBatch, PatientBatches};
 use fedcare_core::privacy::noise::NoiseKey;
 use fedcare_core::rng::BatchOrder;
 use fedcare_core::{Dataset, Error as CoreError, ModelSpec, OptimizerConfig, TrainConfig, TrainReport};
-use fedcare_shaders::{MATMUL_TILE, MAX_LAYERS, NARROW_BELOW, RECORD_HEADER, SPLIT_ROWS, THREADS};
+use fedcare_shaders::{MATMUL_TILE, MAX_LAYERS, NARROW_BELOW, RECORD_HEADER, THREADS};
 
 use crate::device::{AdapterSummary, Gpu};
 use crate::error::{GpuError, Result};
@@ -22,7 +22,9 @@ use crate::kernels::Kernels;
 use crate::plan::{EpochPlan, PlanLayout, check_patient_batch};
 use crate::profile::Profile;
 use crate::recorder::{PendingTimestamps, Pipeline, Recorder, TimestampPlacement};
-use crate::workspace::{GpuDataset, MAX_KERNEL_SIZE, Purpose, RunUniform, Workspace, check_spec, check_u32};
+use crate::workspace::{
+    GpuDataset, MAX_KERNEL_SIZE, Purpose, RunUniform, Workspace, check_spec, check_u32, weight_gradient_splits,
+};
 
 /// Rows scored per step by [`GpuTrainer::predict`].
 const SCORING_BATCH: usize = 4096;
@@ -86,13 +88,6 @@ pub struct GpuTrainer {
 
 fn groups(count: usize, per_group: u32) -> u32 {
     count.div_ceil(per_group as usize) as u32
-}
-
-/// Workgroups along the batch of a tiled weight gradient over `rows` rows: one per
-/// [`SPLIT_ROWS`] rows (`matmul.wgsl`, MODE 1), so that a small layer over a long batch still
-/// spreads over the device; a batch of one split needs no partials and no split sum.
-pub(crate) fn weight_gradient_splits(rows: usize) -> u32 {
-    groups(rows, SPLIT_ROWS)
 }
 
 impl GpuTrainer {
@@ -644,7 +639,7 @@ impl GpuTrainer {
 
     /// Back-propagation of the last layer's deltas of one batch of `rows` rows: fills the
     /// gradient buffer. Per layer: its weight and bias gradient (a tiled layer's split over the
-    /// batch, then the splits summed, past [`SPLIT_ROWS`] rows), then the input gradient for the
+    /// batch, then the splits summed, past `SPLIT_ROWS` rows), then the input gradient for the
     /// layer below.
     fn record_backward<'w>(&self, recorder: &mut Recorder<'w>, ws: &'w Workspace, rows: usize) {
         for (index, (layer, group)) in ws.layers.iter().zip(&ws.layer_groups).enumerate().rev() {

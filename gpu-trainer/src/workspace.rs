@@ -9,13 +9,12 @@
 use bytemuck::{Pod, Zeroable};
 use fedcare_core::privacy::noise::NoiseKey;
 use fedcare_core::{Dataset, LayerShape, ModelSpec};
-use fedcare_shaders::{MAX_LAYERS, NARROW_BELOW, RECORD_HEADER};
+use fedcare_shaders::{MAX_LAYERS, NARROW_BELOW, RECORD_HEADER, SPLIT_ROWS};
 use wgpu::util::DeviceExt;
 
 use crate::error::{GpuError, Result};
 use crate::kernels::Kernels;
 use crate::plan::PlanLayout;
-use crate::trainer::weight_gradient_splits;
 
 /// The `Run` uniform of `common.wgsl`.
 #[repr(C)]
@@ -179,6 +178,13 @@ pub(crate) fn check_spec(spec: &ModelSpec, limits: &wgpu::Limits) -> Result<()> 
         )));
     }
     Ok(())
+}
+
+/// Workgroups along the batch of a tiled weight gradient over `rows` rows: one per
+/// [`SPLIT_ROWS`] rows (`matmul.wgsl`, MODE 1), so that a small layer over a long batch still
+/// spreads over the device; a batch of one split needs no partials and no split sum.
+pub(crate) fn weight_gradient_splits(rows: usize) -> u32 {
+    rows.div_ceil(SPLIT_ROWS as usize) as u32
 }
 
 /// What a workspace is for: training records per-step losses, scoring per-row logits.
