@@ -18,6 +18,10 @@
 //! schema = "diabetes130"            # optional: the hospitals' schema (sets numeric_features, top_k)
 //! top_k_key_fingerprint = "…"       # optional: the fingerprint of the hospitals' top_k key
 //! job = "train"                     # or "explore": count every column of the schema, train nothing
+//! [evaluation] subgroups = ["race", "gender", "age", "payer_code"]  # the final evaluation's subgroup
+//!           columns (default: the schema's own list, these four for diabetes130, but none under
+//!           [privacy] pooled noise, where each costs ε; [] for none)
+//!           min_cell = 10           # no subgroup of fewer rows, positives or negatives is shown
 //! [explore] min_cell = 10           # an exploration's reports show no count below this
 //!           noise = 0.0, rows_per_patient = 1  # each hospital's discrete Gaussian noise on the pooled counts (0: exact)
 //! [model]   input_width = 16, hidden = [32, 16]          # hidden = [] is logistic regression
@@ -222,13 +226,15 @@ fn default_delta() -> f64 {
 
 impl PrivacyConfig {
     /// The settings for `rounds` rounds of `epochs` local epochs, with a setup session that
-    /// releases `setup_statistics` pooled statistics: σ as given, or the smallest that keeps ε at
-    /// `delta` (pooled statistics included) within `target_epsilon`.
+    /// releases `setup_statistics` pooled statistics and a final evaluation that releases
+    /// `evaluation_statistics` histograms: σ as given, or the smallest that keeps ε at `delta`
+    /// (pooled statistics included) within `target_epsilon`.
     pub fn resolve(
         &self,
         rounds: u32,
         epochs: u32,
         setup_statistics: u32,
+        evaluation_statistics: u32,
     ) -> core::result::Result<Privacy, ConfigError> {
         if !(self.delta > 0.0 && self.delta < 1.0) {
             return Err(invalid("[privacy] delta", self.delta, "between 0 and 1 (exclusive), well below 1/patients"));
@@ -249,8 +255,8 @@ impl PrivacyConfig {
                 )
             })?;
         }
-        let mut privacy = Privacy { dp_sgd: probe, delta: self.delta, pooled, setup_statistics };
-        let pooled_rho = pooled.map_or(0.0, |p| p.rho(u64::from(setup_statistics)));
+        let mut privacy = Privacy { dp_sgd: probe, delta: self.delta, pooled, setup_statistics, evaluation_statistics };
+        let pooled_rho = pooled.map_or(0.0, |p| p.rho(u64::from(setup_statistics), u64::from(evaluation_statistics)));
         let noise_multiplier = match (self.noise_multiplier, self.target_epsilon) {
             (Some(sigma), None) => sigma,
             (None, Some(target)) => {
@@ -483,6 +489,9 @@ pub struct AggregatorConfig {
     /// `[explore]`: an exploration's settings.
     #[serde(default)]
     pub explore: ExploreSettings,
+    /// `[evaluation]`: the final evaluation's subgroups.
+    #[serde(default)]
+    pub evaluation: EvaluationSettings,
     /// DP-SGD at every hospital (`[privacy]`; absent: off).
     #[serde(default)]
     pub privacy: Option<PrivacyConfig>,
@@ -509,6 +518,28 @@ pub struct ExploreSettings {
     /// The rows of one patient each hospital counts under that noise (its first ones).
     #[serde(default = "default_explore_rows_per_patient")]
     pub rows_per_patient: u32,
+}
+
+/// `[evaluation]` of `aggregator.toml`: the subgroups the final evaluation measures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationSettings {
+    /// The subgroup columns by name (`None`: the schema's own list, or none under pooled noise,
+    /// where each column costs ε; empty: none).
+    #[serde(default)]
+    pub subgroups: Option<Vec<String>>,
+    /// The smallest subgroup (rows, positives and negatives) whose figures are shown.
+    #[serde(default = "default_min_cell")]
+    pub min_cell: u64,
+    /// The subgroup columns resolved from `schema` (never read from the file).
+    #[serde(skip)]
+    pub columns: Vec<ColumnSpec>,
+}
+
+impl Default for EvaluationSettings {
+    fn default() -> Self {
+        Self { subgroups: None, min_cell: DEFAULT_MIN_CELL, columns: Vec::new() }
+    }
 }
 
 impl Default for ExploreSettings {
@@ -593,6 +624,8 @@ pub struct SchemaShape {
     pub explore: Vec<ColumnSpec>,
     /// What the label's positives are.
     pub label: String,
+    /// The schema's own subgroup columns (by name).
+    pub subgroups: Vec<String>,
 }
 
 fn invalid(key: &'static str, value: impl ToString, expected: impl Into<String>) -> ConfigError {
@@ -627,6 +660,16 @@ impl AggregatorConfig {
         };
         self.explore.columns = shape.explore.clone();
         self.explore.label = shape.label.clone();
+        let names = self.evaluation.subgroups.as_ref().unwrap_or(&shape.subgroups);
+        self.evaluation.columns = names
+            .iter()
+            .map(|name| {
+                shape.explore.iter().find(|c| &c.name == name).cloned().ok_or_else(|| {
+                    let columns: Vec<&str> = shape.explore.iter().map(|c| c.name.as_str()).collect();
+                    invalid("[evaluation] subgroups", name, format!("columns of the {} schema: {columns:?}", shape.id))
+                })
+            })
+            .collect::<core::result::Result<_, _>>()?;
         Ok(())
     }
 
@@ -731,16 +774,46 @@ impl AggregatorConfig {
                 Job::Explore { min_cell: explore.min_cell, label: explore.label.clone(), noise }
             }
         };
+        let evaluation = &self.evaluation;
+        // Under pooled noise every subgroup column costs ε: measured only when named.
+        let pooled_noise = job == Job::Train && self.privacy.as_ref().is_some_and(|p| p.pooled_noise != 0.0);
+        let subgroups = match &evaluation.subgroups {
+            None if pooled_noise => Vec::new(),
+            _ => evaluation.columns.clone(),
+        };
+        if evaluation.columns.is_empty() && evaluation.subgroups.as_ref().is_some_and(|names| !names.is_empty()) {
+            return Err(invalid(
+                "[evaluation] subgroups",
+                format!("{:?}", evaluation.subgroups),
+                "a schema whose columns they are (set `schema`)",
+            ));
+        }
+        if evaluation.min_cell == 0 {
+            return Err(invalid("[evaluation] min_cell", 0, "at least 1"));
+        }
+        if subgroups.len() > convert::MAX_SUBGROUP_COLUMNS {
+            return Err(invalid(
+                "[evaluation] subgroups",
+                subgroups.len(),
+                format!("at most {} columns", convert::MAX_SUBGROUP_COLUMNS),
+            ));
+        }
+        for column in &subgroups {
+            convert::check_subgroup_column(column)
+                .map_err(|e| invalid("[evaluation] subgroups", &column.name, e.to_string()))?;
+        }
         let mut layout = ContributionLayout {
             params: spec.param_count(),
             bins: self.eval_bins as usize,
             numeric: self.numeric_features as usize,
             top_k: self.top_k.clone(),
             explore: if job == Job::Train { Vec::new() } else { self.explore.columns.clone() },
+            subgroups: if job == Job::Train { subgroups } else { Vec::new() },
         };
         let privacy = match (&self.privacy, &job) {
             (Some(config), Job::Train) => {
-                let privacy = config.resolve(self.rounds, t.epochs, layout.setup_statistics())?;
+                let privacy =
+                    config.resolve(self.rounds, t.epochs, layout.setup_statistics(), layout.evaluation_statistics())?;
                 if !privacy.evaluates_rounds() {
                     if self.patience.is_some() {
                         return Err(invalid(
@@ -787,6 +860,7 @@ impl AggregatorConfig {
             server,
             job,
             privacy,
+            subgroup_min_cell: evaluation.min_cell,
             digest: fedcare_protocol::SettingsDigest([0; 32]),
         };
         settings.digest = convert::settings_digest(&settings);
@@ -835,6 +909,7 @@ mod tests {
                 kind: fedcare_core::explore::ColumnKind::Categorical { categories: 3, labels: Vec::new() },
             }],
             label: "died = yes".into(),
+            subgroups: Vec::new(),
         };
         let explore = |extra: &str| {
             let mut config = config(&format!("job = \"explore\"\n[explore]\n{extra}")).unwrap();
@@ -859,6 +934,55 @@ mod tests {
     }
 
     #[test]
+    fn the_schemas_subgroups_are_the_default_and_named_ones_are_checked() {
+        use fedcare_core::explore::ColumnKind;
+        let ward =
+            ColumnSpec { name: "ward".into(), kind: ColumnKind::Categorical { categories: 3, labels: Vec::new() } };
+        let age =
+            ColumnSpec { name: "age".into(), kind: ColumnKind::Numeric { edges: vec![0.0, 50.0, 100.0], bins: 20 } };
+        let code =
+            ColumnSpec { name: "code".into(), kind: ColumnKind::Categorical { categories: 1024, labels: Vec::new() } };
+        let shape = SchemaShape {
+            id: "wards/v1".into(),
+            width: 6,
+            numeric: 1,
+            top_k: Vec::new(),
+            explore: vec![age.clone(), ward.clone(), code],
+            label: "died = yes".into(),
+            subgroups: vec!["ward".into()],
+        };
+        let plan = |extra: &str| {
+            let mut config = config(extra).unwrap();
+            config.apply_schema(&shape)?;
+            config.plan()
+        };
+        let default = plan("").unwrap().settings;
+        assert_eq!((default.layout.subgroups.as_slice(), default.subgroup_min_cell), (&[ward.clone()][..], 10));
+        let none = plan("[evaluation]\nsubgroups = []").unwrap().settings;
+        assert!(none.layout.subgroups.is_empty());
+        assert!(
+            none.layout.len(fedcare_protocol::SessionKind::Evaluate)
+                < default.layout.len(fedcare_protocol::SessionKind::Evaluate)
+        );
+        let named = plan("[evaluation]\nsubgroups = [\"age\", \"ward\"]\nmin_cell = 20").unwrap().settings;
+        assert_eq!((named.layout.subgroups, named.subgroup_min_cell), (vec![age, ward], 20));
+        // Under pooled noise each column costs ε: none unless named.
+        let private = plan("[privacy]\ntarget_epsilon = 8.0").unwrap().settings;
+        assert!(private.layout.subgroups.is_empty());
+        assert_eq!(private.privacy.unwrap().evaluation_statistics, 1);
+        let named = plan("[evaluation]\nsubgroups = [\"ward\"]\n[privacy]\ntarget_epsilon = 8.0").unwrap().settings;
+        assert_eq!((named.layout.subgroups.len(), named.privacy.unwrap().evaluation_statistics), (1, 2));
+        for (extra, expected) in [
+            ("[evaluation]\nsubgroups = [\"sex\"]", "columns of the wards/v1 schema"),
+            ("[evaluation]\nsubgroups = [\"code\"]", "at most 64 cells"),
+            ("[evaluation]\nmin_cell = 0", "at least 1"),
+        ] {
+            let error = plan(extra).unwrap_err().to_string();
+            assert!(error.contains("[evaluation]") && error.contains(expected), "{error}");
+        }
+    }
+
+    #[test]
     fn a_schema_sets_the_columns_and_a_mismatched_width_is_refused() {
         let mut config = config("").unwrap();
         let shape = SchemaShape {
@@ -868,6 +992,7 @@ mod tests {
             top_k: vec![TopKShape { buckets: 64, k: 4 }],
             explore: Vec::new(),
             label: "died = yes".into(),
+            subgroups: Vec::new(),
         };
         config.apply_schema(&shape).unwrap();
         assert_eq!((config.numeric_features, config.schema_id.as_str()), (1, "wards/v1"));

@@ -100,6 +100,26 @@ fn describe(model: &ModelFile) -> String {
     for (name, value) in &model.metrics {
         let _ = writeln!(out, "{name:<11} {value}", name = format!("{name}:"));
     }
+    if !model.settings.is_empty() {
+        let settings: Vec<String> = model.settings.iter().map(|(key, value)| format!("{key} = {value}")).collect();
+        let _ = writeln!(out, "trained:    {}", settings.join("; "));
+    }
+    if let Some(subgroups) = &model.subgroups {
+        let columns: Vec<String> = subgroups
+            .columns
+            .iter()
+            .map(|column| {
+                let shown = column.subgroups.iter().filter(|s| s.figures.shown().is_some()).count();
+                format!("{} ({shown} of {} shown)", column.name, column.subgroups.len())
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "subgroups:  {} (none under {} rows, positives or negatives; `fedcare card` shows them)",
+            columns.join(", "),
+            subgroups.min_cell
+        );
+    }
     out
 }
 

@@ -159,6 +159,31 @@ pub(crate) struct Args {
     /// reported one (0: those statistics are exact and not protected).
     #[arg(long, default_value_t = DEFAULT_POOLED_NOISE)]
     pooled_noise: f64,
+    /// The columns the final evaluation measures per subgroup, comma-separated ('none': no
+    /// subgroups; default: the schema's own list, race, gender, age and payer_code for
+    /// diabetes130, but none with DP's pooled noise, where each column costs ε).
+    #[arg(long)]
+    subgroups: Option<SubgroupColumns>,
+}
+
+/// `--subgroups`: column names, comma-separated; '' or 'none' for none.
+#[derive(Debug, Clone, PartialEq)]
+struct SubgroupColumns(Vec<String>);
+
+impl core::str::FromStr for SubgroupColumns {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text.is_empty() || text == "none" {
+            return Ok(Self(Vec::new()));
+        }
+        let names: Vec<String> = text.split(',').map(|name| name.trim().to_owned()).collect();
+        if names.iter().any(String::is_empty) {
+            return Err(format!("{text:?}: an empty column name (give names separated by commas, or 'none')"));
+        }
+        Ok(Self(names))
+    }
 }
 
 /// A number above zero.
@@ -247,6 +272,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             evaluation_bins: DEFAULT_EVALUATION_BINS,
             pooled_rows_per_patient: DEFAULT_POOLED_ROWS_PER_PATIENT,
         }),
+        subgroups: args.subgroups.map(|columns| columns.0),
         ..SimulateOptions::default()
     };
     if options.explore.is_some() {
@@ -302,6 +328,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
             kept.round
         );
     }
+    if let Some(subgroups) = report.outcome.records.last().and_then(|r| r.subgroups.as_ref()) {
+        print!("{}", subgroup_summary(subgroups));
+    }
     if let Some(epsilon) = report.outcome.records.last().and_then(|r| r.epsilon) {
         println!(
             "differential privacy: a patient's ε after every training round is {epsilon:.3} at δ = {:e} (DP-SGD, \
@@ -324,9 +353,49 @@ pub(crate) fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// A line per subgroup column: the subgroups shown and too small, and the largest AUROC and
+/// true-positive-rate gaps against the whole population.
+fn subgroup_summary(report: &fedcare_core::subgroup::SubgroupReport) -> String {
+    use core::fmt::Write as _;
+    let mut out = format!(
+        "subgroups of that model (gaps against all held-out rows; TPR at the threshold flagging the top {:.0} %; \
+         under {} rows, positives or negatives: too small):\n",
+        100.0 * report.top_share,
+        report.min_cell
+    );
+    for column in &report.columns {
+        let shown: Vec<(&str, &fedcare_core::subgroup::GroupFigures)> =
+            column.subgroups.iter().filter_map(|s| Some((s.label.as_str(), s.figures.shown()?))).collect();
+        let small = column.subgroups.len() - shown.len();
+        let widest = |gap: fn(&fedcare_core::subgroup::GroupFigures) -> Option<f64>| {
+            shown
+                .iter()
+                .filter_map(|(label, figures)| Some((*label, gap(figures)?)))
+                .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+                .map_or("-".to_owned(), |(label, gap)| format!("{gap:+.3} ({label})"))
+        };
+        let _ = writeln!(
+            out,
+            "  {:<12} {} shown, {small} too small; widest AUROC gap {}, TPR gap {}",
+            column.name,
+            shown.len(),
+            widest(|f| f.auroc_gap),
+            widest(|f| f.tpr_gap)
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subgroup_columns_parse_and_none_means_none() {
+        assert_eq!("race, gender".parse::<SubgroupColumns>().unwrap().0, ["race", "gender"]);
+        assert!("none".parse::<SubgroupColumns>().unwrap().0.is_empty());
+        assert!("race,,age".parse::<SubgroupColumns>().unwrap_err().contains("empty column name"));
+    }
 
     #[test]
     fn hidden_layers_parse_and_zero_widths_say_how_to_get_logistic_regression() {

@@ -439,7 +439,7 @@ fn is_small(count: u64, min_cell: u64) -> bool {
 /// Which of a group of counts whose total is shown must not be shown: those marked `small`, and
 /// with a lone one, the smallest other non-zero one too (else the total minus the rest gives the
 /// small one away); every one when the total is hidden.
-fn hidden(counts: &[u64], small: &[bool], total_hidden: bool) -> Vec<bool> {
+pub(crate) fn hidden(counts: &[u64], small: &[bool], total_hidden: bool) -> Vec<bool> {
     if total_hidden {
         return vec![true; counts.len()];
     }

@@ -39,14 +39,28 @@ impl ScoreHistogram {
     pub fn of_logits(logits: &[f32], labels: &[f32], bins: usize) -> Self {
         let mut histogram = Self::new(bins.max(1));
         for (&z, &y) in logits.iter().zip(labels) {
-            let bin = score_bin(sigmoid(z), bins.max(1));
-            if y == 1.0 {
-                histogram.positives[bin] += 1;
-            } else {
-                histogram.negatives[bin] += 1;
-            }
+            histogram.add(z, y);
         }
         histogram
+    }
+
+    /// Counts one row of logit `z` and label `y` (1: positive) in its bin.
+    pub fn add(&mut self, z: f32, y: f32) {
+        let bin = score_bin(sigmoid(z), self.bins().max(1));
+        let counts = if y == 1.0 { &mut self.positives } else { &mut self.negatives };
+        if let Some(count) = counts.get_mut(bin) {
+            *count += 1;
+        }
+    }
+
+    /// Adds `other`'s counts bin by bin (bins past the shorter histogram's are ignored).
+    pub fn merge(&mut self, other: &ScoreHistogram) {
+        for (mine, theirs) in self.positives.iter_mut().zip(&other.positives) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.negatives.iter_mut().zip(&other.negatives) {
+            *mine += theirs;
+        }
     }
 
     /// Number of bins.

@@ -6,7 +6,8 @@
 //! optimizers (SGD with momentum, Adam), the training loop, the evaluation metrics, the
 //! server-side update rules (FedAvg, FedAdam), the fixed-point codec that turns model updates into
 //! integers for homomorphic encryption, the feature statistics and `top_k` column shapes every
-//! party agrees on, the metrics of binned scores the secure evaluation decrypts and the Platt
+//! party agrees on, the metrics of binned scores the secure evaluation decrypts (overall and per
+//! subgroup: [`subgroup`]) and the Platt
 //! scaling fitted to them ([`calibration`]), the one versioned, size-capped, checksummed
 //! [`envelope`] of every file and binary message, and the model file.
 //!
@@ -44,6 +45,7 @@ pub mod privacy;
 pub mod rng;
 pub mod spec;
 pub mod stats;
+pub mod subgroup;
 pub mod top_k;
 pub mod train;
 

@@ -3,9 +3,10 @@
 //! categorical inputs were one-hot over and the calibration of its scores.
 //!
 //! It travels in the [`crate::envelope`] with magic `b"FEDCMODL"`; the payload is the postcard
-//! encoding of [`ModelFile`] (format 5: spec, parameters, schema id, metrics, the feature scaling,
-//! the top_k buckets, the hospitals' endorsements and the Platt scaling of its scores; format 4,
-//! the same without the scaling, and 3, also without endorsements, still read; version 2 had no
+//! encoding of [`ModelFile`] (format 6: spec, parameters, schema id, metrics, the feature scaling,
+//! the top_k buckets, the hospitals' endorsements, the Platt scaling of its scores, the settings
+//! it was trained with and its figures per subgroup; format 5, the same without the last two, 4,
+//! also without the scaling, and 3, also without endorsements, still read; version 2 had no
 //! buckets and version 1 no scaling: both are refused).
 //!
 //! The endorsements are opaque here: `fedcare-federation` fills them with the hospitals' signed
@@ -29,13 +30,16 @@ use crate::calibration::Platt;
 use crate::envelope::Format;
 use crate::spec::ModelSpec;
 use crate::stats::ColumnStats;
+use crate::subgroup::SubgroupReport;
 use crate::{Error, Result};
 
 /// First bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"FEDCMODL";
 /// The format version this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 5;
-/// The previous format, without the calibration (still read).
+pub const FORMAT_VERSION: u16 = 6;
+/// The previous format, without the settings and subgroups (still read).
+const FORMAT_V5: Format = Format { magic: MAGIC, version: 5, name: "model file" };
+/// The format before, without the calibration either (still read).
 const FORMAT_V4: Format = Format { magic: MAGIC, version: 4, name: "model file" };
 /// The format before, without endorsements either (still read).
 const FORMAT_V3: Format = Format { magic: MAGIC, version: 3, name: "model file" };
@@ -70,6 +74,24 @@ pub struct ModelFile {
     /// The Platt scaling of the model's logits, fitted on held-out rows (`None`: uncalibrated);
     /// `fedcare predict` reports `σ(a·z + b)`.
     pub calibration: Option<Platt>,
+    /// How the model was trained, as `setting → value` text for its model card (`rule`,
+    /// `rounds`, `model`, `optimizer`…; empty: not said).
+    pub settings: BTreeMap<String, String>,
+    /// Its figures per subgroup of the held-out rows (`None`: not measured).
+    pub subgroups: Option<SubgroupReport>,
+}
+
+/// Format 5's payload: a model file without the settings and subgroups.
+#[derive(Deserialize)]
+struct ModelFileV5 {
+    spec: ModelSpec,
+    params: Vec<f32>,
+    schema_id: String,
+    metrics: BTreeMap<String, f64>,
+    feature_scaling: Vec<ColumnStats>,
+    category_buckets: Vec<Vec<u32>>,
+    endorsements: Vec<u8>,
+    calibration: Option<Platt>,
 }
 
 /// Format 4's payload: a model file without the calibration.
@@ -102,10 +124,37 @@ impl From<ModelFileV3> for ModelFileV4 {
     }
 }
 
-impl From<ModelFileV4> for ModelFile {
+impl From<ModelFileV4> for ModelFileV5 {
     fn from(old: ModelFileV4) -> Self {
         let ModelFileV4 { spec, params, schema_id, metrics, feature_scaling, category_buckets, endorsements } = old;
         Self { spec, params, schema_id, metrics, feature_scaling, category_buckets, endorsements, calibration: None }
+    }
+}
+
+impl From<ModelFileV5> for ModelFile {
+    fn from(old: ModelFileV5) -> Self {
+        let ModelFileV5 {
+            spec,
+            params,
+            schema_id,
+            metrics,
+            feature_scaling,
+            category_buckets,
+            endorsements,
+            calibration,
+        } = old;
+        Self {
+            spec,
+            params,
+            schema_id,
+            metrics,
+            feature_scaling,
+            category_buckets,
+            endorsements,
+            calibration,
+            settings: BTreeMap::new(),
+            subgroups: None,
+        }
     }
 }
 
@@ -121,6 +170,8 @@ impl ModelFile {
             category_buckets: Vec::new(),
             endorsements: Vec::new(),
             calibration: None,
+            settings: BTreeMap::new(),
+            subgroups: None,
         };
         file.validate()?;
         Ok(file)
@@ -172,15 +223,17 @@ impl ModelFile {
         Self::from_bytes_with_limit(bytes, DEFAULT_SIZE_LIMIT)
     }
 
-    /// Decodes a file of at most `limit` bytes (format 5; 4 read without a calibration, 3 also
-    /// without endorsements).
+    /// Decodes a file of at most `limit` bytes (format 6; 5 read without settings and subgroups,
+    /// 4 also without a calibration, 3 also without endorsements).
     pub fn from_bytes_with_limit(bytes: &[u8], limit: usize) -> Result<Self> {
         let version = bytes.get(8..10).map(|v| u16::from_le_bytes([v[0], v[1]]));
         let file = if version == Some(FORMAT_V3.version) {
             let old: ModelFileV3 = whole(FORMAT_V3.open(bytes, limit)?)?;
-            Self::from(ModelFileV4::from(old))
+            Self::from(ModelFileV5::from(ModelFileV4::from(old)))
         } else if version == Some(FORMAT_V4.version) {
-            Self::from(whole::<ModelFileV4>(FORMAT_V4.open(bytes, limit)?)?)
+            Self::from(ModelFileV5::from(whole::<ModelFileV4>(FORMAT_V4.open(bytes, limit)?)?))
+        } else if version == Some(FORMAT_V5.version) {
+            Self::from(whole::<ModelFileV5>(FORMAT_V5.open(bytes, limit)?)?)
         } else {
             whole(FORMAT.open(bytes, limit)?)?
         };

@@ -90,7 +90,7 @@ fn the_envelope_vectors_open_and_seal_byte_for_byte() {
 }
 
 /// Decodes a committed model file, checks it is `expected`, and that writing it again gives the
-/// committed bytes of `current` (the file itself for format 5).
+/// committed bytes of `current` (the file itself for format 6).
 fn check_model(name: &str, version: u16, expected: &ModelFile, current: &str) {
     let bytes = read(name);
     assert_envelope_header(name, &bytes, b"FEDCMODL", version);
@@ -110,16 +110,25 @@ fn check_model(name: &str, version: u16, expected: &ModelFile, current: &str) {
 
 #[test]
 fn every_model_file_version_still_read_decodes_and_re_encodes_byte_for_byte() {
-    assert_eq!(FORMAT_VERSION, 5, "a new model-file version: add its golden vector, keep the old ones");
-    check_model("model_v5.bin", 5, &vectors::full_model(), "model_v5.bin");
-    check_model("model_v5_logistic.bin", 5, &vectors::logistic_model(), "model_v5_logistic.bin");
-    check_model("model_v4.bin", 4, &vectors::v4_model(), "model_v4_as_v5.bin");
-    check_model("model_v4_as_v5.bin", 5, &vectors::v4_model(), "model_v4_as_v5.bin");
-    check_model("model_v3.bin", 3, &vectors::v3_model(), "model_v3_as_v5.bin");
-    check_model("model_v3_as_v5.bin", 5, &vectors::v3_model(), "model_v3_as_v5.bin");
-    // The old versions' vectors are what their fields say: v4 has endorsements, v3 none.
+    assert_eq!(FORMAT_VERSION, 6, "a new model-file version: add its golden vector, keep the old ones");
+    check_model("model_v6.bin", 6, &vectors::full_model(), "model_v6.bin");
+    check_model("model_v6_logistic.bin", 6, &vectors::logistic_model(), "model_v6_logistic.bin");
+    check_model("model_v5.bin", 5, &vectors::v5_model(), "model_v5_as_v6.bin");
+    check_model("model_v5_as_v6.bin", 6, &vectors::v5_model(), "model_v5_as_v6.bin");
+    check_model("model_v5_logistic.bin", 5, &vectors::logistic_model(), "model_v6_logistic.bin");
+    check_model("model_v4.bin", 4, &vectors::v4_model(), "model_v4_as_v6.bin");
+    check_model("model_v4_as_v6.bin", 6, &vectors::v4_model(), "model_v4_as_v6.bin");
+    check_model("model_v3.bin", 3, &vectors::v3_model(), "model_v3_as_v6.bin");
+    check_model("model_v3_as_v6.bin", 6, &vectors::v3_model(), "model_v3_as_v6.bin");
+    // The old versions' vectors are what their fields say: v5 has a calibration and no subgroups,
+    // v4 endorsements and no calibration, v3 neither.
+    assert!(vectors::v5_model().calibration.is_some() && vectors::v5_model().subgroups.is_none());
     assert!(!vectors::v4_model().endorsements.is_empty() && vectors::v4_model().calibration.is_none());
-    assert!(vectors::full_model().calibration.is_some());
+    let full = vectors::full_model();
+    let subgroups = full.subgroups.as_ref().unwrap();
+    assert!(!full.settings.is_empty() && subgroups.columns[0].subgroups.len() == 3);
+    let shown = subgroups.columns[0].subgroups.iter().filter(|s| s.figures.shown().is_some()).count();
+    assert_eq!(shown, 1, "one subgroup shown, one too small and one hidden with it");
 }
 
 #[test]

@@ -29,23 +29,24 @@ fn a_model_file_round_trips_bit_for_bit() {
 
 #[test]
 fn a_version_2_file_without_top_k_buckets_is_refused() {
-    assert_eq!(FORMAT_VERSION, 5);
+    assert_eq!(FORMAT_VERSION, 6);
     let mut bytes = sample().to_bytes().unwrap();
     bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
     assert_eq!(
         ModelFile::from_bytes(&bytes),
-        Err(Error::UnsupportedVersion { format: "model file", found: 2, supported: 5 })
+        Err(Error::UnsupportedVersion { format: "model file", found: 2, supported: 6 })
     );
 }
 
 #[test]
 fn a_version_3_file_reads_without_endorsements_and_endorsements_round_trip() {
     let mut file = sample();
-    // Format 4's payload is format 5's without the trailing calibration (`None` is the single
-    // byte 0), format 3's also without the endorsements before it (an empty one: 0 too).
-    let v5 = file.to_bytes().unwrap();
+    // Format 5's payload is format 6's without the trailing settings and subgroups (an empty map
+    // and `None` are a byte 0 each), format 4's also without the calibration before them (`None`:
+    // 0), format 3's also without the endorsements (an empty one: 0 too).
+    let v6 = file.to_bytes().unwrap();
     let older = |version: u16, cut: usize| {
-        let payload = &v5[HEADER_LEN..v5.len() - cut];
+        let payload = &v6[HEADER_LEN..v6.len() - cut];
         let mut bytes = b"FEDCMODL".to_vec();
         bytes.extend_from_slice(&version.to_le_bytes());
         bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -53,8 +54,9 @@ fn a_version_3_file_reads_without_endorsements_and_endorsements_round_trip() {
         bytes.extend_from_slice(payload);
         bytes
     };
-    assert_eq!(ModelFile::from_bytes(&older(3, 2)).unwrap(), file);
-    assert_eq!(ModelFile::from_bytes(&older(4, 1)).unwrap(), file);
+    assert_eq!(ModelFile::from_bytes(&older(3, 4)).unwrap(), file);
+    assert_eq!(ModelFile::from_bytes(&older(4, 3)).unwrap(), file);
+    assert_eq!(ModelFile::from_bytes(&older(5, 2)).unwrap(), file);
     file.calibration = Some(fedcare_core::Platt { a: 0.9, b: -1.8 });
     let calibrated = ModelFile::from_bytes(&file.to_bytes().unwrap()).unwrap();
     assert_eq!(calibrated.calibration, file.calibration);

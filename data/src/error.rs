@@ -103,6 +103,14 @@ pub enum SchemaError {
     /// The schema names no feature column.
     #[error("the schema names no feature column")]
     NoFeatureColumn,
+    /// A subgroup names no column of the schema.
+    #[error("subgroup column {column:?} is not a column of the schema (it has {columns:?})")]
+    UnknownSubgroup {
+        /// The name given.
+        column: String,
+        /// The schema's feature columns.
+        columns: Vec<String>,
+    },
     /// A numeric column's `edges` are not bin edges.
     #[error("numeric column {column:?}: edges must be at least two finite numbers, strictly ascending")]
     Edges {
@@ -190,6 +198,14 @@ pub enum DataError {
         expected: Vec<String>,
         /// The exploration's.
         got: Vec<String>,
+    },
+    /// A subgroup column the federation measures is not this schema's, or is counted otherwise.
+    #[error("subgroup column {column:?}: {why}")]
+    SubgroupColumn {
+        /// The column's name.
+        column: String,
+        /// What differs.
+        why: String,
     },
     /// A file's header does not fit.
     #[error("{}: {source}", path.display())]

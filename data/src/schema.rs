@@ -11,6 +11,7 @@
 //! missing = ["?", ""]                            # texts meaning "missing" (this is the default)
 //! drop_if = [["disposition", "11", "13"]]        # optional: drop (and count) rows with these values
 //! exact_header = ["patient", "age", ...]         # optional: the header must be exactly this
+//! subgroups = ["sex", "age"]                     # optional: the final evaluation's default subgroups
 //! [[numeric]]
 //! name = "age"
 //! transform = "number"                           # or "age_band" ("[70-80)" -> 75)
@@ -228,6 +229,10 @@ pub struct Schema {
     /// When set, the CSV header must be exactly these columns in this order.
     #[serde(default)]
     pub exact_header: Option<Vec<String>>,
+    /// The columns whose subgroups the final evaluation measures unless the aggregator names
+    /// others (categorical columns, or numeric ones with edges; see [`Schema::subgroup_columns`]).
+    #[serde(default)]
+    pub subgroups: Vec<String>,
     /// The consortium's key of the `top_k` bucket hash (never in a schema file: set it with
     /// [`Schema::with_bucket_key`], which also names the key in [`id`](Self::id)).
     #[serde(skip)]
@@ -447,6 +452,7 @@ impl Schema {
             numeric,
             categorical,
             exact_header: Some(words(&DIABETES130_HEADER)),
+            subgroups: words(&["race", "gender", "age", "payer_code"]),
             bucket_key: None,
         }
     }
@@ -471,6 +477,7 @@ impl Schema {
         if schema.drop_if.iter().any(Vec::is_empty) {
             return Err(SchemaError::EmptyDropRule);
         }
+        schema.subgroup_columns(&schema.subgroups)?;
         Ok(schema)
     }
 
@@ -518,6 +525,21 @@ impl Schema {
             .iter()
             .map(NumericColumn::explore_spec)
             .chain(self.categorical.iter().map(CategoricalColumn::explore_spec))
+            .collect()
+    }
+
+    /// The exploration columns named `names` (subgroup columns), in that order; refuses a name
+    /// this schema lacks.
+    pub fn subgroup_columns(&self, names: &[String]) -> Result<Vec<ColumnSpec>, SchemaError> {
+        let columns = self.explore_columns();
+        names
+            .iter()
+            .map(|name| {
+                columns.iter().find(|c| &c.name == name).cloned().ok_or_else(|| SchemaError::UnknownSubgroup {
+                    column: name.clone(),
+                    columns: columns.iter().map(|c| c.name.clone()).collect(),
+                })
+            })
             .collect()
     }
 

@@ -197,6 +197,50 @@ impl Table {
         Ok(counts)
     }
 
+    /// The cell of every row in each of `columns` (subgroup columns, each one of `schema`'s
+    /// [`Schema::explore_columns`] as it is there): `cells[c][row]`, the column's cell count for a
+    /// missing value. Refuses a column this schema lacks or counts on other cells, by its name.
+    pub fn subgroup_cells(&self, schema: &Schema, columns: &[ColumnSpec]) -> Result<Vec<Vec<usize>>> {
+        let own = schema.explore_columns();
+        columns
+            .iter()
+            .map(|column| {
+                let refuse = |why: String| DataError::SubgroupColumn { column: column.name.clone(), why };
+                let index = own.iter().position(|c| c.name == column.name).ok_or_else(|| {
+                    let names: Vec<&str> = own.iter().map(|c| c.name.as_str()).collect();
+                    refuse(format!("this hospital's schema has no such column (it has {names:?})"))
+                })?;
+                if own[index] != *column {
+                    return Err(refuse(format!(
+                        "this hospital's schema counts it on {} cells ({:?}), the federation on {} ({:?})",
+                        own[index].cells(),
+                        own[index].kind,
+                        column.cells(),
+                        column.kind
+                    )));
+                }
+                let missing = column.cells();
+                let cells = if index < self.numeric_columns {
+                    (0..self.rows())
+                        .map(|row| {
+                            self.numeric[row * self.numeric_columns + index]
+                                .map_or(missing, |value| column.bin_of(f64::from(value)))
+                        })
+                        .collect()
+                } else {
+                    let categorical = index - self.numeric_columns;
+                    (0..self.rows())
+                        .map(|row| {
+                            let cell = self.categories[row * self.categorical_columns + categorical];
+                            if cell >= missing { missing } else { cell }
+                        })
+                        .collect()
+                };
+                Ok(cells)
+            })
+            .collect()
+    }
+
     /// The model inputs of a schema without `top_k` columns, numeric columns standardised with
     /// `stats`.
     pub fn to_dataset(&self, schema: &Schema, stats: &[ColumnStats]) -> Result<Dataset> {

@@ -41,6 +41,7 @@ pub mod config {
             top_k: schema.top_k_shapes(),
             explore: schema.explore_columns(),
             label: schema.label_description(),
+            subgroups: schema.subgroups.clone(),
         }
     }
 }

@@ -20,8 +20,8 @@ use fedcare_data::{BadRows, Schema, read_csv};
 use fedcare_gpu_trainer::Selection;
 
 use crate::config::{
-    AggregatorConfig, ExploreSettings, JobKind, ModelConfig, PrivacyConfig, ServerRule, TlsFiles, TrainerChoice,
-    TrainingSettings,
+    AggregatorConfig, EvaluationSettings, ExploreSettings, JobKind, ModelConfig, PrivacyConfig, ServerRule, TlsFiles,
+    TrainerChoice, TrainingSettings,
 };
 use crate::coordinator::Outcome;
 use crate::error::{FederationError, Result};
@@ -89,6 +89,9 @@ pub struct SimulateOptions {
     pub privacy: Option<PrivacyConfig>,
     /// Hospital `index`'s `max_epsilon` (tests of a hospital's privacy budget).
     pub budget: Option<(usize, f64)>,
+    /// The final evaluation's subgroup columns (`None`: the schema's own list, or none under
+    /// pooled noise; `[evaluation] subgroups`).
+    pub subgroups: Option<Vec<String>>,
 }
 
 impl Default for SimulateOptions {
@@ -114,6 +117,7 @@ impl Default for SimulateOptions {
             explore_noise: 0.0,
             privacy: None,
             budget: None,
+            subgroups: None,
         }
     }
 }
@@ -275,6 +279,14 @@ pub async fn run(
             label: schema.label_description(),
             noise: options.explore_noise,
             ..ExploreSettings::default()
+        },
+        evaluation: EvaluationSettings {
+            columns: {
+                let names = options.subgroups.as_ref().unwrap_or(&schema.subgroups);
+                schema.subgroup_columns(names).map_err(|e| invalid("subgroups", names.join(","), &e.to_string()))?
+            },
+            subgroups: options.subgroups.clone(),
+            ..EvaluationSettings::default()
         },
     };
     let plan = config.plan()?;

@@ -512,10 +512,13 @@ async fn federated_feature_statistics_equal_the_pooled_ones() {
 /// The AUROC decoded from the encrypted 1,024-bin histograms equals the pooled AUROC of the final
 /// model on every hospital's held-out rows, within the binning bound (pairs sharing a bin count
 /// one half); so do the AUPRC (within its own bound), the log loss, the calibration table and
-/// the ROC curve.
+/// the ROC curve. The subgroups' histograms are the pooled ones exactly, so the final record's
+/// subgroup report is the plaintext one, each subgroup's AUROC within its own binning bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_secure_histogram_auroc_equals_the_pooled_auroc_within_the_binning_bound() {
+    use fedcare_core::subgroup::{SubgroupHistograms, subgroup_report};
     use fedcare_core::{Network, ScoreHistogram, metrics::auroc};
+    use fedcare_federation::protocol::contribution::SUBGROUP_BINS;
     let cohort = tempfile::tempdir().unwrap();
     let files = fedcare_data::synth::write_cohort(cohort.path(), 3, 500, 21).unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -528,16 +531,53 @@ async fn the_secure_histogram_auroc_equals_the_pooled_auroc_within_the_binning_b
 
     let schema = Schema::diabetes130(true);
     let spec = fedcare_core::ModelSpec::mlp(schema.width(), &[16]).unwrap();
+    let subgroup_columns = schema.subgroup_columns(&schema.subgroups).unwrap();
     let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    let mut cells = vec![Vec::new(); subgroup_columns.len()];
     for path in &files {
         let (table, _) = read_csv(path, &schema, BadRows::Skip { limit: 1000 }).unwrap();
         let name = path.file_stem().unwrap().to_str().unwrap();
         let (_, test) = table.split_by_group(0.2, split_seed(options.seed, name));
+        for (all, own) in cells.iter_mut().zip(test.subgroup_cells(&schema, &subgroup_columns).unwrap()) {
+            all.extend(own);
+        }
         let test = test
             .to_dataset_with(&schema, &report.outcome.figures.feature_stats, &report.outcome.figures.top_k)
             .unwrap();
         scores.extend(Network::new(&spec).predict(&report.outcome.global, test.features()).unwrap());
         labels.extend_from_slice(test.labels());
+    }
+    // The subgroups of the kept model: the decrypted histograms are the pooled ones exactly, so
+    // every figure of the final record's report is the plaintext report's.
+    let plain = SubgroupHistograms::of_logits(&subgroup_columns, &cells, &scores, &labels, SUBGROUP_BINS);
+    let expected = subgroup_report(&subgroup_columns, &plain, kept.platt.as_ref(), 10);
+    let secure_subgroups = report.outcome.records.last().unwrap().subgroups.as_ref().unwrap();
+    assert_eq!(secure_subgroups, &expected);
+    let names: Vec<&str> = secure_subgroups.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["race", "gender", "age", "payer_code"]);
+    // Each shown subgroup's AUROC is within its binning bound of the exact AUROC of its rows.
+    for (column, cells) in secure_subgroups.columns.iter().zip(&cells) {
+        let spec = subgroup_columns.iter().find(|c| c.name == column.name).unwrap();
+        for subgroup in &column.subgroups {
+            let Some(figures) = subgroup.figures.shown() else { continue };
+            let cell = (0..=spec.cells())
+                .find(|&c| {
+                    if c == spec.cells() { subgroup.label == "missing" } else { spec.cell_label(c) == subgroup.label }
+                })
+                .unwrap();
+            let rows: Vec<usize> = (0..scores.len()).filter(|&r| cells[r] == cell).collect();
+            let own_scores: Vec<f32> = rows.iter().map(|&r| scores[r]).collect();
+            let own_labels: Vec<f32> = rows.iter().map(|&r| labels[r]).collect();
+            let exact = auroc(&own_scores, &own_labels).unwrap();
+            let binned = figures.auroc.unwrap();
+            assert!(
+                (binned - exact).abs() <= figures.auroc_bound + 1e-12,
+                "{} {}: {binned} vs {exact}",
+                column.name,
+                subgroup.label
+            );
+            assert_eq!(figures.rows, rows.len() as u64);
+        }
     }
     let pooled = auroc(&scores, &labels).unwrap();
     // The pooled scores' histogram, binned here in plaintext.

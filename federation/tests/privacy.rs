@@ -16,6 +16,8 @@ fn options(out: &std::path::Path) -> SimulateOptions {
         hidden: vec![],
         out: out.to_path_buf(),
         transport: Transport::InProcess,
+        // Under pooled noise the subgroups are measured only when named.
+        subgroups: Some(vec!["gender".into(), "age".into()]),
         privacy: Some(PrivacyConfig {
             sampling_rate: 0.05,
             noise_multiplier: Some(1.1),
@@ -41,12 +43,17 @@ fn privacy() -> Privacy {
         numeric: schema.numeric.len(),
         top_k: schema.top_k_shapes(),
         explore: Vec::new(),
+        // The two subgroup columns the options name: each column's histograms are charged like
+        // the overall one.
+        subgroups: schema.subgroup_columns(&["gender".into(), "age".into()]).unwrap(),
     };
+    assert_eq!(layout.evaluation_statistics(), 3);
     Privacy {
         dp_sgd: DpSgd { sampling_rate: 0.05, noise_multiplier: 1.1, clip_norm: 1.0 },
         delta: 1e-5,
         pooled: Some(PooledNoise { multiplier: 50.0, evaluation_multiplier: 12.0, rows_per_patient: 1 }),
         setup_statistics: layout.setup_statistics(),
+        evaluation_statistics: layout.evaluation_statistics(),
     }
 }
 
@@ -80,6 +87,10 @@ async fn every_round_reports_the_epsilon_spent_and_the_model_file_carries_it() {
     // With pooled noise the training rounds are not evaluated; the final evaluation is, noisily.
     assert!(train.iter().all(|r| r.auroc.is_none() && r.test_loss.is_none()));
     assert!(last.auroc.is_some());
+    // So are the subgroups, with noise; the model file carries their figures.
+    let subgroups = last.subgroups.as_ref().unwrap();
+    assert_eq!(subgroups.columns.len(), 2);
+    assert_eq!(model.subgroups.as_ref(), Some(subgroups));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

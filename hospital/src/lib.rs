@@ -53,10 +53,11 @@ use crate::identity::InProcessLink;
 use crate::participant::{Agreed, FinalFile, HospitalTrust, Participant, Reply};
 use crate::protocol::params::params_from_bytes;
 use crate::protocol::{
-    Agreement, FederationSettings, Job, LocalEvaluation, NodeId, PublicFigures, SessionId, SessionKind, Task, TaskKind,
-    UploadHeader, UploadKind,
+    Agreement, ContributionLayout, FederationSettings, Job, LocalEvaluation, LocalSubgroups, NodeId, PublicFigures,
+    SessionId, SessionKind, Task, TaskKind, UploadHeader, UploadKind,
 };
 use crate::transfer::{Assembler, chunks, split_sections};
+use fedcare_core::subgroup::SubgroupHistograms;
 use fedcare_protocol::exploration::{ReportContext, report};
 use pooled_noise::PooledSampler;
 
@@ -376,20 +377,34 @@ impl HospitalNode {
             SessionKind::Train | SessionKind::Evaluate => {
                 let global = params_from_bytes(&agreed.model, settings.spec.param_count())?;
                 let counted_train_rows = local.counts().train_rows;
+                let subgroup_cells = match kind {
+                    SessionKind::Evaluate => local.subgroup_cells(&settings.layout.subgroups)?,
+                    _ => Vec::new(),
+                };
                 let (train, test) = local.datasets(figures)?;
+                let mut network = Network::new(&settings.spec);
                 // Under pooled noise a training round evaluates nothing: its tail is zeros.
-                let evaluation =
-                    if kind == SessionKind::Train && settings.privacy.is_some_and(|p| !p.evaluates_rounds()) {
-                        LocalEvaluation::of_logits(&[], &[], settings.layout.bins)
-                    } else {
-                        let logits = Network::new(&settings.spec).predict(&global, test.features())?;
-                        local_evaluation(&logits, test, settings.layout.bins, sampler.as_ref())?
-                    };
-                if kind == SessionKind::Train {
+                if kind == SessionKind::Train && settings.privacy.is_some_and(|p| !p.evaluates_rounds()) {
+                    let evaluation = LocalEvaluation::of_logits(&[], &[], settings.layout.bins);
                     let weight = counted_train_rows as f64 / figures.train_rows as f64;
                     self.train_vector(settings, figures, &global, train, weight, &evaluation, round)?
                 } else {
-                    settings.layout.evaluate_vector(&evaluation, figures.test_rows)?
+                    let logits = network.predict(&global, test.features())?;
+                    let evaluation = local_evaluation(&logits, test, settings.layout.bins, sampler.as_ref())?;
+                    if kind == SessionKind::Train {
+                        let weight = counted_train_rows as f64 / figures.train_rows as f64;
+                        self.train_vector(settings, figures, &global, train, weight, &evaluation, round)?
+                    } else {
+                        // Under pooled noise there is no kept model before the final evaluation
+                        // (the rounds are not evaluated): only the last model's block is released.
+                        let kept = match (&agreed.kept, &sampler) {
+                            (Some(kept), None) => Some(network.predict(kept, test.features())?),
+                            _ => None,
+                        };
+                        let scores = SubgroupScores { cells: &subgroup_cells, last: &logits, kept: kept.as_deref() };
+                        let subgroups = local_subgroups(&settings.layout, &scores, test, sampler.as_ref())?;
+                        settings.layout.evaluate_vector(&evaluation, &subgroups, figures.test_rows)?
+                    }
                 }
             }
         };
@@ -470,6 +485,51 @@ fn local_evaluation(
     let mut evaluation = LocalEvaluation::of_logits(&logits, &labels, bins);
     evaluation.noise = sampler.histogram(2 * bins)?;
     Ok(evaluation)
+}
+
+/// The held-out rows' scores and subgroup cells the final evaluation measures.
+struct SubgroupScores<'a> {
+    /// `cells[c][row]`: the cell of each row in each subgroup column.
+    cells: &'a [Vec<usize>],
+    /// The last model's logits.
+    last: &'a [f32],
+    /// The kept model's logits, when there is one.
+    kept: Option<&'a [f32]>,
+}
+
+/// This hospital's subgroup histograms in the final evaluation: with pooled noise, of the rows it
+/// counts (at most `rows_per_patient` a patient) with noise on every cell of the last model's.
+fn local_subgroups(
+    layout: &ContributionLayout,
+    scores: &SubgroupScores<'_>,
+    test: &Dataset,
+    sampler: Option<&PooledSampler>,
+) -> Result<LocalSubgroups> {
+    let aligned = |len: usize| len == test.rows();
+    if !(scores.cells.iter().all(|c| aligned(c.len()))
+        && aligned(scores.last.len())
+        && scores.kept.is_none_or(|k| aligned(k.len())))
+    {
+        return Err(FederationError::Task(format!(
+            "the subgroup cells or scores do not cover the {} held-out rows",
+            test.rows()
+        )));
+    }
+    let rows: Vec<usize> = match (sampler, test.groups()) {
+        (Some(sampler), Some(groups)) => sampler.counted_rows(groups),
+        _ => (0..test.rows()).collect(),
+    };
+    let pick = |values: &[f32]| -> Vec<f32> { rows.iter().map(|&row| values[row]).collect() };
+    let labels = pick(test.labels());
+    let cells: Vec<Vec<usize>> = scores.cells.iter().map(|c| rows.iter().map(|&row| c[row]).collect()).collect();
+    let bins = layout.subgroup_bins();
+    let histograms =
+        |logits: &[f32]| SubgroupHistograms::of_logits(&layout.subgroups, &cells, &pick(logits), &labels, bins);
+    let noise = match sampler {
+        Some(sampler) => sampler.histogram(SubgroupHistograms::values(&layout.subgroups, bins))?,
+        None => Vec::new(),
+    };
+    Ok(LocalSubgroups { last: histograms(scores.last), kept: scores.kept.map(histograms), noise })
 }
 
 /// After an exploration, its report: the pooled counts this hospital checked, with its own

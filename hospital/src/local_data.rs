@@ -65,6 +65,11 @@ struct TableSplit {
     built: Option<(PublicFigures, Dataset, Dataset)>,
 }
 
+/// The names of `columns`, for messages.
+fn names(columns: &[ColumnSpec]) -> String {
+    columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
 fn mismatch(field: &'static str, value: impl ToString, expected: impl Into<String>) -> FederationError {
     ProtocolError::Invalid { field, value: value.to_string(), expected: expected.into() }.into()
 }
@@ -236,6 +241,23 @@ impl LocalData {
         Ok(contributed)
     }
 
+    /// The cell of every held-out row in each subgroup column (`cells[c][row]`, in the test
+    /// dataset's row order). Refuses subgroups of data without a schema, and a column this
+    /// hospital's schema lacks or counts otherwise, by its name.
+    pub fn subgroup_cells(&self, columns: &[ColumnSpec]) -> Result<Vec<Vec<usize>>> {
+        if columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.split {
+            Split::Ready(..) => Err(mismatch(
+                "hospital data",
+                "a plain numeric CSV",
+                format!("schema data: the final evaluation measures subgroups by {}", names(columns)),
+            )),
+            Split::Table(split) => split.test.subgroup_cells(&split.schema, columns).map_err(data_error),
+        }
+    }
+
     /// The exploration's counts of this hospital's rows, once made.
     pub fn explored(&self) -> Option<&ExploreCounts> {
         self.explored.as_ref()
@@ -302,6 +324,7 @@ mod tests {
             operations: Default::default(),
             job: Default::default(),
             explore: Default::default(),
+            evaluation: Default::default(),
         }
         .plan()
         .unwrap();

@@ -137,6 +137,7 @@ mod tests {
             numeric: 1,
             top_k: vec![TopKShape { buckets: 8, k: 2 }],
             explore: Vec::new(),
+            subgroups: Vec::new(),
         };
         let (hospitals, runs, bound) = (5usize, 400, 10.0);
         let exact = SetupCounts {
@@ -181,8 +182,14 @@ mod tests {
         let sampler = PooledSampler::new(noise.pooled());
         let column =
             ColumnSpec { name: "ward".into(), kind: ColumnKind::Categorical { categories: 4, labels: Vec::new() } };
-        let layout =
-            ContributionLayout { params: 0, bins: 4, numeric: 0, top_k: Vec::new(), explore: vec![column.clone()] };
+        let layout = ContributionLayout {
+            params: 0,
+            bins: 4,
+            numeric: 0,
+            top_k: Vec::new(),
+            explore: vec![column.clone()],
+            subgroups: Vec::new(),
+        };
         // A rare cell (one row): noisy totals below zero read as zero.
         let exact = ExploreCounts {
             rows: 1000,
@@ -222,14 +229,29 @@ mod tests {
 
     #[test]
     fn noisy_histograms_sum_to_the_exact_cells_plus_the_hospitals_noise() {
+        use fedcare_core::explore::{ColumnKind, ColumnSpec};
+        use fedcare_core::subgroup::SubgroupHistograms;
+
+        use crate::protocol::LocalSubgroups;
         let noise = PooledNoise { multiplier: 1.0, evaluation_multiplier: 3.0, rows_per_patient: 1 };
         let sampler = PooledSampler::new(noise);
         let bins = 8;
-        let layout = ContributionLayout { params: 0, bins, numeric: 0, top_k: Vec::new(), explore: Vec::new() };
+        // One subgroup column: every row in its one cell, none missing.
+        let ward =
+            ColumnSpec { name: "ward".into(), kind: ColumnKind::Categorical { categories: 1, labels: Vec::new() } };
+        let layout = ContributionLayout {
+            params: 0,
+            bins,
+            numeric: 0,
+            top_k: Vec::new(),
+            explore: Vec::new(),
+            subgroups: vec![ward.clone()],
+        };
         let histogram = ScoreHistogram { positives: vec![100; bins], negatives: vec![900; bins] };
+        let subgroup = SubgroupHistograms { columns: vec![vec![histogram.clone(), ScoreHistogram::new(bins)]] };
         let (hospitals, runs) = (4usize, 150);
         let test_rows = (hospitals * 1000 * bins) as u64;
-        let mut differences = Vec::new();
+        let (mut differences, mut subgroup_differences) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             let vectors: Vec<Vec<f64>> = (0..hospitals)
                 .map(|_| {
@@ -238,17 +260,28 @@ mod tests {
                         histogram: histogram.clone(),
                         noise: sampler.histogram(2 * bins).unwrap(),
                     };
-                    layout.evaluate_vector(&evaluation, test_rows).unwrap()
+                    let subgroups = LocalSubgroups {
+                        last: subgroup.clone(),
+                        kept: None,
+                        noise: sampler.histogram(SubgroupHistograms::values(&layout.subgroups, bins)).unwrap(),
+                    };
+                    layout.evaluate_vector(&evaluation, &subgroups, test_rows).unwrap()
                 })
                 .collect();
-            let DecodedSum::Evaluate(total) =
+            let DecodedSum::Evaluate(total, pooled) =
                 layout.decode(SessionKind::Evaluate, &sum_through_codec(&vectors), test_rows).unwrap()
             else {
                 panic!("not an evaluation")
             };
             let cells = total.histogram.positives.iter().map(|&c| c as f64 - 400.0);
             differences.extend(cells.chain(total.histogram.negatives.iter().map(|&c| c as f64 - 3600.0)));
+            // The subgroup cell holding every row (the missing cell's noise is cut at zero).
+            let cell = &pooled.last.columns[0][0];
+            let cells = cell.positives.iter().map(|&c| c as f64 - 400.0);
+            subgroup_differences.extend(cells.chain(cell.negatives.iter().map(|&c| c as f64 - 3600.0)));
+            assert!(pooled.kept.columns[0].iter().all(|h| h.class_totals() == (0, 0)), "no kept model: zeros");
         }
         assert_noise("histogram cells", &differences, hospitals as f64 * 9.0, 0.1);
+        assert_noise("subgroup histogram cells", &subgroup_differences, hospitals as f64 * 9.0, 0.1);
     }
 }

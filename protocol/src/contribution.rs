@@ -10,12 +10,19 @@
 //!           are 40-bit two's complement, so that a hospital's noisy count may be negative)
 //! train:    [Δθ · n_k/N (params) | train_loss · n_k/N | evaluation tail (zeros under pooled
 //!            noise: the rounds are not evaluated)] -> FedAvg mean update
-//! evaluate: [evaluation tail]
+//! evaluate: [evaluation tail | subgroup histograms of the last model | subgroup histograms of
+//!            the model kept so far (zeros when there is none)]
 //! explore:  [rows, positives, per column: missing, missing positives, rows per cell,
 //!            positives per cell, and for a numeric column its present count, Σx, Σx²]
 //!           -> exact totals (integers as 20-bit limbs, like setup)
 //! evaluation tail: [test_loss · t_k/T | positives per score bin / T | negatives per score bin / T]
+//! subgroup histograms: per subgroup column, per cell (its cells, then its missing values):
+//!            [positives per score bin / T | negatives per score bin / T], in
+//!            min(bins, SUBGROUP_BINS) bins
 //! ```
+//! The final evaluation measures the subgroups of both models that may be handed out: the last
+//! one, and the best one before it ([`crate::selection`] keeps whichever has the higher AUROC);
+//! every party then reports the kept one's.
 //! `N` and `T` are the total training and test rows (public after setup). The histogram fractions
 //! sum to exact global counts while `T · hospitals · 2^−(frac_bits+1) < 1/2` (about 100k test rows
 //! for 10 hospitals), and to counts accurate to a fraction of a row beyond. From the decoded
@@ -29,10 +36,16 @@
 
 use fedcare_core::explore::{ColumnSpec, ExploreCounts};
 use fedcare_core::loss::bce_with_logits;
+use fedcare_core::subgroup::SubgroupHistograms;
 use fedcare_core::{Moments, ScoreHistogram, TopKShape};
 
 use super::{PublicFigures, SessionKind};
 use crate::error::{OutOfRange, ProtocolError};
+
+/// Most score bins of a subgroup's histograms: a subgroup has a few hundred to a few thousand
+/// held-out rows, whose AUROC 128 bins give within a few thousandths (each report states its
+/// bound), at an eighth of the bytes of the overall histogram's 1,024.
+pub const SUBGROUP_BINS: usize = 128;
 
 /// Bits of one limb: integers travel as limbs of 20 bits, each encoded as `limb / 2^20` (exact
 /// in the codec, whose values carry 23-bit integers), so their sums decode exactly.
@@ -176,6 +189,29 @@ impl LocalEvaluation {
     }
 }
 
+/// A hospital's subgroup histograms in the final evaluation: of the last model and of the model
+/// kept so far (`None`: there is none yet, its block is zeros).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalSubgroups {
+    /// Of the last model.
+    pub last: SubgroupHistograms,
+    /// Of the model kept so far.
+    pub kept: Option<SubgroupHistograms>,
+    /// Integer noise added to each cell of `last` when it is contributed, in the vector's order
+    /// (empty: none). The kept model's block carries none: under pooled noise the rounds are not
+    /// evaluated, so there is no kept model before the final evaluation.
+    pub noise: Vec<i64>,
+}
+
+/// The federation's subgroup histograms decoded from the final evaluation (rounded to whole rows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PooledSubgroups {
+    /// Of the last model.
+    pub last: SubgroupHistograms,
+    /// Of the model kept before it (all zeros when there was none).
+    pub kept: SubgroupHistograms,
+}
+
 /// The federation's evaluation decoded from the summed tails.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GlobalEvaluation {
@@ -200,8 +236,8 @@ pub enum DecodedSum {
         /// The evaluation.
         evaluation: GlobalEvaluation,
     },
-    /// The evaluation of the final model.
-    Evaluate(GlobalEvaluation),
+    /// The evaluation of the final model, and the subgroups' histograms.
+    Evaluate(GlobalEvaluation, PooledSubgroups),
     /// The federation's counts of every column.
     Explore(ExploreCounts),
 }
@@ -219,6 +255,8 @@ pub struct ContributionLayout {
     pub top_k: Vec<TopKShape>,
     /// The columns an exploration counts (empty for training).
     pub explore: Vec<ColumnSpec>,
+    /// The subgroup columns the final evaluation measures (empty: none).
+    pub subgroups: Vec<ColumnSpec>,
 }
 
 impl ContributionLayout {
@@ -233,6 +271,23 @@ impl ContributionLayout {
     /// bucket counts.
     pub fn setup_statistics(&self) -> u32 {
         (1 + 3 * self.numeric + self.top_k.len()) as u32
+    }
+
+    /// The statistics the final evaluation releases, each changed by one patient by at most its
+    /// noise's sensitivity: the score histogram, and each subgroup column's histograms (a row
+    /// falls in one cell of each column).
+    pub fn evaluation_statistics(&self) -> u32 {
+        (1 + self.subgroups.len()) as u32
+    }
+
+    /// Score bins of the subgroup histograms: the evaluation's, at most [`SUBGROUP_BINS`].
+    pub fn subgroup_bins(&self) -> usize {
+        self.bins.min(SUBGROUP_BINS)
+    }
+
+    /// Values of one model's subgroup histograms.
+    fn subgroups_len(&self) -> usize {
+        SubgroupHistograms::values(&self.subgroups, self.subgroup_bins())
     }
 
     /// The statistics an exploration's session releases, each of one patient's most change
@@ -262,7 +317,7 @@ impl ContributionLayout {
         match kind {
             SessionKind::Setup => self.setup_len(),
             SessionKind::Train => self.params + 1 + self.tail_len(),
-            SessionKind::Evaluate => self.tail_len(),
+            SessionKind::Evaluate => self.tail_len() + 2 * self.subgroups_len(),
             SessionKind::Explore => self.explore_len(),
         }
     }
@@ -419,15 +474,38 @@ impl ContributionLayout {
         Ok(values)
     }
 
-    /// A hospital's evaluation vector.
+    /// A hospital's final evaluation vector: its evaluation of the last model and its subgroup
+    /// histograms (of the shape of the layout's subgroups, in [`Self::subgroup_bins`] bins).
     pub fn evaluate_vector(
         &self,
         evaluation: &LocalEvaluation,
+        subgroups: &LocalSubgroups,
         total_test_rows: u64,
     ) -> Result<Vec<f64>, ProtocolError> {
         self.check_evaluation(evaluation)?;
-        let mut values = Vec::with_capacity(self.tail_len());
+        let bins = self.subgroup_bins();
+        let shapes_fit = subgroups.last.fits(&self.subgroups, bins)
+            && subgroups.kept.as_ref().is_none_or(|kept| kept.fits(&self.subgroups, bins))
+            && (subgroups.noise.is_empty() || subgroups.noise.len() == self.subgroups_len());
+        if !shapes_fit {
+            return Err(ProtocolError::Invalid {
+                field: "subgroup histograms",
+                value: format!("{} columns", subgroups.last.columns.len()),
+                expected: format!("the {} subgroup columns at {bins} bins", self.subgroups.len()),
+            });
+        }
+        let t = total_test_rows.max(1) as f64;
+        let mut values = Vec::with_capacity(self.len(SessionKind::Evaluate));
         self.push_tail(&mut values, evaluation, total_test_rows);
+        let cells = |histograms: &SubgroupHistograms| -> Vec<u64> {
+            histograms.columns.iter().flatten().flat_map(|h| h.positives.iter().chain(&h.negatives).copied()).collect()
+        };
+        let noise = subgroups.noise.iter().copied().chain(core::iter::repeat(0));
+        values.extend(cells(&subgroups.last).into_iter().zip(noise).map(|(c, z)| (c as f64 + z as f64) / t));
+        match &subgroups.kept {
+            Some(kept) => values.extend(cells(kept).into_iter().map(|c| c as f64 / t)),
+            None => values.resize(values.len() + self.subgroups_len(), 0.0),
+        }
         Ok(values)
     }
 
@@ -448,7 +526,17 @@ impl ContributionLayout {
                 train_loss: values[self.params],
                 evaluation: self.decode_tail(&values[self.params + 1..], total_test_rows),
             },
-            SessionKind::Evaluate => DecodedSum::Evaluate(self.decode_tail(values, total_test_rows)),
+            SessionKind::Evaluate => {
+                let (tail, subgroups) = values.split_at(self.tail_len());
+                let (last, kept) = subgroups.split_at(self.subgroups_len());
+                DecodedSum::Evaluate(
+                    self.decode_tail(tail, total_test_rows),
+                    PooledSubgroups {
+                        last: self.decode_subgroups(last, total_test_rows),
+                        kept: self.decode_subgroups(kept, total_test_rows),
+                    },
+                )
+            }
             SessionKind::Explore => DecodedSum::Explore(self.decode_explore(values)),
         })
     }
@@ -478,6 +566,21 @@ impl ContributionLayout {
         }
     }
 
+    fn decode_subgroups(&self, values: &[f64], total_test_rows: u64) -> SubgroupHistograms {
+        let t = total_test_rows as f64;
+        let bins = self.subgroup_bins();
+        let mut histograms = SubgroupHistograms::zeros(&self.subgroups, bins);
+        let mut cells = values.chunks_exact(bins).map(|bins| bins.iter().map(|v| (v * t).round().max(0.0) as u64));
+        for histogram in histograms.columns.iter_mut().flatten() {
+            for counts in [&mut histogram.positives, &mut histogram.negatives] {
+                if let Some(decoded) = cells.next() {
+                    counts.iter_mut().zip(decoded).for_each(|(count, value)| *count = value);
+                }
+            }
+        }
+        histograms
+    }
+
     fn decode_tail(&self, tail: &[f64], total_test_rows: u64) -> GlobalEvaluation {
         let t = total_test_rows as f64;
         let count = |v: &f64| (v * t).round().max(0.0) as u64;
@@ -496,7 +599,7 @@ mod tests {
     use super::*;
 
     fn layout(params: usize, bins: usize, numeric: usize, top_k: Vec<TopKShape>) -> ContributionLayout {
-        ContributionLayout { params, bins, numeric, top_k, explore: Vec::new() }
+        ContributionLayout { params, bins, numeric, top_k, explore: Vec::new(), subgroups: Vec::new() }
     }
 
     #[test]
@@ -667,9 +770,50 @@ mod tests {
         assert_eq!(global.histogram, evaluation.histogram);
         assert!((global.log_loss - evaluation.loss_sum / 3.0).abs() < 1e-12);
         assert!(layout.train_vector(&[0.5], 0.8, 0.25, &evaluation, 3).is_err(), "wrong update length");
+        let none = LocalSubgroups { last: SubgroupHistograms::zeros(&[], 4), kept: None, noise: Vec::new() };
         let other_bins = LocalEvaluation::of_logits(&[0.0], &[1.0], 8);
-        assert!(layout.evaluate_vector(&other_bins, 1).is_err(), "wrong bins");
-        assert_eq!(layout.evaluate_vector(&evaluation, 3).unwrap().len(), layout.len(SessionKind::Evaluate));
+        assert!(layout.evaluate_vector(&other_bins, &none, 1).is_err(), "wrong bins");
+        assert_eq!(layout.evaluate_vector(&evaluation, &none, 3).unwrap().len(), layout.len(SessionKind::Evaluate));
         assert_eq!(layout.longest(), layout.len(SessionKind::Train));
+    }
+
+    #[test]
+    fn summed_subgroup_histograms_decode_to_the_exact_counts_of_both_models() {
+        use fedcare_core::explore::ColumnKind;
+        let mut layout = layout(0, 4, 0, Vec::new());
+        layout.subgroups = vec![
+            ColumnSpec { name: "sex".into(), kind: ColumnKind::Categorical { categories: 2, labels: Vec::new() } },
+            ColumnSpec { name: "age".into(), kind: ColumnKind::Numeric { edges: vec![0.0, 50.0, 100.0], bins: 0 } },
+        ];
+        assert_eq!(layout.evaluation_statistics(), 3);
+        let hospital = |logits: &[f32], labels: &[f32], sex: Vec<usize>, age: Vec<usize>, kept: bool| {
+            let histograms = SubgroupHistograms::of_logits(&layout.subgroups, &[sex, age], logits, labels, 4);
+            let evaluation = LocalEvaluation::of_logits(logits, labels, 4);
+            let kept = kept.then(|| {
+                let shifted: Vec<f32> = logits.iter().map(|z| -z).collect();
+                SubgroupHistograms::of_logits(&layout.subgroups, &[vec![0; 3], vec![3; 3]], &shifted, labels, 4)
+            });
+            let subgroups = LocalSubgroups { last: histograms.clone(), kept: kept.clone(), noise: Vec::new() };
+            (layout.evaluate_vector(&evaluation, &subgroups, 5).unwrap(), histograms, kept)
+        };
+        let (a, last_a, kept_a) = hospital(&[-2.0, 0.5, 3.0], &[0.0, 1.0, 1.0], vec![0, 1, 2], vec![0, 1, 3], true);
+        let (b, last_b, _) = hospital(&[1.0, -1.0], &[1.0, 0.0], vec![1, 1], vec![2, 2], false);
+        assert_eq!(a.len(), layout.len(SessionKind::Evaluate));
+        let sum: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        let DecodedSum::Evaluate(_, pooled) = layout.decode(SessionKind::Evaluate, &sum, 5).unwrap() else { panic!() };
+        let mut expected = last_a;
+        for (mine, theirs) in expected.columns.iter_mut().flatten().zip(last_b.columns.iter().flatten()) {
+            mine.merge(theirs);
+        }
+        assert_eq!(pooled.last, expected);
+        assert_eq!(Some(pooled.kept), kept_a, "the other hospital had no kept model: its block is zeros");
+        // Histograms of another shape are refused.
+        let wrong = LocalSubgroups {
+            last: SubgroupHistograms::zeros(&layout.subgroups[..1], 4),
+            kept: None,
+            noise: Vec::new(),
+        };
+        let evaluation = LocalEvaluation::of_logits(&[], &[], 4);
+        assert!(layout.evaluate_vector(&evaluation, &wrong, 5).is_err());
     }
 }

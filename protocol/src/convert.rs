@@ -279,6 +279,10 @@ pub fn settings_to_proto(settings: &FederationSettings) -> v1::FederationConfig 
                 rows_per_patient: noise.map_or(0, |n| n.rows_per_patient),
             }),
         },
+        subgroups: (!layout.subgroups.is_empty()).then(|| v1::Subgroups {
+            columns: layout.subgroups.iter().map(explore_column_to_proto).collect(),
+            min_cell: settings.subgroup_min_cell,
+        }),
     }
 }
 
@@ -319,6 +323,42 @@ fn explore_column_from_proto(column: &v1::ExploreColumn) -> Result<ColumnSpec, P
     let spec = ColumnSpec { name: column.name.clone(), kind };
     spec.validate().map_err(|e| invalid("exploration column", &column.name, e.to_string()))?;
     Ok(spec)
+}
+
+/// Most subgroup columns a final evaluation may measure.
+pub const MAX_SUBGROUP_COLUMNS: usize = 16;
+/// Most cells of a subgroup column (its missing values aside).
+pub const MAX_SUBGROUP_CELLS: usize = 64;
+
+/// Checks a subgroup column: categorical, or numeric with edges (its bands), of at most
+/// [`MAX_SUBGROUP_CELLS`] cells.
+pub fn check_subgroup_column(column: &ColumnSpec) -> Result<(), ProtocolError> {
+    column.validate().map_err(|e| invalid("subgroup column", &column.name, e.to_string()))?;
+    if column.is_numeric() && column.edges().is_empty() {
+        return Err(invalid("subgroup column", &column.name, "a numeric column with edges (its bands)"));
+    }
+    if column.cells() > MAX_SUBGROUP_CELLS {
+        return Err(invalid(
+            "subgroup column",
+            format!("{} ({} cells)", column.name, column.cells()),
+            format!("at most {MAX_SUBGROUP_CELLS} cells (a top_k column's hash buckets are no subgroups)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The subgroup columns and their `min_cell` of a received configuration (none: no columns).
+fn subgroups_from_proto(config: &v1::FederationConfig) -> Result<(Vec<ColumnSpec>, u64), ProtocolError> {
+    let Some(subgroups) = &config.subgroups else { return Ok((Vec::new(), fedcare_core::explore::DEFAULT_MIN_CELL)) };
+    if subgroups.columns.is_empty() || subgroups.columns.len() > MAX_SUBGROUP_COLUMNS {
+        return Err(invalid("subgroup columns", subgroups.columns.len(), format!("1 to {MAX_SUBGROUP_COLUMNS}")));
+    }
+    if subgroups.min_cell == 0 {
+        return Err(invalid("subgroup min_cell", 0, "at least 1"));
+    }
+    let columns: Vec<ColumnSpec> = subgroups.columns.iter().map(explore_column_from_proto).collect::<Result<_, _>>()?;
+    columns.iter().try_for_each(check_subgroup_column)?;
+    Ok((columns, subgroups.min_cell))
 }
 
 /// The job and the exploration's columns of a received configuration.
@@ -362,7 +402,13 @@ fn privacy_from_proto(privacy: &v1::Privacy, layout: &ContributionLayout) -> Res
     if let Some(pooled) = pooled {
         pooled.validate()?;
     }
-    Ok(Privacy { dp_sgd, delta: privacy.delta, pooled, setup_statistics: layout.setup_statistics() })
+    Ok(Privacy {
+        dp_sgd,
+        delta: privacy.delta,
+        pooled,
+        setup_statistics: layout.setup_statistics(),
+        evaluation_statistics: layout.evaluation_statistics(),
+    })
 }
 
 /// What a hospital makes of the configuration it received, checked field by field.
@@ -428,12 +474,14 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
     // Validates the hyperparameters.
     ServerOptimizer::new(server, 0)?;
     let (job, explore) = job_from_proto(config)?;
+    let (subgroups, subgroup_min_cell) = subgroups_from_proto(config)?;
     let layout = ContributionLayout {
         params: spec.param_count(),
         bins: config.eval_bins as usize,
         numeric: config.numeric_features as usize,
         top_k,
         explore,
+        subgroups,
     };
     let privacy = config.privacy.as_ref().map(|p| privacy_from_proto(p, &layout)).transpose()?;
     Ok(FederationSettings {
@@ -451,6 +499,7 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
         schema_id: config.schema_id.clone(),
         rounds: config.rounds,
         patience: (config.patience > 0).then_some(config.patience),
+        subgroup_min_cell,
         digest: SettingsDigest(*blake3::hash(&prost::Message::encode_to_vec(config)).as_bytes()),
     })
 }
@@ -470,7 +519,12 @@ mod tests {
             numeric: 1,
             top_k: vec![TopKShape { buckets: 8, k: 2 }],
             explore: Vec::new(),
+            subgroups: vec![ColumnSpec {
+                name: "sex".into(),
+                kind: ColumnKind::Categorical { categories: 3, labels: vec!["F".into(), "M".into()] },
+            }],
         };
+        settings.subgroup_min_cell = 20;
         settings.patience = Some(7);
         settings.train.optimizer = OptimizerConfig::Sgd { lr: 0.05, momentum: 0.9 };
         settings.digest = settings_digest(&settings);
@@ -497,6 +551,14 @@ mod tests {
             settings_from_proto(&no_model).unwrap_err(),
             ProtocolError::Missing { message: "federation configuration", field: "model" }
         );
+        let mut buckets = wire.clone();
+        buckets.subgroups.as_mut().unwrap().columns[0].categories = 1024;
+        let error = settings_from_proto(&buckets).unwrap_err().to_string();
+        assert!(error.contains("sex (1024 cells)") && error.contains("at most 64 cells"), "{error}");
+        let mut unbanded = wire.clone();
+        unbanded.subgroups.as_mut().unwrap().columns[0] =
+            v1::ExploreColumn { name: "age".into(), numeric: true, bins: 10, ..Default::default() };
+        assert!(settings_from_proto(&unbanded).unwrap_err().to_string().contains("with edges"));
         let mut other_params = wire;
         other_params.crypto_params_id = 9;
         assert!(settings_from_proto(&other_params).is_err());

@@ -32,9 +32,10 @@ use crate::roster::Consortium;
 use crate::settings::Agreement;
 use crate::signing::{PublicKey, Signer};
 use crate::{
-    ContributionLayout, FederationPlan, FederationSettings, Job, LocalEvaluation, NodeId, SessionId, SessionKind,
-    SetupCounts, Task, TaskKind, UploadHeader, UploadKind,
+    ContributionLayout, FederationPlan, FederationSettings, Job, LocalEvaluation, LocalSubgroups, NodeId, SessionId,
+    SessionKind, SetupCounts, Task, TaskKind, UploadHeader, UploadKind,
 };
+use fedcare_core::subgroup::SubgroupHistograms;
 
 /// A test hospital's signing key: ECDSA P-256 made fresh, never written anywhere.
 pub struct TestKey {
@@ -155,8 +156,14 @@ pub fn node(name: &str) -> NodeId {
 pub fn test_settings(rounds: u32) -> FederationSettings {
     let spec = ModelSpec::mlp(3, &[]).expect("a valid model");
     let codec: CodecConfig = PARAMS_V2.codec_config();
-    let layout =
-        ContributionLayout { params: spec.param_count(), bins: 4, numeric: 0, top_k: Vec::new(), explore: Vec::new() };
+    let layout = ContributionLayout {
+        params: spec.param_count(),
+        bins: 4,
+        numeric: 0,
+        top_k: Vec::new(),
+        explore: Vec::new(),
+        subgroups: Vec::new(),
+    };
     let max_upload_bytes = layout.max_upload_bytes();
     FederationSettings {
         federation_id: FEDERATION.into(),
@@ -173,6 +180,7 @@ pub fn test_settings(rounds: u32) -> FederationSettings {
         server: ServerOptimizerConfig::FedAvg { lr: 1.0 },
         job: Job::Train,
         privacy: None,
+        subgroup_min_cell: fedcare_core::explore::DEFAULT_MIN_CELL,
         digest: crate::SettingsDigest(*blake3::hash(b"fedcare test settings").as_bytes()),
     }
 }
@@ -345,7 +353,14 @@ fn contribution(
             let weight = 10.0 / figures.train_rows as f64;
             layout.train_vector(&delta, 0.5, weight, &evaluation, figures.test_rows)?
         }
-        SessionKind::Evaluate => layout.evaluate_vector(&evaluation, figures.test_rows)?,
+        SessionKind::Evaluate => {
+            let none = LocalSubgroups {
+                last: SubgroupHistograms::zeros(&layout.subgroups, layout.subgroup_bins()),
+                kept: None,
+                noise: Vec::new(),
+            };
+            layout.evaluate_vector(&evaluation, &none, figures.test_rows)?
+        }
         SessionKind::Explore => {
             let mut counts = fedcare_core::explore::ExploreCounts::zeros(&layout.explore);
             counts.rows = 12;

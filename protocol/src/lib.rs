@@ -62,7 +62,8 @@ pub mod transcript;
 pub mod transfer;
 
 pub use contribution::{
-    ContributionLayout, DecodedSum, GlobalEvaluation, LocalEvaluation, SetupCounts, check_exploration,
+    ContributionLayout, DecodedSum, GlobalEvaluation, LocalEvaluation, LocalSubgroups, PooledSubgroups, SetupCounts,
+    check_exploration,
 };
 pub use digest::{
     ChallengeSeed, FileDigest, KeyShareDigest, MasksDigest, Nonce, SettingsDigest, StateContent, StateDigest,

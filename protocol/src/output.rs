@@ -11,8 +11,11 @@
 //! differs ([`crate::participant`]).
 
 use bytes::Bytes;
+use fedcare_core::subgroup::{SubgroupReport, subgroup_report};
 use fedcare_core::top_k::choose_top_k;
 use fedcare_core::{Codec, ModelFile};
+use fedcare_core::{OptimizerConfig, ServerOptimizerConfig};
+use std::collections::BTreeMap;
 
 use crate::digest::{FileDigest, StateContent, StateDigest};
 use crate::error::OutputError;
@@ -97,6 +100,7 @@ pub fn model_file(
     global: &[f32],
     server: &ServerState,
     figures: &PublicFigures,
+    subgroups: Option<&SubgroupReport>,
 ) -> Result<ModelFile, fedcare_core::Error> {
     let (spec, schema_id) = (&settings.spec, settings.schema_id.as_str());
     let mut model = match &server.best {
@@ -118,7 +122,77 @@ pub fn model_file(
         model.metrics.insert("epsilon".into(), epsilon);
         model.metrics.insert("delta".into(), privacy.delta);
     }
+    if figures.train_rows > 0 {
+        model.metrics.insert("train_rows".into(), figures.train_rows as f64);
+        model.metrics.insert("test_rows".into(), figures.test_rows as f64);
+    }
+    model.settings = settings_text(settings);
+    model.subgroups = subgroups.cloned();
     Ok(model)
+}
+
+/// The settings a model was trained with, as text for its model card.
+pub fn settings_text(settings: &FederationSettings) -> BTreeMap<String, String> {
+    let spec = &settings.spec;
+    let train = &settings.train;
+    let kind = if spec.hidden().is_empty() { "logistic regression" } else { "MLP" };
+    let mut text = BTreeMap::new();
+    let mut put = |key: &str, value: String| {
+        text.insert(key.to_owned(), value);
+    };
+    put("model", format!("{kind} {}", spec.architecture()));
+    put("schema", settings.schema_id.clone());
+    put("rounds", settings.rounds.to_string());
+    if let Some(patience) = settings.patience {
+        put("patience", patience.to_string());
+    }
+    let rule = match settings.server {
+        ServerOptimizerConfig::FedAvg { lr } if train.prox_mu > 0.0 => {
+            format!("fedprox (lr {lr}, μ {})", train.prox_mu)
+        }
+        ServerOptimizerConfig::FedAvg { lr } => format!("fedavg (lr {lr})"),
+        ServerOptimizerConfig::FedAdam { lr, beta1, beta2, tau } => {
+            format!("fedadam (lr {lr}, β1 {beta1}, β2 {beta2}, τ {tau})")
+        }
+    };
+    put("rule", rule);
+    let optimizer = match train.optimizer {
+        OptimizerConfig::Sgd { lr, momentum } => format!("sgd (lr {lr}, momentum {momentum})"),
+        OptimizerConfig::Adam { lr, beta1, beta2, .. } => format!("adam (lr {lr}, β1 {beta1}, β2 {beta2})"),
+    };
+    put("optimizer", optimizer);
+    put("epochs", train.epochs.to_string());
+    put("batch_size", train.batch_size.to_string());
+    put(
+        "pos_weight",
+        if train.pos_weight == 0.0 { "balanced per hospital".into() } else { train.pos_weight.to_string() },
+    );
+    put("l2", train.l2.to_string());
+    put("test_fraction", settings.test_fraction.to_string());
+    put("min_hospitals", settings.min_hospitals.to_string());
+    put("evaluation_bins", settings.layout.bins.to_string());
+    put("subgroup_min_cell", settings.subgroup_min_cell.to_string());
+    if let Some(privacy) = &settings.privacy {
+        let dp = &privacy.dp_sgd;
+        put(
+            "dp_sgd",
+            format!(
+                "sampling rate {}, noise multiplier {}, clip norm {} (per patient)",
+                dp.sampling_rate, dp.noise_multiplier, dp.clip_norm
+            ),
+        );
+        put("delta", privacy.delta.to_string());
+        if let Some(pooled) = &privacy.pooled {
+            put(
+                "pooled_noise",
+                format!(
+                    "σ {} on the setup's statistics, σ {} on the final evaluation's histograms, {} row(s) a patient",
+                    pooled.multiplier, pooled.evaluation_multiplier, pooled.rows_per_patient
+                ),
+            );
+        }
+    }
+    text
 }
 
 /// Decodes the checked plaintext `words` of a session and applies them: the figures for setup,
@@ -163,10 +237,24 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
             server.released_rounds = inputs.session.round;
         }
         // The last evaluation: the best model is what the federation hands out.
-        DecodedSum::Evaluate(evaluation) => {
+        DecodedSum::Evaluate(evaluation, subgroups) => {
             record.set_evaluation(&evaluation);
-            server.released_rounds = inputs.session.round.saturating_sub(1);
-            server.consider(inputs.session.round.saturating_sub(1), &global, &record);
+            let last_rounds = inputs.session.round.saturating_sub(1);
+            server.released_rounds = last_rounds;
+            server.consider(last_rounds, &global, &record);
+            // The subgroups of the model handed out: the last one's, or those of the best before.
+            let (histograms, platt) = match &server.best {
+                Some(best) if best.trained_rounds != last_rounds => (&subgroups.kept, best.platt),
+                _ => (&subgroups.last, record.platt),
+            };
+            if !layout.subgroups.is_empty() {
+                record.subgroups = Some(subgroup_report(
+                    &layout.subgroups,
+                    histograms,
+                    platt.as_ref(),
+                    inputs.settings.subgroup_min_cell,
+                ));
+            }
             if let Some(best) = &server.best {
                 global.clone_from(&best.params);
             }
@@ -186,7 +274,8 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
     let state_bytes = (params_to_bytes(&global), Bytes::from(server_bytes(&server)));
     let content = state_content(&state_bytes.0, &state_bytes.1, &figures);
     let state = state_digest(Some(inputs.start), &content);
-    let file = model_file(inputs.settings, &global, &server, &figures).map_err(OutputError::ModelFile)?;
+    let file = model_file(inputs.settings, &global, &server, &figures, record.subgroups.as_ref())
+        .map_err(OutputError::ModelFile)?;
     let file_digest = file_digest(&file).map_err(OutputError::ModelFile)?;
     Ok(SessionOutput { global, server, figures, record, state_bytes, content, state, file, file_digest, exploration })
 }

@@ -97,6 +97,9 @@ pub struct Agreed {
     pub model: Bytes,
     /// The public figures every participant signed.
     pub figures: PublicFigures,
+    /// In a final evaluation, the parameters of the model kept so far (the best before the last,
+    /// whose subgroups are measured beside the last's); `None` otherwise, or when there is none.
+    pub kept: Option<Vec<f32>>,
 }
 
 /// The federation's final model file, checked ([`Participant::handle`] on a `Done` task).
@@ -827,6 +830,10 @@ impl Participant {
             kind: running.context.kind,
             model: running.model.clone(),
             figures: running.figures.clone(),
+            kept: match running.context.kind {
+                SessionKind::Evaluate => running.server.best.as_ref().map(|best| best.params.clone()),
+                _ => None,
+            },
         };
         let State::Confirmed(running, key) = mem::take(&mut self.state) else { unreachable!("matched above") };
         self.state = State::Agreed(running, key);

@@ -2,6 +2,7 @@
 
 use fedcare_core::Platt;
 use fedcare_core::metrics::CalibrationBin;
+use fedcare_core::subgroup::SubgroupReport;
 use serde::{Deserialize, Serialize};
 
 use crate::contribution::GlobalEvaluation;
@@ -56,6 +57,10 @@ pub struct RoundRecord {
     /// session's sum is decrypted: a patient's privacy loss so far.
     #[serde(default)]
     pub epsilon: Option<f64>,
+    /// The final evaluation's figures per subgroup, of the model the federation hands out (the
+    /// kept one); `None` in other sessions, or without subgroup columns.
+    #[serde(default)]
+    pub subgroups: Option<SubgroupReport>,
     /// Seconds from the session's start to its decoded result.
     pub seconds: f64,
     /// Bytes the hospitals uploaded in the session.
@@ -82,6 +87,7 @@ impl RoundRecord {
             roc: Vec::new(),
             platt: None,
             epsilon: None,
+            subgroups: None,
             seconds: 0.0,
             bytes_up: 0,
             bytes_down: 0,

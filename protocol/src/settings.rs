@@ -176,6 +176,9 @@ pub struct Privacy {
     pub pooled: Option<fedcare_core::privacy::PooledNoise>,
     /// The statistics the setup session releases ([`ContributionLayout::setup_statistics`]).
     pub setup_statistics: u32,
+    /// The histograms the final evaluation releases
+    /// ([`ContributionLayout::evaluation_statistics`]).
+    pub evaluation_statistics: u32,
 }
 
 impl Privacy {
@@ -185,7 +188,9 @@ impl Privacy {
     /// round would cost a statistic each and choose the model by its noise.)
     pub fn epsilon_after(&self, rounds: u32, epochs: u32) -> f64 {
         let steps = u64::from(rounds) * u64::from(epochs) * u64::from(self.dp_sgd.steps_per_epoch());
-        let rho = self.pooled.map_or(0.0, |pooled| pooled.rho(u64::from(self.setup_statistics)));
+        let rho = self
+            .pooled
+            .map_or(0.0, |pooled| pooled.rho(u64::from(self.setup_statistics), u64::from(self.evaluation_statistics)));
         self.dp_sgd.mechanism().epsilon_with(steps, rho, self.delta)
     }
 
@@ -226,6 +231,9 @@ pub struct FederationSettings {
     pub job: Job,
     /// DP-SGD's settings (`None`: training without differential privacy).
     pub privacy: Option<Privacy>,
+    /// The smallest subgroup (rows, positives, negatives) whose figures the final evaluation's
+    /// report shows ([`fedcare_core::subgroup`]).
+    pub subgroup_min_cell: u64,
     /// BLAKE3 of the configuration's wire form: every participant's transcript covers it, so
     /// hospitals given different settings do not agree.
     pub digest: crate::digest::SettingsDigest,

@@ -531,6 +531,7 @@ fn the_privacy_ledger_refuses_a_second_federation_that_would_pass_the_lifetime_b
         delta: 1e-5,
         pooled: Some(PooledNoise { multiplier: 50.0, evaluation_multiplier: 12.0, rows_per_patient: 1 }),
         setup_statistics: settings.layout.setup_statistics(),
+        evaluation_statistics: settings.layout.evaluation_statistics(),
     };
     settings.privacy = Some(privacy);
     let epochs = settings.train.epochs;

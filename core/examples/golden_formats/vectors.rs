@@ -14,7 +14,8 @@ use fedcare_core::explore::{
     ColumnKind, ColumnSpec, ExploreCounts, ExploreReport, LocalFigures, REPORT_FORMAT, figures,
 };
 use fedcare_core::model_file::MAGIC;
-use fedcare_core::{ColumnStats, ModelFile, ModelSpec, Platt};
+use fedcare_core::subgroup::{SubgroupHistograms, subgroup_report};
+use fedcare_core::{ColumnStats, ModelFile, ModelSpec, Platt, ScoreHistogram};
 use serde::Serialize;
 
 /// The envelope of the envelope's own vectors: a magic no fedcare format uses, so the vectors
@@ -29,20 +30,51 @@ pub(crate) fn all() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("envelope.bin", ENVELOPE.seal(ENVELOPE_PAYLOAD).expect("a short payload fits an envelope")),
         ("envelope_empty.bin", ENVELOPE.seal(&[]).expect("an empty payload fits an envelope")),
-        ("model_v5.bin", full_model().to_bytes().expect("the golden model is valid")),
-        ("model_v5_logistic.bin", logistic_model().to_bytes().expect("the golden model is valid")),
+        ("model_v6.bin", full_model().to_bytes().expect("the golden model is valid")),
+        ("model_v6_logistic.bin", logistic_model().to_bytes().expect("the golden model is valid")),
+        ("model_v5.bin", model_v5_bytes(&v5_model())),
+        ("model_v5_as_v6.bin", v5_model().to_bytes().expect("the golden model is valid")),
+        ("model_v5_logistic.bin", model_v5_bytes(&logistic_model())),
         ("model_v4.bin", model_v4_bytes(&v4_model())),
-        ("model_v4_as_v5.bin", v4_model().to_bytes().expect("the golden model is valid")),
+        ("model_v4_as_v6.bin", v4_model().to_bytes().expect("the golden model is valid")),
         ("model_v3.bin", model_v3_bytes(&v3_model())),
-        ("model_v3_as_v5.bin", v3_model().to_bytes().expect("the golden model is valid")),
+        ("model_v3_as_v6.bin", v3_model().to_bytes().expect("the golden model is valid")),
         ("explore_report.json", explore_json(&report)),
     ]
 }
 
-/// A small MLP model file with every field of format 5 set: metrics, the scaling of one numeric
+/// A small MLP model file with every field of format 6 set: metrics, the scaling of one numeric
 /// input, two `top_k` columns (one with two buckets, one with none), endorsements (opaque bytes
-/// here) and a Platt calibration. The parameters are exact binary fractions.
+/// here), a Platt calibration, settings, and the figures of one subgroup column (made by the
+/// library from fixed score histograms: one subgroup shown, one too small, the missing values
+/// hidden with it). The parameters are exact binary fractions.
 pub(crate) fn full_model() -> ModelFile {
+    let mut file = v5_model();
+    file.settings = [("model", "MLP 6-3-1"), ("rounds", "12"), ("rule", "fedavg")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let sex = ColumnSpec {
+        name: "gender".into(),
+        kind: ColumnKind::Categorical { categories: 2, labels: vec!["Female".into(), "Male".into()] },
+    };
+    let histogram = |positives: [u64; 4], negatives: [u64; 4]| ScoreHistogram {
+        positives: positives.to_vec(),
+        negatives: negatives.to_vec(),
+    };
+    let histograms = SubgroupHistograms {
+        columns: vec![vec![
+            histogram([2, 5, 9, 30], [80, 40, 12, 6]),
+            histogram([1, 1, 2, 3], [2, 1, 1, 0]),
+            histogram([0, 0, 1, 0], [1, 1, 0, 0]),
+        ]],
+    };
+    file.subgroups = Some(subgroup_report(&[sex], &histograms, file.calibration.as_ref(), 10));
+    file
+}
+
+/// What `model_v5.bin` holds (format 5 has no settings or subgroups).
+pub(crate) fn v5_model() -> ModelFile {
     // 6 inputs -> 3 (ReLU) -> 1: 6·3 + 3 + 3·1 + 1 = 25 parameters.
     let spec = ModelSpec::mlp(6, &[3]).expect("a valid spec");
     let params = (0..spec.param_count()).map(|i| (i as f32 - 12.0) / 8.0).collect();
@@ -66,7 +98,7 @@ pub(crate) fn logistic_model() -> ModelFile {
 
 /// What `model_v4.bin` holds (format 4 has no calibration).
 pub(crate) fn v4_model() -> ModelFile {
-    ModelFile { calibration: None, ..full_model() }
+    ModelFile { calibration: None, ..v5_model() }
 }
 
 /// What `model_v3.bin` holds (format 3 has no endorsements either).
@@ -103,6 +135,34 @@ struct ModelFileV4 {
     feature_scaling: Vec<ColumnStats>,
     category_buckets: Vec<Vec<u32>>,
     endorsements: Vec<u8>,
+}
+
+/// Format 5's payload as its encoder wrote it (commit 44a915d): format 4's and the calibration.
+#[derive(Serialize)]
+struct ModelFileV5 {
+    spec: SpecV3,
+    params: Vec<f32>,
+    schema_id: String,
+    metrics: BTreeMap<String, f64>,
+    feature_scaling: Vec<ColumnStats>,
+    category_buckets: Vec<Vec<u32>>,
+    endorsements: Vec<u8>,
+    calibration: Option<(f64, f64)>,
+}
+
+/// A model file of format 5, as the format-5 encoder wrote it.
+pub(crate) fn model_v5_bytes(file: &ModelFile) -> Vec<u8> {
+    let payload = ModelFileV5 {
+        spec: old_spec(file),
+        params: file.params.clone(),
+        schema_id: file.schema_id.clone(),
+        metrics: file.metrics.clone(),
+        feature_scaling: file.feature_scaling.clone(),
+        category_buckets: file.category_buckets.clone(),
+        endorsements: file.endorsements.clone(),
+        calibration: file.calibration.map(|platt| (platt.a, platt.b)),
+    };
+    old_envelope(5, &postcard::to_allocvec(&payload).expect("a payload encodes"))
 }
 
 fn old_spec(file: &ModelFile) -> SpecV3 {

@@ -155,9 +155,10 @@ impl PooledNoise {
     }
 
     /// ρ (zCDP) of a federation's pooled statistics: `setup_statistics` of the setup session,
-    /// `setup_statistics / (2σ_p²)`, and the final evaluation's histograms, `1 / (2σ_e²)`.
-    pub fn rho(&self, setup_statistics: u64) -> f64 {
+    /// `setup_statistics / (2σ_p²)`, and `evaluation_statistics` histograms of the final
+    /// evaluation (the score histogram and one per subgroup column), each `1 / (2σ_e²)`.
+    pub fn rho(&self, setup_statistics: u64, evaluation_statistics: u64) -> f64 {
         let rho = |statistics: f64, sigma: f64| statistics / (2.0 * sigma * sigma);
-        rho(setup_statistics as f64, self.multiplier) + rho(1.0, self.evaluation_multiplier)
+        rho(setup_statistics as f64, self.multiplier) + rho(evaluation_statistics as f64, self.evaluation_multiplier)
     }
 }

@@ -38,5 +38,6 @@ pub(crate) fn plan(names: &[String], join_timeout_secs: u64, out: &Path, pki: &P
         operations: Default::default(),
         job: Default::default(),
         explore: Default::default(),
+        evaluation: Default::default(),
     }
 }

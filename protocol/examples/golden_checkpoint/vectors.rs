@@ -8,7 +8,7 @@ use fedcare_protocol::selection::ServerState;
 use fedcare_protocol::{NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind};
 
 /// The file the bytes are committed in.
-pub(crate) const FILE: &str = "checkpoint_v9.bin";
+pub(crate) const FILE: &str = "checkpoint_v10.bin";
 
 /// A checkpoint of a federation resumed at its final evaluation, after an opened session.
 pub(crate) fn checkpoint() -> Checkpoint {
@@ -17,6 +17,8 @@ pub(crate) fn checkpoint() -> Checkpoint {
     record.seconds = 1.25;
     record.bytes_up = 1024;
     record.bytes_down = 2048;
+    record.subgroups =
+        Some(fedcare_core::subgroup::SubgroupReport { min_cell: 10, top_share: 0.1, columns: Vec::new() });
     let mut server = ServerState::new(ServerOptimizerConfig::FedAvg { lr: 1.0 }, 4).expect("a server state");
     server.released_rounds = 1;
     Checkpoint {

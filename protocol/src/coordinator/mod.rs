@@ -1337,7 +1337,9 @@ impl Coordinator {
 
     fn snapshot(&self) -> Result<Snapshot, fedcare_core::Error> {
         let config = &self.plan.settings;
-        let mut model = model_file(config, &self.global, &self.server, &self.figures)?;
+        // The last session's subgroups, as its output wrote them into the file it endorsed.
+        let subgroups = self.records.last().and_then(|record| record.subgroups.as_ref());
+        let mut model = model_file(config, &self.global, &self.server, &self.figures, subgroups)?;
         model.endorsements = self.endorsements.to_vec();
         Ok(Snapshot {
             checkpoint: Checkpoint {
