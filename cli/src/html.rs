@@ -148,6 +148,92 @@ pub(crate) fn bar_chart(
     Ok(svg)
 }
 
+/// One line of a [`line_chart`]: its legend name, points and colour.
+pub(crate) struct Curve<'a> {
+    /// Legend name.
+    pub(crate) name: &'a str,
+    /// The points, in drawing order.
+    pub(crate) points: Vec<(f64, f64)>,
+    /// Line colour.
+    pub(crate) color: RGBColor,
+}
+
+/// Ten colours told apart easily (matplotlib's `tab10`), for a line per subgroup.
+pub(crate) const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// A line chart over the unit square as inline SVG (a ROC curve, a reliability diagram): the
+/// diagonal in grey, then each curve with point markers when `markers` is set, a legend in the
+/// lower right.
+pub(crate) fn line_chart(
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    curves: &[Curve<'_>],
+    markers: bool,
+) -> Result<String> {
+    register_font()?;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (560, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 15))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+            .map_err(|e| anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .x_labels(6)
+            .y_labels(6)
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        let grey = RGBColor(150, 150, 150);
+        chart
+            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], grey.stroke_width(1)))
+            .map_err(|e| anyhow!("{e}"))?;
+        for curve in curves {
+            let color = curve.color;
+            chart
+                .draw_series(LineSeries::new(curve.points.iter().copied(), color.stroke_width(2)))
+                .map_err(|e| anyhow!("{e}"))?
+                .label(curve.name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            if markers {
+                chart
+                    .draw_series(curve.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+        }
+        if !curves.is_empty() {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .label_font(("sans-serif", 11))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .draw()
+                .map_err(|e| anyhow!("{e}"))?;
+        }
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(svg)
+}
+
 /// An `<img>` of PNG `bytes`, embedded as a data URI.
 pub(crate) fn png_image(bytes: &[u8], alt: &str) -> String {
     use base64::Engine as _;
@@ -176,5 +262,11 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{svg}");
         assert!(svg.contains("[0, 10)") && svg.contains("&lt; 10"), "{svg}");
         assert!(svg.contains("<rect"), "a bar");
+        let curve = Curve { name: "Female & <x>", points: vec![(0.0, 0.0), (0.4, 0.7), (1.0, 1.0)], color: PALETTE[0] };
+        let svg = line_chart("ROC", ("FPR", "TPR"), &[curve], true).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("Female &amp; &lt;x&gt;") && svg.contains("<polyline"),
+            "{svg}"
+        );
     }
 }

@@ -5,8 +5,10 @@
 
 mod bench_crypto;
 mod bench_train;
+mod card;
 mod certs;
 mod devices;
+mod evaluate;
 mod explore;
 mod export;
 mod health;
@@ -18,6 +20,7 @@ mod report;
 mod serve;
 mod simulate;
 mod split;
+mod subgroups;
 mod synth;
 mod top_k_key;
 
@@ -86,6 +89,14 @@ enum Command {
     Report(report::Args),
     /// Print a model file's architecture, schema and metrics.
     Inspect(inspect::Args),
+    /// Write a model card of a model file (card.html, self-contained, and card.md): intended use,
+    /// the schema and inputs, the pooled rows, how it was trained, its figures overall and per
+    /// subgroup with plots, the hospitals that endorsed exactly this file, and its limitations.
+    Card(card::Args),
+    /// Score this hospital's own labelled CSV with a model file, locally (nothing leaves the
+    /// machine): the model's figures overall and per subgroup beside the federation's from the
+    /// file, in evaluate.json and a self-contained evaluate.html.
+    Evaluate(evaluate::Args),
     /// Write a model file as an ONNX graph on its encoded inputs (dense layers, ReLU, its
     /// calibration, sigmoid), with the schema, input names and feature scaling in its metadata:
     /// `fedcare export model.bin --onnx model.onnx`.
@@ -156,6 +167,8 @@ fn run(command: Command) -> Result<()> {
         Command::Predict(args) => predict::run(args),
         Command::Report(args) => report::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Card(args) => card::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
         Command::Export(args) => export::run(args),
         Command::BenchCrypto(args) => bench_crypto::run(args),
         Command::BenchTrain(args) => bench_train::run(args),

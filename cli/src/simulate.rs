@@ -168,7 +168,7 @@ pub(crate) struct Args {
 
 /// `--subgroups`: column names, comma-separated; '' or 'none' for none.
 #[derive(Debug, Clone, PartialEq)]
-struct SubgroupColumns(Vec<String>);
+pub(crate) struct SubgroupColumns(pub(crate) Vec<String>);
 
 impl core::str::FromStr for SubgroupColumns {
     type Err = String;

@@ -199,3 +199,71 @@ fn the_training_report_page_loads_with_its_four_plots() {
     assert!(loaded.dom.contains("AUROC"));
     assert_eq!(loaded.dom.matches("<tr>").count(), 1 + 4 + 1 + 10, "sessions and calibration tables");
 }
+
+/// The subgroup sections of a page.
+fn subgroup_sections(dom: &str) -> Vec<&str> {
+    dom.split("<section class=\"subgroup\"").skip(1).collect()
+}
+
+/// Every subgroup section names its column, has its table and its two plots (a line each for
+/// the population and every shown subgroup), and shows no figure of a small subgroup.
+fn assert_subgroup_sections(page: &Path, dom: &str, report: &fedcare_core::subgroup::SubgroupReport) {
+    let sections = subgroup_sections(dom);
+    assert_eq!(sections.len(), report.columns.len(), "{}: a section per subgroup column", page.display());
+    for (section, column) in sections.iter().zip(&report.columns) {
+        assert!(
+            section.contains(&format!("<h3>{}</h3>", column.name)),
+            "{}: section of {}",
+            page.display(),
+            column.name
+        );
+        assert_eq!(section.matches("<svg").count(), 2, "{}: {} has its two plots", page.display(), column.name);
+        assert!(section.matches("<polyline").count() >= 2, "{}: {} has its curves", page.display(), column.name);
+        let too_small = column.subgroups.iter().filter(|s| s.figures.shown().is_none()).count();
+        assert_eq!(section.matches("too small (under").count(), too_small, "{}: {}", page.display(), column.name);
+    }
+}
+
+#[test]
+fn the_model_card_and_the_evaluation_page_load_with_a_section_per_subgroup_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    fedcare(
+        &["simulate", "--hospitals", "3", "--rounds", "2", "--rows", "1500", "--hidden", "8", "--out", "sim"],
+        work,
+    );
+    let card = fedcare(&["card", "sim/model.bin"], work);
+    assert!(String::from_utf8_lossy(&card.stdout).contains("card.html"));
+    fedcare(&["synth", "--hospitals", "2", "--patients", "2000", "--out", "ours", "--seed", "5"], work);
+    fedcare(&["evaluate", "--model", "sim/model.bin", "--data", "ours/hospital-01.csv", "--out", "validation"], work);
+
+    let model = fedcare_data::predict::read_model_file(&work.join("sim/model.bin")).unwrap();
+    let pooled = model.subgroups.as_ref().expect("the model file carries its subgroups");
+    let names: Vec<&str> = pooled.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["race", "gender", "age", "payer_code"]);
+    let evaluation: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("validation/evaluate.json")).unwrap()).unwrap();
+    let own: fedcare_core::subgroup::SubgroupReport = serde_json::from_value(evaluation["subgroups"].clone()).unwrap();
+    assert_eq!(own.columns.len(), 4, "the model file's subgroup columns by default");
+    assert!(evaluation["overall"]["auroc"].as_f64().is_some());
+    let markdown = std::fs::read_to_string(work.join("sim/card.md")).unwrap();
+    assert!(markdown.contains("## Performance per subgroup") && markdown.contains("#### payer_code"), "{markdown}");
+
+    let Some(browser) = chromium() else { return };
+    let card_page = work.join("sim/card.html");
+    let loaded = load(&browser, &card_page, work);
+    assert_eq!(problems(&loaded), Vec::<String>::new(), "{}", card_page.display());
+    assert_subgroup_sections(&card_page, &loaded.dom, pooled);
+    for heading in ["Intended use and users", "Model and training", "Endorsements", "Limitations"] {
+        assert!(loaded.dom.contains(heading), "the card has {heading}");
+    }
+    assert!(loaded.dom.contains("3 hospitals signed exactly this file"), "the endorsements, checked");
+
+    let evaluate_page = work.join("validation/evaluate.html");
+    let loaded = load(&browser, &evaluate_page, work);
+    assert_eq!(problems(&loaded), Vec::<String>::new(), "{}", evaluate_page.display());
+    // The file's sections, then the federation's.
+    let (own_part, federation_part) = loaded.dom.split_once("id=\"federation\"").unwrap();
+    assert_subgroup_sections(&evaluate_page, own_part, &own);
+    assert_subgroup_sections(&evaluate_page, federation_part, pooled);
+}

@@ -7,12 +7,15 @@
 //! positive label (calibrated by the model file's Platt scaling when it has one). Bad rows are
 //! reported like training data's. The file's labels give the
 //! model's metrics on it ([`Scored::evaluation`]: AUROC, AUPRC, calibration and its expected
-//! error), so scoring patients no site has seen measures the model.
+//! error), so scoring patients no site has seen measures the model; [`evaluate_table`] adds its
+//! figures per subgroup (`fedcare evaluate`, Python's `Model.evaluate`).
 
 use std::io::Read as _;
 use std::path::Path;
 
+use fedcare_core::explore::ColumnSpec;
 use fedcare_core::model_file::DEFAULT_SIZE_LIMIT;
+use fedcare_core::subgroup::{SubgroupHistograms, SubgroupReport, subgroup_report};
 use fedcare_core::{Dataset, Evaluation, ModelFile, Network, loss::sigmoid};
 
 use crate::error::{DataError, Result};
@@ -80,6 +83,42 @@ pub fn evaluate(scores: &[f32], inputs: &Dataset) -> Result<Option<Evaluation>> 
         return Ok(None);
     }
     Ok(Some(Evaluation::from_logits(scores, inputs.labels())?))
+}
+
+/// Score bins of a hospital's own subgroup histograms ([`evaluate_table`]): nothing leaves the
+/// machine, so as many as the federation's overall histogram.
+pub const LOCAL_SUBGROUP_BINS: usize = 1024;
+
+/// What a labelled table says of a model ([`evaluate_table`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableEvaluation {
+    /// The metrics of the calibrated scores on every row (`None` for a table without rows).
+    pub evaluation: Option<Evaluation>,
+    /// The figures per subgroup.
+    pub subgroups: SubgroupReport,
+}
+
+/// `model` on `table`'s labelled rows: its metrics, and its figures per subgroup of `columns`
+/// (subgroup columns of `schema`, [`Schema::subgroup_columns`]) from histograms of the
+/// calibrated scores in [`LOCAL_SUBGROUP_BINS`] bins, no subgroup under `min_cell` rows,
+/// positives or negatives shown. Refuses a model that does not fit `schema` and columns it
+/// counts otherwise.
+pub fn evaluate_table(
+    model: &ModelFile,
+    schema: &Schema,
+    table: &Table,
+    columns: &[ColumnSpec],
+    min_cell: u64,
+) -> Result<TableEvaluation> {
+    let dataset = encode(model, schema, table)?;
+    let logits = scores(model, &dataset)?;
+    let cells = table.subgroup_cells(schema, columns)?;
+    // The scores are calibrated already: the report applies no second scaling.
+    let histograms = SubgroupHistograms::of_logits(columns, &cells, &logits, dataset.labels(), LOCAL_SUBGROUP_BINS);
+    Ok(TableEvaluation {
+        evaluation: evaluate(&logits, &dataset)?,
+        subgroups: subgroup_report(columns, &histograms, None, min_cell),
+    })
 }
 
 /// Scores `data` with `model` and writes the scores to `out`.

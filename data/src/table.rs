@@ -398,6 +398,32 @@ mod tests {
     }
 
     #[test]
+    fn subgroup_cells_put_every_row_in_its_band_or_category_and_missing_values_last() {
+        let schema = Schema::from_toml(&format!("subgroups = [\"sex\", \"age\"]\n{SCHEMA}")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        std::fs::write(&path, "age,stay,sex,ward,died\n25,3,F,icu,yes\n61,?,X,icu,no\n?,10,,er,no\n40,2,M,er,no\n")
+            .unwrap();
+        let (table, _) = read_csv(&path, &schema, BadRows::Reject).unwrap();
+        let columns = schema.subgroup_columns(&schema.subgroups).unwrap();
+        let cells = table.subgroup_cells(&schema, &columns).unwrap();
+        // sex: F, other (X), missing (cell 3: after F, M and other), M.
+        assert_eq!(cells[0], [0, 2, 3, 1]);
+        // age over edges 20, 40, 60: [20, 40), > 60, missing (cell 4), [40, 60].
+        assert_eq!(cells[1], [1, 3, 4, 2]);
+        // A column the schema lacks is refused by its name, and so is one counted otherwise.
+        let error = schema.subgroup_columns(&["race".into()]).unwrap_err().to_string();
+        assert!(error.contains("\"race\"") && error.contains("sex"), "{error}");
+        let mut other = columns.clone();
+        other[1].kind = ColumnKind::Numeric { edges: vec![0.0, 50.0, 100.0], bins: 20 };
+        let error = table.subgroup_cells(&schema, &other).unwrap_err().to_string();
+        assert!(error.contains("\"age\"") && error.contains("counts it on"), "{error}");
+        // A schema naming a subgroup column it lacks is refused when read.
+        let bad = format!("subgroups = [\"race\"]\n{SCHEMA}");
+        assert!(Schema::from_toml(&bad).unwrap_err().to_string().contains("\"race\""));
+    }
+
+    #[test]
     fn earlier_in_group_counts_a_groups_rows_with_smaller_keys_in_any_file_order() {
         let schema = Schema::from_toml(
             r#"
