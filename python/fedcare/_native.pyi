@@ -6,6 +6,7 @@ from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
+import pandas
 
 __version__: str
 
@@ -76,11 +77,45 @@ class Model:
         self, data: Data, schema: str = "diabetes130", bad_rows_limit: int = 100, top_k_key: Optional[PathLike] = None
     ) -> npt.NDArray[np.float32]:
         """The encoded inputs (rows × input_width) of the rows ``predict`` scores, in order."""
+    @overload
     def evaluate(
-        self, data: Data, schema: str = "diabetes130", bad_rows_limit: int = 100, top_k_key: Optional[PathLike] = None
-    ) -> Dict[str, Any]:
+        self,
+        data: Data,
+        schema: str = "diabetes130",
+        bad_rows_limit: int = 100,
+        top_k_key: Optional[PathLike] = None,
+        subgroups: None = None,
+        min_cell: int = 10,
+    ) -> Dict[str, Any]: ...
+    @overload
+    def evaluate(
+        self,
+        data: Data,
+        schema: str = "diabetes130",
+        bad_rows_limit: int = 100,
+        top_k_key: Optional[PathLike] = None,
+        *,
+        subgroups: Union[Sequence[str], bool],
+        min_cell: int = 10,
+    ) -> "pandas.DataFrame": ...
+    def evaluate(
+        self,
+        data: Data,
+        schema: str = "diabetes130",
+        bad_rows_limit: int = 100,
+        top_k_key: Optional[PathLike] = None,
+        subgroups: Union[Sequence[str], bool, None] = None,
+        min_cell: int = 10,
+    ) -> Union[Dict[str, Any], "pandas.DataFrame"]:
         """Metrics on the labels of ``data``: rows, positives, auroc, auprc, log_loss, brier,
-        accuracy, expected_calibration_error and the ten calibration bins."""
+        accuracy, expected_calibration_error and the ten calibration bins.
+
+        With ``subgroups`` (column names, or ``True`` for the model file's own subgroup columns),
+        what ``fedcare evaluate`` measures instead, as a pandas DataFrame: a row for all rows and
+        one per subgroup of each column (``column``, ``subgroup``, ``too_small``, ``rows``,
+        ``positives``, ``positive_rate``, ``auroc``, ``auroc_bound``, ``auprc``, ``ece``, ``tpr``,
+        ``auroc_gap``, ``tpr_gap``); a subgroup under ``min_cell`` rows, positives or negatives
+        has ``too_small`` set and no figure. Raises SchemaError for a column the schema lacks."""
     @overload
     def to_onnx(self, path: None = None, schema: str = "diabetes130", top_k_key: Optional[PathLike] = None) -> bytes: ...
     @overload

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use fedcare_core::loss::sigmoid;
 use fedcare_core::metrics::expected_calibration_error;
 use fedcare_core::{Dataset, ModelFile};
-use fedcare_data::predict::{check_model_fits, encode, evaluate, read_model_file, scores};
+use fedcare_data::predict::{check_model_fits, encode, evaluate, evaluate_table, read_model_file, scores};
 use fedcare_data::top_k::BucketKey;
 use fedcare_data::{BadRows, Schema};
 use numpy::ndarray::Array2;
@@ -144,17 +144,26 @@ impl Model {
 
     /// The model's metrics on the labels of `data` (what `fedcare predict` prints): rows,
     /// positives, AUROC, AUPRC, log loss, Brier score, accuracy, expected calibration error and
-    /// the ten calibration bins.
-    #[pyo3(signature = (data, schema = DEFAULT_SCHEMA, bad_rows_limit = 100, top_k_key = None))]
+    /// the ten calibration bins. With `subgroups` (column names, or `True` for the model file's
+    /// own subgroup columns, else the schema's), what `fedcare evaluate` measures instead, as a
+    /// pandas DataFrame: a row for all rows and one per subgroup of each column, no figure of one
+    /// under `min_cell` rows, positives or negatives (`too_small`).
+    #[pyo3(signature = (data, schema = DEFAULT_SCHEMA, bad_rows_limit = 100, top_k_key = None, subgroups = None, min_cell = fedcare_core::explore::DEFAULT_MIN_CELL))]
     fn evaluate<'py>(
         &self,
         data: &Bound<'py, PyAny>,
         schema: &str,
         bad_rows_limit: usize,
         top_k_key: Option<PathBuf>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+        subgroups: Option<Bound<'py, PyAny>>,
+        min_cell: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let input = Input::from_python(data)?;
         let py = data.py();
+        if let Some(subgroups) = subgroups {
+            let names = self.subgroup_names(&subgroups, schema, top_k_key.as_deref())?;
+            return self.evaluate_subgroups(py, &input, schema, top_k_key.as_deref(), bad_rows_limit, &names, min_cell);
+        }
         let (read, evaluation) = without_gil(py, || {
             let (read, inputs) = self.read_encoded(&input, schema, top_k_key.as_deref(), bad_rows_limit)?;
             let logits = scores(&self.file, &inputs).map_err(data_error)?;
@@ -167,7 +176,7 @@ impl Model {
         read.warn_if_rows_skipped(py)?;
         let dict = pythonize::pythonize(py, &evaluation)?.cast_into::<PyDict>()?;
         dict.set_item("expected_calibration_error", expected_calibration_error(&evaluation.calibration))?;
-        Ok(dict)
+        Ok(dict.into_any())
     }
 
     /// The model as an ONNX graph on its encoded inputs (see `encode`), with the schema, the
@@ -206,6 +215,80 @@ impl Model {
 }
 
 impl Model {
+    /// The subgroup columns `subgroups` names: a list of column names, or `True` for the model
+    /// file's own (else the schema's list).
+    fn subgroup_names(
+        &self,
+        subgroups: &Bound<'_, PyAny>,
+        schema: &str,
+        top_k_key: Option<&Path>,
+    ) -> PyResult<Vec<String>> {
+        if let Ok(all) = subgroups.extract::<bool>() {
+            if !all {
+                return Err(PyValueError::new_err("subgroups: column names, or True for the model's own"));
+            }
+            return Ok(match &self.file.subgroups {
+                Some(report) => report.columns.iter().map(|c| c.name.clone()).collect(),
+                None => self.fitting_schema(schema, top_k_key)?.subgroups,
+            });
+        }
+        subgroups
+            .extract::<Vec<String>>()
+            .map_err(|_| PyValueError::new_err("subgroups: a list of column names, or True for the model's own"))
+    }
+
+    /// `fedcare evaluate`'s figures of `input` per subgroup of `names`, as a DataFrame.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_subgroups<'py>(
+        &self,
+        py: Python<'py>,
+        input: &Input,
+        schema: &str,
+        top_k_key: Option<&Path>,
+        bad_rows_limit: usize,
+        names: &[String],
+        min_cell: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if min_cell == 0 {
+            return Err(PyValueError::new_err("min_cell: at least 1"));
+        }
+        let schema = self.fitting_schema(schema, top_k_key)?;
+        let (read, measured) = without_gil(py, || {
+            let columns = schema.subgroup_columns(names).map_err(|e| data_error(e.into()))?;
+            let read = input.read(&schema, BadRows::from_limit(bad_rows_limit)).map_err(data_error)?;
+            let measured = evaluate_table(&self.file, &schema, &read.table, &columns, min_cell).map_err(data_error)?;
+            Ok((read, measured))
+        })?;
+        read.warn_if_rows_skipped(py)?;
+        let rows = pyo3::types::PyList::empty(py);
+        for column in &measured.subgroups.columns {
+            let groups = core::iter::once(("all rows", &column.population))
+                .chain(column.subgroups.iter().map(|s| (s.label.as_str(), &s.figures)));
+            for (label, figures) in groups {
+                let row = PyDict::new(py);
+                row.set_item("column", &column.name)?;
+                row.set_item("subgroup", label)?;
+                row.set_item("too_small", figures.shown().is_none())?;
+                let shown = figures.shown();
+                row.set_item("rows", shown.map(|f| f.rows))?;
+                row.set_item("positives", shown.map(|f| f.positives))?;
+                row.set_item("positive_rate", shown.map(|f| f.positive_rate))?;
+                row.set_item("auroc", shown.and_then(|f| f.auroc))?;
+                row.set_item("auroc_bound", shown.map(|f| f.auroc_bound))?;
+                row.set_item("auprc", shown.and_then(|f| f.auprc))?;
+                row.set_item("ece", shown.map(|f| f.ece))?;
+                row.set_item("tpr", shown.and_then(|f| f.tpr))?;
+                row.set_item("auroc_gap", shown.and_then(|f| f.auroc_gap))?;
+                row.set_item("tpr_gap", shown.and_then(|f| f.tpr_gap))?;
+                rows.append(row)?;
+            }
+        }
+        let pandas = py.import("pandas").map_err(|_| {
+            PyValueError::new_err("Model.evaluate(..., subgroups=...) returns a pandas DataFrame: pip install pandas")
+        })?;
+        pandas.call_method1("DataFrame", (rows,))
+    }
+
     /// `input` read through the schema `schema` names (under the `top_k` key in the file
     /// `top_k_key`) and encoded as the model's inputs.
     fn read_encoded<'a>(

@@ -2,6 +2,7 @@
 exceptions for data or files that cannot be used."""
 
 import csv
+import json
 import subprocess
 import threading
 import time
@@ -163,3 +164,52 @@ def test_a_model_trained_under_a_top_k_key_scores_only_with_that_key(cohort, fed
     other.write_text("not a key")
     with pytest.raises(ValueError, match="64 hex digits"):
         model.predict(cohort["new"], top_k_key=other)
+
+
+def test_evaluate_per_subgroup_gives_fedcare_evaluates_figures_within_the_bound_of_sklearns(
+    models, cohort, fedcare_bin, tmp_path
+):
+    roc_auc_score = pytest.importorskip(
+        "sklearn.metrics", reason="SKIPPED: scikit-learn is not installed (pip install './python[test]')"
+    ).roc_auc_score
+    model = fedcare.Model.load(models["mlp"])
+    frame = fedcare.read_csv(cohort["new"])
+    table = model.evaluate(frame, subgroups=["gender", "race"], min_cell=5)
+    assert isinstance(table, pd.DataFrame)
+    assert list(table.columns[:4]) == ["column", "subgroup", "too_small", "rows"]
+    assert set(table["column"]) == {"gender", "race"}
+    # The same figures as `fedcare evaluate` on the same file.
+    out = tmp_path / "validation"
+    subprocess.run(
+        [str(fedcare_bin), "evaluate", "--model", str(models["mlp"]), "--data", str(cohort["new"]),
+         "--subgroups", "gender,race", "--min-cell", "5", "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    with open(out / "evaluate.json") as f:
+        report = json.load(f)
+    for column in report["subgroups"]["columns"]:
+        for subgroup in column["subgroups"]:
+            row = table[(table["column"] == column["name"]) & (table["subgroup"] == subgroup["label"])].iloc[0]
+            if subgroup["figures"] == "too_small":
+                assert row["too_small"] and pd.isna(row["auroc"]) and pd.isna(row["rows"])
+            else:
+                shown = subgroup["figures"]["shown"]
+                assert not row["too_small"] and row["rows"] == shown["rows"]
+                assert row["auroc"] == pytest.approx(shown["auroc"], abs=1e-12)
+    # Each shown subgroup of a named category: its AUROC is within its binning bound of
+    # scikit-learn's on the same rows.
+    probabilities = model.predict(frame)
+    labels = (frame["readmitted"] == "<30").to_numpy()
+    scored = ~np.isnan(probabilities)
+    checked = 0
+    for _, row in table[~table["too_small"]].iterrows():
+        if row["subgroup"] in ("all rows", "other", "missing"):
+            continue
+        rows = scored & (frame[row["column"]] == row["subgroup"]).to_numpy()
+        exact = roc_auc_score(labels[rows], probabilities[rows])
+        assert abs(row["auroc"] - exact) <= row["auroc_bound"] + 1e-9, (row["subgroup"], row["auroc"], exact)
+        checked += 1
+    assert checked >= 2
+    with pytest.raises(fedcare.SchemaError, match="nope"):
+        model.evaluate(frame, subgroups=["nope"])
