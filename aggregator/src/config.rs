@@ -22,6 +22,8 @@
 //!           columns (default: the schema's own list, these four for diabetes130, but none under
 //!           [privacy] pooled noise, where each costs ε; [] for none)
 //!           min_cell = 10           # no subgroup of fewer rows, positives or negatives is shown
+//! [tracking] mlflow = "http://mlflow:5000"   # optional: a run per federation in this MLflow server
+//!           experiment = "fedcare"  # optional (default: the federation id); tensorboard = "runs": event files
 //! [explore] min_cell = 10           # an exploration's reports show no count below this
 //!           noise = 0.0, rows_per_patient = 1  # each hospital's discrete Gaussian noise on the pooled counts (0: exact)
 //! [model]   input_width = 16, hidden = [32, 16]          # hidden = [] is logistic regression
@@ -492,6 +494,9 @@ pub struct AggregatorConfig {
     /// `[evaluation]`: the final evaluation's subgroups.
     #[serde(default)]
     pub evaluation: EvaluationSettings,
+    /// `[tracking]`: an MLflow tracking server and TensorBoard event files (both off by default).
+    #[serde(default)]
+    pub tracking: TrackingSettings,
     /// DP-SGD at every hospital (`[privacy]`; absent: off).
     #[serde(default)]
     pub privacy: Option<PrivacyConfig>,
@@ -518,6 +523,23 @@ pub struct ExploreSettings {
     /// The rows of one patient each hospital counts under that noise (its first ones).
     #[serde(default = "default_explore_rows_per_patient")]
     pub rows_per_patient: u32,
+}
+
+/// `[tracking]` of `aggregator.toml`: where the federation's parameters, each session's metrics
+/// and, at the end, its files are recorded besides `metrics.jsonl`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingSettings {
+    /// An MLflow tracking server (`http://host:5000`): a run per federation
+    /// ([`crate::tracking`]). A server that is down never stops or slows the federation.
+    #[serde(default)]
+    pub mlflow: Option<String>,
+    /// The MLflow experiment (default: the federation id).
+    #[serde(default)]
+    pub experiment: Option<String>,
+    /// A folder for TensorBoard event files ([`crate::tensorboard`]).
+    #[serde(default)]
+    pub tensorboard: Option<PathBuf>,
 }
 
 /// `[evaluation]` of `aggregator.toml`: the subgroups the final evaluation measures.

@@ -4,7 +4,9 @@
 //! the tonic service that turns requests into events and carries out the actions ([`server`]),
 //! connections and their TLS handshakes under limits ([`listener`]), the health endpoint
 //! ([`health`]) and Prometheus metrics ([`metrics`]), what it keeps on disk ([`persistence`],
-//! and an exploration's report, [`exploration`]), and its configuration ([`config`]).
+//! and an exploration's report, [`exploration`]), its configuration ([`config`]), and a
+//! federation's record in an MLflow tracking server ([`tracking`]) or TensorBoard event files
+//! ([`tensorboard`]).
 //!
 //! Guarantees:
 //! - It never depends on patient data: `fedcare-data` is not in this crate's graph (CI checks
@@ -23,6 +25,8 @@ pub mod listener;
 pub mod metrics;
 pub mod persistence;
 pub mod server;
+pub mod tensorboard;
+pub mod tracking;
 
 pub use fedcare_net::{error, identity, tls};
 pub use fedcare_protocol as protocol;

@@ -34,16 +34,23 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
-    let model = fedcare_data::predict::read_model_file(&args.model)?;
-    let card = Card::of(&model, args.unendorsed)
-        .with_context(|| format!("{} is not what the federation endorsed", args.model.display()))?;
     let out = args.out.clone().unwrap_or_else(|| args.model.parent().map_or_else(PathBuf::new, Path::to_path_buf));
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let [html, markdown] = write(&args.model, &out, args.unendorsed)?;
+    println!("wrote {} and {}", html.display(), markdown.display());
+    Ok(())
+}
+
+/// Writes the card of the model file at `model` into `out` (created if missing): `card.html`
+/// and `card.md`, their paths in that order.
+pub(crate) fn write(model: &Path, out: &Path, unendorsed: bool) -> Result<[PathBuf; 2]> {
+    let file = fedcare_data::predict::read_model_file(model)?;
+    let card = Card::of(&file, unendorsed)
+        .with_context(|| format!("{} is not what the federation endorsed", model.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let (html, markdown) = (out.join("card.html"), out.join("card.md"));
     std::fs::write(&html, card.html()?).with_context(|| format!("cannot write {}", html.display()))?;
     std::fs::write(&markdown, card.markdown()).with_context(|| format!("cannot write {}", markdown.display()))?;
-    println!("wrote {} and {}", html.display(), markdown.display());
-    Ok(())
+    Ok([html, markdown])
 }
 
 /// What a card says, gathered from a model file and its checked endorsements.

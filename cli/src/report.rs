@@ -55,7 +55,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
 
 /// Writes the plots of [`PLOTS`], `summary.md` and `report.html` into `out` (created if
 /// missing); returns their paths.
-fn write_report(records: &[RoundRecord], out: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn write_report(records: &[RoundRecord], out: &Path) -> Result<Vec<PathBuf>> {
     // The model the federation keeps, as metrics.jsonl tells it (the model file's).
     let Some(last) = kept_record(records).filter(|r| !r.roc.is_empty() && !r.calibration.is_empty()) else {
         bail!("no evaluated session with a ROC curve and calibration table: nothing to plot");

@@ -159,6 +159,14 @@ pub(crate) struct Args {
     /// reported one (0: those statistics are exact and not protected).
     #[arg(long, default_value_t = DEFAULT_POOLED_NOISE)]
     pooled_noise: f64,
+    /// Log the federation to this MLflow tracking server (http://host:5000): its parameters, each
+    /// session's metrics, and at the end model.bin, metrics.jsonl, report.html and the model card
+    /// (card.html, card.md, also written to --out). A server that is down never stops it.
+    #[arg(long)]
+    mlflow: Option<String>,
+    /// Write TensorBoard event files of the sessions' metrics into this folder.
+    #[arg(long)]
+    tensorboard: Option<PathBuf>,
     /// The columns the final evaluation measures per subgroup, comma-separated ('none': no
     /// subgroups; default: the schema's own list, race, gender, age and payer_code for
     /// diabetes130, but none with DP's pooled noise, where each column costs ε).
@@ -273,6 +281,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
             pooled_rows_per_patient: DEFAULT_POOLED_ROWS_PER_PATIENT,
         }),
         subgroups: args.subgroups.map(|columns| columns.0),
+        mlflow: args.mlflow.clone(),
+        tensorboard: args.tensorboard.clone(),
         ..SimulateOptions::default()
     };
     if options.explore.is_some() {
@@ -308,7 +318,12 @@ pub(crate) fn run(args: Args) -> Result<()> {
             bar.inc(1);
         }
     };
-    let report = crate::runtime()?.block_on(simulation::run(&options, None, Some(&progress)))?;
+    let report = crate::runtime()?.block_on(simulation::run_with_pages(
+        &options,
+        None,
+        Some(&progress),
+        Some(&federation_pages),
+    ))?;
     bar.finish_and_clear();
     if !terminal {
         println!("{}", table_header());
@@ -350,7 +365,49 @@ pub(crate) fn run(args: Args) -> Result<()> {
         );
     }
     println!("wrote {} and {}", args.out.join("metrics.jsonl").display(), args.out.join("model.bin").display());
+    if let (Some(server), Some(delivery)) = (&args.mlflow, &report.tracking) {
+        print_delivery(server, delivery);
+    }
+    if let Some(dir) = &args.tensorboard {
+        println!("TensorBoard: event files in {} (tensorboard --logdir {})", dir.display(), dir.display());
+    }
     Ok(())
+}
+
+/// What reached the MLflow server, in a line (and what did not).
+pub(crate) fn print_delivery(server: &str, delivery: &fedcare_federation::tracking::Delivery) {
+    match (&delivery.run_id, delivery.lost.is_empty()) {
+        (Some(run), true) => println!("MLflow: run {run} at {server}: parameters, metrics and artifacts sent"),
+        (run, _) => println!(
+            "MLflow: {} at {server}: {} entries sent, not sent: {}",
+            run.as_deref().map_or("no run".to_owned(), |run| format!("run {run}")),
+            delivery.sent,
+            delivery.lost.join("; ")
+        ),
+    }
+}
+
+/// The pages of a finished federation in `out` (its model.bin and metrics.jsonl), written there
+/// and sent to its MLflow run: the model card and `report.html` (with its plots, in
+/// `out/report`). A page that cannot be made is left out, and said.
+pub(crate) fn federation_pages(out: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut pages = Vec::new();
+    let mut add = |path: &std::path::PathBuf| match std::fs::read(path) {
+        Ok(bytes) => pages.push((path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()), bytes)),
+        Err(error) => tracing::warn!("{}: {error}", path.display()),
+    };
+    match crate::card::write(&out.join("model.bin"), out, false) {
+        Ok(paths) => paths.iter().for_each(&mut add),
+        Err(error) => tracing::warn!("no model card: {error:#}"),
+    }
+    let report = fedcare_federation::persistence::read_metrics(&out.join("metrics.jsonl"))
+        .map_err(anyhow::Error::from)
+        .and_then(|records| crate::report::write_report(&records, &out.join("report")));
+    match report {
+        Ok(paths) => paths.iter().filter(|p| p.extension().is_some_and(|e| e == "html")).for_each(&mut add),
+        Err(error) => tracing::warn!("no report: {error:#}"),
+    }
+    pages
 }
 
 /// A line per subgroup column: the subgroups shown and too small, and the largest AUROC and

@@ -17,7 +17,7 @@
 
 pub mod simulation;
 
-pub use fedcare_aggregator::{health, listener, metrics, persistence, server};
+pub use fedcare_aggregator::{health, listener, metrics, persistence, server, tensorboard, tracking};
 pub use fedcare_hospital::{self as hospital, participant};
 pub use fedcare_net::{error, identity, signing};
 pub use fedcare_protocol::{self as protocol, convert, coordinator, output, selection, transcript, transfer};

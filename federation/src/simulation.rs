@@ -12,7 +12,7 @@
 //! A simulation starts afresh: it removes the checkpoint, metrics and model a previous
 //! simulation left in its output directory before it starts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use core::time::Duration;
@@ -21,7 +21,7 @@ use fedcare_gpu_trainer::Selection;
 
 use crate::config::{
     AggregatorConfig, EvaluationSettings, ExploreSettings, JobKind, ModelConfig, PrivacyConfig, ServerRule, TlsFiles,
-    TrainerChoice, TrainingSettings,
+    TrackingSettings, TrainerChoice, TrainingSettings,
 };
 use crate::coordinator::Outcome;
 use crate::error::{FederationError, Result};
@@ -32,7 +32,9 @@ use crate::persistence::{CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE};
 use crate::protocol::Agreement;
 use crate::protocol::{NodeId, RoundRecord};
 use crate::server::AggregatorServer;
+use crate::tensorboard::EventWriter;
 use crate::tls;
+use crate::tracking::{self, Delivery, MlflowRun};
 
 /// How the simulated hospitals reach the aggregator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +94,10 @@ pub struct SimulateOptions {
     /// The final evaluation's subgroup columns (`None`: the schema's own list, or none under
     /// pooled noise; `[evaluation] subgroups`).
     pub subgroups: Option<Vec<String>>,
+    /// An MLflow tracking server to log the federation to (`[tracking] mlflow`).
+    pub mlflow: Option<String>,
+    /// A folder for TensorBoard event files (`[tracking] tensorboard`).
+    pub tensorboard: Option<PathBuf>,
 }
 
 impl Default for SimulateOptions {
@@ -118,6 +124,8 @@ impl Default for SimulateOptions {
             privacy: None,
             budget: None,
             subgroups: None,
+            mlflow: None,
+            tensorboard: None,
         }
     }
 }
@@ -154,11 +162,20 @@ pub struct SimulationReport {
     pub explorations: Vec<Option<fedcare_core::explore::ExploreReport>>,
     /// The files whose hospitals refused to take part, and why.
     pub left_out: Vec<(PathBuf, String)>,
+    /// With `mlflow`, what reached the tracking server.
+    pub tracking: Option<Delivery>,
 }
 
 /// Makes each hospital's trainer into the one it uses, given the hospital's node id: injected by
 /// tests that record what hospitals train on, or make one stall.
 pub type TrainerWrapper = dyn Fn(&NodeId, Box<dyn Trainer>) -> Box<dyn Trainer> + Sync;
+
+/// Makes pages of a finished federation from its output folder (the model file and
+/// `metrics.jsonl` there): their names and bytes, sent to the MLflow run as artifacts.
+pub type PageMaker = dyn Fn(&Path) -> Vec<(String, Vec<u8>)> + Sync;
+
+/// How long a finished simulation waits for its MLflow run to take what is still queued.
+const MLFLOW_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs a whole federation; `wrap` (when given) makes each hospital's trainer into the one it
 /// uses (tests), `progress` sees every completed session.
@@ -166,6 +183,17 @@ pub async fn run(
     options: &SimulateOptions,
     wrap: Option<&TrainerWrapper>,
     progress: Option<&(dyn Fn(Progress<'_>) + Sync)>,
+) -> Result<SimulationReport> {
+    run_with_pages(options, wrap, progress, None).await
+}
+
+/// [`run`], with `pages` making the pages of the finished federation that its MLflow run gets
+/// beside the model file and `metrics.jsonl` (`fedcare simulate`: `report.html` and the card).
+pub async fn run_with_pages(
+    options: &SimulateOptions,
+    wrap: Option<&TrainerWrapper>,
+    progress: Option<&(dyn Fn(Progress<'_>) + Sync)>,
+    pages: Option<&PageMaker>,
 ) -> Result<SimulationReport> {
     tls::install_crypto_provider();
     let work = tempfile::tempdir().map_err(|source| FederationError::Write { path: std::env::temp_dir(), source })?;
@@ -288,6 +316,11 @@ pub async fn run(
             subgroups: options.subgroups.clone(),
             ..EvaluationSettings::default()
         },
+        tracking: TrackingSettings {
+            mlflow: options.mlflow.clone(),
+            experiment: None,
+            tensorboard: options.tensorboard.clone(),
+        },
     };
     let plan = config.plan()?;
     std::fs::create_dir_all(&options.out)
@@ -300,6 +333,23 @@ pub async fn run(
             Err(source) => return Err(FederationError::Write { path, source }),
         }
     }
+    // Tracking starts with the federation; a server that is down never holds it up.
+    let mlflow = match &options.mlflow {
+        Some(server) => {
+            let run_name = options.out.file_name().map_or("fedcare".into(), |n| n.to_string_lossy().into_owned());
+            let run = MlflowRun::start(server, &plan.settings.federation_id, &run_name)
+                .map_err(|why| invalid("mlflow", server, &why))?;
+            run.log_params(tracking::params(&plan));
+            Some(run)
+        }
+        None => None,
+    };
+    let mut board = match &options.tensorboard {
+        Some(dir) => {
+            Some(EventWriter::create(dir).map_err(|source| FederationError::Write { path: dir.clone(), source })?)
+        }
+        None => None,
+    };
     let aggregator = AggregatorServer::new(plan, &options.out)?;
 
     // One trainer choice for the federation, said once; one trainer per hospital.
@@ -397,6 +447,15 @@ pub async fn run(
             if let Some(progress) = progress {
                 progress(Progress::Session { record, crypto_seconds: delta });
             }
+            if let Some(run) = &mlflow {
+                run.log_record(record);
+            }
+            if let Some(writer) = &mut board
+                && let Err(error) = writer.write_record(record)
+            {
+                tracing::warn!("TensorBoard: {}: {error}; no more events are written", writer.path().display());
+                board = None;
+            }
         }
         shown = records.len();
         if serving.is_finished() {
@@ -426,9 +485,21 @@ pub async fn run(
     if let Some(failure) = &outcome.failure {
         return Err(FederationError::Ended(failure.clone()));
     }
+    let tracking = mlflow.map(|run| {
+        for name in [METRICS_FILE, MODEL_FILE] {
+            match std::fs::read(options.out.join(name)) {
+                Ok(bytes) => run.log_artifact(name, bytes),
+                Err(error) => tracing::warn!("MLflow: {name} not sent: {error}"),
+            }
+        }
+        for (name, bytes) in pages.map(|make| make(&options.out)).unwrap_or_default() {
+            run.log_artifact(&name, bytes);
+        }
+        run.finish(MLFLOW_WAIT)
+    });
     let explorations = finals.iter().map(|f| f.as_ref().and_then(|f| f.exploration.clone())).collect();
     let received = finals.into_iter().map(|f| f.map(|f| f.bytes)).collect();
-    Ok(SimulationReport { outcome, crypto_seconds, hospitals: node_ids, received, explorations, left_out })
+    Ok(SimulationReport { outcome, crypto_seconds, hospitals: node_ids, received, explorations, left_out, tracking })
 }
 
 fn invalid(key: &'static str, value: impl ToString, expected: &str) -> FederationError {

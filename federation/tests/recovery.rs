@@ -72,6 +72,7 @@ async fn a_restarted_hospital_rejoins_and_takes_part_again() {
         job: Default::default(),
         explore: Default::default(),
         evaluation: Default::default(),
+        tracking: Default::default(),
     };
     let aggregator = AggregatorServer::new(config.plan().unwrap(), &config.out_dir).unwrap();
     let (link, listener) = in_process();

@@ -325,6 +325,7 @@ mod tests {
             job: Default::default(),
             explore: Default::default(),
             evaluation: Default::default(),
+            tracking: Default::default(),
         }
         .plan()
         .unwrap();

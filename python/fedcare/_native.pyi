@@ -156,6 +156,9 @@ def simulate(
     sampling_rate: float = 0.02,
     delta: float = 1e-6,
     pooled_noise: float = 50.0,
+    subgroups: Optional[Sequence[str]] = None,
+    mlflow: Optional[str] = None,
+    tensorboard: Optional[PathLike] = None,
     progress: Union[None, bool, Callable[[Dict[str, Any]], None]] = None,
     as_frame: Optional[bool] = None,
 ) -> Any:
@@ -170,7 +173,11 @@ def simulate(
     ``epsilon`` is a patient's ε at ``delta`` so far, the pooled statistics' discrete Gaussian
     noise (``pooled_noise``; 0: exact, not protected) included. ``top_k_key``: the file of a top_k key
     (``fedcare top-k-key``) the hospitals hash their top_k columns under; the model then needs
-    it to score (``Model.predict(..., top_k_key=...)``)."""
+    it to score (``Model.predict(..., top_k_key=...)``). ``subgroups``: the final evaluation's
+    subgroup columns (default: the schema's; ``[]`` for none). ``mlflow``: an MLflow tracking
+    server (``http://host:5000``) that gets a run with the parameters, every session's metrics,
+    ``model.bin`` and ``metrics.jsonl`` (a server that is down never stops the federation);
+    ``tensorboard``: a folder for TensorBoard event files."""
 
 def explore(
     *,

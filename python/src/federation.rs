@@ -61,6 +61,9 @@ pub(crate) fn read_metrics(py: Python<'_>, path: PathBuf, as_frame: Option<bool>
     sampling_rate = 0.02,
     delta = 1e-6,
     pooled_noise = 50.0,
+    subgroups = None,
+    mlflow = None,
+    tensorboard = None,
     progress = None,
     as_frame = None,
 ))]
@@ -90,6 +93,9 @@ pub(crate) fn simulate<'py>(
     sampling_rate: f64,
     delta: f64,
     pooled_noise: f64,
+    subgroups: Option<Vec<String>>,
+    mlflow: Option<String>,
+    tensorboard: Option<PathBuf>,
     progress: Option<Bound<'py, PyAny>>,
     as_frame: Option<bool>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -141,6 +147,9 @@ pub(crate) fn simulate<'py>(
             evaluation_bins: DEFAULT_EVALUATION_BINS,
             pooled_rows_per_patient: DEFAULT_POOLED_ROWS_PER_PATIENT,
         }),
+        subgroups,
+        mlflow,
+        tensorboard,
         ..SimulateOptions::default()
     };
     if explore {
@@ -271,6 +280,10 @@ fn run(py: Python<'_>, options: &SimulateOptions, progress: Option<&Bound<'_, Py
     })?;
     for (file, why) in &report.left_out {
         let message = format!("{} did not take part: {why}", file.display());
+        PyErr::warn(py, &py.get_type::<PyUserWarning>(), &std::ffi::CString::new(message)?, 1)?;
+    }
+    if let Some(delivery) = report.tracking.as_ref().filter(|d| !d.lost.is_empty()) {
+        let message = format!("MLflow: never sent ({}): {}", delivery.lost.len(), delivery.lost.join("; "));
         PyErr::warn(py, &py.get_type::<PyUserWarning>(), &std::ffi::CString::new(message)?, 1)?;
     }
     if printing

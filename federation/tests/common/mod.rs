@@ -39,5 +39,6 @@ pub(crate) fn plan(names: &[String], join_timeout_secs: u64, out: &Path, pki: &P
         job: Default::default(),
         explore: Default::default(),
         evaluation: Default::default(),
+        tracking: Default::default(),
     }
 }
