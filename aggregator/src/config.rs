@@ -23,7 +23,8 @@
 //!           [privacy] pooled noise, where each costs ε; [] for none)
 //!           min_cell = 10           # no subgroup of fewer rows, positives or negatives is shown
 //! [tracking] mlflow = "http://mlflow:5000"   # optional: a run per federation in this MLflow server
-//!           experiment = "fedcare"  # optional (default: the federation id); tensorboard = "runs": event files
+//!           experiment = "fedcare"  # optional (default: the federation id); ca = "pki/mlflow-ca.pem" (https;
+//!           default: the system's CA bundle); tensorboard = "runs": event files
 //! [explore] min_cell = 10           # an exploration's reports show no count below this
 //!           noise = 0.0, rows_per_patient = 1  # each hospital's discrete Gaussian noise on the pooled counts (0: exact)
 //! [model]   input_width = 16, hidden = [32, 16]          # hidden = [] is logistic regression
@@ -537,6 +538,10 @@ pub struct TrackingSettings {
     /// The MLflow experiment (default: the federation id).
     #[serde(default)]
     pub experiment: Option<String>,
+    /// The CA certificates (PEM) an `https` MLflow server is checked against (default: the
+    /// system's bundle).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
     /// A folder for TensorBoard event files ([`crate::tensorboard`]).
     #[serde(default)]
     pub tensorboard: Option<PathBuf>,

@@ -16,12 +16,14 @@
 
 use core::time::Duration;
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use fedcare_protocol::{FederationPlan, RoundRecord};
 use serde_json::{Value, json};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 /// The longest a request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,6 +35,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const METRICS_PER_BATCH: usize = 500;
 /// Most parameters in one `log-batch` request (the server's limit is 100).
 const PARAMS_PER_BATCH: usize = 100;
+/// Where Debian, Ubuntu and Alpine keep the system's CA bundle (what an `https` server is
+/// checked against unless `[tracking] ca` names another).
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// What is queued for the server.
 #[derive(Debug)]
@@ -78,16 +83,24 @@ pub struct MlflowRun {
 
 impl MlflowRun {
     /// Starts logging to the tracking server at `server` (`http://host:5000`): in experiment
-    /// `experiment` (made if missing), a run named `run_name`. Refuses an address that is not an
-    /// `http` or `https` URL; the server itself is reached later, never waited for here.
-    pub fn start(server: &str, experiment: &str, run_name: &str) -> Result<Self, String> {
+    /// `experiment` (made if missing), a run named `run_name`. An `https` server's certificate is
+    /// checked against the CA certificates in the PEM file `ca` (default: the system's bundle,
+    /// [`SYSTEM_CA_BUNDLE`]). Refuses an address that is not an `http` or `https` URL, and an
+    /// `https` one without readable CA certificates; the server itself is reached later, never
+    /// waited for here.
+    pub fn start(server: &str, experiment: &str, run_name: &str, ca: Option<&Path>) -> Result<Self, String> {
         let server = server.trim_end_matches('/').to_owned();
-        let rest = server.strip_prefix("http://").or_else(|| server.strip_prefix("https://"));
+        let (rest, https) = match (server.strip_prefix("http://"), server.strip_prefix("https://")) {
+            (Some(rest), _) => (Some(rest), false),
+            (_, rest) => (rest, true),
+        };
         if rest.is_none_or(|host| host.is_empty() || host.contains(char::is_whitespace)) {
             return Err(format!("{server:?} is not an MLflow tracking server's URL (http://host:port or https://…)"));
         }
+        let roots = if https { ca_certificates(ca.unwrap_or(Path::new(SYSTEM_CA_BUNDLE)))? } else { Vec::new() };
+        fedcare_net::tls::install_crypto_provider();
         let (queue, received) = mpsc::channel();
-        let client = Client::new(server, experiment.to_owned(), run_name.to_owned());
+        let client = Client::new(server, experiment.to_owned(), run_name.to_owned(), roots);
         let worker = std::thread::Builder::new()
             .name("mlflow".into())
             .spawn(move || client.run(&received))
@@ -158,6 +171,21 @@ pub fn params(plan: &FederationPlan) -> Vec<(String, String)> {
     params
 }
 
+/// The certificates of the PEM file at `path`; refuses a file without any.
+fn ca_certificates(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("the CA certificates in {}: {e}", path.display()))?;
+    let certificates: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(certificate)) => Some(certificate),
+            _ => None,
+        })
+        .collect();
+    if certificates.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certificates)
+}
+
 fn now_millis() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
@@ -212,8 +240,9 @@ struct Client {
 }
 
 impl Client {
-    fn new(server: String, experiment: String, run_name: String) -> Self {
-        let agent = ureq::Agent::config_builder().timeout_global(Some(REQUEST_TIMEOUT)).build().into();
+    fn new(server: String, experiment: String, run_name: String, roots: Vec<Certificate<'static>>) -> Self {
+        let tls = TlsConfig::builder().root_certs(RootCerts::from(roots)).build();
+        let agent = ureq::Agent::config_builder().timeout_global(Some(REQUEST_TIMEOUT)).tls_config(tls).build().into();
         Self { agent, server, experiment, run_name, run: None }
     }
 
@@ -407,12 +436,16 @@ mod tests {
 
     #[test]
     fn a_server_that_is_not_there_loses_what_was_logged_and_says_so_without_blocking() {
-        assert!(MlflowRun::start("localhost:5000", "e", "r").is_err(), "not a URL");
+        assert!(MlflowRun::start("localhost:5000", "e", "r", None).is_err(), "not a URL");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("empty.pem"), "no certificate here").unwrap();
+        let error = MlflowRun::start("https://mlflow:5000", "e", "r", Some(&dir.path().join("empty.pem"))).unwrap_err();
+        assert!(error.contains("no PEM certificate"), "{error}");
         // A port nobody listens on: every request fails at once.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let run = MlflowRun::start(&format!("http://127.0.0.1:{port}"), "e", "r").unwrap();
+        let run = MlflowRun::start(&format!("http://127.0.0.1:{port}"), "e", "r", None).unwrap();
         let started = Instant::now();
         run.log_params(vec![("rounds".into(), "3".into())]);
         run.log_record(&RoundRecord::new(SessionId { round: 1, attempt: 0 }, SessionKind::Train, 2));

@@ -45,7 +45,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let mlflow = match &tracking.mlflow {
         Some(server) => {
             let experiment = tracking.experiment.as_deref().unwrap_or(&plan.settings.federation_id);
-            let run = MlflowRun::start(server, experiment, &plan.settings.federation_id)
+            let run = MlflowRun::start(server, experiment, &plan.settings.federation_id, tracking.ca.as_deref())
                 .map_err(|why| anyhow::anyhow!("[tracking] mlflow: {why}"))?;
             run.log_params(fedcare_federation::tracking::params(&plan));
             Some(run)

@@ -319,6 +319,7 @@ pub async fn run_with_pages(
         tracking: TrackingSettings {
             mlflow: options.mlflow.clone(),
             experiment: None,
+            ca: None,
             tensorboard: options.tensorboard.clone(),
         },
     };
@@ -337,7 +338,7 @@ pub async fn run_with_pages(
     let mlflow = match &options.mlflow {
         Some(server) => {
             let run_name = options.out.file_name().map_or("fedcare".into(), |n| n.to_string_lossy().into_owned());
-            let run = MlflowRun::start(server, &plan.settings.federation_id, &run_name)
+            let run = MlflowRun::start(server, &plan.settings.federation_id, &run_name, None)
                 .map_err(|why| invalid("mlflow", server, &why))?;
             run.log_params(tracking::params(&plan));
             Some(run)
