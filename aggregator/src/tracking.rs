@@ -435,6 +435,28 @@ mod tests {
     }
 
     #[test]
+    fn a_small_subgroup_sends_no_metric() {
+        use fedcare_core::ScoreHistogram;
+        use fedcare_core::explore::{ColumnKind, ColumnSpec};
+        use fedcare_core::subgroup::{SubgroupHistograms, subgroup_report};
+        let sex = ColumnSpec {
+            name: "gender".into(),
+            kind: ColumnKind::Categorical { categories: 2, labels: vec!["Female".into(), "Male".into()] },
+        };
+        let histogram = |p: [u64; 2], n: [u64; 2]| ScoreHistogram { positives: p.to_vec(), negatives: n.to_vec() };
+        // Female large, Male with 4 positives (small), nothing missing.
+        let histograms = SubgroupHistograms {
+            columns: vec![vec![histogram([30, 60], [200, 90]), histogram([1, 3], [50, 40]), histogram([0, 0], [0, 0])]],
+        };
+        let mut record = RoundRecord::new(SessionId { round: 5, attempt: 0 }, SessionKind::Evaluate, 3);
+        record.subgroups = Some(subgroup_report(&[sex], &histograms, None, 10));
+        let keys: Vec<String> = record_metrics(&record).into_iter().map(|(key, _)| key).collect();
+        assert!(keys.iter().all(|key| !key.contains("/Male/")), "{keys:?}");
+        // The lone small subgroup hides the other one too: no subgroup metric at all.
+        assert!(keys.iter().all(|key| !key.starts_with("subgroup/")), "{keys:?}");
+    }
+
+    #[test]
     fn a_server_that_is_not_there_loses_what_was_logged_and_says_so_without_blocking() {
         assert!(MlflowRun::start("localhost:5000", "e", "r", None).is_err(), "not a URL");
         let dir = tempfile::tempdir().unwrap();
