@@ -47,8 +47,8 @@ pub struct Consortium {
     /// whatever noise there is).
     #[serde(default)]
     pub min_pooled_noise: f64,
-    /// The smallest `min_cell` of an exploration it takes part in: a report of the pooled counts
-    /// shows none below it.
+    /// The smallest `min_cell` of an exploration, or of the final evaluation's subgroups, it takes
+    /// part in: a report of the pooled counts shows none below it, nor a subgroup smaller.
     #[serde(default = "default_min_cell")]
     pub min_cell: u64,
     /// The most exploration sessions it releases counts in, over all federations (its ledger
@@ -138,6 +138,13 @@ impl Consortium {
             return Err(TrustError::BelowFloor {
                 what: "the exploration's min_cell",
                 got: min_cell,
+                min: self.min_cell,
+            });
+        }
+        if !settings.layout.subgroups.is_empty() && settings.subgroup_min_cell < self.min_cell {
+            return Err(TrustError::BelowFloor {
+                what: "the subgroups' min_cell",
+                got: settings.subgroup_min_cell,
                 min: self.min_cell,
             });
         }

@@ -786,6 +786,25 @@ fn an_exploration_past_the_hospitals_own_bounds_is_refused() {
 }
 
 #[test]
+fn subgroups_reported_below_the_hospitals_own_floor_are_refused() {
+    // The subgroups' min_cell is the aggregator's too: a hospital refuses a federation that
+    // would report subgroups smaller than its own floor, before anything is released.
+    use fedcare_core::explore::{ColumnKind, ColumnSpec};
+    let mut settings = test_settings(1);
+    settings.min_hospitals = HOSPITALS.len();
+    settings.layout.subgroups =
+        vec![ColumnSpec { name: "sex".into(), kind: ColumnKind::Categorical { categories: 2, labels: Vec::new() } }];
+    settings.subgroup_min_cell = 2;
+    let mut driver = Driver::new(&HOSPITALS, settings, None, now());
+    driver.run(PHASES);
+    all_refused(
+        &driver,
+        |e| matches!(e, Error::Trust(TrustError::BelowFloor { what, got: 2, min: 10 }) if what.contains("subgroups")),
+    );
+    ledgers_hold_only(&driver, &[]);
+}
+
+#[test]
 fn a_key_share_that_does_not_match_its_commitment_is_refused() {
     // Attack 8: hospital-a colludes with the aggregator. Shown the others' key shares before it
     // reveals its own, it swaps the share it committed to for another (here a fresh one; a rogue
