@@ -22,6 +22,10 @@ use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use fedcare_protocol::{FederationPlan, RoundRecord};
+
+use crate::config::TrackingSettings;
+use crate::persistence::{METRICS_FILE, MODEL_FILE};
+use crate::tensorboard::EventWriter;
 use serde_json::{Value, json};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
@@ -153,6 +157,74 @@ impl Drop for MlflowRun {
         if self.worker.is_some() {
             let _ = self.queue.send(Entry::Finish { deadline: Instant::now() });
         }
+    }
+}
+
+/// How long a finished federation waits for its MLflow run to take what is still queued.
+pub const FINISH_WAIT: Duration = Duration::from_secs(30);
+
+/// Where a federation's sessions are recorded besides `metrics.jsonl` (`[tracking]`): its MLflow
+/// run and its TensorBoard event file, each optional. What `fedcare serve` and the simulation
+/// share.
+#[derive(Debug, Default)]
+pub struct Trackers {
+    mlflow: Option<MlflowRun>,
+    board: Option<EventWriter>,
+}
+
+impl Trackers {
+    /// Starts what `settings` ask for the federation `plan` describes: the MLflow run `run_name`
+    /// in `settings.experiment` (default: the federation id), its parameters queued, and the
+    /// event file. Refuses a bad URL or CA file, and a folder it cannot write.
+    pub fn start(settings: &TrackingSettings, plan: &FederationPlan, run_name: &str) -> Result<Self, String> {
+        let mlflow = match &settings.mlflow {
+            Some(server) => {
+                let experiment = settings.experiment.as_deref().unwrap_or(&plan.settings.federation_id);
+                let run = MlflowRun::start(server, experiment, run_name, settings.ca.as_deref())
+                    .map_err(|why| format!("[tracking] mlflow: {why}"))?;
+                run.log_params(params(plan));
+                Some(run)
+            }
+            None => None,
+        };
+        let board = match &settings.tensorboard {
+            Some(dir) => {
+                Some(EventWriter::create(dir).map_err(|e| format!("[tracking] tensorboard: {}: {e}", dir.display()))?)
+            }
+            None => None,
+        };
+        Ok(Self { mlflow, board })
+    }
+
+    /// Records a completed session; a TensorBoard file that cannot be written is said once and
+    /// given up.
+    pub fn record(&mut self, record: &RoundRecord) {
+        if let Some(run) = &self.mlflow {
+            run.log_record(record);
+        }
+        if let Some(writer) = &mut self.board
+            && let Err(error) = writer.write_record(record)
+        {
+            tracing::warn!("TensorBoard: {}: {error}; no more events are written", writer.path().display());
+            self.board = None;
+        }
+    }
+
+    /// After the federation: sends the model file and `metrics.jsonl` from `out`, then `pages`
+    /// (name, bytes), as the MLflow run's artifacts, and ends the run ([`MlflowRun::finish`],
+    /// waiting at most [`FINISH_WAIT`]); `None` without a run. `pages` is made only then.
+    pub fn finish(self, out: &Path, pages: impl FnOnce() -> Vec<(String, Vec<u8>)>) -> Option<Delivery> {
+        let run = self.mlflow?;
+        for name in [METRICS_FILE, MODEL_FILE] {
+            match std::fs::read(out.join(name)) {
+                Ok(bytes) => run.log_artifact(name, bytes),
+                Err(error) => tracing::warn!("MLflow: {name} not sent: {error}"),
+            }
+        }
+        for (name, bytes) in pages() {
+            run.log_artifact(&name, bytes);
+        }
+        Some(run.finish(FINISH_WAIT))
     }
 }
 

@@ -15,7 +15,7 @@ use anyhow::{Context as _, Result};
 use fedcare_core::metrics::{Evaluation, expected_calibration_error};
 use fedcare_core::subgroup::SubgroupReport;
 use fedcare_data::BadRows;
-use fedcare_data::predict::{check_model_fits, evaluate_table, read_model_file};
+use fedcare_data::predict::{check_model_fits, evaluate_table};
 use serde::Serialize;
 
 use crate::html::escape;
@@ -26,21 +26,11 @@ const FORMAT: u32 = 1;
 /// `fedcare evaluate`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The model file.
-    #[arg(long)]
-    model: PathBuf,
-    /// This hospital's labelled CSV (in --schema).
-    #[arg(long)]
-    data: PathBuf,
+    #[command(flatten)]
+    input: crate::predict::ModelAndData,
     /// Where to write evaluate.json and evaluate.html.
     #[arg(long, default_value = "fedcare-evaluate")]
     out: PathBuf,
-    /// The data's schema: diabetes130, diabetes130-all or a schema TOML path.
-    #[arg(long, default_value = "diabetes130")]
-    schema: String,
-    /// The file of the consortium's top_k key, for a model trained under one.
-    #[arg(long)]
-    top_k_key: Option<PathBuf>,
     /// Subgroup columns, comma-separated ('none': none; default: the model file's subgroups, or
     /// the schema's own list).
     #[arg(long)]
@@ -48,9 +38,6 @@ pub(crate) struct Args {
     /// The smallest subgroup (rows, positives and negatives) whose figures are shown.
     #[arg(long, default_value_t = fedcare_core::explore::DEFAULT_MIN_CELL, value_parser = clap::value_parser!(u64).range(1..))]
     min_cell: u64,
-    /// Bad rows skipped (and counted) before the file is refused; 0 refuses at the first.
-    #[arg(long, default_value_t = 100)]
-    bad_rows_limit: usize,
 }
 
 /// `evaluate.json`.
@@ -107,9 +94,9 @@ struct Federation<'a> {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
-    let model = read_model_file(&args.model)?;
-    let schema = crate::top_k_key::schema(&args.schema, args.top_k_key.as_deref())?;
+    let (model, schema) = args.input.model_and_schema()?;
     check_model_fits(&model, &schema)?;
+    let input = &args.input;
     let names = match &args.subgroups {
         Some(columns) => columns.0.clone(),
         None => match &model.subgroups {
@@ -118,13 +105,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
         },
     };
     let columns = schema.subgroup_columns(&names)?;
-    let (table, ingest) = fedcare_data::read_csv(&args.data, &schema, BadRows::from_limit(args.bad_rows_limit))?;
+    let (table, ingest) = fedcare_data::read_csv(&input.data, &schema, BadRows::from_limit(input.bad_rows_limit))?;
     let measured = evaluate_table(&model, &schema, &table, &columns, args.min_cell)?;
     let report = Report {
         format: FORMAT,
         schema: &model.schema_id,
         model: model.spec.architecture(),
-        data: args.data.display().to_string(),
+        data: input.data.display().to_string(),
         rows_read: ingest.summary(),
         overall: measured.evaluation.as_ref().map(Overall::from),
         subgroups: &measured.subgroups,
@@ -146,7 +133,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         println!(
             "on {} ({} rows, {} positive): AUROC {} (the federation's held-out patients: {}), AUPRC {}, expected \
              calibration error {:.4}",
-            args.data.display(),
+            input.data.display(),
             overall.rows,
             overall.positives,
             opt(overall.auroc),

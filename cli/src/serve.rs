@@ -11,8 +11,7 @@ use anyhow::{Context, Result};
 use fedcare_federation::config::{self, AggregatorConfig};
 use fedcare_federation::coordinator::{Failure, Outcome};
 use fedcare_federation::server::AggregatorServer;
-use fedcare_federation::tensorboard::EventWriter;
-use fedcare_federation::tracking::MlflowRun;
+use fedcare_federation::tracking::Trackers;
 use fedcare_federation::{health, metrics, tls};
 use tokio::sync::watch;
 
@@ -41,26 +40,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
     }
     let plan = config.plan().with_context(|| format!("invalid configuration in {}", args.config.display()))?;
     let server_tls = tls::server_tls(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
-    let tracking = &config.tracking;
-    let mlflow = match &tracking.mlflow {
-        Some(server) => {
-            let experiment = tracking.experiment.as_deref().unwrap_or(&plan.settings.federation_id);
-            let run = MlflowRun::start(server, experiment, &plan.settings.federation_id, tracking.ca.as_deref())
-                .map_err(|why| anyhow::anyhow!("[tracking] mlflow: {why}"))?;
-            run.log_params(fedcare_federation::tracking::params(&plan));
-            Some(run)
-        }
-        None => None,
-    };
-    let board = match &tracking.tensorboard {
-        Some(dir) => {
-            Some(EventWriter::create(dir).with_context(|| format!("[tracking] tensorboard: {}", dir.display()))?)
-        }
-        None => None,
-    };
+    let trackers =
+        Trackers::start(&config.tracking, &plan, &plan.settings.federation_id).map_err(anyhow::Error::msg)?;
     let aggregator = AggregatorServer::new(plan, &config.out_dir)?;
-    let outcome =
-        crate::aggregator_runtime()?.block_on(serve(&config, aggregator, server_tls, Tracking { mlflow, board }))?;
+    let outcome = crate::aggregator_runtime()?.block_on(serve(&config, aggregator, server_tls, trackers))?;
     match outcome.failure {
         Some(Failure::Interrupted) => {
             println!("stopped by a signal after {} sessions; start again to resume", outcome.records.len());
@@ -75,36 +58,11 @@ async fn bind(address: &str, what: &str) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address} ({what})"))
 }
 
-/// Where the sessions are recorded besides `metrics.jsonl` (`[tracking]`).
-struct Tracking {
-    mlflow: Option<MlflowRun>,
-    board: Option<EventWriter>,
-}
-
-impl Tracking {
-    /// Records a completed session; a TensorBoard file that cannot be written is said once and
-    /// given up.
-    fn record(&mut self, record: &fedcare_federation::protocol::RoundRecord) {
-        if let Some(run) = &self.mlflow {
-            run.log_record(record);
-        }
-        if let Some(writer) = &mut self.board
-            && let Err(error) = writer.write_record(record)
-        {
-            tracing::warn!("TensorBoard: {}: {error}; no more events are written", writer.path().display());
-            self.board = None;
-        }
-    }
-}
-
-/// How long a finished aggregator waits for its MLflow run to take what is still queued.
-const MLFLOW_WAIT: core::time::Duration = core::time::Duration::from_secs(30);
-
 async fn serve(
     config: &AggregatorConfig,
     aggregator: AggregatorServer,
     server_tls: tls::ServerTls,
-    tracking: Tracking,
+    trackers: Trackers,
 ) -> Result<Outcome> {
     let listener = bind(&config.listen, "listen").await?;
     let address = listener.local_addr().context("the listening socket has no address")?;
@@ -140,35 +98,28 @@ async fn serve(
     }
 
     let (table_done, table_stop) = tokio::sync::oneshot::channel::<()>();
-    let table = tokio::spawn(print_table(aggregator.clone(), table_stop, tracking));
+    let table = tokio::spawn(print_table(aggregator.clone(), table_stop, trackers));
     let mut interrupted = core::pin::pin!(crate::shutdown_signal());
     let outcome = aggregator.serve_until(listener, server_tls, interrupted.as_mut()).await;
     // Every row is printed (and recorded) before the verdict.
     let _ = table_done.send(());
-    let tracking = table.await.ok();
+    let trackers = table.await.ok();
     if let Ok(outcome) = &outcome
         && outcome.failure != Some(Failure::Interrupted)
     {
         match &outcome.failure {
             None => {
                 println!("federation done: {} sessions", outcome.records.len());
-                if let (Some(run), Some(server)) = (tracking.and_then(|t| t.mlflow), config.tracking.mlflow.clone()) {
+                if let (Some(trackers), Some(server)) = (trackers, config.tracking.mlflow.clone()) {
                     let out = config.out_dir.clone();
                     let delivery = tokio::task::spawn_blocking(move || {
-                        for name in ["metrics.jsonl", "model.bin"] {
-                            match std::fs::read(out.join(name)) {
-                                Ok(bytes) => run.log_artifact(name, bytes),
-                                Err(error) => tracing::warn!("MLflow: {name} not sent: {error}"),
-                            }
-                        }
-                        for (name, bytes) in crate::simulate::federation_pages(&out) {
-                            run.log_artifact(&name, bytes);
-                        }
-                        run.finish(MLFLOW_WAIT)
+                        trackers.finish(&out, || crate::simulate::federation_pages(&out))
                     })
                     .await
                     .context("the MLflow thread panicked")?;
-                    crate::simulate::print_delivery(&server, &delivery);
+                    if let Some(delivery) = delivery {
+                        crate::simulate::print_delivery(&server, &delivery);
+                    }
                 }
                 if outcome.exploration.is_some() {
                     let json = config.out_dir.join(fedcare_federation::exploration::EXPLORE_FILE);
@@ -197,13 +148,13 @@ async fn serve(
 }
 
 /// Prints the table's header, then a row per session as it completes (sessions resumed from
-/// the checkpoint first), recording each in `tracking`, until `stop` fires; then the rows not
-/// printed yet. Gives `tracking` back.
+/// the checkpoint first), recording each in `trackers`, until `stop` fires; then the rows not
+/// printed yet. Gives `trackers` back.
 async fn print_table(
     aggregator: AggregatorServer,
     stop: tokio::sync::oneshot::Receiver<()>,
-    mut tracking: Tracking,
-) -> Tracking {
+    mut trackers: Trackers,
+) -> Trackers {
     let mut printed = 0;
     // A closed stdout (`serve | head`) must not stop the aggregator: write errors are ignored.
     let mut print_new = || {
@@ -211,7 +162,7 @@ async fn print_table(
         let mut out = std::io::stdout().lock();
         for record in &records {
             let _ = writeln!(out, "{}", table_row(record, None));
-            tracking.record(record);
+            trackers.record(record);
         }
         printed += records.len();
         let _ = out.flush();
@@ -227,5 +178,5 @@ async fn print_table(
         }
     }
     print_new();
-    tracking
+    trackers
 }

@@ -32,9 +32,8 @@ use crate::persistence::{CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE};
 use crate::protocol::Agreement;
 use crate::protocol::{NodeId, RoundRecord};
 use crate::server::AggregatorServer;
-use crate::tensorboard::EventWriter;
 use crate::tls;
-use crate::tracking::{self, Delivery, MlflowRun};
+use crate::tracking::{Delivery, Trackers};
 
 /// How the simulated hospitals reach the aggregator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,9 +172,6 @@ pub type TrainerWrapper = dyn Fn(&NodeId, Box<dyn Trainer>) -> Box<dyn Trainer> 
 /// Makes pages of a finished federation from its output folder (the model file and
 /// `metrics.jsonl` there): their names and bytes, sent to the MLflow run as artifacts.
 pub type PageMaker = dyn Fn(&Path) -> Vec<(String, Vec<u8>)> + Sync;
-
-/// How long a finished simulation waits for its MLflow run to take what is still queued.
-const MLFLOW_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs a whole federation; `wrap` (when given) makes each hospital's trainer into the one it
 /// uses (tests), `progress` sees every completed session.
@@ -335,22 +331,9 @@ pub async fn run_with_pages(
         }
     }
     // Tracking starts with the federation; a server that is down never holds it up.
-    let mlflow = match &options.mlflow {
-        Some(server) => {
-            let run_name = options.out.file_name().map_or("fedcare".into(), |n| n.to_string_lossy().into_owned());
-            let run = MlflowRun::start(server, &plan.settings.federation_id, &run_name, None)
-                .map_err(|why| invalid("mlflow", server, &why))?;
-            run.log_params(tracking::params(&plan));
-            Some(run)
-        }
-        None => None,
-    };
-    let mut board = match &options.tensorboard {
-        Some(dir) => {
-            Some(EventWriter::create(dir).map_err(|source| FederationError::Write { path: dir.clone(), source })?)
-        }
-        None => None,
-    };
+    let run_name = options.out.file_name().map_or("fedcare".into(), |n| n.to_string_lossy().into_owned());
+    let mut trackers = Trackers::start(&config.tracking, &plan, &run_name)
+        .map_err(|why| invalid("tracking", "--mlflow, --tensorboard", why.as_str()))?;
     let aggregator = AggregatorServer::new(plan, &options.out)?;
 
     // One trainer choice for the federation, said once; one trainer per hospital.
@@ -448,15 +431,7 @@ pub async fn run_with_pages(
             if let Some(progress) = progress {
                 progress(Progress::Session { record, crypto_seconds: delta });
             }
-            if let Some(run) = &mlflow {
-                run.log_record(record);
-            }
-            if let Some(writer) = &mut board
-                && let Err(error) = writer.write_record(record)
-            {
-                tracing::warn!("TensorBoard: {}: {error}; no more events are written", writer.path().display());
-                board = None;
-            }
+            trackers.record(record);
         }
         shown = records.len();
         if serving.is_finished() {
@@ -486,18 +461,7 @@ pub async fn run_with_pages(
     if let Some(failure) = &outcome.failure {
         return Err(FederationError::Ended(failure.clone()));
     }
-    let tracking = mlflow.map(|run| {
-        for name in [METRICS_FILE, MODEL_FILE] {
-            match std::fs::read(options.out.join(name)) {
-                Ok(bytes) => run.log_artifact(name, bytes),
-                Err(error) => tracing::warn!("MLflow: {name} not sent: {error}"),
-            }
-        }
-        for (name, bytes) in pages.map(|make| make(&options.out)).unwrap_or_default() {
-            run.log_artifact(&name, bytes);
-        }
-        run.finish(MLFLOW_WAIT)
-    });
+    let tracking = trackers.finish(&options.out, || pages.map(|make| make(&options.out)).unwrap_or_default());
     let explorations = finals.iter().map(|f| f.as_ref().and_then(|f| f.exploration.clone())).collect();
     let received = finals.into_iter().map(|f| f.map(|f| f.bytes)).collect();
     Ok(SimulationReport { outcome, crypto_seconds, hospitals: node_ids, received, explorations, left_out, tracking })

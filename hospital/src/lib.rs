@@ -476,15 +476,21 @@ fn local_evaluation(
     sampler: Option<&PooledSampler>,
 ) -> Result<LocalEvaluation> {
     let Some(sampler) = sampler else { return Ok(LocalEvaluation::of_logits(logits, test.labels(), bins)) };
-    let rows = match test.groups() {
-        Some(groups) => sampler.counted_rows(groups),
-        None => (0..test.rows()).collect(),
-    };
+    let rows = evaluated_rows(test, Some(sampler));
     let logits: Vec<f32> = rows.iter().map(|&row| logits[row]).collect();
     let labels: Vec<f32> = rows.iter().map(|&row| test.labels()[row]).collect();
     let mut evaluation = LocalEvaluation::of_logits(&logits, &labels, bins);
     evaluation.noise = sampler.histogram(2 * bins)?;
     Ok(evaluation)
+}
+
+/// The held-out rows an evaluation counts: with pooled noise, the first `rows_per_patient` of
+/// each patient (all of them for data without patients); all of them otherwise.
+fn evaluated_rows(test: &Dataset, sampler: Option<&PooledSampler>) -> Vec<usize> {
+    match (sampler, test.groups()) {
+        (Some(sampler), Some(groups)) => sampler.counted_rows(groups),
+        _ => (0..test.rows()).collect(),
+    }
 }
 
 /// The held-out rows' scores and subgroup cells the final evaluation measures.
@@ -515,10 +521,7 @@ fn local_subgroups(
             test.rows()
         )));
     }
-    let rows: Vec<usize> = match (sampler, test.groups()) {
-        (Some(sampler), Some(groups)) => sampler.counted_rows(groups),
-        _ => (0..test.rows()).collect(),
-    };
+    let rows = evaluated_rows(test, sampler);
     let pick = |values: &[f32]| -> Vec<f32> { rows.iter().map(|&row| values[row]).collect() };
     let labels = pick(test.labels());
     let cells: Vec<Vec<usize>> = scores.cells.iter().map(|c| rows.iter().map(|&row| c[row]).collect()).collect();
