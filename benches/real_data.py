@@ -1,27 +1,32 @@
 #!/usr/bin/env python3
-"""fedcare on the real Diabetes-130 file against centralized scikit-learn, on one split, in one run.
+"""fedcare on the real Diabetes-130 file against centralized scikit-learn and XGBoost, on one split, in one run.
 
-    python3 -m venv /tmp/skl && /tmp/skl/bin/pip install scikit-learn pandas
+    python3 -m venv /tmp/skl && /tmp/skl/bin/pip install scikit-learn pandas xgboost
     cargo build --release --bin fedcare
-    /tmp/skl/bin/python benches/real_data.py [--zip PATH] [--rounds 10]
+    /tmp/skl/bin/python benches/real_data.py [--zip PATH] [--rounds 10] [--sites 3,5,10]
 
 The published zip (default `../shared/data/diabetes130/dataset_diabetes.zip`) is split with
 `fedcare split` (seed 0, 20 % of the patients held out: the same held-out patients for every row
-below). fedcare rows: 3 and 10 sites, alike (`--by patient`) and skewed (`--by
+below). fedcare rows: 3, 5 and 10 sites, alike (`--by patient`) and skewed (`--by
 admission_source_id`: 80 % of each value's patients at its home site); `fedcare simulate --data`
-with the defaults (MLP [32, 16], schema `diabetes130/v2`) for `--rounds` rounds, then `fedcare
-predict` on the held-out patients, whose AUROC, AUPRC and expected calibration error (10
-equal-width bins) it prints. Baselines, trained on all the sites' rows pooled and scored on the
+with the defaults, the MLP (MLP [32, 16], schema `diabetes130/v2`) for `--rounds` rounds and the
+gradient-boosted trees (`--model gbdt`, `[boosting]`'s defaults), then `fedcare predict` on the
+held-out patients, whose AUROC, AUPRC and expected calibration error (10 equal-width bins) it
+prints; the wall time of the whole federation and the bytes each hospital sent and received
+(`metrics.jsonl`). Baselines, trained on all the sites' rows pooled and scored on the
 same held-out patients: scikit-learn's LogisticRegression (class-balanced) and
-HistGradientBoostingClassifier, each on two sets of inputs (encounters ending in death or hospice
+HistGradientBoostingClassifier, each on two sets of inputs, and XGBoost's `hist` method (its
+defaults) on fedcare's inputs when `xgboost` is installed (encounters ending in death or hospice
 dropped, numeric columns standardised, age bands as midpoints, categorical columns one-hot with
 "other or missing"): the reference features of the data's README (diagnoses as ICD-9 chapter
 groups, ten specialties) and fedcare's built-in schema's (also the patient's earlier encounters,
 the 30 most frequent specialties, the 20 most frequent codes of each diagnosis, the payer). Not a
-cargo test; prints the CPU model.
+cargo test; prints the CPU model. Flower's FedXgbBagging is not in the table: it needs Flower's
+simulation engine (Ray), which is not installed here.
 """
 
 import argparse
+import json
 import os
 import re
 import tempfile
@@ -160,10 +165,22 @@ def ece(probabilities, labels, bins=10) -> float:
     return total / len(labels)
 
 
+def bytes_per_hospital(metrics: str) -> float:
+    """MB each hospital sent and received over a federation (`metrics.jsonl`'s totals over its
+    hospitals)."""
+    total = 0.0
+    with open(metrics) as f:
+        for line in f:
+            record = json.loads(line)
+            total += (record["bytes_up"] + record["bytes_down"]) / record["hospitals"]
+    return total / 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--zip", default=os.path.join(ROOT, "..", "shared", "data", "diabetes130", "dataset_diabetes.zip"))
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--sites", default="3,5,10")
     parser.add_argument("--fedcare", default=os.path.join(ROOT, "target", "release", "fedcare"))
     args = parser.parse_args()
 
@@ -173,33 +190,37 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    print(f"machine: {cpu()}; fedcare {args.rounds} rounds of the default MLP [32, 16]")
+    print(f"machine: {cpu()}; fedcare: {args.rounds} rounds of the default MLP [32, 16], and --model gbdt's defaults")
     rows = []
     with tempfile.TemporaryDirectory() as work:
         with zipfile.ZipFile(args.zip) as archive:
             archive.extract("dataset_diabetes/diabetic_data.csv", work)
         data = os.path.join(work, "dataset_diabetes", "diabetic_data.csv")
-        for sites in (3, 10):
+        site_counts = [int(n) for n in args.sites.split(",")]
+        for sites in site_counts:
             for by in ("patient", "admission_source_id"):
                 out = f"split-{sites}-{by}"
                 fedcare(args.fedcare, ["split", "--data", data, "--sites", str(sites), "--holdout", "0.2",
                                        "--by", by, "--out", out], work)
-                start = time.perf_counter()
-                fedcare(args.fedcare, ["simulate", "--data", f"{out}/sites", "--rounds", str(args.rounds),
-                                       "--out", f"{out}/run"], work)
-                seconds = time.perf_counter() - start
-                said = fedcare(args.fedcare, ["predict", "--model", f"{out}/run/model.bin", "--data",
-                                              f"{out}/holdout.csv", "--out", f"{out}/scores.csv"], work)
-                figure = lambda name: float(re.search(rf"{name} ([0-9.]+)", said).group(1))
                 kind = "alike" if by == "patient" else "skewed by admission source"
-                rows.append((f"fedcare federated, {sites} sites, {kind}", figure("AUROC"), figure("AUPRC"),
-                             figure("expected calibration error"), seconds))
-        # Centralized baselines: every site's rows pooled (the 3-site split's sites hold them all),
+                for model, extra in [("MLP", ["--rounds", str(args.rounds)]), ("GBDT", ["--model", "gbdt"])]:
+                    run = f"{out}/{model.lower()}"
+                    start = time.perf_counter()
+                    fedcare(args.fedcare, ["simulate", "--data", f"{out}/sites", *extra, "--out", run], work)
+                    seconds = time.perf_counter() - start
+                    said = fedcare(args.fedcare, ["predict", "--model", f"{run}/model.bin", "--data",
+                                                  f"{out}/holdout.csv", "--out", f"{run}/scores.csv"], work)
+                    figure = lambda name: float(re.search(rf"{name} ([0-9.]+)", said).group(1))
+                    megabytes = bytes_per_hospital(os.path.join(work, run, "metrics.jsonl"))
+                    rows.append((f"fedcare federated {model}, {sites} sites {kind}", figure("AUROC"),
+                                 figure("AUPRC"), figure("expected calibration error"), seconds, megabytes))
+        # Centralized baselines: every site's rows pooled (the first split's sites hold them all),
         # on the reference features and on fedcare's.
-        frames = [pd.read_csv(os.path.join(work, "split-3-patient", "sites", f"site-{i}.csv"), dtype=str,
-                              keep_default_na=False) for i in (1, 2, 3)]
+        first = os.path.join(work, f"split-{site_counts[0]}-patient")
+        frames = [pd.read_csv(os.path.join(first, "sites", f"site-{i}.csv"), dtype=str,
+                              keep_default_na=False) for i in range(1, site_counts[0] + 1)]
         pooled = pd.concat(frames, ignore_index=True)
-        holdout = pd.read_csv(os.path.join(work, "split-3-patient", "holdout.csv"), dtype=str, keep_default_na=False)
+        holdout = pd.read_csv(os.path.join(first, "holdout.csv"), dtype=str, keep_default_na=False)
         top = {"medical_specialty": top_values(kept(pooled), "medical_specialty", 30),
                **{d: top_values(kept(pooled), d, 20) for d in ("diag_1", "diag_2", "diag_3")}}
         for inputs, chosen in [("reference features", None), ("fedcare's features", top)]:
@@ -209,20 +230,29 @@ def main() -> None:
             mean, std = train_x[numeric].mean(), train_x[numeric].std().replace(0, 1)
             for x in (train_x, test_x):
                 x[numeric] = ((x[numeric] - mean) / std).fillna(0.0)
-            for name, model in [
+            baselines = [
                 ("LogisticRegression (class-balanced)", LogisticRegression(class_weight="balanced", max_iter=2000)),
                 ("HistGradientBoostingClassifier", HistGradientBoostingClassifier(random_state=0)),
-            ]:
+            ]
+            if chosen is not None:
+                try:
+                    import xgboost
+
+                    baselines.append(("XGBoost (hist, defaults)", xgboost.XGBClassifier(tree_method="hist", random_state=0)))
+                except ImportError:
+                    print("xgboost is not installed: no XGBoost row (pip install xgboost)")
+            for name, model in baselines:
                 start = time.perf_counter()
                 model.fit(train_x.to_numpy(), train_y)
                 seconds = time.perf_counter() - start
                 p = model.predict_proba(test_x.to_numpy())[:, 1]
                 rows.append((f"centralized {name}, {inputs}", roc_auc_score(test_y, p),
-                             average_precision_score(test_y, p), ece(p, test_y.astype(float)), seconds))
+                             average_precision_score(test_y, p), ece(p, test_y.astype(float)), seconds, None))
     print(f"held-out patients: {len(test_y)} encounters, {int(test_y.sum())} readmitted <30")
-    print(f"{'model':<76} {'AUROC':>7} {'AUPRC':>7} {'ECE':>7} {'train s':>8}")
-    for name, auroc, auprc, calibration, seconds in rows:
-        print(f"{name:<76} {auroc:>7.4f} {auprc:>7.4f} {calibration:>7.4f} {seconds:>8.1f}")
+    print(f"{'model':<76} {'AUROC':>7} {'AUPRC':>7} {'ECE':>7} {'train s':>8} {'MB/hospital':>12}")
+    for name, auroc, auprc, calibration, seconds, megabytes in rows:
+        wire = "-" if megabytes is None else f"{megabytes:.0f}"
+        print(f"{name:<76} {auroc:>7.4f} {auprc:>7.4f} {calibration:>7.4f} {seconds:>8.1f} {wire:>12}")
 
 
 if __name__ == "__main__":

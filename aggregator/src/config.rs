@@ -28,6 +28,9 @@
 //! [explore] min_cell = 10           # an exploration's reports show no count below this
 //!           noise = 0.0, rows_per_patient = 1  # each hospital's discrete Gaussian noise on the pooled counts (0: exact)
 //! [model]   input_width = 16, hidden = [32, 16]          # hidden = [] is logistic regression
+//!           kind = "mlp" | "gbdt"   # gbdt: gradient-boosted trees ([boosting]; rounds, hidden, [training] unused)
+//! [boosting] trees = 100, depth = 4, learning_rate = 0.15, lambda = 1.0, gamma = 0.0,
+//!           min_child_weight = 5.0, pos_weight = 1.0   # no [privacy] or patience with gbdt yet
 //! [training] epochs = 1, batch_size = 256, optimizer = "adam" | "sgd", learning_rate = 0.01, ...
 //! [server]  rule = "fedavg" | "fedprox" | "fedadam", and that rule's settings (defaults below)
 //! [privacy] target_epsilon = 8.0 (or noise_multiplier), sampling_rate = 0.02, clip_norm = 5.0, delta = 1e-6,
@@ -60,6 +63,7 @@ use serde::{Deserialize, Serialize};
 pub use fedcare_net::config::{
     EnvKey, EnvOverrides, EnvValue, TlsFiles, env_key, load, load_with_env, load_with_overrides,
 };
+use fedcare_protocol::boosting::Boosting;
 use fedcare_protocol::convert;
 pub use fedcare_protocol::roster::Consortium;
 use fedcare_protocol::{ContributionLayout, ExploreNoise, FederationSettings, Job, NodeId, Privacy};
@@ -76,7 +80,25 @@ pub struct ModelConfig {
     /// Hidden layer widths (empty: logistic regression).
     #[serde(default = "default_hidden")]
     pub hidden: Vec<u32>,
+    /// A network (`hidden`) or gradient-boosted trees (`[boosting]`).
+    #[serde(default)]
+    pub kind: ModelKind,
 }
+
+/// What kind of model a federation trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Logistic regression or an MLP (`[model] hidden`), trained by federated averaging.
+    #[default]
+    Mlp,
+    /// Gradient-boosted trees grown from summed histograms (`[boosting]`).
+    Gbdt,
+}
+
+/// `[boosting]`: the trees of `[model] kind = "gbdt"`, every key optional (the defaults are
+/// [`BoostingConfig::default`]'s).
+pub use fedcare_core::gbdt::BoostingConfig;
 
 fn default_hidden() -> Vec<u32> {
     vec![32, 16]
@@ -475,6 +497,13 @@ pub struct AggregatorConfig {
     pub top_k_key_fingerprint: Option<String>,
     /// Architecture.
     pub model: ModelConfig,
+    /// `[boosting]`: the trees, when `[model] kind = "gbdt"`.
+    #[serde(default)]
+    pub boosting: BoostingConfig,
+    /// Each numeric input's bin edges from the schema ([`Self::apply_schema`]; empty: none, the
+    /// trees' bins are then quarter standard deviations).
+    #[serde(skip)]
+    pub numeric_edges: Vec<Vec<f64>>,
     /// Local training.
     #[serde(default)]
     pub training: TrainingSettings,
@@ -645,6 +674,8 @@ pub struct SchemaShape {
     pub width: usize,
     /// Numeric columns.
     pub numeric: usize,
+    /// Each numeric column's bin edges (empty: none), in input order.
+    pub numeric_edges: Vec<Vec<f64>>,
     /// The `top_k` columns' shapes.
     pub top_k: Vec<TopKShape>,
     /// The columns an exploration counts.
@@ -671,6 +702,7 @@ impl AggregatorConfig {
             ));
         }
         self.numeric_features = shape.numeric as u32;
+        self.numeric_edges = shape.numeric_edges.clone();
         self.top_k = shape.top_k.clone();
         self.schema_id = match &self.top_k_key_fingerprint {
             Some(fingerprint) if !shape.top_k.is_empty() => {
@@ -698,6 +730,41 @@ impl AggregatorConfig {
             })
             .collect::<core::result::Result<_, _>>()?;
         Ok(())
+    }
+
+    /// The trees of `[model] kind = "gbdt"` (`None` for a network): `[boosting]`'s settings and
+    /// each numeric input's thresholds (its schema edges inside their range). Refuses boosting
+    /// with `[privacy]` or `patience` (not defined for trees yet) or in an exploration.
+    fn boosting_plan(&self) -> core::result::Result<Option<Boosting>, ConfigError> {
+        if self.model.kind != ModelKind::Gbdt {
+            return Ok(None);
+        }
+        if self.privacy.is_some() {
+            return Err(invalid(
+                "[privacy]",
+                "with [model] kind = \"gbdt\"",
+                "no [privacy]: boosted trees are not private yet",
+            ));
+        }
+        if self.patience.is_some() {
+            return Err(invalid(
+                "patience",
+                "with [model] kind = \"gbdt\"",
+                "no patience: every tree is grown (the best ensemble evaluated is kept)",
+            ));
+        }
+        if self.job != JobKind::Train {
+            return Err(invalid("[model] kind", "gbdt", "a training job"));
+        }
+        let config = self.boosting;
+        config.validate()?;
+        let numeric_thresholds = (0..self.numeric_features as usize)
+            .map(|input| match self.numeric_edges.get(input) {
+                Some(edges) if edges.len() > 2 => edges[1..edges.len() - 1].to_vec(),
+                _ => Vec::new(),
+            })
+            .collect();
+        Ok(Some(Boosting { config, numeric_thresholds }))
     }
 
     /// The validated plan of the federation this configuration describes.
@@ -767,7 +834,12 @@ impl AggregatorConfig {
             ));
         }
         let hidden: Vec<usize> = self.model.hidden.iter().map(|&h| h as usize).collect();
-        let spec = ModelSpec::mlp(self.model.input_width as usize, &hidden)?;
+        let boosting = self.boosting_plan()?;
+        let spec = match boosting {
+            // The trees' inputs are the network's; the spec says their width.
+            Some(_) => ModelSpec::logistic_regression(self.model.input_width as usize)?,
+            None => ModelSpec::mlp(self.model.input_width as usize, &hidden)?,
+        };
         t.optimizer().validate()?;
         let server = self.server.server_optimizer();
         fedcare_core::ServerOptimizer::new(server, 0)?;
@@ -862,7 +934,12 @@ impl AggregatorConfig {
             }
             (None, _) => None,
         };
-        let max_upload_bytes = layout.max_upload_bytes();
+        let max_upload_bytes = match &boosting {
+            Some(b) => layout
+                .max_upload_bytes()
+                .max(ContributionLayout::upload_bytes(b.longest(self.model.input_width as usize, &layout))),
+            None => layout.max_upload_bytes(),
+        };
         let train = TrainConfig {
             epochs: t.epochs,
             batch_size: t.batch_size as usize,
@@ -882,12 +959,13 @@ impl AggregatorConfig {
             max_upload_bytes,
             test_fraction: t.test_fraction,
             schema_id: self.schema_id.clone(),
-            rounds: self.rounds,
+            rounds: boosting.as_ref().map_or(self.rounds, Boosting::rounds),
             patience: self.patience,
             server,
             job,
             privacy,
             subgroup_min_cell: evaluation.min_cell,
+            boosting,
             digest: fedcare_protocol::SettingsDigest([0; 32]),
         };
         settings.digest = convert::settings_digest(&settings);
@@ -930,6 +1008,7 @@ mod tests {
             id: "wards/v1".into(),
             width: 6,
             numeric: 0,
+            numeric_edges: Vec::new(),
             top_k: Vec::new(),
             explore: vec![ColumnSpec {
                 name: "ward".into(),
@@ -973,6 +1052,7 @@ mod tests {
             id: "wards/v1".into(),
             width: 6,
             numeric: 1,
+            numeric_edges: vec![Vec::new()],
             top_k: Vec::new(),
             explore: vec![age.clone(), ward.clone(), code],
             label: "died = yes".into(),
@@ -1016,6 +1096,7 @@ mod tests {
             id: "wards/v1".into(),
             width: 6,
             numeric: 1,
+            numeric_edges: vec![Vec::new()],
             top_k: vec![TopKShape { buckets: 64, k: 4 }],
             explore: Vec::new(),
             label: "died = yes".into(),
@@ -1157,5 +1238,49 @@ mod tests {
         )
         .unwrap_err();
         assert!(bad.to_string().contains("FEDCARE_KEEP_SERVING"), "{bad}");
+    }
+
+    fn gbdt(extra: &str) -> core::result::Result<AggregatorConfig, toml::de::Error> {
+        toml::from_str(&format!(
+            "hospitals = [\"a\", \"b\"]\n{extra}\n[model]\ninput_width = 6\nkind = \"gbdt\"\n\
+             [tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n"
+        ))
+    }
+
+    #[test]
+    fn boosted_trees_take_their_settings_and_rounds_and_refuse_privacy_and_patience() {
+        let plan = gbdt("[boosting]\ntrees = 3\ndepth = 2").unwrap().plan().unwrap();
+        let boosting = plan.settings.boosting.as_ref().unwrap();
+        assert_eq!((boosting.config.trees, boosting.config.depth), (3, 2));
+        assert_eq!(boosting.config.min_child_weight, BoostingConfig::default().min_child_weight);
+        assert_eq!(plan.settings.rounds, 1 + 3 * 2, "the base session and a session per level");
+        assert_eq!(plan.settings.param_count(), 0);
+        // With a schema, each numeric input is cut at its edges inside their range.
+        let mut config = gbdt("").unwrap();
+        let shape = SchemaShape {
+            id: "wards/v1".into(),
+            width: 6,
+            numeric: 1,
+            numeric_edges: vec![vec![0.0, 10.0, 20.0, 40.0]],
+            top_k: Vec::new(),
+            explore: Vec::new(),
+            label: "died = yes".into(),
+            subgroups: Vec::new(),
+        };
+        config.apply_schema(&shape).unwrap();
+        let plan = config.plan().unwrap();
+        assert_eq!(plan.settings.boosting.as_ref().unwrap().numeric_thresholds, [vec![10.0, 20.0]]);
+        // The settings travel to a hospital and back unchanged.
+        let back = convert::settings_from_proto(&convert::settings_to_proto(&plan.settings)).unwrap();
+        assert_eq!(back.boosting, plan.settings.boosting);
+
+        let refused = |extra: &str, key: &str| {
+            let error = gbdt(extra).unwrap().plan().unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
+        };
+        refused("patience = 3", "patience");
+        refused("[privacy]\ntarget_epsilon = 8.0", "[privacy]");
+        refused("[boosting]\ndepth = 0", "depth");
+        assert!(gbdt("[boosting]\nleaves = 8").is_err(), "an unknown key in [boosting]");
     }
 }

@@ -104,8 +104,12 @@ impl<'a> Card<'a> {
         let model = self.model;
         let spec = &model.spec;
         let kind = if spec.hidden().is_empty() { "logistic regression" } else { "MLP (ReLU)" };
+        let described = match &model.ensemble {
+            Some(_) => model.architecture(),
+            None => format!("{kind} {} ({} parameters)", spec.architecture(), model.params.len()),
+        };
         let mut rows = vec![
-            ("model".to_owned(), format!("{kind} {} ({} parameters)", spec.architecture(), model.params.len())),
+            ("model".to_owned(), described),
             ("schema".to_owned(), model.schema_id.clone()),
             (
                 "inputs".to_owned(),

@@ -63,12 +63,31 @@ pub(crate) fn run(args: Args) -> Result<()> {
 /// A multi-line description of a model file.
 fn describe(model: &ModelFile) -> String {
     let spec = &model.spec;
-    let kind = if spec.hidden().is_empty() { "logistic regression" } else { "MLP (ReLU)" };
     let mut out = String::new();
-    let _ = writeln!(out, "model:      {kind} {}", spec.architecture());
-    let _ = writeln!(out, "parameters: {}", model.params.len());
-    let _ =
-        writeln!(out, "weights:    blake3:{} (the same weights give the same digest)", weights_digest(&model.params));
+    match &model.ensemble {
+        Some(ensemble) => {
+            let leaves: usize = ensemble.trees.iter().map(|t| t.leaves()).sum();
+            let _ = writeln!(
+                out,
+                "model:      gradient-boosted trees over {} inputs: {} trees, {leaves} leaves, base margin {}",
+                spec.input_width(),
+                ensemble.trees.len(),
+                ensemble.base_margin
+            );
+            let _ =
+                writeln!(out, "trees:      blake3:{} (the same trees give the same digest)", trees_digest(ensemble));
+        }
+        None => {
+            let kind = if spec.hidden().is_empty() { "logistic regression" } else { "MLP (ReLU)" };
+            let _ = writeln!(out, "model:      {kind} {}", spec.architecture());
+            let _ = writeln!(out, "parameters: {}", model.params.len());
+            let _ = writeln!(
+                out,
+                "weights:    blake3:{} (the same weights give the same digest)",
+                weights_digest(&model.params)
+            );
+        }
+    }
     let _ = writeln!(out, "schema:     {}", model.schema_id);
     if !model.feature_scaling.is_empty() {
         let _ = writeln!(
@@ -126,6 +145,32 @@ fn describe(model: &ModelFile) -> String {
 /// The first 16 bytes, in hex, of the BLAKE3 hash of the parameters' little-endian bytes: two
 /// model files whose metrics or endorsements differ but whose weights are the same show the
 /// same digest.
+/// A short digest of an ensemble's trees: every split's input, threshold and children and every
+/// leaf's value, in order.
+fn trees_digest(ensemble: &fedcare_core::gbdt::Ensemble) -> String {
+    use fedcare_core::gbdt::Node;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&ensemble.base_margin.to_le_bytes());
+    for tree in &ensemble.trees {
+        hasher.update(&(tree.nodes.len() as u64).to_le_bytes());
+        for node in &tree.nodes {
+            match *node {
+                Node::Split { input, threshold, left, right } => {
+                    hasher.update(&[0]);
+                    for word in [input, threshold.to_bits(), left, right] {
+                        hasher.update(&word.to_le_bytes());
+                    }
+                }
+                Node::Leaf { value } => {
+                    hasher.update(&[1]);
+                    hasher.update(&value.to_le_bytes());
+                }
+            }
+        }
+    }
+    hasher.finalize().to_hex()[..32].to_owned()
+}
+
 fn weights_digest(params: &[f32]) -> String {
     let mut hasher = blake3::Hasher::new();
     for value in params {

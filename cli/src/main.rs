@@ -97,8 +97,9 @@ enum Command {
     /// machine): the model's figures overall and per subgroup beside the federation's from the
     /// file, in evaluate.json and a self-contained evaluate.html.
     Evaluate(evaluate::Args),
-    /// Write a model file as an ONNX graph on its encoded inputs (dense layers, ReLU, its
-    /// calibration, sigmoid), with the schema, input names and feature scaling in its metadata:
+    /// Write a model file as an ONNX graph on its encoded inputs (dense layers and ReLU, or one
+    /// tree ensemble; its calibration; sigmoid), with the schema, input names and feature scaling
+    /// in its metadata:
     /// `fedcare export model.bin --onnx model.onnx`.
     Export(export::Args),
     /// Run the threshold-encryption protocol once on this machine: check that the decrypted

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::ValueEnum;
 use fedcare_federation::config::{
-    DEFAULT_EVALUATION_BINS, DEFAULT_EVALUATION_NOISE, DEFAULT_POOLED_NOISE, DEFAULT_POOLED_ROWS_PER_PATIENT,
-    PrivacyConfig, ServerRule, TrainerChoice,
+    BoostingConfig, DEFAULT_EVALUATION_BINS, DEFAULT_EVALUATION_NOISE, DEFAULT_POOLED_NOISE,
+    DEFAULT_POOLED_ROWS_PER_PATIENT, PrivacyConfig, ServerRule, TrainerChoice,
 };
 use fedcare_federation::protocol::RoundRecord;
 use fedcare_federation::simulation::{self, Progress, SimulateOptions};
@@ -63,6 +63,15 @@ impl From<TrainerArg> for TrainerChoice {
     }
 }
 
+/// `--model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModelArg {
+    /// An MLP (--hidden), or logistic regression with --hidden ''.
+    Mlp,
+    /// Gradient-boosted trees.
+    Gbdt,
+}
+
 /// The server's update rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum RuleArg {
@@ -105,9 +114,26 @@ pub(crate) struct Args {
     /// keyed federation.
     #[arg(long)]
     top_k_key: Option<PathBuf>,
+    /// The model: an MLP (--hidden; logistic regression without hidden layers) trained by
+    /// federated averaging, or gradient-boosted trees grown from summed histograms (--trees,
+    /// --depth, --eta, --min-child-weight; --rounds and the training options do not apply).
+    #[arg(long, value_enum, default_value_t = ModelArg::Mlp)]
+    model: ModelArg,
     /// Hidden layer widths, comma-separated; '' or none: logistic regression.
     #[arg(long, default_value = "32,16")]
     hidden: HiddenLayers,
+    /// Trees of --model gbdt (a session per level of each).
+    #[arg(long, default_value_t = BoostingConfig::default().trees, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    trees: u32,
+    /// Levels of splits of each tree of --model gbdt (1 to 12).
+    #[arg(long, default_value_t = BoostingConfig::default().depth, value_parser = clap::value_parser!(u32).range(1..=12))]
+    depth: u32,
+    /// The learning rate on every leaf of --model gbdt (0 to 1).
+    #[arg(long, default_value_t = BoostingConfig::default().learning_rate, value_parser = positive_number)]
+    eta: f64,
+    /// The smallest sum of hessians on either side of a split of --model gbdt.
+    #[arg(long, default_value_t = BoostingConfig::default().min_child_weight)]
+    min_child_weight: f64,
     /// Local epochs per round.
     #[arg(long, default_value_t = 1)]
     epochs: u32,
@@ -283,20 +309,41 @@ pub(crate) fn run(args: Args) -> Result<()> {
         subgroups: args.subgroups.map(|columns| columns.0),
         mlflow: args.mlflow.clone(),
         tensorboard: args.tensorboard.clone(),
+        boosting: (args.model == ModelArg::Gbdt).then(|| BoostingConfig {
+            trees: args.trees,
+            depth: args.depth,
+            learning_rate: args.eta,
+            min_child_weight: args.min_child_weight,
+            ..BoostingConfig::default()
+        }),
         ..SimulateOptions::default()
     };
     if options.explore.is_some() {
         return crate::explore::explore_federated(&options);
     }
-    println!(
-        "fedcare simulate: {} hospitals, {} rounds, mTLS + threshold encryption on 127.0.0.1",
-        if options.data.is_some() { "one per file,".to_owned() } else { format!("{}", options.hospitals) },
-        options.rounds
-    );
+    let hospitals = if options.data.is_some() { "one per file,".to_owned() } else { format!("{}", options.hospitals) };
+    let sessions = match &options.boosting {
+        Some(b) => {
+            println!(
+                "fedcare simulate: {hospitals} hospitals, gradient-boosted trees ({} trees of depth {}: at most {} training sessions), mTLS + threshold encryption on 127.0.0.1",
+                b.trees,
+                b.depth,
+                1 + b.trees * b.depth
+            );
+            1 + b.trees * b.depth
+        }
+        None => {
+            println!(
+                "fedcare simulate: {hospitals} hospitals, {} rounds, mTLS + threshold encryption on 127.0.0.1",
+                options.rounds
+            );
+            options.rounds
+        }
+    };
     // On a terminal, rows appear above a progress bar as sessions end; elsewhere the table is
     // printed whole at the end.
     let terminal = std::io::stderr().is_terminal();
-    let bar = ProgressBar::new(u64::from(options.rounds) + 2);
+    let bar = ProgressBar::new(u64::from(sessions) + 2);
     if terminal {
         bar.set_style(
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} sessions {msg}")
@@ -335,13 +382,28 @@ pub(crate) fn run(args: Args) -> Result<()> {
         "AUROC is that of the model each session started from (the last row: the last model), on every \
          hospital's held-out rows, from encrypted score histograms."
     );
+    // A boosted model file says how many of the trees it kept.
+    let kept_trees = report
+        .received
+        .iter()
+        .flatten()
+        .next()
+        .and_then(|bytes| fedcare_core::ModelFile::from_bytes(bytes).ok())
+        .filter(|model| model.ensemble.is_some())
+        .and_then(|model| model.metrics.get("trees").copied());
     if let Some(kept) = report.outcome.kept() {
-        println!(
-            "model.bin holds the best of them: the model after {} training rounds (AUROC {:.4}, session {}).",
-            kept.round.saturating_sub(1),
-            kept.auroc.unwrap_or(f64::NAN),
-            kept.round
-        );
+        let auroc = kept.auroc.unwrap_or(f64::NAN);
+        match kept_trees {
+            Some(trees) => println!(
+                "model.bin holds the best of them: the ensemble of its first {trees} trees (AUROC {auroc:.4}, session {}).",
+                kept.round
+            ),
+            None => println!(
+                "model.bin holds the best of them: the model after {} training rounds (AUROC {auroc:.4}, session {}).",
+                kept.round.saturating_sub(1),
+                kept.round
+            ),
+        }
     }
     if let Some(subgroups) = report.outcome.records.last().and_then(|r| r.subgroups.as_ref()) {
         print!("{}", subgroup_summary(subgroups));

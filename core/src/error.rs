@@ -220,6 +220,15 @@ pub enum Error {
         index: usize,
     },
 
+    /// An input's bin thresholds are not finite and strictly ascending, or too many.
+    #[error("input {input}: its {thresholds} bin thresholds are not finite, strictly ascending and fewer than 256")]
+    InvalidCuts {
+        /// The input.
+        input: usize,
+        /// Its thresholds.
+        thresholds: usize,
+    },
+
     // --- bad files or peer bytes ----------------------------------------------------------
     /// An encoded word lies outside the plaintext space.
     #[error("word {index} = {word} does not fit {plaintext_bits} bits")]
@@ -284,6 +293,27 @@ pub enum Error {
         bucket: u32,
         /// Buckets of the column.
         buckets: u32,
+    },
+    /// A tree's node is malformed: an input out of range, a non-finite value, a child before its
+    /// parent or reached twice, or a node never decided.
+    #[error("tree node {node} is malformed")]
+    InvalidTree {
+        /// The node.
+        node: usize,
+    },
+    /// A level's summed histograms are not the shape its tree asked for.
+    #[error("{got} histogram cells where the level's nodes take {expected}")]
+    HistogramShape {
+        /// Cells expected.
+        expected: usize,
+        /// Cells received.
+        got: usize,
+    },
+    /// A node's summed histogram disagrees with the total its parent's histogram gives it.
+    #[error("the histogram of tree node {node} disagrees with its parent's")]
+    HistogramTotal {
+        /// The node.
+        node: u32,
     },
     /// The bytes are not a fedcare file or message of the expected format.
     #[error("not a fedcare {format} (bad magic)")]

@@ -35,6 +35,7 @@ pub mod envelope;
 pub mod error;
 pub mod explore;
 pub mod fedopt;
+pub mod gbdt;
 pub mod histogram;
 pub mod loss;
 pub mod metrics;

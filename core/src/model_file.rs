@@ -3,11 +3,16 @@
 //! categorical inputs were one-hot over and the calibration of its scores.
 //!
 //! It travels in the [`crate::envelope`] with magic `b"FEDCMODL"`; the payload is the postcard
-//! encoding of [`ModelFile`] (format 6: spec, parameters, schema id, metrics, the feature scaling,
+//! encoding of [`ModelFile`] (format 7: spec, parameters, schema id, metrics, the feature scaling,
 //! the top_k buckets, the hospitals' endorsements, the Platt scaling of its scores, the settings
-//! it was trained with and its figures per subgroup; format 5, the same without the last two, 4,
-//! also without the scaling, and 3, also without endorsements, still read; version 2 had no
-//! buckets and version 1 no scaling: both are refused).
+//! it was trained with, its figures per subgroup and, for boosted trees, the ensemble; format 6,
+//! the same without the ensemble, 5, also without the settings and subgroups, 4, also without
+//! the scaling, and 3, also without endorsements, still read; version 2 had no buckets and
+//! version 1 no scaling: both are refused).
+//!
+//! A boosted-tree model ([`ModelFile::boosted`]) holds its [`Ensemble`] over the same encoded
+//! inputs, its spec says the input width (logistic regression's) and it has no parameters;
+//! [`ModelFile::margins`] scores either kind.
 //!
 //! The endorsements are opaque here: `fedcare-federation` fills them with the hospitals' signed
 //! statements over a digest of [`ModelFile::endorsed_bytes`] (the file's bytes with no endorsements), and
@@ -28,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calibration::Platt;
 use crate::envelope::Format;
+use crate::gbdt::Ensemble;
 use crate::spec::ModelSpec;
 use crate::stats::ColumnStats;
 use crate::subgroup::SubgroupReport;
@@ -36,7 +42,9 @@ use crate::{Error, Result};
 /// First bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"FEDCMODL";
 /// The format version this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 6;
+pub const FORMAT_VERSION: u16 = 7;
+/// The previous format, without the ensemble (still read).
+const FORMAT_V6: Format = Format { magic: MAGIC, version: 6, name: "model file" };
 /// The previous format, without the settings and subgroups (still read).
 const FORMAT_V5: Format = Format { magic: MAGIC, version: 5, name: "model file" };
 /// The format before, without the calibration either (still read).
@@ -79,6 +87,23 @@ pub struct ModelFile {
     pub settings: BTreeMap<String, String>,
     /// Its figures per subgroup of the held-out rows (`None`: not measured).
     pub subgroups: Option<SubgroupReport>,
+    /// A boosted-tree model's trees (`None`: the parameters are the model).
+    pub ensemble: Option<Ensemble>,
+}
+
+/// Format 6's payload: a model file without an ensemble.
+#[derive(Deserialize)]
+struct ModelFileV6 {
+    spec: ModelSpec,
+    params: Vec<f32>,
+    schema_id: String,
+    metrics: BTreeMap<String, f64>,
+    feature_scaling: Vec<ColumnStats>,
+    category_buckets: Vec<Vec<u32>>,
+    endorsements: Vec<u8>,
+    calibration: Option<Platt>,
+    settings: BTreeMap<String, String>,
+    subgroups: Option<SubgroupReport>,
 }
 
 /// Format 5's payload: a model file without the settings and subgroups.
@@ -131,7 +156,7 @@ impl From<ModelFileV4> for ModelFileV5 {
     }
 }
 
-impl From<ModelFileV5> for ModelFile {
+impl From<ModelFileV5> for ModelFileV6 {
     fn from(old: ModelFileV5) -> Self {
         let ModelFileV5 {
             spec,
@@ -158,13 +183,49 @@ impl From<ModelFileV5> for ModelFile {
     }
 }
 
+impl From<ModelFileV6> for ModelFile {
+    fn from(old: ModelFileV6) -> Self {
+        let ModelFileV6 {
+            spec,
+            params,
+            schema_id,
+            metrics,
+            feature_scaling,
+            category_buckets,
+            endorsements,
+            calibration,
+            settings,
+            subgroups,
+        } = old;
+        Self {
+            spec,
+            params,
+            schema_id,
+            metrics,
+            feature_scaling,
+            category_buckets,
+            endorsements,
+            calibration,
+            settings,
+            subgroups,
+            ensemble: None,
+        }
+    }
+}
+
 impl ModelFile {
     /// A model file with no metrics; refuses parameters that do not fit the spec.
     pub fn new(spec: ModelSpec, params: Vec<f32>, schema_id: impl Into<String>) -> Result<Self> {
-        let file = Self {
+        let file = Self::unchecked(spec, params, schema_id.into(), None);
+        file.validate()?;
+        Ok(file)
+    }
+
+    fn unchecked(spec: ModelSpec, params: Vec<f32>, schema_id: String, ensemble: Option<Ensemble>) -> Self {
+        Self {
             spec,
             params,
-            schema_id: schema_id.into(),
+            schema_id,
             metrics: BTreeMap::new(),
             feature_scaling: Vec::new(),
             category_buckets: Vec::new(),
@@ -172,9 +233,40 @@ impl ModelFile {
             calibration: None,
             settings: BTreeMap::new(),
             subgroups: None,
-        };
+            ensemble,
+        }
+    }
+
+    /// A boosted-tree model file over `width` encoded inputs; refuses a malformed ensemble.
+    pub fn boosted(ensemble: Ensemble, width: usize, schema_id: impl Into<String>) -> Result<Self> {
+        let spec = ModelSpec::logistic_regression(width)?;
+        let file = Self::unchecked(spec, Vec::new(), schema_id.into(), Some(ensemble));
         file.validate()?;
         Ok(file)
+    }
+
+    /// The model's margins (logits, before calibration) of every row of `features` (the
+    /// spec's input width a row).
+    pub fn margins(&self, features: &[f32]) -> Result<Vec<f32>> {
+        match &self.ensemble {
+            Some(ensemble) => ensemble.margins(features, self.spec.input_width()),
+            None => crate::Network::new(&self.spec).predict(&self.params, features),
+        }
+    }
+
+    /// The model's kind and shape in words: `gradient-boosted trees (60 trees, depth ≤ 4, 359
+    /// inputs)`, `MLP 359-32-16-1` or `logistic regression 359-1`.
+    pub fn architecture(&self) -> String {
+        match &self.ensemble {
+            Some(ensemble) => alloc::format!(
+                "gradient-boosted trees ({} trees, {} nodes, {} inputs)",
+                ensemble.trees.len(),
+                ensemble.nodes(),
+                self.spec.input_width()
+            ),
+            None if self.spec.hidden().is_empty() => alloc::format!("logistic regression {}", self.spec.architecture()),
+            None => alloc::format!("MLP {}", self.spec.architecture()),
+        }
     }
 
     /// The probability the model gives for `logit`, calibrated when the file has a scaling.
@@ -184,7 +276,15 @@ impl ModelFile {
 
     fn validate(&self) -> Result<()> {
         self.spec.validate()?;
-        self.spec.check_params(&self.params)?;
+        match &self.ensemble {
+            Some(ensemble) => {
+                ensemble.validate(self.spec.input_width())?;
+                if !self.params.is_empty() {
+                    return Err(Error::ParamLength { expected: 0, got: self.params.len() });
+                }
+            }
+            None => self.spec.check_params(&self.params)?,
+        }
         if let Some(index) = self.params.iter().position(|p| !p.is_finite()) {
             return Err(Error::NonFiniteValue { index });
         }
@@ -223,17 +323,19 @@ impl ModelFile {
         Self::from_bytes_with_limit(bytes, DEFAULT_SIZE_LIMIT)
     }
 
-    /// Decodes a file of at most `limit` bytes (format 6; 5 read without settings and subgroups,
-    /// 4 also without a calibration, 3 also without endorsements).
+    /// Decodes a file of at most `limit` bytes (format 7; 6 read without an ensemble, 5 also
+    /// without settings and subgroups, 4 also without a calibration, 3 also without endorsements).
     pub fn from_bytes_with_limit(bytes: &[u8], limit: usize) -> Result<Self> {
         let version = bytes.get(8..10).map(|v| u16::from_le_bytes([v[0], v[1]]));
         let file = if version == Some(FORMAT_V3.version) {
             let old: ModelFileV3 = whole(FORMAT_V3.open(bytes, limit)?)?;
-            Self::from(ModelFileV5::from(ModelFileV4::from(old)))
+            Self::from(ModelFileV6::from(ModelFileV5::from(ModelFileV4::from(old))))
         } else if version == Some(FORMAT_V4.version) {
-            Self::from(ModelFileV5::from(whole::<ModelFileV4>(FORMAT_V4.open(bytes, limit)?)?))
+            Self::from(ModelFileV6::from(ModelFileV5::from(whole::<ModelFileV4>(FORMAT_V4.open(bytes, limit)?)?)))
         } else if version == Some(FORMAT_V5.version) {
-            Self::from(whole::<ModelFileV5>(FORMAT_V5.open(bytes, limit)?)?)
+            Self::from(ModelFileV6::from(whole::<ModelFileV5>(FORMAT_V5.open(bytes, limit)?)?))
+        } else if version == Some(FORMAT_V6.version) {
+            Self::from(whole::<ModelFileV6>(FORMAT_V6.open(bytes, limit)?)?)
         } else {
             whole(FORMAT.open(bytes, limit)?)?
         };

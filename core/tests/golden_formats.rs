@@ -90,7 +90,7 @@ fn the_envelope_vectors_open_and_seal_byte_for_byte() {
 }
 
 /// Decodes a committed model file, checks it is `expected`, and that writing it again gives the
-/// committed bytes of `current` (the file itself for format 6).
+/// committed bytes of `current` (the file itself for format 7).
 fn check_model(name: &str, version: u16, expected: &ModelFile, current: &str) {
     let bytes = read(name);
     assert_envelope_header(name, &bytes, b"FEDCMODL", version);
@@ -110,16 +110,25 @@ fn check_model(name: &str, version: u16, expected: &ModelFile, current: &str) {
 
 #[test]
 fn every_model_file_version_still_read_decodes_and_re_encodes_byte_for_byte() {
-    assert_eq!(FORMAT_VERSION, 6, "a new model-file version: add its golden vector, keep the old ones");
-    check_model("model_v6.bin", 6, &vectors::full_model(), "model_v6.bin");
-    check_model("model_v6_logistic.bin", 6, &vectors::logistic_model(), "model_v6_logistic.bin");
-    check_model("model_v5.bin", 5, &vectors::v5_model(), "model_v5_as_v6.bin");
-    check_model("model_v5_as_v6.bin", 6, &vectors::v5_model(), "model_v5_as_v6.bin");
-    check_model("model_v5_logistic.bin", 5, &vectors::logistic_model(), "model_v6_logistic.bin");
-    check_model("model_v4.bin", 4, &vectors::v4_model(), "model_v4_as_v6.bin");
-    check_model("model_v4_as_v6.bin", 6, &vectors::v4_model(), "model_v4_as_v6.bin");
-    check_model("model_v3.bin", 3, &vectors::v3_model(), "model_v3_as_v6.bin");
-    check_model("model_v3_as_v6.bin", 6, &vectors::v3_model(), "model_v3_as_v6.bin");
+    assert_eq!(FORMAT_VERSION, 7, "a new model-file version: add its golden vector, keep the old ones");
+    check_model("model_v7.bin", 7, &vectors::full_model(), "model_v7.bin");
+    check_model("model_v7_boosted.bin", 7, &vectors::boosted_model(), "model_v7_boosted.bin");
+    check_model("model_v7_logistic.bin", 7, &vectors::logistic_model(), "model_v7_logistic.bin");
+    check_model("model_v6.bin", 6, &vectors::full_model(), "model_v7.bin");
+    check_model("model_v6_logistic.bin", 6, &vectors::logistic_model(), "model_v7_logistic.bin");
+    check_model("model_v5.bin", 5, &vectors::v5_model(), "model_v5_as_v7.bin");
+    check_model("model_v5_as_v6.bin", 6, &vectors::v5_model(), "model_v5_as_v7.bin");
+    check_model("model_v5_as_v7.bin", 7, &vectors::v5_model(), "model_v5_as_v7.bin");
+    check_model("model_v5_logistic.bin", 5, &vectors::logistic_model(), "model_v7_logistic.bin");
+    check_model("model_v4.bin", 4, &vectors::v4_model(), "model_v4_as_v7.bin");
+    check_model("model_v4_as_v6.bin", 6, &vectors::v4_model(), "model_v4_as_v7.bin");
+    check_model("model_v4_as_v7.bin", 7, &vectors::v4_model(), "model_v4_as_v7.bin");
+    check_model("model_v3.bin", 3, &vectors::v3_model(), "model_v3_as_v7.bin");
+    check_model("model_v3_as_v6.bin", 6, &vectors::v3_model(), "model_v3_as_v7.bin");
+    check_model("model_v3_as_v7.bin", 7, &vectors::v3_model(), "model_v3_as_v7.bin");
+    // The boosted model scores as its trees say: base + first tree + second tree.
+    let boosted = vectors::boosted_model();
+    assert_eq!(boosted.margins(&[1.0, 1.0, 0.0, 0.0]).unwrap(), [-2.125 + 0.375 - 0.125 + 0.25 + 0.125]);
     // The old versions' vectors are what their fields say: v5 has a calibration and no subgroups,
     // v4 endorsements and no calibration, v3 neither.
     assert!(vectors::v5_model().calibration.is_some() && vectors::v5_model().subgroups.is_none());

@@ -29,24 +29,25 @@ fn a_model_file_round_trips_bit_for_bit() {
 
 #[test]
 fn a_version_2_file_without_top_k_buckets_is_refused() {
-    assert_eq!(FORMAT_VERSION, 6);
+    assert_eq!(FORMAT_VERSION, 7);
     let mut bytes = sample().to_bytes().unwrap();
     bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
     assert_eq!(
         ModelFile::from_bytes(&bytes),
-        Err(Error::UnsupportedVersion { format: "model file", found: 2, supported: 6 })
+        Err(Error::UnsupportedVersion { format: "model file", found: 2, supported: 7 })
     );
 }
 
 #[test]
 fn a_version_3_file_reads_without_endorsements_and_endorsements_round_trip() {
     let mut file = sample();
-    // Format 5's payload is format 6's without the trailing settings and subgroups (an empty map
-    // and `None` are a byte 0 each), format 4's also without the calibration before them (`None`:
-    // 0), format 3's also without the endorsements (an empty one: 0 too).
-    let v6 = file.to_bytes().unwrap();
+    // Format 6's payload is format 7's without the trailing ensemble (`None`: a byte 0), format
+    // 5's also without the settings and subgroups (an empty map and `None` are a byte 0 each),
+    // format 4's also without the calibration before them (`None`: 0), format 3's also without
+    // the endorsements (an empty one: 0 too).
+    let v7 = file.to_bytes().unwrap();
     let older = |version: u16, cut: usize| {
-        let payload = &v6[HEADER_LEN..v6.len() - cut];
+        let payload = &v7[HEADER_LEN..v7.len() - cut];
         let mut bytes = b"FEDCMODL".to_vec();
         bytes.extend_from_slice(&version.to_le_bytes());
         bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -54,9 +55,10 @@ fn a_version_3_file_reads_without_endorsements_and_endorsements_round_trip() {
         bytes.extend_from_slice(payload);
         bytes
     };
-    assert_eq!(ModelFile::from_bytes(&older(3, 4)).unwrap(), file);
-    assert_eq!(ModelFile::from_bytes(&older(4, 3)).unwrap(), file);
-    assert_eq!(ModelFile::from_bytes(&older(5, 2)).unwrap(), file);
+    assert_eq!(ModelFile::from_bytes(&older(3, 5)).unwrap(), file);
+    assert_eq!(ModelFile::from_bytes(&older(4, 4)).unwrap(), file);
+    assert_eq!(ModelFile::from_bytes(&older(5, 3)).unwrap(), file);
+    assert_eq!(ModelFile::from_bytes(&older(6, 1)).unwrap(), file);
     file.calibration = Some(fedcare_core::Platt { a: 0.9, b: -1.8 });
     let calibrated = ModelFile::from_bytes(&file.to_bytes().unwrap()).unwrap();
     assert_eq!(calibrated.calibration, file.calibration);
@@ -178,4 +180,29 @@ proptest! {
             );
         }
     }
+}
+
+#[test]
+fn a_boosted_model_file_round_trips_and_a_malformed_ensemble_is_refused() {
+    use fedcare_core::gbdt::{Ensemble, Node, Tree};
+    let stump = Tree {
+        nodes: vec![
+            Node::Split { input: 2, threshold: 0.5, left: 1, right: 2 },
+            Node::Leaf { value: -0.5 },
+            Node::Leaf { value: 0.75 },
+        ],
+    };
+    let file = ModelFile::boosted(Ensemble { base_margin: -2.0, trees: vec![stump.clone()] }, 3, "golden/v1").unwrap();
+    assert!(file.params.is_empty());
+    let back = ModelFile::from_bytes(&file.to_bytes().unwrap()).unwrap();
+    assert_eq!(back, file);
+    assert_eq!(back.margins(&[0.0, 0.0, 1.0, 0.0, 0.0, 0.0]).unwrap(), [-1.25, -2.5]);
+    assert!(back.architecture().starts_with("gradient-boosted trees (1 trees"), "{}", back.architecture());
+    // A test of an input the model does not have, or parameters beside the trees, are refused.
+    let mut wide = stump;
+    wide.nodes[0] = Node::Split { input: 3, threshold: 0.5, left: 1, right: 2 };
+    assert!(ModelFile::boosted(Ensemble { base_margin: 0.0, trees: vec![wide] }, 3, "golden/v1").is_err());
+    let mut both = file;
+    both.params = vec![0.0; 4];
+    assert!(both.to_bytes().is_err());
 }

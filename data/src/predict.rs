@@ -16,7 +16,7 @@ use std::path::Path;
 use fedcare_core::explore::ColumnSpec;
 use fedcare_core::model_file::DEFAULT_SIZE_LIMIT;
 use fedcare_core::subgroup::{SubgroupHistograms, SubgroupReport, subgroup_report};
-use fedcare_core::{Dataset, Evaluation, ModelFile, Network, loss::sigmoid};
+use fedcare_core::{Dataset, Evaluation, ModelFile, loss::sigmoid};
 
 use crate::error::{DataError, Result};
 use crate::ingest::{BadRows, IngestReport, read_csv};
@@ -69,7 +69,7 @@ pub fn encode(model: &ModelFile, schema: &Schema, table: &Table) -> Result<Datas
 /// `model`'s score of every row of `inputs`: its logit, calibrated by the model file's Platt
 /// scaling when it has one. The probability of the positive label is its sigmoid.
 pub fn scores(model: &ModelFile, inputs: &Dataset) -> Result<Vec<f32>> {
-    let raw = Network::new(&model.spec).predict(&model.params, inputs.features())?;
+    let raw = model.margins(inputs.features())?;
     Ok(match model.calibration {
         Some(platt) => raw.iter().map(|&z| platt.apply(z)).collect(),
         None => raw,

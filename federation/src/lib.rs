@@ -38,6 +38,7 @@ pub mod config {
             id: schema.id.clone(),
             width: schema.width(),
             numeric: schema.numeric.len(),
+            numeric_edges: schema.numeric.iter().map(|c| c.edges.clone().unwrap_or_default()).collect(),
             top_k: schema.top_k_shapes(),
             explore: schema.explore_columns(),
             label: schema.label_description(),

@@ -20,8 +20,8 @@ use fedcare_data::{BadRows, Schema, read_csv};
 use fedcare_gpu_trainer::Selection;
 
 use crate::config::{
-    AggregatorConfig, EvaluationSettings, ExploreSettings, JobKind, ModelConfig, PrivacyConfig, ServerRule, TlsFiles,
-    TrackingSettings, TrainerChoice, TrainingSettings,
+    AggregatorConfig, BoostingConfig, EvaluationSettings, ExploreSettings, JobKind, ModelConfig, ModelKind,
+    PrivacyConfig, ServerRule, TlsFiles, TrackingSettings, TrainerChoice, TrainingSettings,
 };
 use crate::coordinator::Outcome;
 use crate::error::{FederationError, Result};
@@ -97,6 +97,9 @@ pub struct SimulateOptions {
     pub mlflow: Option<String>,
     /// A folder for TensorBoard event files (`[tracking] tensorboard`).
     pub tensorboard: Option<PathBuf>,
+    /// Gradient-boosted trees instead of the network (`[model] kind = "gbdt"`, `[boosting]`;
+    /// `rounds` and `hidden` then do not apply).
+    pub boosting: Option<BoostingConfig>,
 }
 
 impl Default for SimulateOptions {
@@ -125,6 +128,7 @@ impl Default for SimulateOptions {
             subgroups: None,
             mlflow: None,
             tensorboard: None,
+            boosting: None,
         }
     }
 }
@@ -281,7 +285,13 @@ pub async fn run_with_pages(
         top_k: schema.top_k_shapes(),
         schema: None,
         top_k_key_fingerprint: None,
-        model: ModelConfig { input_width: schema.width() as u32, hidden: options.hidden.clone() },
+        model: ModelConfig {
+            input_width: schema.width() as u32,
+            hidden: options.hidden.clone(),
+            kind: if options.boosting.is_some() { ModelKind::Gbdt } else { ModelKind::Mlp },
+        },
+        boosting: options.boosting.unwrap_or_default(),
+        numeric_edges: crate::config::schema_shape(&schema).numeric_edges,
         training: TrainingSettings {
             epochs: options.epochs,
             learning_rate: options.learning_rate,

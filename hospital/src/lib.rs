@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auto_trainer;
+mod boosting;
 pub mod config;
 pub mod exploration;
 mod local_data;
@@ -132,6 +133,8 @@ pub struct HospitalNode {
     /// The protocol state kept across reconnections (an aggregator that restarts resumes a
     /// session's result from what its hospitals hold).
     participant: Option<Participant>,
+    /// A boosting federation's binned rows and margins, kept between its sessions.
+    boosting: Option<boosting::Cache>,
 }
 
 /// How long one `NextTask` call waits for news.
@@ -158,6 +161,7 @@ impl HospitalNode {
             stats: Arc::default(),
             reconnect_timeout: Duration::from_secs(120),
             participant: None,
+            boosting: None,
         }
     }
 
@@ -374,8 +378,24 @@ impl HospitalNode {
                     None => settings.layout.explore_vector(&counts)?,
                 }
             }
+            SessionKind::Train if settings.boosting.is_some() => {
+                let (Some(boosting), Some(state)) = (&settings.boosting, &agreed.boosting) else {
+                    return Err(ProtocolError::Missing {
+                        message: "boosting session",
+                        field: "the trees grown so far",
+                    }
+                    .into());
+                };
+                let datasets = local.datasets(figures)?;
+                let start = ThreadTime::now();
+                let values = boosting::contribution(settings, boosting, state, figures, datasets, &mut self.boosting)?;
+                if let Ok(mut stats) = self.stats.lock() {
+                    stats.train += start.elapsed();
+                }
+                values
+            }
             SessionKind::Train | SessionKind::Evaluate => {
-                let global = params_from_bytes(&agreed.model, settings.spec.param_count())?;
+                let global = params_from_bytes(&agreed.model, settings.param_count())?;
                 let counted_train_rows = local.counts().train_rows;
                 let subgroup_cells = match kind {
                     SessionKind::Evaluate => local.subgroup_cells(&settings.layout.subgroups)?,
@@ -389,7 +409,12 @@ impl HospitalNode {
                     let weight = counted_train_rows as f64 / figures.train_rows as f64;
                     self.train_vector(settings, figures, &global, train, weight, &evaluation, round)?
                 } else {
-                    let logits = network.predict(&global, test.features())?;
+                    let logits = match &agreed.boosting {
+                        Some(state) => {
+                            boosting::agreed_ensemble(state)?.margins(test.features(), settings.spec.input_width())?
+                        }
+                        None => network.predict(&global, test.features())?,
+                    };
                     let evaluation = local_evaluation(&logits, test, settings.layout.bins, sampler.as_ref())?;
                     if kind == SessionKind::Train {
                         let weight = counted_train_rows as f64 / figures.train_rows as f64;
@@ -397,8 +422,12 @@ impl HospitalNode {
                     } else {
                         // Under pooled noise there is no kept model before the final evaluation
                         // (the rounds are not evaluated): only the last model's block is released.
-                        let kept = match (&agreed.kept, &sampler) {
-                            (Some(kept), None) => Some(network.predict(kept, test.features())?),
+                        let kept = match (&agreed.kept, &sampler, &agreed.boosting) {
+                            (Some(_), None, Some(state)) => {
+                                let kept = boosting::agreed_ensemble(state)?.truncated(state.kept_trees as usize);
+                                Some(kept.margins(test.features(), settings.spec.input_width())?)
+                            }
+                            (Some(kept), None, None) => Some(network.predict(kept, test.features())?),
                             _ => None,
                         };
                         let scores = SubgroupScores { cells: &subgroup_cells, last: &logits, kept: kept.as_deref() };

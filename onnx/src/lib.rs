@@ -2,8 +2,10 @@
 //!
 //! A trained model as an ONNX graph, so that any ONNX runtime scores with it (a hospital's Java
 //! or C# scoring service, onnxruntime in Python): the network's dense layers (`Gemm`, with the
-//! weights exactly as the model file holds them), `Relu` between them, the model file's Platt
-//! scaling when it has one (`Mul`, `Add`) and a `Sigmoid`.
+//! weights exactly as the model file holds them), `Relu` between them — or a boosted model's
+//! trees as one `ai.onnx.ml` `TreeEnsembleRegressor` (every split `BRANCH_LT`, the base margin as
+//! its base value, leaf values summed) —, the model file's Platt scaling when it has one (`Mul`,
+//! `Add`) and a `Sigmoid`.
 //!
 //! The graph takes the **encoded** inputs, `features`: a `rows × input_width` float tensor, the
 //! numeric columns standardised with the model's federated feature scaling and the categorical
@@ -14,12 +16,13 @@
 //! calibration and the federation's metrics, under keys starting with `fedcare.` ([`keys`]).
 //!
 //! Guarantees:
-//! - Opset 17 and IR version 8 (onnxruntime 1.13 and later); the messages come from the
+//! - Opset 17 and IR version 8 (onnxruntime 1.13 and later; trees also `ai.onnx.ml` opset 3);
+//!   the messages come from the
 //!   official `onnx.proto` (ONNX 1.23.2, vendored in `proto/onnx/`) through prost and protox, no
 //!   system `protoc`.
 //! - The same numbers as `fedcare predict` up to float rounding: the Python tests run the graph
 //!   in onnxruntime, check it with `onnx.checker`, and compare its probabilities with `fedcare
-//!   predict`'s file for logistic regression and an MLP (within 1e-5).
+//!   predict`'s file for logistic regression, an MLP and boosted trees (within 1e-5).
 #![forbid(unsafe_code)]
 
 use fedcare_core::ModelFile;
@@ -32,15 +35,19 @@ pub mod proto {
 }
 
 use proto::{
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto, tensor_proto::DataType, tensor_shape_proto::Dimension, tensor_shape_proto::dimension,
-    type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto, tensor_proto::DataType,
+    tensor_shape_proto::Dimension, tensor_shape_proto::dimension, type_proto,
 };
 
 /// The operator set the graph uses (the default domain's).
 pub const OPSET: i64 = 17;
 /// The IR version of opset 17.
 pub const IR_VERSION: i64 = 8;
+/// The `ai.onnx.ml` operator set of a tree ensemble's graph (its `TreeEnsembleRegressor`).
+pub const ML_OPSET: i64 = 3;
+/// The domain of the tree ensemble operator.
+pub const ML_DOMAIN: &str = "ai.onnx.ml";
 /// The graph's input: the encoded rows.
 pub const INPUT: &str = "features";
 /// The graph's output: the probability of the positive label per row.
@@ -89,7 +96,12 @@ pub fn to_model_proto(model: &ModelFile, input_names: Option<&[String]>) -> Resu
     let mut nodes = Vec::new();
     let mut initializers = Vec::new();
     let mut current = INPUT.to_owned();
-    for (index, layer) in model.spec.layers().iter().enumerate() {
+    if let Some(ensemble) = &model.ensemble {
+        nodes.push(tree_ensemble(ensemble, "trees.margin", &current));
+        current = "trees.margin".to_owned();
+    }
+    let layers = if model.ensemble.is_some() { Vec::new() } else { model.spec.layers() };
+    for (index, layer) in layers.iter().enumerate() {
         let weight = format!("layer{index}.weight");
         let bias = format!("layer{index}.bias");
         // The flat layout stores W row-major as fan_in × fan_out (`X · W + b`): Gemm's B as it is.
@@ -145,15 +157,30 @@ pub fn to_model_proto(model: &ModelFile, input_names: Option<&[String]>) -> Resu
     ]);
     Ok(ModelProto {
         ir_version: Some(IR_VERSION),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(OPSET) }],
+        opset_import: core::iter::once(OperatorSetIdProto { domain: Some(String::new()), version: Some(OPSET) })
+            .chain(
+                model
+                    .ensemble
+                    .as_ref()
+                    .map(|_| OperatorSetIdProto { domain: Some(ML_DOMAIN.to_owned()), version: Some(ML_OPSET) }),
+            )
+            .collect(),
         producer_name: Some("fedcare".to_owned()),
         producer_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-        doc_string: Some(format!(
-            "fedcare model of schema {}: {} inputs, hidden layers {:?}",
-            model.schema_id,
-            width,
-            model.spec.hidden()
-        )),
+        doc_string: Some(match &model.ensemble {
+            Some(ensemble) => format!(
+                "fedcare model of schema {}: {} inputs, {} gradient-boosted trees",
+                model.schema_id,
+                width,
+                ensemble.trees.len()
+            ),
+            None => format!(
+                "fedcare model of schema {}: {} inputs, hidden layers {:?}",
+                model.schema_id,
+                width,
+                model.spec.hidden()
+            ),
+        }),
         graph: Some(graph),
         metadata_props: metadata
             .into_iter()
@@ -166,6 +193,95 @@ pub fn to_model_proto(model: &ModelFile, input_names: Option<&[String]>) -> Resu
 /// The bytes of an `.onnx` file of `model` (see [`to_model_proto`]).
 pub fn export(model: &ModelFile, input_names: Option<&[String]>) -> Result<Vec<u8>, ExportError> {
     Ok(to_model_proto(model, input_names)?.encode_to_vec())
+}
+
+/// An `ai.onnx.ml` `TreeEnsembleRegressor` of `ensemble` on `input`: its margin, `rows × 1`
+/// (every tree's leaf summed, plus the base margin).
+fn tree_ensemble(ensemble: &fedcare_core::gbdt::Ensemble, output: &str, input: &str) -> NodeProto {
+    use fedcare_core::gbdt::Node;
+    let mut ints: [(&str, Vec<i64>); 5] = [
+        ("nodes_treeids", Vec::new()),
+        ("nodes_nodeids", Vec::new()),
+        ("nodes_featureids", Vec::new()),
+        ("nodes_truenodeids", Vec::new()),
+        ("nodes_falsenodeids", Vec::new()),
+    ];
+    let mut modes = Vec::new();
+    let mut thresholds = Vec::new();
+    let mut targets: [(&str, Vec<i64>); 3] =
+        [("target_treeids", Vec::new()), ("target_nodeids", Vec::new()), ("target_ids", Vec::new())];
+    let mut weights = Vec::new();
+    for (tree, nodes) in ensemble.trees.iter().enumerate() {
+        for (id, node) in nodes.nodes.iter().enumerate() {
+            let (feature, threshold, yes, no, mode) = match *node {
+                // `x < threshold` goes left: BRANCH_LT's true branch.
+                Node::Split { input, threshold, left, right } => {
+                    (i64::from(input), threshold, i64::from(left), i64::from(right), "BRANCH_LT")
+                }
+                Node::Leaf { value } => {
+                    for (list, v) in targets.iter_mut().zip([tree as i64, id as i64, 0]) {
+                        list.1.push(v);
+                    }
+                    weights.push(value);
+                    (0, 0.0, 0, 0, "LEAF")
+                }
+            };
+            for (list, v) in ints.iter_mut().zip([tree as i64, id as i64, feature, yes, no]) {
+                list.1.push(v);
+            }
+            thresholds.push(threshold);
+            modes.push(mode.as_bytes().to_vec());
+        }
+    }
+    let mut attribute: Vec<AttributeProto> =
+        ints.into_iter().chain(targets).map(|(name, values)| ints_attribute(name, values)).collect();
+    attribute.extend([
+        AttributeProto {
+            name: Some("nodes_modes".to_owned()),
+            r#type: Some(attribute_proto::AttributeType::Strings as i32),
+            strings: modes,
+            ..Default::default()
+        },
+        floats_attribute("nodes_values", thresholds),
+        floats_attribute("target_weights", weights),
+        floats_attribute("base_values", vec![ensemble.base_margin]),
+        AttributeProto {
+            name: Some("n_targets".to_owned()),
+            r#type: Some(attribute_proto::AttributeType::Int as i32),
+            i: Some(1),
+            ..Default::default()
+        },
+        string_attribute("aggregate_function", "SUM"),
+        string_attribute("post_transform", "NONE"),
+    ]);
+    NodeProto { domain: Some(ML_DOMAIN.to_owned()), attribute, ..node("TreeEnsembleRegressor", output, &[input]) }
+}
+
+fn ints_attribute(name: &str, values: Vec<i64>) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.to_owned()),
+        r#type: Some(attribute_proto::AttributeType::Ints as i32),
+        ints: values,
+        ..Default::default()
+    }
+}
+
+fn floats_attribute(name: &str, values: Vec<f32>) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.to_owned()),
+        r#type: Some(attribute_proto::AttributeType::Floats as i32),
+        floats: values,
+        ..Default::default()
+    }
+}
+
+fn string_attribute(name: &str, value: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.to_owned()),
+        r#type: Some(attribute_proto::AttributeType::String as i32),
+        s: Some(value.as_bytes().to_vec()),
+        ..Default::default()
+    }
 }
 
 /// One dimension of a declared tensor.
@@ -291,5 +407,38 @@ mod tests {
             to_model_proto(&model(&[], None), Some(&names)).unwrap_err(),
             ExportError::InputNames { expected: 3, got: 1 }
         );
+    }
+
+    #[test]
+    fn boosted_trees_are_one_tree_ensemble_of_their_nodes_then_the_calibration_and_sigmoid() {
+        use fedcare_core::gbdt::{Ensemble, Node, Tree};
+        let stump = Tree {
+            nodes: vec![
+                Node::Split { input: 2, threshold: 0.5, left: 1, right: 2 },
+                Node::Leaf { value: -0.25 },
+                Node::Leaf { value: 0.5 },
+            ],
+        };
+        let leaf = Tree { nodes: vec![Node::Leaf { value: 0.125 }] };
+        let mut file =
+            ModelFile::boosted(Ensemble { base_margin: -2.0, trees: vec![stump, leaf] }, 3, "test/v1").unwrap();
+        file.calibration = Some(Platt { a: 1.5, b: 0.25 });
+        let proto = to_model_proto(&file, None).unwrap();
+        assert_eq!(ops(&proto), ["TreeEnsembleRegressor", "Mul", "Add", "Sigmoid"]);
+        assert!(
+            proto.opset_import.iter().any(|o| o.domain.as_deref() == Some(ML_DOMAIN) && o.version == Some(ML_OPSET))
+        );
+        let trees = &proto.graph.as_ref().unwrap().node[0];
+        assert_eq!(trees.domain.as_deref(), Some(ML_DOMAIN));
+        let attribute = |name: &str| trees.attribute.iter().find(|a| a.name.as_deref() == Some(name)).unwrap();
+        assert_eq!(attribute("nodes_treeids").ints, [0, 0, 0, 1]);
+        assert_eq!(attribute("nodes_featureids").ints, [2, 0, 0, 0]);
+        assert_eq!(attribute("nodes_truenodeids").ints, [1, 0, 0, 0]);
+        assert_eq!(attribute("nodes_falsenodeids").ints, [2, 0, 0, 0]);
+        let modes: Vec<&[u8]> = attribute("nodes_modes").strings.iter().map(Vec::as_slice).collect();
+        assert_eq!(modes, [b"BRANCH_LT".as_slice(), b"LEAF", b"LEAF", b"LEAF"]);
+        assert_eq!(attribute("target_weights").floats, [-0.25, 0.5, 0.125]);
+        assert_eq!(attribute("base_values").floats, [-2.0]);
+        assert_eq!(attribute("n_targets").i, Some(1));
     }
 }

@@ -49,9 +49,9 @@ pub const SUBGROUP_BINS: usize = 512;
 
 /// Bits of one limb: integers travel as limbs of 20 bits, each encoded as `limb / 2^20` (exact
 /// in the codec, whose values carry 23-bit integers), so their sums decode exactly.
-const LIMB_BITS: u32 = 20;
+pub(crate) const LIMB_BITS: u32 = 20;
 /// Limbs of a count: 40-bit two's complement (totals up to ±2^39).
-const COUNT_LIMBS: usize = 2;
+pub(crate) const COUNT_LIMBS: usize = 2;
 /// Bits of a count.
 const COUNT_BITS: u32 = LIMB_BITS * COUNT_LIMBS as u32;
 /// Limbs of a signed 64-bit sum (two's complement; the limb sums recombine modulo 2^64).
@@ -59,14 +59,14 @@ const SUM_LIMBS: usize = 4;
 /// Values per numeric feature in the setup vector.
 const PER_FEATURE: usize = COUNT_LIMBS + 2 * SUM_LIMBS;
 
-fn push_limbs(values: &mut Vec<f64>, value: u64, limbs: usize) {
+pub(crate) fn push_limbs(values: &mut Vec<f64>, value: u64, limbs: usize) {
     let mask = (1u64 << LIMB_BITS) - 1;
     for i in 0..limbs {
         values.push(((value >> (LIMB_BITS * i as u32)) & mask) as f64 / f64::from(1u32 << LIMB_BITS));
     }
 }
 
-fn from_limbs(values: &[f64]) -> u64 {
+pub(crate) fn from_limbs(values: &[f64]) -> u64 {
     values.iter().enumerate().fold(0u64, |total, (i, &v)| {
         let limb_sum = (v * f64::from(1u32 << LIMB_BITS)).round() as i64 as u64;
         total.wrapping_add(limb_sum.wrapping_shl(LIMB_BITS * i as u32))
@@ -75,7 +75,7 @@ fn from_limbs(values: &[f64]) -> u64 {
 
 /// A summed count: its 40-bit two's complement total, read as zero below zero (a noisy total of
 /// a rare cell; clamping is post-processing and costs no privacy).
-fn count_from_limbs(values: &[f64]) -> u64 {
+pub(crate) fn count_from_limbs(values: &[f64]) -> u64 {
     let shift = 64 - COUNT_BITS;
     let signed = (from_limbs(values) << shift) as i64 >> shift;
     signed.max(0) as u64
@@ -261,7 +261,7 @@ pub struct ContributionLayout {
 
 impl ContributionLayout {
     /// Values of the evaluation tail.
-    fn tail_len(&self) -> usize {
+    pub(crate) fn tail_len(&self) -> usize {
         1 + 2 * self.bins
     }
 
@@ -394,7 +394,11 @@ impl ContributionLayout {
     /// share (n words), whichever is largest, with 4 KiB for the headers and signatures. Every
     /// limit on uploads and relayed messages derives from it ([`crate::FederationSettings::wire_limits`]).
     pub fn max_upload_bytes(&self) -> u64 {
-        let longest = self.longest();
+        Self::upload_bytes(self.longest())
+    }
+
+    /// The largest upload of a contribution of `longest` values ([`Self::max_upload_bytes`]).
+    pub fn upload_bytes(longest: usize) -> u64 {
         let params = fedcare_crypto::PARAMS_V2;
         let largest = params.ciphertext_wire_bytes(longest).max(9 * longest).max(8 * params.n());
         largest as u64 + 4096
@@ -427,7 +431,7 @@ impl ContributionLayout {
     }
 
     /// The evaluation tail of a hospital's evaluation, weighted by `1 / total_test_rows`.
-    fn push_tail(&self, values: &mut Vec<f64>, evaluation: &LocalEvaluation, total_test_rows: u64) {
+    pub(crate) fn push_tail(&self, values: &mut Vec<f64>, evaluation: &LocalEvaluation, total_test_rows: u64) {
         let t = total_test_rows.max(1) as f64;
         values.push(evaluation.loss_sum / t);
         let cells = evaluation.histogram.positives.iter().chain(&evaluation.histogram.negatives);
@@ -435,7 +439,7 @@ impl ContributionLayout {
         values.extend(cells.zip(noise).map(|(&c, z)| (c as f64 + z as f64) / t));
     }
 
-    fn check_evaluation(&self, evaluation: &LocalEvaluation) -> Result<(), ProtocolError> {
+    pub(crate) fn check_evaluation(&self, evaluation: &LocalEvaluation) -> Result<(), ProtocolError> {
         if evaluation.histogram.bins() != self.bins
             || evaluation.histogram.negatives.len() != self.bins
             || !(evaluation.noise.is_empty() || evaluation.noise.len() == 2 * self.bins)
@@ -581,7 +585,7 @@ impl ContributionLayout {
         histograms
     }
 
-    fn decode_tail(&self, tail: &[f64], total_test_rows: u64) -> GlobalEvaluation {
+    pub(crate) fn decode_tail(&self, tail: &[f64], total_test_rows: u64) -> GlobalEvaluation {
         let t = total_test_rows as f64;
         let count = |v: &f64| (v * t).round().max(0.0) as u64;
         GlobalEvaluation {

@@ -4,6 +4,7 @@
 //! mapped to a default silently.
 
 use fedcare_core::explore::{ColumnKind, ColumnSpec};
+use fedcare_core::gbdt::BoostingConfig;
 use fedcare_core::privacy::{DpSgd, PooledNoise};
 use fedcare_core::{
     CodecConfig, ModelSpec, OptimizerConfig, ServerOptimizer, ServerOptimizerConfig, TopKShape, TrainConfig,
@@ -11,6 +12,7 @@ use fedcare_core::{
 use fedcare_crypto::{Crs, PARAMS_V2};
 use fedcare_proto::v1;
 
+use crate::boosting::Boosting;
 use crate::coordinator::Status;
 use crate::digest::SettingsDigest;
 use crate::error::ProtocolError;
@@ -283,7 +285,67 @@ pub fn settings_to_proto(settings: &FederationSettings) -> v1::FederationConfig 
             columns: layout.subgroups.iter().map(explore_column_to_proto).collect(),
             min_cell: settings.subgroup_min_cell,
         }),
+        boosting: settings.boosting.as_ref().map(|b| v1::Boosting {
+            trees: b.config.trees,
+            depth: b.config.depth,
+            learning_rate: b.config.learning_rate,
+            lambda: b.config.lambda,
+            gamma: b.config.gamma,
+            min_child_weight: b.config.min_child_weight,
+            pos_weight: b.config.pos_weight,
+            numeric_thresholds: b.numeric_thresholds.iter().map(|t| v1::Thresholds { values: t.clone() }).collect(),
+        }),
     }
+}
+
+/// The boosting settings of a received configuration, checked: valid trees, thresholds for
+/// each numeric input (finite and ascending), as many rounds as the trees take, no differential
+/// privacy and no patience (neither is defined for boosted trees yet).
+fn boosting_from_proto(config: &v1::FederationConfig) -> Result<Option<Boosting>, ProtocolError> {
+    let Some(b) = &config.boosting else { return Ok(None) };
+    let boosting_config = BoostingConfig {
+        trees: b.trees,
+        depth: b.depth,
+        learning_rate: b.learning_rate,
+        lambda: b.lambda,
+        gamma: b.gamma,
+        min_child_weight: b.min_child_weight,
+        pos_weight: b.pos_weight,
+    };
+    boosting_config.validate()?;
+    if b.numeric_thresholds.len() != config.numeric_features as usize {
+        return Err(invalid(
+            "boosting thresholds",
+            b.numeric_thresholds.len(),
+            format!("one list per numeric input ({})", config.numeric_features),
+        ));
+    }
+    for (input, thresholds) in b.numeric_thresholds.iter().enumerate() {
+        let ok = thresholds.values.iter().all(|t| t.is_finite())
+            && thresholds.values.windows(2).all(|w| w[0] < w[1])
+            && thresholds.values.len() < fedcare_core::gbdt::MAX_BINS;
+        if !ok {
+            return Err(invalid("boosting thresholds", input, "finite, strictly ascending and fewer than 256"));
+        }
+    }
+    let boosting = Boosting {
+        config: boosting_config,
+        numeric_thresholds: b.numeric_thresholds.iter().map(|t| t.values.clone()).collect(),
+    };
+    if config.rounds != boosting.rounds() {
+        return Err(invalid(
+            "rounds",
+            config.rounds,
+            format!("{} (the base session and a level per tree)", boosting.rounds()),
+        ));
+    }
+    if config.privacy.is_some() || config.patience > 0 {
+        return Err(invalid("boosting", "with privacy or patience", "boosted trees without either"));
+    }
+    if config.exploration.is_some() {
+        return Err(invalid("boosting", "in an exploration", "a training job"));
+    }
+    Ok(Some(boosting))
 }
 
 /// The digest every participant's transcript covers: BLAKE3 of the settings' wire form, as the
@@ -484,7 +546,9 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
         subgroups,
     };
     let privacy = config.privacy.as_ref().map(|p| privacy_from_proto(p, &layout)).transpose()?;
+    let boosting = boosting_from_proto(config)?;
     Ok(FederationSettings {
+        boosting,
         job,
         privacy,
         server,

@@ -24,10 +24,10 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as 
 use crate::checkpoint::{Checkpoint, Snapshot};
 use crate::coordinator::{Action, Coordinator, Event, decrypt_sum};
 use crate::error::TrustError;
-use crate::error::{Error, Refusal};
+use crate::error::{Error, ProtocolError, Refusal};
 use crate::ledger::{Entry, Ledger, MemoryLedger, Release};
 use crate::params::params_from_bytes;
-use crate::participant::{Participant, Reply, Trust};
+use crate::participant::{Agreed, Participant, Reply, Trust};
 use crate::roster::Consortium;
 use crate::settings::Agreement;
 use crate::signing::{PublicKey, Signer};
@@ -181,6 +181,7 @@ pub fn test_settings(rounds: u32) -> FederationSettings {
         job: Job::Train,
         privacy: None,
         subgroup_min_cell: fedcare_core::explore::DEFAULT_MIN_CELL,
+        boosting: None,
         digest: crate::SettingsDigest(*blake3::hash(b"fedcare test settings").as_bytes()),
     }
 }
@@ -324,7 +325,7 @@ impl Hospital {
         let upload = match reply {
             Reply::Upload(kind, bytes) => (kind, bytes),
             Reply::Contribute(agreed) => {
-                let words = contribution(settings, agreed.kind, &agreed.model, &agreed.figures)?;
+                let words = contribution(settings, &agreed)?;
                 (UploadKind::Contribution, participant.contribute(agreed.session, &words)?)
             }
             other => panic!("{name} cannot upload for a {:?} task: {other:?}", task.kind),
@@ -335,15 +336,12 @@ impl Hospital {
 }
 
 /// The encoded words of the test hospitals' fixed contribution to a session of `kind`.
-fn contribution(
-    settings: &FederationSettings,
-    kind: SessionKind,
-    model: &Bytes,
-    figures: &crate::PublicFigures,
-) -> Result<Vec<u64>, Error> {
+fn contribution(settings: &FederationSettings, agreed: &Agreed) -> Result<Vec<u64>, Error> {
+    let (kind, model, figures) = (agreed.kind, &agreed.model, &agreed.figures);
     let layout = &settings.layout;
     let evaluation = LocalEvaluation::of_logits(&[-1.0, 2.0], &[0.0, 1.0], layout.bins);
     let values = match kind {
+        SessionKind::Train if settings.boosting.is_some() => boosting_contribution(settings, agreed, &evaluation)?,
         SessionKind::Setup => {
             layout.setup_vector(&SetupCounts { train_rows: 10, test_rows: 2, ..SetupCounts::default() })?
         }
@@ -369,6 +367,37 @@ fn contribution(
     };
     let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
     Ok(Codec::new(settings.codec)?.encode(&values, 1.0)?.words)
+}
+
+/// The test hospitals' fixed contribution to a boosting training session: 10 rows and 3
+/// positives in the base session; at each level, every measured node's rows all in the first bin
+/// of every input (so no split is possible and each tree is one leaf, grown in one session).
+fn boosting_contribution(
+    settings: &FederationSettings,
+    agreed: &Agreed,
+    evaluation: &LocalEvaluation,
+) -> Result<Vec<f64>, Error> {
+    use crate::boosting::{BoostingContribution, Step, boosting_vector};
+    use fedcare_core::gbdt::{Cell, NodeHistogram};
+    let missing = |field| ProtocolError::Missing { message: "boosting session", field };
+    let boosting = settings.boosting.as_ref().ok_or(missing("the boosting settings"))?;
+    let state = agreed.boosting.as_ref().ok_or(missing("the boosting state"))?;
+    let cuts = boosting.cuts(&agreed.figures.feature_stats, settings.spec.input_width())?;
+    let step = state.step(&boosting.config);
+    let contribution = match &step {
+        Step::Base => BoostingContribution::Base { rows: 10, positives: 3 },
+        Step::Level(growing) => {
+            let node = |_| {
+                let mut histogram = NodeHistogram::zeros(cuts.cells());
+                histogram.cells[0] = Cell { grad: 5 << 16, hess: 2 << 16, count: 10 };
+                histogram
+            };
+            let histograms = growing.measured().into_iter().map(node).collect();
+            BoostingContribution::Level { evaluation: step.evaluates().then(|| evaluation.clone()), histograms }
+        }
+        Step::Done => return Err(missing("a tree to grow").into()),
+    };
+    Ok(boosting_vector(&settings.layout, &step, cuts.cells(), &contribution, agreed.figures.test_rows)?)
 }
 
 /// Uploads `bytes` as `kind` from `name` the way the shell does (admit, verify, accept).

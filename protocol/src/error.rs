@@ -617,6 +617,10 @@ pub enum OutputError {
     /// The model file could not be made.
     #[error("the model file: {0}")]
     ModelFile(fedcare_core::Error),
+    /// The pooled histograms do not grow the tree the state asks for, or the pooled label
+    /// counts are out of range.
+    #[error("boosting: {0}")]
+    Boosting(fedcare_core::Error),
 }
 
 /// Result type of the participant.

@@ -36,6 +36,7 @@
 //! - A failing random source is an error ([`error::Error::Random`]), never a default value.
 #![forbid(unsafe_code)]
 
+pub mod boosting;
 pub mod checkpoint;
 pub mod contribution;
 pub mod convert;

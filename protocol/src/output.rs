@@ -17,6 +17,7 @@ use fedcare_core::{Codec, ModelFile};
 use fedcare_core::{OptimizerConfig, ServerOptimizerConfig};
 use std::collections::BTreeMap;
 
+use crate::boosting::{Boosting, BoostingState, BoostingSum, Step, decode_boosting};
 use crate::digest::{FileDigest, StateContent, StateDigest};
 use crate::error::OutputError;
 use crate::exploration::Exploration;
@@ -26,6 +27,7 @@ use crate::transcript::{file_digest, state_content, state_digest};
 use crate::{
     DecodedSum, FederationSettings, Job, PublicFigures, RoundRecord, SessionId, SessionKind, check_exploration,
 };
+use fedcare_core::gbdt::Ensemble;
 
 /// What a session's inputs were: the state every participant signed.
 #[derive(Debug, Clone, Copy)]
@@ -103,18 +105,9 @@ pub fn model_file(
     subgroups: Option<&SubgroupReport>,
 ) -> Result<ModelFile, fedcare_core::Error> {
     let (spec, schema_id) = (&settings.spec, settings.schema_id.as_str());
-    let mut model = match &server.best {
-        Some(best) => {
-            let mut model = ModelFile::new(spec.clone(), best.params.clone(), schema_id)?;
-            model.metrics.insert("round".into(), f64::from(best.trained_rounds));
-            model.metrics.insert("auroc".into(), best.auroc);
-            if let Some(auprc) = best.auprc {
-                model.metrics.insert("auprc".into(), auprc);
-            }
-            model.calibration = best.platt;
-            model
-        }
-        None => ModelFile::new(spec.clone(), global.to_vec(), schema_id)?,
+    let mut model = match (&settings.boosting, &server.boosting) {
+        (Some(_), Some(state)) => boosted_file(state, spec.input_width(), server, schema_id)?,
+        _ => network_file(settings, global, server)?,
     };
     model.feature_scaling = figures.feature_stats.clone();
     model.category_buckets = figures.top_k.clone();
@@ -131,6 +124,124 @@ pub fn model_file(
     Ok(model)
 }
 
+/// Applies a boosting training session's decrypted sum to the server state: the base margin
+/// from the pooled label counts, or a level of the tree being grown (and at a tree's first level
+/// the evaluation of the ensemble so far, which may become the best model).
+fn boosting_round(
+    inputs: &SessionInputs<'_>,
+    boosting: &Boosting,
+    values: &[f64],
+    record: &mut RoundRecord,
+    server: &mut ServerState,
+) -> Result<(), OutputError> {
+    let config = &boosting.config;
+    let mut state = server.boosting.take().unwrap_or_default();
+    let step = state.step(config);
+    let cuts = boosting
+        .cuts(&inputs.figures.feature_stats, inputs.settings.spec.input_width())
+        .map_err(OutputError::Layout)?;
+    let sum = decode_boosting(&inputs.settings.layout, &step, cuts.cells(), values, inputs.figures.test_rows)
+        .map_err(OutputError::Layout)?;
+    match (sum, step) {
+        (BoostingSum::Base { rows, positives }, _) => {
+            if rows == 0 || positives > rows {
+                return Err(OutputError::Boosting(fedcare_core::Error::LabelCount {
+                    expected: rows as usize,
+                    got: positives as usize,
+                }));
+            }
+            state.ensemble = Some(Ensemble::new(config.base_margin(rows, positives)));
+        }
+        (BoostingSum::Level { evaluation, histograms }, Step::Level(mut growing)) => {
+            let trees = state.ensemble.as_ref().map_or(0, |e| e.trees.len());
+            if let Some(evaluation) = evaluation {
+                record.set_evaluation(&evaluation);
+                let evaluated = inputs.session.round.saturating_sub(1);
+                server.consider(evaluated, &[], record);
+                if server.best.as_ref().is_some_and(|best| best.trained_rounds == evaluated) {
+                    state.kept_trees = trees as u32;
+                }
+            }
+            growing.apply(histograms, &cuts, config).map_err(OutputError::Boosting)?;
+            if growing.finished() {
+                let tree = growing.into_tree().map_err(OutputError::Boosting)?;
+                state.ensemble.get_or_insert_with(|| Ensemble::new(0.0)).trees.push(tree);
+                state.growing = None;
+            } else {
+                state.growing = Some(growing);
+            }
+        }
+        (BoostingSum::Level { .. }, _) => {
+            return Err(OutputError::Layout(crate::error::ProtocolError::Invalid {
+                field: "boosting sum",
+                value: "a level's histograms".into(),
+                expected: "a session of a tree's level".into(),
+            }));
+        }
+    }
+    server.boosting = Some(state);
+    server.released_rounds = inputs.session.round;
+    Ok(())
+}
+
+/// After the final evaluation made the last model the best, a boosting state keeps all its
+/// trees.
+fn keep_trees_if_best(server: &mut ServerState, last_rounds: u32) {
+    let last_is_best = server.best.as_ref().is_some_and(|best| best.trained_rounds == last_rounds);
+    if let Some(state) = server.boosting.as_mut().filter(|_| last_is_best) {
+        state.kept_trees = state.ensemble.as_ref().map_or(0, |e| e.trees.len() as u32);
+    }
+}
+
+/// The model file of a network: the best model's parameters with their round, metrics and
+/// Platt scaling, or before any evaluation the global parameters.
+fn network_file(
+    settings: &FederationSettings,
+    global: &[f32],
+    server: &ServerState,
+) -> Result<ModelFile, fedcare_core::Error> {
+    let (spec, schema_id) = (&settings.spec, settings.schema_id.as_str());
+    match &server.best {
+        Some(best) => {
+            let mut model = ModelFile::new(spec.clone(), best.params.clone(), schema_id)?;
+            best_metrics(&mut model, server);
+            Ok(model)
+        }
+        None => ModelFile::new(spec.clone(), global.to_vec(), schema_id),
+    }
+}
+
+/// The model file of boosted trees: the best ensemble evaluated (its first trees) with its
+/// metrics and Platt scaling, or before any evaluation every tree so far; `trees_grown` counts
+/// the trees grown, kept or not.
+fn boosted_file(
+    state: &BoostingState,
+    width: usize,
+    server: &ServerState,
+    schema_id: &str,
+) -> Result<ModelFile, fedcare_core::Error> {
+    let grown = state.ensemble.clone().unwrap_or_else(|| Ensemble::new(0.0));
+    let trees_grown = grown.trees.len();
+    let ensemble = if server.best.is_some() { state.kept().unwrap_or(grown) } else { grown };
+    let trees = ensemble.trees.len();
+    let mut model = ModelFile::boosted(ensemble, width, schema_id)?;
+    best_metrics(&mut model, server);
+    model.metrics.insert("trees".into(), trees as f64);
+    model.metrics.insert("trees_grown".into(), trees_grown as f64);
+    Ok(model)
+}
+
+/// The best model's round, AUROC, AUPRC and Platt scaling, when there is one.
+fn best_metrics(model: &mut ModelFile, server: &ServerState) {
+    let Some(best) = &server.best else { return };
+    model.metrics.insert("round".into(), f64::from(best.trained_rounds));
+    model.metrics.insert("auroc".into(), best.auroc);
+    if let Some(auprc) = best.auprc {
+        model.metrics.insert("auprc".into(), auprc);
+    }
+    model.calibration = best.platt;
+}
+
 /// The settings a model was trained with, as text for its model card.
 pub fn settings_text(settings: &FederationSettings) -> BTreeMap<String, String> {
     let spec = &settings.spec;
@@ -140,34 +251,56 @@ pub fn settings_text(settings: &FederationSettings) -> BTreeMap<String, String> 
     let mut put = |key: &str, value: String| {
         text.insert(key.to_owned(), value);
     };
-    put("model", format!("{kind} {}", spec.architecture()));
+    match &settings.boosting {
+        Some(b) => {
+            let c = &b.config;
+            put(
+                "model",
+                format!(
+                    "gradient-boosted trees ({} trees of depth {}, η {}, λ {}, γ {}, min_child_weight {}, pos_weight {}) over {} inputs",
+                    c.trees,
+                    c.depth,
+                    c.learning_rate,
+                    c.lambda,
+                    c.gamma,
+                    c.min_child_weight,
+                    c.pos_weight,
+                    spec.input_width()
+                ),
+            );
+        }
+        None => put("model", format!("{kind} {}", spec.architecture())),
+    }
     put("schema", settings.schema_id.clone());
     put("rounds", settings.rounds.to_string());
     if let Some(patience) = settings.patience {
         put("patience", patience.to_string());
     }
-    let rule = match settings.server {
-        ServerOptimizerConfig::FedAvg { lr } if train.prox_mu > 0.0 => {
-            format!("fedprox (lr {lr}, μ {})", train.prox_mu)
-        }
-        ServerOptimizerConfig::FedAvg { lr } => format!("fedavg (lr {lr})"),
-        ServerOptimizerConfig::FedAdam { lr, beta1, beta2, tau } => {
-            format!("fedadam (lr {lr}, β1 {beta1}, β2 {beta2}, τ {tau})")
-        }
-    };
-    put("rule", rule);
-    let optimizer = match train.optimizer {
-        OptimizerConfig::Sgd { lr, momentum } => format!("sgd (lr {lr}, momentum {momentum})"),
-        OptimizerConfig::Adam { lr, beta1, beta2, .. } => format!("adam (lr {lr}, β1 {beta1}, β2 {beta2})"),
-    };
-    put("optimizer", optimizer);
-    put("epochs", train.epochs.to_string());
-    put("batch_size", train.batch_size.to_string());
-    put(
-        "pos_weight",
-        if train.pos_weight == 0.0 { "balanced per hospital".into() } else { train.pos_weight.to_string() },
-    );
-    put("l2", train.l2.to_string());
+    // Boosted trees have no update rule, optimizer or epochs.
+    if settings.boosting.is_none() {
+        let rule = match settings.server {
+            ServerOptimizerConfig::FedAvg { lr } if train.prox_mu > 0.0 => {
+                format!("fedprox (lr {lr}, μ {})", train.prox_mu)
+            }
+            ServerOptimizerConfig::FedAvg { lr } => format!("fedavg (lr {lr})"),
+            ServerOptimizerConfig::FedAdam { lr, beta1, beta2, tau } => {
+                format!("fedadam (lr {lr}, β1 {beta1}, β2 {beta2}, τ {tau})")
+            }
+        };
+        put("rule", rule);
+        let optimizer = match train.optimizer {
+            OptimizerConfig::Sgd { lr, momentum } => format!("sgd (lr {lr}, momentum {momentum})"),
+            OptimizerConfig::Adam { lr, beta1, beta2, .. } => format!("adam (lr {lr}, β1 {beta1}, β2 {beta2})"),
+        };
+        put("optimizer", optimizer);
+        put("epochs", train.epochs.to_string());
+        put("batch_size", train.batch_size.to_string());
+        put(
+            "pos_weight",
+            if train.pos_weight == 0.0 { "balanced per hospital".into() } else { train.pos_weight.to_string() },
+        );
+        put("l2", train.l2.to_string());
+    }
     put("test_fraction", settings.test_fraction.to_string());
     put("min_hospitals", settings.min_hospitals.to_string());
     put("evaluation_bins", settings.layout.bins.to_string());
@@ -203,69 +336,75 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
     let scale = inputs.codec.resolution();
     let values: Vec<f64> = integers.iter().map(|&i| i as f64 * scale).collect();
     let layout = &inputs.settings.layout;
-    let decoded = layout.decode(inputs.kind, &values, inputs.figures.test_rows).map_err(OutputError::Layout)?;
     let mut record = RoundRecord::new(inputs.session, inputs.kind, inputs.contributors);
     let mut global = inputs.global.to_vec();
     let mut server = inputs.server.clone();
     let mut figures = inputs.figures.clone();
     let mut exploration = None;
-    match decoded {
-        DecodedSum::Setup(counts) => {
-            let noise = inputs.settings.pooled_noise().map_or(0.0, |p| p.scale(1.0));
-            counts.check(inputs.contributors, noise)?;
-            figures = PublicFigures {
-                train_rows: counts.train_rows,
-                test_rows: counts.test_rows,
-                feature_stats: counts.moments.iter().map(|m| m.stats()).collect(),
-                top_k: counts
-                    .bucket_counts
-                    .iter()
-                    .zip(&layout.top_k)
-                    .map(|(counts, shape)| choose_top_k(counts, shape.k as usize))
-                    .collect(),
-            };
-        }
-        // Session `r` evaluates the model it started from, which had `r − 1` training rounds.
-        DecodedSum::Train { mean_update, train_loss, evaluation } => {
-            record.train_loss = Some(train_loss);
-            // Under pooled noise the rounds carry no evaluation (the tail is zeros).
-            if inputs.settings.privacy.is_none_or(|privacy| privacy.evaluates_rounds()) {
+    let boosting = inputs.settings.boosting.as_ref().filter(|_| inputs.kind == SessionKind::Train);
+    if let Some(boosting) = boosting {
+        boosting_round(inputs, boosting, &values, &mut record, &mut server)?;
+    } else {
+        let decoded = layout.decode(inputs.kind, &values, inputs.figures.test_rows).map_err(OutputError::Layout)?;
+        match decoded {
+            DecodedSum::Setup(counts) => {
+                let noise = inputs.settings.pooled_noise().map_or(0.0, |p| p.scale(1.0));
+                counts.check(inputs.contributors, noise)?;
+                figures = PublicFigures {
+                    train_rows: counts.train_rows,
+                    test_rows: counts.test_rows,
+                    feature_stats: counts.moments.iter().map(|m| m.stats()).collect(),
+                    top_k: counts
+                        .bucket_counts
+                        .iter()
+                        .zip(&layout.top_k)
+                        .map(|(counts, shape)| choose_top_k(counts, shape.k as usize))
+                        .collect(),
+                };
+            }
+            // Session `r` evaluates the model it started from, which had `r − 1` training rounds.
+            DecodedSum::Train { mean_update, train_loss, evaluation } => {
+                record.train_loss = Some(train_loss);
+                // Under pooled noise the rounds carry no evaluation (the tail is zeros).
+                if inputs.settings.privacy.is_none_or(|privacy| privacy.evaluates_rounds()) {
+                    record.set_evaluation(&evaluation);
+                    server.consider(inputs.session.round.saturating_sub(1), &global, &record);
+                }
+                server.optimizer.apply(&mut global, &mean_update).map_err(OutputError::ServerRule)?;
+                server.released_rounds = inputs.session.round;
+            }
+            // The last evaluation: the best model is what the federation hands out.
+            DecodedSum::Evaluate(evaluation, subgroups) => {
                 record.set_evaluation(&evaluation);
-                server.consider(inputs.session.round.saturating_sub(1), &global, &record);
+                let last_rounds = inputs.session.round.saturating_sub(1);
+                server.released_rounds = last_rounds;
+                server.consider(last_rounds, &global, &record);
+                keep_trees_if_best(&mut server, last_rounds);
+                // The subgroups of the model handed out: the last one's, or those of the best before.
+                let (histograms, platt) = match &server.best {
+                    Some(best) if best.trained_rounds != last_rounds => (&subgroups.kept, best.platt),
+                    _ => (&subgroups.last, record.platt),
+                };
+                if !layout.subgroups.is_empty() {
+                    record.subgroups = Some(subgroup_report(
+                        &layout.subgroups,
+                        histograms,
+                        platt.as_ref(),
+                        inputs.settings.subgroup_min_cell,
+                    ));
+                }
+                if let Some(best) = &server.best {
+                    global.clone_from(&best.params);
+                }
             }
-            server.optimizer.apply(&mut global, &mean_update).map_err(OutputError::ServerRule)?;
-            server.released_rounds = inputs.session.round;
-        }
-        // The last evaluation: the best model is what the federation hands out.
-        DecodedSum::Evaluate(evaluation, subgroups) => {
-            record.set_evaluation(&evaluation);
-            let last_rounds = inputs.session.round.saturating_sub(1);
-            server.released_rounds = last_rounds;
-            server.consider(last_rounds, &global, &record);
-            // The subgroups of the model handed out: the last one's, or those of the best before.
-            let (histograms, platt) = match &server.best {
-                Some(best) if best.trained_rounds != last_rounds => (&subgroups.kept, best.platt),
-                _ => (&subgroups.last, record.platt),
-            };
-            if !layout.subgroups.is_empty() {
-                record.subgroups = Some(subgroup_report(
-                    &layout.subgroups,
-                    histograms,
-                    platt.as_ref(),
-                    inputs.settings.subgroup_min_cell,
-                ));
+            DecodedSum::Explore(counts) => {
+                let noise = match &inputs.settings.job {
+                    Job::Explore { noise: Some(noise), .. } => noise.count_scale(),
+                    _ => 0.0,
+                };
+                check_exploration(&counts, inputs.contributors, noise)?;
+                exploration = Some(Exploration { columns: layout.explore_columns(&figures), counts });
             }
-            if let Some(best) = &server.best {
-                global.clone_from(&best.params);
-            }
-        }
-        DecodedSum::Explore(counts) => {
-            let noise = match &inputs.settings.job {
-                Job::Explore { noise: Some(noise), .. } => noise.count_scale(),
-                _ => 0.0,
-            };
-            check_exploration(&counts, inputs.contributors, noise)?;
-            exploration = Some(Exploration { columns: layout.explore_columns(&figures), counts });
         }
     }
     // Every session spends: the setup its pooled statistics (counted with the final evaluation's

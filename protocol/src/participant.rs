@@ -66,6 +66,7 @@ use fedcare_crypto::{
 };
 use rand_core::TryCryptoRng;
 
+use crate::boosting::BoostingState;
 use crate::digest::{
     ChallengeSeed, FileDigest, KeyShareDigest, MasksDigest, Nonce, SettingsDigest, StateDigest, SumDigest,
     TranscriptDigest,
@@ -100,6 +101,8 @@ pub struct Agreed {
     /// In a final evaluation, the parameters of the model kept so far (the best before the last,
     /// whose subgroups are measured beside the last's); `None` otherwise, or when there is none.
     pub kept: Option<Vec<f32>>,
+    /// A boosting federation's trees as the session started (`None` for a network).
+    pub boosting: Option<Box<BoostingState>>,
 }
 
 /// The federation's final model file, checked ([`Participant::handle`] on a `Done` task).
@@ -623,17 +626,18 @@ impl Participant {
             }
         };
         let shares = &task.sections[0];
-        params_from_bytes(&start.model, self.settings.spec.param_count())?;
+        params_from_bytes(&start.model, self.settings.param_count())?;
         let state: ServerState = postcard::from_bytes(&start.server).map_err(|e| ProtocolError::Invalid {
             field: "server state",
             value: e.to_string(),
             expected: "its postcard encoding".into(),
         })?;
-        state.check(self.settings.server, self.settings.spec.param_count()).map_err(|why| ProtocolError::Invalid {
+        state.check(self.settings.server, self.settings.param_count()).map_err(|why| ProtocolError::Invalid {
             field: "server state",
             value: why.to_string(),
             expected: "the agreed server rule's state and a best model of the model's size".into(),
         })?;
+        check_boosting_state(&self.settings, &state)?;
         self.check_start(&context, &start, &state, &task.figures, endorsements, &before)?;
         let statements = self.relayed(shares, &context, TaskKind::Reveal)?;
         // Exactly the committed participants, each revealing the share it committed to.
@@ -753,12 +757,11 @@ impl Participant {
             return off(format!("a {job} job of {} rounds has no {kind} session in round {round}", settings.rounds));
         }
         if kind == SessionKind::Setup {
-            let initial =
-                ServerState::new(settings.server, settings.spec.param_count()).map_err(|e| ProtocolError::Invalid {
-                    field: "server rule",
-                    value: e.to_string(),
-                    expected: "a rule with an initial state".into(),
-                })?;
+            let initial = settings.initial_server_state().map_err(|e| ProtocolError::Invalid {
+                field: "server rule",
+                value: e.to_string(),
+                expected: "a rule with an initial state".into(),
+            })?;
             if *server != initial || *figures != PublicFigures::default() || !before.is_empty() {
                 return off(
                     "a setup starts from the initial state: the rule's fresh server state, no figures and no state before it"
@@ -834,6 +837,7 @@ impl Participant {
                 SessionKind::Evaluate => running.server.best.as_ref().map(|best| best.params.clone()),
                 _ => None,
             },
+            boosting: running.server.boosting.clone().map(Box::new),
         };
         let State::Confirmed(running, key) = mem::take(&mut self.state) else { unreachable!("matched above") };
         self.state = State::Agreed(running, key);
@@ -989,7 +993,7 @@ impl Participant {
         let check = MaskCheck { challenge: Challenge::new(proof.seed.0), contributions: total };
         let words = running.party.check_sum(&proof.sum, &check)?;
         let settings = &self.settings;
-        let global = params_from_bytes(&running.model, settings.spec.param_count())?;
+        let global = params_from_bytes(&running.model, settings.param_count())?;
         let inputs = SessionInputs {
             settings,
             codec: &self.codec,
@@ -1047,7 +1051,7 @@ impl Participant {
     fn final_file(&self, task: &Task) -> Result<FinalFile> {
         let [bytes] = sections::<1>(task)?;
         let model = ModelFile::from_bytes(bytes).map_err(ProtocolError::Model)?;
-        if model.spec != self.settings.spec {
+        if model.spec != self.settings.spec || model.ensemble.is_some() != self.settings.boosting.is_some() {
             return Err(ProtocolError::Invalid {
                 field: "final model",
                 value: format!("{} parameters", model.params.len()),
@@ -1074,8 +1078,13 @@ impl Participant {
         // best model (its round: the file's digest covers it) had waited `patience` rounds.
         let best = file.metrics.get("round").map(|&round| round as u32);
         let settings = &self.settings;
-        let last_training =
-            kind == SessionKind::Train && training_ends(session.round, settings.rounds, settings.patience, best);
+        // Boosted trees end once every tree is grown (the file counts them).
+        let trees_grown = settings
+            .boosting
+            .as_ref()
+            .is_some_and(|b| file.metrics.get("trees_grown").copied() == Some(f64::from(b.config.trees)));
+        let last_training = kind == SessionKind::Train
+            && (training_ends(session.round, settings.rounds, settings.patience, best) || trees_grown);
         let last = match self.settings.job {
             Job::Train => kind == SessionKind::Evaluate || last_training,
             Job::Explore { .. } => kind == SessionKind::Explore,
@@ -1216,4 +1225,28 @@ fn sections<const N: usize>(task: &Task) -> Result<&[Bytes; N]> {
         .as_slice()
         .try_into()
         .map_err(|_| ProtocolError::Sections { task: task.kind.name(), got: task.sections.len(), expected: N }.into())
+}
+/// Checks a relayed boosting state before anything reads it: present exactly for a boosting
+/// federation, its trees and the tree being grown well formed over the model's inputs (a forged
+/// tree could otherwise send a walk out of range or round in circles).
+fn check_boosting_state(settings: &FederationSettings, state: &ServerState) -> Result<()> {
+    let width = settings.spec.input_width();
+    let invalid = |why: String| ProtocolError::Invalid {
+        field: "boosting state",
+        value: why,
+        expected: "well-formed trees over the model's inputs, for a boosting federation only".into(),
+    };
+    match (&settings.boosting, &state.boosting) {
+        (None, None) => Ok(()),
+        (Some(_), Some(boosting)) => {
+            if let Some(ensemble) = &boosting.ensemble {
+                ensemble.validate(width).map_err(|e| invalid(e.to_string()))?;
+            }
+            if let Some(growing) = &boosting.growing {
+                growing.validate(width).map_err(|e| invalid(e.to_string()))?;
+            }
+            Ok(())
+        }
+        _ => Err(invalid("a boosting state where the model is a network, or none where it is trees".into()).into()),
+    }
 }

@@ -34,6 +34,8 @@ pub struct ServerState {
     /// (a round given up once its decryption opened counts too). DP-SGD's ε is that of these
     /// rounds.
     pub released_rounds: u32,
+    /// A boosting federation's trees (`None`: the global parameters are the model).
+    pub boosting: Option<crate::boosting::BoostingState>,
 }
 
 /// The best model evaluated so far and what its evaluation found.
@@ -54,7 +56,7 @@ pub struct BestModel {
 impl ServerState {
     /// The state before the first session.
     pub fn new(config: ServerOptimizerConfig, len: usize) -> fedcare_core::Result<Self> {
-        Ok(Self { optimizer: ServerOptimizer::new(config, len)?, best: None, released_rounds: 0 })
+        Ok(Self { optimizer: ServerOptimizer::new(config, len)?, best: None, released_rounds: 0, boosting: None })
     }
 
     /// Checks a relayed state against the agreed rule and model size: the optimizer's state

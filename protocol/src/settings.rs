@@ -234,12 +234,37 @@ pub struct FederationSettings {
     /// The smallest subgroup (rows, positives, negatives) whose figures the final evaluation's
     /// report shows ([`fedcare_core::subgroup`]).
     pub subgroup_min_cell: u64,
+    /// Gradient-boosted trees instead of the network (`None`: the network of `spec`, whose
+    /// input width the trees share).
+    pub boosting: Option<crate::boosting::Boosting>,
     /// BLAKE3 of the configuration's wire form: every participant's transcript covers it, so
     /// hospitals given different settings do not agree.
     pub digest: crate::digest::SettingsDigest,
 }
 
 impl FederationSettings {
+    /// Parameters of the global model: the network's, none for boosted trees (whose trees are
+    /// in the server state, [`crate::boosting::BoostingState`]).
+    pub fn param_count(&self) -> usize {
+        if self.boosting.is_some() { 0 } else { self.spec.param_count() }
+    }
+
+    /// The server state before the first session: the rule's fresh state, and for boosted
+    /// trees an ensemble yet to start.
+    pub fn initial_server_state(&self) -> fedcare_core::Result<crate::selection::ServerState> {
+        let mut state = crate::selection::ServerState::new(self.server, self.param_count())?;
+        state.boosting = self.boosting.as_ref().map(|_| crate::boosting::BoostingState::default());
+        Ok(state)
+    }
+
+    /// Whether training ends after training session `round`, which left `server`: the last of
+    /// the rounds, `patience` run out ([`crate::selection::training_ends`]), or every tree grown.
+    pub fn training_ends(&self, round: u32, server: &crate::selection::ServerState) -> bool {
+        let best = server.best.as_ref().map(|b| b.trained_rounds);
+        crate::selection::training_ends(round, self.rounds, self.patience, best)
+            || self.boosting.as_ref().zip(server.boosting.as_ref()).is_some_and(|(b, s)| s.finished(&b.config))
+    }
+
     /// The noise every hospital adds to the setup session's pooled statistics: the privacy
     /// settings' of a training job, the exploration's of an exploration (`None`: exact).
     pub fn pooled_noise(&self) -> Option<fedcare_core::privacy::PooledNoise> {

@@ -1,7 +1,7 @@
-//! The aggregator's checkpoint, byte for byte: the committed `tests/golden/checkpoint_v10.bin`
+//! The aggregator's checkpoint, byte for byte: the committed `tests/golden/checkpoint_v11.bin`
 //! (made by `cargo run -p fedcare-protocol --example golden_checkpoint`) decodes to the fixed
 //! checkpoint, which encodes back to the same bytes; a flipped byte is refused by the envelope's
-//! checksum; the version before (`checkpoint_v9.bin`, without the subgroup figures) is refused by
+//! checksum; the version before (`checkpoint_v10.bin`, whose server state has no boosting trees) is refused by
 //! its version.
 
 #[path = "../examples/golden_checkpoint/vectors.rs"]
@@ -9,12 +9,12 @@ mod vectors;
 
 use fedcare_protocol::checkpoint::{CHECKPOINT_FORMAT, Checkpoint};
 
-const GOLDEN: &[u8] = include_bytes!("golden/checkpoint_v10.bin");
-const VERSION_9: &[u8] = include_bytes!("golden/checkpoint_v9.bin");
+const GOLDEN: &[u8] = include_bytes!("golden/checkpoint_v11.bin");
+const VERSION_10: &[u8] = include_bytes!("golden/checkpoint_v10.bin");
 
 #[test]
 fn the_golden_checkpoint_decodes_and_encodes_back_byte_for_byte() {
-    assert_eq!(CHECKPOINT_FORMAT.version, 10, "a new version needs a new golden file beside this one");
+    assert_eq!(CHECKPOINT_FORMAT.version, 11, "a new version needs a new golden file beside this one");
     let decoded = Checkpoint::from_bytes(GOLDEN).unwrap();
     assert_eq!(decoded, vectors::checkpoint(), "{} decodes to another checkpoint", vectors::FILE);
     assert_eq!(decoded.to_bytes().unwrap(), GOLDEN, "{} encodes back to other bytes", vectors::FILE);
@@ -33,6 +33,6 @@ fn a_flipped_byte_of_the_golden_checkpoint_is_refused() {
 
 #[test]
 fn a_checkpoint_of_the_version_before_is_refused_by_its_version() {
-    let refused = Checkpoint::from_bytes(VERSION_9).unwrap_err();
-    assert!(matches!(refused, fedcare_core::Error::UnsupportedVersion { found: 9, supported: 10, .. }), "{refused:?}");
+    let refused = Checkpoint::from_bytes(VERSION_10).unwrap_err();
+    assert!(matches!(refused, fedcare_core::Error::UnsupportedVersion { found: 10, supported: 11, .. }), "{refused:?}");
 }

@@ -846,3 +846,56 @@ fn a_key_share_that_does_not_match_its_commitment_is_refused() {
     );
     ledgers_hold_only(&driver, &[]);
 }
+
+/// A boosting federation of [`HOSPITALS`] (two trees of depth 2 over the test settings' three
+/// inputs), every hospital needed, with `filter` in the aggregator.
+fn boosting_federation(filter: Option<TaskFilter>) -> Driver {
+    use fedcare_core::gbdt::BoostingConfig;
+    use fedcare_protocol::boosting::Boosting;
+    let mut settings = test_settings(1);
+    settings.min_hospitals = HOSPITALS.len();
+    let boosting = Boosting {
+        config: BoostingConfig { trees: 2, depth: 2, ..BoostingConfig::default() },
+        numeric_thresholds: Vec::new(),
+    };
+    settings.rounds = boosting.rounds();
+    settings.boosting = Some(boosting);
+    let mut driver = Driver::with_strangers(&HOSPITALS, &[], settings, filter, now());
+    driver.run(PHASES);
+    driver
+}
+
+#[test]
+fn a_boosting_federation_grows_its_trees_and_a_forged_level_sum_is_refused() {
+    let driver = boosting_federation(None);
+    assert!(driver.endings.iter().all(|e| matches!(e, Ending::Done)), "{:?}", driver.endings);
+    // Setup, the base session, a session a tree (no split is possible: each is one leaf), the
+    // final evaluation; every one released once.
+    let setup = (0, SessionKind::Setup);
+    let (base, first, second) = ((1, SessionKind::Train), (2, SessionKind::Train), (3, SessionKind::Train));
+    ledgers_hold_only(&driver, &[setup, base, first, second, (4, SessionKind::Evaluate)]);
+    let last = driver.snapshots.last().unwrap();
+    let model = &last.model;
+    assert_eq!(model.metrics.get("trees_grown"), Some(&2.0));
+    let ensemble = model.ensemble.as_ref().unwrap();
+    // 9 positives of 30 rows: the log-odds of 3/7.
+    assert!((ensemble.base_margin - (3.0f32 / 7.0).ln()).abs() < 1e-6, "{}", ensemble.base_margin);
+
+    // The sum of the first tree's level moved by one unit of Δ in its first value: refused by
+    // every hospital before it is applied, and nothing after the base session is released.
+    const FIRST_VALUE: usize = 2 + 1 + 16 + 32 + 2 + 8;
+    let mut results = 0;
+    let driver = boosting_federation(lie_on(TaskKind::Result, move |_, task| {
+        results += 1;
+        // Each hospital is sent the result of the setup, the base, then the first level.
+        if results > 2 * HOSPITALS.len() {
+            task.sections[0] = rewrap(&task.sections[0], |payload| {
+                let at = FIRST_VALUE;
+                let word = u64::from_le_bytes(payload[at..at + 8].try_into().unwrap()).wrapping_add(1 << 34);
+                payload[at..at + 8].copy_from_slice(&word.to_le_bytes());
+            });
+        }
+    }));
+    all_refused(&driver, |e| matches!(e, Error::Crypto(CryptoError::ForgedSum)));
+    ledgers_hold_only(&driver, &[setup, base, first]);
+}

@@ -140,7 +140,12 @@ def simulate(
     data: Optional[PathLike] = None,
     schema: Optional[str] = None,
     top_k_key: Optional[PathLike] = None,
+    model: Literal["mlp", "gbdt"] = "mlp",
     hidden: Sequence[int] = (32, 16),
+    trees: Optional[int] = None,
+    depth: Optional[int] = None,
+    eta: Optional[float] = None,
+    min_child_weight: Optional[float] = None,
     epochs: int = 1,
     lr: float = 0.01,
     batch_size: int = 256,
@@ -165,7 +170,10 @@ def simulate(
     """Runs a whole federation on this machine, as ``fedcare simulate`` does (an aggregator and
     N hospitals over gRPC with mTLS and threshold encryption, on the synthetic cohort or on
     ``data``, one ``*.csv`` per hospital), writes ``out/metrics.jsonl`` and ``out/model.bin``, and
-    returns the metrics as ``read_metrics`` does. ``hidden=()`` trains logistic regression.
+    returns the metrics as ``read_metrics`` does. ``hidden=()`` trains logistic regression;
+    ``model="gbdt"`` grows gradient-boosted trees from summed histograms instead (``trees``,
+    ``depth``, ``eta``, ``min_child_weight``; default 60, 4, 0.2, 20; ``rounds`` and the training
+    options then do not apply).
     ``progress``: a line printed per session (the default, or True), nothing (False), or a
     callable given each session's record. Ctrl-C stops it (KeyboardInterrupt). With
     ``explore=True`` it explores the data instead and returns what ``explore`` returns.

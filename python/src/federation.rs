@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use fedcare_core::explore::DEFAULT_MIN_CELL;
 use fedcare_federation::config::{
-    DEFAULT_EVALUATION_BINS, DEFAULT_EVALUATION_NOISE, DEFAULT_POOLED_ROWS_PER_PATIENT, PrivacyConfig, ServerRule,
-    TrainerChoice,
+    BoostingConfig, DEFAULT_EVALUATION_BINS, DEFAULT_EVALUATION_NOISE, DEFAULT_POOLED_ROWS_PER_PATIENT, PrivacyConfig,
+    ServerRule, TrainerChoice,
 };
 use fedcare_federation::exploration;
 use fedcare_federation::persistence;
@@ -45,7 +45,12 @@ pub(crate) fn read_metrics(py: Python<'_>, path: PathBuf, as_frame: Option<bool>
     data = None,
     schema = None,
     top_k_key = None,
+    model = "mlp",
     hidden = vec![32, 16],
+    trees = None,
+    depth = None,
+    eta = None,
+    min_child_weight = None,
     epochs = 1,
     lr = 0.01,
     batch_size = 256,
@@ -77,7 +82,12 @@ pub(crate) fn simulate<'py>(
     data: Option<PathBuf>,
     schema: Option<String>,
     top_k_key: Option<PathBuf>,
+    model: &str,
     hidden: Vec<u32>,
+    trees: Option<u32>,
+    depth: Option<u32>,
+    eta: Option<f64>,
+    min_child_weight: Option<f64>,
     epochs: u32,
     lr: f32,
     batch_size: u32,
@@ -106,6 +116,21 @@ pub(crate) fn simulate<'py>(
         return Err(PyValueError::new_err("batch_size, patience and every hidden width must be at least 1"));
     }
     let rule = ServerRule::named(rule).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let defaults = BoostingConfig::default();
+    let boosting = match model {
+        "mlp" => None,
+        "gbdt" => Some(BoostingConfig {
+            trees: trees.unwrap_or(defaults.trees),
+            depth: depth.unwrap_or(defaults.depth),
+            learning_rate: eta.unwrap_or(defaults.learning_rate),
+            min_child_weight: min_child_weight.unwrap_or(defaults.min_child_weight),
+            ..defaults
+        }),
+        other => return Err(PyValueError::new_err(format!("model must be \"mlp\" or \"gbdt\", got {other:?}"))),
+    };
+    if let Some(boosting) = &boosting {
+        boosting.validate().map_err(|e| PyValueError::new_err(e.to_string()))?;
+    }
     let trainer = match trainer {
         "cpu" => TrainerChoice::Cpu,
         "gpu" => TrainerChoice::Gpu,
@@ -150,6 +175,7 @@ pub(crate) fn simulate<'py>(
         subgroups,
         mlflow,
         tensorboard,
+        boosting,
         ..SimulateOptions::default()
     };
     if explore {

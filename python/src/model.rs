@@ -54,16 +54,36 @@ impl Model {
         self.file.spec.hidden().to_vec()
     }
 
-    /// Parameters in all.
+    /// Parameters in all (0 for boosted trees).
     #[getter]
     fn parameters(&self) -> usize {
-        self.file.spec.param_count()
+        self.file.params.len()
     }
 
-    /// The layer widths, input to output, as `fedcare inspect` prints them (`359-32-16-1`).
+    /// `"logistic regression"`, `"mlp"` or `"gbdt"` (gradient-boosted trees).
+    #[getter]
+    fn kind(&self) -> &'static str {
+        match (&self.file.ensemble, self.file.spec.hidden().is_empty()) {
+            (Some(_), _) => "gbdt",
+            (None, true) => "logistic regression",
+            (None, false) => "mlp",
+        }
+    }
+
+    /// The trees of a boosted model (`None` for a network).
+    #[getter]
+    fn trees(&self) -> Option<usize> {
+        self.file.ensemble.as_ref().map(|ensemble| ensemble.trees.len())
+    }
+
+    /// The layer widths, input to output, as `fedcare inspect` prints them (`359-32-16-1`); for
+    /// boosted trees their count, nodes and inputs.
     #[getter]
     fn architecture(&self) -> String {
-        self.file.spec.architecture()
+        match self.file.ensemble {
+            Some(_) => self.file.architecture(),
+            None => self.file.spec.architecture(),
+        }
     }
 
     /// The federation's metrics of the model (`auroc`, `round`, ...).
@@ -205,12 +225,11 @@ impl Model {
 
     fn __repr__(&self) -> String {
         let auroc = self.file.metrics.get("auroc").map_or(String::new(), |a| format!(", AUROC {a:.4}"));
-        format!(
-            "<fedcare.Model {} on schema {:?}, {} parameters{auroc}>",
-            self.architecture(),
-            self.file.schema_id,
-            self.parameters()
-        )
+        let size = match self.file.ensemble {
+            Some(_) => String::new(),
+            None => format!(", {} parameters", self.parameters()),
+        };
+        format!("<fedcare.Model {} on schema {:?}{size}{auroc}>", self.architecture(), self.file.schema_id)
     }
 }
 

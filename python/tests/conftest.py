@@ -1,5 +1,5 @@
-"""Shared fixtures: a small synthetic cohort, two federations trained on it (logistic regression
-and an MLP), and the `fedcare` binary whose `predict` the package must agree with."""
+"""Shared fixtures: a small synthetic cohort, three federations trained on it (logistic regression,
+an MLP and gradient-boosted trees), and the `fedcare` binary whose `predict` the package must agree with."""
 
 import os
 import shutil
@@ -43,13 +43,20 @@ def cohort(tmp_path_factory) -> dict:
     return {"sites": sites, "new": files[3], "root": root}
 
 
-def _train(cohort: dict, name: str, hidden) -> Path:
+def _train(cohort: dict, name: str, hidden, **boosting) -> Path:
     out = cohort["root"] / name
-    fedcare.simulate(data=cohort["sites"], hidden=hidden, rounds=3, out=out, progress=False, as_frame=False)
+    fedcare.simulate(
+        data=cohort["sites"], hidden=hidden, rounds=3, out=out, progress=False, as_frame=False, **boosting
+    )
     return out / "model.bin"
 
 
 @pytest.fixture(scope="session")
 def models(cohort) -> dict:
-    """`model.bin` of a logistic regression and of an MLP trained by a simulated federation."""
-    return {"logistic": _train(cohort, "logistic", ()), "mlp": _train(cohort, "mlp", (16, 8))}
+    """`model.bin` of a logistic regression, an MLP and gradient-boosted trees trained by a
+    simulated federation."""
+    return {
+        "logistic": _train(cohort, "logistic", ()),
+        "mlp": _train(cohort, "mlp", (16, 8)),
+        "gbdt": _train(cohort, "gbdt", (), model="gbdt", trees=6, depth=3, min_child_weight=1.0),
+    }

@@ -28,7 +28,7 @@ def cli_predict(fedcare_bin, model, data, tmp_path):
         return {int(row["line"]): float(row["probability"]) for row in csv.DictReader(f)}, run.stdout
 
 
-@pytest.mark.parametrize("kind", ["logistic", "mlp"])
+@pytest.mark.parametrize("kind", ["logistic", "mlp", "gbdt"])
 def test_predict_gives_fedcare_predicts_numbers_for_a_file_and_a_dataframe(kind, models, cohort, fedcare_bin, tmp_path):
     model = fedcare.Model.load(models[kind])
     expected, _ = cli_predict(fedcare_bin, models[kind], cohort["new"], tmp_path)

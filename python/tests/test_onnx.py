@@ -1,5 +1,6 @@
 """ONNX export: a valid graph that onnxruntime runs to the probabilities `fedcare predict` writes,
-for logistic regression and an MLP; `fedcare export` writes the same file."""
+for logistic regression, an MLP and gradient-boosted trees (an `ai.onnx.ml` tree ensemble);
+`fedcare export` writes the same file."""
 
 import json
 import subprocess
@@ -14,7 +15,7 @@ import fedcare
 from test_model import cli_predict
 
 
-@pytest.mark.parametrize("kind", ["logistic", "mlp"])
+@pytest.mark.parametrize("kind", ["logistic", "mlp", "gbdt"])
 def test_onnxruntime_gives_fedcare_predicts_probabilities(kind, models, cohort, fedcare_bin, tmp_path):
     model = fedcare.Model.load(models[kind])
     path = tmp_path / "model.onnx"
@@ -22,7 +23,11 @@ def test_onnxruntime_gives_fedcare_predicts_probabilities(kind, models, cohort, 
     graph = onnx.load(path)
     onnx.checker.check_model(graph, full_check=True)
     ops = [node.op_type for node in graph.graph.node]
-    assert ops.count("Gemm") == len(model.hidden) + 1 and ops.count("Relu") == len(model.hidden)
+    if kind == "gbdt":
+        assert model.kind == "gbdt" and model.trees >= 1 and model.parameters == 0
+        assert ops[0] == "TreeEnsembleRegressor" and "Gemm" not in ops
+    else:
+        assert ops.count("Gemm") == len(model.hidden) + 1 and ops.count("Relu") == len(model.hidden)
     assert ops[-3:] == ["Mul", "Add", "Sigmoid"], "the Platt scaling before the sigmoid"
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -13,7 +13,9 @@ use fedcare_core::envelope::Format;
 use fedcare_core::explore::{
     ColumnKind, ColumnSpec, ExploreCounts, ExploreReport, LocalFigures, REPORT_FORMAT, figures,
 };
+use fedcare_core::gbdt::{Ensemble, Node, Tree};
 use fedcare_core::model_file::MAGIC;
+use fedcare_core::subgroup::SubgroupReport;
 use fedcare_core::subgroup::{SubgroupHistograms, subgroup_report};
 use fedcare_core::{ColumnStats, ModelFile, ModelSpec, Platt, ScoreHistogram};
 use serde::Serialize;
@@ -30,17 +32,56 @@ pub(crate) fn all() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("envelope.bin", ENVELOPE.seal(ENVELOPE_PAYLOAD).expect("a short payload fits an envelope")),
         ("envelope_empty.bin", ENVELOPE.seal(&[]).expect("an empty payload fits an envelope")),
-        ("model_v6.bin", full_model().to_bytes().expect("the golden model is valid")),
-        ("model_v6_logistic.bin", logistic_model().to_bytes().expect("the golden model is valid")),
+        ("model_v7.bin", current(&full_model())),
+        ("model_v7_boosted.bin", current(&boosted_model())),
+        ("model_v7_logistic.bin", current(&logistic_model())),
+        ("model_v6.bin", model_v6_bytes(&full_model())),
+        ("model_v6_logistic.bin", model_v6_bytes(&logistic_model())),
         ("model_v5.bin", model_v5_bytes(&v5_model())),
-        ("model_v5_as_v6.bin", v5_model().to_bytes().expect("the golden model is valid")),
+        ("model_v5_as_v6.bin", model_v6_bytes(&v5_model())),
+        ("model_v5_as_v7.bin", current(&v5_model())),
         ("model_v5_logistic.bin", model_v5_bytes(&logistic_model())),
         ("model_v4.bin", model_v4_bytes(&v4_model())),
-        ("model_v4_as_v6.bin", v4_model().to_bytes().expect("the golden model is valid")),
+        ("model_v4_as_v6.bin", model_v6_bytes(&v4_model())),
+        ("model_v4_as_v7.bin", current(&v4_model())),
         ("model_v3.bin", model_v3_bytes(&v3_model())),
-        ("model_v3_as_v6.bin", v3_model().to_bytes().expect("the golden model is valid")),
+        ("model_v3_as_v6.bin", model_v6_bytes(&v3_model())),
+        ("model_v3_as_v7.bin", current(&v3_model())),
         ("explore_report.json", explore_json(&report)),
     ]
+}
+
+/// A model file as this build writes it.
+fn current(file: &ModelFile) -> Vec<u8> {
+    file.to_bytes().expect("the golden model is valid")
+}
+
+/// A boosted-tree model file of format 7: two trees over 4 inputs (one a stump, one of depth
+/// 2 with a leaf at depth 1), a base margin, metrics, a calibration and one setting. Every
+/// value is an exact binary fraction.
+pub(crate) fn boosted_model() -> ModelFile {
+    let leaf = |value: f32| Node::Leaf { value };
+    let ensemble = Ensemble {
+        base_margin: -2.125,
+        trees: vec![
+            Tree { nodes: vec![Node::Split { input: 0, threshold: 0.5, left: 1, right: 2 }, leaf(-0.25), leaf(0.375)] },
+            Tree {
+                nodes: vec![
+                    Node::Split { input: 3, threshold: -1.25, left: 1, right: 2 },
+                    leaf(0.0625),
+                    Node::Split { input: 1, threshold: 0.5, left: 3, right: 4 },
+                    leaf(-0.125),
+                    leaf(0.25),
+                ],
+            },
+        ],
+    };
+    let mut file = ModelFile::boosted(ensemble, 4, "golden/v1").expect("a valid ensemble");
+    file.metrics.insert("auroc".into(), 0.6875);
+    file.feature_scaling = vec![ColumnStats { mean: 4.5, std: 2.0 }];
+    file.calibration = Some(Platt { a: 1.125, b: 0.25 });
+    file.settings = [("model".to_owned(), "gbdt (2 trees, depth 2)".to_owned())].into_iter().collect();
+    file
 }
 
 /// A small MLP model file with every field of format 6 set: metrics, the scaling of one numeric
@@ -148,6 +189,39 @@ struct ModelFileV5 {
     category_buckets: Vec<Vec<u32>>,
     endorsements: Vec<u8>,
     calibration: Option<(f64, f64)>,
+}
+
+/// Format 6's payload as its encoder wrote it (commit 098e8c5): format 5's, the settings and
+/// the subgroups.
+#[derive(Serialize)]
+struct ModelFileV6 {
+    spec: SpecV3,
+    params: Vec<f32>,
+    schema_id: String,
+    metrics: BTreeMap<String, f64>,
+    feature_scaling: Vec<ColumnStats>,
+    category_buckets: Vec<Vec<u32>>,
+    endorsements: Vec<u8>,
+    calibration: Option<(f64, f64)>,
+    settings: BTreeMap<String, String>,
+    subgroups: Option<SubgroupReport>,
+}
+
+/// A model file of format 6, as the format-6 encoder wrote it.
+pub(crate) fn model_v6_bytes(file: &ModelFile) -> Vec<u8> {
+    let payload = ModelFileV6 {
+        spec: old_spec(file),
+        params: file.params.clone(),
+        schema_id: file.schema_id.clone(),
+        metrics: file.metrics.clone(),
+        feature_scaling: file.feature_scaling.clone(),
+        category_buckets: file.category_buckets.clone(),
+        endorsements: file.endorsements.clone(),
+        calibration: file.calibration.map(|platt| (platt.a, platt.b)),
+        settings: file.settings.clone(),
+        subgroups: file.subgroups.clone(),
+    };
+    old_envelope(6, &postcard::to_allocvec(&payload).expect("a payload encodes"))
 }
 
 /// A model file of format 5, as the format-5 encoder wrote it.

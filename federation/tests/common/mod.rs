@@ -27,7 +27,9 @@ pub(crate) fn plan(names: &[String], join_timeout_secs: u64, out: &Path, pki: &P
         top_k: Vec::new(),
         schema: None,
         top_k_key_fingerprint: None,
-        model: ModelConfig { input_width: 16, hidden: vec![] },
+        model: ModelConfig { input_width: 16, hidden: vec![], kind: Default::default() },
+        boosting: Default::default(),
+        numeric_edges: Vec::new(),
         training: TrainingSettings::default(),
         server: ServerRule::default(),
         tls: TlsFiles {

@@ -8,7 +8,7 @@ use fedcare_protocol::selection::ServerState;
 use fedcare_protocol::{NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind};
 
 /// The file the bytes are committed in.
-pub(crate) const FILE: &str = "checkpoint_v10.bin";
+pub(crate) const FILE: &str = "checkpoint_v11.bin";
 
 /// A checkpoint of a federation resumed at its final evaluation, after an opened session.
 pub(crate) fn checkpoint() -> Checkpoint {

@@ -55,11 +55,11 @@ use fedcare_core::Codec;
 
 use crate::checkpoint::{Checkpoint, OpenedSession, Snapshot};
 use crate::digest::{StateContent, StateDigest};
-use crate::error::{Error, Refusal};
+use crate::error::{Error, ProtocolError, Refusal};
 use crate::exploration::{Exploration, ReportContext};
 use crate::output::{SessionInputs, SessionOutput, model_file, server_bytes, session_output};
 use crate::params::params_to_bytes;
-use crate::selection::{ServerState, kept_record, training_ends};
+use crate::selection::{ServerState, kept_record};
 use crate::settings::FederationPlan;
 use crate::signing::Signed;
 use crate::transcript::{
@@ -723,10 +723,14 @@ impl Coordinator {
         crs: CrsSource,
     ) -> Result<Self, Error> {
         let settings = &plan.settings;
-        let params = settings.spec.param_count();
+        let params = settings.param_count();
+        let global = match settings.boosting {
+            Some(_) => Vec::new(),
+            None => fedcare_core::rng::init_params(&settings.spec, plan.seed),
+        };
         let mut coordinator = Self {
-            global: fedcare_core::rng::init_params(&settings.spec, plan.seed),
-            server: ServerState::new(settings.server, params)?,
+            global,
+            server: settings.initial_server_state()?,
             codec: Codec::new(settings.codec)?,
             plan: plan.clone(),
             crs,
@@ -824,15 +828,13 @@ impl Coordinator {
     /// The session planned after `done` completed (or was given up after its decryption opened).
     fn after(&self, done: Planned) -> Option<Planned> {
         let settings = &self.plan.settings;
-        let rounds = settings.rounds;
         match done.kind {
             SessionKind::Setup => match settings.job {
                 Job::Train => Some(Planned { round: 1, kind: SessionKind::Train }),
                 Job::Explore { .. } => Some(Planned { round: 1, kind: SessionKind::Explore }),
             },
             SessionKind::Train => {
-                let best = self.server.best.as_ref().map(|b| b.trained_rounds);
-                let kind = if training_ends(done.round, rounds, settings.patience, best) {
+                let kind = if settings.training_ends(done.round, &self.server) {
                     SessionKind::Evaluate
                 } else {
                     SessionKind::Train
@@ -1109,6 +1111,7 @@ impl Coordinator {
     /// Moves the session on once every participant has submitted in its phase.
     fn advance(&mut self, now: Instant) -> Vec<Action> {
         let phase_timeout = self.plan.phase_timeout;
+        let contribution_len = self.session.as_ref().map(|session| self.contribution_len(session.kind));
         let Some(session) = self.session.as_mut() else { return Vec::new() };
         if session.submitted != session.participants {
             return Vec::new();
@@ -1144,7 +1147,14 @@ impl Coordinator {
                 Err(error) => self.restart(Vec::new(), format!("the collective key: {error}"), now),
             },
             Phase::Confirm { key, statements, .. } => {
-                let len = self.plan.settings.layout.len(session.kind);
+                let len = match contribution_len {
+                    Some(Ok(len)) => len,
+                    Some(Err(error)) => {
+                        let last = format!("the session's contribution: {error}");
+                        return self.fail(Failure::RoundFailed { round: id.round, last });
+                    }
+                    None => return Vec::new(),
+                };
                 let builder = SharedBuilder::new(AggregateBuilder::new(PARAMS_V2, &key, len));
                 session.phase = Phase::Contribute { transcripts: encode_bundle(statements.values()), builder };
                 Vec::new()
@@ -1386,6 +1396,19 @@ impl Coordinator {
                 Vec::new()
             }
             Err(why) => self.fail(Failure::Persistence(why)),
+        }
+    }
+
+    /// Values of a contribution to a session of `kind` from the current state: the layout's,
+    /// or for a boosting training session its step's ([`crate::boosting::Step::len`]).
+    fn contribution_len(&self, kind: SessionKind) -> Result<usize, ProtocolError> {
+        let settings = &self.plan.settings;
+        match (&settings.boosting, kind, &self.server.boosting) {
+            (Some(boosting), SessionKind::Train, Some(state)) => {
+                let cuts = boosting.cuts(&self.figures.feature_stats, settings.spec.input_width())?;
+                Ok(state.step(&boosting.config).len(&settings.layout, cuts.cells()))
+            }
+            _ => Ok(settings.layout.len(kind)),
         }
     }
 

@@ -1,0 +1,87 @@
+//! Gradient-boosted trees grown by a federation under the threshold encryption: the trees equal
+//! the ones grown centrally on the union of the hospitals' training rows (the same splits, the
+//! same leaf values bit for bit: the histograms are exact integer sums), the hospitals receive the
+//! model file that holds them and score with it.
+
+use fedcare_core::Dataset;
+use fedcare_core::gbdt::{BoostingConfig, train_centralized};
+use fedcare_data::{BadRows, Schema, read_csv, split_seed};
+use fedcare_federation::protocol::SessionKind;
+use fedcare_federation::protocol::boosting::Boosting;
+use fedcare_federation::simulation::{self, SimulateOptions, Transport};
+
+fn boosting() -> BoostingConfig {
+    BoostingConfig { trees: 4, depth: 3, min_child_weight: 1.0, learning_rate: 0.3, ..BoostingConfig::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn federated_trees_equal_centralized_trees_on_the_union_of_the_hospitals_rows() {
+    let cohort = tempfile::tempdir().unwrap();
+    let files = fedcare_data::synth::write_cohort(cohort.path(), 3, 500, 5).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let options = SimulateOptions {
+        hospitals: 3,
+        data: Some(cohort.path().to_path_buf()),
+        out: out.path().to_path_buf(),
+        transport: Transport::InProcess,
+        boosting: Some(boosting()),
+        ..SimulateOptions::default()
+    };
+    let report = simulation::run(&options, None, None).await.unwrap();
+    assert!(report.outcome.failure.is_none(), "{:?}", report.outcome.failure);
+    let records = &report.outcome.records;
+    // Setup, the base session, a session per level of each tree (fewer when a tree stops
+    // early), the final evaluation.
+    let kinds: Vec<SessionKind> = records.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds.first(), Some(&SessionKind::Setup));
+    assert_eq!(kinds.last(), Some(&SessionKind::Evaluate));
+    let training = kinds.iter().filter(|&&k| k == SessionKind::Train).count();
+    assert!((1 + 4..=1 + 4 * 3).contains(&training), "{training} training sessions");
+    // Every tree's first level evaluated the ensemble before it (the base alone first).
+    assert_eq!(records.iter().filter(|r| r.kind == SessionKind::Train && r.auroc.is_some()).count(), 4);
+
+    // The same trees grown centrally on every hospital's training rows, encoded with the
+    // federation's pooled statistics and binned by the same cuts.
+    let schema = Schema::diabetes130(true);
+    let figures = &report.outcome.figures;
+    let mut features = Vec::new();
+    let mut labels = Vec::new();
+    for path in &files {
+        let (table, _) = read_csv(path, &schema, BadRows::Skip { limit: 1000 }).unwrap();
+        let name = path.file_stem().unwrap().to_str().unwrap();
+        let (train, _) = table.split_by_group(0.2, split_seed(options.seed, name));
+        let data = train.to_dataset_with(&schema, &figures.feature_stats, &figures.top_k).unwrap();
+        features.extend_from_slice(data.features());
+        labels.extend_from_slice(data.labels());
+    }
+    let union = Dataset::new(features, labels, schema.width()).unwrap();
+    let config = boosting();
+    let thresholds = schema
+        .numeric
+        .iter()
+        .map(|c| c.edges.as_ref().filter(|e| e.len() > 2).map_or(Vec::new(), |e| e[1..e.len() - 1].to_vec()))
+        .collect();
+    let cuts =
+        Boosting { config, numeric_thresholds: thresholds }.cuts(&figures.feature_stats, schema.width()).unwrap();
+    let centralized = train_centralized(&union, &cuts, &config).unwrap();
+
+    let written = std::fs::read(out.path().join("model.bin")).unwrap();
+    for (name, received) in report.hospitals.iter().zip(&report.received) {
+        assert_eq!(received.as_deref(), Some(written.as_slice()), "{name} received another model");
+    }
+    let model = fedcare_core::ModelFile::from_bytes(&written).unwrap();
+    let ensemble = model.ensemble.as_ref().expect("a boosted model file");
+    assert_eq!(model.metrics.get("trees_grown"), Some(&4.0));
+    let kept = model.metrics["trees"] as usize;
+    assert!(kept >= 1, "the base margin alone was the best ensemble");
+    // Tolerance 0: the histograms are exact sums of the same fixed-point gradients.
+    assert_eq!(ensemble, &centralized.truncated(kept), "the federated trees are not the centralized ones");
+    assert!(centralized.trees.iter().all(|t| t.leaves() >= 2), "every tree split at least once");
+    assert_eq!(model.calibration, report.outcome.kept().unwrap().platt);
+
+    // A hospital scores with the file it received: margins of the same trees.
+    let scores = out.path().join("scores.csv");
+    let scored = fedcare_data::predict::predict_file(&model, &schema, &files[0], &scores, BadRows::Reject).unwrap();
+    let evaluation = scored.evaluation.unwrap();
+    assert!(evaluation.auroc.is_some_and(|a| a > 0.55), "{evaluation:?}");
+}
