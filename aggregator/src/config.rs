@@ -30,7 +30,8 @@
 //! [model]   input_width = 16, hidden = [32, 16]          # hidden = [] is logistic regression
 //!           kind = "mlp" | "gbdt"   # gbdt: gradient-boosted trees ([boosting]; rounds, hidden, [training] unused)
 //! [boosting] trees = 100, depth = 4, learning_rate = 0.15, lambda = 1.0, gamma = 0.0,
-//!           min_child_weight = 5.0, pos_weight = 1.0   # no [privacy] or patience with gbdt yet
+//!           min_child_weight = 5.0, pos_weight = 1.0, subsample = 1.0   # no patience with gbdt; under
+//!           [privacy] its histograms take pooled_noise (no noise_multiplier; target_epsilon a check)
 //! [training] epochs = 1, batch_size = 256, optimizer = "adam" | "sgd", learning_rate = 0.01, ...
 //! [server]  rule = "fedavg" | "fedprox" | "fedadam", and that rule's settings (defaults below)
 //! [privacy] target_epsilon = 8.0 (or noise_multiplier), sampling_rate = 0.02, clip_norm = 5.0, delta = 1e-6,
@@ -261,26 +262,11 @@ impl PrivacyConfig {
         setup_statistics: u32,
         evaluation_statistics: u32,
     ) -> core::result::Result<Privacy, ConfigError> {
-        if !(self.delta > 0.0 && self.delta < 1.0) {
-            return Err(invalid("[privacy] delta", self.delta, "between 0 and 1 (exclusive), well below 1/patients"));
-        }
         let probe = DpSgd { sampling_rate: self.sampling_rate, noise_multiplier: 1.0, clip_norm: self.clip_norm };
         probe.validate().map_err(|e| invalid("[privacy]", e.to_string(), "0 < sampling_rate <= 1, clip_norm > 0"))?;
-        let pooled = (self.pooled_noise != 0.0).then_some(PooledNoise {
-            multiplier: self.pooled_noise,
-            evaluation_multiplier: self.evaluation_noise,
-            rows_per_patient: self.pooled_rows_per_patient,
-        });
-        if let Some(pooled) = pooled {
-            pooled.validate().map_err(|e| {
-                invalid(
-                    "[privacy]",
-                    e.to_string(),
-                    "pooled_noise > 0 (or 0: off), evaluation_noise > 0, pooled_rows_per_patient >= 1",
-                )
-            })?;
-        }
-        let mut privacy = Privacy { dp_sgd: probe, delta: self.delta, pooled, setup_statistics, evaluation_statistics };
+        let pooled = self.pooled()?;
+        let mut privacy =
+            Privacy { dp_sgd: Some(probe), delta: self.delta, pooled, setup_statistics, evaluation_statistics };
         let pooled_rho = pooled.map_or(0.0, |p| p.rho(u64::from(setup_statistics), u64::from(evaluation_statistics)));
         let noise_multiplier = match (self.noise_multiplier, self.target_epsilon) {
             (Some(sigma), None) => sigma,
@@ -308,12 +294,90 @@ impl PrivacyConfig {
                 return Err(invalid("[privacy]", "neither noise_multiplier nor target_epsilon", "one of the two"));
             }
         };
-        privacy.dp_sgd = DpSgd { noise_multiplier, ..probe };
-        privacy
-            .dp_sgd
-            .validate()
-            .map_err(|e| invalid("[privacy] noise_multiplier", noise_multiplier, e.to_string()))?;
+        let dp_sgd = DpSgd { noise_multiplier, ..probe };
+        dp_sgd.validate().map_err(|e| invalid("[privacy] noise_multiplier", noise_multiplier, e.to_string()))?;
+        privacy.dp_sgd = Some(dp_sgd);
         Ok(privacy)
+    }
+
+    /// The settings for boosted trees grown in `rounds` sessions: no DP-SGD, the pooled noise on
+    /// the setup's statistics, every level's histograms and the final evaluation
+    /// ([`fedcare_protocol::boosting`]). Refuses `noise_multiplier` (DP-SGD's), `pooled_noise` 0
+    /// (the histograms would be exact) and an ε over `target_epsilon`, naming the
+    /// `pooled_noise` that would keep within it.
+    pub fn resolve_boosting(
+        &self,
+        rounds: u32,
+        setup_statistics: u32,
+        evaluation_statistics: u32,
+    ) -> core::result::Result<Privacy, ConfigError> {
+        if self.noise_multiplier.is_some() {
+            return Err(invalid(
+                "[privacy] noise_multiplier",
+                "with [model] kind = \"gbdt\"",
+                "none: it is DP-SGD's; boosted trees' histograms take pooled_noise",
+            ));
+        }
+        let Some(pooled) = self.pooled()? else {
+            return Err(invalid(
+                "[privacy] pooled_noise",
+                0,
+                "above 0 with [model] kind = \"gbdt\": it is the noise on the trees' histograms",
+            ));
+        };
+        let privacy = |multiplier| Privacy {
+            dp_sgd: None,
+            delta: self.delta,
+            pooled: Some(PooledNoise { multiplier, ..pooled }),
+            setup_statistics,
+            evaluation_statistics,
+        };
+        let epsilon = privacy(pooled.multiplier).epsilon_after(rounds, 1);
+        if let Some(target) = self.target_epsilon.filter(|&target| epsilon > target) {
+            // ε falls as σ_p grows: the smallest σ_p within the target, to 0.1 %, by bisection.
+            let within = |sigma| privacy(sigma).epsilon_after(rounds, 1) <= target;
+            let (mut low, mut high) = (pooled.multiplier, 1e6);
+            let fits = if within(high) {
+                while high / low > 1.001 {
+                    let middle = (low * high).sqrt();
+                    if within(middle) { high = middle } else { low = middle }
+                }
+                format!("pooled_noise ≥ {high:.1} keeps within it")
+            } else {
+                "no pooled_noise keeps within it (the final evaluation's noise alone exceeds it)".into()
+            };
+            return Err(invalid(
+                "[privacy] target_epsilon",
+                target,
+                format!(
+                    "at least the ε {epsilon:.3} of {rounds} boosting sessions at pooled_noise {} (δ {:e}): {fits}",
+                    pooled.multiplier, self.delta
+                ),
+            ));
+        }
+        Ok(privacy(pooled.multiplier))
+    }
+
+    /// The pooled noise (`None`: `pooled_noise` 0), checked with `delta`.
+    fn pooled(&self) -> core::result::Result<Option<PooledNoise>, ConfigError> {
+        if !(self.delta > 0.0 && self.delta < 1.0) {
+            return Err(invalid("[privacy] delta", self.delta, "between 0 and 1 (exclusive), well below 1/patients"));
+        }
+        let pooled = (self.pooled_noise != 0.0).then_some(PooledNoise {
+            multiplier: self.pooled_noise,
+            evaluation_multiplier: self.evaluation_noise,
+            rows_per_patient: self.pooled_rows_per_patient,
+        });
+        if let Some(pooled) = pooled {
+            pooled.validate().map_err(|e| {
+                invalid(
+                    "[privacy]",
+                    e.to_string(),
+                    "pooled_noise > 0 (or 0: off), evaluation_noise > 0, pooled_rows_per_patient >= 1",
+                )
+            })?;
+        }
+        Ok(pooled)
     }
 }
 
@@ -734,17 +798,10 @@ impl AggregatorConfig {
 
     /// The trees of `[model] kind = "gbdt"` (`None` for a network): `[boosting]`'s settings and
     /// each numeric input's thresholds (its schema edges inside their range). Refuses boosting
-    /// with `[privacy]` or `patience` (not defined for trees yet) or in an exploration.
+    /// with `patience` (every tree is grown) or in an exploration.
     fn boosting_plan(&self) -> core::result::Result<Option<Boosting>, ConfigError> {
         if self.model.kind != ModelKind::Gbdt {
             return Ok(None);
-        }
-        if self.privacy.is_some() {
-            return Err(invalid(
-                "[privacy]",
-                "with [model] kind = \"gbdt\"",
-                "no [privacy]: boosted trees are not private yet",
-            ));
         }
         if self.patience.is_some() {
             return Err(invalid(
@@ -911,8 +968,11 @@ impl AggregatorConfig {
         };
         let privacy = match (&self.privacy, &job) {
             (Some(config), Job::Train) => {
-                let privacy =
-                    config.resolve(self.rounds, t.epochs, layout.setup_statistics(), layout.evaluation_statistics())?;
+                let (setup, evaluation) = (layout.setup_statistics(), layout.evaluation_statistics());
+                let privacy = match &boosting {
+                    Some(b) => config.resolve_boosting(b.rounds(), setup, evaluation)?,
+                    None => config.resolve(self.rounds, t.epochs, setup, evaluation)?,
+                };
                 if !privacy.evaluates_rounds() {
                     if self.patience.is_some() {
                         return Err(invalid(
@@ -1170,7 +1230,7 @@ mod tests {
     fn privacy_takes_a_noise_multiplier_or_finds_one_for_a_target_epsilon() {
         let plan = config("rounds = 5\n[privacy]\nnoise_multiplier = 1.5").unwrap().plan().unwrap();
         let privacy = plan.settings.privacy.unwrap();
-        assert_eq!(privacy.dp_sgd, DpSgd { sampling_rate: 0.02, noise_multiplier: 1.5, clip_norm: 5.0 });
+        assert_eq!(privacy.dp_sgd, Some(DpSgd { sampling_rate: 0.02, noise_multiplier: 1.5, clip_norm: 5.0 }));
         assert_eq!(privacy.delta, 1e-6);
         let plan = config("rounds = 5\n[privacy]\ntarget_epsilon = 3.0\nsampling_rate = 0.02").unwrap().plan().unwrap();
         let privacy = plan.settings.privacy.unwrap();
@@ -1248,10 +1308,10 @@ mod tests {
     }
 
     #[test]
-    fn boosted_trees_take_their_settings_and_rounds_and_refuse_privacy_and_patience() {
-        let plan = gbdt("[boosting]\ntrees = 3\ndepth = 2").unwrap().plan().unwrap();
+    fn boosted_trees_take_their_settings_rounds_and_privacy_and_refuse_patience() {
+        let plan = gbdt("[boosting]\ntrees = 3\ndepth = 2\nsubsample = 0.8").unwrap().plan().unwrap();
         let boosting = plan.settings.boosting.as_ref().unwrap();
-        assert_eq!((boosting.config.trees, boosting.config.depth), (3, 2));
+        assert_eq!((boosting.config.trees, boosting.config.depth, boosting.config.subsample), (3, 2, 0.8));
         assert_eq!(boosting.config.min_child_weight, BoostingConfig::default().min_child_weight);
         assert_eq!(plan.settings.rounds, 1 + 3 * 2, "the base session and a session per level");
         assert_eq!(plan.settings.param_count(), 0);
@@ -1278,8 +1338,26 @@ mod tests {
             let error = gbdt(extra).unwrap().plan().unwrap_err().to_string();
             assert!(error.contains(key), "{error}");
         };
+        // Under [privacy] every session's three histograms are charged like the setup's statistics.
+        let plan = gbdt("[boosting]\ntrees = 3\ndepth = 2\n[privacy]\npooled_noise = 40.0").unwrap().plan().unwrap();
+        let privacy = plan.settings.privacy.unwrap();
+        assert_eq!(privacy.dp_sgd, None);
+        let pooled = privacy.pooled.unwrap();
+        let rho = (f64::from(privacy.setup_statistics) + 3.0 * 7.0) / (2.0 * 40.0 * 40.0)
+            + f64::from(privacy.evaluation_statistics) / (2.0 * pooled.evaluation_multiplier.powi(2));
+        let expected = fedcare_core::privacy::accountant::epsilon_of_zcdp(rho, privacy.delta);
+        assert!((privacy.epsilon_after(7, 1) - expected).abs() < 1e-12, "{}", privacy.epsilon_after(7, 1));
+        assert!(privacy.epsilon_after(7, 1) > privacy.epsilon_after(6, 1));
+        let back = convert::settings_from_proto(&convert::settings_to_proto(&plan.settings)).unwrap();
+        assert_eq!(back.privacy, plan.settings.privacy);
+        let fits = gbdt("[boosting]\ntrees = 3\ndepth = 2\n[privacy]\npooled_noise = 40.0\ntarget_epsilon = 8.0");
+        assert!(fits.unwrap().plan().is_ok(), "ε within the target");
+
         refused("patience = 3", "patience");
-        refused("[privacy]\ntarget_epsilon = 8.0", "[privacy]");
+        refused("[privacy]\nnoise_multiplier = 1.0", "noise_multiplier");
+        refused("[privacy]\npooled_noise = 0.0", "pooled_noise");
+        refused("[privacy]\ntarget_epsilon = 0.5", "pooled_noise ≥");
+        refused("[boosting]\nsubsample = 0.0", "subsample");
         refused("[boosting]\ndepth = 0", "depth");
         assert!(gbdt("[boosting]\nleaves = 8").is_err(), "an unknown key in [boosting]");
     }

@@ -134,6 +134,10 @@ pub(crate) struct Args {
     /// The smallest sum of hessians on either side of a split of --model gbdt.
     #[arg(long, default_value_t = BoostingConfig::default().min_child_weight)]
     min_child_weight: f64,
+    /// The fraction of patients each tree of --model gbdt is grown on (0 to 1; drawn per tree by
+    /// a keyed hash of the patient, alike at every hospital).
+    #[arg(long, default_value_t = BoostingConfig::default().subsample, value_parser = positive_number)]
+    subsample: f64,
     /// Local epochs per round.
     #[arg(long, default_value_t = 1)]
     epochs: u32,
@@ -165,7 +169,8 @@ pub(crate) struct Args {
     #[arg(long)]
     explore: bool,
     /// Train with patient-level DP-SGD, the noise chosen so that a patient's ε (at --delta)
-    /// after all rounds is at most this.
+    /// after all rounds is at most this (--model gbdt: the trees' histograms get --pooled-noise,
+    /// and a federation whose ε would exceed this is refused, naming the noise that fits).
     #[arg(long, value_parser = positive_number, conflicts_with = "noise_multiplier")]
     epsilon: Option<f64>,
     /// Train with DP-SGD at this noise multiplier σ (noise σ·C on each step's clipped sum).
@@ -314,6 +319,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             depth: args.depth,
             learning_rate: args.eta,
             min_child_weight: args.min_child_weight,
+            subsample: args.subsample,
             ..BoostingConfig::default()
         }),
         ..SimulateOptions::default()
@@ -409,12 +415,14 @@ pub(crate) fn run(args: Args) -> Result<()> {
         print!("{}", subgroup_summary(subgroups));
     }
     if let Some(epsilon) = report.outcome.records.last().and_then(|r| r.epsilon) {
+        let mechanism = match args.model {
+            ModelArg::Gbdt => "every tree level's histograms noised at σ_p".to_owned(),
+            ModelArg::Mlp => format!("DP-SGD, clip norm {}, sampling rate {}", args.clip_norm, args.sampling_rate),
+        };
         println!(
-            "differential privacy: a patient's ε after every training round is {epsilon:.3} at δ = {:e} (DP-SGD, \
-             clip norm {}, sampling rate {}; {})",
+            "differential privacy: a patient's ε after every training round is {epsilon:.3} at δ = {:e} ({mechanism}; \
+             {})",
             args.delta,
-            args.clip_norm,
-            args.sampling_rate,
             if args.pooled_noise > 0.0 {
                 format!(
                     "pooled statistics noised, σ_p = {}, σ_e = {}, one row per patient: the rounds are not \

@@ -30,4 +30,4 @@ pub mod top_k;
 pub use error::{DataError, HeaderError, Result, RowError, SchemaError};
 pub use ingest::{BadRow, BadRows, IngestReport, read_csv, read_csv_bytes, record_lines};
 pub use schema::Schema;
-pub use table::{Table, split_seed};
+pub use table::{Table, patient_key, split_seed};

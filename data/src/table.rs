@@ -23,6 +23,7 @@ use crate::top_k::slot_table;
 const SPLIT_CONTEXT: &str = "fedcare 2026 patient split v1";
 /// The key-derivation context of [`split_seed`].
 const SEED_CONTEXT: &str = "fedcare 2026 hospital split seed v1";
+const PATIENT_CONTEXT: &str = "fedcare 2026 patient key v1";
 
 /// The seed of a hospital's train/test split: the federation's training seed mixed with the
 /// hospital's node id, so that hospitals split independently and each the same way every time.
@@ -30,6 +31,15 @@ pub fn split_seed(training_seed: u64, node: &str) -> u64 {
     let mut hasher = blake3::Hasher::new_derive_key(SEED_CONTEXT);
     hasher.update(&training_seed.to_le_bytes());
     hasher.update(node.as_bytes());
+    first_u64(&hasher.finalize())
+}
+
+/// A patient's key for boosting's row subsampling ([`fedcare_core::gbdt::sampled`]): a keyed
+/// hash of their id under the federation's training seed, the same at every hospital.
+pub fn patient_key(training_seed: u64, patient: &str) -> u64 {
+    let mut hasher = blake3::Hasher::new_derive_key(PATIENT_CONTEXT);
+    hasher.update(&training_seed.to_le_bytes());
+    hasher.update(patient.as_bytes());
     first_u64(&hasher.finalize())
 }
 
@@ -335,6 +345,11 @@ impl Table {
     /// The group ids of the rows.
     pub fn groups(&self) -> &[String] {
         &self.groups
+    }
+
+    /// Every row's [`patient_key`] under `training_seed`.
+    pub fn patient_keys(&self, training_seed: u64) -> Vec<u64> {
+        self.groups.iter().map(|group| patient_key(training_seed, group)).collect()
     }
 }
 

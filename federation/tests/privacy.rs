@@ -49,7 +49,7 @@ fn privacy() -> Privacy {
     };
     assert_eq!(layout.evaluation_statistics(), 3);
     Privacy {
-        dp_sgd: DpSgd { sampling_rate: 0.05, noise_multiplier: 1.1, clip_norm: 1.0 },
+        dp_sgd: Some(DpSgd { sampling_rate: 0.05, noise_multiplier: 1.1, clip_norm: 1.0 }),
         delta: 1e-5,
         pooled: Some(PooledNoise { multiplier: 50.0, evaluation_multiplier: 12.0, rows_per_patient: 1 }),
         setup_statistics: layout.setup_statistics(),

@@ -7,13 +7,32 @@
 //! [`Cache`] keeps the binned training rows and every row's margin between sessions: an
 //! ensemble only grows by trees appended, so the margins are brought up to date by adding the
 //! new trees' leaves in order, which gives the same `f32` sums as scoring the whole ensemble.
+//!
+//! A tree is grown on the rows of the patients [`fedcare_core::gbdt::sampled`] draws for it
+//! (all of them unless `subsample` is below 1). Under the federation's pooled noise only each
+//! patient's first `rows_per_patient` training rows are counted, and the base counts and every
+//! histogram cell get this hospital's own discrete Gaussian noise
+//! ([`fedcare_protocol::boosting::Boosting::histogram_noise`]); the trees' first levels then
+//! evaluate nothing.
 
 use fedcare_core::Dataset;
-use fedcare_core::gbdt::{BinnedRows, Cuts, Ensemble, gradient_pairs, node_histograms};
+use fedcare_core::gbdt::{BinnedRows, Cuts, Ensemble, gradient_pairs, node_histograms, sampled};
 use fedcare_protocol::boosting::{Boosting, BoostingContribution, BoostingState, Step, boosting_vector};
 
 use crate::error::{FederationError, ProtocolError, Result};
+use crate::pooled_noise::PooledSampler;
 use crate::protocol::{FederationSettings, LocalEvaluation, PublicFigures};
+
+/// A hospital's rows for boosting: its training and held-out datasets and each training row's
+/// patient key (in the training rows' order).
+pub(crate) struct Rows<'a> {
+    /// The training rows.
+    pub train: &'a Dataset,
+    /// The held-out rows.
+    pub test: &'a Dataset,
+    /// Each training row's patient key ([`fedcare_data::patient_key`]).
+    pub patients: &'a [u64],
+}
 
 /// What a hospital keeps between the sessions of one boosting federation: the binned training
 /// rows under the federation's cuts, and the margins of the training and held-out rows under
@@ -70,23 +89,59 @@ pub(crate) fn contribution(
     boosting: &Boosting,
     state: &BoostingState,
     figures: &PublicFigures,
-    (train, test): (&Dataset, &Dataset),
+    Rows { train, test, patients }: Rows<'_>,
     cache: &mut Option<Cache>,
 ) -> Result<Vec<f64>> {
     let width = settings.spec.input_width();
     let cuts = boosting.cuts(&figures.feature_stats, width)?;
     let cells = cuts.cells();
     let step = state.step(&boosting.config);
+    let pooled = settings.pooled_noise();
+    // Under pooled noise: each patient's first `rows_per_patient` training rows only.
+    let mut counted = vec![pooled.is_none(); train.rows()];
+    if let Some(pooled) = &pooled {
+        let groups = train.groups().map_or_else(|| (0..train.rows() as u32).collect(), <[u32]>::to_vec);
+        pooled.counted_rows(&groups).into_iter().for_each(|row| counted[row] = true);
+    }
+    let sampler = pooled.map(PooledSampler::new);
     let contribution = match &step {
-        Step::Base => BoostingContribution::Base { rows: train.rows() as u64, positives: train.positives() as u64 },
+        Step::Base => {
+            let labels = train.labels().iter().zip(&counted).filter(|&(_, &c)| c);
+            let (rows, positives) = labels.fold((0u64, 0u64), |(r, p), (&y, _)| (r + 1, p + u64::from(y > 0.5)));
+            match &sampler {
+                Some(sampler) => BoostingContribution::Base {
+                    rows: sampler.noisy_count(rows)?,
+                    positives: sampler.noisy_count(positives)?,
+                },
+                None => BoostingContribution::Base { rows, positives },
+            }
+        }
         Step::Level(growing) => {
             let current = Cache::updated(cache.take(), cuts, agreed_ensemble(state)?, train, test)?;
             let pairs = gradient_pairs(&current.train, train.labels(), boosting.config.pos_weight)?;
-            let nodes: Vec<Option<u32>> = (0..train.rows()).map(|row| growing.open_node(train.row(row))).collect();
-            let histograms = node_histograms(&current.binned, &pairs, &nodes, &growing.measured(), &current.cuts);
-            let evaluation = step
-                .evaluates()
-                .then(|| LocalEvaluation::of_logits(&current.test, test.labels(), settings.layout.bins));
+            let tree = current.ensemble.trees.len() as u32;
+            if patients.len() != train.rows() {
+                return Err(FederationError::Task(format!(
+                    "{} patient keys for {} training rows",
+                    patients.len(),
+                    train.rows()
+                )));
+            }
+            let nodes: Vec<Option<u32>> = (0..train.rows())
+                .map(|row| {
+                    let grown_on = counted[row] && sampled(patients[row], tree, boosting.config.subsample);
+                    if grown_on { growing.open_node(train.row(row)) } else { None }
+                })
+                .collect();
+            let mut histograms = node_histograms(&current.binned, &pairs, &nodes, &growing.measured(), &current.cuts);
+            let evaluation = step.evaluates().then(|| match &sampler {
+                // Under pooled noise a level evaluates nothing: its tail is zeros.
+                Some(_) => LocalEvaluation::of_logits(&[], &[], settings.layout.bins),
+                None => LocalEvaluation::of_logits(&current.test, test.labels(), settings.layout.bins),
+            });
+            if let (Some(sampler), Some(pooled)) = (&sampler, &pooled) {
+                sampler.add_histogram_noise(&mut histograms, &boosting.histogram_noise(pooled, width))?;
+            }
             *cache = Some(current);
             BoostingContribution::Level { evaluation, histograms }
         }

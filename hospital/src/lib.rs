@@ -386,9 +386,11 @@ impl HospitalNode {
                     }
                     .into());
                 };
-                let datasets = local.datasets(figures)?;
+                let patients = local.train_patients().to_vec();
+                let (train, test) = local.datasets(figures)?;
                 let start = ThreadTime::now();
-                let values = boosting::contribution(settings, boosting, state, figures, datasets, &mut self.boosting)?;
+                let rows = boosting::Rows { train, test, patients: &patients };
+                let values = boosting::contribution(settings, boosting, state, figures, rows, &mut self.boosting)?;
                 if let Ok(mut stats) = self.stats.lock() {
                     stats.train += start.elapsed();
                 }
@@ -477,13 +479,13 @@ impl HospitalNode {
         }
         config.seed = settings.train.seed.wrapping_add(u64::from(round));
         let start = ThreadTime::now();
-        let report = match &settings.privacy {
+        let report = match settings.privacy.and_then(|privacy| privacy.dp_sgd) {
             // A fresh secret key every round: nobody else can replay the sampling or the noise.
-            Some(privacy) => {
+            Some(dp_sgd) => {
                 let mut seed = [0u8; 8];
                 getrandom::fill(&mut seed).map_err(|e| FederationError::Task(format!("no OS randomness: {e}")))?;
                 let key = NoiseKey::from_u64(u64::from_le_bytes(seed));
-                self.trainer.train_private(&settings.spec, &mut local, train, &config, &privacy.dp_sgd, key)?
+                self.trainer.train_private(&settings.spec, &mut local, train, &config, &dp_sgd, key)?
             }
             None => self.trainer.train(&settings.spec, &mut local, train, &config)?,
         };

@@ -10,7 +10,7 @@ use fedcare_core::explore::{ColumnSpec, ExploreCounts};
 use fedcare_core::privacy::PooledNoise;
 use fedcare_core::{Dataset, Moments};
 use fedcare_data::schema::key_fingerprint_of;
-use fedcare_data::{Schema, Table, split_seed};
+use fedcare_data::{Schema, Table, patient_key, split_seed};
 
 use crate::data_error;
 use crate::error::{FederationError, ProtocolError, Result};
@@ -46,6 +46,9 @@ impl HospitalData {
 pub struct LocalData {
     counts: SetupCounts,
     split: Split,
+    /// Each training row's patient key ([`fedcare_data::patient_key`] under the federation's
+    /// training seed), for boosting's row subsampling.
+    train_patients: Vec<u64>,
     /// The exploration's counts of this hospital's rows, once made.
     explored: Option<ExploreCounts>,
 }
@@ -107,7 +110,16 @@ impl LocalData {
                         "schema data: an exploration counts the columns of a schema",
                     ));
                 }
-                Ok(Self { counts, split: Split::Ready(train, test), explored: None })
+                // Rows of a plain CSV have no patient id: each row (or its group) is its own.
+                let train_patients = match train.groups() {
+                    Some(groups) => {
+                        groups.iter().map(|g| patient_key(settings.train.seed, &format!("group-{g}"))).collect()
+                    }
+                    None => {
+                        (0..train.rows()).map(|row| patient_key(settings.train.seed, &format!("row-{row}"))).collect()
+                    }
+                };
+                Ok(Self { counts, split: Split::Ready(train, test), train_patients, explored: None })
             }
             HospitalData::Table { table, schema } => {
                 // A federation configured with a schema names it; the same shapes under another
@@ -197,6 +209,7 @@ impl LocalData {
                 };
                 Ok(Self {
                     counts,
+                    train_patients: train.patient_keys(settings.train.seed),
                     split: Split::Table(Box::new(TableSplit { train, test, schema: (**schema).clone(), built: None })),
                     explored: None,
                 })
@@ -261,6 +274,11 @@ impl LocalData {
     /// The exploration's counts of this hospital's rows, once made.
     pub fn explored(&self) -> Option<&ExploreCounts> {
         self.explored.as_ref()
+    }
+
+    /// Each training row's patient key, in the training dataset's row order.
+    pub fn train_patients(&self) -> &[u64] {
+        &self.train_patients
     }
 
     /// The training and test datasets, encoded with the federation's `figures`.

@@ -14,8 +14,10 @@
 use dashu::integer::IBig;
 use dashu::rational::RBig;
 use fedcare_core::explore::ExploreCounts;
+use fedcare_core::gbdt::NodeHistogram;
 use fedcare_core::privacy::PooledNoise;
 use fedcare_core::stats::MOMENT_SCALE;
+use fedcare_protocol::boosting::HistogramNoise;
 
 use crate::error::{FederationError, Result};
 use crate::protocol::SetupCounts;
@@ -52,9 +54,20 @@ impl PooledSampler {
         i64::try_from(sample).map_err(|e| failed(format!("a draw beyond 64 bits: {e:?}")))
     }
 
-    /// `count` plus noise, wrapping (a negative result is its two's complement).
-    fn noisy_count(&self, count: u64) -> Result<u64> {
+    /// `count` (one patient changes it by at most `rows_per_patient`) plus noise, wrapping (a
+    /// negative result is its two's complement).
+    pub(crate) fn noisy_count(&self, count: u64) -> Result<u64> {
         Ok(count.wrapping_add_signed(self.draw(1.0)?))
+    }
+
+    /// Noise of `scales` on every cell of a boosting level's `histograms`.
+    pub(crate) fn add_histogram_noise(&self, histograms: &mut [NodeHistogram], scales: &HistogramNoise) -> Result<()> {
+        for cell in histograms.iter_mut().flat_map(|h| h.cells.iter_mut()) {
+            cell.grad = cell.grad.wrapping_add(self.draw_scaled(scales.grad)?);
+            cell.hess = cell.hess.wrapping_add(self.draw_scaled(scales.hess)?);
+            cell.count = cell.count.wrapping_add(self.draw_scaled(scales.count)?);
+        }
+        Ok(())
     }
 
     /// This hospital's setup counts with noise on every count and moment; `bounds` is each
@@ -283,5 +296,61 @@ mod tests {
         }
         assert_noise("histogram cells", &differences, hospitals as f64 * 9.0, 0.1);
         assert_noise("subgroup histogram cells", &subgroup_differences, hospitals as f64 * 9.0, 0.1);
+    }
+
+    #[test]
+    fn noisy_boosting_histograms_sum_to_the_exact_cells_plus_noise_of_the_patients_sensitivity() {
+        use fedcare_core::gbdt::{BoostingConfig, Cell, Cuts, Growing};
+        use fedcare_protocol::boosting::{Boosting, BoostingContribution, BoostingSum, Step};
+        use fedcare_protocol::boosting::{boosting_vector, decode_boosting};
+
+        let noise = PooledNoise { multiplier: 0.5, evaluation_multiplier: 1.0, rows_per_patient: 2 };
+        let sampler = PooledSampler::new(noise);
+        let boosting = Boosting { config: BoostingConfig::default(), numeric_thresholds: vec![vec![0.0]] };
+        let cuts = Cuts::for_inputs(vec![vec![0.0]], 3).unwrap();
+        let scales = boosting.histogram_noise(&noise, 3);
+        // √(1 + 3 inputs) = 2 cells' worth of a row, 2 rows a patient, σ_p 0.5: 2 rows, and a
+        // gradient's 2·65536, a hessian's 2·16384.
+        assert_eq!((scales.count, scales.grad, scales.hess), (2.0, 131_072.0, 32_768.0));
+        let layout = ContributionLayout {
+            params: 0,
+            bins: 4,
+            numeric: 1,
+            top_k: Vec::new(),
+            explore: Vec::new(),
+            subgroups: Vec::new(),
+        };
+        let step = Step::Level(Growing::new());
+        // Cells of one row: a negative noisy count or gradient sum must come back as one.
+        let exact = NodeHistogram { cells: vec![Cell { grad: -40_000, hess: 30_000, count: 1 }; cuts.cells()] };
+        let (hospitals, runs) = (3usize, 300);
+        let (mut counts, mut grads, mut hess) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let vectors: Vec<Vec<f64>> = (0..hospitals)
+                .map(|_| {
+                    let mut histograms = vec![exact.clone()];
+                    sampler.add_histogram_noise(&mut histograms, &scales).unwrap();
+                    let evaluation = LocalEvaluation::of_logits(&[], &[], layout.bins);
+                    let contribution = BoostingContribution::Level { evaluation: Some(evaluation), histograms };
+                    boosting_vector(&layout, &step, cuts.cells(), &contribution, 0).unwrap()
+                })
+                .collect();
+            let BoostingSum::Level { histograms, .. } =
+                decode_boosting(&layout, &step, cuts.cells(), &sum_through_codec(&vectors), 0).unwrap()
+            else {
+                panic!("a level decodes as a level")
+            };
+            let h = hospitals as i64;
+            for cell in &histograms[0].cells {
+                counts.push((cell.count - h) as f64);
+                grads.push((cell.grad + h * 40_000) as f64);
+                hess.push((cell.hess - h * 30_000) as f64);
+            }
+        }
+        assert!(counts.iter().any(|&d| d < -3.0), "a noisy count below zero decodes as negative");
+        let h = hospitals as f64;
+        assert_noise("rows", &counts, h * scales.count.powi(2), 0.15);
+        assert_noise("gradients", &grads, h * scales.grad.powi(2), 0.15);
+        assert_noise("hessians", &hess, h * scales.hess.powi(2), 0.15);
     }
 }

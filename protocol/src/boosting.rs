@@ -19,9 +19,18 @@
 //! gradients are functions of the labels and the ensemble's scores, roughly the pooled positive
 //! rate per bin of every input within every node (`docs/threat-model.md`). No hospital's own
 //! histograms are ever decrypted.
+//!
+//! Under a federation's pooled noise (`[privacy]`) each hospital counts at most
+//! `rows_per_patient` rows of a patient, adds its own discrete Gaussian noise to its base counts
+//! and to every cell of its histograms ([`Boosting::histogram_noise`]: `σ_p` times one patient's
+//! most change of the gradient, hessian or row histogram), and the trees' first levels evaluate
+//! nothing (their tail is zeros; every tree is kept). A session is then
+//! [`crate::BOOSTING_SESSION_STATISTICS`] pooled statistics of `1/(2σ_p²)`-zCDP each, charged to
+//! ε like the setup's.
 
 use fedcare_core::ColumnStats;
-use fedcare_core::gbdt::{BoostingConfig, Cell, Cuts, Ensemble, Growing, NodeHistogram};
+use fedcare_core::gbdt::{BoostingConfig, Cell, Cuts, Ensemble, GRADIENT_SCALE, Growing, NodeHistogram};
+use fedcare_core::privacy::PooledNoise;
 use serde::{Deserialize, Serialize};
 
 use crate::contribution::{
@@ -101,6 +110,35 @@ impl Boosting {
     pub fn longest(&self, width: usize, layout: &ContributionLayout) -> usize {
         let nodes = 1usize << self.config.depth.saturating_sub(2);
         layout.tail_len() + nodes * self.most_cells(width) * CELL_VALUES
+    }
+}
+
+/// The scales of a hospital's discrete Gaussian noise on a level's histogram cells, in the
+/// cells' units (gradients and hessians in units of `1/GRADIENT_SCALE`, rows).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistogramNoise {
+    /// On each cell's Σ gradient.
+    pub grad: f64,
+    /// On each cell's Σ hessian.
+    pub hess: f64,
+    /// On each cell's rows.
+    pub count: f64,
+}
+
+impl Boosting {
+    /// The noise `pooled` puts on a level's histograms over `width` inputs. A row adds to one
+    /// measured node's total and to at most one cell per input, each time at most its gradient
+    /// `max(w, 1)`, its hessian `max(w, 1)/4` and one row (`w` = `pos_weight`): one row changes each
+    /// of the three histograms by at most `√(1 + width)` times that in L2 norm, and one patient,
+    /// of whom `rows_per_patient` rows are counted, by that many times more.
+    pub fn histogram_noise(&self, pooled: &PooledNoise, width: usize) -> HistogramNoise {
+        let touched = ((1 + width) as f64).sqrt();
+        let weight = self.config.pos_weight.max(1.0);
+        HistogramNoise {
+            grad: pooled.scale(touched * (weight * GRADIENT_SCALE).ceil()),
+            hess: pooled.scale(touched * (weight / 4.0 * GRADIENT_SCALE).ceil()),
+            count: pooled.scale(touched),
+        }
     }
 }
 
@@ -213,8 +251,9 @@ fn push_signed(values: &mut Vec<f64>, value: i64) {
     push_limbs(values, value as u64, SUM_LIMBS);
 }
 
+/// The two's complement integer `values` (limbs) hold: a sum, or a count under noise.
 fn signed_from_limbs(values: &[f64]) -> i64 {
-    let shift = 64 - LIMB_BITS * SUM_LIMBS as u32;
+    let shift = 64 - LIMB_BITS * values.len() as u32;
     ((from_limbs(values) << shift) as i64) >> shift
 }
 
@@ -297,7 +336,7 @@ pub fn decode_boosting(
                 .map(|cell| Cell {
                     grad: signed_from_limbs(&cell[..SUM_LIMBS]),
                     hess: signed_from_limbs(&cell[SUM_LIMBS..2 * SUM_LIMBS]),
-                    count: count_from_limbs(&cell[2 * SUM_LIMBS..]) as i64,
+                    count: signed_from_limbs(&cell[2 * SUM_LIMBS..]),
                 })
                 .collect(),
         })

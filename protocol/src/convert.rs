@@ -237,9 +237,9 @@ pub fn settings_to_proto(settings: &FederationSettings) -> v1::FederationConfig 
         rounds: settings.rounds,
         patience: settings.patience.unwrap_or(0),
         privacy: settings.privacy.map(|p| v1::Privacy {
-            sampling_rate: p.dp_sgd.sampling_rate,
-            noise_multiplier: p.dp_sgd.noise_multiplier,
-            clip_norm: p.dp_sgd.clip_norm,
+            sampling_rate: p.dp_sgd.map_or(0.0, |dp| dp.sampling_rate),
+            noise_multiplier: p.dp_sgd.map_or(0.0, |dp| dp.noise_multiplier),
+            clip_norm: p.dp_sgd.map_or(0.0, |dp| dp.clip_norm),
             delta: p.delta,
             pooled_noise: p.pooled.map_or(0.0, |pooled| pooled.multiplier),
             evaluation_noise: p.pooled.map_or(0.0, |pooled| pooled.evaluation_multiplier),
@@ -293,14 +293,15 @@ pub fn settings_to_proto(settings: &FederationSettings) -> v1::FederationConfig 
             gamma: b.config.gamma,
             min_child_weight: b.config.min_child_weight,
             pos_weight: b.config.pos_weight,
+            subsample: b.config.subsample,
             numeric_thresholds: b.numeric_thresholds.iter().map(|t| v1::Thresholds { values: t.clone() }).collect(),
         }),
     }
 }
 
 /// The boosting settings of a received configuration, checked: valid trees, thresholds for
-/// each numeric input (finite and ascending), as many rounds as the trees take, no differential
-/// privacy and no patience (neither is defined for boosted trees yet).
+/// each numeric input (finite and ascending), as many rounds as the trees take, and no patience
+/// (every tree is grown); their privacy is checked with the rest ([`privacy_from_proto`]).
 fn boosting_from_proto(config: &v1::FederationConfig) -> Result<Option<Boosting>, ProtocolError> {
     let Some(b) = &config.boosting else { return Ok(None) };
     let boosting_config = BoostingConfig {
@@ -311,6 +312,7 @@ fn boosting_from_proto(config: &v1::FederationConfig) -> Result<Option<Boosting>
         gamma: b.gamma,
         min_child_weight: b.min_child_weight,
         pos_weight: b.pos_weight,
+        subsample: if b.subsample == 0.0 { 1.0 } else { b.subsample },
     };
     boosting_config.validate()?;
     if b.numeric_thresholds.len() != config.numeric_features as usize {
@@ -339,8 +341,8 @@ fn boosting_from_proto(config: &v1::FederationConfig) -> Result<Option<Boosting>
             format!("{} (the base session and a level per tree)", boosting.rounds()),
         ));
     }
-    if config.privacy.is_some() || config.patience > 0 {
-        return Err(invalid("boosting", "with privacy or patience", "boosted trees without either"));
+    if config.patience > 0 {
+        return Err(invalid("boosting", "with patience", "every tree grown (no patience)"));
     }
     if config.exploration.is_some() {
         return Err(invalid("boosting", "in an exploration", "a training job"));
@@ -446,13 +448,33 @@ fn job_from_proto(config: &v1::FederationConfig) -> Result<(Job, Vec<ColumnSpec>
 }
 
 /// The privacy settings as received, checked; `layout` tells the statistics the setup releases.
-fn privacy_from_proto(privacy: &v1::Privacy, layout: &ContributionLayout) -> Result<Privacy, ProtocolError> {
+/// Boosted trees (`boosting`) take no DP-SGD (its fields zero) and need the pooled noise, which
+/// covers their histograms.
+fn privacy_from_proto(
+    privacy: &v1::Privacy,
+    layout: &ContributionLayout,
+    boosting: bool,
+) -> Result<Privacy, ProtocolError> {
     let dp_sgd = DpSgd {
         sampling_rate: privacy.sampling_rate,
         noise_multiplier: privacy.noise_multiplier,
         clip_norm: privacy.clip_norm,
     };
-    dp_sgd.validate()?;
+    let dp_sgd = if boosting {
+        if dp_sgd != (DpSgd { sampling_rate: 0.0, noise_multiplier: 0.0, clip_norm: 0.0 })
+            || privacy.pooled_noise == 0.0
+        {
+            return Err(invalid(
+                "privacy",
+                "DP-SGD settings or no pooled noise with boosted trees",
+                "no DP-SGD and pooled_noise > 0 (it covers the histograms)",
+            ));
+        }
+        None
+    } else {
+        dp_sgd.validate()?;
+        Some(dp_sgd)
+    };
     if !(privacy.delta > 0.0 && privacy.delta < 1.0) {
         return Err(invalid("privacy delta", privacy.delta, "between 0 and 1 (exclusive)"));
     }
@@ -545,7 +567,8 @@ pub fn settings_from_proto(config: &v1::FederationConfig) -> Result<FederationSe
         explore,
         subgroups,
     };
-    let privacy = config.privacy.as_ref().map(|p| privacy_from_proto(p, &layout)).transpose()?;
+    let privacy =
+        config.privacy.as_ref().map(|p| privacy_from_proto(p, &layout, config.boosting.is_some())).transpose()?;
     let boosting = boosting_from_proto(config)?;
     Ok(FederationSettings {
         boosting,

@@ -77,6 +77,7 @@ pub use error::{
 pub use ids::{Fingerprint, InvalidName, NodeId, Planned, SessionId, SessionKind, TaskKind};
 pub use record::{CALIBRATION_BINS, ROC_POINTS, RoundRecord};
 pub use settings::{
-    Agreement, ExploreNoise, FederationPlan, FederationSettings, Job, JobKind, MAX_ATTEMPTS, Privacy, PublicFigures,
+    Agreement, BOOSTING_SESSION_STATISTICS, ExploreNoise, FederationPlan, FederationSettings, Job, JobKind,
+    MAX_ATTEMPTS, Privacy, PublicFigures,
 };
 pub use task::{Task, UploadHeader, UploadKind};

@@ -142,8 +142,11 @@ fn boosting_round(
         .map_err(OutputError::Layout)?;
     let sum = decode_boosting(&inputs.settings.layout, &step, cuts.cells(), values, inputs.figures.test_rows)
         .map_err(OutputError::Layout)?;
+    // Under pooled noise the sums are noisy: no evaluation, and no exact-sum checks in growing.
+    let noisy = inputs.settings.privacy.is_some_and(|privacy| !privacy.evaluates_rounds());
     match (sum, step) {
         (BoostingSum::Base { rows, positives }, _) => {
+            let positives = if noisy { positives.min(rows) } else { positives };
             if rows == 0 || positives > rows {
                 return Err(OutputError::Boosting(fedcare_core::Error::LabelCount {
                     expected: rows as usize,
@@ -154,7 +157,7 @@ fn boosting_round(
         }
         (BoostingSum::Level { evaluation, histograms }, Step::Level(mut growing)) => {
             let trees = state.ensemble.as_ref().map_or(0, |e| e.trees.len());
-            if let Some(evaluation) = evaluation {
+            if let Some(evaluation) = evaluation.filter(|_| !noisy) {
                 record.set_evaluation(&evaluation);
                 let evaluated = inputs.session.round.saturating_sub(1);
                 server.consider(evaluated, &[], record);
@@ -162,7 +165,12 @@ fn boosting_round(
                     state.kept_trees = trees as u32;
                 }
             }
-            growing.apply(histograms, &cuts, config).map_err(OutputError::Boosting)?;
+            let applied = if noisy {
+                growing.apply_noisy(histograms, &cuts, config)
+            } else {
+                growing.apply(histograms, &cuts, config)
+            };
+            applied.map_err(OutputError::Boosting)?;
             if growing.finished() {
                 let tree = growing.into_tree().map_err(OutputError::Boosting)?;
                 state.ensemble.get_or_insert_with(|| Ensemble::new(0.0)).trees.push(tree);
@@ -306,21 +314,25 @@ pub fn settings_text(settings: &FederationSettings) -> BTreeMap<String, String> 
     put("evaluation_bins", settings.layout.bins.to_string());
     put("subgroup_min_cell", settings.subgroup_min_cell.to_string());
     if let Some(privacy) = &settings.privacy {
-        let dp = &privacy.dp_sgd;
-        put(
-            "dp_sgd",
-            format!(
-                "sampling rate {}, noise multiplier {}, clip norm {} (per patient)",
-                dp.sampling_rate, dp.noise_multiplier, dp.clip_norm
-            ),
-        );
+        if let Some(dp) = &privacy.dp_sgd {
+            put(
+                "dp_sgd",
+                format!(
+                    "sampling rate {}, noise multiplier {}, clip norm {} (per patient)",
+                    dp.sampling_rate, dp.noise_multiplier, dp.clip_norm
+                ),
+            );
+        }
         put("delta", privacy.delta.to_string());
         if let Some(pooled) = &privacy.pooled {
             put(
                 "pooled_noise",
                 format!(
-                    "σ {} on the setup's statistics, σ {} on the final evaluation's histograms, {} row(s) a patient",
-                    pooled.multiplier, pooled.evaluation_multiplier, pooled.rows_per_patient
+                    "σ {} on the setup's statistics{}, σ {} on the final evaluation's histograms, {} row(s) a patient",
+                    pooled.multiplier,
+                    if settings.boosting.is_some() { " and the trees' histograms" } else { "" },
+                    pooled.evaluation_multiplier,
+                    pooled.rows_per_patient
                 ),
             );
         }

@@ -68,9 +68,7 @@ impl ExploreNoise {
     /// ε at `delta` of `statistics` statistics under this noise (the accountant's conversion of
     /// RDP `ρ·α` at every order).
     pub fn epsilon(&self, statistics: u64, delta: f64) -> f64 {
-        use fedcare_core::privacy::accountant::{epsilon_of_rdp, orders};
-        let rho = self.rho(statistics);
-        epsilon_of_rdp(orders().map(|alpha| (alpha, rho * alpha)), delta).0
+        fedcare_core::privacy::accountant::epsilon_of_zcdp(self.rho(statistics), delta)
     }
 }
 
@@ -167,8 +165,10 @@ impl Agreement {
 /// give the same figure.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Privacy {
-    /// Sampling rate, noise multiplier and clip norm.
-    pub dp_sgd: fedcare_core::privacy::DpSgd,
+    /// DP-SGD's sampling rate, noise multiplier and clip norm (`None` for boosted trees, whose
+    /// training sessions release histograms under the pooled noise instead:
+    /// [`BOOSTING_SESSION_STATISTICS`] statistics a session).
+    pub dp_sgd: Option<fedcare_core::privacy::DpSgd>,
     /// δ of the reported (ε, δ).
     pub delta: f64,
     /// The noise on the pooled statistics (`None`: they are decrypted exact, and README's
@@ -182,16 +182,26 @@ pub struct Privacy {
 }
 
 impl Privacy {
-    /// ε after `rounds` training rounds of `epochs` local epochs each: DP-SGD's steps composed
-    /// with the pooled statistics, the setup's and the final evaluation's, counted from the
-    /// start. (With pooled noise the training rounds evaluate nothing: a noisy evaluation every
-    /// round would cost a statistic each and choose the model by its noise.)
+    /// ε after `rounds` training rounds of `epochs` local epochs each: DP-SGD's steps (or a
+    /// boosting federation's histograms) composed with the pooled statistics, the setup's and the
+    /// final evaluation's, counted from the start. (With pooled noise the training rounds
+    /// evaluate nothing: a noisy evaluation every round would cost a statistic each and choose
+    /// the model by its noise.)
     pub fn epsilon_after(&self, rounds: u32, epochs: u32) -> f64 {
-        let steps = u64::from(rounds) * u64::from(epochs) * u64::from(self.dp_sgd.steps_per_epoch());
-        let rho = self
-            .pooled
-            .map_or(0.0, |pooled| pooled.rho(u64::from(self.setup_statistics), u64::from(self.evaluation_statistics)));
-        self.dp_sgd.mechanism().epsilon_with(steps, rho, self.delta)
+        let trained = match self.dp_sgd {
+            Some(_) => 0,
+            None => u64::from(rounds) * u64::from(BOOSTING_SESSION_STATISTICS),
+        };
+        let rho = self.pooled.map_or(0.0, |pooled| {
+            pooled.rho(u64::from(self.setup_statistics) + trained, u64::from(self.evaluation_statistics))
+        });
+        match self.dp_sgd {
+            Some(dp_sgd) => {
+                let steps = u64::from(rounds) * u64::from(epochs) * u64::from(dp_sgd.steps_per_epoch());
+                dp_sgd.mechanism().epsilon_with(steps, rho, self.delta)
+            }
+            None => fedcare_core::privacy::accountant::epsilon_of_zcdp(rho, self.delta),
+        }
     }
 
     /// Whether the training rounds carry an evaluation: not under pooled noise.
@@ -199,6 +209,11 @@ impl Privacy {
         self.pooled.is_none()
     }
 }
+
+/// The pooled statistics a boosting training session releases, each under the pooled noise
+/// `σ_p`: a level's histograms of gradients, of hessians and of rows (the base session's two
+/// counts are charged as many).
+pub const BOOSTING_SESSION_STATISTICS: u32 = 3;
 
 /// What a hospital learns of the federation when it joins: everything it needs to take part.
 #[derive(Debug, Clone, PartialEq)]

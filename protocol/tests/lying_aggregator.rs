@@ -527,7 +527,7 @@ fn the_privacy_ledger_refuses_a_second_federation_that_would_pass_the_lifetime_b
     let mut settings = test_settings(1);
     settings.min_hospitals = HOSPITALS.len();
     let privacy = Privacy {
-        dp_sgd: DpSgd { sampling_rate: 0.05, noise_multiplier: 1.1, clip_norm: 1.0 },
+        dp_sgd: Some(DpSgd { sampling_rate: 0.05, noise_multiplier: 1.1, clip_norm: 1.0 }),
         delta: 1e-5,
         pooled: Some(PooledNoise { multiplier: 50.0, evaluation_multiplier: 12.0, rows_per_patient: 1 }),
         setup_statistics: settings.layout.setup_statistics(),

@@ -146,6 +146,7 @@ def simulate(
     depth: Optional[int] = None,
     eta: Optional[float] = None,
     min_child_weight: Optional[float] = None,
+    subsample: Optional[float] = None,
     epochs: int = 1,
     lr: float = 0.01,
     batch_size: int = 256,
@@ -172,8 +173,9 @@ def simulate(
     ``data``, one ``*.csv`` per hospital), writes ``out/metrics.jsonl`` and ``out/model.bin``, and
     returns the metrics as ``read_metrics`` does. ``hidden=()`` trains logistic regression;
     ``model="gbdt"`` grows gradient-boosted trees from summed histograms instead (``trees``,
-    ``depth``, ``eta``, ``min_child_weight``; default 60, 4, 0.2, 20; ``rounds`` and the training
-    options then do not apply).
+    ``depth``, ``eta``, ``min_child_weight``, ``subsample``; default 100, 4, 0.15, 5, 1; ``rounds``
+    and the training options then do not apply; with ``epsilon`` the histograms get
+    ``pooled_noise`` and a federation over that ε is refused).
     ``progress``: a line printed per session (the default, or True), nothing (False), or a
     callable given each session's record. Ctrl-C stops it (KeyboardInterrupt). With
     ``explore=True`` it explores the data instead and returns what ``explore`` returns.

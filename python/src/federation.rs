@@ -51,6 +51,7 @@ pub(crate) fn read_metrics(py: Python<'_>, path: PathBuf, as_frame: Option<bool>
     depth = None,
     eta = None,
     min_child_weight = None,
+    subsample = None,
     epochs = 1,
     lr = 0.01,
     batch_size = 256,
@@ -88,6 +89,7 @@ pub(crate) fn simulate<'py>(
     depth: Option<u32>,
     eta: Option<f64>,
     min_child_weight: Option<f64>,
+    subsample: Option<f64>,
     epochs: u32,
     lr: f32,
     batch_size: u32,
@@ -124,6 +126,7 @@ pub(crate) fn simulate<'py>(
             depth: depth.unwrap_or(defaults.depth),
             learning_rate: eta.unwrap_or(defaults.learning_rate),
             min_child_weight: min_child_weight.unwrap_or(defaults.min_child_weight),
+            subsample: subsample.unwrap_or(defaults.subsample),
             ..defaults
         }),
         other => return Err(PyValueError::new_err(format!("model must be \"mlp\" or \"gbdt\", got {other:?}"))),

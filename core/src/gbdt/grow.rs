@@ -125,6 +125,23 @@ impl Growing {
     /// open node of the level and sets what the next one measures. Refuses histograms of
     /// another count or shape, or a total that differs from what the parent's histogram says.
     pub fn apply(&mut self, measured: Vec<NodeHistogram>, cuts: &Cuts, config: &BoostingConfig) -> Result<()> {
+        self.apply_sums(measured, cuts, config, true)
+    }
+
+    /// [`Self::apply`] for histograms under differential privacy's noise: a node's measured
+    /// total need not equal what its parent's noisy histogram said, and a sibling by
+    /// subtraction may have fewer than no rows (it becomes a leaf); the shapes are still checked.
+    pub fn apply_noisy(&mut self, measured: Vec<NodeHistogram>, cuts: &Cuts, config: &BoostingConfig) -> Result<()> {
+        self.apply_sums(measured, cuts, config, false)
+    }
+
+    fn apply_sums(
+        &mut self,
+        measured: Vec<NodeHistogram>,
+        cuts: &Cuts,
+        config: &BoostingConfig,
+        exact: bool,
+    ) -> Result<()> {
         if measured.len() != self.frontier.len() || measured.iter().any(|h| h.cells.len() != cuts.cells()) {
             return Err(Error::HistogramShape {
                 expected: self.frontier.len() * cuts.cells(),
@@ -135,7 +152,7 @@ impl Growing {
         for (pending, histogram) in core::mem::take(&mut self.frontier).into_iter().zip(measured) {
             match pending {
                 Pending::Single { node, total } => {
-                    if total.is_some_and(|total| total != histogram.total()) {
+                    if exact && total.is_some_and(|total| total != histogram.total()) {
                         return Err(Error::HistogramTotal { node });
                     }
                     level.push((node, histogram));
@@ -146,7 +163,7 @@ impl Growing {
                     }
                     let sibling = parent.minus(&histogram);
                     let (l, r) = if measure_left { (histogram, sibling) } else { (sibling, histogram) };
-                    if l.total().count < 0 || r.total().count < 0 {
+                    if exact && (l.total().count < 0 || r.total().count < 0) {
                         return Err(Error::HistogramTotal { node: left.min(right) });
                     }
                     level.push((left, l));
@@ -457,7 +474,8 @@ mod tests {
     fn boosting_learns_the_pattern_and_its_margins_are_the_ensemble_s() {
         let (train, test) = (table(4000, 1), table(2000, 2));
         let config = BoostingConfig { trees: 20, depth: 3, min_child_weight: 1.0, ..BoostingConfig::default() };
-        let ensemble: Ensemble = train_centralized(&train, &cuts(), &config).unwrap();
+        let patients: alloc::vec::Vec<u64> = (0..train.rows() as u64).collect();
+        let ensemble: Ensemble = train_centralized(&train, &patients, &cuts(), &config).unwrap();
         assert_eq!(ensemble.trees.len(), 20);
         let margins = ensemble.margins(test.features(), 3).unwrap();
         let auroc = crate::metrics::auroc(&margins, test.labels()).unwrap();
@@ -465,5 +483,11 @@ mod tests {
         let base = ensemble.base_margin;
         let rate = train.labels().iter().sum::<f32>() / train.rows() as f32;
         assert!((base - (rate / (1.0 - rate)).ln()).abs() < 1e-5);
+        // Each tree on its own 60 % of the patients: other trees, as good.
+        let config = BoostingConfig { subsample: 0.6, ..config };
+        let subsampled = train_centralized(&train, &patients, &cuts(), &config).unwrap();
+        assert_ne!(subsampled.trees, ensemble.trees);
+        let auroc = crate::metrics::auroc(&subsampled.margins(test.features(), 3).unwrap(), test.labels()).unwrap();
+        assert!(auroc > 0.75, "AUROC {auroc} of subsampled trees");
     }
 }

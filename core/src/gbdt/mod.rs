@@ -19,11 +19,13 @@
 pub mod bins;
 pub mod grow;
 pub mod histogram;
+pub mod sample;
 pub mod tree;
 
 pub use bins::{BinnedRows, Cuts, MAX_BINS};
 pub use grow::{Growing, Pending};
 pub use histogram::{Cell, GRADIENT_SCALE, GradientPair, NodeHistogram, gradient_pairs, node_histograms};
+pub use sample::sampled;
 pub use tree::{Ensemble, Node, Tree};
 
 use alloc::vec::Vec;
@@ -55,6 +57,9 @@ pub struct BoostingConfig {
     pub min_child_weight: f64,
     /// The weight of a positive row's loss (1: unweighted).
     pub pos_weight: f64,
+    /// The fraction of patients each tree is grown on (1: every row), drawn per tree by a keyed
+    /// hash of the patient ([`sampled`]) so that every hospital samples alike.
+    pub subsample: f64,
 }
 
 impl Default for BoostingConfig {
@@ -71,6 +76,7 @@ impl Default for BoostingConfig {
             gamma: 0.0,
             min_child_weight: 5.0,
             pos_weight: 1.0,
+            subsample: 1.0,
         }
     }
 }
@@ -88,6 +94,7 @@ impl BoostingConfig {
         check("gamma", self.gamma, self.gamma >= 0.0)?;
         check("min_child_weight", self.min_child_weight, self.min_child_weight >= 0.0)?;
         check("pos_weight", self.pos_weight, self.pos_weight > 0.0 && self.pos_weight <= 64.0)?;
+        check("subsample", self.subsample, self.subsample > 0.0 && self.subsample <= 1.0)?;
         Ok(())
     }
 
@@ -103,21 +110,28 @@ impl BoostingConfig {
 }
 
 /// Grows an ensemble on one table with the same code a federation uses: the reference a
-/// federated ensemble is checked against, and centralized boosting for comparisons.
-pub fn train_centralized(data: &Dataset, cuts: &Cuts, config: &BoostingConfig) -> Result<Ensemble> {
+/// federated ensemble is checked against, and centralized boosting for comparisons. `patients`
+/// holds each row's patient key ([`sampled`]).
+pub fn train_centralized(data: &Dataset, patients: &[u64], cuts: &Cuts, config: &BoostingConfig) -> Result<Ensemble> {
     config.validate()?;
     if data.width() != cuts.inputs() {
         return Err(Error::FeatureWidth { expected: cuts.inputs(), got: data.width() });
+    }
+    if patients.len() != data.rows() {
+        return Err(Error::LabelCount { expected: data.rows(), got: patients.len() });
     }
     let binned = BinnedRows::new(data, cuts)?;
     let positives = data.labels().iter().filter(|&&y| y > 0.5).count() as u64;
     let mut ensemble = Ensemble::new(config.base_margin(data.rows() as u64, positives));
     let mut margins: Vec<f32> = alloc::vec![ensemble.base_margin; data.rows()];
-    for _ in 0..config.trees {
+    for tree in 0..config.trees {
         let pairs = gradient_pairs(&margins, data.labels(), config.pos_weight)?;
+        let grown_on: Vec<bool> = patients.iter().map(|&p| sampled(p, tree, config.subsample)).collect();
         let mut growing = Growing::new();
         while !growing.finished() {
-            let nodes: Vec<Option<u32>> = (0..data.rows()).map(|row| growing.open_node(data.row(row))).collect();
+            let nodes: Vec<Option<u32>> = (0..data.rows())
+                .map(|row| if grown_on[row] { growing.open_node(data.row(row)) } else { None })
+                .collect();
             let histograms = node_histograms(&binned, &pairs, &nodes, &growing.measured(), cuts);
             growing.apply(histograms, cuts, config)?;
         }

@@ -127,6 +127,14 @@ pub fn epsilon_of_rdp(curve: impl IntoIterator<Item = (f64, f64)>, delta: f64) -
     (best.0.max(0.0), best.1)
 }
 
+/// ε at `delta` of mechanisms of `rho`-zCDP in all (RDP `ρ·α` at every order `α`).
+pub fn epsilon_of_zcdp(rho: f64, delta: f64) -> f64 {
+    if rho == 0.0 {
+        return 0.0;
+    }
+    epsilon_of_rdp(orders().map(|alpha| (alpha, rho * alpha)), delta).0
+}
+
 /// DP-SGD's settings as the accountant sees them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SampledGaussian {
