@@ -342,7 +342,7 @@ impl PrivacyConfig {
                     let middle = (low * high).sqrt();
                     if within(middle) { high = middle } else { low = middle }
                 }
-                format!("pooled_noise ≥ {high:.1} keeps within it")
+                format!("pooled_noise ≥ {} keeps within it", significant(high))
             } else {
                 "no pooled_noise keeps within it (the final evaluation's noise alone exceeds it)".into()
             };
@@ -379,6 +379,12 @@ impl PrivacyConfig {
         }
         Ok(pooled)
     }
+}
+
+/// `value` to three significant digits, for messages.
+fn significant(value: f64) -> String {
+    let decimals = (2 - value.abs().log10().floor() as i32).max(0) as usize;
+    format!("{value:.decimals$}")
 }
 
 /// FedAvg's settings.

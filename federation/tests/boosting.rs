@@ -171,3 +171,39 @@ async fn private_trees_grow_from_noisy_histograms_and_every_session_is_charged_t
     let auroc = scored.evaluation.unwrap().auroc.unwrap();
     assert!(auroc > 0.55, "AUROC {auroc} of noisy trees");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hospital_missing_a_column_is_left_out_with_its_name() {
+    let cohort = tempfile::tempdir().unwrap();
+    let files = fedcare_data::synth::write_cohort(cohort.path(), 3, 200, 5).unwrap();
+    // The second hospital's file without its num_lab_procedures column.
+    let text = std::fs::read_to_string(&files[1]).unwrap();
+    let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let dropped = header.iter().position(|h| h == "num_lab_procedures").unwrap();
+    let mut writer = csv::Writer::from_path(&files[1]).unwrap();
+    let keep = |record: &csv::StringRecord| -> Vec<String> {
+        record.iter().enumerate().filter(|&(i, _)| i != dropped).map(|(_, v)| v.to_owned()).collect()
+    };
+    writer.write_record(keep(&header)).unwrap();
+    for record in reader.records() {
+        writer.write_record(keep(&record.unwrap())).unwrap();
+    }
+    writer.flush().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let options = SimulateOptions {
+        hospitals: 3,
+        data: Some(cohort.path().to_path_buf()),
+        out: out.path().to_path_buf(),
+        transport: Transport::InProcess,
+        boosting: Some(boosting()),
+        ..SimulateOptions::default()
+    };
+    // The other two grow the trees; the file without the column is left out, named, with why.
+    let report = simulation::run(&options, None, None).await.unwrap();
+    assert!(report.outcome.failure.is_none(), "{:?}", report.outcome.failure);
+    assert_eq!(report.hospitals.len(), 2);
+    let [(file, why)] = report.left_out.as_slice() else { panic!("{:?}", report.left_out) };
+    assert_eq!(file, &files[1]);
+    assert!(why.contains("num_lab_procedures"), "{why}");
+}
