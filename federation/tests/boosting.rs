@@ -22,19 +22,24 @@ fn boosting() -> BoostingConfig {
     }
 }
 
+/// A federation of the 3 hospitals whose files are in `cohort`, growing `boosting`'s trees.
+fn options(cohort: &std::path::Path, out: &std::path::Path, boosting: BoostingConfig) -> SimulateOptions {
+    SimulateOptions {
+        hospitals: 3,
+        data: Some(cohort.to_path_buf()),
+        out: out.to_path_buf(),
+        transport: Transport::InProcess,
+        boosting: Some(boosting),
+        ..SimulateOptions::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn federated_trees_equal_centralized_trees_on_the_union_of_the_hospitals_rows() {
     let cohort = tempfile::tempdir().unwrap();
     let files = fedcare_data::synth::write_cohort(cohort.path(), 3, 500, 5).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let options = SimulateOptions {
-        hospitals: 3,
-        data: Some(cohort.path().to_path_buf()),
-        out: out.path().to_path_buf(),
-        transport: Transport::InProcess,
-        boosting: Some(boosting()),
-        ..SimulateOptions::default()
-    };
+    let options = options(cohort.path(), out.path(), boosting());
     let report = simulation::run(&options, None, None).await.unwrap();
     assert!(report.outcome.failure.is_none(), "{:?}", report.outcome.failure);
     let records = &report.outcome.records;
@@ -112,11 +117,6 @@ async fn private_trees_grow_from_noisy_histograms_and_every_session_is_charged_t
     let config = BoostingConfig { trees: 3, depth: 2, min_child_weight: 20.0, ..boosting() };
     let sigma = 0.05;
     let options = SimulateOptions {
-        hospitals: 3,
-        data: Some(cohort.path().to_path_buf()),
-        out: out.path().to_path_buf(),
-        transport: Transport::InProcess,
-        boosting: Some(config),
         privacy: Some(PrivacyConfig {
             sampling_rate: 0.02,
             noise_multiplier: None,
@@ -128,7 +128,7 @@ async fn private_trees_grow_from_noisy_histograms_and_every_session_is_charged_t
             evaluation_bins: 16,
             pooled_rows_per_patient: 1,
         }),
-        ..SimulateOptions::default()
+        ..options(cohort.path(), out.path(), config)
     };
     let report = simulation::run(&options, None, None).await.unwrap();
     assert!(report.outcome.failure.is_none(), "{:?}", report.outcome.failure);
@@ -191,14 +191,7 @@ async fn a_hospital_missing_a_column_is_left_out_with_its_name() {
     }
     writer.flush().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let options = SimulateOptions {
-        hospitals: 3,
-        data: Some(cohort.path().to_path_buf()),
-        out: out.path().to_path_buf(),
-        transport: Transport::InProcess,
-        boosting: Some(boosting()),
-        ..SimulateOptions::default()
-    };
+    let options = options(cohort.path(), out.path(), boosting());
     // The other two grow the trees; the file without the column is left out, named, with why.
     let report = simulation::run(&options, None, None).await.unwrap();
     assert!(report.outcome.failure.is_none(), "{:?}", report.outcome.failure);

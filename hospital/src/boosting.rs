@@ -17,6 +17,7 @@
 
 use fedcare_core::Dataset;
 use fedcare_core::gbdt::{BinnedRows, Cuts, Ensemble, gradient_pairs, node_histograms, sampled};
+use fedcare_core::privacy::PooledNoise;
 use fedcare_protocol::boosting::{Boosting, BoostingContribution, BoostingState, Step, boosting_vector};
 
 use crate::error::{FederationError, ProtocolError, Result};
@@ -35,11 +36,12 @@ pub(crate) struct Rows<'a> {
 }
 
 /// What a hospital keeps between the sessions of one boosting federation: the binned training
-/// rows under the federation's cuts, and the margins of the training and held-out rows under
-/// `ensemble`.
+/// rows under the federation's cuts, which of them the histograms count, and the margins of the
+/// training and held-out rows under `ensemble`.
 pub(crate) struct Cache {
     cuts: Cuts,
     binned: BinnedRows,
+    counted: Vec<bool>,
     ensemble: Ensemble,
     train: Vec<f32>,
     test: Vec<f32>,
@@ -48,7 +50,13 @@ pub(crate) struct Cache {
 impl Cache {
     /// The cache for `cuts` and `ensemble`: `cache` brought up to date when it was made under the
     /// same cuts and an ensemble `ensemble` extends, made anew otherwise.
-    fn updated(cache: Option<Self>, cuts: Cuts, ensemble: &Ensemble, train: &Dataset, test: &Dataset) -> Result<Self> {
+    fn updated(
+        cache: Option<Self>,
+        cuts: Cuts,
+        ensemble: &Ensemble,
+        (train, test): (&Dataset, &Dataset),
+        pooled: Option<&PooledNoise>,
+    ) -> Result<Self> {
         let width = train.width();
         let reusable = cache.filter(|c| {
             c.cuts == cuts
@@ -61,6 +69,7 @@ impl Cache {
             Some(cache) => cache,
             None => Self {
                 binned: BinnedRows::new(train, &cuts)?,
+                counted: counted_rows(train, pooled),
                 cuts,
                 ensemble: Ensemble::new(ensemble.base_margin),
                 train: vec![ensemble.base_margin; train.rows()],
@@ -97,16 +106,10 @@ pub(crate) fn contribution(
     let cells = cuts.cells();
     let step = state.step(&boosting.config);
     let pooled = settings.pooled_noise();
-    // Under pooled noise: each patient's first `rows_per_patient` training rows only.
-    let mut counted = vec![pooled.is_none(); train.rows()];
-    if let Some(pooled) = &pooled {
-        let groups = train.groups().map_or_else(|| (0..train.rows() as u32).collect(), <[u32]>::to_vec);
-        pooled.counted_rows(&groups).into_iter().for_each(|row| counted[row] = true);
-    }
     let sampler = pooled.map(PooledSampler::new);
     let contribution = match &step {
         Step::Base => {
-            let labels = train.labels().iter().zip(&counted).filter(|&(_, &c)| c);
+            let labels = train.labels().iter().zip(counted_rows(train, pooled.as_ref())).filter(|&(_, c)| c);
             let (rows, positives) = labels.fold((0u64, 0u64), |(r, p), (&y, _)| (r + 1, p + u64::from(y > 0.5)));
             match &sampler {
                 Some(sampler) => BoostingContribution::Base {
@@ -117,7 +120,7 @@ pub(crate) fn contribution(
             }
         }
         Step::Level(growing) => {
-            let current = Cache::updated(cache.take(), cuts, agreed_ensemble(state)?, train, test)?;
+            let current = Cache::updated(cache.take(), cuts, agreed_ensemble(state)?, (train, test), pooled.as_ref())?;
             let pairs = gradient_pairs(&current.train, train.labels(), boosting.config.pos_weight)?;
             let tree = current.ensemble.trees.len() as u32;
             if patients.len() != train.rows() {
@@ -129,7 +132,7 @@ pub(crate) fn contribution(
             }
             let nodes: Vec<Option<u32>> = (0..train.rows())
                 .map(|row| {
-                    let grown_on = counted[row] && sampled(patients[row], tree, boosting.config.subsample);
+                    let grown_on = current.counted[row] && sampled(patients[row], tree, boosting.config.subsample);
                     if grown_on { growing.open_node(train.row(row)) } else { None }
                 })
                 .collect();
@@ -150,6 +153,19 @@ pub(crate) fn contribution(
         }
     };
     Ok(boosting_vector(&settings.layout, &step, cells, &contribution, figures.test_rows)?)
+}
+
+/// Whether the histograms count each training row: every row, or under pooled noise each
+/// patient's first `rows_per_patient` ones.
+fn counted_rows(train: &Dataset, pooled: Option<&PooledNoise>) -> Vec<bool> {
+    let Some(pooled) = pooled else { return vec![true; train.rows()] };
+    let mut counted = vec![false; train.rows()];
+    let rows = match train.groups() {
+        Some(groups) => pooled.counted_rows(groups),
+        None => (0..train.rows()).collect(),
+    };
+    rows.into_iter().for_each(|row| counted[row] = true);
+    counted
 }
 
 /// The ensemble every participant agreed to (after the base session).

@@ -386,10 +386,9 @@ impl HospitalNode {
                     }
                     .into());
                 };
-                let patients = local.train_patients().to_vec();
-                let (train, test) = local.datasets(figures)?;
+                let (train, test, patients) = local.datasets_and_patients(figures)?;
                 let start = ThreadTime::now();
-                let rows = boosting::Rows { train, test, patients: &patients };
+                let rows = boosting::Rows { train, test, patients };
                 let values = boosting::contribution(settings, boosting, state, figures, rows, &mut self.boosting)?;
                 if let Ok(mut stats) = self.stats.lock() {
                     stats.train += start.elapsed();

@@ -47,7 +47,7 @@ pub struct LocalData {
     counts: SetupCounts,
     split: Split,
     /// Each training row's patient key ([`fedcare_data::patient_key`] under the federation's
-    /// training seed), for boosting's row subsampling.
+    /// training seed), for boosting's row subsampling (empty for a network).
     train_patients: Vec<u64>,
     /// The exploration's counts of this hospital's rows, once made.
     explored: Option<ExploreCounts>,
@@ -111,11 +111,12 @@ impl LocalData {
                     ));
                 }
                 // Rows of a plain CSV have no patient id: each row (or its group) is its own.
-                let train_patients = match train.groups() {
-                    Some(groups) => {
+                let train_patients = match (&settings.boosting, train.groups()) {
+                    (None, _) => Vec::new(),
+                    (Some(_), Some(groups)) => {
                         groups.iter().map(|g| patient_key(settings.train.seed, &format!("group-{g}"))).collect()
                     }
-                    None => {
+                    (Some(_), None) => {
                         (0..train.rows()).map(|row| patient_key(settings.train.seed, &format!("row-{row}"))).collect()
                     }
                 };
@@ -209,7 +210,10 @@ impl LocalData {
                 };
                 Ok(Self {
                     counts,
-                    train_patients: train.patient_keys(settings.train.seed),
+                    train_patients: match settings.boosting {
+                        Some(_) => train.patient_keys(settings.train.seed),
+                        None => Vec::new(),
+                    },
                     split: Split::Table(Box::new(TableSplit { train, test, schema: (**schema).clone(), built: None })),
                     explored: None,
                 })
@@ -276,14 +280,23 @@ impl LocalData {
         self.explored.as_ref()
     }
 
-    /// Each training row's patient key, in the training dataset's row order.
-    pub fn train_patients(&self) -> &[u64] {
-        &self.train_patients
+    /// The training and test datasets, encoded with the federation's `figures`, and each
+    /// training row's patient key in the training dataset's row order (empty unless the
+    /// federation grows boosted trees).
+    pub fn datasets_and_patients(&mut self, figures: &PublicFigures) -> Result<(&Dataset, &Dataset, &[u64])> {
+        let (train, test) = self.split.datasets(figures)?;
+        Ok((train, test, &self.train_patients))
     }
 
     /// The training and test datasets, encoded with the federation's `figures`.
     pub fn datasets(&mut self, figures: &PublicFigures) -> Result<(&Dataset, &Dataset)> {
-        match &mut self.split {
+        self.split.datasets(figures)
+    }
+}
+
+impl Split {
+    fn datasets(&mut self, figures: &PublicFigures) -> Result<(&Dataset, &Dataset)> {
+        match self {
             Split::Ready(train, test) => Ok((train, test)),
             Split::Table(split) => {
                 let TableSplit { train, test, schema, built } = split.as_mut();
