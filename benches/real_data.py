@@ -3,13 +3,15 @@
 
     python3 -m venv /tmp/skl && /tmp/skl/bin/pip install scikit-learn pandas xgboost
     cargo build --release --bin fedcare
-    /tmp/skl/bin/python benches/real_data.py [--zip PATH] [--rounds 10] [--sites 3,5,10]
+    /tmp/skl/bin/python benches/real_data.py [--zip PATH] [--rounds 10] [--sites 3,5,10] [--test-fraction 0.1]
 
 The published zip (default `../shared/data/diabetes130/dataset_diabetes.zip`) is split with
 `fedcare split` (seed 0, 20 % of the patients held out: the same held-out patients for every row
 below). fedcare rows: 3, 5 and 10 sites, alike (`--by patient`) and skewed (`--by
 admission_source_id`: 80 % of each value's patients at its home site); `fedcare simulate --data`
-with the defaults, the MLP (MLP [32, 16], schema `diabetes130/v2`) for `--rounds` rounds and the
+with the defaults but `--test-fraction` (default 0.1: each hospital holds out 10 % of its patients
+for the federation's own evaluation, which picks the best model and calibrates it, as
+HistGradientBoosting's early stopping holds out 10 % of the pooled rows), the MLP (MLP [32, 16], schema `diabetes130/v2`) for `--rounds` rounds and the
 gradient-boosted trees (`--model gbdt`, `[boosting]`'s defaults), then `fedcare predict` on the
 held-out patients, whose AUROC, AUPRC and expected calibration error (10 equal-width bins) it
 prints; the wall time of the whole federation and the bytes each hospital sent and received
@@ -181,6 +183,8 @@ def main() -> None:
     parser.add_argument("--zip", default=os.path.join(ROOT, "..", "shared", "data", "diabetes130", "dataset_diabetes.zip"))
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--sites", default="3,5,10")
+    parser.add_argument("--test-fraction", default="0.1",
+                        help="each hospital's share held out for the federation's own evaluation")
     parser.add_argument("--fedcare", default=os.path.join(ROOT, "target", "release", "fedcare"))
     args = parser.parse_args()
 
@@ -190,7 +194,8 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    print(f"machine: {cpu()}; fedcare: {args.rounds} rounds of the default MLP [32, 16], and --model gbdt's defaults")
+    print(f"machine: {cpu()}; fedcare: {args.rounds} rounds of the default MLP [32, 16], and --model gbdt's defaults, "
+          f"{args.test_fraction} of each hospital's patients held out for its evaluation")
     rows = []
     with tempfile.TemporaryDirectory() as work:
         with zipfile.ZipFile(args.zip) as archive:
@@ -206,7 +211,8 @@ def main() -> None:
                 for model, extra in [("MLP", ["--rounds", str(args.rounds)]), ("GBDT", ["--model", "gbdt"])]:
                     run = f"{out}/{model.lower()}"
                     start = time.perf_counter()
-                    fedcare(args.fedcare, ["simulate", "--data", f"{out}/sites", *extra, "--out", run], work)
+                    fedcare(args.fedcare, ["simulate", "--data", f"{out}/sites", "--test-fraction", args.test_fraction,
+                                           *extra, "--out", run], work)
                     seconds = time.perf_counter() - start
                     said = fedcare(args.fedcare, ["predict", "--model", f"{run}/model.bin", "--data",
                                                   f"{out}/holdout.csv", "--out", f"{run}/scores.csv"], work)

@@ -209,7 +209,7 @@ impl<'a> Card<'a> {
         };
         let mut body = format!(
             "<header><h1>Model card</h1><p>{}</p></header>\n",
-            escape(&format!("{} model of schema {}", self.model.spec.architecture(), self.model.schema_id))
+            escape(&format!("{} model of schema {}", self.model.architecture(), self.model.schema_id))
         );
         let _ = writeln!(
             body,
@@ -264,7 +264,7 @@ impl<'a> Card<'a> {
             out
         };
         let mut out =
-            format!("# Model card\n\n{} model of schema {}\n\n", self.model.spec.architecture(), self.model.schema_id);
+            format!("# Model card\n\n{} model of schema {}\n\n", self.model.architecture(), self.model.schema_id);
         let _ = writeln!(out, "## Intended use and users\n\n{}\n", self.intended_use());
         let _ = writeln!(out, "## Model and training\n\n{}", rows(&self.facts()));
         let _ = writeln!(out, "## Performance on all held-out patients\n\n{}", rows(&self.figures()));

@@ -110,7 +110,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let report = Report {
         format: FORMAT,
         schema: &model.schema_id,
-        model: model.spec.architecture(),
+        model: model.architecture(),
         data: input.data.display().to_string(),
         rows_read: ingest.summary(),
         overall: measured.evaluation.as_ref().map(Overall::from),

@@ -11,7 +11,7 @@ use fedcare_federation::config::{
     BoostingConfig, DEFAULT_EVALUATION_BINS, DEFAULT_EVALUATION_NOISE, DEFAULT_POOLED_NOISE,
     DEFAULT_POOLED_ROWS_PER_PATIENT, PrivacyConfig, ServerRule, TrainerChoice,
 };
-use fedcare_federation::protocol::RoundRecord;
+use fedcare_federation::protocol::{RoundRecord, SessionKind};
 use fedcare_federation::simulation::{self, Progress, SimulateOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -147,6 +147,10 @@ pub(crate) struct Args {
     /// Local mini-batch size.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
+    /// The share of each hospital's patients held out of training for the federation's
+    /// evaluation, which picks the best model and its calibration (0 to 1).
+    #[arg(long, default_value_t = 0.2, value_parser = fraction)]
+    test_fraction: f32,
     /// Server rule; each has its own defaults (--server-lr overrides the learning rate).
     #[arg(long, value_enum, default_value_t = RuleArg::Fedavg)]
     rule: RuleArg,
@@ -232,6 +236,11 @@ fn positive_number(text: &str) -> Result<f64, String> {
 }
 
 /// A learning rate: finite and above zero.
+fn fraction(text: &str) -> Result<f32, String> {
+    let share: f32 = text.parse().map_err(|e| format!("{e}"))?;
+    if share > 0.0 && share < 1.0 { Ok(share) } else { Err("must be a number between 0 and 1 (exclusive)".into()) }
+}
+
 fn positive_rate(text: &str) -> Result<f32, String> {
     let rate: f32 = text.parse().map_err(|e| format!("{e}"))?;
     if rate.is_finite() && rate > 0.0 { Ok(rate) } else { Err("must be a finite number above 0".into()) }
@@ -290,6 +299,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         epochs: args.epochs,
         learning_rate: args.lr,
         batch_size: args.batch_size,
+        test_fraction: args.test_fraction,
         rule: rule(args.rule, args.server_lr),
         seed: args.seed,
         out: args.out.clone(),
@@ -328,6 +338,12 @@ pub(crate) fn run(args: Args) -> Result<()> {
         return crate::explore::explore_federated(&options);
     }
     let hospitals = if options.data.is_some() { "one per file,".to_owned() } else { format!("{}", options.hospitals) };
+    // A boosting federation has a training session per tree level: the table shows those that
+    // score the ensemble (each tree's first level), the base session and the others.
+    let boosting = options.boosting.is_some();
+    let shown = |record: &RoundRecord| {
+        !boosting || record.kind != SessionKind::Train || record.round == 1 || record.auroc.is_some()
+    };
     let sessions = match &options.boosting {
         Some(b) => {
             println!(
@@ -367,7 +383,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
             bar.println(table_header());
         }
         Progress::Session { record, crypto_seconds } => {
-            bar.println(table_row(record, Some(crypto_seconds)));
+            if shown(record) {
+                bar.println(table_row(record, Some(crypto_seconds)));
+            }
             bar.inc(1);
         }
     };
@@ -381,8 +399,18 @@ pub(crate) fn run(args: Args) -> Result<()> {
     if !terminal {
         println!("{}", table_header());
         for (record, crypto) in report.outcome.records.iter().zip(&report.crypto_seconds) {
-            println!("{}", table_row(record, Some(*crypto)));
+            if shown(record) {
+                println!("{}", table_row(record, Some(*crypto)));
+            }
         }
+    }
+    let hidden = report.outcome.records.iter().filter(|r| !shown(r)).count();
+    if hidden > 0 {
+        println!(
+            "{hidden} tree-level sessions that scored nothing are not shown (a tree's first level scores the \
+             ensemble before it); every session is in {}.",
+            args.out.join("metrics.jsonl").display()
+        );
     }
     println!(
         "AUROC is that of the model each session started from (the last row: the last model), on every \
@@ -420,8 +448,11 @@ pub(crate) fn run(args: Args) -> Result<()> {
             ModelArg::Mlp => format!("DP-SGD, clip norm {}, sampling rate {}", args.clip_norm, args.sampling_rate),
         };
         println!(
-            "differential privacy: a patient's ε after every training round is {epsilon:.3} at δ = {:e} ({mechanism}; \
-             {})",
+            "differential privacy: a patient's ε after every {} is {epsilon:.3} at δ = {:e} ({mechanism}; {})",
+            match args.model {
+                ModelArg::Gbdt => "session",
+                ModelArg::Mlp => "training round",
+            },
             args.delta,
             if args.pooled_noise > 0.0 {
                 format!(

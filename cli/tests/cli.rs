@@ -1,7 +1,7 @@
-//! The command line as a user meets it: logistic regression from `--hidden ''`, clear refusals
-//! of bad arguments, keys that are never overwritten, one file split into sites that train a
-//! federation (its top_k columns under a consortium key) whose model is scored on the held-out
-//! patients.
+//! The command line as a user meets it: logistic regression from `--hidden ''` (its held-out
+//! share recorded in the model file), clear refusals of bad arguments, keys that are never
+//! overwritten, one file split into sites that train a federation (its top_k columns under a
+//! consortium key) whose model is scored on the held-out patients.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -18,7 +18,21 @@ fn text(output: &Output) -> String {
 fn an_empty_hidden_list_simulates_logistic_regression() {
     let dir = tempfile::tempdir().unwrap();
     let run = fedcare(
-        &["simulate", "--hospitals", "2", "--rounds", "1", "--rows", "200", "--hidden", "", "--out", "lr"],
+        &[
+            "simulate",
+            "--hospitals",
+            "2",
+            "--rounds",
+            "1",
+            "--rows",
+            "200",
+            "--hidden",
+            "",
+            "--test-fraction",
+            "0.3",
+            "--out",
+            "lr",
+        ],
         dir.path(),
     );
     assert!(run.status.success(), "{}", text(&run));
@@ -29,6 +43,7 @@ fn an_empty_hidden_list_simulates_logistic_regression() {
     assert!(description.contains("parameters: 360"), "{description}");
     assert!(description.contains("scaling:    10 numeric inputs"), "{description}");
     assert!(description.contains("endorsed:   by 2 hospitals"), "{description}");
+    assert!(description.contains("test_fraction = 0.3"), "{description}");
     // The endorsing hospitals and their keys, as a roster: checked; with one key changed: refused.
     let members: String = description
         .lines()
@@ -56,6 +71,8 @@ fn an_empty_hidden_list_simulates_logistic_regression() {
     let zero = fedcare(&["simulate", "--hidden", "0"], dir.path());
     assert!(!zero.status.success());
     assert!(text(&zero).contains("--hidden ''"), "{}", text(&zero));
+    let share = fedcare(&["simulate", "--test-fraction", "1"], dir.path());
+    assert!(!share.status.success() && text(&share).contains("between 0 and 1"), "{}", text(&share));
     let rule = fedcare(&["simulate", "--rule", "fedsgd"], dir.path());
     assert!(!rule.status.success());
     let rules = text(&rule);

@@ -514,6 +514,13 @@ impl Schema {
         self.numeric.len() + self.categorical.iter().map(|c| c.slots() + 1).sum::<usize>()
     }
 
+    /// The most model inputs one row can move off their lowest value: every numeric input and,
+    /// of each categorical column's one-hot inputs, the single one set to 1. A boosted tree's
+    /// histograms are noised by it (`fedcare_protocol::boosting::Boosting::histogram_noise`).
+    pub fn inputs_per_row(&self) -> usize {
+        self.numeric.len() + self.categorical.len()
+    }
+
     /// The shapes of the `top_k` columns, in schema order.
     pub fn top_k_shapes(&self) -> Vec<TopKShape> {
         self.categorical.iter().filter_map(CategoricalColumn::top_k_shape).collect()

@@ -377,6 +377,25 @@ mod tests {
     "#;
 
     #[test]
+    fn a_row_sets_one_one_hot_input_per_categorical_column() {
+        // The bound a boosted tree's histogram noise rests on (`Schema::inputs_per_row`).
+        let schema = Schema::diabetes130(true);
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::synth::write_cohort(dir.path(), 1, 300, 5).unwrap();
+        let (table, _) = read_csv(&files[0], &schema, BadRows::Reject).unwrap();
+        let stats: Vec<_> = table.numeric_moments().iter().map(|m| m.stats()).collect();
+        let top_k: Vec<Vec<u32>> = schema.top_k_shapes().iter().map(|shape| (0..shape.k).collect()).collect();
+        let data = table.to_dataset_with(&schema, &stats, &top_k).unwrap();
+        assert!(schema.inputs_per_row() < schema.width() / 4, "{} of {}", schema.inputs_per_row(), schema.width());
+        for row in 0..data.rows() {
+            let one_hot = &data.row(row)[schema.numeric.len()..];
+            assert!(one_hot.iter().all(|&x| x == 0.0 || x == 1.0));
+            let set = one_hot.iter().filter(|&&x| x == 1.0).count();
+            assert_eq!(schema.numeric.len() + set, schema.inputs_per_row(), "row {row}");
+        }
+    }
+
+    #[test]
     fn explore_counts_put_every_value_in_its_cell_and_missing_values_apart() {
         let schema = Schema::from_toml(SCHEMA).unwrap();
         let dir = tempfile::tempdir().unwrap();

@@ -63,6 +63,9 @@ pub struct SimulateOptions {
     pub learning_rate: f32,
     /// Local mini-batch size.
     pub batch_size: u32,
+    /// The share of each hospital's patients held out for the federation's evaluation
+    /// (`[training] test_fraction`).
+    pub test_fraction: f32,
     /// Server rule and its settings.
     pub rule: ServerRule,
     /// Seed of the cohort, the initial model and the batch orders.
@@ -113,6 +116,7 @@ impl Default for SimulateOptions {
             epochs: 1,
             learning_rate: TrainingSettings::default().learning_rate,
             batch_size: TrainingSettings::default().batch_size,
+            test_fraction: TrainingSettings::default().test_fraction,
             rule: ServerRule::default(),
             seed: 7,
             out: "fedcare-sim".into(),
@@ -296,6 +300,7 @@ pub async fn run_with_pages(
             epochs: options.epochs,
             learning_rate: options.learning_rate,
             batch_size: options.batch_size,
+            test_fraction: options.test_fraction,
             seed: options.seed,
             ..TrainingSettings::default()
         },

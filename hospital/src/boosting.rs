@@ -33,6 +33,9 @@ pub(crate) struct Rows<'a> {
     pub test: &'a Dataset,
     /// Each training row's patient key ([`fedcare_data::patient_key`]).
     pub patients: &'a [u64],
+    /// The most inputs one row can move off their lowest value
+    /// ([`crate::LocalData::inputs_per_row`]).
+    pub inputs_per_row: usize,
 }
 
 /// What a hospital keeps between the sessions of one boosting federation: the binned training
@@ -98,7 +101,7 @@ pub(crate) fn contribution(
     boosting: &Boosting,
     state: &BoostingState,
     figures: &PublicFigures,
-    Rows { train, test, patients }: Rows<'_>,
+    Rows { train, test, patients, inputs_per_row }: Rows<'_>,
     cache: &mut Option<Cache>,
 ) -> Result<Vec<f64>> {
     let width = settings.spec.input_width();
@@ -143,7 +146,7 @@ pub(crate) fn contribution(
                 None => LocalEvaluation::of_logits(&current.test, test.labels(), settings.layout.bins),
             });
             if let (Some(sampler), Some(pooled)) = (&sampler, &pooled) {
-                sampler.add_histogram_noise(&mut histograms, &boosting.histogram_noise(pooled, width))?;
+                sampler.add_histogram_noise(&mut histograms, &boosting.histogram_noise(pooled, inputs_per_row))?;
             }
             *cache = Some(current);
             BoostingContribution::Level { evaluation, histograms }

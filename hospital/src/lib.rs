@@ -386,9 +386,10 @@ impl HospitalNode {
                     }
                     .into());
                 };
+                let inputs_per_row = local.inputs_per_row();
                 let (train, test, patients) = local.datasets_and_patients(figures)?;
                 let start = ThreadTime::now();
-                let rows = boosting::Rows { train, test, patients };
+                let rows = boosting::Rows { train, test, patients, inputs_per_row };
                 let values = boosting::contribution(settings, boosting, state, figures, rows, &mut self.boosting)?;
                 if let Ok(mut stats) = self.stats.lock() {
                     stats.train += start.elapsed();

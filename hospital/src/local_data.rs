@@ -226,6 +226,15 @@ impl LocalData {
         &self.counts
     }
 
+    /// The most model inputs one row can move off their lowest value ([`Schema::inputs_per_row`];
+    /// every input of plain data), which bounds one row's change to a boosted tree's histograms.
+    pub fn inputs_per_row(&self) -> usize {
+        match &self.split {
+            Split::Ready(train, _) => train.width(),
+            Split::Table(split) => split.schema.inputs_per_row(),
+        }
+    }
+
     /// Per numeric feature, the largest magnitude of its values clamped to the schema's range, as
     /// [`Self::counts`] has them under pooled noise (empty for data without a schema).
     pub fn moment_bounds(&self) -> Vec<f64> {

@@ -23,7 +23,8 @@
 //! Under a federation's pooled noise (`[privacy]`) each hospital counts at most
 //! `rows_per_patient` rows of a patient, adds its own discrete Gaussian noise to its base counts
 //! and to every cell of its histograms ([`Boosting::histogram_noise`]: `σ_p` times one patient's
-//! most change of the gradient, hessian or row histogram), and the trees' first levels evaluate
+//! most change of the gradient, hessian or row histogram, which grows with the inputs one row can
+//! set, not with the histogram's cells), and the trees' first levels evaluate
 //! nothing (their tail is zeros; every tree is kept). A session is then
 //! [`crate::BOOSTING_SESSION_STATISTICS`] pooled statistics of `1/(2σ_p²)`-zCDP each, charged to
 //! ε like the setup's.
@@ -126,13 +127,16 @@ pub struct HistogramNoise {
 }
 
 impl Boosting {
-    /// The noise `pooled` puts on a level's histograms over `width` inputs. A row adds to one
-    /// measured node's total and to at most one cell per input, each time at most its gradient
-    /// `max(w, 1)`, its hessian `max(w, 1)/4` and one row (`w` = `pos_weight`): one row changes each
-    /// of the three histograms by at most `√(1 + width)` times that in L2 norm, and one patient,
-    /// of whom `rows_per_patient` rows are counted, by that many times more.
-    pub fn histogram_noise(&self, pooled: &PooledNoise, width: usize) -> HistogramNoise {
-        let touched = ((1 + width) as f64).sqrt();
+    /// The noise `pooled` puts on a level's histograms when one row can fall past the first bin
+    /// of at most `inputs_per_row` inputs (every input of plain data; a schema's numeric inputs
+    /// and one per categorical column, whose one-hot inputs hold a single 1:
+    /// `fedcare_data::Schema::inputs_per_row`). A row adds to one measured node's total and to
+    /// at most one cell per such input, each time at most its gradient `max(w, 1)`, its hessian
+    /// `max(w, 1)/4` and one row (`w` = `pos_weight`): one row changes each of the three
+    /// histograms by at most `√(1 + inputs_per_row)` times that in L2 norm, and one patient, of
+    /// whom `rows_per_patient` rows are counted, by that many times more.
+    pub fn histogram_noise(&self, pooled: &PooledNoise, inputs_per_row: usize) -> HistogramNoise {
+        let touched = ((1 + inputs_per_row) as f64).sqrt();
         let weight = self.config.pos_weight.max(1.0);
         HistogramNoise {
             grad: pooled.scale(touched * (weight * GRADIENT_SCALE).ceil()),

@@ -150,6 +150,7 @@ def simulate(
     epochs: int = 1,
     lr: float = 0.01,
     batch_size: int = 256,
+    test_fraction: float = 0.2,
     rule: Literal["fedavg", "fedprox", "fedadam"] = "fedavg",
     server_lr: Optional[float] = None,
     seed: int = 7,
@@ -173,9 +174,11 @@ def simulate(
     ``data``, one ``*.csv`` per hospital), writes ``out/metrics.jsonl`` and ``out/model.bin``, and
     returns the metrics as ``read_metrics`` does. ``hidden=()`` trains logistic regression;
     ``model="gbdt"`` grows gradient-boosted trees from summed histograms instead (``trees``,
-    ``depth``, ``eta``, ``min_child_weight``, ``subsample``; default 100, 4, 0.15, 5, 1; ``rounds``
+    ``depth``, ``eta``, ``min_child_weight``, ``subsample``; default 150, 4, 0.15, 5, 1; ``rounds``
     and the training options then do not apply; with ``epsilon`` the histograms get
-    ``pooled_noise`` and a federation over that ε is refused).
+    ``pooled_noise`` and a federation over that ε is refused). ``test_fraction``: each
+    hospital's share of patients held out of training for the federation's evaluation, which
+    picks the best model and calibrates it.
     ``progress``: a line printed per session (the default, or True), nothing (False), or a
     callable given each session's record. Ctrl-C stops it (KeyboardInterrupt). With
     ``explore=True`` it explores the data instead and returns what ``explore`` returns.

@@ -55,6 +55,7 @@ pub(crate) fn read_metrics(py: Python<'_>, path: PathBuf, as_frame: Option<bool>
     epochs = 1,
     lr = 0.01,
     batch_size = 256,
+    test_fraction = 0.2,
     rule = "fedavg",
     server_lr = None,
     seed = 7,
@@ -93,6 +94,7 @@ pub(crate) fn simulate<'py>(
     epochs: u32,
     lr: f32,
     batch_size: u32,
+    test_fraction: f32,
     rule: &str,
     server_lr: Option<f32>,
     seed: u64,
@@ -116,6 +118,11 @@ pub(crate) fn simulate<'py>(
     }
     if batch_size == 0 || patience == Some(0) || hidden.contains(&0) {
         return Err(PyValueError::new_err("batch_size, patience and every hidden width must be at least 1"));
+    }
+    if !(test_fraction > 0.0 && test_fraction < 1.0) {
+        return Err(PyValueError::new_err(format!(
+            "test_fraction must be between 0 and 1 (exclusive), got {test_fraction}"
+        )));
     }
     let rule = ServerRule::named(rule).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let defaults = BoostingConfig::default();
@@ -151,6 +158,7 @@ pub(crate) fn simulate<'py>(
         epochs,
         learning_rate: lr,
         batch_size,
+        test_fraction,
         rule: server_lr.map_or(rule, |lr| rule.with_learning_rate(lr)),
         seed,
         out,

@@ -41,6 +41,8 @@ def test_bad_settings_raise_value_error_and_failures_federation_errors(tmp_path)
         fedcare.simulate(rule="fedsgd", out=tmp_path, progress=False)
     with pytest.raises(ValueError, match="lr"):
         fedcare.simulate(lr=0.0, out=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="test_fraction"):
+        fedcare.simulate(test_fraction=1.0, out=tmp_path, progress=False)
     with pytest.raises(fedcare.FederationError, match="cannot read"):
         fedcare.simulate(data=tmp_path / "absent", out=tmp_path, progress=False)
     bad = tmp_path / "metrics.jsonl"
