@@ -571,7 +571,7 @@ pub struct AggregatorConfig {
     #[serde(default)]
     pub boosting: BoostingConfig,
     /// Each numeric input's bin edges from the schema ([`Self::apply_schema`]; empty: none, the
-    /// trees' bins are then quarter standard deviations).
+    /// trees' bins are then at the pooled quantiles the base session measures).
     #[serde(skip)]
     pub numeric_edges: Vec<Vec<f64>>,
     /// Local training.

@@ -219,10 +219,10 @@ mod tests {
             Err(FederationError::Checkpoint { source: fedcare_core::Error::Truncated { .. }, .. })
         ));
         // A checkpoint of the previous version is refused by its version.
-        bytes[8..10].copy_from_slice(&10u16.to_le_bytes());
+        bytes[8..10].copy_from_slice(&11u16.to_le_bytes());
         std::fs::write(&path, &bytes).unwrap();
         let error = load_checkpoint(dir.path()).unwrap_err().to_string();
-        assert!(error.contains("checkpoint format version 10 is not supported (this build reads 11)"), "{error}");
+        assert!(error.contains("checkpoint format version 11 is not supported (this build reads 12)"), "{error}");
     }
 
     #[test]

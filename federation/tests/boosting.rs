@@ -2,13 +2,14 @@
 //! the ones grown centrally on the union of the hospitals' training rows (the same splits, the
 //! same leaf values bit for bit: the histograms are exact integer sums; each tree on the same
 //! subsample of patients), the hospitals receive the model file that holds them and score with
-//! it.
+//! it; numeric inputs without schema edges are cut alike at the pooled quantiles.
 
 use fedcare_core::Dataset;
-use fedcare_core::gbdt::{BoostingConfig, train_centralized};
+use fedcare_core::gbdt::{BoostingConfig, Ensemble, FINE_BINS, QUANTILE_BINS, fine_bin, train_centralized};
 use fedcare_data::{BadRows, Schema, read_csv, split_seed};
+use fedcare_federation::protocol::PublicFigures;
 use fedcare_federation::protocol::SessionKind;
-use fedcare_federation::protocol::boosting::Boosting;
+use fedcare_federation::protocol::boosting::{Boosting, BoostingState};
 use fedcare_federation::simulation::{self, SimulateOptions, Transport};
 
 fn boosting() -> BoostingConfig {
@@ -57,27 +58,15 @@ async fn federated_trees_equal_centralized_trees_on_the_union_of_the_hospitals_r
     // federation's pooled statistics and binned by the same cuts.
     let schema = Schema::diabetes130(true);
     let figures = &report.outcome.figures;
-    let mut features = Vec::new();
-    let mut labels = Vec::new();
-    let mut patients = Vec::new();
-    for path in &files {
-        let (table, _) = read_csv(path, &schema, BadRows::Skip { limit: 1000 }).unwrap();
-        let name = path.file_stem().unwrap().to_str().unwrap();
-        let (train, _) = table.split_by_group(0.2, split_seed(options.seed, name));
-        let data = train.to_dataset_with(&schema, &figures.feature_stats, &figures.top_k).unwrap();
-        features.extend_from_slice(data.features());
-        labels.extend_from_slice(data.labels());
-        patients.extend(train.patient_keys(options.seed));
-    }
-    let union = Dataset::new(features, labels, schema.width()).unwrap();
+    let (union, patients) = union_of_training_rows(&files, &schema, figures, options.seed);
     let config = boosting();
     let thresholds = schema
         .numeric
         .iter()
         .map(|c| c.edges.as_ref().filter(|e| e.len() > 2).map_or(Vec::new(), |e| e[1..e.len() - 1].to_vec()))
         .collect();
-    let cuts =
-        Boosting { config, numeric_thresholds: thresholds }.cuts(&figures.feature_stats, schema.width()).unwrap();
+    let boosting = Boosting { config, numeric_thresholds: thresholds };
+    let cuts = boosting.cuts(&figures.feature_stats, schema.width(), &BoostingState::default()).unwrap();
     let centralized = train_centralized(&union, &patients, &cuts, &config).unwrap();
     let unsampled = train_centralized(&union, &patients, &cuts, &BoostingConfig { subsample: 1.0, ..config }).unwrap();
     assert_ne!(centralized, unsampled, "the subsample changed the trees");
@@ -101,6 +90,76 @@ async fn federated_trees_equal_centralized_trees_on_the_union_of_the_hospitals_r
     let scored = fedcare_data::predict::predict_file(&model, &schema, &files[0], &scores, BadRows::Reject).unwrap();
     let evaluation = scored.evaluation.unwrap();
     assert!(evaluation.auroc.is_some_and(|a| a > 0.55), "{evaluation:?}");
+}
+
+/// Every hospital's training rows (its split of `files`, as a federation of `seed` makes it),
+/// encoded with the federation's `figures`, and each row's patient key.
+fn union_of_training_rows(
+    files: &[std::path::PathBuf],
+    schema: &Schema,
+    figures: &PublicFigures,
+    seed: u64,
+) -> (Dataset, Vec<u64>) {
+    let mut features = Vec::new();
+    let mut labels = Vec::new();
+    let mut patients = Vec::new();
+    for path in files {
+        let (table, _) = read_csv(path, schema, BadRows::Skip { limit: 1000 }).unwrap();
+        let name = path.file_stem().unwrap().to_str().unwrap();
+        let (train, _) = table.split_by_group(0.2, split_seed(seed, name));
+        let data = train.to_dataset_with(schema, &figures.feature_stats, &figures.top_k).unwrap();
+        features.extend_from_slice(data.features());
+        labels.extend_from_slice(data.labels());
+        patients.extend(train.patient_keys(seed));
+    }
+    (Dataset::new(features, labels, schema.width()).unwrap(), patients)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inputs_without_edges_are_cut_at_the_pooled_quantiles_of_the_union_of_the_rows() {
+    let cohort = tempfile::tempdir().unwrap();
+    let files = fedcare_data::synth::write_cohort(cohort.path(), 3, 500, 6).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut schema = Schema::diabetes130(true);
+    schema.numeric.iter_mut().for_each(|column| column.edges = None);
+    let config = BoostingConfig { subsample: 1.0, ..boosting() };
+    let options = SimulateOptions {
+        schema: Some(schema.clone()),
+        // Age bands are subgroups only with edges.
+        subgroups: Some(Vec::new()),
+        ..options(cohort.path(), out.path(), config)
+    };
+    let report = simulation::run(&options, None, None).await.unwrap();
+    assert!(report.outcome.failure.is_none(), "{:?}", report.outcome.failure);
+
+    // The pooled quantiles of the union's standardised values, as the base session sums them.
+    let figures = &report.outcome.figures;
+    let (union, patients) = union_of_training_rows(&files, &schema, figures, options.seed);
+    let fine: Vec<Vec<i64>> = (0..schema.numeric.len())
+        .map(|input| {
+            let mut counts = vec![0i64; FINE_BINS];
+            (0..union.rows()).for_each(|row| counts[fine_bin(union.row(row)[input])] += 1);
+            counts
+        })
+        .collect();
+    let mut state = BoostingState { ensemble: Some(Ensemble::new(0.0)), ..BoostingState::default() };
+    state.set_quantiles(&fine);
+    let boosting = Boosting { config, numeric_thresholds: vec![Vec::new(); schema.numeric.len()] };
+    let cuts = boosting.cuts(&figures.feature_stats, schema.width(), &state).unwrap();
+    // num_lab_procedures takes many values: nearly every quantile is a threshold of its own
+    // (two may fall in one fine bin).
+    let lab = cuts.thresholds(1);
+    assert!((20..QUANTILE_BINS).contains(&lab.len()) && lab.windows(2).all(|w| w[0] < w[1]), "{lab:?}");
+    let centralized = train_centralized(&union, &patients, &cuts, &config).unwrap();
+
+    let model = fedcare_core::ModelFile::from_bytes(&std::fs::read(out.path().join("model.bin")).unwrap()).unwrap();
+    let kept = model.metrics["trees"] as usize;
+    // Tolerance 0, as with the schema's edges.
+    assert_eq!(model.ensemble.as_ref(), Some(&centralized.truncated(kept)), "other trees than the union's");
+    let numeric_split = centralized.trees.iter().flat_map(|t| &t.nodes).any(|node| {
+        matches!(node, fedcare_core::gbdt::Node::Split { input, .. } if (*input as usize) < schema.numeric.len())
+    });
+    assert!(numeric_split, "no tree split a numeric input");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -14,9 +14,13 @@
 //! histogram cell get this hospital's own discrete Gaussian noise
 //! ([`fedcare_protocol::boosting::Boosting::histogram_noise`]); the trees' first levels then
 //! evaluate nothing.
+//!
+//! The base session also counts, for each numeric input without thresholds, its counted rows'
+//! standardised values in fine bins (noised under pooled noise,
+//! [`fedcare_protocol::boosting::Boosting::fine_noise`]); their pooled quantiles cut that input.
 
 use fedcare_core::Dataset;
-use fedcare_core::gbdt::{BinnedRows, Cuts, Ensemble, gradient_pairs, node_histograms, sampled};
+use fedcare_core::gbdt::{BinnedRows, Cuts, Ensemble, FINE_BINS, fine_bin, gradient_pairs, node_histograms, sampled};
 use fedcare_core::privacy::PooledNoise;
 use fedcare_protocol::boosting::{Boosting, BoostingContribution, BoostingState, Step, boosting_vector};
 
@@ -105,21 +109,29 @@ pub(crate) fn contribution(
     cache: &mut Option<Cache>,
 ) -> Result<Vec<f64>> {
     let width = settings.spec.input_width();
-    let cuts = boosting.cuts(&figures.feature_stats, width)?;
+    let cuts = boosting.cuts(&figures.feature_stats, width, state)?;
     let cells = cuts.cells();
-    let step = state.step(&boosting.config);
+    let step = state.step(boosting);
     let pooled = settings.pooled_noise();
     let sampler = pooled.map(PooledSampler::new);
     let contribution = match &step {
-        Step::Base => {
-            let labels = train.labels().iter().zip(counted_rows(train, pooled.as_ref())).filter(|&(_, c)| c);
+        Step::Base { .. } => {
+            let counted = counted_rows(train, pooled.as_ref());
+            let labels = train.labels().iter().zip(&counted).filter(|&(_, &c)| c);
             let (rows, positives) = labels.fold((0u64, 0u64), |(r, p), (&y, _)| (r + 1, p + u64::from(y > 0.5)));
+            let mut fine = fine_counts(train, &counted, boosting);
             match &sampler {
-                Some(sampler) => BoostingContribution::Base {
-                    rows: sampler.noisy_count(rows)?,
-                    positives: sampler.noisy_count(positives)?,
-                },
-                None => BoostingContribution::Base { rows, positives },
+                Some(sampler) => {
+                    if let Some(pooled) = &pooled {
+                        sampler.add_count_noise(fine.iter_mut().flatten(), boosting.fine_noise(pooled))?;
+                    }
+                    BoostingContribution::Base {
+                        rows: sampler.noisy_count(rows)?,
+                        positives: sampler.noisy_count(positives)?,
+                        fine,
+                    }
+                }
+                None => BoostingContribution::Base { rows, positives, fine },
             }
         }
         Step::Level(growing) => {
@@ -156,6 +168,22 @@ pub(crate) fn contribution(
         }
     };
     Ok(boosting_vector(&settings.layout, &step, cells, &contribution, figures.test_rows)?)
+}
+
+/// Per numeric input without thresholds, the fine counts ([`fine_bin`]) of its counted
+/// training rows' standardised values, for the pooled quantiles.
+fn fine_counts(train: &Dataset, counted: &[bool], boosting: &Boosting) -> Vec<Vec<u64>> {
+    let inputs: Vec<usize> = (boosting.numeric_thresholds.iter().enumerate())
+        .filter_map(|(input, thresholds)| thresholds.is_empty().then_some(input))
+        .collect();
+    let mut fine = vec![vec![0u64; FINE_BINS]; inputs.len()];
+    for row in (0..train.rows()).filter(|&row| counted[row]) {
+        let values = train.row(row);
+        for (counts, &input) in fine.iter_mut().zip(&inputs) {
+            counts[fine_bin(values[input])] += 1;
+        }
+    }
+    fine
 }
 
 /// Whether the histograms count each training row: every row, or under pooled noise each

@@ -60,6 +60,15 @@ impl PooledSampler {
         Ok(count.wrapping_add_signed(self.draw(1.0)?))
     }
 
+    /// Noise of `scale` on every one of `counts` (wrapping: a negative result is its two's
+    /// complement).
+    pub(crate) fn add_count_noise<'a>(&self, counts: impl IntoIterator<Item = &'a mut u64>, scale: f64) -> Result<()> {
+        for count in counts {
+            *count = count.wrapping_add_signed(self.draw_scaled(scale)?);
+        }
+        Ok(())
+    }
+
     /// Noise of `scales` on every cell of a boosting level's `histograms`.
     pub(crate) fn add_histogram_noise(&self, histograms: &mut [NodeHistogram], scales: &HistogramNoise) -> Result<()> {
         for cell in histograms.iter_mut().flat_map(|h| h.cells.iter_mut()) {
@@ -352,5 +361,50 @@ mod tests {
         assert_noise("rows", &counts, h * scales.count.powi(2), 0.15);
         assert_noise("gradients", &grads, h * scales.grad.powi(2), 0.15);
         assert_noise("hessians", &hess, h * scales.hess.powi(2), 0.15);
+    }
+
+    #[test]
+    fn noisy_fine_counts_of_the_base_session_sum_to_the_exact_ones_plus_noise_of_the_inputs_without_edges() {
+        use fedcare_core::gbdt::{BoostingConfig, FINE_BINS};
+        use fedcare_protocol::boosting::{Boosting, BoostingContribution, BoostingSum, Step};
+        use fedcare_protocol::boosting::{boosting_vector, decode_boosting};
+
+        let noise = PooledNoise { multiplier: 0.5, evaluation_multiplier: 1.0, rows_per_patient: 2 };
+        let sampler = PooledSampler::new(noise);
+        // Four numeric inputs, one with thresholds: a row is in one fine bin of each of the
+        // other three, so one patient (2 rows) moves the fine counts by 2·√3 in L2 norm.
+        let boosting =
+            Boosting { config: BoostingConfig::default(), numeric_thresholds: vec![vec![], vec![1.0], vec![], vec![]] };
+        let scale = boosting.fine_noise(&noise);
+        assert!((scale - 0.5 * 2.0 * 3f64.sqrt()).abs() < 1e-12, "{scale}");
+        let layout = ContributionLayout {
+            params: 0,
+            bins: 4,
+            numeric: 4,
+            top_k: Vec::new(),
+            explore: Vec::new(),
+            subgroups: Vec::new(),
+        };
+        let step = Step::Base { quantiled: 3 };
+        let (hospitals, runs) = (3usize, 40);
+        let mut differences = Vec::new();
+        for _ in 0..runs {
+            let vectors: Vec<Vec<f64>> = (0..hospitals)
+                .map(|_| {
+                    let mut fine = vec![vec![2u64; FINE_BINS]; 3];
+                    sampler.add_count_noise(fine.iter_mut().flatten(), scale).unwrap();
+                    let contribution = BoostingContribution::Base { rows: 9, positives: 1, fine };
+                    boosting_vector(&layout, &step, 1, &contribution, 0).unwrap()
+                })
+                .collect();
+            let BoostingSum::Base { fine, .. } =
+                decode_boosting(&layout, &step, 1, &sum_through_codec(&vectors), 0).unwrap()
+            else {
+                panic!("a base session decodes as one")
+            };
+            differences.extend(fine.iter().flatten().map(|&c| (c - 2 * hospitals as i64) as f64));
+        }
+        assert!(differences.iter().any(|&d| d < -6.0), "a noisy count below zero decodes as negative");
+        assert_noise("fine counts", &differences, hospitals as f64 * scale.powi(2), 0.15);
     }
 }

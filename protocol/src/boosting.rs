@@ -3,7 +3,8 @@
 //! digest covers), what the next training session measures ([`Step`]) and its contribution.
 //!
 //! ```text
-//! round 1 (base):        [training rows, positives]                      (counts, 2 limbs each)
+//! round 1 (base):        [training rows, positives,                      (counts, 2 limbs each)
+//!                         per numeric input without thresholds, its FINE_BINS fine counts]
 //! a tree's level ℓ:      [evaluation tail of the ensemble so far, ℓ = 0 only |
 //!                         per measured node, per histogram cell: Σ gradient, Σ hessian
 //!                         (60-bit two's complement, 3 limbs each), rows (2 limbs)]
@@ -12,7 +13,9 @@
 //! vector; of two siblings only the one with fewer rows is measured, the other is its parent's
 //! histogram less it ([`fedcare_core::gbdt::grow`]). Every party applies the decrypted sums by
 //! the same rule ([`BoostingState::apply`]), so they hold the same trees; training ends when the
-//! ensemble has its trees, and the final evaluation scores it as any model.
+//! ensemble has its trees, and the final evaluation scores it as any model. A numeric input
+//! without thresholds (no edges in the schema) is cut at the pooled quantiles of its values
+//! ([`fedcare_core::gbdt::quantiles`]), from the fine counts the base session sums.
 //!
 //! What the sums reveal: per node and per (input, bin), the pooled sums of gradients, hessians
 //! and rows of the rows in it — the pooled label counts of the base session, and, since the
@@ -30,7 +33,10 @@
 //! ε like the setup's.
 
 use fedcare_core::ColumnStats;
-use fedcare_core::gbdt::{BoostingConfig, Cell, Cuts, Ensemble, GRADIENT_SCALE, Growing, NodeHistogram};
+use fedcare_core::gbdt::{
+    BoostingConfig, Cell, Cuts, Ensemble, FINE_BINS, GRADIENT_SCALE, Growing, NodeHistogram, QUANTILE_BINS,
+    quantile_thresholds,
+};
 use fedcare_core::privacy::PooledNoise;
 use serde::{Deserialize, Serialize};
 
@@ -44,8 +50,6 @@ use crate::error::ProtocolError;
 const SUM_LIMBS: usize = 3;
 /// Values of one histogram cell.
 pub const CELL_VALUES: usize = 2 * SUM_LIMBS + COUNT_LIMBS;
-/// Thresholds of a numeric input without edges: every quarter standard deviation within ±3.
-const DEFAULT_THRESHOLDS: i32 = 12;
 
 /// What a boosting federation grows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,8 +57,8 @@ pub struct Boosting {
     /// The trees' settings.
     pub config: BoostingConfig,
     /// Per numeric input (in input order), its bin thresholds in the column's own units (the
-    /// schema's edges inside its range); an empty list: every quarter standard deviation within
-    /// ±3 of the federated mean.
+    /// schema's edges inside its range); an empty list: the pooled quantiles of its standardised
+    /// values, which the base session measures ([`BoostingState::quantiles`]).
     pub numeric_thresholds: Vec<Vec<f64>>,
 }
 
@@ -64,23 +68,40 @@ impl Boosting {
         1 + self.config.trees.saturating_mul(self.config.depth)
     }
 
-    /// Every input's cuts, the numeric inputs standardised with the setup's federated statistics
-    /// `feature_stats` (as the hospitals' rows are), then `width − numeric` binary inputs cut at
-    /// 0.5.
-    pub fn cuts(&self, feature_stats: &[ColumnStats], width: usize) -> Result<Cuts, ProtocolError> {
+    /// The numeric inputs without thresholds, whose pooled quantiles the base session measures.
+    pub fn quantiled_inputs(&self) -> usize {
+        self.numeric_thresholds.iter().filter(|t| t.is_empty()).count()
+    }
+
+    /// Every input's cuts under `state`: the numeric inputs' thresholds standardised with the
+    /// setup's federated statistics `feature_stats` (as the hospitals' rows are), or for those
+    /// without, the pooled quantiles of the base session (none before it); then `width − numeric`
+    /// binary inputs cut at 0.5. Refuses a state whose quantiles are not one list per such input.
+    pub fn cuts(
+        &self,
+        feature_stats: &[ColumnStats],
+        width: usize,
+        state: &BoostingState,
+    ) -> Result<Cuts, ProtocolError> {
+        let measured = state.ensemble.is_some();
+        if measured && state.quantiles.len() != self.quantiled_inputs() {
+            return Err(ProtocolError::Invalid {
+                field: "boosting quantiles",
+                value: format!("{} lists", state.quantiles.len()),
+                expected: format!("one per numeric input without thresholds ({})", self.quantiled_inputs()),
+            });
+        }
+        let mut quantiles = state.quantiles.iter();
         let numeric = self
             .numeric_thresholds
             .iter()
             .enumerate()
             .map(|(input, thresholds)| {
-                let stats = feature_stats.get(input);
-                let mut cuts: Vec<f32> = if thresholds.is_empty() {
-                    let to_raw = |z: f64| stats.map_or(z, |s| s.mean + z * s.std);
-                    (-DEFAULT_THRESHOLDS..=DEFAULT_THRESHOLDS).map(|q| to_raw(f64::from(q) / 4.0) as f32).collect()
-                } else {
-                    thresholds.iter().map(|&t| t as f32).collect()
-                };
-                if let Some(stats) = stats {
+                if thresholds.is_empty() {
+                    return quantiles.next().cloned().unwrap_or_default();
+                }
+                let mut cuts: Vec<f32> = thresholds.iter().map(|&t| t as f32).collect();
+                if let Some(stats) = feature_stats.get(input) {
                     cuts.iter_mut().for_each(|t| *t = stats.standardize(*t));
                 }
                 cuts.dedup();
@@ -97,11 +118,8 @@ impl Boosting {
     /// The most cells a node's histogram may have over `width` inputs (before thresholds that
     /// standardise to the same value are merged).
     pub fn most_cells(&self, width: usize) -> usize {
-        let numeric: usize = self
-            .numeric_thresholds
-            .iter()
-            .map(|t| if t.is_empty() { 2 * DEFAULT_THRESHOLDS as usize + 1 } else { t.len() })
-            .sum();
+        let numeric: usize =
+            self.numeric_thresholds.iter().map(|t| if t.is_empty() { QUANTILE_BINS - 1 } else { t.len() }).sum();
         1 + numeric + width.saturating_sub(self.numeric_thresholds.len())
     }
 
@@ -110,7 +128,8 @@ impl Boosting {
     /// siblings of the level before: `2^(depth − 2)`).
     pub fn longest(&self, width: usize, layout: &ContributionLayout) -> usize {
         let nodes = 1usize << self.config.depth.saturating_sub(2);
-        layout.tail_len() + nodes * self.most_cells(width) * CELL_VALUES
+        let level = layout.tail_len() + nodes * self.most_cells(width) * CELL_VALUES;
+        level.max(Step::Base { quantiled: self.quantiled_inputs() }.len(layout, 0))
     }
 }
 
@@ -144,6 +163,14 @@ impl Boosting {
             count: pooled.scale(touched),
         }
     }
+
+    /// The noise `pooled` puts on each fine count of the base session: a row adds one to one
+    /// fine bin of each numeric input without thresholds, so one patient changes the fine counts
+    /// by at most `rows_per_patient · √(those inputs)` in L2 norm. With the rows and positives,
+    /// the base session's three statistics.
+    pub fn fine_noise(&self, pooled: &PooledNoise) -> f64 {
+        pooled.scale((self.quantiled_inputs() as f64).sqrt())
+    }
 }
 
 /// How far a federation's ensemble has grown.
@@ -155,13 +182,20 @@ pub struct BoostingState {
     pub growing: Option<Growing>,
     /// Trees of the best ensemble evaluated so far (the server state's best model).
     pub kept_trees: u32,
+    /// Per numeric input without thresholds, in input order, the standardised thresholds at
+    /// its pooled quantiles (from the base session; empty before it).
+    pub quantiles: Vec<Vec<f32>>,
 }
 
 /// What a boosting federation's next training session measures.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// The pooled rows and positives, for the base margin.
-    Base,
+    /// The pooled rows and positives, for the base margin, and the fine counts of the
+    /// `quantiled` numeric inputs without thresholds.
+    Base {
+        /// Numeric inputs without thresholds.
+        quantiled: usize,
+    },
     /// A level of a tree: the tree as grown so far (a new one at level 0, which also
     /// evaluates the ensemble so far).
     Level(Growing),
@@ -178,7 +212,7 @@ impl Step {
     /// Values of this step's contribution, each node having `cells` cells.
     pub fn len(&self, layout: &ContributionLayout, cells: usize) -> usize {
         match self {
-            Self::Base => 2 * COUNT_LIMBS,
+            Self::Base { quantiled } => (2 + quantiled * FINE_BINS) * COUNT_LIMBS,
             Self::Level(growing) => {
                 let tail = if self.evaluates() { layout.tail_len() } else { 0 };
                 tail + growing.measured().len() * cells * CELL_VALUES
@@ -190,9 +224,10 @@ impl Step {
 
 impl BoostingState {
     /// The next training session's step.
-    pub fn step(&self, config: &BoostingConfig) -> Step {
+    pub fn step(&self, boosting: &Boosting) -> Step {
+        let config = &boosting.config;
         match (&self.ensemble, &self.growing) {
-            (None, _) => Step::Base,
+            (None, _) => Step::Base { quantiled: boosting.quantiled_inputs() },
             (Some(_), Some(growing)) => Step::Level(growing.clone()),
             (Some(ensemble), None) if (ensemble.trees.len() as u64) < u64::from(config.trees) => {
                 Step::Level(Growing::new())
@@ -202,8 +237,13 @@ impl BoostingState {
     }
 
     /// Whether every tree is grown.
-    pub fn finished(&self, config: &BoostingConfig) -> bool {
-        self.step(config) == Step::Done
+    pub fn finished(&self, boosting: &Boosting) -> bool {
+        self.step(boosting) == Step::Done
+    }
+
+    /// Sets the thresholds at the pooled quantiles of the base session's `fine` counts.
+    pub fn set_quantiles(&mut self, fine: &[Vec<i64>]) {
+        self.quantiles = fine.iter().map(|counts| quantile_thresholds(counts)).collect();
     }
 
     /// The ensemble the server state's best model stands for: its first `kept_trees` trees.
@@ -215,12 +255,15 @@ impl BoostingState {
 /// What a hospital contributes to a boosting training session.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BoostingContribution {
-    /// Its training rows and positives.
+    /// Its training rows and positives, and per numeric input without thresholds its
+    /// [`FINE_BINS`] fine counts ([`fedcare_core::gbdt::fine_bin`]; noisy counts wrap).
     Base {
         /// Rows.
         rows: u64,
         /// Positives.
         positives: u64,
+        /// Fine counts.
+        fine: Vec<Vec<u64>>,
     },
     /// A level's histograms, of the measured nodes in order, and at a tree's first level its
     /// evaluation of the ensemble so far.
@@ -235,12 +278,15 @@ pub enum BoostingContribution {
 /// The decrypted sum of a boosting training session.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BoostingSum {
-    /// The pooled rows and positives.
+    /// The pooled rows and positives, and the pooled fine counts (signed: noise may make one
+    /// negative).
     Base {
         /// Rows.
         rows: u64,
         /// Positives.
         positives: u64,
+        /// Fine counts.
+        fine: Vec<Vec<i64>>,
     },
     /// The pooled histograms, and at a tree's first level the evaluation of the ensemble so far.
     Level {
@@ -276,9 +322,13 @@ pub fn boosting_vector(
     };
     let mut values = Vec::with_capacity(step.len(layout, cells));
     match (step, contribution) {
-        (Step::Base, BoostingContribution::Base { rows, positives }) => {
+        (Step::Base { quantiled }, BoostingContribution::Base { rows, positives, fine }) => {
+            if fine.len() != *quantiled || fine.iter().any(|counts| counts.len() != FINE_BINS) {
+                return Err(mismatch(format!("{} inputs' fine counts", fine.len())));
+            }
             push_limbs(&mut values, *rows, COUNT_LIMBS);
             push_limbs(&mut values, *positives, COUNT_LIMBS);
+            fine.iter().flatten().for_each(|&count| push_limbs(&mut values, count, COUNT_LIMBS));
         }
         (Step::Level(growing), BoostingContribution::Level { evaluation, histograms }) => {
             match (step.evaluates(), evaluation) {
@@ -322,9 +372,14 @@ pub fn decode_boosting(
             expected: format!("{} values for the boosting step", step.len(layout, cells)),
         });
     }
-    if *step == Step::Base {
-        let (rows, positives) = values.split_at(COUNT_LIMBS);
-        return Ok(BoostingSum::Base { rows: count_from_limbs(rows), positives: count_from_limbs(positives) });
+    if let Step::Base { .. } = step {
+        let (rows, rest) = values.split_at(COUNT_LIMBS);
+        let (positives, fine) = rest.split_at(COUNT_LIMBS);
+        let fine = fine
+            .chunks_exact(FINE_BINS * COUNT_LIMBS)
+            .map(|counts| counts.chunks_exact(COUNT_LIMBS).map(signed_from_limbs).collect())
+            .collect();
+        return Ok(BoostingSum::Base { rows: count_from_limbs(rows), positives: count_from_limbs(positives), fine });
     }
     let (evaluation, rest) = if step.evaluates() {
         let (tail, rest) = values.split_at(layout.tail_len());
@@ -364,14 +419,26 @@ mod tests {
     }
 
     #[test]
-    fn numeric_thresholds_are_standardised_as_the_rows_are() {
+    fn numeric_thresholds_are_standardised_as_the_rows_are_and_the_others_cut_at_pooled_quantiles() {
         let feature_stats = [ColumnStats { mean: 3.0, std: 2.0 }, ColumnStats { mean: 10.0, std: 4.0 }];
-        let cuts = boosting().cuts(&feature_stats, 5).unwrap();
+        let mut state = BoostingState::default();
+        // Before the base session the input without thresholds has none.
+        let cuts = boosting().cuts(&feature_stats, 5, &state).unwrap();
         assert_eq!(cuts.thresholds(0), [-0.5, 0.5]);
-        assert_eq!(cuts.thresholds(1).len(), 25);
-        assert!((cuts.thresholds(1)[0] + 3.0).abs() < 1e-6 && (cuts.thresholds(1)[24] - 3.0).abs() < 1e-6);
+        assert!(cuts.thresholds(1).is_empty());
         assert_eq!(cuts.thresholds(4), [0.5]);
+        // The base session's pooled fine counts: rows spread evenly over 64 fine bins.
+        let mut counts = vec![0i64; FINE_BINS];
+        counts[32..96].iter_mut().for_each(|c| *c = 3);
+        state.ensemble = Some(Ensemble::new(-2.0));
+        state.set_quantiles(&[counts]);
+        let cuts = boosting().cuts(&feature_stats, 5, &state).unwrap();
+        assert_eq!(cuts.thresholds(1).len(), QUANTILE_BINS - 1);
+        assert_eq!((cuts.thresholds(1)[0], cuts.thresholds(1)[30]), (-1.875, 1.875));
         assert_eq!(cuts.cells(), boosting().most_cells(5));
+        // A state with another number of quantile lists is refused.
+        state.quantiles.push(Vec::new());
+        assert!(boosting().cuts(&feature_stats, 5, &state).is_err());
     }
 
     #[test]
@@ -404,25 +471,32 @@ mod tests {
             .apply(histograms, &cuts, &BoostingConfig { min_child_weight: 0.0, ..BoostingConfig::default() })
             .unwrap();
         assert!(!Step::Level(growing).evaluates());
-        assert!(
-            boosting_vector(&layout, &step, cuts.cells(), &BoostingContribution::Base { rows: 1, positives: 0 }, 4)
-                .is_err()
-        );
+        let base = BoostingContribution::Base { rows: 1, positives: 0, fine: Vec::new() };
+        assert!(boosting_vector(&layout, &step, cuts.cells(), &base, 4).is_err());
     }
 
     #[test]
     fn the_state_steps_from_the_base_through_every_tree() {
-        let config = BoostingConfig { trees: 2, ..BoostingConfig::default() };
+        let boosting = Boosting { config: BoostingConfig { trees: 2, ..BoostingConfig::default() }, ..boosting() };
         let mut state = BoostingState::default();
-        assert_eq!(state.step(&config), Step::Base);
+        let base = Step::Base { quantiled: 1 };
+        assert_eq!(state.step(&boosting), base);
         state.ensemble = Some(Ensemble::new(-2.0));
-        assert!(state.step(&config).evaluates());
+        assert!(state.step(&boosting).evaluates());
         state.ensemble.as_mut().unwrap().trees =
             vec![fedcare_core::gbdt::Tree { nodes: vec![fedcare_core::gbdt::Node::Leaf { value: 0.5 }] }; 2];
-        assert!(state.finished(&config));
-        let base = BoostingSum::Base { rows: 10, positives: 3 };
-        let sum =
-            decode_boosting(&layout(), &Step::Base, 1, &[10.0 / 1048576.0, 0.0, 3.0 / 1048576.0, 0.0], 0).unwrap();
-        assert_eq!(sum, base);
+        assert!(state.finished(&boosting));
+        // Rows 10, positives 3, and one input's fine counts: 2 rows in bin 0 and, under noise, -1 in bin 5.
+        let mut fine = vec![0u64; FINE_BINS];
+        (fine[0], fine[5]) = (2, u64::MAX);
+        let contribution = BoostingContribution::Base { rows: 10, positives: 3, fine: vec![fine] };
+        let values = boosting_vector(&layout(), &base, 1, &contribution, 0).unwrap();
+        assert_eq!(values.len(), base.len(&layout(), 1));
+        assert_eq!(&values[..4], [10.0 / 1048576.0, 0.0, 3.0 / 1048576.0, 0.0]);
+        let BoostingSum::Base { rows, positives, fine } = decode_boosting(&layout(), &base, 1, &values, 0).unwrap()
+        else {
+            panic!("a base session decodes as one")
+        };
+        assert_eq!((rows, positives, fine[0][0], fine[0][5], fine[0][6]), (10, 3, 2, -1, 0));
     }
 }

@@ -16,8 +16,9 @@ use crate::{NodeId, Planned, PublicFigures, RoundRecord, SessionId};
 /// of the setup session in one record; 5: the opened decryption slot; 6: the hospitals'
 /// endorsements and the opened session's id, CRS and participants; 7: the server state holds the
 /// best model so far; 8: the server state counts the released rounds; 9: the chain of states; 10: the
-/// records carry the final evaluation's subgroup figures.
-pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 11, name: "checkpoint" };
+/// records carry the final evaluation's subgroup figures; 11: the server state holds the boosting
+/// state; 12: with the pooled quantiles of the inputs without thresholds.
+pub const CHECKPOINT_FORMAT: Format = Format { magic: *b"FEDCCKPT", version: 12, name: "checkpoint" };
 /// The largest checkpoint read back (a 200M-parameter model with its optimizer state).
 pub const CHECKPOINT_LIMIT: usize = 4 << 30;
 

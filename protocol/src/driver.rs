@@ -378,14 +378,18 @@ fn boosting_contribution(
     evaluation: &LocalEvaluation,
 ) -> Result<Vec<f64>, Error> {
     use crate::boosting::{BoostingContribution, Step, boosting_vector};
-    use fedcare_core::gbdt::{Cell, NodeHistogram};
+    use fedcare_core::gbdt::{Cell, FINE_BINS, NodeHistogram};
     let missing = |field| ProtocolError::Missing { message: "boosting session", field };
     let boosting = settings.boosting.as_ref().ok_or(missing("the boosting settings"))?;
     let state = agreed.boosting.as_ref().ok_or(missing("the boosting state"))?;
-    let cuts = boosting.cuts(&agreed.figures.feature_stats, settings.spec.input_width())?;
-    let step = state.step(&boosting.config);
+    let cuts = boosting.cuts(&agreed.figures.feature_stats, settings.spec.input_width(), state)?;
+    let step = state.step(boosting);
     let contribution = match &step {
-        Step::Base => BoostingContribution::Base { rows: 10, positives: 3 },
+        Step::Base { quantiled } => BoostingContribution::Base {
+            rows: 10,
+            positives: 3,
+            fine: vec![(0..FINE_BINS as u64).collect(); *quantiled],
+        },
         Step::Level(growing) => {
             let node = |_| {
                 let mut histogram = NodeHistogram::zeros(cuts.cells());

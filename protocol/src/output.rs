@@ -125,7 +125,8 @@ pub fn model_file(
 }
 
 /// Applies a boosting training session's decrypted sum to the server state: the base margin
-/// from the pooled label counts, or a level of the tree being grown (and at a tree's first level
+/// from the pooled label counts and the pooled quantiles of the inputs without thresholds, or a
+/// level of the tree being grown (and at a tree's first level
 /// the evaluation of the ensemble so far, which may become the best model).
 fn boosting_round(
     inputs: &SessionInputs<'_>,
@@ -136,16 +137,16 @@ fn boosting_round(
 ) -> Result<(), OutputError> {
     let config = &boosting.config;
     let mut state = server.boosting.take().unwrap_or_default();
-    let step = state.step(config);
+    let step = state.step(boosting);
     let cuts = boosting
-        .cuts(&inputs.figures.feature_stats, inputs.settings.spec.input_width())
+        .cuts(&inputs.figures.feature_stats, inputs.settings.spec.input_width(), &state)
         .map_err(OutputError::Layout)?;
     let sum = decode_boosting(&inputs.settings.layout, &step, cuts.cells(), values, inputs.figures.test_rows)
         .map_err(OutputError::Layout)?;
     // Under pooled noise the sums are noisy: no evaluation, and no exact-sum checks in growing.
     let noisy = inputs.settings.privacy.is_some_and(|privacy| !privacy.evaluates_rounds());
     match (sum, step) {
-        (BoostingSum::Base { rows, positives }, _) => {
+        (BoostingSum::Base { rows, positives, fine }, _) => {
             let positives = if noisy { positives.min(rows) } else { positives };
             if rows == 0 || positives > rows {
                 return Err(OutputError::Boosting(fedcare_core::Error::LabelCount {
@@ -154,6 +155,7 @@ fn boosting_round(
                 }));
             }
             state.ensemble = Some(Ensemble::new(config.base_margin(rows, positives)));
+            state.set_quantiles(&fine);
         }
         (BoostingSum::Level { evaluation, histograms }, Step::Level(mut growing)) => {
             let trees = state.ensemble.as_ref().map_or(0, |e| e.trees.len());

@@ -277,7 +277,7 @@ impl FederationSettings {
     pub fn training_ends(&self, round: u32, server: &crate::selection::ServerState) -> bool {
         let best = server.best.as_ref().map(|b| b.trained_rounds);
         crate::selection::training_ends(round, self.rounds, self.patience, best)
-            || self.boosting.as_ref().zip(server.boosting.as_ref()).is_some_and(|(b, s)| s.finished(&b.config))
+            || self.boosting.as_ref().zip(server.boosting.as_ref()).is_some_and(|(b, s)| s.finished(b))
     }
 
     /// The noise every hospital adds to the setup session's pooled statistics: the privacy

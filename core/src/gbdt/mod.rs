@@ -3,6 +3,7 @@
 //! histograms and nothing else.
 //!
 //! - [`bins`]: each input's cut points ([`Cuts`]) and every row's bin of every input.
+//! - [`quantiles`]: thresholds at pooled quantiles, for numeric inputs without schema edges.
 //! - [`histogram`]: logistic-loss gradients in fixed point ([`GradientPair`], exact integer
 //!   sums) and per node, per (input, bin), the sums of gradients, hessians and rows
 //!   ([`NodeHistogram`]).
@@ -19,12 +20,14 @@
 pub mod bins;
 pub mod grow;
 pub mod histogram;
+pub mod quantiles;
 pub mod sample;
 pub mod tree;
 
 pub use bins::{BinnedRows, Cuts, MAX_BINS};
 pub use grow::{Growing, Pending};
 pub use histogram::{Cell, GRADIENT_SCALE, GradientPair, NodeHistogram, gradient_pairs, node_histograms};
+pub use quantiles::{FINE_BINS, QUANTILE_BINS, fine_bin, quantile_thresholds};
 pub use sample::sampled;
 pub use tree::{Ensemble, Node, Tree};
 

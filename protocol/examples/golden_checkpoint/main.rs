@@ -1,4 +1,4 @@
-//! Writes the golden checkpoint (format version 11) into a folder, by default
+//! Writes the golden checkpoint (format version 12) into a folder, by default
 //! `protocol/tests/golden/`:
 //!
 //! ```text

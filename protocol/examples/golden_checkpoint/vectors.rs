@@ -2,13 +2,15 @@
 //! the generator (`examples/golden_checkpoint/main.rs`) and the test (`tests/golden_checkpoint.rs`).
 
 use fedcare_core::ServerOptimizerConfig;
+use fedcare_core::gbdt::Ensemble;
+use fedcare_protocol::boosting::BoostingState;
 use fedcare_protocol::checkpoint::{Checkpoint, OpenedSession};
 use fedcare_protocol::digest::StateContent;
 use fedcare_protocol::selection::ServerState;
 use fedcare_protocol::{NodeId, Planned, PublicFigures, RoundRecord, SessionId, SessionKind};
 
 /// The file the bytes are committed in.
-pub(crate) const FILE: &str = "checkpoint_v11.bin";
+pub(crate) const FILE: &str = "checkpoint_v12.bin";
 
 /// A checkpoint of a federation resumed at its final evaluation, after an opened session.
 pub(crate) fn checkpoint() -> Checkpoint {
@@ -21,6 +23,12 @@ pub(crate) fn checkpoint() -> Checkpoint {
         Some(fedcare_core::subgroup::SubgroupReport { min_cell: 10, top_share: 0.1, columns: Vec::new() });
     let mut server = ServerState::new(ServerOptimizerConfig::FedAvg { lr: 1.0 }, 4).expect("a server state");
     server.released_rounds = 1;
+    server.boosting = Some(BoostingState {
+        ensemble: Some(Ensemble::new(-1.5)),
+        growing: None,
+        kept_trees: 0,
+        quantiles: vec![vec![-0.5, 0.25, 1.0], Vec::new()],
+    });
     Checkpoint {
         federation_id: "fed".into(),
         param_count: 4,

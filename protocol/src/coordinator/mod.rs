@@ -1405,8 +1405,8 @@ impl Coordinator {
         let settings = &self.plan.settings;
         match (&settings.boosting, kind, &self.server.boosting) {
             (Some(boosting), SessionKind::Train, Some(state)) => {
-                let cuts = boosting.cuts(&self.figures.feature_stats, settings.spec.input_width())?;
-                Ok(state.step(&boosting.config).len(&settings.layout, cuts.cells()))
+                let cuts = boosting.cuts(&self.figures.feature_stats, settings.spec.input_width(), state)?;
+                Ok(state.step(boosting).len(&settings.layout, cuts.cells()))
             }
             _ => Ok(settings.layout.len(kind)),
         }
