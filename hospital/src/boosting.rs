@@ -167,7 +167,7 @@ pub(crate) fn contribution(
             return Err(FederationError::Task("a training session after every tree was grown".into()));
         }
     };
-    Ok(boosting_vector(&settings.layout, &step, cells, &contribution, figures.test_rows)?)
+    Ok(boosting_vector(&settings.layout, &step, cells, &contribution, settings.tail_scale(figures))?)
 }
 
 /// Per numeric input without thresholds, the fine counts ([`fine_bin`]) of its counted

@@ -434,7 +434,7 @@ impl HospitalNode {
                         };
                         let scores = SubgroupScores { cells: &subgroup_cells, last: &logits, kept: kept.as_deref() };
                         let subgroups = local_subgroups(&settings.layout, &scores, test, sampler.as_ref())?;
-                        settings.layout.evaluate_vector(&evaluation, &subgroups, figures.test_rows)?
+                        settings.layout.evaluate_vector(&evaluation, &subgroups, settings.tail_scale(figures))?
                     }
                 }
             }
@@ -494,7 +494,7 @@ impl HospitalNode {
         }
         let delta: Vec<f32> = local.iter().zip(global).map(|(l, g)| l - g).collect();
         let loss = f64::from(report.epoch_losses.last().copied().unwrap_or(0.0));
-        Ok(settings.layout.train_vector(&delta, loss, weight, evaluation, figures.test_rows)?)
+        Ok(settings.layout.train_vector(&delta, loss, weight, evaluation, settings.tail_scale(figures))?)
     }
 }
 

@@ -16,6 +16,8 @@
 //!            positives per cell, and for a numeric column its present count, Σx, Σx²]
 //!           -> exact totals (integers as 20-bit limbs, like setup)
 //! evaluation tail: [test_loss · t_k/T | positives per score bin / T | negatives per score bin / T]
+//!            (T: [`crate::FederationSettings::tail_scale`], the pooled held-out rows, with a
+//!            margin under pooled noise)
 //! subgroup histograms: per subgroup column, per cell (its cells, then its missing values):
 //!            [positives per score bin / T | negatives per score bin / T], in
 //!            min(bins, SUBGROUP_BINS) bins
@@ -819,5 +821,46 @@ mod tests {
         };
         let evaluation = LocalEvaluation::of_logits(&[], &[], 4);
         assert!(layout.evaluate_vector(&evaluation, &wrong, 5).is_err());
+    }
+
+    #[test]
+    fn a_noisy_held_out_count_far_below_the_true_one_still_decodes_every_hospitals_tail() {
+        use fedcare_core::privacy::PooledNoise;
+        let mut settings = crate::driver::test_settings(3);
+        settings.privacy = Some(crate::Privacy {
+            dp_sgd: None,
+            delta: 1e-6,
+            pooled: Some(PooledNoise { multiplier: 50.0, evaluation_multiplier: 12.0, rows_per_patient: 1 }),
+            setup_statistics: 1,
+            evaluation_statistics: 1,
+        });
+        // Noise made the pooled count of held-out rows 3, where 3 hospitals hold 200 each.
+        let figures = crate::PublicFigures { test_rows: 3, ..crate::PublicFigures::default() };
+        let scale = settings.tail_scale(&figures);
+        assert_eq!(scale, 3 + 2400, "six σ_p of the noise of the most parties (64)");
+        let layout = &settings.layout;
+        let logits: Vec<f32> = (0..200).map(|i| i as f32 / 50.0 - 2.0).collect();
+        let labels: Vec<f32> = (0..200).map(|i| f32::from(i % 3 == 0)).collect();
+        let evaluation = LocalEvaluation::of_logits(&logits, &labels, layout.bins);
+        let none = LocalSubgroups {
+            last: SubgroupHistograms::zeros(&layout.subgroups, layout.subgroup_bins()),
+            kept: None,
+            noise: Vec::new(),
+        };
+        // Divided by the count itself, one hospital's tail leaves the codec's ±8.
+        let raw = layout.evaluate_vector(&evaluation, &none, figures.test_rows).unwrap();
+        assert!(raw.iter().any(|v| v.abs() > 8.0));
+        let vectors: Vec<Vec<f64>> =
+            (0..3).map(|_| layout.evaluate_vector(&evaluation, &none, scale).unwrap()).collect();
+        let sum = crate::testing::sum_through_codec(&vectors);
+        let DecodedSum::Evaluate(pooled, _) = layout.decode(SessionKind::Evaluate, &sum, scale).unwrap() else {
+            panic!("an evaluation decodes as one")
+        };
+        let expected: Vec<u64> = evaluation.histogram.positives.iter().map(|c| 3 * c).collect();
+        assert_eq!(pooled.histogram.positives, expected);
+        assert_eq!(pooled.histogram.class_totals(), (3 * 67, 3 * 133));
+        // The loss comes back summed over the scale: times scale / count, the mean per counted row.
+        let mean = pooled.log_loss * scale as f64 / figures.test_rows as f64;
+        assert!((mean - 3.0 * evaluation.loss_sum / 3.0).abs() < 1e-3 * mean, "{mean}");
     }
 }

@@ -349,7 +349,7 @@ fn contribution(settings: &FederationSettings, agreed: &Agreed) -> Result<Vec<u6
             params_from_bytes(model, layout.params)?;
             let delta = vec![0.25; layout.params];
             let weight = 10.0 / figures.train_rows as f64;
-            layout.train_vector(&delta, 0.5, weight, &evaluation, figures.test_rows)?
+            layout.train_vector(&delta, 0.5, weight, &evaluation, settings.tail_scale(figures))?
         }
         SessionKind::Evaluate => {
             let none = LocalSubgroups {
@@ -357,7 +357,7 @@ fn contribution(settings: &FederationSettings, agreed: &Agreed) -> Result<Vec<u6
                 kept: None,
                 noise: Vec::new(),
             };
-            layout.evaluate_vector(&evaluation, &none, figures.test_rows)?
+            layout.evaluate_vector(&evaluation, &none, settings.tail_scale(figures))?
         }
         SessionKind::Explore => {
             let mut counts = fedcare_core::explore::ExploreCounts::zeros(&layout.explore);
@@ -401,7 +401,7 @@ fn boosting_contribution(
         }
         Step::Done => return Err(missing("a tree to grow").into()),
     };
-    Ok(boosting_vector(&settings.layout, &step, cuts.cells(), &contribution, agreed.figures.test_rows)?)
+    Ok(boosting_vector(&settings.layout, &step, cuts.cells(), &contribution, settings.tail_scale(&agreed.figures))?)
 }
 
 /// Uploads `bytes` as `kind` from `name` the way the shell does (admit, verify, accept).

@@ -141,8 +141,14 @@ fn boosting_round(
     let cuts = boosting
         .cuts(&inputs.figures.feature_stats, inputs.settings.spec.input_width(), &state)
         .map_err(OutputError::Layout)?;
-    let sum = decode_boosting(&inputs.settings.layout, &step, cuts.cells(), values, inputs.figures.test_rows)
-        .map_err(OutputError::Layout)?;
+    let sum = decode_boosting(
+        &inputs.settings.layout,
+        &step,
+        cuts.cells(),
+        values,
+        inputs.settings.tail_scale(inputs.figures),
+    )
+    .map_err(OutputError::Layout)?;
     // Under pooled noise the sums are noisy: no evaluation, and no exact-sum checks in growing.
     let noisy = inputs.settings.privacy.is_some_and(|privacy| !privacy.evaluates_rounds());
     match (sum, step) {
@@ -192,6 +198,13 @@ fn boosting_round(
     server.boosting = Some(state);
     server.released_rounds = inputs.session.round;
     Ok(())
+}
+
+/// The factor that turns a decoded tail's loss, summed over [`FederationSettings::tail_scale`],
+/// into the mean over the pooled held-out rows: 1 without pooled noise, where the scale is the
+/// count itself.
+fn loss_rescale(settings: &FederationSettings, figures: &PublicFigures) -> f64 {
+    settings.tail_scale(figures) as f64 / figures.test_rows.max(1) as f64
 }
 
 /// After the final evaluation made the last model the best, a boosting state keeps all its
@@ -359,7 +372,9 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
     if let Some(boosting) = boosting {
         boosting_round(inputs, boosting, &values, &mut record, &mut server)?;
     } else {
-        let decoded = layout.decode(inputs.kind, &values, inputs.figures.test_rows).map_err(OutputError::Layout)?;
+        let decoded = layout
+            .decode(inputs.kind, &values, inputs.settings.tail_scale(inputs.figures))
+            .map_err(OutputError::Layout)?;
         match decoded {
             DecodedSum::Setup(counts) => {
                 let noise = inputs.settings.pooled_noise().map_or(0.0, |p| p.scale(1.0));
@@ -388,7 +403,8 @@ pub fn session_output(inputs: &SessionInputs<'_>, words: &[u64]) -> Result<Sessi
                 server.released_rounds = inputs.session.round;
             }
             // The last evaluation: the best model is what the federation hands out.
-            DecodedSum::Evaluate(evaluation, subgroups) => {
+            DecodedSum::Evaluate(mut evaluation, subgroups) => {
+                evaluation.log_loss *= loss_rescale(inputs.settings, inputs.figures);
                 record.set_evaluation(&evaluation);
                 let last_rounds = inputs.session.round.saturating_sub(1);
                 server.released_rounds = last_rounds;

@@ -289,6 +289,18 @@ impl FederationSettings {
         }
     }
 
+    /// What every hospital divides its evaluation tail by (its loss sum and score-histogram
+    /// counts) and the decoder multiplies back: the pooled held-out rows of `figures`; under
+    /// pooled noise, that noisy count plus six standard deviations of the noise the most parties
+    /// could have put on it, so that noise making the count small can never push one hospital's
+    /// `count / scale` out of the codec's range. Public, so every party computes the same.
+    pub fn tail_scale(&self, figures: &PublicFigures) -> u64 {
+        let margin = self
+            .pooled_noise()
+            .map_or(0.0, |pooled| 6.0 * pooled.scale(1.0) * f64::from(self.codec.max_parties.max(1)).sqrt());
+        figures.test_rows.saturating_add(margin.ceil() as u64)
+    }
+
     /// The most values a decoded upload or relayed crypto message may hold: what
     /// [`FederationSettings::max_upload_bytes`] allows at 8 bytes a value.
     pub fn wire_limits(&self) -> fedcare_crypto::WireLimits {
