@@ -173,9 +173,7 @@ pub(crate) fn contribution(
 /// Per numeric input without thresholds, the fine counts ([`fine_bin`]) of its counted
 /// training rows' standardised values, for the pooled quantiles.
 fn fine_counts(train: &Dataset, counted: &[bool], boosting: &Boosting) -> Vec<Vec<u64>> {
-    let inputs: Vec<usize> = (boosting.numeric_thresholds.iter().enumerate())
-        .filter_map(|(input, thresholds)| thresholds.is_empty().then_some(input))
-        .collect();
+    let inputs: Vec<usize> = boosting.quantiled().collect();
     let mut fine = vec![vec![0u64; FINE_BINS]; inputs.len()];
     for row in (0..train.rows()).filter(|&row| counted[row]) {
         let values = train.row(row);

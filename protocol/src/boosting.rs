@@ -12,7 +12,7 @@
 //! A tree takes at most `depth` sessions, one per level, every open node of the level in one
 //! vector; of two siblings only the one with fewer rows is measured, the other is its parent's
 //! histogram less it ([`fedcare_core::gbdt::grow`]). Every party applies the decrypted sums by
-//! the same rule ([`BoostingState::apply`]), so they hold the same trees; training ends when the
+//! the same rule (`output::boosting_round`), so they hold the same trees; training ends when the
 //! ensemble has its trees, and the final evaluation scores it as any model. A numeric input
 //! without thresholds (no edges in the schema) is cut at the pooled quantiles of its values
 //! ([`fedcare_core::gbdt::quantiles`]), from the fine counts the base session sums.
@@ -68,9 +68,15 @@ impl Boosting {
         1 + self.config.trees.saturating_mul(self.config.depth)
     }
 
-    /// The numeric inputs without thresholds, whose pooled quantiles the base session measures.
+    /// The numeric inputs without thresholds, whose pooled quantiles the base session measures,
+    /// in input order.
+    pub fn quantiled(&self) -> impl Iterator<Item = usize> + '_ {
+        self.numeric_thresholds.iter().enumerate().filter_map(|(input, t)| t.is_empty().then_some(input))
+    }
+
+    /// How many numeric inputs have no thresholds ([`Self::quantiled`]).
     pub fn quantiled_inputs(&self) -> usize {
-        self.numeric_thresholds.iter().filter(|t| t.is_empty()).count()
+        self.quantiled().count()
     }
 
     /// Every input's cuts under `state`: the numeric inputs' thresholds standardised with the
